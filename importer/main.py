@@ -1,0 +1,137 @@
+"""`cdi-importer`: upstream's importer pod entrypoint. Reads the env-var contract, imports into the
+data path, serves progress, writes the termination message and exits with upstream's codes:
+0 on success (and, as upstream, when scratch space is required or a checksum mismatched, both with a
+JSON message the controller acts on), 1 on any other failure. `run` builds the real object graph;
+everything below it takes its collaborators as arguments."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from cdi.contracts import importer_env as env
+from cdi.contracts.termination import IMPORT_COMPLETE, TerminationMessage
+from importer.blank import create_blank
+from importer.checksum import parse_checksum
+from importer.config import ImporterConfig, load_config
+from importer.errors import ChecksumMismatch, ConfigurationError, ImportFailure, NoSpace
+from importer.metrics import MetricsServer
+from importer.pipeline import ImportOutcome, ImportRequest, Pipeline
+from importer.progress import Progress
+from importer.qemu import QemuImg
+from importer.sources import SOURCES
+from importer.target import discover_target
+from importer.transfer import ScratchSpaceRequired
+
+log = logging.getLogger("importer")
+PROGRESS_INTERVAL = 1.0
+
+
+def write_termination(path: Path, message: TerminationMessage) -> None:
+    try:
+        path.write_text(message.to_json())
+        os.chmod(path, 0o600)
+    except OSError as e:
+        log.error("could not write termination message to %s: %s", path, e)
+
+
+def failure_message(error: ImportFailure) -> TerminationMessage:
+    """Upstream's wording: configuration and connection errors as they are, the rest prefixed."""
+    text = error.message
+    if not isinstance(error, ConfigurationError) and not text.startswith("Unable to"):
+        text = f"Unable to process data: {text}"
+    return TerminationMessage(message=text, reason=error.reason, retryable=error.retryable)
+
+
+def build_request(config: ImporterConfig) -> ImportRequest:
+    return ImportRequest(
+        target=discover_target(config.data_path, config.image_size),
+        scratch_dir=config.scratch_path,
+        archive=config.content_type == env.CONTENT_ARCHIVE,
+        image_size=config.image_size,
+        overhead=config.filesystem_overhead,
+        preallocate=config.preallocation,
+        checksum=parse_checksum(config.checksum),
+        cache_try_none=config.cache_mode_try_none,
+    )
+
+
+async def execute(config: ImporterConfig, progress: Progress, qemu: QemuImg) -> ImportOutcome:
+    request = build_request(config)
+    if request.target.block and request.archive:
+        raise ConfigurationError("content type archive needs a Filesystem volume, not a Block volume")
+    if config.source == env.SOURCE_NONE:
+        return await asyncio.to_thread(create_blank, request)
+    factory = SOURCES.get(config.source)
+    if factory is None:
+        raise ConfigurationError(f"Unknown data source: {config.source} (not supported by this importer yet)")
+    source = factory(config)
+    async with source.open() as stream:
+        return await Pipeline(qemu, progress).run(stream, request)
+
+
+async def _report_progress(progress: Progress) -> None:
+    last = -1.0
+    while True:
+        await asyncio.sleep(PROGRESS_INTERVAL)
+        progress.write_file()
+        if progress.percent != last:
+            last = progress.percent
+            log.info("progress %.2f%%", last)
+
+
+async def run(environ: Mapping[str, str], qemu: QemuImg | None = None) -> int:
+    termination_log = Path(environ.get(env.TERMINATION_LOG, env.DEFAULT_TERMINATION_LOG))
+    try:
+        config = load_config(environ)
+    except ConfigurationError as e:
+        write_termination(termination_log, failure_message(e))
+        log.error("%s", e.message)
+        return 1
+    progress = Progress(config.progress_file)
+    metrics = MetricsServer(progress, config.owner_uid, config.metrics_addr)
+    await metrics.start()
+    if metrics.port is not None:
+        log.info("serving progress on port %d", metrics.port)
+    reporter = asyncio.create_task(_report_progress(progress))
+    try:
+        outcome = await execute(config, progress, qemu or QemuImg())
+    except ScratchSpaceRequired as e:
+        log.info("scratch space required: %s", e)
+        write_termination(config.termination_log, TerminationMessage(
+            message=IMPORT_COMPLETE, scratch_space_required=True, preallocation_applied=False))
+        return 0
+    except ImportFailure as e:
+        log.error("%s", e.message)
+        write_termination(config.termination_log, failure_message(e))
+        return 0 if isinstance(e, ChecksumMismatch) else 1
+    except OSError as e:
+        failure = NoSpace(str(e)) if e.errno in (28, 122) else ImportFailure(f"{type(e).__name__}: {e}")
+        log.error("%s", failure.message)
+        write_termination(config.termination_log, failure_message(failure))
+        return 1
+    finally:
+        reporter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reporter
+        progress.write_file()
+        await metrics.stop()
+    write_termination(config.termination_log, TerminationMessage(
+        message=IMPORT_COMPLETE, scratch_space_required=False, preallocation_applied=outcome.preallocation_applied))
+    log.info("Import Complete (%s, %d bytes)", outcome.detected, outcome.virtual_size)
+    return 0
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(asyncio.run(run(os.environ)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""The import pipeline: source stream → transfer thread → (validate → convert) → resize → commit.
+
+Phases keep upstream's names in the log (Info, TransferDataFile, TransferScratch, TransferDataDir,
+Convert, Resize, Complete). Raw, ISO and compressed raw stream straight to the target; formats that
+qemu-img must convert go through scratch space (until the streaming qcow2 reader lands), where the
+file is checked by our header parser before download and by `qemu-img info` and `check` after it.
+On any failure the partial disk and scratch file are removed, so nothing looks imported.
+Called by `importer.main`; the upload server will call it with its request body as the stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+from cdi.contracts.importer_env import SCRATCH_IMAGE_NAME
+from cdi.sizing import usable_space
+from importer.blockio import no_space_guard, preallocate, supports_direct_io
+from importer.bridge import ChunkBridge
+from importer.checksum import ChecksumSpec
+from importer.errors import too_large
+from importer.imagecheck import check_image
+from importer.progress import Progress
+from importer.qemu import QemuImg
+from importer.sources.base import SourceStream
+from importer.target import Target, scratch_free
+from importer.transfer import (
+    CONVERT_DOWNLOAD_SHARE,
+    Destination,
+    TransferPlan,
+    TransferResult,
+    transfer,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ImportRequest:
+    target: Target
+    scratch_dir: Path
+    archive: bool
+    image_size: int | None
+    overhead: Decimal
+    preallocate: bool
+    checksum: ChecksumSpec | None
+    cache_try_none: bool = False
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    preallocation_applied: bool
+    virtual_size: int
+    detected: str
+
+
+class Pipeline:
+    def __init__(self, qemu: QemuImg, progress: Progress) -> None:
+        self._qemu = qemu
+        self._progress = progress
+
+    async def run(self, stream: SourceStream, request: ImportRequest) -> ImportOutcome:
+        target = request.target
+        scratch_file = request.scratch_dir / SCRATCH_IMAGE_NAME
+        plan = TransferPlan(target, scratch_file, scratch_free(request.scratch_dir), request.archive,
+                            request.preallocate, request.checksum)
+        target.clean()
+        try:
+            result = await self._transfer(stream, plan)
+            log.info("transferred %d wire bytes as %s to %s", result.wire_bytes, result.image.description,
+                     result.destination.value)
+            if result.destination is Destination.ARCHIVE:
+                self._progress.raise_to(100.0)
+                return ImportOutcome(False, result.written, result.image.description)
+            if result.destination is Destination.SCRATCH:
+                virtual_size = await self._convert(scratch_file, result, request)
+            else:
+                virtual_size = result.written
+            final_size = self._resize(target, virtual_size, request)
+            target.commit()
+        except BaseException:
+            target.discard()
+            raise
+        finally:
+            scratch_file.unlink(missing_ok=True)
+        self._progress.raise_to(100.0)
+        log.info("Complete: %s, virtual size %d", target.disk_path, final_size)
+        return ImportOutcome(request.preallocate, final_size, result.image.description)
+
+    async def _transfer(self, stream: SourceStream, plan: TransferPlan) -> TransferResult:
+        def on_bytes(count: int, share: float) -> None:
+            if stream.total:
+                self._progress.raise_to(min(count, stream.total) * 100.0 * share / stream.total)
+
+        log.info("Info: reading %s", stream.description)
+        bridge = ChunkBridge(stream.chunks)
+        try:
+            return await asyncio.to_thread(transfer, bridge.reader, plan, on_bytes)
+        finally:
+            await bridge.close()
+
+    async def _convert(self, scratch_file: Path, result: TransferResult, request: ImportRequest) -> int:
+        fmt = result.image.format.value
+        target = request.target
+        info = await self._qemu.info(str(scratch_file), fmt)
+        check_image(info, expected_format=fmt, image_path=str(scratch_file), available=target.available)
+        await self._qemu.check(str(scratch_file), fmt)
+        log.info("Convert: %s (%d bytes virtual) to raw", fmt, info.virtual_size)
+        write_path = target.write_path
+        cache_mode = "none" if request.cache_try_none and supports_direct_io(write_path) else "writeback"
+        base = CONVERT_DOWNLOAD_SHARE * 100.0
+        await self._qemu.convert(
+            str(scratch_file), fmt, str(write_path), cache_mode=cache_mode, preallocate=request.preallocate,
+            existing_target=target.block,
+            on_progress=lambda p: self._progress.raise_to(base + p * (100.0 - base) / 100.0))
+        return info.virtual_size
+
+    def _resize(self, target: Target, virtual_size: int, request: ImportRequest) -> int:
+        """Grow a Filesystem disk to the usable size (never shrink it) and check it still fits."""
+        if target.block:
+            return virtual_size
+        size = virtual_size
+        if request.image_size is not None:
+            wanted = min(usable_space(request.overhead, target.available), request.image_size)
+            if virtual_size < wanted:
+                log.info("Resize: %d -> %d bytes", virtual_size, wanted)
+                size = wanted
+        if size > target.available:
+            raise too_large(size, target.available)
+        fd = os.open(target.write_path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, size)
+            if request.preallocate:
+                preallocate(fd, size)
+            os.fsync(fd)
+        except OSError as e:
+            raise no_space_guard(e, str(target.disk_path)) from e
+        finally:
+            os.close(fd)
+        return size

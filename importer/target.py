@@ -1,0 +1,107 @@
+"""The volume an import writes to: a directory that receives `disk.img` (Filesystem volumes) or a
+block device (Block volumes), and how much the disk may occupy.
+
+A disk image is first written to a hidden partial file beside `disk.img` and renamed into place only
+after every check has passed, so a refused or interrupted import never leaves a `disk.img` that looks
+complete. Used by `importer.pipeline` and `importer.blank`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdi.contracts.importer_env import DISK_IMAGE_NAME
+from importer.blockio import device_size, is_block_device
+from importer.errors import ConfigurationError
+
+PARTIAL_NAME = ".disk.img.partial"
+DISK_MODE = 0o660
+
+
+@dataclass(frozen=True)
+class Target:
+    data_path: Path
+    block: bool
+    available: int
+
+    @property
+    def disk_path(self) -> Path:
+        return self.data_path if self.block else self.data_path / DISK_IMAGE_NAME
+
+    @property
+    def write_path(self) -> Path:
+        """Where the disk is written before it is committed."""
+        return self.data_path if self.block else self.data_path / PARTIAL_NAME
+
+    def clean(self) -> None:
+        """Remove what an earlier attempt left (upstream's CleanAll), never a block device."""
+        if self.block:
+            return
+        for path in (self.disk_path, self.write_path):
+            path.unlink(missing_ok=True)
+
+    def open_for_write(self) -> int:
+        if self.block:
+            return os.open(self.data_path, os.O_WRONLY | os.O_EXCL)
+        return os.open(self.write_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DISK_MODE)
+
+    def discard(self) -> None:
+        if not self.block:
+            self.write_path.unlink(missing_ok=True)
+
+    def commit(self) -> None:
+        """Make the written disk visible as `disk.img`, durably."""
+        if self.block:
+            _fsync_path(self.data_path)
+            return
+        os.chmod(self.write_path, DISK_MODE)
+        _fsync_path(self.write_path)
+        os.replace(self.write_path, self.disk_path)
+        _fsync_path(self.data_path)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def free_space(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def discover_target(data_path: Path, image_size: int | None) -> Target:
+    """Block if `data_path` is a block device; otherwise a directory whose free space (capped by the
+    requested size, as upstream's calculateTargetSize) bounds the disk."""
+    if is_block_device(data_path):
+        return Target(data_path, True, device_size(data_path))
+    if not data_path.is_dir():
+        raise ConfigurationError(f"data path {data_path} is neither a directory nor a block device")
+    available = free_space(data_path)
+    if image_size is not None:
+        available = min(available, image_size)
+    return Target(data_path, False, available)
+
+
+def scratch_free(scratch_dir: Path) -> int:
+    """Free bytes in the scratch directory; 0 when there is no usable scratch space."""
+    try:
+        return free_space(scratch_dir) if scratch_dir.is_dir() else 0
+    except OSError:
+        return 0
+
+
+def clear_directory(path: Path, *, keep: tuple[str, ...] = ("lost+found",)) -> None:
+    for entry in path.iterdir():
+        if entry.name in keep:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
