@@ -116,12 +116,14 @@ class PrefixReader:
         self._inner = inner
 
     def read(self, size: int = -1, /) -> bytes:
-        if self._prefix:
-            n = len(self._prefix) if size < 0 else size
-            piece = bytes(self._prefix[:n])
-            self._prefix = self._prefix[n:]
-            return piece
-        return self._inner.read(size)
+        if not self._prefix:
+            return self._inner.read(size)
+        if size < 0:
+            piece, self._prefix = bytes(self._prefix), memoryview(b"")
+            return piece + self._inner.read()
+        piece = bytes(self._prefix[:size])
+        self._prefix = self._prefix[size:]
+        return piece
 
 
 class DecompressingReader:
