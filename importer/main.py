@@ -121,8 +121,10 @@ async def run(environ: Mapping[str, str], qemu: QemuImg | None = None) -> int:
             await reporter
         progress.write_file()
         await metrics.stop()
+    blank = config.source == env.SOURCE_NONE  # upstream's blank message has no scratchSpaceRequired key
     write_termination(config.termination_log, TerminationMessage(
-        message=IMPORT_COMPLETE, scratch_space_required=False, preallocation_applied=outcome.preallocation_applied))
+        message=IMPORT_COMPLETE, scratch_space_required=None if blank else False,
+        preallocation_applied=outcome.preallocation_applied))
     log.info("Import Complete (%s, %d bytes)", outcome.detected, outcome.virtual_size)
     return 0
 

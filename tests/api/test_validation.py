@@ -42,6 +42,11 @@ def import_source(spec: dict[str, Any], name: str = "volume-import-source-1") ->
     return {"apiVersion": V1, "kind": "VolumeImportSource", "metadata": {"name": name}, "spec": spec}
 
 
+def transfer(source: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": V1, "kind": "ObjectTransfer", "metadata": {"name": "move"},
+            "spec": {"source": source, "target": target}}
+
+
 HTTP_URL = "https://example.com/disk.qcow2"
 CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     # --- DataVolume: target
@@ -246,6 +251,13 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
      ["spec.targetClaim: Unable to do multi-stage import without specifying a target claim"]),
     ("import source with bad URL", import_source({"source": {"http": {"url": "ftp://x/y"}}}),
      ["spec.source.http.url: Invalid source URL scheme: ftp://x/y (use one of http, https, gs)"]),
+    # --- ObjectTransfer
+    ("transfer without target", transfer({"kind": "PersistentVolumeClaim", "namespace": "a", "name": "b"}, {}),
+     ["spec.target: Target namespace and/or target name must be supplied"]),
+    ("transfer of a Pod", transfer({"kind": "Pod", "namespace": "a", "name": "b"}, {"namespace": "c"}),
+     ["spec.source.kind: Unsupported kind 'Pod' (use DataVolume or PersistentVolumeClaim)"]),
+    ("transfer of a DataVolume", transfer({"kind": "DataVolume", "namespace": "a", "name": "b"}, {"name": "c"}),
+     []),
     ("import source name too long", import_source({"source": {"blank": {}}}, name="v" * 64),
      ["metadata.name: Name cannot be longer than 63 characters"]),
 ]

@@ -1,0 +1,1 @@
+"""Tests of the cluster protocol and its embedded SQLite backend."""

@@ -45,7 +45,7 @@ Runner = Callable[..., ImportRun]
 def run_importer(tmp_path: Path) -> Iterator[Runner]:
     counter = iter(range(1000))
 
-    def run(env: Mapping[str, str], *, data: Path | None = None, scratch: Path | None | bool = True,
+    def run(env: Mapping[str, str], *, data: Path | None = None, scratch: Path | bool | None = True,
             timeout: float = 120) -> ImportRun:
         n = next(counter)
         data_path = data or tmp_path / f"data{n}"

@@ -1,4 +1,4 @@
-"""Every format × compression imported over HTTP from nginx is byte-identical to `qemu-img convert`."""
+"""Every format x compression imported over HTTP from nginx is byte-identical to `qemu-img convert`."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ def _encrypted(directory: Path) -> list[Image]:
             "-f",
             "qcow2",
             "-o",
-            "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10",
+            "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=200",
             qcow2,
             _SMALL,
         ]

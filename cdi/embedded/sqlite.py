@@ -1,0 +1,275 @@
+"""The embedded store's SQLite file: schema, one worker thread with its connection, and transactions.
+
+Kine-style layout: `objects` holds the current version of every object, keyed by (API group, kind,
+namespace, name), with `uid` indexed for garbage collection; `changes` is the log of every write
+(resourceVersion, ADDED/MODIFIED/DELETED, the object and its previous version); `owner_refs` indexes
+ownerReferences by owner uid; `counters` holds the last resourceVersion handed out and the highest
+one compaction removed. All writes go through `BEGIN IMMEDIATE` so several processes (`cdi serve`
+and a `cdi apply`) serialise on SQLite's write lock, waiting up to the busy timeout; WAL mode lets
+readers and watchers proceed meanwhile.
+
+`Database` runs every call on its own thread so sqlite never blocks the event loop; `Transaction` is
+what the write and read functions of `cdi.embedded.mutations` and `cdi.embedded.watch` receive there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from cdi.cluster.errors import ApiError
+from cdi.cluster.protocol import EventType, Object
+from cdi.embedded.semantics import owner_uids
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    grp TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    uid TEXT NOT NULL UNIQUE, rv INTEGER NOT NULL, body TEXT NOT NULL,
+    PRIMARY KEY (grp, kind, namespace, name)
+);
+CREATE INDEX IF NOT EXISTS objects_by_namespace ON objects (namespace);
+CREATE TABLE IF NOT EXISTS owner_refs (
+    owner_uid TEXT NOT NULL, grp TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    PRIMARY KEY (owner_uid, grp, kind, namespace, name)
+);
+CREATE INDEX IF NOT EXISTS owner_refs_by_dependent ON owner_refs (grp, kind, namespace, name);
+CREATE TABLE IF NOT EXISTS changes (
+    rv INTEGER PRIMARY KEY, type TEXT NOT NULL,
+    grp TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    body TEXT NOT NULL, prev_body TEXT, changed_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS changes_by_kind ON changes (grp, kind, rv);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+-- Start at 1 so that even an empty store lists at a version a watch can start from ("0" means "now").
+INSERT OR IGNORE INTO counters (name, value) VALUES ('resource_version', 1), ('compacted', 0);
+"""
+
+
+class StoreUnavailable(ApiError):
+    """The database file could not be read or written (locked past the busy timeout, disk full...)."""
+
+    code = 503
+    reason = "ServiceUnavailable"
+
+
+@dataclass(frozen=True)
+class Key:
+    """Where an object lives: namespace is "" for cluster-scoped kinds."""
+
+    group: str
+    kind: str
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """One row of the change log."""
+
+    resource_version: int
+    type: EventType
+    object: Object
+    previous: Object | None
+
+
+class Transaction:
+    """Row-level operations inside one open SQLite transaction (used on the database thread only)."""
+
+    def __init__(self, conn: sqlite3.Connection, changed_at: float = 0.0) -> None:
+        self._conn = conn
+        self._changed_at = changed_at
+
+    def get(self, key: Key) -> Object | None:
+        row = self._conn.execute("SELECT body FROM objects WHERE grp=? AND kind=? AND namespace=? AND name=?",
+                                 (key.group, key.kind, key.namespace, key.name)).fetchone()
+        return None if row is None else _load(row[0])
+
+    def objects(self, group: str, kind: str, namespace: str | None) -> list[Object]:
+        query, args = "SELECT body FROM objects WHERE grp=? AND kind=?", [group, kind]
+        if namespace is not None:
+            query, args = query + " AND namespace=?", [*args, namespace]
+        return [_load(body) for (body,) in self._conn.execute(query + " ORDER BY namespace, name", args)]
+
+    def keys_in_namespace(self, namespace: str) -> list[Key]:
+        rows = self._conn.execute("SELECT grp, kind, namespace, name FROM objects WHERE namespace=?", (namespace,))
+        return [Key(*row) for row in rows]
+
+    def uid_exists(self, uid: str, dependent_namespace: str) -> bool:
+        """Whether an owner with `uid` exists where a dependent in `dependent_namespace` may see it."""
+        row = self._conn.execute("SELECT 1 FROM objects WHERE uid=? AND (namespace='' OR namespace=?)",
+                                 (uid, dependent_namespace)).fetchone()
+        return row is not None
+
+    def dependents_of_missing_owners(self) -> list[Key]:
+        rows = self._conn.execute(
+            "SELECT DISTINCT r.grp, r.kind, r.namespace, r.name FROM owner_refs r WHERE NOT EXISTS ("
+            " SELECT 1 FROM objects o WHERE o.uid = r.owner_uid AND (o.namespace = '' OR o.namespace = r.namespace))"
+            " ORDER BY r.grp, r.kind, r.namespace, r.name")
+        return [Key(*row) for row in rows]
+
+    def terminating_namespaces(self) -> list[str]:
+        rows = self._conn.execute("SELECT name FROM objects WHERE grp='' AND kind='Namespace' AND "
+                                  "json_extract(body, '$.metadata.deletionTimestamp') IS NOT NULL ORDER BY name")
+        return [name for (name,) in rows]
+
+    def current_rv(self) -> int:
+        return self._counter("resource_version")
+
+    def compacted_rv(self) -> int:
+        return self._counter("compacted")
+
+    def put(self, key: Key, obj: Object, type_: EventType, previous: Object | None) -> Object:
+        """Store `obj` under a new resourceVersion and log the change; returns the stored object."""
+        rv = self._next_rv()
+        obj["metadata"]["resourceVersion"] = str(rv)
+        body = _dump(obj)
+        self._conn.execute("INSERT OR REPLACE INTO objects (grp, kind, namespace, name, uid, rv, body) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           (key.group, key.kind, key.namespace, key.name, obj["metadata"]["uid"], rv, body))
+        self._set_owner_refs(key, owner_uids(obj))
+        self._log(rv, type_, key, body, previous)
+        return obj
+
+    def remove(self, key: Key, obj: Object) -> Object:
+        """Delete the object for real and log a DELETED change carrying its final state."""
+        rv = self._next_rv()
+        obj["metadata"]["resourceVersion"] = str(rv)
+        self._conn.execute("DELETE FROM objects WHERE grp=? AND kind=? AND namespace=? AND name=?",
+                           (key.group, key.kind, key.namespace, key.name))
+        self._set_owner_refs(key, [])
+        self._log(rv, "DELETED", key, _dump(obj), None)
+        return obj
+
+    def changes_after(self, rv: int, group: str, kind: str, namespace: str | None, limit: int) -> list[Change]:
+        query = "SELECT rv, type, body, prev_body FROM changes WHERE grp=? AND kind=? AND rv>?"
+        args: list[str | int] = [group, kind, rv]
+        if namespace is not None:
+            query, args = query + " AND namespace=?", [*args, namespace]
+        rows = self._conn.execute(query + " ORDER BY rv LIMIT ?", [*args, limit]).fetchall()
+        return [Change(rv, type_, _load(body), None if prev is None else _load(prev))
+                for rv, type_, body, prev in rows]
+
+    def compact(self, keep: int, older_than: float) -> int:
+        """Drop change rows beyond the newest `keep` that were written before `older_than`."""
+        horizon = self.current_rv() - keep
+        newest_old = self._conn.execute("SELECT max(rv) FROM changes WHERE rv<=? AND changed_at<=?",
+                                        (horizon, older_than)).fetchone()[0]
+        if newest_old is None:
+            return 0
+        removed = self._conn.execute("DELETE FROM changes WHERE rv<=?", (newest_old,)).rowcount
+        self._conn.execute("UPDATE counters SET value=max(value, ?) WHERE name='compacted'", (newest_old,))
+        return removed
+
+    def _counter(self, name: str) -> int:
+        value: int = self._conn.execute("SELECT value FROM counters WHERE name=?", (name,)).fetchone()[0]
+        return value
+
+    def _next_rv(self) -> int:
+        value: int = self._conn.execute("UPDATE counters SET value=value+1 WHERE name='resource_version' "
+                                        "RETURNING value").fetchone()[0]
+        return value
+
+    def _set_owner_refs(self, key: Key, uids: list[str]) -> None:
+        where = (key.group, key.kind, key.namespace, key.name)
+        self._conn.execute("DELETE FROM owner_refs WHERE grp=? AND kind=? AND namespace=? AND name=?", where)
+        self._conn.executemany("INSERT OR IGNORE INTO owner_refs (owner_uid, grp, kind, namespace, name) "
+                               "VALUES (?, ?, ?, ?, ?)", [(uid, *where) for uid in uids])
+
+    def _log(self, rv: int, type_: EventType, key: Key, body: str, previous: Object | None) -> None:
+        self._conn.execute("INSERT INTO changes (rv, type, grp, kind, namespace, name, body, prev_body, changed_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           (rv, type_, key.group, key.kind, key.namespace, key.name, body,
+                            None if previous is None else _dump(previous), self._changed_at))
+
+
+class Database:
+    """One SQLite connection owned by one worker thread; every call runs there as a transaction."""
+
+    def __init__(self, path: Path, *, busy_timeout: float) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdi-embedded-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        # Opening blocks the caller briefly (it may wait for another process's schema write) so that a
+        # bad path fails here rather than at the first call.
+        try:
+            self._executor.submit(self._open, busy_timeout).result()
+        except BaseException:
+            self._executor.shutdown(wait=True)
+            raise
+
+    async def read(self, fn: Callable[[Transaction], T]) -> T:
+        """Run `fn` in a read transaction: one consistent snapshot, never blocked by writers."""
+        return await self._call(lambda conn: self._transaction(conn, "BEGIN", fn, 0.0))
+
+    async def write(self, fn: Callable[[Transaction], T], changed_at: float) -> T:
+        """Run `fn` in a write transaction holding the file's write lock; rolls back if `fn` raises."""
+        return await self._call(lambda conn: self._transaction(conn, "BEGIN IMMEDIATE", fn, changed_at))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
+        self._executor.shutdown(wait=True)
+
+    def _open(self, busy_timeout: float) -> None:
+        conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+            raise StoreUnavailable(f"cannot open the embedded store {self.path}: {e}") from e
+        self._conn = conn
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def _call(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise StoreUnavailable(f"the embedded store {self.path} is closed")
+
+        def run() -> T:
+            if self._conn is None:
+                raise StoreUnavailable(f"the embedded store {self.path} is closed")
+            try:
+                return job(self._conn)
+            except sqlite3.Error as e:
+                raise StoreUnavailable(f"embedded store {self.path}: {e}") from e
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+    @staticmethod
+    def _transaction(conn: sqlite3.Connection, begin: str, fn: Callable[[Transaction], T], changed_at: float) -> T:
+        conn.execute(begin)
+        try:
+            result = fn(Transaction(conn, changed_at))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return result
+
+
+def _dump(obj: Object) -> str:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
+
+
+def _load(body: str) -> Object:
+    doc: Object = json.loads(body)
+    return doc

@@ -1,0 +1,204 @@
+"""`EmbeddedCluster`: the `Cluster` protocol on one SQLite file, for embedded mode (`cdi serve`, the CLI).
+
+Every verb resolves its kind in `cdi.cluster.kinds`, then runs as one transaction on the database
+thread (`cdi.embedded.sqlite`): reads as snapshots, writes under the file's write lock through the
+functions of `cdi.embedded.mutations`, so several processes can share the file. Each write takes the
+next resourceVersion from a counter that only rises, records a row in the change log that
+`cdi.embedded.watch` replays, and wakes this process's watchers. The change log is compacted as it
+grows: rows older than both the newest `retain_changes` and `retain_for` go, and a watch from before
+them raises `Gone`.
+
+Objects are returned in the apiVersion the caller asked for; they are stored once per API group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+
+from cdi.cluster.errors import Invalid, NotFound
+from cdi.cluster.kinds import DEFAULT_KINDS, KindRegistry, ResourceKind
+from cdi.cluster.protocol import Object, ObjectList, WatchEvent
+from cdi.embedded import mutations
+from cdi.embedded.selectors import parse_selector
+from cdi.embedded.semantics import checked_copy
+from cdi.embedded.sqlite import Database, Transaction
+from cdi.embedded.watch import Notifier, WatchStream
+
+T = TypeVar("T")
+
+_COMPACT_EVERY = 128  # resourceVersions between automatic compactions
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EmbeddedCluster:
+    """A `Cluster` kept in an SQLite file; safe to share between processes. Close it when done."""
+
+    def __init__(self, path: Path, *, clock: Callable[[], datetime] = _utc_now, poll_interval: float = 0.1,
+                 retain_changes: int = 10_000, retain_for: timedelta = timedelta(minutes=5),
+                 busy_timeout: float = 30.0, kinds: KindRegistry = DEFAULT_KINDS) -> None:
+        self._db = Database(Path(path), busy_timeout=busy_timeout)
+        self._clock = clock
+        self._poll_interval = poll_interval
+        self._retain_changes, self._retain_for = retain_changes, retain_for
+        self._kinds = kinds
+        self._notifier = Notifier()
+
+    @property
+    def path(self) -> Path:
+        return self._db.path
+
+    @property
+    def kinds(self) -> KindRegistry:
+        return self._kinds
+
+    async def __aenter__(self) -> EmbeddedCluster:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """End every watch stream and release the database thread and connection."""
+        self._notifier.close()
+        await self._db.close()
+
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Object:
+        served = self._kinds.lookup(api_version, kind)
+        key = mutations.key_for(served, name, namespace)
+        obj = await self._db.read(lambda tx: tx.get(key))
+        if obj is None:
+            raise NotFound(f'{served.resource} "{name}" not found')
+        return _as_version(obj, api_version)
+
+    async def list(self, api_version: str, kind: str, namespace: str | None = None,
+                   label_selector: Mapping[str, str] | str | None = None) -> ObjectList:
+        served = self._kinds.lookup(api_version, kind)
+        namespace = namespace or None  # "" means every namespace, as in kubectl
+        _check_scope(served, namespace)
+        selector = parse_selector(label_selector)
+
+        def read(tx: Transaction) -> tuple[list[Object], int]:
+            return tx.objects(served.group, served.kind, namespace), tx.current_rv()
+
+        items, resource_version = await self._db.read(read)
+        matching = [_as_version(obj, api_version) for obj in items
+                    if selector.matches(obj["metadata"].get("labels"))]
+        return ObjectList(matching, str(resource_version))
+
+    def watch(self, api_version: str, kind: str, *, resource_version: str, namespace: str | None = None,
+              label_selector: Mapping[str, str] | str | None = None) -> AsyncIterator[WatchEvent]:
+        served = self._kinds.lookup(api_version, kind)
+        namespace = namespace or None
+        _check_scope(served, namespace)
+        return WatchStream(self._db, served, api_version, after=_parse_resource_version(resource_version),
+                           namespace=namespace, selector=parse_selector(label_selector), notifier=self._notifier,
+                           poll_interval=self._poll_interval)
+
+    async def create(self, obj: Object) -> Object:
+        served, api_version = self._kind_of(obj)
+        doc = checked_copy(obj, served)
+        return _as_version(await self._write(lambda tx, now: mutations.create(tx, self._kinds, served, doc, now)),
+                           api_version)
+
+    async def update(self, obj: Object) -> Object:
+        return await self._update(obj, status_only=False)
+
+    async def update_status(self, obj: Object) -> Object:
+        return await self._update(obj, status_only=True)
+
+    async def patch(self, api_version: str, kind: str, name: str, patch: Mapping[str, Any],
+                    namespace: str | None = None) -> Object:
+        return await self._patch(api_version, kind, name, patch, namespace, status_only=False)
+
+    async def patch_status(self, api_version: str, kind: str, name: str, patch: Mapping[str, Any],
+                           namespace: str | None = None) -> Object:
+        return await self._patch(api_version, kind, name, patch, namespace, status_only=True)
+
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> None:
+        served = self._kinds.lookup(api_version, kind)
+        key = mutations.key_for(served, name, namespace)
+        await self._write(lambda tx, now: mutations.delete(tx, self._kinds, served, key, now))
+
+    async def collect_garbage(self) -> None:
+        """Run the garbage collector now (deletes already run it; this catches anything left over)."""
+        await self._write(lambda tx, now: mutations.collect_garbage(tx, self._kinds, now))
+
+    async def compact(self) -> int:
+        """Drop change-log rows past the retention limits now; returns how many went."""
+        now = self._clock()
+        return await self._db.write(lambda tx: self._compact(tx, now), now.timestamp())
+
+    async def _update(self, obj: Object, *, status_only: bool) -> Object:
+        served, api_version = self._kind_of(obj)
+        if status_only:
+            _require_status(served, obj.get("metadata", {}).get("name"))
+        doc = checked_copy(obj, served)
+        written = await self._write(
+            lambda tx, now: mutations.update(tx, self._kinds, served, doc, status_only=status_only, now=now))
+        return _as_version(written, api_version)
+
+    async def _patch(self, api_version: str, kind: str, name: str, patch: Mapping[str, Any],
+                     namespace: str | None, *, status_only: bool) -> Object:
+        served = self._kinds.lookup(api_version, kind)
+        if status_only:
+            _require_status(served, name)
+        key = mutations.key_for(served, name, namespace)
+        written = await self._write(lambda tx, now: mutations.patch(tx, self._kinds, served, key, patch,
+                                                                    status_only=status_only, now=now))
+        return _as_version(written, api_version)
+
+    async def _write(self, fn: Callable[[Transaction, datetime], T]) -> T:
+        now = self._clock()
+
+        def run(tx: Transaction) -> T:
+            before = tx.current_rv()
+            result = fn(tx, now)
+            if before // _COMPACT_EVERY != tx.current_rv() // _COMPACT_EVERY:
+                self._compact(tx, now)
+            return result
+
+        result = await self._db.write(run, now.timestamp())
+        self._notifier.notify()
+        return result
+
+    def _compact(self, tx: Transaction, now: datetime) -> int:
+        return tx.compact(self._retain_changes, (now - self._retain_for).timestamp())
+
+    def _kind_of(self, obj: Object) -> tuple[ResourceKind, str]:
+        api_version, kind = (obj.get("apiVersion"), obj.get("kind")) if isinstance(obj, Mapping) else (None, None)
+        if not isinstance(api_version, str) or not isinstance(kind, str) or not api_version or not kind:
+            raise Invalid("an object needs apiVersion and kind")
+        return self._kinds.lookup(api_version, kind), api_version
+
+
+def _check_scope(kind: ResourceKind, namespace: str | None) -> None:
+    if namespace and not kind.namespaced:
+        raise Invalid(f"{kind.kind} is cluster-scoped: it takes no namespace (got {namespace!r})")
+
+
+def _require_status(kind: ResourceKind, name: Any) -> None:
+    if not kind.status_subresource:
+        raise NotFound(f"the server could not find the requested resource ({kind.resource} {name}/status): "
+                       f"{kind.kind} has no status subresource; update the whole object instead")
+
+
+def _parse_resource_version(resource_version: str) -> int | None:
+    """None for "" and "0" (start with the current objects), else the integer; `Invalid` otherwise."""
+    if resource_version in ("", "0"):
+        return None
+    if not resource_version.isdigit():
+        raise Invalid(f"invalid resourceVersion {resource_version!r}: expected an integer")
+    return int(resource_version)
+
+
+def _as_version(obj: Object, api_version: str) -> Object:
+    obj["apiVersion"] = api_version
+    return obj

@@ -1,0 +1,154 @@
+"""Watches on the embedded store: "every change after resourceVersion N", replayed from the change log.
+
+`EmbeddedCluster.watch` returns a `WatchStream`. Each step reads the change log past the stream's
+cursor in one read transaction, together with the newest resourceVersion and the compaction horizon,
+so a stream never skips a change: if rows it still needs were compacted away it raises `Gone`, as the
+API server answers 410 Expired. When it has caught up it sleeps until this process commits a write
+(`Notifier`) or `poll_interval` passes, which is how it sees writes made by other processes sharing
+the file. A stream holds no task, thread or connection of its own, so a consumer may simply stop
+iterating; `aclose` ends it explicitly and closing the cluster ends every stream.
+
+With a label selector, a modification that makes an object match is delivered as ADDED and one that
+makes it stop matching as DELETED, as the API server's watch cache does. Starting from "" or "0"
+first replays the objects that exist when iteration begins as ADDED events, as Kubernetes does; the
+stream reads nothing before its first `__anext__`, so pass a list's resourceVersion to see every change
+made after a given moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from cdi.cluster.errors import Gone
+from cdi.cluster.kinds import ResourceKind
+from cdi.cluster.protocol import Object, WatchEvent
+from cdi.embedded.selectors import Selector
+from cdi.embedded.sqlite import Change, Database, StoreUnavailable, Transaction
+
+_BATCH = 500
+
+
+class Notifier:
+    """Wakes this process's watch streams as soon as a local write commits."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+        self._closed = False
+
+    def current(self) -> asyncio.Event:
+        """The event the next `notify` sets; take it before reading so no wake-up is missed."""
+        return self._event
+
+    def notify(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self.notify()
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+
+@dataclass(frozen=True)
+class _Batch:
+    changes: list[Change]
+    current: int
+    compacted: int
+    snapshot: list[Object] | None
+
+
+class WatchStream(AsyncIterator[WatchEvent]):
+    """An endless async iterator of the changes to one kind after a resourceVersion."""
+
+    def __init__(self, db: Database, kind: ResourceKind, api_version: str, *, after: int | None,
+                 namespace: str | None, selector: Selector, notifier: Notifier, poll_interval: float) -> None:
+        self._db, self._kind, self._api_version = db, kind, api_version
+        self._cursor = after  # None: replay the current objects first
+        self._namespace, self._selector = namespace, selector
+        self._notifier, self._poll_interval = notifier, poll_interval
+        self._pending: deque[WatchEvent] = deque()
+        self._done = False
+
+    def __aiter__(self) -> WatchStream:
+        return self
+
+    async def __anext__(self) -> WatchEvent:
+        while not self._pending:
+            if self._done or self._notifier.is_closed():
+                self._done = True
+                raise StopAsyncIteration
+            wake = self._notifier.current()
+            try:
+                batch = await self._db.read(self._read)
+            except StoreUnavailable:
+                if self._notifier.is_closed():  # the cluster closed while this read was queued
+                    continue
+                raise
+            full = self._absorb(batch)
+            if not self._pending and not full:
+                await self._sleep(wake)
+        return self._pending.popleft()
+
+    async def aclose(self) -> None:
+        """Stop the stream; later iteration ends at once."""
+        self._done = True
+        self._pending.clear()
+
+    def _read(self, tx: Transaction) -> _Batch:
+        current, compacted = tx.current_rv(), tx.compacted_rv()
+        if self._cursor is None:
+            return _Batch([], current, compacted, tx.objects(self._kind.group, self._kind.kind, self._namespace))
+        changes = tx.changes_after(self._cursor, self._kind.group, self._kind.kind, self._namespace, _BATCH)
+        return _Batch(changes, current, compacted, None)
+
+    def _absorb(self, batch: _Batch) -> bool:
+        """Queue the batch's events and move the cursor; True if more rows may be waiting."""
+        if batch.snapshot is not None:
+            self._pending.extend(WatchEvent("ADDED", self._as_requested(obj)) for obj in batch.snapshot
+                                 if self._selector.matches(_labels(obj)))
+            self._cursor = batch.current
+            return False
+        cursor = self._cursor or 0
+        if cursor < batch.compacted:
+            self._done = True
+            raise Gone(f"too old resource version: {cursor} ({batch.compacted})")
+        for change in batch.changes:
+            event = self._event_for(change)
+            if event is not None:
+                self._pending.append(event)
+            cursor = change.resource_version
+        full = len(batch.changes) == _BATCH
+        self._cursor = cursor if full else max(cursor, batch.current)
+        return full
+
+    def _event_for(self, change: Change) -> WatchEvent | None:
+        obj = self._as_requested(change.object)
+        matches = self._selector.matches(_labels(change.object))
+        if change.type == "MODIFIED" and self._selector.requirements:
+            matched = change.previous is not None and self._selector.matches(_labels(change.previous))
+            if matched and not matches:
+                return WatchEvent("DELETED", obj)
+            if matches and not matched:
+                return WatchEvent("ADDED", obj)
+        return WatchEvent(change.type, obj) if matches else None
+
+    def _as_requested(self, obj: Object) -> Object:
+        obj["apiVersion"] = self._api_version
+        return obj
+
+    async def _sleep(self, wake: asyncio.Event) -> None:
+        try:
+            async with asyncio.timeout(self._poll_interval):
+                await wake.wait()
+        except TimeoutError:
+            pass
+
+
+def _labels(obj: Object) -> dict[str, str]:
+    labels: dict[str, str] = obj.get("metadata", {}).get("labels") or {}
+    return labels
