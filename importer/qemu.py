@@ -120,7 +120,10 @@ class QemuImg:
             if value is not None:
                 on_progress(value)
 
-        chain = PREALLOCATION_CHAIN if preallocate else ((),)
+        chain: tuple[tuple[str, ...], ...] = ((),)
+        if preallocate:
+            # qemu-img refuses creation options (-o) on an existing target such as a block device.
+            chain = PREALLOCATION_CHAIN[-1:] if existing_target else PREALLOCATION_CHAIN
         for option in chain:
             argv = convert_argv(src, fmt, dst, cache_mode=cache_mode, preallocation=option,
                                 existing_target=existing_target)

@@ -7,11 +7,13 @@ import asyncio
 import shutil
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from cdi.sizing import usable_space
 from tests.importer.conftest import Runner
 from tests.support.catalog import ImageSet, sha256_file
 from tests.support.nginx import Location, NginxServer
@@ -39,8 +41,19 @@ def ca_dir(tmp_path: Path, pki: TestPKI) -> Path:
 
 
 def test_https_with_custom_ca(nginx: NginxServer, images: ImageSet, ca_dir: Path, run_importer: Runner) -> None:
-    run = run_importer(http(nginx.url(QCOW2_GZ, tls=True), IMPORTER_CERT_DIR=str(ca_dir)))
+    """The issue's acceptance case: HTTPS, gzip-compressed qcow2, sized to the usable space."""
+    run = run_importer(http(nginx.url(QCOW2_GZ, tls=True), IMPORTER_CERT_DIR=str(ca_dir), IMPORTER_IMAGE_SIZE="1Gi",
+                            FILESYSTEM_OVERHEAD="0.06"))
+    assert run.returncode == 0, run.log
+    assert run.message is not None and run.message.message == "Import Complete"
+    assert run.disk.stat().st_size == usable_space(Decimal("0.06"), 1 << 30)
+    assert run.disk_sha256(images.virtual_size) == images.reference_sha256
+
+
+def test_proxy_from_the_environment(recorder: RecordingServer, images: ImageSet, run_importer: Runner) -> None:
+    run = run_importer(http("http://disks.example.invalid/image", http_proxy=f"http://127.0.0.1:{recorder.port}"))
     assert_imported(run, images)
+    assert recorder.requests[0]["Host"] == "disks.example.invalid"
 
 
 def test_https_without_the_ca_is_refused(nginx: NginxServer, run_importer: Runner) -> None:

@@ -127,11 +127,13 @@ def device_sha256(device: Path, length: int) -> str:
     return digest.hexdigest()
 
 
-@pytest.mark.parametrize("name", ["disk.raw.gz", "disk.qcow2.zst", "disk.vhdx"])
-def test_block_volume(name: str, loop_device: Path, nginx: NginxServer, images: ImageSet,
+@pytest.mark.parametrize(("name", "prealloc"), [("disk.raw.gz", "false"), ("disk.qcow2.zst", "false"),
+                                               ("disk.vhdx", "false"), ("disk.qcow2", "true"), ("disk.raw.xz", "true")])
+def test_block_volume(name: str, prealloc: str, loop_device: Path, nginx: NginxServer, images: ImageSet,
                       run_importer: Runner) -> None:
-    run = run_importer(http(nginx.url(name), IMPORTER_IMAGE_SIZE="96Mi"), data=loop_device)
+    run = run_importer(http(nginx.url(name), IMPORTER_IMAGE_SIZE="96Mi", PREALLOCATION=prealloc), data=loop_device)
     assert run.returncode == 0, run.log
+    assert run.message is not None and run.message.preallocation_applied is (prealloc == "true")
     assert device_sha256(loop_device, images.virtual_size) == images.reference_sha256
 
 
