@@ -8,8 +8,9 @@ never trust the event that woke them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -86,16 +87,24 @@ class Clock(Protocol):
     def monotonic(self) -> float: ...
 
 
-@dataclass
 class SystemClock:
     """The real clock; tests inject a fake with the same two methods."""
-
-    _start: float = field(default=0.0)
 
     def now(self) -> datetime:
         return datetime.now(UTC)
 
     def monotonic(self) -> float:
-        import time
-
         return time.monotonic()
+
+
+@dataclass(frozen=True)
+class ControllerSpec:
+    """One controller for the manager to run: `reconciler` is called with keys of the primary kind
+    (`api_version`, `kind`), enqueued by changes to the primary objects and by `watches`."""
+
+    name: str
+    api_version: str
+    kind: str
+    reconciler: Reconciler
+    watches: Sequence[Watch] = ()
+    workers: int = 2
