@@ -1,0 +1,48 @@
+"""A read-only view of the CDIConfig status that workers need: filesystem overhead per class,
+preallocation default, scratch class, pod resources and import proxy. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from cdi.cluster.protocol import Object
+from cdi.controllers.cdiconfig import DEFAULT_OVERHEAD, DEFAULT_POD_RESOURCES
+
+
+@dataclass(frozen=True)
+class ConfigView:
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, config: Object | None) -> ConfigView:
+        return cls(dict((config or {}).get("status") or {}))
+
+    def overhead(self, storage_class: str | None) -> Decimal:
+        """Upstream: no class means no overhead; an unknown class gets the global value."""
+        if not storage_class:
+            return Decimal(0)
+        fso = self.status.get("filesystemOverhead") or {}
+        value = (fso.get("storageClass") or {}).get(storage_class) or fso.get("global") or DEFAULT_OVERHEAD
+        return Decimal(str(value))
+
+    @property
+    def preallocation(self) -> bool:
+        return bool(self.status.get("preallocation", False))
+
+    @property
+    def scratch_storage_class(self) -> str | None:
+        return self.status.get("scratchSpaceStorageClass") or None
+
+    @property
+    def pod_resources(self) -> dict[str, Any]:
+        return dict(self.status.get("defaultPodResourceRequirements") or DEFAULT_POD_RESOURCES)
+
+    @property
+    def import_proxy(self) -> dict[str, Any]:
+        return dict(self.status.get("importProxy") or {})
+
+    @property
+    def insecure_registries(self) -> list[str]:
+        return list(self.status.get("insecureRegistries") or [])

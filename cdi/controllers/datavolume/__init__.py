@@ -1,0 +1,1 @@
+"""DataVolume controllers: rendering the claim, the import flow, and status derivation."""

@@ -1,0 +1,117 @@
+"""The DataVolume import controller: for a DataVolume with an import source (http, s3, gcs, registry,
+blank, imageio, vddk) it renders and creates the PVC with import annotations (the PVC-level import
+controller then runs the importer), and derives the DataVolume's status, events and progress from the
+PVC. Keyed by DataVolume; watches the PVCs it owns and requeues every 2 s while an import runs so that
+progress stays live."""
+
+from __future__ import annotations
+
+import logging
+
+from cdi.api import DataVolume, ManifestError, parse_object
+from cdi.api.meta import CDI_API_VERSION
+from cdi.cluster.errors import AlreadyExists, NotFound
+from cdi.cluster.events import record_event
+from cdi.cluster.protocol import Cluster, Object
+from cdi.contracts import annotations as ann
+from cdi.controllers.cdiconfig import CONFIG_NAME
+from cdi.controllers.config_view import ConfigView
+from cdi.controllers.datavolume.claim import import_claim, import_source_kind
+from cdi.controllers.datavolume.render import RenderError, StorageView, render_pvc_spec
+from cdi.controllers.datavolume.status import Observed, import_status
+from cdi.controllers.meta import annotations_of, is_controlled_by, is_deleting, name_of, timestamp, uid_of
+from cdi.controllers.progress import ProgressScraper
+from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch, owner_keys
+
+log = logging.getLogger(__name__)
+COMPONENT = "datavolume-import-controller"
+PROGRESS_INTERVAL = 2.0
+
+
+class DataVolumeImportReconciler:
+    def __init__(self, cluster: Cluster, clock: Clock, scraper: ProgressScraper) -> None:
+        self._cluster = cluster
+        self._clock = clock
+        self._scraper = scraper
+
+    async def reconcile(self, key: Key) -> Result:
+        try:
+            doc = await self._cluster.get(CDI_API_VERSION, "DataVolume", key.name, key.namespace)
+        except NotFound:
+            return DONE
+        try:
+            dv = parse_object(doc)
+        except ManifestError as e:
+            log.warning("DataVolume %s is not valid: %s", key, "; ".join(e.messages))
+            return DONE
+        assert isinstance(dv, DataVolume)
+        if import_source_kind(dv) is None or is_deleting(doc):
+            return DONE
+        pvc, problem = await self._claim(dv, doc)
+        storage_class = await self._storage_class(pvc)
+        progress = await self._progress(doc, pvc)
+        plan = import_status(Observed(doc, pvc, storage_class.get("volumeBindingMode") == "WaitForFirstConsumer"
+                                      if storage_class else False, progress, problem, timestamp(self._clock.now())))
+        if doc.get("status") != plan.status:
+            await self._cluster.patch_status(CDI_API_VERSION, "DataVolume", key.name, {"status": plan.status},
+                                             key.namespace)
+        for type_, reason, message in plan.events:
+            await record_event(self._cluster, doc, type_, reason, message, component=COMPONENT, clock=self._clock.now)
+        if problem:
+            return Result(requeue_after=5.0)
+        return Result(requeue_after=PROGRESS_INTERVAL) if plan.status["phase"] in (
+            "ImportScheduled", "ImportInProgress", "Pending", "PVCBound") else DONE
+
+    async def _claim(self, dv: DataVolume, doc: Object) -> tuple[Object | None, tuple[str, str] | None]:
+        meta = doc["metadata"]
+        try:
+            pvc = await self._cluster.get("v1", "PersistentVolumeClaim", meta["name"], meta["namespace"])
+        except NotFound:
+            pvc = None
+        if pvc is not None:
+            if not is_controlled_by(pvc, doc) and annotations_of(pvc).get(ann.ANN_POPULATED_FOR) != meta["name"]:
+                return None, ("ErrResourceExists",
+                              f'Resource "{meta["name"]}" already exists and is not managed by DataVolume')
+            return pvc, None
+        if (doc.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return None, None  # the claim was deleted after the import ended: do not import again
+        try:
+            spec = render_pvc_spec(dv, await self._storage_view())
+        except RenderError as e:
+            return None, (e.reason, e.message)
+        config = ConfigView.of(await self._get(CDI_API_VERSION, "CDIConfig", CONFIG_NAME))
+        try:
+            pvc = await self._cluster.create(import_claim(dv, doc, spec, config))
+        except AlreadyExists:
+            pvc = await self._cluster.get("v1", "PersistentVolumeClaim", meta["name"], meta["namespace"])
+        log.info("created PVC %s/%s for DataVolume", meta["namespace"], meta["name"])
+        return pvc, None
+
+    async def _storage_view(self) -> StorageView:
+        classes = (await self._cluster.list("storage.k8s.io/v1", "StorageClass")).items
+        profiles = {name_of(p): p for p in (await self._cluster.list(CDI_API_VERSION, "StorageProfile")).items}
+        return StorageView(classes, profiles, ConfigView.of(await self._get(CDI_API_VERSION, "CDIConfig", CONFIG_NAME)))
+
+    async def _storage_class(self, pvc: Object | None) -> Object | None:
+        class_name = ((pvc or {}).get("spec") or {}).get("storageClassName")
+        return await self._get("storage.k8s.io/v1", "StorageClass", class_name) if class_name else None
+
+    async def _progress(self, doc: Object, pvc: Object | None) -> float | None:
+        if pvc is None or annotations_of(pvc).get(ann.ANN_POD_PHASE) != "Running":
+            return None
+        pod_name = annotations_of(pvc).get(ann.ANN_IMPORT_POD)
+        pod = await self._get("v1", "Pod", pod_name, doc["metadata"]["namespace"]) if pod_name else None
+        pod_ip = ((pod or {}).get("status") or {}).get("podIP")
+        return await self._scraper.scrape(str(pod_ip), uid_of(doc)) if pod_ip else None
+
+    async def _get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Object | None:
+        try:
+            return await self._cluster.get(api_version, kind, name, namespace)
+        except NotFound:
+            return None
+
+
+def controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper) -> list[ControllerSpec]:
+    claims = Watch("v1", "PersistentVolumeClaim", owner_keys("DataVolume"))
+    return [ControllerSpec("datavolume-import-controller", CDI_API_VERSION, "DataVolume",
+                           DataVolumeImportReconciler(cluster, clock, scraper), watches=[claims], workers=3)]

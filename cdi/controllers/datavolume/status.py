@@ -1,0 +1,163 @@
+"""A DataVolume import's status as a pure function of what was observed: the phase (Pending,
+WaitForFirstConsumer, PVCBound, ImportScheduled, ImportInProgress, Succeeded, Failed), the three
+conditions Ready/Bound/Running with upstream's reasons and messages, restartCount and progress, plus
+the Events a transition deserves. The import controller applies the result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cdi.cluster.protocol import Object
+from cdi.contracts import annotations as ann
+from cdi.contracts.metrics import format_progress
+from cdi.controllers.meta import annotations_of, find_condition, name_of
+
+TOO_SMALL = "DataVolume too small to contain image"
+_TOO_SMALL_REASONS = ("ImageTooLarge", "NoSpace")
+_TOO_SMALL_TEXTS = ("is larger than the reported available", "no space left on device",
+                    "file largest block is bigger than maxblock", "disk quota exceeded")
+_IN_FLIGHT = ("ImportScheduled", "ImportInProgress")
+
+
+@dataclass(frozen=True)
+class Observed:
+    dv: Object
+    pvc: Object | None
+    wait_for_first_consumer: bool
+    progress: float | None
+    problem: tuple[str, str] | None  # (reason, message) when the claim could not be made
+    now: str
+
+
+@dataclass(frozen=True)
+class StatusPlan:
+    status: dict[str, Any]
+    events: tuple[tuple[str, str, str], ...]
+
+
+def simplify(reason: str, message: str) -> str:
+    """Upstream's known-message table: out-of-space failures read "DataVolume too small to contain image"."""
+    if reason in _TOO_SMALL_REASONS or any(text in message for text in _TOO_SMALL_TEXTS):
+        return TOO_SMALL
+    return message
+
+
+def _phase(obs: Observed, previous: str) -> str:
+    pvc = obs.pvc
+    if pvc is None:
+        return previous if previous in ("Succeeded", "Failed") else "Pending"
+    notes = annotations_of(pvc)
+    claim_phase = (pvc.get("status") or {}).get("phase")
+    if claim_phase == "Lost":
+        return "Failed"
+    if notes.get(ann.ANN_IMPORT_FATAL_ERROR) == "true":
+        return "Failed"
+    if claim_phase != "Bound":
+        immediate = notes.get(ann.ANN_IMMEDIATE_BINDING) == "true"
+        return "WaitForFirstConsumer" if obs.wait_for_first_consumer and not immediate else "Pending"
+    pod_phase = notes.get(ann.ANN_POD_PHASE)
+    if pod_phase == "Succeeded":
+        return "Succeeded"
+    if pod_phase == "Running":
+        return "ImportInProgress"
+    if pod_phase == "Failed":
+        return previous if previous in _IN_FLIGHT else "ImportScheduled"
+    if pod_phase == "Pending" or notes.get(ann.ANN_IMPORT_POD):
+        return "ImportScheduled"
+    return "PVCBound"
+
+
+def _bound(obs: Observed) -> tuple[str, str, str]:
+    pvc = obs.pvc
+    if pvc is None:
+        return "False", "NotFound", "No PVC found"
+    name, claim_phase = name_of(pvc), (pvc.get("status") or {}).get("phase")
+    if claim_phase == "Bound":
+        return "True", "Bound", f"PVC {name} Bound"
+    if claim_phase == "Lost":
+        return "False", "ClaimLost", "Claim Lost"
+    notes = annotations_of(pvc)
+    if notes.get(ann.ANN_BOUND_CONDITION_REASON):
+        return ("False", notes[ann.ANN_BOUND_CONDITION_REASON],
+                f"target PVC {name} Pending and {notes.get(ann.ANN_BOUND_CONDITION_MESSAGE, '')}")
+    return "False", "Pending", f"PVC {name} Pending"
+
+
+def _running(obs: Observed, phase: str) -> tuple[str, str, str]:
+    notes = annotations_of(obs.pvc) if obs.pvc is not None else {}
+    if ann.ANN_RUNNING_CONDITION not in notes:
+        return "False", "", ""
+    reason = notes.get(ann.ANN_RUNNING_CONDITION_REASON, "")
+    message = simplify(reason, notes.get(ann.ANN_RUNNING_CONDITION_MESSAGE, ""))
+    if phase == "Succeeded":
+        return "False", "Completed", ""
+    return ("True" if notes[ann.ANN_RUNNING_CONDITION] == "true" else "False"), reason, message
+
+
+def _condition(previous: list[dict[str, Any]], type_: str, value: tuple[str, str, str], now: str) -> dict[str, Any]:
+    status, reason, message = value
+    old = find_condition(previous, type_)
+    same = old is not None and (old.get("status"), old.get("reason", ""), old.get("message", "")) == value
+    stamp = str(old.get("lastTransitionTime")) if same and old and old.get("lastTransitionTime") else now
+    heartbeat = str(old.get("lastHeartbeatTime")) if same and old and old.get("lastHeartbeatTime") else now
+    condition: dict[str, Any] = {"type": type_, "status": status, "lastTransitionTime": stamp,
+                                 "lastHeartbeatTime": heartbeat}
+    if reason:
+        condition["reason"] = reason
+    if message:
+        condition["message"] = message
+    return condition
+
+
+def _progress(obs: Observed, phase: str, previous: dict[str, Any]) -> str:
+    if phase == "Succeeded":
+        return "100.0%"
+    if obs.progress is not None and phase == "ImportInProgress":
+        return format_progress(obs.progress)
+    old = previous.get("progress")
+    return str(old) if old and phase in _IN_FLIGHT else "N/A"
+
+
+def import_status(obs: Observed) -> StatusPlan:
+    previous: dict[str, Any] = dict(obs.dv.get("status") or {})
+    old_phase = str(previous.get("phase") or "")
+    phase = _phase(obs, old_phase)
+    bound, running = _bound(obs), _running(obs, phase)
+    ready_reason, ready_message = obs.problem or (("TransferRunning", "") if running[0] == "True" else ("", ""))
+    ready = ("True" if phase == "Succeeded" else "False", ready_reason, ready_message)
+    conditions = previous.get("conditions") or []
+    status: dict[str, Any] = {
+        "phase": phase,
+        "progress": _progress(obs, phase, previous),
+        "restartCount": int(annotations_of(obs.pvc).get(ann.ANN_POD_RESTARTS) or 0) if obs.pvc else
+        int(previous.get("restartCount") or 0),
+        "conditions": [_condition(conditions, "Ready", ready, obs.now), _condition(conditions, "Bound", bound, obs.now),
+                       _condition(conditions, "Running", running, obs.now)],
+    }
+    if obs.pvc is not None:
+        status["claimName"] = name_of(obs.pvc)
+    return StatusPlan(status, _events(obs, old_phase, phase, conditions, bound, running))
+
+
+def _events(obs: Observed, old_phase: str, phase: str, conditions: list[dict[str, Any]],
+            bound: tuple[str, str, str], running: tuple[str, str, str]) -> tuple[tuple[str, str, str], ...]:
+    claim = name_of(obs.pvc) if obs.pvc is not None else name_of(obs.dv)
+    events: list[tuple[str, str, str]] = []
+    old_bound = find_condition(conditions, "Bound") or {}
+    if bound[0] == "True" and old_bound.get("status") != "True":
+        events.append(("Normal", "Bound", bound[2]))
+    if obs.problem and (find_condition(conditions, "Ready") or {}).get("message") != obs.problem[1]:
+        events.append(("Warning", obs.problem[0], obs.problem[1]))
+    old_running = find_condition(conditions, "Running") or {}
+    if (running[0] == "False" and running[1] not in ("", "Completed", "Scratch space required", "Pending")
+            and (old_running.get("reason"), old_running.get("message", "")) != (running[1], running[2])):
+        events.append(("Warning", running[1], running[2]))
+    if phase != old_phase:
+        transitions = {"ImportScheduled": ("Normal", "ImportScheduled", f"Import into {claim} scheduled"),
+                       "ImportInProgress": ("Normal", "ImportInProgress", f"Import into {claim} in progress"),
+                       "Succeeded": ("Normal", "ImportSucceeded", f"Successfully imported into PVC {claim}"),
+                       "Failed": ("Warning", "ImportFailed", f"Failed to import into PVC {claim}: {running[2]}")}
+        if phase in transitions:
+            events.append(transitions[phase])
+    return tuple(events)
