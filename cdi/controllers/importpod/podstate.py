@@ -95,7 +95,7 @@ def observe_importer(pvc: Object, pod: Object) -> PodObservation:
 
 def _condition(state: dict[str, Any], last: dict[str, Any] | None,
                message: TerminationMessage | None) -> dict[str, str]:
-    if state.get("running"):
+    if "running" in state:
         return _running(True, POD_RUNNING_REASON, "")
     if terminated := state.get("terminated"):
         return _running(False, (message.reason if message and message.reason and terminated.get("exitCode") else None)
