@@ -1,0 +1,38 @@
+"""Local volumes for the embedded mode: storage pools, the provisioner and reclaimer, restart recovery.
+
+`cdi serve` builds them in this order: `open_pool(root)` (a `LoopPool` when loop devices work, else a
+`DirectoryPool`), `ensure_default_storage(cluster)` (StorageClasses `local` and `local-wffc`),
+`ensure_all_attached(cluster, pool)` (re-attach after a restart), then runs
+`controllers(cluster, pool, clock)` with the runtime's manager. The pod runner maps a claim to a path
+through its bound PV's `spec.local.path`.
+"""
+
+from cdi.embedded.volumes.defaults import DEFAULT_CLASS, WFFC_CLASS, ensure_default_storage
+from cdi.embedded.volumes.directory import DirectoryPool
+from cdi.embedded.volumes.errors import VolumeError
+from cdi.embedded.volumes.keys import NODE_NAME, PROVISIONER_NAME
+from cdi.embedded.volumes.loop import LoopPool
+from cdi.embedded.volumes.pool import StoragePool, VolumeInfo
+from cdi.embedded.volumes.provisioner import ClaimReconciler, controllers
+from cdi.embedded.volumes.reclaimer import VolumeReconciler
+from cdi.embedded.volumes.restart import AttachReport, ensure_all_attached
+from cdi.embedded.volumes.selection import open_pool
+
+__all__ = [
+    "DEFAULT_CLASS",
+    "NODE_NAME",
+    "PROVISIONER_NAME",
+    "WFFC_CLASS",
+    "AttachReport",
+    "ClaimReconciler",
+    "DirectoryPool",
+    "LoopPool",
+    "StoragePool",
+    "VolumeError",
+    "VolumeInfo",
+    "VolumeReconciler",
+    "controllers",
+    "ensure_all_attached",
+    "ensure_default_storage",
+    "open_pool",
+]

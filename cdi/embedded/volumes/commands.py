@@ -1,0 +1,114 @@
+"""Argument lists for losetup, mkfs.*, mount and umount, and parsers for what they (and the kernel) print.
+
+Pure functions only: `cdi.embedded.volumes.loop` runs the argv through a `cdi.embedded.tools`
+runner and parses the output here, so the exact commands are tested without running anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+MIB: Final = 1024 * 1024
+# The smallest volume each filesystem can be made on (mkfs.xfs refuses anything under 300 MiB).
+MIN_FILESYSTEM_BYTES: Final = {"ext4": 1 * MIB, "xfs": 300 * MIB}
+SUPPORTED_FILESYSTEMS: Final = tuple(MIN_FILESYSTEM_BYTES)
+
+
+def mkfs_argv(fs_type: str, target: str) -> list[str]:
+    """Format `target` (an image file) quickly: ext4 without reserved blocks and with lazy inode-table
+    and journal initialisation, xfs with defaults. Both force, as the target is a fresh image."""
+    if fs_type == "ext4":
+        return ["mkfs.ext4", "-F", "-q", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1", target]
+    if fs_type == "xfs":
+        return ["mkfs.xfs", "-f", "-q", target]
+    raise ValueError(f"unsupported filesystem {fs_type!r}")
+
+
+def attach_argv(image: str) -> list[str]:
+    """Attach an image to the first free loop device and print that device's path."""
+    return ["losetup", "--find", "--show", image]
+
+
+def detach_argv(device: str) -> list[str]:
+    return ["losetup", "--detach", device]
+
+
+def associated_argv(image: str) -> list[str]:
+    """List the loop devices backed by `image` (matched by inode, so a renamed path still matches)."""
+    return ["losetup", "--list", "--noheadings", "--output", "NAME", "--associated", image]
+
+
+def mount_argv(fs_type: str, device: str, target: str) -> list[str]:
+    """Mount a loop device. xfs refuses a second filesystem with the same UUID, which every clone of an
+    image has, so xfs volumes mount with `nouuid`."""
+    options = ["-o", "nouuid"] if fs_type == "xfs" else []
+    return ["mount", "-t", fs_type, *options, device, target]
+
+
+def umount_argv(target: str) -> list[str]:
+    return ["umount", target]
+
+
+def parse_device(stdout: str) -> str:
+    """The device `losetup --find --show` printed."""
+    device = stdout.strip()
+    if not device.startswith("/dev/"):
+        raise ValueError(f"losetup printed {stdout!r}, not a device path")
+    return device
+
+
+def parse_devices(stdout: str) -> list[str]:
+    """The devices, one a line, that `losetup --list --output NAME` printed."""
+    return [line.strip() for line in stdout.splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of /proc/self/mountinfo, reduced to what the pools need."""
+
+    mount_point: str
+    source: str
+    fs_type: str
+
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape(field: str) -> str:
+    """The kernel writes space, tab, newline and backslash in paths as octal escapes (\\040 …)."""
+    return _OCTAL.sub(lambda match: chr(int(match.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[MountEntry]:
+    """Entries of /proc/<pid>/mountinfo: "id parent maj:min root mount-point options [optional…] -
+    fstype source super-options"."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        if "-" not in fields or len(fields) < 5:
+            continue
+        separator = fields.index("-")
+        if len(fields) < separator + 3:
+            continue
+        entries.append(MountEntry(mount_point=_unescape(fields[4]), source=_unescape(fields[separator + 2]),
+                                  fs_type=fields[separator + 1]))
+    return entries
+
+
+def mount_at(entries: Iterable[MountEntry], path: str) -> MountEntry | None:
+    """The filesystem visible at `path` if something is mounted exactly there (the last mount wins)."""
+    found = None
+    for entry in entries:
+        if entry.mount_point == path:
+            found = entry
+    return found
+
+
+def mounts_under(entries: Iterable[MountEntry], root: str) -> list[MountEntry]:
+    """Mounts at or below the directory `root`, deepest first (the order to unmount them in)."""
+    prefix = root.rstrip("/") + "/"
+    inside = [entry for entry in entries if entry.mount_point == root or entry.mount_point.startswith(prefix)]
+    return sorted(inside, key=lambda entry: entry.mount_point.count("/"), reverse=True)

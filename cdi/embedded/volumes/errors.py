@@ -1,0 +1,67 @@
+"""Errors of the local volume pools, each with the reason an Event shows and whether retrying can help.
+
+The pools (`loop`, `directory`) raise these; the provisioner and reclaimer turn them into Warning
+Events on the claim or volume and either retry with backoff (`retryable`) or leave the object waiting
+for a person. Foreign failures (`cdi.embedded.tools.ToolError`, `OSError`) are translated where they
+happen, with `raise ... from`.
+
+    VolumeError
+    ├── BlockVolumesUnsupported  Block requested from a pool of plain directories      terminal
+    ├── UnsupportedFilesystem    a fsType the pool cannot format                       terminal
+    ├── VolumeTooSmall           smaller than the filesystem can be made              terminal
+    ├── VolumeConflict           the name is taken by a volume of another size/mode    terminal
+    ├── VolumeMissing            the backing file or directory has disappeared         terminal
+    ├── VolumeToolFailed         losetup/mkfs/mount/umount failed or timed out         retryable
+    └── PoolIOError              the pool's directory could not be written (ENOSPC…)   retryable
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+
+class VolumeError(Exception):
+    """A volume could not be created, attached or deleted; `str()` is written for `describe` output."""
+
+    reason = "VolumeError"
+    retryable = False
+
+
+class BlockVolumesUnsupported(VolumeError):
+    reason = "BlockVolumesUnsupported"
+
+
+class UnsupportedFilesystem(VolumeError):
+    reason = "UnsupportedFilesystem"
+
+
+class VolumeTooSmall(VolumeError):
+    reason = "VolumeTooSmall"
+
+
+class VolumeConflict(VolumeError):
+    reason = "VolumeConflict"
+
+
+class VolumeMissing(VolumeError):
+    reason = "VolumeMissing"
+
+
+class VolumeToolFailed(VolumeError):
+    reason = "VolumeToolFailed"
+    retryable = True
+
+
+class PoolIOError(VolumeError):
+    reason = "PoolIOError"
+    retryable = True
+
+
+@contextlib.contextmanager
+def translated_os_errors(doing: str) -> Iterator[None]:
+    """Report a failure of a pool's own file operations (ENOSPC, EACCES…) as a retryable `PoolIOError`."""
+    try:
+        yield
+    except OSError as e:
+        raise PoolIOError(f"{doing}: {e.strerror or e}") from e

@@ -1,0 +1,98 @@
+"""The PersistentVolume the provisioner creates and the patches that bind a claim to a volume.
+
+Pure renderers: `cdi.embedded.volumes.provisioner` applies them through the `Cluster`, and the
+reclaimer's finalizer patch lives here too. The PV is a `local` volume (its path is the pool's path
+for the volume: a mount directory, a loop device or a plain directory) with node affinity to the one
+embedded node, like volumes of Kubernetes' local-path and hostpath provisioners.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdi.cluster.protocol import Object
+from cdi.embedded.volumes.claim_plan import Provision
+from cdi.embedded.volumes.keys import (
+    ANN_BETA_STORAGE_PROVISIONER,
+    ANN_BIND_COMPLETED,
+    ANN_BOUND_BY_CONTROLLER,
+    ANN_PROVISIONED_BY,
+    ANN_STORAGE_PROVISIONER,
+    ANN_VOLUME_PATH,
+    FINALIZER_VOLUME_PROTECTION,
+    HOSTNAME_LABEL,
+    NODE_NAME,
+    PROVISIONER_NAME,
+)
+from cdi.embedded.volumes.objects import ClaimView
+from cdi.embedded.volumes.pool import VolumeInfo
+from cdi.quantity import format_quantity
+
+
+def claim_reference(claim: ClaimView) -> dict[str, str]:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": claim.namespace,
+            "name": claim.name, "uid": claim.uid}
+
+
+def node_affinity(node: str = NODE_NAME) -> dict[str, Any]:
+    return {"required": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": [node]}]}]}}
+
+
+def render_volume(claim: ClaimView, plan: Provision, info: VolumeInfo) -> Object:
+    """The PV for a newly provisioned volume, already claimed by `claim`."""
+    return {
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {
+            "name": plan.volume_name,
+            "annotations": {ANN_PROVISIONED_BY: PROVISIONER_NAME, **info.annotations()},
+            "finalizers": [FINALIZER_VOLUME_PROTECTION],
+        },
+        "spec": {
+            "capacity": {"storage": format_quantity(plan.size_bytes)},
+            "accessModes": list(plan.access_modes),
+            "volumeMode": plan.volume_mode.value,
+            "storageClassName": plan.storage_class_name,
+            "persistentVolumeReclaimPolicy": plan.reclaim_policy.value,
+            "claimRef": claim_reference(claim),
+            "local": {"path": info.path},
+            "nodeAffinity": node_affinity(),
+        },
+    }
+
+
+def moved_volume_patch(info: VolumeInfo) -> dict[str, Any]:
+    """Record a volume's new path (a loop device renumbered after a restart) on its PV."""
+    return {"metadata": {"annotations": {ANN_VOLUME_PATH: info.path}}, "spec": {"local": {"path": info.path}}}
+
+
+def reserve_patch(claim: ClaimView, resource_version: str) -> dict[str, Any]:
+    """Point a volume's claimRef at `claim`, only if nobody changed the volume since it was read."""
+    return {"metadata": {"resourceVersion": resource_version, "annotations": {ANN_BOUND_BY_CONTROLLER: "yes"}},
+            "spec": {"claimRef": claim_reference(claim)}}
+
+
+def provisioner_patch() -> dict[str, Any]:
+    return {"metadata": {"annotations": {ANN_STORAGE_PROVISIONER: PROVISIONER_NAME,
+                                         ANN_BETA_STORAGE_PROVISIONER: PROVISIONER_NAME}}}
+
+
+def bind_claim_patch(volume_name: str, *, by_controller: bool) -> dict[str, Any]:
+    annotations = {ANN_BIND_COMPLETED: "yes", **({ANN_BOUND_BY_CONTROLLER: "yes"} if by_controller else {})}
+    return {"metadata": {"annotations": annotations}, "spec": {"volumeName": volume_name}}
+
+
+def claim_bound_status(capacity: str, access_modes: tuple[str, ...]) -> dict[str, Any]:
+    return {"status": {"phase": "Bound", "capacity": {"storage": capacity}, "accessModes": list(access_modes)}}
+
+
+def phase_status(phase: str) -> dict[str, Any]:
+    return {"status": {"phase": phase}}
+
+
+def without_finalizer(obj: Object, finalizer: str = FINALIZER_VOLUME_PROTECTION) -> dict[str, Any]:
+    """A merge patch dropping one finalizer, conditional on the object's resourceVersion (merge patches
+    replace lists whole, so a concurrent change to the list must not be lost)."""
+    meta = obj.get("metadata") or {}
+    remaining = [item for item in meta.get("finalizers") or [] if item != finalizer]
+    return {"metadata": {"resourceVersion": meta.get("resourceVersion"), "finalizers": remaining or None}}

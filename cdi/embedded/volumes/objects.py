@@ -1,0 +1,177 @@
+"""Typed, frozen views of the StorageClasses, PersistentVolumeClaims and PersistentVolumes the
+provisioner reads: the edge where raw dicts from the `Cluster` are parsed once.
+
+The planners (`claim_plan`, `volume_plan`) decide from these views only; the reconcilers build them
+from what they read and keep the raw objects for writing. Defaults are Kubernetes': binding mode
+Immediate, reclaim policy Delete, volume mode Filesystem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from cdi.api.core import VolumeMode
+from cdi.cluster.protocol import Object
+from cdi.embedded.volumes.keys import (
+    ANN_BETA_STORAGE_CLASS,
+    ANN_BIND_COMPLETED,
+    ANN_DEFAULT_STORAGE_CLASS,
+    ANN_PROVISIONED_BY,
+    ANN_SELECTED_NODE,
+    FINALIZER_VOLUME_PROTECTION,
+)
+from cdi.embedded.volumes.pool import VolumeInfo, volume_info_from_annotations
+from cdi.quantity import QuantityError, parse_quantity
+
+E = TypeVar("E", bound=StrEnum)
+
+
+class BindingMode(StrEnum):
+    IMMEDIATE = "Immediate"
+    WAIT_FOR_FIRST_CONSUMER = "WaitForFirstConsumer"
+
+
+class ReclaimPolicy(StrEnum):
+    DELETE = "Delete"
+    RETAIN = "Retain"
+    RECYCLE = "Recycle"  # deprecated upstream; kept like Retain here
+
+
+@dataclass(frozen=True)
+class StorageClassView:
+    name: str
+    provisioner: str
+    binding_mode: BindingMode
+    reclaim_policy: ReclaimPolicy
+    is_default: bool
+    created: str
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def fs_type(self) -> str | None:
+        """The filesystem the class asks for (`fsType`, or the CSI spelling)."""
+        return self.parameters.get("fsType") or self.parameters.get("csi.storage.k8s.io/fstype") or None
+
+
+@dataclass(frozen=True)
+class ClaimRef:
+    namespace: str
+    name: str
+    uid: str  # "" when an administrator pre-bound the volume by name only
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    namespace: str
+    name: str
+    uid: str
+    storage_class_name: str | None  # None: not set (the default class applies); "": explicitly none
+    volume_name: str
+    volume_mode: VolumeMode
+    access_modes: tuple[str, ...]
+    request_bytes: int | None  # None when missing or not a quantity
+    request_text: str
+    phase: str  # "" until someone sets it
+    status_capacity: str | None
+    status_access_modes: tuple[str, ...]
+    selected_node: str | None
+    bind_completed: bool
+    data_source_kind: str | None  # the kind named by dataSourceRef (or dataSource)
+    deleting: bool
+
+    def is_claimed_by(self, ref: ClaimRef | None) -> bool:
+        """Whether a volume's claimRef names this claim (a uid-less pre-binding counts)."""
+        return (ref is not None and ref.namespace == self.namespace and ref.name == self.name
+                and ref.uid in ("", self.uid))
+
+
+@dataclass(frozen=True)
+class VolumeView:
+    name: str
+    phase: str
+    claim_ref: ClaimRef | None
+    capacity: str
+    capacity_bytes: int
+    storage_class_name: str
+    volume_mode: VolumeMode
+    access_modes: tuple[str, ...]
+    reclaim_policy: ReclaimPolicy
+    provisioned_by: str
+    protected: bool  # carries FINALIZER_VOLUME_PROTECTION
+    deleting: bool
+    resource_version: str
+    info: VolumeInfo | None  # where the pool keeps it, for volumes this provisioner made
+
+
+def parse_storage_class(obj: Object) -> StorageClassView:
+    meta = obj.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    parameters = obj.get("parameters") or {}
+    return StorageClassView(
+        name=str(meta.get("name", "")), provisioner=str(obj.get("provisioner") or ""),
+        binding_mode=_enum(BindingMode, obj.get("volumeBindingMode"), BindingMode.IMMEDIATE),
+        reclaim_policy=_enum(ReclaimPolicy, obj.get("reclaimPolicy"), ReclaimPolicy.DELETE),
+        is_default=annotations.get(ANN_DEFAULT_STORAGE_CLASS) == "true",
+        created=str(meta.get("creationTimestamp") or ""),
+        parameters={str(key): str(value) for key, value in parameters.items()})
+
+
+def parse_claim(obj: Object) -> ClaimView:
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    request = ((spec.get("resources") or {}).get("requests") or {}).get("storage")
+    source = spec.get("dataSourceRef") or spec.get("dataSource") or {}
+    class_name = annotations.get(ANN_BETA_STORAGE_CLASS, spec.get("storageClassName"))
+    return ClaimView(
+        namespace=str(meta.get("namespace") or ""), name=str(meta.get("name", "")), uid=str(meta.get("uid") or ""),
+        storage_class_name=None if class_name is None else str(class_name),
+        volume_name=str(spec.get("volumeName") or ""),
+        volume_mode=_enum(VolumeMode, spec.get("volumeMode"), VolumeMode.FILESYSTEM),
+        access_modes=tuple(spec.get("accessModes") or ()), request_bytes=_bytes(request),
+        request_text="" if request is None else str(request), phase=str(status.get("phase") or ""),
+        status_capacity=(status.get("capacity") or {}).get("storage"),
+        status_access_modes=tuple(status.get("accessModes") or ()),
+        selected_node=annotations.get(ANN_SELECTED_NODE) or None,
+        bind_completed=annotations.get(ANN_BIND_COMPLETED) == "yes",
+        data_source_kind=str(source["kind"]) if source.get("kind") else None,
+        deleting=bool(meta.get("deletionTimestamp")))
+
+
+def parse_volume(obj: Object) -> VolumeView:
+    meta, spec, status = obj.get("metadata") or {}, obj.get("spec") or {}, obj.get("status") or {}
+    annotations = meta.get("annotations") or {}
+    name = str(meta.get("name", ""))
+    capacity = str((spec.get("capacity") or {}).get("storage") or "0")
+    mode = _enum(VolumeMode, spec.get("volumeMode"), VolumeMode.FILESYSTEM)
+    ref = spec.get("claimRef")
+    return VolumeView(
+        name=name, phase=str(status.get("phase") or ""),
+        claim_ref=ClaimRef(str(ref.get("namespace") or ""), str(ref.get("name") or ""), str(ref.get("uid") or ""))
+        if ref else None,
+        capacity=capacity, capacity_bytes=_bytes(capacity) or 0,
+        storage_class_name=str(spec.get("storageClassName") or ""), volume_mode=mode,
+        access_modes=tuple(spec.get("accessModes") or ()),
+        reclaim_policy=_enum(ReclaimPolicy, spec.get("persistentVolumeReclaimPolicy"), ReclaimPolicy.RETAIN),
+        provisioned_by=str(annotations.get(ANN_PROVISIONED_BY) or ""),
+        protected=FINALIZER_VOLUME_PROTECTION in (meta.get("finalizers") or ()),
+        deleting=bool(meta.get("deletionTimestamp")), resource_version=str(meta.get("resourceVersion") or ""),
+        info=volume_info_from_annotations(name, mode, _bytes(capacity) or 0, annotations))
+
+
+def _enum(kind: type[E], value: Any, default: E) -> E:
+    try:
+        return kind(value) if value else default
+    except ValueError:
+        return default
+
+
+def _bytes(quantity: Any) -> int | None:
+    if quantity is None or isinstance(quantity, bool):
+        return None
+    try:
+        return parse_quantity(quantity if isinstance(quantity, int) else str(quantity))
+    except QuantityError:
+        return None

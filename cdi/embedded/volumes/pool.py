@@ -1,0 +1,109 @@
+"""The `StoragePool` protocol: where the embedded mode's local volumes come from.
+
+A pool turns a name, a size and a volume mode into a path on this machine (`VolumeInfo`), makes that
+path usable again after a restart (`ensure_attached`), and frees it (`delete_volume`). The provisioner
+(`cdi.embedded.volumes.provisioner`) creates volumes, the reclaimer deletes them, and
+`cdi.embedded.volumes.restart` re-attaches them when `cdi serve` starts. Two pools implement it:
+`LoopPool` (`loop`, one sparse image file per volume on a loop device) and `DirectoryPool`
+(`directory`, one plain directory per volume); `cdi.embedded.volumes.selection` picks one.
+
+Every operation is idempotent and keyed by the volume's name (the PV name), so a crash anywhere is
+repaired by calling it again. Each volume's data lives in exactly one backing file or directory
+(`VolumeInfo.backing`), which is what later snapshot and clone operations copy (reflink where the
+filesystem has it, sparse copy otherwise) into a new volume's backing file before attaching it.
+
+A `VolumeInfo` round-trips through PV annotations (`annotations` / `volume_info_from_annotations`), so
+the PV is the record of where its data is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol
+
+from cdi.api.core import VolumeMode
+from cdi.embedded.volumes.keys import ANN_VOLUME_BACKING, ANN_VOLUME_FS_TYPE, ANN_VOLUME_PATH, ANN_VOLUME_POOL
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class VolumeInfo:
+    """One volume of a pool."""
+
+    name: str  # the PV name; also names the backing file or directory
+    volume_mode: VolumeMode
+    size_bytes: int
+    path: str  # what a pod uses: a mount directory, a /dev/loopN device, or a plain directory
+    backing: str  # the one file or directory that holds the data
+    pool: str  # the kind of pool that made it: "loop" or "directory"
+    fs_type: str | None = None  # the filesystem of a loop Filesystem volume
+
+    def at(self, path: str) -> VolumeInfo:
+        """The same volume, reachable at another path (a loop device renumbered after a restart)."""
+        return replace(self, path=path)
+
+    def annotations(self) -> dict[str, str]:
+        """The PV annotations that let `volume_info_from_annotations` rebuild this record."""
+        recorded = {ANN_VOLUME_POOL: self.pool, ANN_VOLUME_BACKING: self.backing, ANN_VOLUME_PATH: self.path}
+        if self.fs_type:
+            recorded[ANN_VOLUME_FS_TYPE] = self.fs_type
+        return recorded
+
+
+def volume_info_from_annotations(name: str, volume_mode: VolumeMode, size_bytes: int,
+                                 annotations: Mapping[str, str]) -> VolumeInfo | None:
+    """The volume a PV records, or None when the PV carries no pool record."""
+    pool, backing, path = (annotations.get(key) for key in (ANN_VOLUME_POOL, ANN_VOLUME_BACKING, ANN_VOLUME_PATH))
+    if not pool or not backing or not path:
+        return None
+    return VolumeInfo(name=name, volume_mode=volume_mode, size_bytes=size_bytes, path=path, backing=backing,
+                      pool=pool, fs_type=annotations.get(ANN_VOLUME_FS_TYPE) or None)
+
+
+class StoragePool(Protocol):
+    """Local volumes on this machine. Implementations serialise operations on the same name."""
+
+    @property
+    def kind(self) -> str:
+        """"loop" or "directory": recorded on each volume so the right pool re-attaches it."""
+        ...
+
+    @property
+    def root(self) -> Path:
+        """The directory the pool keeps its volumes under."""
+        ...
+
+    def owns(self, info: VolumeInfo) -> bool:
+        """Whether `info` describes a volume of this pool (same kind, backing under `root`)."""
+        ...
+
+    async def create_volume(self, name: str, size_bytes: int, volume_mode: VolumeMode, *,
+                            fs_type: str | None = None) -> VolumeInfo:
+        """Create the volume, or return the existing one of that name (attached) if it fits."""
+        ...
+
+    async def ensure_attached(self, info: VolumeInfo) -> VolumeInfo:
+        """Make the volume reachable again (after a restart); returns it with its current path."""
+        ...
+
+    async def delete_volume(self, info: VolumeInfo) -> None:
+        """Detach the volume and delete its data; a volume already gone is not an error. Only
+        `info.name` is needed, so a volume that never got a PV can be deleted too."""
+        ...
+
+    async def volume_names(self) -> list[str]:
+        """The names of every volume the pool holds, sorted."""
+        ...
+
+
+def round_up_to_mib(size_bytes: int) -> int:
+    """Volumes are whole MiB: at least one, and never smaller than asked for."""
+    return max(1, -(-size_bytes // MIB)) * MIB
+
+
+def is_under(path: str, root: Path) -> bool:
+    """Whether `path` lies inside the directory `root`."""
+    return Path(path).is_relative_to(root)

@@ -1,0 +1,142 @@
+"""The embedded mode's local volume provisioner: `ClaimReconciler` and the controllers `cdi serve` runs.
+
+`ClaimReconciler` is keyed by PersistentVolumeClaim. Each time it reads the claim, every StorageClass
+and every PersistentVolume, lets `cdi.embedded.volumes.claim_plan.plan_claim` decide, and applies the
+plan: provisioning creates the volume in the `StoragePool` and then its PV (`render_volume`), both
+named `pvc-<claim uid>`, so a crash between the two is repaired by creating the same volume again,
+which the pool hands back instead of making a second one. Pool errors become a `ProvisioningFailed`
+Warning on the claim; retryable ones are raised again so the runtime backs off.
+
+`controllers(cluster, pool, clock)` wires it and its neighbour `VolumeReconciler`
+(`cdi.embedded.volumes.reclaimer`) into `ControllerSpec`s for `cdi.runtime`'s manager.
+"""
+
+from __future__ import annotations
+
+from cdi.cluster.errors import AlreadyExists, NotFound
+from cdi.cluster.protocol import Cluster, Object
+from cdi.embedded.volumes.claim_plan import (
+    BOUND,
+    LOST,
+    PENDING,
+    AnnotateProvisioner,
+    BindClaim,
+    ClaimAction,
+    ClaimObservation,
+    MarkLost,
+    MarkPending,
+    MarkVolumeBound,
+    Notify,
+    Provision,
+    ReserveVolume,
+    SetClaimBound,
+    SetStorageClass,
+    plan_claim,
+)
+from cdi.embedded.volumes.errors import VolumeError
+from cdi.embedded.volumes.manifests import (
+    bind_claim_patch,
+    claim_bound_status,
+    phase_status,
+    provisioner_patch,
+    render_volume,
+    reserve_patch,
+)
+from cdi.embedded.volumes.objects import ClaimView, parse_claim, parse_storage_class, parse_volume
+from cdi.embedded.volumes.pool import StoragePool, VolumeInfo
+from cdi.embedded.volumes.reclaimer import VolumeReconciler, volumes_of_claim
+from cdi.embedded.volumes.tracking import EventOnce, PendingClaims
+from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch
+
+PVC = ("v1", "PersistentVolumeClaim")
+PV = ("v1", "PersistentVolume")
+STORAGE_CLASS = ("storage.k8s.io/v1", "StorageClass")
+
+
+class ClaimReconciler:
+    """Provisions and binds one PersistentVolumeClaim (see the module docstring)."""
+
+    def __init__(self, cluster: Cluster, pool: StoragePool, clock: Clock, *, pending: PendingClaims | None = None,
+                 events: EventOnce | None = None) -> None:
+        self._cluster = cluster
+        self._pool = pool
+        self.pending = pending or PendingClaims()
+        self._events = events or EventOnce(cluster, clock.now)
+
+    async def reconcile(self, key: Key) -> Result:
+        try:
+            raw = await self._cluster.get(*PVC, key.name, key.namespace)
+        except NotFound:
+            self.pending.forget(key)
+            self._events.forget("PersistentVolumeClaim", key)
+            return DONE
+        observed = await self.observe(raw)
+        plan = plan_claim(observed)
+        self.pending.note(key, plan.storage_class, pending=observed.claim.phase != BOUND and not plan.binds)
+        try:
+            for action in plan.actions:
+                await self._apply(raw, observed.claim, action)
+        except VolumeError as e:
+            await self._events.record(raw, "Warning", "ProvisioningFailed",
+                                      f'failed to provision volume with StorageClass "{plan.storage_class}": {e}')
+            if e.retryable:
+                raise
+        return DONE
+
+    async def observe(self, raw: Object) -> ClaimObservation:
+        classes = (await self._cluster.list(*STORAGE_CLASS)).items
+        volumes = (await self._cluster.list(*PV)).items
+        return ClaimObservation(parse_claim(raw), tuple(parse_storage_class(obj) for obj in classes),
+                                tuple(parse_volume(obj) for obj in volumes))
+
+    async def provision_volume(self, plan: Provision) -> VolumeInfo:
+        """Step one of provisioning: the volume in the pool (returned as is if it already exists)."""
+        return await self._pool.create_volume(plan.volume_name, plan.size_bytes, plan.volume_mode,
+                                              fs_type=plan.fs_type)
+
+    async def create_persistent_volume(self, claim: ClaimView, plan: Provision, info: VolumeInfo) -> None:
+        """Step two: the PV recording where the volume is, already claimed by `claim`."""
+        try:
+            await self._cluster.create(render_volume(claim, plan, info))
+        except AlreadyExists:
+            pass  # created by an earlier attempt that did not get to bind
+
+    async def _apply(self, raw: Object, claim: ClaimView, action: ClaimAction) -> None:
+        name, namespace = claim.name, claim.namespace
+        match action:
+            case SetStorageClass(class_name):
+                await self._cluster.patch(*PVC, name, {"spec": {"storageClassName": class_name}}, namespace)
+            case MarkPending():
+                await self._cluster.patch_status(*PVC, name, phase_status(PENDING), namespace)
+            case AnnotateProvisioner():
+                await self._cluster.patch(*PVC, name, provisioner_patch(), namespace)
+            case Provision():
+                await self.create_persistent_volume(claim, action, await self.provision_volume(action))
+            case ReserveVolume(volume_name, resource_version):
+                await self._cluster.patch(*PV, volume_name, reserve_patch(claim, resource_version))
+            case MarkVolumeBound(volume_name):
+                await self._cluster.patch_status(*PV, volume_name, phase_status(BOUND))
+            case BindClaim(volume_name, by_controller):
+                await self._cluster.patch(*PVC, name, bind_claim_patch(volume_name, by_controller=by_controller),
+                                          namespace)
+            case SetClaimBound(capacity, access_modes):
+                await self._cluster.patch_status(*PVC, name, claim_bound_status(capacity, access_modes), namespace)
+            case MarkLost():
+                await self._cluster.patch_status(*PVC, name, phase_status(LOST), namespace)
+            case Notify(type_, reason, message):
+                await self._events.record(raw, type_, reason, message)
+
+
+def controllers(cluster: Cluster, pool: StoragePool, clock: Clock) -> list[ControllerSpec]:
+    """The provisioner (keyed by claim) and the reclaimer (keyed by volume), sharing their bookkeeping."""
+    pending = PendingClaims()
+    events = EventOnce(cluster, clock.now)
+    claims = ClaimReconciler(cluster, pool, clock, pending=pending, events=events)
+    volumes = VolumeReconciler(cluster, pool, events)
+    return [
+        ControllerSpec(name="local-volume-provisioner", api_version=PVC[0], kind=PVC[1], reconciler=claims,
+                       watches=(Watch(*STORAGE_CLASS, map_to_keys=pending.for_storage_class),
+                                Watch(*PV, map_to_keys=pending.for_volume))),
+        ControllerSpec(name="local-volume-reclaimer", api_version=PV[0], kind=PV[1], reconciler=volumes,
+                       watches=(Watch(*PVC, map_to_keys=volumes_of_claim),)),
+    ]

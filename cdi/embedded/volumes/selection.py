@@ -1,0 +1,55 @@
+"""Choosing the embedded mode's storage pool: loop devices when this machine has them, directories if not.
+
+`cdi serve` calls `open_pool` once at start-up, before `ensure_all_attached` and the provisioner's
+controllers. The probe attaches and detaches a 1 MiB sparse file with the same runner the pool will
+use and checks that the filesystem's mkfs and mount are installed; the choice is logged, because it
+decides whether volumes have enforced capacity (`LoopPool`) or not (`DirectoryPool`).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from cdi.embedded.tools import ToolError, ToolRunner, run_tool
+from cdi.embedded.volumes import commands
+from cdi.embedded.volumes.directory import DirectoryPool
+from cdi.embedded.volumes.loop import LoopPool, check_filesystem
+from cdi.embedded.volumes.pool import StoragePool
+
+_log = logging.getLogger(__name__)
+_PROBE_SIZE = 1024 * 1024
+
+
+async def loop_devices_work(root: Path, *, fs_type: str = "ext4", runner: ToolRunner = run_tool) -> tuple[bool, str]:
+    """Whether a `LoopPool` can work under `root`, and why not when it cannot."""
+    missing = [tool for tool in (f"mkfs.{fs_type}", "mount", "umount", "losetup") if shutil.which(tool) is None]
+    if missing:
+        return False, f"{', '.join(missing)} not installed"
+    probe = root / ".loop-probe.img"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with open(probe, "wb") as image:
+            image.truncate(_PROBE_SIZE)
+        attached = (await runner(commands.attach_argv(str(probe)))).check()
+        device = commands.parse_device(attached.stdout)
+        (await runner(commands.detach_argv(device))).check()
+    except (OSError, ToolError, ValueError) as e:
+        return False, str(e)
+    finally:
+        probe.unlink(missing_ok=True)
+    return True, ""
+
+
+async def open_pool(root: Path, *, fs_type: str = "ext4", runner: ToolRunner = run_tool) -> StoragePool:
+    """The pool for `root`: a `LoopPool` formatting `fs_type` if loop devices work, else a `DirectoryPool`."""
+    check_filesystem(fs_type)
+    works, why_not = await loop_devices_work(root, fs_type=fs_type, runner=runner)
+    if works:
+        _log.info("storage pool at %s: loop devices work; volumes are %s images with enforced capacity",
+                  root, fs_type)
+        return LoopPool(root, fs_type=fs_type, runner=runner)
+    _log.warning("storage pool at %s: loop devices do not work (%s); volumes are plain directories without "
+                 "capacity enforcement and Block volumes are unavailable", root, why_not)
+    return DirectoryPool(root)

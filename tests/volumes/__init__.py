@@ -1,0 +1,1 @@
+"""Tests of the embedded mode's local volumes: pools on real loop devices, the provisioner and reclaimer."""
