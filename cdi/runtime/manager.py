@@ -1,0 +1,115 @@
+"""The manager: runs every controller of a process over shared informers, under a process lock.
+
+`cdi serve` (and the Kubernetes deployment's entrypoint) builds one `Manager` on a `Cluster`, hands it
+each `ControllerSpec` with `add`, gives reconcilers cached readers with `reader`, and awaits
+`run(stop)`. `run` first takes the single-active-process lock when a `lock_path` is given
+(`cdi.runtime.lock`: a second process waits as a hot standby and takes over when the first exits),
+then starts every informer (`cdi.runtime.informer`), waits until all have listed, and starts the
+controllers' workers (`cdi.runtime.controller`). When `stop` is set it shuts down in order: queues
+stop handing out keys, in-flight reconciles get `shutdown_timeout` seconds before being cancelled,
+informers stop, the lock is released. Nothing it started outlives `run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from pathlib import Path
+
+from cdi.cluster.protocol import Cluster
+from cdi.runtime.controller import Controller
+from cdi.runtime.informer import Informer, SharedInformers
+from cdi.runtime.lock import ProcessLock
+from cdi.runtime.queue import WorkQueue
+from cdi.runtime.types import Clock, ControllerSpec, SystemClock
+
+logger = logging.getLogger(__name__)
+
+
+class Manager:
+    """Owns the informers, queues and workers of one process's controllers."""
+
+    def __init__(self, cluster: Cluster, *, clock: Clock | None = None, lock_path: Path | None = None,
+                 shutdown_timeout: float = 30.0, lock_poll_interval: float = 1.0) -> None:
+        self._clock = clock or SystemClock()
+        self._informers = SharedInformers(cluster)
+        self._controllers: list[Controller] = []
+        self._lock = ProcessLock(lock_path, poll_interval=lock_poll_interval) if lock_path is not None else None
+        self._shutdown_timeout = shutdown_timeout
+        self._ran = False
+        self._active = False
+
+    @property
+    def controllers(self) -> list[Controller]:
+        return list(self._controllers)
+
+    @property
+    def active(self) -> bool:
+        """True while this process holds the lock and its controllers are running."""
+        return self._active
+
+    def reader(self, api_version: str, kind: str, namespace: str | None = None) -> Informer:
+        """The shared cache of a kind (an `Informer`, which is a `Reader`); filled once `run` syncs it."""
+        return self._informers.informer(api_version, kind, namespace)
+
+    def add(self, spec: ControllerSpec) -> Controller:
+        """Register a controller; all must be added before `run`."""
+        if self._ran:
+            raise RuntimeError(f"controller {spec.name!r} must be added before the manager runs")
+        if any(existing.name == spec.name for existing in self._controllers):
+            raise ValueError(f"a controller named {spec.name!r} is already registered")
+        controller = Controller(spec, self._informers, WorkQueue(self._clock), self._clock)
+        self._controllers.append(controller)
+        return controller
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set, then shut down gracefully; returns once everything has stopped."""
+        if self._ran:
+            raise RuntimeError("a manager runs once; build a new one to run again")
+        self._ran = True
+        if self._lock is not None and not await self._lock.acquire(stop):
+            return
+        try:
+            await self._serve(stop)
+        finally:
+            await self._shut_down()
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        self._informers.start()
+        if not await _unless_stopped(self._informers.wait_synced(), stop):
+            return
+        for controller in self._controllers:
+            controller.start()
+        self._active = True
+        logger.info("started %d controller(s): %s", len(self._controllers),
+                    ", ".join(controller.name for controller in self._controllers) or "none")
+        await stop.wait()
+        logger.info("stopping controllers")
+
+    async def _shut_down(self) -> None:
+        self._active = False
+        try:
+            for controller in self._controllers:
+                controller.queue.shutdown()  # all stop taking keys before any is waited for
+            await asyncio.gather(*(controller.stop(self._shutdown_timeout) for controller in self._controllers))
+            await self._informers.stop()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+
+async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Await `work` unless `stop` is set first; True if `work` finished."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, stopped):
+            pending.cancel()
+        await asyncio.gather(task, stopped, return_exceptions=True)
+    if task.cancelled():
+        return False
+    task.result()
+    return True

@@ -1,0 +1,107 @@
+"""Controllers on the embedded store: a toy mirror converges, stays level-triggered, retries failures with
+backoff on the fake clock, honours requeue_after, and follows owned objects back to their owner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from cdi.embedded import EmbeddedCluster
+from cdi.runtime.manager import Manager
+from cdi.runtime.types import Key
+from tests.runtime.clock import FakeClock
+from tests.runtime.toys import add_mirror, configmap, secret_value
+from tests.runtime.waiting import running, until
+
+A = Key("default", "a")
+
+
+async def wait_for_value(cluster: EmbeddedCluster, name: str, expected: str | None) -> None:
+    async def holds() -> bool:
+        return await secret_value(cluster, name) == expected
+
+    await until(holds, what=f"secret {name} = {expected!r}")
+
+
+async def test_the_mirror_converges_and_repairs_what_it_owns(cluster: EmbeddedCluster, clock: FakeClock) -> None:
+    manager = Manager(cluster, clock=clock)
+    mirror = add_mirror(manager, cluster)
+    await cluster.create(configmap("a", "1"))
+    async with running(manager):
+        await cluster.create(configmap("b", "2"))
+        await wait_for_value(cluster, "a", "1")
+        await wait_for_value(cluster, "b", "2")
+        await cluster.patch("v1", "ConfigMap", "a", {"spec": {"value": "3"}}, "default")
+        await wait_for_value(cluster, "a", "3")
+        secret_b = await cluster.get("v1", "Secret", "b", "default")
+        await cluster.update(dict(secret_b, data={"value": "tampered"}))  # only the Secret watch sees this
+        await wait_for_value(cluster, "b", "2")
+        await cluster.delete("v1", "Secret", "b", "default")  # DELETED maps through the last known owner
+        await wait_for_value(cluster, "b", "2")
+    assert mirror.overlaps == 0
+
+
+async def test_reconcile_reads_current_state_not_the_event_that_woke_it(cluster: EmbeddedCluster,
+                                                                     clock: FakeClock) -> None:
+    manager = Manager(cluster, clock=clock)
+    gate = asyncio.Event()
+    mirror = add_mirror(manager, cluster, watch_secrets=False, workers=4, gate=gate)
+    async with running(manager):
+        await cluster.create(configmap("a", "v0"))
+        await asyncio.wait_for(mirror.entered.wait(), 3)  # the first reconcile holds the key, gated
+        for value in ("v1", "v2", "v3"):
+            await cluster.patch("v1", "ConfigMap", "a", {"spec": {"value": value}}, "default")
+        cache = manager.reader("v1", "ConfigMap")
+        await until(lambda: (cache.get(A) or {}).get("spec") == {"value": "v3"}, what="the cache to catch up")
+        gate.set()
+        await wait_for_value(cluster, "a", "v3")
+        await until(lambda: mirror.finished == 2)
+    assert mirror.seen == ["v0", "v3"]  # three changes while busy: one more reconcile, of the latest state
+    assert mirror.overlaps == 0
+
+
+async def test_a_failing_reconcile_is_retried_with_growing_backoff(cluster: EmbeddedCluster, clock: FakeClock,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    manager = Manager(cluster, clock=clock)
+    mirror = add_mirror(manager, cluster, failures=3)
+    controller = manager.controllers[0]
+    await cluster.create(configmap("a", "1"))
+    async with running(manager):
+        for attempt, delay in enumerate([0.005, 0.01, 0.02], start=1):
+            await until(lambda: A in controller.queue.waiting)
+            assert len(mirror.calls) == attempt
+            assert controller.queue.waiting[A] - clock.monotonic() == pytest.approx(delay)
+            clock.advance(delay / 2)
+            assert A in controller.queue.waiting  # not before its time
+            clock.advance(delay / 2)
+        await wait_for_value(cluster, "a", "1")
+        assert controller.queue.num_requeues(A) == 0  # success forgets the failures
+    failures = [record for record in caplog.records if record.levelno == logging.ERROR]
+    assert [record.getMessage() for record in failures] == [
+        f"mirror: reconcile default/a failed (retry {n}): RuntimeError: injected failure {n}" for n in (1, 2, 3)]
+    assert all(record.exc_info is None for record in failures)  # the traceback is at debug level only
+
+
+async def test_requeue_after_runs_the_key_again_later(cluster: EmbeddedCluster, clock: FakeClock) -> None:
+    manager = Manager(cluster, clock=clock)
+    mirror = add_mirror(manager, cluster, watch_secrets=False, requeue_after=60)
+    controller = manager.controllers[0]
+    await cluster.create(configmap("a", "1"))
+    async with running(manager):
+        await until(lambda: mirror.finished == 1 and A in controller.queue.waiting)
+        await cluster.patch("v1", "ConfigMap", "a", {"spec": {"value": "2"}}, "default")
+        await until(lambda: mirror.finished == 2)
+        clock.advance(59)
+        assert A in controller.queue.waiting and len(controller.queue) == 0
+        clock.advance(1)
+        await until(lambda: mirror.finished == 3)
+    assert mirror.seen == ["1", "2", "2"]
+
+
+async def test_watches_share_the_informers_readers_use(cluster: EmbeddedCluster, clock: FakeClock) -> None:
+    manager = Manager(cluster, clock=clock)
+    add_mirror(manager, cluster)
+    controller = manager.controllers[0]
+    assert controller.informers == [manager.reader("v1", "ConfigMap"), manager.reader("v1", "Secret")]

@@ -1,0 +1,42 @@
+"""Test helpers for asynchronous outcomes: wait until a condition holds, run a manager in the background.
+
+Test code only: product code never polls for conditions like this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from cdi.runtime.manager import Manager
+
+Condition = Callable[[], bool | Awaitable[bool]]
+
+
+async def until(condition: Condition, timeout: float = 3.0, what: str = "condition") -> None:
+    """Return as soon as `condition()` is true; fail the test after `timeout` seconds."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                outcome = condition()
+                if inspect.isawaitable(outcome):
+                    outcome = await outcome
+                if outcome:
+                    return
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise AssertionError(f"{what} did not hold within {timeout}s") from None
+
+
+@asynccontextmanager
+async def running(manager: Manager) -> AsyncIterator[asyncio.Event]:
+    """Run `manager` in the background until the block ends (or sets the yielded stop event)."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(manager.run(stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await task
