@@ -1,0 +1,203 @@
+"""The kubelet half of the pod runner: run a scheduled pod's containers and report them.
+
+`sync` is kubelet's syncPod for one pod on our node: decide per container (start, restart now, wait
+out the back-off, leave terminated), take the finalizer and a pod IP before the first process starts,
+set up the volumes, start what should run, then publish the status. `terminate` stops a deleted pod
+(SIGTERM, SIGKILL after the grace period), publishes its final status and lets it go. Each started
+process gets a watcher task that records its exit (code, termination message) and asks for the pod
+to be reconciled again. The store writes live in `podwrites`; the runner (`runner`) routes pods here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from cdi.cluster.protocol import Cluster, Object
+from cdi.embedded.pods import orphans
+from cdi.embedded.pods.envvars import EnvError
+from cdi.embedded.pods.layout import LayoutError
+from cdi.embedded.pods.node import KUBELET
+from cdi.embedded.pods.paths import PodPaths
+from cdi.embedded.pods.podwrites import PodWriter
+from cdi.embedded.pods.processes import START_FAILED_EXIT_CODE, Process, StartFailed, signal_group, termination_message
+from cdi.embedded.pods.records import ContainerRecord, PodRecord, adopt, view
+from cdi.embedded.pods.restarts import BackoffPolicy, Decision, decide
+from cdi.embedded.pods.spec import ContainerSpec, PodInfo
+from cdi.embedded.pods.starter import ContainerStarter
+from cdi.embedded.pods.status import CONFIG_ERROR, CONTAINER_CREATING, TERMINAL, ContainerView, Terminated, Waiting
+from cdi.embedded.pods.volumes import VolumeError, prepare_volumes
+from cdi.embedded.semantics import format_time
+from cdi.runtime.types import DONE, Clock, Key, Result
+
+
+class Kubelet:
+    def __init__(self, cluster: Cluster, state_dir: Path, starter: ContainerStarter, writer: PodWriter,
+                 clock: Clock, backoff: BackoffPolicy, retry_after: float, changed: Callable[[Key], None]) -> None:
+        self._cluster = cluster
+        self._state_dir = state_dir
+        self._starter = starter
+        self._clock = clock
+        self._backoff = backoff
+        self._retry_after = retry_after
+        self._changed = changed
+        self._writer = writer
+
+    def adopt(self, pod: PodInfo, obj: Object) -> PodRecord:
+        return adopt(pod, obj.get("status") or {}, self._now(), self._clock.monotonic())
+
+    async def sync(self, obj: Object, pod: PodInfo, record: PodRecord) -> Result:
+        if (obj.get("status") or {}).get("phase") in TERMINAL:
+            await self.kill_now(record)
+            await self._writer.drop_finalizer(pod)
+            return DONE
+        paths = PodPaths(self._state_dir, pod.namespace, pod.name)
+        if record.adopted:
+            await asyncio.to_thread(_kill_marked, self._state_dir, pod.uid)
+            record.adopted = False
+        decisions = self._decisions(pod, record)
+        to_start = [c for c in pod.containers if not record.container(c.name).live
+                    and (c.name not in decisions or decisions[c.name].action == "restart")]
+        waits = [d.wait for d in decisions.values() if d.action == "wait"]
+        if to_start:
+            await asyncio.to_thread(_own_directory, paths, pod.uid, self._state_dir)
+            obj = await self._writer.ensure_finalizer(pod)
+            obj, pod_ip = await self._writer.ensure_address(obj, pod)
+            waits += await self._start(obj, pod, record, to_start, decisions, paths, pod_ip)
+        await self._report_backoff(obj, pod, record)
+        phase = await self._writer.publish(obj, pod, self._views(pod, record, terminating=False))
+        if phase in TERMINAL:
+            await self._writer.drop_finalizer(pod)
+            return DONE
+        if any(d.action == "restart" and record.container(name).problem is None
+               for name, d in self._decisions(pod, record).items()):
+            waits.append(0.0)  # a start that failed at once: its restart is due now
+        return Result(requeue_after=min(waits)) if waits else DONE
+
+    async def terminate(self, obj: Object, pod: PodInfo, record: PodRecord) -> bool:
+        """Stop a deleted pod; True once it is stopped, reported and released."""
+        live = record.live()
+        if live:
+            if not record.stopping:
+                for container in live:
+                    signal_group(_pid(container), signal.SIGTERM)
+                    await self._writer.event(obj, "Normal", "Killing", f"Stopping container {container.name}", KUBELET)
+                task = asyncio.create_task(self._escalate(live, pod.grace_seconds))
+                record.stopping.add(task)
+            return False
+        await asyncio.to_thread(_kill_marked, self._state_dir, pod.uid)
+        await self._writer.publish(obj, pod, self._views(pod, record, terminating=True), terminating=True)
+        await self._writer.drop_finalizer(pod)
+        paths = PodPaths(self._state_dir, pod.namespace, pod.name)
+        await asyncio.to_thread(shutil.rmtree, paths.root, True)
+        return True
+
+    async def kill_now(self, record: PodRecord) -> None:
+        """SIGKILL every process of the pod and wait until each is reaped."""
+        for task in record.stopping:
+            task.cancel()
+        await asyncio.gather(*record.stopping, return_exceptions=True)
+        watchers = [c.watcher for c in record.containers.values() if c.watcher is not None]
+        for container in record.live():
+            signal_group(_pid(container), signal.SIGKILL)
+        if watchers:
+            await asyncio.gather(*watchers, return_exceptions=True)
+
+    def _decisions(self, pod: PodInfo, record: PodRecord) -> dict[str, Decision]:
+        now = self._clock.monotonic()
+        return {name: decide(pod.restart_policy, c.exited.exit_code, c.finished, c.backoff, now, self._backoff)
+                for name, c in record.containers.items() if not c.live and c.exited is not None}
+
+    def _views(self, pod: PodInfo, record: PodRecord, *, terminating: bool) -> list[ContainerView]:
+        decisions = self._decisions(pod, record)
+        return [view(pod, c, record.container(c.name), decisions.get(c.name), terminating) for c in pod.containers]
+
+    async def _start(self, obj: Object, pod: PodInfo, record: PodRecord, to_start: list[ContainerSpec],
+                     decisions: dict[str, Decision], paths: PodPaths, pod_ip: str) -> list[float]:
+        try:
+            volumes = await prepare_volumes(self._cluster, pod, paths)
+        except VolumeError as e:
+            for container in to_start:
+                record.container(container.name).problem = Waiting(CONTAINER_CREATING, str(e))
+            await self._writer.event(obj, "Warning", "FailedMount", str(e), KUBELET)
+            return [self._retry_after]
+        waits = []
+        for container in to_start:
+            state = record.container(container.name)
+            decision = decisions.get(container.name)
+            backoff = decision.backoff if decision is not None else None
+            try:
+                process = await self._starter.start(pod, container, volumes, pod_ip, paths)
+            except (EnvError, LayoutError) as e:
+                state.problem = Waiting(CONFIG_ERROR, str(e))
+                await self._writer.event(obj, "Warning", "Failed", f"Error: {e}", KUBELET)
+                waits.append(self._retry_after)
+                continue
+            except StartFailed as e:
+                now = self._now()
+                state.failed_start(Terminated(START_FAILED_EXIT_CODE, "StartError", str(e), now, now),
+                                   self._clock.monotonic(), backoff)
+                await self._writer.event(obj, "Warning", "Failed", f"Error: {e}", KUBELET)
+                continue
+            state.begin(process, self._now(), backoff)
+            state.watcher = asyncio.create_task(self._watch(Key(pod.namespace, pod.name), container, state,
+                                                            process, paths))
+            await self._writer.event(obj, "Normal", "Started", f"Started container {container.name}", KUBELET)
+        return waits
+
+    async def _watch(self, key: Key, container: ContainerSpec, state: ContainerRecord, process: Process,
+                     paths: PodPaths) -> None:
+        code = await process.wait()
+        signal_group(process.pid, signal.SIGKILL)  # what it left in its group goes with it, as with a container
+        message = await asyncio.to_thread(termination_message, paths.termination(container.name),
+                                          paths.log(container.name), code, container.fallback_to_logs_on_error)
+        if state.process is process:
+            state.end(Terminated(code, "Completed" if code == 0 else "Error", message, state.started_at,
+                                 self._now(), state.container_id), self._clock.monotonic())
+        self._changed(key)
+
+    async def _escalate(self, containers: list[ContainerRecord], grace: float) -> None:
+        watchers = {c.watcher for c in containers if c.watcher is not None}
+        if watchers:
+            await asyncio.wait(watchers, timeout=grace)
+        for container in containers:
+            if container.live:
+                signal_group(_pid(container), signal.SIGKILL)
+
+    async def _report_backoff(self, obj: Object, pod: PodInfo, record: PodRecord) -> None:
+        for name, decision in self._decisions(pod, record).items():
+            state = record.container(name)
+            if decision.action == "wait" and not state.backoff_reported:
+                state.backoff_reported = True
+                await self._writer.event(obj, "Warning", "BackOff", f"Back-off restarting failed container {name} in "
+                                         f"pod {pod.name}_{pod.namespace}({pod.uid})", KUBELET)
+
+    def _now(self) -> str:
+        return format_time(self._clock.now())
+
+
+def _pid(container: ContainerRecord) -> int:
+    assert container.process is not None
+    return container.process.pid
+
+
+def _kill_marked(state_dir: Path, uid: str) -> None:
+    orphans.kill_all(orphans.marked_processes(state_dir, {uid}))
+
+
+def _own_directory(paths: PodPaths, uid: str, state_dir: Path) -> None:
+    """Make the pod's directory this pod's: one left by an earlier pod of the same name is cleared."""
+    try:
+        owner = paths.uid_file.read_text().strip()
+    except OSError:
+        owner = ""
+    if owner == uid:
+        return
+    if owner:
+        _kill_marked(state_dir, owner)
+    shutil.rmtree(paths.root, ignore_errors=True)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.uid_file.write_text(uid + "\n")

@@ -1,0 +1,146 @@
+"""A pod's volumes as paths on this machine: what kubelet's volume manager does, for the local node.
+
+`prepare_volumes` reads what the pod's volumes name (claims and their PersistentVolumes, Secrets,
+ConfigMaps) and returns a `LocalVolume` per volume: a claim is its bound PV's path (the provisioner's
+recorded current path, else `spec.local.path`, else `spec.hostPath.path`), Block when the claim asks
+for it; an emptyDir is a directory of the pod; a Secret or ConfigMap is materialised there as one
+file per key (or per `items` entry) with `defaultMode`/`mode`, the way kubelet projects them. A
+volume that cannot be set up raises `VolumeError`; the runner leaves the container ContainerCreating
+and says why in a FailedMount event. `volume_files` is the pure half; `fetch_key_data` is also how
+`starter` reads the objects env variables refer to.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+
+from cdi.cluster.errors import NotFound
+from cdi.cluster.protocol import Cluster, Object
+from cdi.embedded.pods.layout import LocalVolume
+from cdi.embedded.pods.node import ANN_VOLUME_PATH
+from cdi.embedded.pods.paths import PodPaths
+from cdi.embedded.pods.spec import KeyToPath, PodInfo, Volume
+
+KeyData = Mapping[str, bytes]
+
+
+class VolumeError(Exception):
+    """A volume cannot be set up (yet): kubelet's FailedMount."""
+
+
+def key_data(obj: Object) -> dict[str, bytes]:
+    """The keys of a Secret (`data`, base64; `stringData` if a writer left it) or ConfigMap
+    (`data`, text; `binaryData`, base64) as bytes."""
+    if obj.get("kind") == "Secret":
+        decoded = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+        return {k: str(v).encode() for k, v in (obj.get("stringData") or {}).items()} | decoded
+    return ({k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
+            | {k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
+
+
+async def fetch_key_data(cluster: Cluster, kind: str, namespace: str, name: str) -> KeyData | None:
+    """A Secret's or ConfigMap's keys, or None when it does not exist."""
+    try:
+        return key_data(await cluster.get("v1", kind, name, namespace))
+    except NotFound:
+        return None
+
+
+def volume_files(volume: Volume, data: KeyData) -> list[tuple[str, bytes, int]]:
+    """(relative path, content, mode) of each file a Secret/ConfigMap volume shows; `VolumeError` for an
+    item naming a missing key (unless optional) or an unsafe path."""
+    items = volume.items or tuple(KeyToPath(key, key) for key in sorted(data))
+    files: list[tuple[str, bytes, int]] = []
+    for item in items:
+        path = PurePosixPath(item.path)
+        if path.is_absolute() or ".." in path.parts or not path.parts:
+            raise VolumeError(f'volume "{volume.name}": item path "{item.path}" must be relative and must not '
+                              f"contain '..'")
+        if item.key not in data:
+            if volume.optional:
+                continue
+            raise VolumeError(f'MountVolume.SetUp failed for volume "{volume.name}": references non-existent '
+                              f"{_what(volume)} key: {item.key}")
+        files.append((str(path), data[item.key], volume.default_mode if item.mode is None else item.mode))
+    return files
+
+
+async def prepare_volumes(cluster: Cluster, pod: PodInfo, paths: PodPaths) -> dict[str, LocalVolume]:
+    """Every volume of the pod, set up; Secrets and ConfigMaps are written afresh each time."""
+    prepared: dict[str, LocalVolume] = {}
+    for volume in pod.volumes:
+        if volume.kind == "persistentVolumeClaim":
+            prepared[volume.name] = await _claim(cluster, pod.namespace, volume)
+        elif volume.kind == "hostPath":
+            prepared[volume.name] = LocalVolume(Path(volume.ref))
+        elif volume.kind == "emptyDir":
+            paths.volume(volume.name).mkdir(parents=True, exist_ok=True)
+            prepared[volume.name] = LocalVolume(paths.volume(volume.name))
+        elif volume.kind in ("secret", "configMap"):
+            kind = "Secret" if volume.kind == "secret" else "ConfigMap"
+            data = await fetch_key_data(cluster, kind, pod.namespace, volume.ref)
+            if data is None and not volume.optional:
+                raise VolumeError(f'MountVolume.SetUp failed for volume "{volume.name}": {_what(volume)} '
+                                  f'"{volume.ref}" not found')
+            write_files(paths.volume(volume.name), volume_files(volume, data or {}))
+            prepared[volume.name] = LocalVolume(paths.volume(volume.name), materialised=True)
+        else:
+            raise VolumeError(f'volume "{volume.name}": {volume.kind} volumes are not supported by the local '
+                              f"pod runner")
+    return prepared
+
+
+def write_files(directory: Path, files: list[tuple[str, bytes, int]]) -> None:
+    """Replace `directory` with exactly `files`, built beside it first so it is never half-written."""
+    staging = directory.with_name(directory.name + ".new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for relative, content, mode in files:
+        target = staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(content)
+        os.chmod(target, mode)
+    old = directory.with_name(directory.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    staging.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+async def _claim(cluster: Cluster, namespace: str, volume: Volume) -> LocalVolume:
+    try:
+        claim = await cluster.get("v1", "PersistentVolumeClaim", volume.ref, namespace)
+    except NotFound as e:
+        raise VolumeError(f'persistentvolumeclaim "{volume.ref}" not found') from e
+    pv_name = (claim.get("spec") or {}).get("volumeName")
+    if (claim.get("status") or {}).get("phase") != "Bound" or not pv_name:
+        raise VolumeError(f'persistentvolumeclaim "{volume.ref}" is not bound')
+    try:
+        pv = await cluster.get("v1", "PersistentVolume", pv_name)
+    except NotFound as e:
+        raise VolumeError(f'persistentvolume "{pv_name}" bound to claim "{volume.ref}" not found') from e
+    path = pv_path(pv)
+    if path is None:
+        raise VolumeError(f'persistentvolume "{pv_name}" has no local path (spec.local or spec.hostPath)')
+    block = ((claim.get("spec") or {}).get("volumeMode") or (pv.get("spec") or {}).get("volumeMode")) == "Block"
+    return LocalVolume(Path(path), block=block)
+
+
+def pv_path(pv: Object) -> str | None:
+    """Where a PersistentVolume is on this machine."""
+    spec = pv.get("spec") or {}
+    annotations = (pv.get("metadata") or {}).get("annotations") or {}
+    for candidate in (annotations.get(ANN_VOLUME_PATH), (spec.get("local") or {}).get("path"),
+                      (spec.get("hostPath") or {}).get("path")):
+        if candidate:
+            return str(candidate)
+    return None
+
+
+def _what(volume: Volume) -> str:
+    return "secret" if volume.kind == "secret" else "configmap"
