@@ -1,0 +1,95 @@
+"""`cdi serve`: the embedded control plane in the foreground. It takes the single-active-process lock
+(a second `cdi serve` on the same home waits as a hot standby), prepares the node — storage pool,
+default StorageClasses, re-attached volumes, the CDIConfig singleton — and then runs every controller:
+the local volume provisioner and pod runner (the parts Kubernetes would provide) and CDI's own
+StorageProfile, CDIConfig, DataVolume import and PVC import controllers. SIGINT/SIGTERM stop it
+gracefully; importer processes die with it and are restarted when it comes back."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdi.cli.state import store_path
+from cdi.controllers import cdiconfig, storageprofile
+from cdi.controllers.datavolume import importer as dv_import
+from cdi.controllers.importpod import controller as import_pods
+from cdi.controllers.progress import HttpsProgressScraper
+from cdi.embedded import EmbeddedCluster
+from cdi.embedded import pods as local_pods
+from cdi.embedded import volumes as local_volumes
+from cdi.runtime.lock import ProcessLock
+from cdi.runtime.manager import Manager
+from cdi.runtime.types import Clock, SystemClock
+
+log = logging.getLogger("cdi.serve")
+LOCK_FILE = "controller.lock"
+POOL_DIR = "pools/default"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    pod_backoff_base: float = 10.0
+    pod_backoff_cap: float = 300.0
+    importer_image: str = "pycdi/pycdi:latest"
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("serve", help="run the embedded control plane in the foreground")
+    parser.add_argument("--pod-backoff", type=float, default=10.0,
+                        help="first crash-loop back-off of a failing pod, in seconds (kubelet: 10)")
+    parser.set_defaults(run=lambda args, home: asyncio.run(serve_forever(
+        home, ServeOptions(pod_backoff_base=args.pod_backoff))))
+
+
+async def serve_forever(home: Path, options: ServeOptions) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await serve(home, stop, options)
+    return 0
+
+
+async def serve(home: Path, stop: asyncio.Event, options: ServeOptions, clock: Clock | None = None) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    clock = clock or SystemClock()
+    lock = ProcessLock(home / LOCK_FILE)
+    if not await lock.acquire(stop):
+        return
+    try:
+        async with EmbeddedCluster(store_path(home), clock=clock.now) as cluster:
+            await _run(home, cluster, stop, options, clock)
+    finally:
+        lock.release()
+
+
+async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, options: ServeOptions, clock: Clock) -> None:
+    pool = await local_volumes.open_pool(home / POOL_DIR)
+    created = await local_volumes.ensure_default_storage(cluster)
+    if created:
+        log.info("created StorageClass(es) %s", ", ".join(created))
+    report = await local_volumes.ensure_all_attached(cluster, pool)
+    log.info("volumes re-attached: %d, failed: %d", len(report.attached), len(report.failed))
+    await cdiconfig.ensure_config(cluster)
+    runner = local_pods.PodRunner(cluster, home, clock=clock, backoff_base=options.pod_backoff_base,
+                                  backoff_cap=options.pod_backoff_cap)
+    manager = Manager(cluster, clock=clock)
+    for spec in local_volumes.controllers(cluster, pool, clock):
+        manager.add(spec)
+    for spec in local_pods.controllers(cluster, runner):
+        runner.on_change = manager.add(spec).queue.add
+    for spec in [*storageprofile.controllers(cluster, clock), *cdiconfig.controllers(cluster),
+                 *import_pods.controllers(cluster, clock, image=options.importer_image),
+                 *dv_import.controllers(cluster, clock, HttpsProgressScraper())]:
+        manager.add(spec)
+    log.info("embedded control plane serving %s", home)
+    try:
+        await manager.run(stop)
+    finally:
+        await runner.close()
