@@ -44,7 +44,7 @@ metadata:
   name: blank-image-datavolume
 spec:
   source:
-    blank: {{}}
+    blank: {}
   storage:
     resources:
       requests:
