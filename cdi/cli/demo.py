@@ -1,7 +1,8 @@
-"""`cdi demo`: the README's main job. Generates a sample disk (a qcow2, gzip-compressed), serves it on
-a local HTTP server, runs the real `cdi-importer` against it with upstream's env-var contract, shows
-live progress read from the importer's metrics endpoint, and verifies the imported disk's checksum
-against `qemu-img convert` of the same image."""
+"""`cdi demo`: the README's main job. Starts the embedded control plane (`cdi serve`, in its own home
+directory), generates a sample disk (a gzip-compressed qcow2) and serves it on a local HTTP server,
+applies a DataVolume that imports it, shows the DataVolume's phase and progress live, and when it has
+Succeeded verifies the disk on the volume against `qemu-img convert` of the same image. It then
+deletes the DataVolume (releasing the volume) and stops the control plane."""
 
 from __future__ import annotations
 
@@ -9,26 +10,26 @@ import argparse
 import asyncio
 import gzip
 import hashlib
-import os
 import random
 import shutil
+import signal
 import socket
-import ssl
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-import aiohttp
 from aiohttp import web
 
-from cdi.contracts import importer_env as env
-from cdi.contracts.metrics import METRICS_PATH, parse_progress
-from cdi.contracts.termination import TerminationMessage
+from cdi.api.meta import CDI_API_VERSION
+from cdi.cli.state import open_cluster
+from cdi.cluster.errors import NotFound
+from cdi.cluster.protocol import Cluster
 
-OWNER_UID = "demo-owner"
 DISK_SIZE = 256 << 20
 DATA_MIB = 48
-SERVE_RATE = 16 << 20  # bytes per second, slow enough to watch the progress bar move
+SERVE_RATE = 16 << 20  # bytes per second, slow enough to watch the progress move
+DV_NAME = "demo-disk"
 
 
 class DemoError(Exception):
@@ -36,15 +37,17 @@ class DemoError(Exception):
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser("demo", help="import a generated sample image over local HTTP")
+    parser = commands.add_parser("demo", help="start the control plane and import a generated image via a DataVolume")
     parser.set_defaults(run=lambda args, home: asyncio.run(run_demo(home / "demo")))
 
 
-def sha256_file(path: Path) -> str:
+def sha256_file(path: Path, length: int | None = None) -> str:
     digest = hashlib.sha256()
+    remaining = path.stat().st_size if length is None else length
     with path.open("rb") as f:
-        while block := f.read(1 << 20):
+        while remaining > 0 and (block := f.read(min(remaining, 1 << 20))):
             digest.update(block)
+            remaining -= len(block)
     return digest.hexdigest()
 
 
@@ -79,11 +82,14 @@ async def _serve_slowly(request: web.Request) -> web.StreamResponse:
     path: Path = request.app["file"]
     response = web.StreamResponse(headers={"Content-Length": str(path.stat().st_size)})
     await response.prepare(request)
-    with path.open("rb") as f:
-        while block := f.read(256 << 10):
-            await response.write(block)
-            await asyncio.sleep(len(block) / SERVE_RATE)
-    await response.write_eof()
+    try:
+        with path.open("rb") as f:
+            while block := f.read(256 << 10):
+                await response.write(block)
+                await asyncio.sleep(len(block) / SERVE_RATE)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the first importer stops reading once it sees a qcow2 and asks for scratch space
     return response
 
 
@@ -94,68 +100,128 @@ def _free_port() -> int:
         return port
 
 
-async def _watch_progress(port: int, proc: asyncio.subprocess.Process) -> None:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the importer's endpoint uses a throwaway self-signed certificate
-    percent = 0.0
-    async with aiohttp.ClientSession() as session:
-        while proc.returncode is None:
-            try:
-                async with session.get(f"https://127.0.0.1:{port}{METRICS_PATH}", ssl=context) as response:
-                    percent = parse_progress(await response.text(), OWNER_UID) or percent
-            except aiohttp.ClientError:
-                pass
-            bar = "#" * int(percent / 2.5)
-            sys.stdout.write(f"\r  importing [{bar:<40}] {percent:6.2f}%")
+def _manifest(url: str) -> dict[str, Any]:
+    return {"apiVersion": CDI_API_VERSION, "kind": "DataVolume",
+            "metadata": {"name": DV_NAME, "namespace": "default"},
+            "spec": {"source": {"http": {"url": url}}, "storage": {"resources": {"requests": {"storage": "512Mi"}}}}}
+
+
+async def _start_control_plane(home: Path) -> asyncio.subprocess.Process:
+    cdi = str(Path(sys.executable).with_name("cdi"))
+    log = (home / "serve.log").open("ab")
+    proc = await asyncio.create_subprocess_exec(cdi, "--home", str(home), "serve", stdout=log, stderr=log)
+    log.close()
+    print(f"started the embedded control plane (cdi serve, pid {proc.pid}; log: {home / 'serve.log'})")
+    return proc
+
+
+async def _watch(cluster: Cluster, proc: asyncio.subprocess.Process, timeout: float = 300) -> dict[str, Any]:
+    deadline, last = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        if proc.returncode is not None:
+            raise DemoError("the control plane stopped unexpectedly; see serve.log")
+        try:
+            dv = await cluster.get(CDI_API_VERSION, "DataVolume", DV_NAME, "default")
+        except NotFound:
+            dv = {}
+        status = dv.get("status") or {}
+        phase, progress = status.get("phase", ""), status.get("progress", "")
+        percent = float(progress.rstrip("%")) if progress.endswith("%") else 0.0
+        line = f"  {DV_NAME}  [{'#' * int(percent / 2.5):<40}] {progress or 'N/A':>7}  {phase}"
+        if line != last:
+            sys.stdout.write("\r" + line.ljust(90))
             sys.stdout.flush()
-            await asyncio.sleep(0.25)
-    print()
+            last = line
+        if phase in ("Succeeded", "Failed"):
+            print()
+            return dv
+        await asyncio.sleep(0.25)
+    raise DemoError(f"DataVolume {DV_NAME} did not finish within {timeout:.0f} s")
 
 
-async def run_demo(workdir: Path) -> int:
-    shutil.rmtree(workdir, ignore_errors=True)
-    (workdir / "data").mkdir(parents=True)
-    (workdir / "scratch").mkdir()
-    print(f"generating a sample disk in {workdir} ...")
-    served, reference = await make_sample(workdir)
+async def run_demo(home: Path) -> int:
+    await _cleanup_previous(home)
+    home.mkdir(parents=True)
+    print(f"generating a sample disk in {home} ...")
+    served, reference = await make_sample(home)
     app = web.Application()
     app["file"] = served
     app.router.add_get("/sample.qcow2.gz", _serve_slowly)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    http_port, metrics_port = _free_port(), _free_port()
-    await web.TCPSite(runner, "127.0.0.1", http_port).start()
-    url = f"http://127.0.0.1:{http_port}/sample.qcow2.gz"
+    port = _free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    url = f"http://127.0.0.1:{port}/sample.qcow2.gz"
     print(f"serving {served.name} ({served.stat().st_size} bytes) at {url}")
-    termination = workdir / "termination-log"
-    environ = {**os.environ, env.SOURCE: env.SOURCE_HTTP, env.ENDPOINT: url, env.IMAGE_SIZE: "512Mi",
-               env.OWNER_UID: OWNER_UID, env.FILESYSTEM_OVERHEAD: "0.06", env.CONTENT_TYPE: env.CONTENT_KUBEVIRT,
-               env.DATA_PATH: str(workdir / "data"), env.SCRATCH_PATH: str(workdir / "scratch"),
-               env.TERMINATION_LOG: str(termination), env.METRICS_ADDR: f"127.0.0.1:{metrics_port}"}
-    started = time.monotonic()
-    with (workdir / "importer.log").open("wb") as log:
-        proc = await asyncio.create_subprocess_exec("cdi-importer", env=environ, stderr=log)
-        watcher = asyncio.create_task(_watch_progress(metrics_port, proc))
-        code = await proc.wait()
-        await watcher
-    await runner.cleanup()
-    message = TerminationMessage.parse(termination.read_text()) if termination.exists() else None
-    print(f"cdi-importer exited {code} after {time.monotonic() - started:.1f} s: "
-          f"{message.message if message else 'no termination message'}")
-    if code != 0 or message is None or message.message != "Import Complete":
-        raise DemoError(f"import failed; see {workdir / 'importer.log'}")
-    return _verify(workdir / "data" / "disk.img", reference)
+    proc = await _start_control_plane(home)
+    try:
+        async with open_cluster(home) as cluster:
+            await cluster.create(_manifest(url))
+            print(f"applied DataVolume {DV_NAME} (http source, 512Mi)")
+            dv = await _watch(cluster, proc)
+            return await _finish(cluster, dv, reference)
+    finally:
+        await runner.cleanup()
+        await _stop(proc)
 
 
-def _verify(disk: Path, reference: str) -> int:
-    """The imported disk is the sample's raw content, then zeros up to the usable size."""
-    digest = hashlib.sha256()
-    with disk.open("rb") as f:
-        digest.update(f.read(DISK_SIZE))
-        tail_zero = all(not block.strip(b"\0") for block in iter(lambda: f.read(1 << 20), b""))
-    ok = digest.hexdigest() == reference and tail_zero
-    print(f"disk.img: {disk.stat().st_size} bytes (resized to the usable space of 512Mi at 6% overhead)")
-    print(f"sha256 of the first {DISK_SIZE} bytes: {digest.hexdigest()}")
-    print(f"expected (qemu-img reference):       {reference}  -> {'verified' if ok else 'MISMATCH'}")
+async def _finish(cluster: Cluster, dv: dict[str, Any], reference: str) -> int:
+    status = dv.get("status") or {}
+    if status.get("phase") != "Succeeded":
+        running: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Running"), {})
+        raise DemoError(f"DataVolume {DV_NAME} failed: {running.get('message', 'see cdi describe dv')}")
+    pvc = await cluster.get("v1", "PersistentVolumeClaim", DV_NAME, "default")
+    pv = await cluster.get("v1", "PersistentVolume", pvc["spec"]["volumeName"])
+    disk = Path((pv["spec"].get("local") or pv["spec"].get("hostPath"))["path"]) / "disk.img"
+    digest = sha256_file(disk, DISK_SIZE)
+    ok = digest == reference
+    print(f"DataVolume {DV_NAME}: Succeeded; volume {pv['metadata']['name']}, disk.img {disk.stat().st_size} bytes")
+    print(f"sha256 of the imported disk's first {DISK_SIZE} bytes: {digest}")
+    print(f"sha256 of qemu-img convert of the sample:            {reference}  -> "
+          f"{'checksum verified' if ok else 'MISMATCH'}")
+    await cluster.delete(CDI_API_VERSION, "DataVolume", DV_NAME, "default")
+    for _ in range(120):
+        try:
+            await cluster.get("v1", "PersistentVolume", pv["metadata"]["name"])
+        except NotFound:
+            break
+        await asyncio.sleep(0.25)
+    print("deleted the DataVolume; its volume was released")
     return 0 if ok else 1
+
+
+async def _stop(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+    print("stopped the control plane")
+
+
+async def _cleanup_previous(home: Path) -> None:
+    """A previous demo run that was interrupted may have left mounts and loop devices under `home`."""
+    if not home.exists():
+        return
+    real = str(home.resolve())
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(real)), reverse=True):
+        await _run_quiet("umount", "-l", mount)
+    proc = await asyncio.create_subprocess_exec("losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE",
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    out, _ = await proc.communicate()
+    for line in out.decode().splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2 and parts[1].strip().startswith(real):
+            await _run_quiet("losetup", "--detach", parts[0])
+    shutil.rmtree(home, ignore_errors=True)
+    if home.exists():
+        raise DemoError(f"could not clean up {home}")
+
+
+async def _run_quiet(*argv: str) -> None:
+    proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
+                                                stderr=asyncio.subprocess.DEVNULL)
+    await proc.wait()
