@@ -1,0 +1,154 @@
+"""The import controllers against a cluster backend, reconciled step by step, with the kubelet's and
+the provisioner's parts played by the test: what each controller writes is what a user (or the next
+controller) reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdi.cluster.protocol import Cluster
+from cdi.contracts import annotations as ann
+from cdi.contracts.termination import TerminationMessage
+from cdi.controllers import cdiconfig, storageprofile
+from cdi.controllers.datavolume.importer import DataVolumeImportReconciler
+from cdi.controllers.importpod.controller import ImportPodReconciler
+from cdi.runtime.types import Key
+from tests.controllers.conftest import FixedClock
+
+DV_API = "cdi.kubevirt.io/v1beta1"
+KEY = Key("default", "fedora")
+
+
+class NoProgress:
+    async def scrape(self, pod_ip: str, owner_uid: str) -> float | None:
+        return 42.0
+
+
+async def setup_storage(cluster: Cluster, clock: FixedClock, mode: str = "Immediate") -> None:
+    await cluster.create({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "pycdi.local/hostpath",
+                          "volumeBindingMode": mode, "metadata": {"name": "local", "annotations": {
+                              ann.ANN_DEFAULT_STORAGE_CLASS: "true"}}})
+    await storageprofile.StorageProfileReconciler(cluster, clock).reconcile(Key("", "local"))
+    await cdiconfig.ensure_config(cluster)
+    await cdiconfig.CDIConfigReconciler(cluster).reconcile(Key("", "config"))
+
+
+async def create_dv(cluster: Cluster, source: dict[str, Any] | None = None) -> None:
+    await cluster.create({"apiVersion": DV_API, "kind": "DataVolume", "metadata": {"name": "fedora", "namespace": "default",
+                                                                                   "annotations": {ann.ANN_POD_NETWORK: "net"}},
+                          "spec": {"source": source or {"http": {"url": "https://h/disk.qcow2"}},
+                                   "storage": {"resources": {"requests": {"storage": "1Gi"}}}}})
+
+
+async def bind(cluster: Cluster) -> None:
+    pvc = await cluster.get("v1", "PersistentVolumeClaim", "fedora", "default")
+    await cluster.patch_status("v1", "PersistentVolumeClaim", "fedora", {"status": {"phase": "Bound"}}, "default")
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "1138166334"
+
+
+async def set_container(cluster: Cluster, phase: str, state: dict[str, Any], *, restarts: int = 0,
+                        last: dict[str, Any] | None = None, name: str = "importer-fedora") -> None:
+    status: dict[str, Any] = {"name": "importer", "state": state, "restartCount": restarts}
+    if last:
+        status["lastState"] = {"terminated": last}
+    await cluster.patch_status("v1", "Pod", name, {"status": {"phase": phase, "podIP": "127.1.0.9",
+                                                              "containerStatuses": [status]}}, "default")
+
+
+async def dv_status(cluster: Cluster) -> dict[str, Any]:
+    return (await cluster.get(DV_API, "DataVolume", "fedora", "default")).get("status") or {}
+
+
+async def step(dvs: DataVolumeImportReconciler, pods: ImportPodReconciler, times: int = 2) -> None:
+    for _ in range(times):
+        await dvs.reconcile(KEY)
+        await pods.reconcile(KEY)
+        await dvs.reconcile(KEY)
+
+
+async def test_import_flow_to_success(cluster: Cluster, clock: FixedClock) -> None:
+    await setup_storage(cluster, clock)
+    await create_dv(cluster)
+    dvs, pods = DataVolumeImportReconciler(cluster, clock, NoProgress()), ImportPodReconciler(cluster, clock)
+    await step(dvs, pods, 1)
+    assert (await dv_status(cluster))["phase"] == "Pending"
+    await bind(cluster)
+    await step(dvs, pods)
+    pod = await cluster.get("v1", "Pod", "importer-fedora", "default")
+    assert pod["metadata"]["annotations"][ann.ANN_POD_NETWORK] == "net"  # DV annotations reach the importer pod
+    assert (await dv_status(cluster))["phase"] == "ImportScheduled"
+    await set_container(cluster, "Running", {"running": {"startedAt": "2026-11-21T06:00:00Z"}})
+    await step(dvs, pods)
+    status = await dv_status(cluster)
+    assert (status["phase"], status["progress"]) == ("ImportInProgress", "42.00%")
+    done = TerminationMessage("Import Complete", scratch_space_required=False, preallocation_applied=False)
+    await set_container(cluster, "Succeeded", {"terminated": {"exitCode": 0, "reason": "Completed",
+                                                              "message": done.to_json()}})
+    await step(dvs, pods)
+    status = await dv_status(cluster)
+    assert (status["phase"], status["progress"]) == ("Succeeded", "100.0%")
+    assert [c["status"] for c in status["conditions"]] == ["True", "True", "False"]
+    assert not (await cluster.list("v1", "Pod", "default")).items  # the importer pod is cleaned up
+    reasons = {e["reason"] for e in (await cluster.list("v1", "Event", "default")).items}
+    assert {"Bound", "ImportScheduled", "ImportInProgress", "ImportSucceeded"} <= reasons
+
+
+async def test_scratch_required_brings_a_scratch_claim(cluster: Cluster, clock: FixedClock) -> None:
+    await setup_storage(cluster, clock)
+    await create_dv(cluster)
+    dvs, pods = DataVolumeImportReconciler(cluster, clock, NoProgress()), ImportPodReconciler(cluster, clock)
+    await step(dvs, pods, 1)
+    await bind(cluster)
+    await step(dvs, pods)
+    scratch = TerminationMessage("Import Complete", scratch_space_required=True, preallocation_applied=False)
+    await set_container(cluster, "Succeeded", {"terminated": {"exitCode": 0, "reason": "Completed",
+                                                              "message": scratch.to_json()}})
+    await step(dvs, pods)
+    pod = await cluster.get("v1", "Pod", "importer-fedora", "default")
+    claims = {v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["spec"]["volumes"]}
+    assert "fedora-scratch" in claims
+    scratch_pvc = await cluster.get("v1", "PersistentVolumeClaim", "fedora-scratch", "default")
+    assert scratch_pvc["metadata"]["ownerReferences"][0]["kind"] == "Pod"
+    assert (await dv_status(cluster))["phase"] != "Succeeded"
+
+
+async def test_fatal_failure_is_not_retried(cluster: Cluster, clock: FixedClock) -> None:
+    await setup_storage(cluster, clock)
+    await create_dv(cluster)
+    dvs, pods = DataVolumeImportReconciler(cluster, clock, NoProgress()), ImportPodReconciler(cluster, clock)
+    await step(dvs, pods, 1)
+    await bind(cluster)
+    await step(dvs, pods)
+    unsafe = TerminationMessage("Unable to process data: Image is invalid because it has a backing file base.raw",
+                                reason="UnsafeImage", retryable=False)
+    await set_container(cluster, "Running", {"terminated": {"exitCode": 1, "reason": "Error", "message": unsafe.to_json()}})
+    await step(dvs, pods, 3)
+    status = await dv_status(cluster)
+    assert status["phase"] == "Failed"
+    running = next(c for c in status["conditions"] if c["type"] == "Running")
+    assert (running["reason"], running["message"]) == ("UnsafeImage", unsafe.message)
+    assert not (await cluster.list("v1", "Pod", "default")).items  # not recreated
+
+
+async def test_wait_for_first_consumer(cluster: Cluster, clock: FixedClock) -> None:
+    await setup_storage(cluster, clock, mode="WaitForFirstConsumer")
+    await create_dv(cluster)
+    dvs, pods = DataVolumeImportReconciler(cluster, clock, NoProgress()), ImportPodReconciler(cluster, clock)
+    await step(dvs, pods)
+    assert (await dv_status(cluster))["phase"] == "WaitForFirstConsumer"
+    assert not (await cluster.list("v1", "Pod", "default")).items
+    await cluster.patch("v1", "PersistentVolumeClaim", "fedora",
+                        {"metadata": {"annotations": {ann.ANN_IMMEDIATE_BINDING: "true"}}}, "default")
+    await step(dvs, pods)
+    assert (await cluster.list("v1", "Pod", "default")).items  # the importer is the first consumer
+
+
+async def test_claim_that_cannot_be_rendered_is_reported(cluster: Cluster, clock: FixedClock) -> None:
+    await cdiconfig.ensure_config(cluster)
+    await create_dv(cluster)
+    dvs = DataVolumeImportReconciler(cluster, clock, NoProgress())
+    await dvs.reconcile(KEY)
+    status = await dv_status(cluster)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (status["phase"], ready["reason"]) == ("Pending", "ErrClaimNotValid")
+    assert "no storageClass to choose profile" in ready["message"]
