@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from importer.errors import InvalidImage, ToolFailure
-from importer.toolrun import Completed, Limits, ToolTimeout, run_tool
+from cdi.toolrun import Completed, Limits, ToolMissing, ToolTimeout, run_tool
+from importer.errors import ConfigurationError, InvalidImage, ToolFailure
 
 QEMU_IMG = "qemu-img"
 INFO_TIMEOUT = 30.0
@@ -82,6 +82,14 @@ def parse_progress(token: str) -> float | None:
     return float(match.group(1)) if match else None
 
 
+async def _run(argv: list[str], *, timeout: float | None, limits: Limits | None = None,
+               on_output: Callable[[str], None] | None = None) -> Completed:
+    try:
+        return await run_tool(argv, timeout=timeout, limits=limits, on_output=on_output)
+    except ToolMissing as e:
+        raise ConfigurationError(f"{e}: the importer needs qemu-img (Debian/Ubuntu: apt-get install qemu-utils)") from e
+
+
 def _failure(result: Completed) -> str:
     return f"qemu-img execution failed: {result.stderr.strip()}: exit status {result.returncode}"
 
@@ -91,7 +99,7 @@ class QemuImg:
 
     async def info(self, path: str, fmt: str) -> ImageInfo:
         try:
-            result = await run_tool(info_argv(path, fmt), timeout=INFO_TIMEOUT, limits=INFO_LIMITS)
+            result = await _run(info_argv(path, fmt), timeout=INFO_TIMEOUT, limits=INFO_LIMITS)
         except ToolTimeout as e:
             raise InvalidImage(f"qemu-img info gave up on the image: {e}") from e
         if result.returncode != 0:
@@ -104,7 +112,7 @@ class QemuImg:
         if fmt not in CHECKABLE_FORMATS:
             return
         try:
-            result = await run_tool(check_argv(path, fmt), timeout=CHECK_TIMEOUT, limits=CHECK_LIMITS)
+            result = await _run(check_argv(path, fmt), timeout=CHECK_TIMEOUT, limits=CHECK_LIMITS)
         except ToolTimeout as e:
             raise InvalidImage(f"qemu-img check gave up on the image: {e}") from e
         if result.returncode in (0, 3, 63):
@@ -127,7 +135,7 @@ class QemuImg:
         for option in chain:
             argv = convert_argv(src, fmt, dst, cache_mode=cache_mode, preallocation=option,
                                 existing_target=existing_target)
-            result = await run_tool(argv, on_output=output)
+            result = await _run(argv, timeout=None, on_output=output)
             if result.returncode == 0:
                 return
             if "Unsupported preallocation mode" not in result.stderr:

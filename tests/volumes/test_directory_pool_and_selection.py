@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from cdi.api.core import VolumeMode
-from cdi.embedded.tools import Completed
 from cdi.embedded.volumes.directory import DirectoryPool
 from cdi.embedded.volumes.errors import BlockVolumesUnsupported, VolumeMissing
 from cdi.embedded.volumes.loop import LoopPool
 from cdi.embedded.volumes.selection import open_pool
+from cdi.toolrun import Completed
 from tests.volumes.support import MIB
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cdi.embedded.tools import ToolFailed, ToolMissing, ToolTimeout, run_tool
+from cdi.toolrun import ToolFailed, ToolMissing, ToolTimeout, run_tool
 
 
 async def test_output_and_status() -> None:

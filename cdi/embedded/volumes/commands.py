@@ -1,6 +1,6 @@
 """Argument lists for losetup, mkfs.*, mount and umount, and parsers for what they (and the kernel) print.
 
-Pure functions only: `cdi.embedded.volumes.loop` runs the argv through a `cdi.embedded.tools`
+Pure functions only: `cdi.embedded.volumes.loop` runs the argv through a `cdi.toolrun`
 runner and parses the output here, so the exact commands are tested without running anything.
 """
 

@@ -2,7 +2,7 @@
 
 The pools (`loop`, `directory`) raise these; the provisioner and reclaimer turn them into Warning
 Events on the claim or volume and either retry with backoff (`retryable`) or leave the object waiting
-for a person. Foreign failures (`cdi.embedded.tools.ToolError`, `OSError`) are translated where they
+for a person. Foreign failures (`cdi.toolrun.ToolError`, `OSError`) are translated where they
 happen, with `raise ... from`.
 
     VolumeError

@@ -12,7 +12,7 @@ is built as a hidden `.partial` file and renamed into place only once formatted,
 second one. Loop devices and mounts do not survive a reboot and loop numbers change, so
 `ensure_attached` finds the image's current device (`losetup --associated`) or attaches it again and
 mounts it if nothing is mounted at its mount directory. Commands come from
-`cdi.embedded.volumes.commands` and run through an injected `cdi.embedded.tools` runner.
+`cdi.embedded.volumes.commands` and run through an injected `cdi.toolrun` runner.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cdi.api.core import VolumeMode
-from cdi.embedded.tools import Completed, ToolError, ToolRunner, run_tool
 from cdi.embedded.volumes import commands
 from cdi.embedded.volumes.errors import (
     UnsupportedFilesystem,
@@ -36,6 +35,7 @@ from cdi.embedded.volumes.errors import (
     translated_os_errors,
 )
 from cdi.embedded.volumes.pool import VolumeInfo
+from cdi.toolrun import Completed, ToolError, ToolRunner, run_tool
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 

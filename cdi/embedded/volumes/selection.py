@@ -12,11 +12,11 @@ import logging
 import shutil
 from pathlib import Path
 
-from cdi.embedded.tools import ToolError, ToolRunner, run_tool
 from cdi.embedded.volumes import commands
 from cdi.embedded.volumes.directory import DirectoryPool
 from cdi.embedded.volumes.loop import LoopPool, check_filesystem
 from cdi.embedded.volumes.pool import StoragePool
+from cdi.toolrun import ToolError, ToolRunner, run_tool
 
 _log = logging.getLogger(__name__)
 _PROBE_SIZE = 1024 * 1024
