@@ -15,6 +15,8 @@ APT_PACKAGES=(
   e2fsprogs xfsprogs util-linux
   curl ca-certificates openssl
   tar gzip xz-utils zstd
+  docker-registry apache2-utils
+  nbdkit iproute2
 )
 
 missing_packages() {
