@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cdi.cli.state import store_path
 from cdi.controllers import cdiconfig, storageprofile
-from cdi.controllers.datavolume import importer as dv_import
+from cdi.controllers.datavolume import controller as datavolumes
 from cdi.controllers.importpod import controller as import_pods
 from cdi.controllers.progress import HttpsProgressScraper
 from cdi.embedded import EmbeddedCluster
@@ -86,7 +86,7 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
         runner.on_change = manager.add(spec).queue.add
     for spec in [*storageprofile.controllers(cluster, clock), *cdiconfig.controllers(cluster),
                  *import_pods.controllers(cluster, clock, image=options.importer_image),
-                 *dv_import.controllers(cluster, clock, HttpsProgressScraper())]:
+                 *datavolumes.controllers(cluster, clock, HttpsProgressScraper())]:
         manager.add(spec)
     log.info("embedded control plane serving %s", home)
     try:

@@ -12,7 +12,7 @@ from cdi.contracts import annotations as ann
 from cdi.contracts.termination import TerminationMessage
 from cdi.controllers import cdiconfig, storageprofile
 from cdi.controllers.config_view import ConfigView
-from cdi.controllers.datavolume.claim import import_claim, source_annotations
+from cdi.controllers.datavolume.claim import new_claim, source_annotations
 from cdi.controllers.datavolume.render import RenderError, StorageView, render_pvc_spec
 from cdi.controllers.datavolume.status import TOO_SMALL, Observed, import_status
 from cdi.controllers.importpod.podspec import ImporterPodInputs, importer_pod
@@ -118,7 +118,7 @@ def test_http_source_annotations() -> None:
 
 def test_claim_carries_annotations_labels_and_owner() -> None:
     doc = dv({"source": HTTP, "storage": {"resources": {"requests": {"storage": "1Gi"}}}, "preallocation": True})
-    claim = import_claim(typed(doc), doc, {"volumeMode": "Filesystem"}, ConfigView())
+    claim = new_claim(typed(doc), doc, {"volumeMode": "Filesystem"}, ConfigView(), source_annotations(typed(doc)))
     notes = claim["metadata"]["annotations"]
     assert notes["a"] == "b"
     assert notes[ann.ANN_PREALLOCATION_REQUESTED] == "true"

@@ -10,7 +10,7 @@ from cdi.cluster.protocol import Cluster
 from cdi.contracts import annotations as ann
 from cdi.contracts.termination import TerminationMessage
 from cdi.controllers import cdiconfig, storageprofile
-from cdi.controllers.datavolume.importer import DataVolumeImportReconciler
+from cdi.controllers.datavolume.controller import IMPORT_KIND, DataVolumeReconciler
 from cdi.controllers.importpod.controller import ImportPodReconciler
 from cdi.runtime.types import Key
 from tests.controllers.conftest import FixedClock
@@ -59,7 +59,7 @@ async def dv_status(cluster: Cluster) -> dict[str, Any]:
     return (await cluster.get(DV_API, "DataVolume", "fedora", "default")).get("status") or {}
 
 
-async def step(dvs: DataVolumeImportReconciler, pods: ImportPodReconciler, times: int = 2) -> None:
+async def step(dvs: DataVolumeReconciler, pods: ImportPodReconciler, times: int = 2) -> None:
     for _ in range(times):
         await dvs.reconcile(KEY)
         await pods.reconcile(KEY)
@@ -69,7 +69,7 @@ async def step(dvs: DataVolumeImportReconciler, pods: ImportPodReconciler, times
 async def test_import_flow_to_success(cluster: Cluster, clock: FixedClock) -> None:
     await setup_storage(cluster, clock)
     await create_dv(cluster)
-    dvs, pods = DataVolumeImportReconciler(cluster, clock, NoProgress()), ImportPodReconciler(cluster, clock)
+    dvs, pods = DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress()), ImportPodReconciler(cluster, clock)
     await step(dvs, pods, 1)
     assert (await dv_status(cluster))["phase"] == "Pending"
     await bind(cluster)
@@ -96,7 +96,7 @@ async def test_import_flow_to_success(cluster: Cluster, clock: FixedClock) -> No
 async def test_scratch_required_brings_a_scratch_claim(cluster: Cluster, clock: FixedClock) -> None:
     await setup_storage(cluster, clock)
     await create_dv(cluster)
-    dvs, pods = DataVolumeImportReconciler(cluster, clock, NoProgress()), ImportPodReconciler(cluster, clock)
+    dvs, pods = DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress()), ImportPodReconciler(cluster, clock)
     await step(dvs, pods, 1)
     await bind(cluster)
     await step(dvs, pods)
@@ -115,7 +115,7 @@ async def test_scratch_required_brings_a_scratch_claim(cluster: Cluster, clock: 
 async def test_fatal_failure_is_not_retried(cluster: Cluster, clock: FixedClock) -> None:
     await setup_storage(cluster, clock)
     await create_dv(cluster)
-    dvs, pods = DataVolumeImportReconciler(cluster, clock, NoProgress()), ImportPodReconciler(cluster, clock)
+    dvs, pods = DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress()), ImportPodReconciler(cluster, clock)
     await step(dvs, pods, 1)
     await bind(cluster)
     await step(dvs, pods)
@@ -133,7 +133,7 @@ async def test_fatal_failure_is_not_retried(cluster: Cluster, clock: FixedClock)
 async def test_wait_for_first_consumer(cluster: Cluster, clock: FixedClock) -> None:
     await setup_storage(cluster, clock, mode="WaitForFirstConsumer")
     await create_dv(cluster)
-    dvs, pods = DataVolumeImportReconciler(cluster, clock, NoProgress()), ImportPodReconciler(cluster, clock)
+    dvs, pods = DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress()), ImportPodReconciler(cluster, clock)
     await step(dvs, pods)
     assert (await dv_status(cluster))["phase"] == "WaitForFirstConsumer"
     assert not (await cluster.list("v1", "Pod", "default")).items
@@ -146,7 +146,7 @@ async def test_wait_for_first_consumer(cluster: Cluster, clock: FixedClock) -> N
 async def test_claim_that_cannot_be_rendered_is_reported(cluster: Cluster, clock: FixedClock) -> None:
     await cdiconfig.ensure_config(cluster)
     await create_dv(cluster)
-    dvs = DataVolumeImportReconciler(cluster, clock, NoProgress())
+    dvs = DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress())
     await dvs.reconcile(KEY)
     status = await dv_status(cluster)
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")

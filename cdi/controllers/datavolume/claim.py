@@ -1,7 +1,7 @@
-"""Builds the PersistentVolumeClaim a DataVolume import creates (upstream's non-populator path): the
-rendered spec, the DataVolume's labels and annotations, the import-source annotations the PVC-level
-import controller acts on (§2.1 of the reference), and a controller ownerReference to the DataVolume.
-Pure; used by `cdi.controllers.datavolume.importer`."""
+"""Builds the PersistentVolumeClaim a DataVolume creates (upstream's non-populator path): the rendered
+spec, the DataVolume's labels and annotations, the annotations the PVC-level controllers act on — the
+import source (§2.1 of the reference) or the upload-target marker — and a controller ownerReference to
+the DataVolume. Pure; used by `cdi.controllers.datavolume.controller`."""
 
 from __future__ import annotations
 
@@ -55,7 +55,15 @@ def source_annotations(dv: DataVolume) -> dict[str, str]:
     return result
 
 
-def import_claim(dv: DataVolume, dv_doc: Object, spec: dict[str, Any], config: ConfigView) -> Object:
+def upload_annotations(dv: DataVolume) -> dict[str, str]:
+    """An upload target: the PVC-level upload controller gives it an upload server."""
+    return {ann.ANN_UPLOAD_REQUEST: ""} if dv.spec.source is not None and "upload" in dv.spec.source.members() else {}
+
+
+def new_claim(dv: DataVolume, dv_doc: Object, spec: dict[str, Any], config: ConfigView,
+              operation_annotations: dict[str, str]) -> Object:
+    """The DataVolume's PVC: rendered spec, the DataVolume's labels and annotations, the operation's
+    annotations (import source or upload target), and a controller reference to the DataVolume."""
     meta = dv_doc["metadata"]
     labels = {**(meta.get("labels") or {}), ann.LABEL_APP: ann.APP_NAME}
     if spec.get("volumeMode", "Filesystem") != "Block":
@@ -63,7 +71,7 @@ def import_claim(dv: DataVolume, dv_doc: Object, spec: dict[str, Any], config: C
     preallocation = dv.spec.preallocation if dv.spec.preallocation is not None else config.preallocation
     annotations = {
         **(meta.get("annotations") or {}),
-        **source_annotations(dv),
+        **operation_annotations,
         ann.ANN_POD_RESTARTS: "0",
         ann.ANN_CONTENT_TYPE: dv.spec.content_type.value,
         ann.ANN_PREALLOCATION_REQUESTED: "true" if preallocation else "false",

@@ -1,10 +1,13 @@
-"""A DataVolume import's status as a pure function of what was observed: the phase (Pending,
-WaitForFirstConsumer, PVCBound, ImportScheduled, ImportInProgress, Succeeded, Failed), the three
-conditions Ready/Bound/Running with upstream's reasons and messages, restartCount and progress, plus
-the Events a transition deserves. The import controller applies the result."""
+"""A DataVolume's status as a pure function of what was observed: the phase (Pending,
+WaitForFirstConsumer, PVCBound, then the operation's own phases — ImportScheduled/ImportInProgress or
+UploadScheduled/UploadReady — and Succeeded/Failed), the three conditions Ready/Bound/Running with
+upstream's reasons and messages, restartCount and progress, plus the Events a transition deserves.
+What differs between import and upload is one `Operation` value; the DataVolume controllers apply the
+result."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +20,58 @@ TOO_SMALL = "DataVolume too small to contain image"
 _TOO_SMALL_REASONS = ("ImageTooLarge", "NoSpace")
 _TOO_SMALL_TEXTS = ("is larger than the reported available", "no space left on device",
                     "file largest block is bigger than maxblock", "disk quota exceeded")
-_IN_FLIGHT = ("ImportScheduled", "ImportInProgress")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What one kind of DataVolume operation adds to the common status rules."""
+
+    in_flight: tuple[str, ...]
+    worker_phase: Callable[[dict[str, str], str], str]  # PVC annotations, previous phase → phase (PVC bound)
+    transitions: dict[str, tuple[str, str, str]]  # phase → (type, reason, message with {claim} and {message})
+    reports_progress: bool
+
+
+def _import_phase(notes: dict[str, str], previous: str) -> str:
+    pod_phase = notes.get(ann.ANN_POD_PHASE)
+    if pod_phase == "Running":
+        return "ImportInProgress"
+    if pod_phase == "Failed":
+        return previous if previous in IMPORT.in_flight else "ImportScheduled"
+    if pod_phase == "Pending" or notes.get(ann.ANN_IMPORT_POD):
+        return "ImportScheduled"
+    return "PVCBound"
+
+
+def _upload_phase(notes: dict[str, str], previous: str) -> str:
+    pod_phase = notes.get(ann.ANN_POD_PHASE)
+    if pod_phase == "Running" and notes.get(ann.ANN_POD_READY) == "true":
+        return "UploadReady"
+    if pod_phase == "Failed":
+        return previous if previous in UPLOAD.in_flight else "UploadScheduled"
+    if ann.ANN_UPLOAD_REQUEST in notes:
+        return "UploadScheduled"
+    return "PVCBound"
+
+
+IMPORT = Operation(
+    in_flight=("ImportScheduled", "ImportInProgress"),
+    worker_phase=_import_phase,
+    transitions={"ImportScheduled": ("Normal", "ImportScheduled", "Import into {claim} scheduled"),
+                 "ImportInProgress": ("Normal", "ImportInProgress", "Import into {claim} in progress"),
+                 "Succeeded": ("Normal", "ImportSucceeded", "Successfully imported into PVC {claim}"),
+                 "Failed": ("Warning", "ImportFailed", "Failed to import into PVC {claim}: {message}")},
+    reports_progress=True,
+)
+UPLOAD = Operation(
+    in_flight=("UploadScheduled", "UploadReady"),
+    worker_phase=_upload_phase,
+    transitions={"UploadScheduled": ("Normal", "UploadScheduled", "Upload into {claim} scheduled"),
+                 "UploadReady": ("Normal", "UploadReady", "Upload into {claim} ready"),
+                 "Succeeded": ("Normal", "UploadSucceeded", "Successfully uploaded into {claim}"),
+                 "Failed": ("Warning", "UploadFailed", "Upload into {claim} failed: {message}")},
+    reports_progress=False,
+)
 
 
 @dataclass(frozen=True)
@@ -43,7 +97,7 @@ def simplify(reason: str, message: str) -> str:
     return message
 
 
-def _phase(obs: Observed, previous: str) -> str:
+def _phase(obs: Observed, previous: str, op: Operation) -> str:
     pvc = obs.pvc
     if pvc is None:
         return previous if previous in ("Succeeded", "Failed") else "Pending"
@@ -56,16 +110,9 @@ def _phase(obs: Observed, previous: str) -> str:
     if claim_phase != "Bound":
         immediate = notes.get(ann.ANN_IMMEDIATE_BINDING) == "true"
         return "WaitForFirstConsumer" if obs.wait_for_first_consumer and not immediate else "Pending"
-    pod_phase = notes.get(ann.ANN_POD_PHASE)
-    if pod_phase == "Succeeded":
+    if notes.get(ann.ANN_POD_PHASE) == "Succeeded":
         return "Succeeded"
-    if pod_phase == "Running":
-        return "ImportInProgress"
-    if pod_phase == "Failed":
-        return previous if previous in _IN_FLIGHT else "ImportScheduled"
-    if pod_phase == "Pending" or notes.get(ann.ANN_IMPORT_POD):
-        return "ImportScheduled"
-    return "PVCBound"
+    return op.worker_phase(notes, previous)
 
 
 def _bound(obs: Observed) -> tuple[str, str, str]:
@@ -110,26 +157,32 @@ def _condition(previous: list[dict[str, Any]], type_: str, value: tuple[str, str
     return condition
 
 
-def _progress(obs: Observed, phase: str, previous: dict[str, Any]) -> str:
+def _progress(obs: Observed, phase: str, previous: dict[str, Any], op: Operation) -> str:
     if phase == "Succeeded":
         return "100.0%"
-    if obs.progress is not None and phase == "ImportInProgress":
+    if not op.reports_progress:
+        return "N/A"
+    if obs.progress is not None and phase == op.in_flight[-1]:
         return format_progress(obs.progress)
     old = previous.get("progress")
-    return str(old) if old and phase in _IN_FLIGHT else "N/A"
+    return str(old) if old and phase in op.in_flight else "N/A"
 
 
 def import_status(obs: Observed) -> StatusPlan:
+    return dv_status(obs, IMPORT)
+
+
+def dv_status(obs: Observed, op: Operation) -> StatusPlan:
     previous: dict[str, Any] = dict(obs.dv.get("status") or {})
     old_phase = str(previous.get("phase") or "")
-    phase = _phase(obs, old_phase)
+    phase = _phase(obs, old_phase, op)
     bound, running = _bound(obs), _running(obs, phase)
     ready_reason, ready_message = obs.problem or (("TransferRunning", "") if running[0] == "True" else ("", ""))
     ready = ("True" if phase == "Succeeded" else "False", ready_reason, ready_message)
     conditions = previous.get("conditions") or []
     status: dict[str, Any] = {
         "phase": phase,
-        "progress": _progress(obs, phase, previous),
+        "progress": _progress(obs, phase, previous, op),
         "restartCount": int(annotations_of(obs.pvc).get(ann.ANN_POD_RESTARTS) or 0) if obs.pvc else
         int(previous.get("restartCount") or 0),
         "conditions": [_condition(conditions, "Ready", ready, obs.now), _condition(conditions, "Bound", bound, obs.now),
@@ -137,10 +190,10 @@ def import_status(obs: Observed) -> StatusPlan:
     }
     if obs.pvc is not None:
         status["claimName"] = name_of(obs.pvc)
-    return StatusPlan(status, _events(obs, old_phase, phase, conditions, bound, running))
+    return StatusPlan(status, _events(obs, op, old_phase, phase, conditions, bound, running))
 
 
-def _events(obs: Observed, old_phase: str, phase: str, conditions: list[dict[str, Any]],
+def _events(obs: Observed, op: Operation, old_phase: str, phase: str, conditions: list[dict[str, Any]],
             bound: tuple[str, str, str], running: tuple[str, str, str]) -> tuple[tuple[str, str, str], ...]:
     claim = name_of(obs.pvc) if obs.pvc is not None else name_of(obs.dv)
     events: list[tuple[str, str, str]] = []
@@ -153,11 +206,7 @@ def _events(obs: Observed, old_phase: str, phase: str, conditions: list[dict[str
     if (running[0] == "False" and running[1] not in ("", "Completed", "Scratch space required", "Pending")
             and (old_running.get("reason"), old_running.get("message", "")) != (running[1], running[2])):
         events.append(("Warning", running[1], running[2]))
-    if phase != old_phase:
-        transitions = {"ImportScheduled": ("Normal", "ImportScheduled", f"Import into {claim} scheduled"),
-                       "ImportInProgress": ("Normal", "ImportInProgress", f"Import into {claim} in progress"),
-                       "Succeeded": ("Normal", "ImportSucceeded", f"Successfully imported into PVC {claim}"),
-                       "Failed": ("Warning", "ImportFailed", f"Failed to import into PVC {claim}: {running[2]}")}
-        if phase in transitions:
-            events.append(transitions[phase])
+    if phase != old_phase and phase in op.transitions:
+        type_, reason, template = op.transitions[phase]
+        events.append((type_, reason, template.format(claim=claim, message=running[2])))
     return tuple(events)

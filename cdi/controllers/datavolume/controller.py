@@ -1,12 +1,14 @@
-"""The DataVolume import controller: for a DataVolume with an import source (http, s3, gcs, registry,
-blank, imageio, vddk) it renders and creates the PVC with import annotations (the PVC-level import
-controller then runs the importer), and derives the DataVolume's status, events and progress from the
-PVC. Keyed by DataVolume; watches the PVCs it owns and requeues every 2 s while an import runs so that
-progress stays live."""
+"""The DataVolume controllers: for a DataVolume whose source this controller's `DataVolumeKind` handles
+(import: http, s3, gcs, registry, blank, imageio, vddk; upload: upload) it renders and creates the PVC
+with the operation's annotations — the PVC-level import or upload controller then runs the worker pod —
+and derives the DataVolume's status, events and progress from the PVC. Keyed by DataVolume; watches the
+PVCs it owns and requeues every 2 s while the worker runs so that progress stays live."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from cdi.api import DataVolume, ManifestError, parse_object
 from cdi.api.meta import CDI_API_VERSION
@@ -16,22 +18,39 @@ from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.cdiconfig import CONFIG_NAME
 from cdi.controllers.config_view import ConfigView
-from cdi.controllers.datavolume.claim import import_claim, import_source_kind
+from cdi.controllers.datavolume.claim import import_source_kind, new_claim, source_annotations, upload_annotations
 from cdi.controllers.datavolume.render import RenderError, StorageView, render_pvc_spec
-from cdi.controllers.datavolume.status import Observed, import_status
+from cdi.controllers.datavolume.status import IMPORT, UPLOAD, Observed, Operation, dv_status
 from cdi.controllers.meta import annotations_of, is_controlled_by, is_deleting, name_of, timestamp, uid_of
 from cdi.controllers.progress import ProgressScraper
 from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch, owner_keys
 
 log = logging.getLogger(__name__)
-COMPONENT = "datavolume-import-controller"
 PROGRESS_INTERVAL = 2.0
 
 
-class DataVolumeImportReconciler:
-    def __init__(self, cluster: Cluster, clock: Clock, scraper: ProgressScraper) -> None:
+@dataclass(frozen=True)
+class DataVolumeKind:
+    """What one DataVolume controller handles and how its PVC and status differ."""
+
+    name: str
+    handles: Callable[[DataVolume], bool]
+    claim_annotations: Callable[[DataVolume], dict[str, str]]
+    operation: Operation
+
+
+IMPORT_KIND = DataVolumeKind("datavolume-import-controller", lambda dv: import_source_kind(dv) is not None,
+                             source_annotations, IMPORT)
+UPLOAD_KIND = DataVolumeKind("datavolume-upload-controller", lambda dv: bool(upload_annotations(dv)),
+                             upload_annotations, UPLOAD)
+
+
+class DataVolumeReconciler:
+    def __init__(self, cluster: Cluster, clock: Clock, kind: DataVolumeKind,
+                 scraper: ProgressScraper | None = None) -> None:
         self._cluster = cluster
         self._clock = clock
+        self._kind = kind
         self._scraper = scraper
 
     async def reconcile(self, key: Key) -> Result:
@@ -45,22 +64,24 @@ class DataVolumeImportReconciler:
             log.warning("DataVolume %s is not valid: %s", key, "; ".join(e.messages))
             return DONE
         assert isinstance(dv, DataVolume)
-        if import_source_kind(dv) is None or is_deleting(doc):
+        if not self._kind.handles(dv) or is_deleting(doc):
             return DONE
         pvc, problem = await self._claim(dv, doc)
         storage_class = await self._storage_class(pvc)
         progress = await self._progress(doc, pvc)
-        plan = import_status(Observed(doc, pvc, storage_class.get("volumeBindingMode") == "WaitForFirstConsumer"
-                                      if storage_class else False, progress, problem, timestamp(self._clock.now())))
+        wffc = bool(storage_class) and (storage_class or {}).get("volumeBindingMode") == "WaitForFirstConsumer"
+        plan = dv_status(Observed(doc, pvc, wffc, progress, problem, timestamp(self._clock.now())),
+                         self._kind.operation)
         if doc.get("status") != plan.status:
             await self._cluster.patch_status(CDI_API_VERSION, "DataVolume", key.name, {"status": plan.status},
                                              key.namespace)
         for type_, reason, message in plan.events:
-            await record_event(self._cluster, doc, type_, reason, message, component=COMPONENT, clock=self._clock.now)
+            await record_event(self._cluster, doc, type_, reason, message, component=self._kind.name,
+                               clock=self._clock.now)
         if problem:
             return Result(requeue_after=5.0)
-        return Result(requeue_after=PROGRESS_INTERVAL) if plan.status["phase"] in (
-            "ImportScheduled", "ImportInProgress", "Pending", "PVCBound") else DONE
+        waiting = (*self._kind.operation.in_flight, "Pending", "PVCBound")
+        return Result(requeue_after=PROGRESS_INTERVAL) if plan.status["phase"] in waiting else DONE
 
     async def _claim(self, dv: DataVolume, doc: Object) -> tuple[Object | None, tuple[str, str] | None]:
         meta = doc["metadata"]
@@ -81,7 +102,7 @@ class DataVolumeImportReconciler:
             return None, (e.reason, e.message)
         config = ConfigView.of(await self._get(CDI_API_VERSION, "CDIConfig", CONFIG_NAME))
         try:
-            pvc = await self._cluster.create(import_claim(dv, doc, spec, config))
+            pvc = await self._cluster.create(new_claim(dv, doc, spec, config, self._kind.claim_annotations(dv)))
         except AlreadyExists:
             pvc = await self._cluster.get("v1", "PersistentVolumeClaim", meta["name"], meta["namespace"])
         log.info("created PVC %s/%s for DataVolume", meta["namespace"], meta["name"])
@@ -97,7 +118,7 @@ class DataVolumeImportReconciler:
         return await self._get("storage.k8s.io/v1", "StorageClass", class_name) if class_name else None
 
     async def _progress(self, doc: Object, pvc: Object | None) -> float | None:
-        if pvc is None or annotations_of(pvc).get(ann.ANN_POD_PHASE) != "Running":
+        if self._scraper is None or pvc is None or annotations_of(pvc).get(ann.ANN_POD_PHASE) != "Running":
             return None
         pod_name = annotations_of(pvc).get(ann.ANN_IMPORT_POD)
         pod = await self._get("v1", "Pod", pod_name, doc["metadata"]["namespace"]) if pod_name else None
@@ -113,5 +134,7 @@ class DataVolumeImportReconciler:
 
 def controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper) -> list[ControllerSpec]:
     claims = Watch("v1", "PersistentVolumeClaim", owner_keys("DataVolume"))
-    return [ControllerSpec("datavolume-import-controller", CDI_API_VERSION, "DataVolume",
-                           DataVolumeImportReconciler(cluster, clock, scraper), watches=[claims], workers=3)]
+    return [ControllerSpec(IMPORT_KIND.name, CDI_API_VERSION, "DataVolume",
+                           DataVolumeReconciler(cluster, clock, IMPORT_KIND, scraper), watches=[claims], workers=3),
+            ControllerSpec(UPLOAD_KIND.name, CDI_API_VERSION, "DataVolume",
+                           DataVolumeReconciler(cluster, clock, UPLOAD_KIND), watches=[claims], workers=2)]
