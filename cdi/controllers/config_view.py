@@ -1,5 +1,6 @@
 """A read-only view of the CDIConfig status that workers need: filesystem overhead per class,
-preallocation default, scratch class, pod resources and import proxy. Pure."""
+preallocation default, scratch class, pod resources and import proxy; plus, from the spec as upstream's
+import controller reads it, the registries to reach without TLS verification. Pure."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from cdi.controllers.cdiconfig import DEFAULT_OVERHEAD, DEFAULT_POD_RESOURCES
 @dataclass(frozen=True)
 class ConfigView:
     status: dict[str, Any] = field(default_factory=dict)
+    insecure_registry_hosts: tuple[str, ...] = ()  # spec.insecureRegistries (upstream has no status copy)
 
     @classmethod
     def of(cls, config: Object | None) -> ConfigView:
-        return cls(dict((config or {}).get("status") or {}))
+        spec = (config or {}).get("spec") or {}
+        return cls(dict((config or {}).get("status") or {}),
+                   tuple(str(host) for host in spec.get("insecureRegistries") or ()))
 
     def overhead(self, storage_class: str | None) -> Decimal:
         """Upstream: no class means no overhead; an unknown class gets the global value."""
@@ -45,4 +49,4 @@ class ConfigView:
 
     @property
     def insecure_registries(self) -> list[str]:
-        return list(self.status.get("insecureRegistries") or [])
+        return list(self.insecure_registry_hosts)

@@ -16,7 +16,7 @@ from cdi.controllers.datavolume.claim import new_claim, source_annotations
 from cdi.controllers.datavolume.render import RenderError, StorageView, render_pvc_spec
 from cdi.controllers.datavolume.status import TOO_SMALL, Observed, import_status
 from cdi.controllers.importpod.podspec import ImporterPodInputs, importer_pod
-from cdi.controllers.importpod.podstate import observe_importer
+from cdi.controllers.workerstate import observe_importer
 
 NOW = "2026-11-21T06:00:00Z"
 

@@ -21,7 +21,6 @@ from cdi.controllers.importpod.podspec import (
     importer_pod_name,
     scratch_claim_name,
 )
-from cdi.controllers.importpod.podstate import observe_importer
 from cdi.controllers.meta import (
     annotations_of,
     controller_reference,
@@ -32,6 +31,7 @@ from cdi.controllers.meta import (
     storage_request,
     uid_of,
 )
+from cdi.controllers.workerstate import observe_importer
 from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch, owner_keys
 from cdi.sizing import ALIGN, required_space, round_up, usable_space
 

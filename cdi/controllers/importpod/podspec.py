@@ -1,7 +1,8 @@
 """The importer pod for a PVC, as upstream's makeImporterPodSpec builds it: one `importer` container
 running `cdi-importer` with the env-var contract, the target volume at /data (Filesystem) or
-/dev/cdi-block-volume (Block), scratch at /scratch when asked for, the CA ConfigMap at /certs, secret
-headers under /extraheaders, restartPolicy OnFailure and FallbackToLogsOnError. Pure."""
+/dev/cdi-block-volume (Block), scratch at /scratch when asked for, the CA ConfigMap at /certs, a GCS
+Secret at /google, secret headers under /extraheaders, restartPolicy OnFailure and
+FallbackToLogsOnError. Pure."""
 
 from __future__ import annotations
 
@@ -43,6 +44,25 @@ def _is_block(pvc: Object) -> bool:
     return (pvc.get("spec") or {}).get("volumeMode") == "Block"
 
 
+def registry_host(endpoint: str) -> str:
+    """The `host[:port]` of a `docker://` endpoint, as upstream compares it with insecureRegistries."""
+    scheme = "docker://"
+    return endpoint[len(scheme):].split("/", 1)[0] if endpoint.startswith(scheme) else ""
+
+
+def registry_env(notes: dict[str, str], insecure_registries: list[str]) -> dict[str, str]:
+    """Registry imports: the pull method, the platform, and INSECURE_TLS for a host CDIConfig lists."""
+    values: dict[str, str] = {}
+    if method := notes.get(ann.ANN_REGISTRY_IMPORT_METHOD):
+        values[env.PULL_METHOD] = method
+    if architecture := notes.get(ann.ANN_REGISTRY_IMAGE_ARCHITECTURE):
+        values[env.REGISTRY_IMAGE_ARCHITECTURE] = architecture
+    host = registry_host(notes.get(ann.ANN_ENDPOINT, ""))
+    if host and host in insecure_registries:
+        values[env.INSECURE_TLS] = "true"
+    return values
+
+
 def importer_env(inputs: ImporterPodInputs) -> list[dict[str, Any]]:
     pvc = inputs.pvc
     notes = annotations_of(pvc)
@@ -64,6 +84,8 @@ def importer_env(inputs: ImporterPodInputs) -> list[dict[str, Any]]:
         values[env.CHECKSUM] = checksum
     if inputs.direct_io:
         values[env.CACHE_MODE] = "TRYNONE"
+    if source == env.SOURCE_REGISTRY:
+        values.update(registry_env(notes, inputs.config.insecure_registries))
     if notes.get(ann.ANN_CERT_CONFIG_MAP):
         values[env.CERT_DIR] = env.DEFAULT_CERT_DIR
     proxy = inputs.config.import_proxy
@@ -75,7 +97,11 @@ def importer_env(inputs: ImporterPodInputs) -> list[dict[str, Any]]:
         values[f"{env.EXTRA_HEADER_PREFIX}{i}"] = header
     values.update(inputs.extra_env)
     result: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
-    if secret := notes.get(ann.ANN_SECRET):
+    if (secret := notes.get(ann.ANN_SECRET)) and source == env.SOURCE_GCS:
+        # Upstream: a GCS Secret is a key file mounted at /google (see _volumes), not an access-key pair.
+        result.append({"name": env.GOOGLE_APPLICATION_CREDENTIALS,
+                       "value": f"{env.DEFAULT_GOOGLE_CREDENTIALS_DIR}/{env.GOOGLE_CREDENTIALS_FILE}"})
+    elif secret:
         for name, key in ((env.ACCESS_KEY_ID, "accessKeyId"), (env.SECRET_KEY, "secretKey")):
             result.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
     return result
@@ -96,6 +122,9 @@ def _volumes(inputs: ImporterPodInputs) -> tuple[list[Object], list[Object], lis
     if cert := notes.get(ann.ANN_CERT_CONFIG_MAP):
         volumes.append({"name": "cdi-cert-vol", "configMap": {"name": cert}})
         mounts.append({"name": "cdi-cert-vol", "mountPath": env.DEFAULT_CERT_DIR})
+    if (secret := notes.get(ann.ANN_SECRET)) and notes.get(ann.ANN_SOURCE) == env.SOURCE_GCS:
+        volumes.append({"name": "cdi-gcs-secret-vol", "secret": {"secretName": secret}})
+        mounts.append({"name": "cdi-gcs-secret-vol", "mountPath": env.DEFAULT_GOOGLE_CREDENTIALS_DIR})
     secret_headers = sorted((k, v) for k, v in notes.items() if k.startswith(ann.ANN_SECRET_EXTRA_HEADERS + "."))
     for i, (_, secret) in enumerate(secret_headers):
         volumes.append({"name": f"cdi-extra-headers-vol-{i}", "secret": {"secretName": secret}})

@@ -1,6 +1,6 @@
-"""What an importer pod's status means for its PVC, as a pure function: the annotations to write
-(pod phase, restarts, the Running condition), whether to delete the pod (done, needs scratch, needs
-direct I/O, or failed fatally), and the Events to record. The termination message is read with
+"""What a worker pod's status (importer or upload server) means for its PVC, as a pure function: the
+annotations to write (pod phase, readiness, restarts, the Running condition), whether to delete the
+pod (done, needs scratch, needs direct I/O, or failed fatally), and the Events to record. The termination message is read with
 `cdi.contracts.termination`; a failure whose message says `retryable: false` (or upstream's
 "checksum mismatch") is fatal and never retried, everything else is left to the kubelet's restarts."""
 
@@ -28,9 +28,14 @@ class PodObservation:
     events: tuple[tuple[str, str, str], ...] = ()
 
 
+IMPORT_SUCCESS = ("ImportSucceeded", "Import Successful")
+UPLOAD_SUCCESS = ("UploadSucceeded", "Upload Successful")
+
+
 def _container_status(pod: Object) -> dict[str, Any]:
+    """Worker pods have one container."""
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return next((s for s in statuses if s.get("name") == "importer"), statuses[0] if statuses else {})
+    return dict(statuses[0]) if statuses else {}
 
 
 def _message(terminated: dict[str, Any] | None) -> TerminationMessage | None:
@@ -53,13 +58,17 @@ def _is_fatal(message: TerminationMessage | None, exit_code: int) -> bool:
 
 
 def observe_importer(pvc: Object, pod: Object) -> PodObservation:
+    return observe_worker(pvc, pod, IMPORT_SUCCESS)
+
+
+def observe_worker(pvc: Object, pod: Object, success: tuple[str, str]) -> PodObservation:
     status = _container_status(pod)
     state, last = status.get("state") or {}, (status.get("lastState") or {}).get("terminated")
     terminated = state.get("terminated")
     latest = terminated or last
     message = _message(latest)
     restarts = max(int(status.get("restartCount") or 0), int(annotations_of(pvc).get(ann.ANN_POD_RESTARTS) or 0))
-    notes = {ann.ANN_POD_RESTARTS: str(restarts)}
+    notes = {ann.ANN_POD_RESTARTS: str(restarts), ann.ANN_POD_READY: "true" if status.get("ready") else "false"}
     if any(t and t.get("reason") == "OOMKilled" for t in (terminated, last)):
         notes.update(_running(False, "OOMKilled", "importer was killed for using too much memory; retrying with "
                                                   "direct I/O"))
@@ -88,7 +97,7 @@ def observe_importer(pvc: Object, pod: Object) -> PodObservation:
         if message and message.preallocation_applied:
             notes[ann.ANN_PREALLOCATION_APPLIED] = "true"
         retain = annotations_of(pvc).get(ann.ANN_POD_RETAIN_AFTER_COMPLETION) == "true"
-        events.append(("Normal", "ImportSucceeded", "Import Successful"))
+        events.append(("Normal", *success))
         return PodObservation(notes, delete_pod=not retain, complete=True, events=tuple(events))
     return PodObservation(notes, events=tuple(events))
 
