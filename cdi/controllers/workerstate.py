@@ -1,8 +1,9 @@
 """What a worker pod's status (importer or upload server) means for its PVC, as a pure function: the
 annotations to write (pod phase, readiness, restarts, the Running condition), whether to delete the
-pod (done, needs scratch, needs direct I/O, or failed fatally), and the Events to record. The termination message is read with
-`cdi.contracts.termination`; a failure whose message says `retryable: false` (or upstream's
-"checksum mismatch") is fatal and never retried, everything else is left to the kubelet's restarts."""
+pod (done, needs scratch, needs direct I/O, or failed fatally), and the Events to record. The
+termination message is read with `cdi.contracts.termination`; a failure whose message says
+`retryable: false` (or upstream's "checksum mismatch") is fatal and never retried; everything else
+is left to the kubelet's restarts."""
 
 from __future__ import annotations
 
