@@ -109,7 +109,8 @@ def _manifest(url: str) -> dict[str, Any]:
 async def _start_control_plane(home: Path) -> asyncio.subprocess.Process:
     cdi = str(Path(sys.executable).with_name("cdi"))
     log = (home / "serve.log").open("ab")
-    proc = await asyncio.create_subprocess_exec(cdi, "--home", str(home), "serve", stdout=log, stderr=log)
+    proc = await asyncio.create_subprocess_exec(cdi, "--home", str(home), "serve", "--uploadproxy-port", "0",
+                                                stdout=log, stderr=log)
     log.close()
     print(f"started the embedded control plane (cdi serve, pid {proc.pid}; log: {home / 'serve.log'})")
     return proc

@@ -2,7 +2,8 @@
 (a second `cdi serve` on the same home waits as a hot standby), prepares the node — storage pool,
 default StorageClasses, re-attached volumes, the CDIConfig singleton — and then runs every controller:
 the local volume provisioner and pod runner (the parts Kubernetes would provide) and CDI's own
-StorageProfile, CDIConfig, DataVolume import and PVC import controllers. SIGINT/SIGTERM stop it
+StorageProfile, CDIConfig, DataVolume import/upload, PVC import/upload and UploadTokenRequest
+controllers, plus the upload proxy on 127.0.0.1. SIGINT/SIGTERM stop it
 gracefully; importer processes die with it and are restarted when it comes back."""
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdi.cli.proxyhost import EmbeddedUploadProxy
 from cdi.cli.state import store_path
 from cdi.controllers import cdiconfig, storageprofile
 from cdi.controllers.datavolume import controller as datavolumes
 from cdi.controllers.importpod import controller as import_pods
 from cdi.controllers.progress import HttpsProgressScraper
+from cdi.controllers.upload import controller as uploads
+from cdi.controllers.upload import tokenrequests as token_requests
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded import pods as local_pods
 from cdi.embedded import volumes as local_volumes
@@ -35,15 +39,18 @@ POOL_DIR = "pools/default"
 class ServeOptions:
     pod_backoff_base: float = 10.0
     pod_backoff_cap: float = 300.0
-    importer_image: str = "pycdi/pycdi:latest"
+    image: str = "pycdi/pycdi:latest"
+    uploadproxy_port: int = 31443
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = commands.add_parser("serve", help="run the embedded control plane in the foreground")
     parser.add_argument("--pod-backoff", type=float, default=10.0,
                         help="first crash-loop back-off of a failing pod, in seconds (kubelet: 10)")
+    parser.add_argument("--uploadproxy-port", type=int, default=31443,
+                        help="port of the upload proxy on 127.0.0.1 (0 picks a free one; default 31443)")
     parser.set_defaults(run=lambda args, home: asyncio.run(serve_forever(
-        home, ServeOptions(pod_backoff_base=args.pod_backoff))))
+        home, ServeOptions(pod_backoff_base=args.pod_backoff, uploadproxy_port=args.uploadproxy_port))))
 
 
 async def serve_forever(home: Path, options: ServeOptions) -> int:
@@ -79,13 +86,16 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     await cdiconfig.ensure_config(cluster)
     runner = local_pods.PodRunner(cluster, home, clock=clock, backoff_base=options.pod_backoff_base,
                                   backoff_cap=options.pod_backoff_cap)
+    proxy = EmbeddedUploadProxy(cluster, home, clock, port=options.uploadproxy_port)
+    await proxy.start()
     manager = Manager(cluster, clock=clock)
     for spec in local_volumes.controllers(cluster, pool, clock):
         manager.add(spec)
     for spec in local_pods.controllers(cluster, runner):
         runner.on_change = manager.add(spec).queue.add
-    for spec in [*storageprofile.controllers(cluster, clock), *cdiconfig.controllers(cluster),
-                 *import_pods.controllers(cluster, clock, image=options.importer_image),
+    for spec in [*storageprofile.controllers(cluster, clock), *cdiconfig.controllers(cluster, proxy.url, proxy.ca_pem),
+                 *import_pods.controllers(cluster, clock, image=options.image),
+                 *uploads.controllers(cluster, clock, image=options.image), *token_requests.controllers(cluster, clock),
                  *datavolumes.controllers(cluster, clock, HttpsProgressScraper())]:
         manager.add(spec)
     log.info("embedded control plane serving %s", home)
@@ -93,3 +103,4 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
         await manager.run(stop)
     finally:
         await runner.close()
+        await proxy.stop()

@@ -20,7 +20,8 @@ DEFAULT_OVERHEAD = "0.06"
 DEFAULT_POD_RESOURCES = {"limits": {"cpu": "750m", "memory": "600M"}, "requests": {"cpu": "100m", "memory": "60M"}}
 
 
-def desired_status(spec: dict[str, Any], storage_classes: list[Object], upload_proxy_url: str | None) -> dict[str, Any]:
+def desired_status(spec: dict[str, Any], storage_classes: list[Object], upload_proxy_url: str | None,
+                   upload_proxy_ca: str | None = None) -> dict[str, Any]:
     """Pure: the CDIConfig status for a spec and the StorageClasses that exist."""
     overhead_spec = spec.get("filesystemOverhead") or {}
     global_overhead = str(overhead_spec.get("global") or DEFAULT_OVERHEAD)
@@ -38,6 +39,8 @@ def desired_status(spec: dict[str, Any], storage_classes: list[Object], upload_p
     }
     if url := spec.get("uploadProxyURLOverride") or upload_proxy_url:
         status["uploadProxyURL"] = url
+    if upload_proxy_ca and not spec.get("uploadProxyURLOverride"):
+        status["uploadProxyCA"] = upload_proxy_ca
     if spec.get("importProxy"):
         status["importProxy"] = spec["importProxy"]
     if spec.get("imagePullSecrets"):
@@ -56,9 +59,11 @@ async def ensure_config(cluster: Cluster) -> Object:
 
 
 class CDIConfigReconciler:
-    def __init__(self, cluster: Cluster, upload_proxy_url: str | None = None) -> None:
+    def __init__(self, cluster: Cluster, upload_proxy_url: str | None = None,
+                 upload_proxy_ca: str | None = None) -> None:
         self._cluster = cluster
         self._upload_proxy_url = upload_proxy_url
+        self._upload_proxy_ca = upload_proxy_ca
 
     async def reconcile(self, key: Key) -> Result:
         if key.name != CONFIG_NAME:
@@ -68,13 +73,15 @@ class CDIConfigReconciler:
         except NotFound:
             config = await ensure_config(self._cluster)
         classes = (await self._cluster.list("storage.k8s.io/v1", "StorageClass")).items
-        status = desired_status(config.get("spec") or {}, classes, self._upload_proxy_url)
+        status = desired_status(config.get("spec") or {}, classes, self._upload_proxy_url, self._upload_proxy_ca)
         if config.get("status") != status:
             await self._cluster.update({**config, "status": status})
         return DONE
 
 
-def controllers(cluster: Cluster, upload_proxy_url: str | None = None) -> list[ControllerSpec]:
+def controllers(cluster: Cluster, upload_proxy_url: str | None = None,
+                upload_proxy_ca: str | None = None) -> list[ControllerSpec]:
     to_config = Watch("storage.k8s.io/v1", "StorageClass", lambda _obj: [Key("", CONFIG_NAME)])
     return [ControllerSpec("cdiconfig-controller", CDI_API_VERSION, "CDIConfig",
-                           CDIConfigReconciler(cluster, upload_proxy_url), watches=[to_config], workers=1)]
+                           CDIConfigReconciler(cluster, upload_proxy_url, upload_proxy_ca), watches=[to_config],
+                           workers=1)]

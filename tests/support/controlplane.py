@@ -38,7 +38,8 @@ class ControlPlane:
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen([_cdi_binary(), "serve", "--pod-backoff", str(self.pod_backoff)],
+            self.process = subprocess.Popen([_cdi_binary(), "serve", "--pod-backoff", str(self.pod_backoff),
+                                             "--uploadproxy-port", "0"],
                                             env=self.env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

@@ -32,10 +32,6 @@ class ImporterPodInputs:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-def scratch_claim_name(pvc_name: str) -> str:
-    return f"{pvc_name}-scratch"
-
-
 def importer_pod_name(pvc_name: str) -> str:
     return f"importer-{pvc_name}"
 
