@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from cdi.cli import apply, delete, demo, describe, get, logs, serve, wait
+from cdi.cli import apply, delete, demo, describe, get, imageupload, logs, serve, wait
 from cdi.cli.errors import CliError
 from cdi.cli.flags import parse_duration
 from cdi.cli.state import DEFAULT_BUSY_TIMEOUT
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve.add_parser(commands)  # the embedded control plane
     # Working with objects, kubectl-style.
-    for module in (apply, get, describe, delete, wait, logs):
+    for module in (apply, get, describe, delete, wait, logs, imageupload):
         module.add_parser(commands)
     demo.add_parser(commands)
     return parser

@@ -1,0 +1,218 @@
+"""`cdi image-upload dv|pvc NAME`: virtctl's image-upload against the embedded control plane. It
+creates the DataVolume (or upload-target PVC) unless `--no-create`, waits until its upload server is
+ready, asks for an upload token (an UploadTokenRequest), uploads the image through the upload proxy
+with the resumable chunk protocol and a progress bar (bytes, rate, ETA), waits for the import to
+succeed, and exits non-zero with the reason if anything fails."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ssl
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from cdi.api.meta import CDI_API_VERSION
+from cdi.cli.errors import CliError
+from cdi.cli.state import open_cluster
+from cdi.cli.uploadclient import DEFAULT_CHUNK, ResumableUploader, UploadJob
+from cdi.cluster.errors import AlreadyExists, NotFound
+from cdi.cluster.protocol import Cluster, Object
+from cdi.contracts import annotations as ann
+from cdi.controllers.cdiconfig import CONFIG_NAME
+from cdi.quantity import QuantityError, parse_quantity
+
+UTR_API = "upload.cdi.kubevirt.io/v1beta1"
+ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("image-upload", help="upload a local disk image into a DataVolume or PVC")
+    parser.add_argument("kind", choices=("dv", "pvc"), help="create/upload a DataVolume or a bare PVC")
+    parser.add_argument("name")
+    parser.add_argument("-n", "--namespace", default="default")
+    parser.add_argument("--size", help="size of the volume to create, e.g. 10Gi")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image-path", type=Path, help="the disk image to upload")
+    source.add_argument("--archive-path", type=Path, help="a tar archive to unpack into the volume")
+    parser.add_argument("--no-create", action="store_true", help="upload into an existing DataVolume/PVC")
+    parser.add_argument("--insecure", action="store_true", help="do not verify the upload proxy's certificate")
+    parser.add_argument("--uploadproxy-url", help="the upload proxy (default: CDIConfig status.uploadProxyURL)")
+    parser.add_argument("--storage-class")
+    parser.add_argument("--access-mode", choices=ACCESS_MODES)
+    parser.add_argument("--volume-mode", choices=("block", "filesystem"))
+    parser.add_argument("--force-bind", action="store_true", help="bind a WaitForFirstConsumer volume at once")
+    parser.add_argument("--wait-secs", type=int, default=300, help="how long to wait for the upload server")
+    parser.add_argument("--datasource", action="store_true", help="also create a DataSource pointing at it")
+    parser.add_argument("--chunk-size", default="32Mi", help="resumable chunk size (default 32Mi)")
+    parser.set_defaults(run=lambda args, home: asyncio.run(run(args, home)))
+
+
+def claim_manifest(args: argparse.Namespace) -> Object:
+    archive = args.archive_path is not None
+    notes = {ann.ANN_IMMEDIATE_BINDING: "true"} if args.force_bind else {}
+    spec: dict[str, Any] = {"resources": {"requests": {"storage": args.size}}}
+    if args.storage_class:
+        spec["storageClassName"] = args.storage_class
+    if args.access_mode:
+        spec["accessModes"] = [args.access_mode]
+    if args.volume_mode:
+        spec["volumeMode"] = args.volume_mode.capitalize()
+    metadata = {"name": args.name, "namespace": args.namespace, "annotations": notes}
+    if args.kind == "dv":
+        dv_spec: dict[str, Any] = {"source": {"upload": {}}, "storage": spec}
+        if archive:
+            dv_spec["contentType"] = "archive"
+        return {"apiVersion": CDI_API_VERSION, "kind": "DataVolume", "metadata": metadata, "spec": dv_spec}
+    spec.setdefault("accessModes", ["ReadWriteOnce"])
+    metadata["annotations"] = {**notes, ann.ANN_UPLOAD_REQUEST: "",
+                               ann.ANN_CONTENT_TYPE: "archive" if archive else "kubevirt"}
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": metadata, "spec": spec}
+
+
+def _check_args(args: argparse.Namespace) -> Path:
+    path: Path = args.image_path or args.archive_path
+    if not path.is_file():
+        raise CliError(f"{path} is not a readable file")
+    if not args.no_create:
+        if not args.size:
+            raise CliError("--size is required when creating the volume (or use --no-create)")
+        try:
+            parse_quantity(args.size)
+        except QuantityError as e:
+            raise CliError(f"--size: {e}") from e
+    return path
+
+
+async def run(args: argparse.Namespace, home: Path) -> int:
+    path = _check_args(args)
+    try:
+        chunk = parse_quantity(args.chunk_size)
+    except QuantityError as e:
+        raise CliError(f"--chunk-size: {e}") from e
+    async with open_cluster(home, busy_timeout=args.request_timeout) as cluster:
+        if not args.no_create:
+            await _create(cluster, args)
+        await _wait_ready(cluster, args)
+        proxy_url, context = await _proxy(cluster, args)
+        job = UploadJob(proxy_url, args.namespace, args.name, path, context, chunk or DEFAULT_CHUNK)
+        bar = ProgressBar()
+        uploader = ResumableUploader(job, lambda: _token(cluster, args.namespace, args.name), bar.update)
+        await uploader.run()
+        bar.finish(uploader.interruptions)
+        await _wait_done(cluster, args)
+        if args.datasource:
+            await _create_datasource(cluster, args)
+    print(f"Uploading {path} completed successfully")
+    return 0
+
+
+async def _create(cluster: Cluster, args: argparse.Namespace) -> None:
+    manifest = claim_manifest(args)
+    try:
+        await cluster.create(manifest)
+    except AlreadyExists:
+        raise CliError(f"{manifest['kind']} {args.namespace}/{args.name} already exists; use --no-create to upload "
+                       f"into it") from None
+    print(f"{manifest['kind']} {args.namespace}/{args.name} created")
+
+
+async def _claim_notes(cluster: Cluster, args: argparse.Namespace) -> dict[str, str]:
+    try:
+        pvc = await cluster.get("v1", "PersistentVolumeClaim", args.name, args.namespace)
+    except NotFound:
+        return {}
+    return dict((pvc.get("metadata") or {}).get("annotations") or {})
+
+
+async def _wait_ready(cluster: Cluster, args: argparse.Namespace) -> None:
+    deadline = time.monotonic() + args.wait_secs
+    print("Waiting for the upload server to be ready...")
+    while time.monotonic() < deadline:
+        notes = await _claim_notes(cluster, args)
+        if notes and ann.ANN_UPLOAD_REQUEST not in notes:
+            raise CliError(f"PVC {args.namespace}/{args.name} is not an upload target")
+        if notes.get(ann.ANN_POD_PHASE) == "Succeeded":
+            raise CliError(f"PVC {args.namespace}/{args.name} has already been uploaded to")
+        if notes.get(ann.ANN_POD_PHASE) == "Running" and notes.get(ann.ANN_POD_READY) == "true":
+            return
+        await asyncio.sleep(0.5)
+    raise CliError(f"the upload server for {args.namespace}/{args.name} was not ready within {args.wait_secs} s; "
+                   f"see `cdi describe pvc {args.name}`")
+
+
+async def _proxy(cluster: Cluster, args: argparse.Namespace) -> tuple[str, ssl.SSLContext | bool]:
+    status: dict[str, Any] = {}
+    try:
+        status = (await cluster.get(CDI_API_VERSION, "CDIConfig", CONFIG_NAME)).get("status") or {}
+    except NotFound:
+        pass
+    url = args.uploadproxy_url or status.get("uploadProxyURL")
+    if not url:
+        raise CliError("no upload proxy URL: pass --uploadproxy-url or start `cdi serve`")
+    if args.insecure:
+        return str(url), False
+    context = ssl.create_default_context()
+    if ca := status.get("uploadProxyCA"):
+        context.load_verify_locations(cadata=str(ca))
+    return str(url), context
+
+
+async def _token(cluster: Cluster, namespace: str, pvc: str) -> str:
+    request = await cluster.create({"apiVersion": UTR_API, "kind": "UploadTokenRequest",
+                                    "metadata": {"generateName": f"token-for-{pvc}-", "namespace": namespace},
+                                    "spec": {"pvcName": pvc}})
+    name = request["metadata"]["name"]
+    for _ in range(120):
+        current = await cluster.get(UTR_API, "UploadTokenRequest", name, namespace)
+        if token := (current.get("status") or {}).get("token"):
+            return str(token)
+        await asyncio.sleep(0.25)
+    raise CliError("no upload token was issued; is `cdi serve` running?")
+
+
+async def _wait_done(cluster: Cluster, args: argparse.Namespace) -> None:
+    print("Waiting for the import to finish...")
+    while True:
+        notes = await _claim_notes(cluster, args)
+        if notes.get(ann.ANN_POD_PHASE) == "Succeeded":
+            return
+        if notes.get(ann.ANN_IMPORT_FATAL_ERROR) == "true" or notes.get(ann.ANN_POD_PHASE) == "Failed":
+            raise CliError(f"upload failed: {notes.get(ann.ANN_RUNNING_CONDITION_MESSAGE) or 'see cdi describe'}")
+        await asyncio.sleep(0.5)
+
+
+async def _create_datasource(cluster: Cluster, args: argparse.Namespace) -> None:
+    try:
+        await cluster.create({"apiVersion": CDI_API_VERSION, "kind": "DataSource",
+                              "metadata": {"name": args.name, "namespace": args.namespace},
+                              "spec": {"source": {"pvc": {"name": args.name, "namespace": args.namespace}}}})
+    except AlreadyExists:
+        pass
+    print(f"DataSource {args.namespace}/{args.name} points at the uploaded volume")
+
+
+class ProgressBar:
+    def __init__(self) -> None:
+        self._start = time.monotonic()
+        self._last = 0.0
+
+    def update(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.2 and done < total:
+            return
+        self._last = now
+        elapsed = max(now - self._start, 1e-6)
+        rate = done / elapsed
+        eta = (total - done) / rate if rate > 0 else 0.0
+        percent = done * 100.0 / total if total else 100.0
+        bar = "#" * int(percent / 2.5)
+        sys.stderr.write(f"\r [{bar:<40}] {percent:6.2f}%  {done / 2**20:9.1f}/{total / 2**20:.1f} MiB  "
+                         f"{rate / 2**20:7.1f} MiB/s  ETA {eta:5.0f}s")
+        sys.stderr.flush()
+
+    def finish(self, interruptions: int) -> None:
+        resumed = f" (resumed after {interruptions} interruption(s))" if interruptions else ""
+        sys.stderr.write(f"\nupload done{resumed}\n")
