@@ -56,6 +56,9 @@ class ImporterConfig:
     termination_log: Path
     metrics_addr: str
     progress_file: Path | None
+    google_credentials: Path | None = None  # GOOGLE_APPLICATION_CREDENTIALS (GCS); None means anonymous
+    storage_emulator_host: str = ""  # STORAGE_EMULATOR_HOST: GCS endpoint override
+    registry_architecture: str = ""  # IMPORTER_REGISTRY_IMAGE_ARCHITECTURE; empty means the host's
 
     @property
     def has_credentials(self) -> bool:
@@ -119,4 +122,7 @@ def load_config(environ: Mapping[str, str]) -> ImporterConfig:
         termination_log=Path(environ.get(env.TERMINATION_LOG, env.DEFAULT_TERMINATION_LOG)),
         metrics_addr=environ.get(env.METRICS_ADDR, env.DEFAULT_METRICS_ADDR),
         progress_file=Path(progress_file) if progress_file else None,
+        google_credentials=_optional_dir(environ.get(env.GOOGLE_APPLICATION_CREDENTIALS)),
+        storage_emulator_host=environ.get(env.STORAGE_EMULATOR_HOST, "").strip(),
+        registry_architecture=environ.get(env.REGISTRY_IMAGE_ARCHITECTURE, "").strip(),
     )

@@ -31,6 +31,10 @@ DONE_FILE: Final = "IMPORTER_DONE_FILE"
 HTTP_PROXY: Final = "http_proxy"
 HTTPS_PROXY: Final = "https_proxy"
 NO_PROXY: Final = "no_proxy"
+# GCS: the credentials file (upstream mounts the source's Secret at /google), and the endpoint
+# override Google's client libraries honour ("host:port" or a URL), ours too.
+GOOGLE_APPLICATION_CREDENTIALS: Final = "GOOGLE_APPLICATION_CREDENTIALS"
+STORAGE_EMULATOR_HOST: Final = "STORAGE_EMULATOR_HOST"
 
 # Ours: where the volumes and the termination log are when not in a pod.
 DATA_PATH: Final = "CDI_DATA_PATH"
@@ -48,6 +52,8 @@ DEFAULT_TERMINATION_LOG: Final = "/dev/termination-log"
 DEFAULT_CERT_DIR: Final = "/certs"
 DEFAULT_PROXY_CERT_DIR: Final = "/proxycerts/"
 DEFAULT_EXTRA_HEADERS_DIR: Final = "/extraheaders"
+DEFAULT_GOOGLE_CREDENTIALS_DIR: Final = "/google"
+GOOGLE_CREDENTIALS_FILE: Final = "credentials.json"
 DEFAULT_METRICS_ADDR: Final = ":8443"
 DISK_IMAGE_NAME: Final = "disk.img"
 SCRATCH_IMAGE_NAME: Final = "tmpimage"

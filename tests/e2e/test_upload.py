@@ -1,0 +1,79 @@
+"""`cdi image-upload` end to end: a real `cdi serve`, its upload proxy, an upload server pod, tokens
+and the resumable protocol — including through a relay that cuts the connection twice."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.support.catalog import ImageSet
+from tests.support.controlplane import ControlPlane
+from tests.support.relay import CuttingRelay
+
+pytestmark = pytest.mark.slow
+MiB = 1 << 20
+
+
+def disk_sha256(plane: ControlPlane, claim: str, length: int) -> str:
+    digest = hashlib.sha256()
+    with (plane.volume_path(claim) / "disk.img").open("rb") as f:
+        digest.update(f.read(length))
+    return digest.hexdigest()
+
+
+async def image_upload(plane: ControlPlane, *args: str) -> tuple[int, str, str]:
+    cdi = str(Path(sys.executable).with_name("cdi"))
+    proc = await asyncio.create_subprocess_exec(cdi, "image-upload", *args, env=plane.env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 240)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_upload_qcow2_into_a_new_datavolume(control_plane: ControlPlane, images: ImageSet) -> None:
+    code, out, err = await image_upload(control_plane, "dv", "uploaded", "--size", "2Gi",
+                                        "--image-path", str(images.path("disk.qcow2")))
+    assert code == 0, out + err + control_plane.log_tail()
+    assert "completed successfully" in out
+    assert "100.00%" in err and "MiB/s" in err  # the progress bar
+    dv = control_plane.get("dv", "uploaded")
+    assert dv is not None and dv["status"]["phase"] == "Succeeded"
+    assert disk_sha256(control_plane, "uploaded", images.virtual_size) == images.reference_sha256
+    assert control_plane.get("pod", "cdi-upload-uploaded") is None
+
+
+async def test_upload_resumes_through_a_relay_that_cuts_twice(control_plane: ControlPlane, images: ImageSet) -> None:
+    config = control_plane.get("cdiconfig", "config", namespace="")
+    assert config is not None
+    proxy = urlparse(config["status"]["uploadProxyURL"])
+    relay = CuttingRelay("127.0.0.1", int(proxy.port or 443), budgets=[12 * MiB, 20 * MiB])
+    await relay.start()
+    try:
+        code, out, err = await image_upload(
+            control_plane, "dv", "resumed", "--size", "256Mi", "--image-path", str(images.path("disk.raw")),
+            "--chunk-size", "4Mi", "--uploadproxy-url", f"https://127.0.0.1:{relay.port}")
+    finally:
+        await relay.close()
+    assert code == 0, out + err + control_plane.log_tail()
+    assert relay.cuts == 2 and relay.connections >= 3  # cut twice mid-chunk; each time a new connection resumed
+    assert disk_sha256(control_plane, "resumed", images.virtual_size) == images.reference_sha256
+
+
+async def test_upload_into_a_pvc(control_plane: ControlPlane, images: ImageSet) -> None:
+    code, out, err = await image_upload(control_plane, "pvc", "plain", "--size", "128Mi",
+                                        "--image-path", str(images.path("disk.raw.xz")))
+    assert code == 0, out + err + control_plane.log_tail()
+    assert disk_sha256(control_plane, "plain", images.virtual_size) == images.reference_sha256
+
+
+async def test_image_larger_than_the_volume_fails_clearly(control_plane: ControlPlane, images: ImageSet) -> None:
+    code, out, err = await image_upload(control_plane, "dv", "small", "--size", "16Mi",
+                                        "--image-path", str(images.path("disk.qcow2")))
+    assert code != 0
+    assert "larger than the reported available storage" in err or "too small" in err, err
+    dv = control_plane.get("dv", "small")
+    assert dv is not None and dv["status"]["phase"] != "Succeeded"
