@@ -3,6 +3,7 @@
     ImportFailure                       reason, retryable, message
     ├── ConfigurationError              InvalidConfiguration     bad env var / unknown source
     ├── SourceUnavailable               ImportSourceUnavailable  connect error, HTTP status (retryable)
+    │   └── ImagePullFailed             ImagePullFailed          registry: unknown tag, denied, TLS (retryable)
     ├── TransferInterrupted             ImagePullFailed          stream cut short, idle timeout (retryable)
     ├── ChecksumMismatch                ChecksumError            digest differs from the one asked for
     ├── InvalidImage                    InvalidImage             corrupt, truncated, unsupported format
@@ -38,6 +39,12 @@ class ConfigurationError(ImportFailure):
 class SourceUnavailable(ImportFailure):
     reason = "ImportSourceUnavailable"
     retryable = True
+
+
+class ImagePullFailed(SourceUnavailable):
+    """Upstream's reason for any registry pull failure; messages start "failed to pull image"."""
+
+    reason = "ImagePullFailed"
 
 
 class TransferInterrupted(ImportFailure):

@@ -61,18 +61,19 @@ def build_request(config: ImporterConfig) -> ImportRequest:
     )
 
 
-async def execute(config: ImporterConfig, progress: Progress, qemu: QemuImg) -> ImportOutcome:
+async def execute(config: ImporterConfig, progress: Progress, qemu: QemuImg) -> tuple[ImportOutcome, dict[str, str]]:
+    """Run the import; returns its outcome and the labels the source found (registry image env)."""
     request = build_request(config)
     if request.target.block and request.archive:
         raise ConfigurationError("content type archive needs a Filesystem volume, not a Block volume")
     if config.source == env.SOURCE_NONE:
-        return await asyncio.to_thread(create_blank, request)
+        return await asyncio.to_thread(create_blank, request), {}
     factory = SOURCES.get(config.source)
     if factory is None:
         raise ConfigurationError(f"Unknown data source: {config.source} (not supported by this importer yet)")
     source = factory(config)
     async with source.open() as stream:
-        return await Pipeline(qemu, progress).run(stream, request)
+        return await Pipeline(qemu, progress).run(stream, request), dict(stream.labels)
 
 
 async def _report_progress(progress: Progress) -> None:
@@ -100,7 +101,7 @@ async def run(environ: Mapping[str, str], qemu: QemuImg | None = None) -> int:
         log.info("serving progress on port %d", metrics.port)
     reporter = asyncio.create_task(_report_progress(progress))
     try:
-        outcome = await execute(config, progress, qemu or QemuImg())
+        outcome, labels = await execute(config, progress, qemu or QemuImg())
     except ScratchSpaceRequired as e:
         log.info("scratch space required: %s", e)
         write_termination(config.termination_log, TerminationMessage(
@@ -124,7 +125,7 @@ async def run(environ: Mapping[str, str], qemu: QemuImg | None = None) -> int:
     blank = config.source == env.SOURCE_NONE  # upstream's blank message has no scratchSpaceRequired key
     write_termination(config.termination_log, TerminationMessage(
         message=IMPORT_COMPLETE, scratch_space_required=None if blank else False,
-        preallocation_applied=outcome.preallocation_applied))
+        preallocation_applied=outcome.preallocation_applied, labels=labels))
     log.info("Import Complete (%s, %d bytes)", outcome.detected, outcome.virtual_size)
     return 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -19,6 +19,7 @@ class SourceStream:
     chunks: AsyncIterator[bytes]
     total: int | None
     description: str
+    labels: dict[str, str] = field(default_factory=dict)  # for the termination message (registry images)
 
 
 class Source(Protocol):

@@ -11,7 +11,6 @@ the total, and the pipeline inspects the header bytes itself.
 from __future__ import annotations
 
 import logging
-import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -22,6 +21,7 @@ from yarl import URL
 from importer.config import ImporterConfig
 from importer.errors import ConfigurationError, SourceUnavailable, TransferInterrupted
 from importer.sources.base import SourceStream
+from importer.sources.tls import build_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -30,27 +30,6 @@ MAX_REDIRECTS = 10
 IDLE_TIMEOUT = 600.0
 READ_SIZE = 1 << 20
 _REDIRECTS = {301, 302, 303, 307, 308}
-
-
-def _cert_files(directory: Path | None) -> list[Path]:
-    if directory is None or not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir() if p.is_file() and not p.name.startswith("."))
-
-
-def build_ssl_context(config: ImporterConfig) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if config.insecure_tls:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    for path in [*_cert_files(config.proxy_cert_dir), *_cert_files(config.cert_dir)]:
-        try:
-            context.load_verify_locations(cafile=str(path))
-        except ssl.SSLError:
-            log.warning("No certs in %s", path)
-    return context
 
 
 def parse_header_line(line: str) -> tuple[str, str]:
