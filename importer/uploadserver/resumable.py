@@ -1,0 +1,239 @@
+"""Resumable uploads (ours, beside upstream's single-stream endpoints): one image sent as offset-addressed
+chunks, any of which may be cut off and sent again.
+
+Protocol (paths in `cdi.contracts.upload_protocol`; `/v1beta1/upload-archive-chunk` for tar archives):
+
+    GET|HEAD /v1beta1/upload-chunk        200, `X-Upload-Offset: N` (the next byte expected) and JSON
+                                          {"offset", "phase", "message", "maxChunk"}; phase is Idle,
+                                          Receiving, Validating, Processing, Succeeded or Failed
+    PUT /v1beta1/upload-chunk?offset=N[&final=true]   body = bytes [N, N+len) with Content-Length
+                                          (411 without, 413 above `MAX_CHUNK`; an optional
+                                          `X-Upload-Total` on the first chunk sizes progress)
+        200  chunk consumed; `X-Upload-Offset` is the new expected offset
+        409  N is past the expected offset (nothing consumed; resend from `X-Upload-Offset`), the
+             request was superseded by a newer one, or the upload is already complete
+        400/500  the image was refused / processing failed (upstream's mapping); the session is over,
+             `X-Upload-Offset: 0`, and a PUT at offset 0 starts a fresh upload (a retry)
+        final=true ends the stream after this chunk (the body may be empty) and answers like
+        upload-async: 200 once the image passed validation (conversion finishes in the background),
+        202 if validation is still running after `FINAL_WAIT` (send the final PUT again, or poll GET)
+    DELETE /v1beta1/upload-chunk          abandon the upload in progress (before it was validated)
+
+A PUT at an offset below the expected one is idempotent: the bytes already consumed are read and
+skipped, the rest are fed, so a client resumes by asking for the offset (or reading it from a 409)
+and re-sending from there, at most one chunk again per interruption.
+
+Durability: a chunk is acknowledged only when all its bytes have been consumed by the upload's one
+pipeline (the transfer thread's decompressor and writer, through a queue of a few pieces), which
+lives as long as the upload-server process and is independent of any connection: a dropped client,
+proxy or connection never loses acknowledged bytes, and the server waits `resume_timeout` (30 min by
+default) for the next chunk. Acknowledged bytes are not fsynced and are not kept across an
+upload-server restart: after a restart the server reports offset 0 and the client starts over.
+At most one request feeds at a time; a newer request supersedes (cancels) an older one that may still
+be stuck on a half-dead connection. Memory per upload stays at a few MiB whatever the chunk size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from cdi.contracts import upload_protocol as up
+from importer.errors import ConfigurationError, TransferInterrupted
+from importer.uploadserver.bodies import CountedBody
+from importer.uploadserver.feed import ChunkFeed, FeedClosed
+from importer.uploadserver.gate import GateClosed, GateState, UploadGate
+from importer.uploadserver.processing import Processing, Processor, http_failure
+
+FINAL_WAIT = 25.0
+CHUNK_READ_IDLE = 120.0
+
+
+class Phase(enum.StrEnum):
+    IDLE = "Idle"
+    RECEIVING = "Receiving"
+    VALIDATING = "Validating"
+    PROCESSING = "Processing"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+
+
+@dataclass
+class Session:
+    feed: ChunkFeed
+    processing: Processing
+    closer: asyncio.Task[None] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    feeding: asyncio.Task[None] | None = None
+
+    def supersede(self) -> None:
+        if self.feeding is not None:
+            self.feeding.cancel()
+
+
+class ResumableUploads:
+    def __init__(self, processor: Processor, gate: UploadGate, resume_timeout: float,
+                 settle: Callable[[Processing], None]) -> None:
+        self._processor = processor
+        self._gate = gate
+        self._resume_timeout = resume_timeout
+        self._settle = settle
+        self._session: Session | None = None
+
+    async def handle(self, request: web.Request, archive: bool) -> web.StreamResponse:
+        if request.method in ("GET", "HEAD"):
+            return self._reply(200)
+        if request.method == "PUT":
+            return await self._put(request, archive)
+        if request.method == "DELETE":
+            return await self._delete()
+        return web.Response(status=404)
+
+    def _state(self) -> tuple[int, Phase, int, str]:
+        """(HTTP status, phase, expected offset, message) of the current or last upload."""
+        session = self._session
+        if session is None:
+            done = self._gate.state is GateState.DONE
+            return 200, Phase.SUCCEEDED if done else Phase.IDLE, 0, ""
+        task, feed = session.processing.task, session.feed
+        if task.done():
+            error = None if task.cancelled() else task.exception()
+            if error is None:
+                return 200, Phase.SUCCEEDED, feed.offset, up.UPLOAD_COMPLETE
+            status, message = http_failure(error)
+            return status, Phase.FAILED, 0, message
+        if session.processing.validated.is_set():
+            return 200, Phase.PROCESSING, feed.offset, ""
+        return (202, Phase.VALIDATING, feed.offset, "") if feed.ended else (200, Phase.RECEIVING, feed.offset, "")
+
+    def _reply(self, status: int | None = None, message: str = "") -> web.Response:
+        code, phase, offset, note = self._state()
+        body: dict[str, Any] = {"offset": offset, "phase": phase.value, "message": message or note,
+                                "maxChunk": up.MAX_CHUNK}
+        return web.json_response(body, status=status or code, headers={up.OFFSET_HEADER: str(offset),
+                                                                       up.MAX_CHUNK_HEADER: str(up.MAX_CHUNK)})
+
+    def _live(self) -> Session | None:
+        session = self._session
+        return session if session is not None and not session.processing.task.done() else None
+
+    def _start(self, request: web.Request, archive: bool) -> Session:
+        self._gate.acquire("resumable upload")
+        total_text = request.headers.get(up.TOTAL_HEADER, "")
+        feed = ChunkFeed(self._resume_timeout)
+        try:
+            processing = self._processor.start(feed.chunks(), archive=archive,
+                                               total=int(total_text) if total_text.isdigit() else None,
+                                               description="resumable upload")
+        except BaseException:
+            self._gate.release()
+            raise
+        self._settle(processing)
+        session = Session(feed, processing)
+        session.closer = asyncio.create_task(self._close_when_done(session))
+        self._session = session
+        return session
+
+    @staticmethod
+    async def _close_when_done(session: Session) -> None:
+        await asyncio.wait({session.processing.task})
+        await session.feed.close()
+
+    async def _put(self, request: web.Request, archive: bool) -> web.Response:
+        try:
+            offset = int(request.query.get(up.OFFSET_PARAM, ""))
+        except ValueError:
+            return self._reply(400, f"query parameter {up.OFFSET_PARAM} must be a byte offset")
+        final = request.query.get(up.FINAL_PARAM, "").lower() in ("true", "1")
+        length = request.content_length
+        if length is None:
+            return self._reply(411, "chunks need a Content-Length")
+        if length > up.MAX_CHUNK:
+            return self._reply(413, f"chunks may be at most {up.MAX_CHUNK} bytes")
+        session = self._live()
+        if session is None:
+            if offset != 0:  # nothing to resume: a failed upload reports its failure, anything else 409
+                failed = self._session is not None and self._gate.state is not GateState.DONE
+                return self._reply(None if failed else 409)
+            try:
+                session = self._start(request, archive)
+            except GateClosed as e:
+                return self._reply(e.status, e.message)
+            except (ConfigurationError, OSError) as e:
+                return self._reply(500, f"Saving stream failed: {e}")
+        error = await self._feed(session, request, offset, length, final)
+        if error is not None:
+            return self._reply(error[0], error[1])
+        if final:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(session.processing.until_validated(), FINAL_WAIT)
+        code, phase, _, _ = self._state()
+        if phase is Phase.PROCESSING:
+            session.processing.acknowledged = True
+        return self._reply(code)
+
+    async def _feed(self, session: Session, request: web.Request, offset: int, length: int,
+                    final: bool) -> tuple[int, str] | None:
+        """Feed this request's bytes past the expected offset; an error (status, message) or None."""
+        session.supersede()
+        async with session.lock:
+            expected, feed = session.feed.offset, session.feed
+            if offset > expected:
+                return 409, f"chunk starts at {offset} but the upload continues at {expected}"
+            if feed.ended and offset + length > expected:
+                return 409, f"the upload already ended at offset {expected}"
+            if final and offset + length < expected:
+                return 409, f"a final chunk must end at or after {expected}, the bytes already received"
+            body = CountedBody(request.content.read, idle_timeout=CHUNK_READ_IDLE)
+            task = asyncio.create_task(self._consume(feed, body, expected - offset))
+            session.feeding = task
+            try:
+                await asyncio.wait({task})
+            finally:
+                task.cancel()  # only matters when this handler itself is cancelled (server shutdown)
+                if session.feeding is task:
+                    session.feeding = None
+            if task.cancelled():
+                return 409, "superseded by a newer request for this upload"
+            error = task.exception()
+            if isinstance(error, TransferInterrupted):
+                return 400, error.message
+            if error is not None and not isinstance(error, FeedClosed):
+                raise error
+            if final and error is None and not feed.ended:
+                await feed.end()
+        return None
+
+    @staticmethod
+    async def _consume(feed: ChunkFeed, body: CountedBody, skip: int) -> None:
+        async for piece in body.pieces():
+            if skip >= len(piece):
+                skip -= len(piece)
+                continue
+            await feed.offer(piece[skip:] if skip else piece)
+            skip = 0
+
+    async def _delete(self) -> web.Response:
+        session = self._live()
+        if session is not None:
+            if session.processing.validated.is_set():
+                return self._reply(409, "the upload was already validated and is being processed")
+            session.supersede()
+            await session.feed.abort("upload cancelled by the client")
+            await asyncio.wait({session.processing.task})
+            self._session = None
+        return self._reply(200)
+
+    async def close(self) -> None:
+        """Stop a session that is still receiving (server shutdown), so its pipeline ends cleanly."""
+        session = self._live()
+        if session is not None and not session.feed.ended:
+            session.supersede()
+            await session.feed.abort("the upload server is stopping")
+            await asyncio.wait({session.processing.task})
