@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+from importer.errors import TransferInterrupted
+
 _EOF = b""
 
 
@@ -44,9 +46,14 @@ class ChunkBridge:
         return item
 
     async def close(self) -> None:
+        """Stop the producer and wake a consumer still waiting for a chunk (it then raises), so a
+        cancelled import never leaves the transfer thread blocked."""
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(TransferInterrupted("the import was stopped before the source was read to the end"))
 
 
 class BridgeReader:

@@ -110,3 +110,29 @@ def test_archive_larger_than_the_volume_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ImageTooLarge):
         extract_tar(_tar(_file("big", b"x" * 5000)), tmp_path, 4000)
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_closing_the_bridge_wakes_a_waiting_reader() -> None:
+    """A cancelled import must not leave the transfer thread blocked on the next chunk."""
+    import asyncio
+    from collections.abc import AsyncIterator
+
+    from importer.bridge import ChunkBridge
+    from importer.errors import TransferInterrupted
+
+    async def endless() -> AsyncIterator[bytes]:
+        yield b"x" * 10
+        await asyncio.Event().wait()
+        yield b""
+
+    bridge = ChunkBridge(endless())
+
+    def read_all() -> None:
+        while bridge.reader.read(1 << 20):
+            pass
+
+    reader = asyncio.ensure_future(asyncio.to_thread(read_all))
+    await asyncio.sleep(0.1)
+    await bridge.close()
+    with pytest.raises(TransferInterrupted):
+        await asyncio.wait_for(reader, 5)
