@@ -77,3 +77,17 @@ async def test_image_larger_than_the_volume_fails_clearly(control_plane: Control
     assert "larger than the reported available storage" in err or "too small" in err, err
     dv = control_plane.get("dv", "small")
     assert dv is not None and dv["status"]["phase"] != "Succeeded"
+
+
+async def test_ten_concurrent_uploads_to_ten_datavolumes(control_plane: ControlPlane, images: ImageSet) -> None:
+    names = [f"many-{i}" for i in range(10)]
+    results = await asyncio.gather(*(image_upload(control_plane, "dv", name, "--size", "96Mi", "--image-path",
+                                                  str(images.path("disk.qcow2.gz"))) for name in names))
+    for code, out, err in results:
+        assert code == 0, out + err
+    for name in names:
+        assert disk_sha256(control_plane, name, images.virtual_size) == images.reference_sha256
+    assert control_plane.process is not None
+    status = Path(f"/proc/{control_plane.process.pid}/status").read_text()
+    peak_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+    assert peak_kib < 400 * 1024, f"cdi serve (controllers + upload proxy) peaked at {peak_kib // 1024} MiB"
