@@ -71,7 +71,7 @@ async def test_upload_into_a_pvc(control_plane: ControlPlane, images: ImageSet) 
 
 
 async def test_image_larger_than_the_volume_fails_clearly(control_plane: ControlPlane, images: ImageSet) -> None:
-    code, out, err = await image_upload(control_plane, "dv", "small", "--size", "16Mi",
+    code, _out, err = await image_upload(control_plane, "dv", "small", "--size", "16Mi",
                                         "--image-path", str(images.path("disk.qcow2")))
     assert code != 0
     assert "larger than the reported available storage" in err or "too small" in err, err
