@@ -1,9 +1,10 @@
 """The import pipeline: source stream → transfer thread → (validate → convert) → resize → commit.
 
 Phases keep upstream's names in the log (Info, TransferDataFile, TransferScratch, TransferDataDir,
-Convert, Resize, Complete). Raw, ISO and compressed raw stream straight to the target; formats that
-qemu-img must convert go through scratch space (until the streaming qcow2 reader lands), where the
-file is checked by our header parser before download and by `qemu-img info` and `check` after it.
+Convert, Resize, Complete). Raw, ISO, qcow2 and their compressed forms stream straight to the target
+in one pass (qcow2 through `importer.qcow2stream`); formats that qemu-img must convert from a file
+go through scratch space, with the reason logged, where the file is checked by our header parser
+before download and by `qemu-img info` and `check` after it.
 On any failure the partial disk and scratch file are removed, so nothing looks imported.
 Called by `importer.main`; the upload server will call it with its request body as the stream.
 """
@@ -73,6 +74,10 @@ class Pipeline:
             result = await self._transfer(stream, plan)
             log.info("transferred %d wire bytes as %s to %s", result.wire_bytes, result.image.description,
                      result.destination.value)
+            if result.scratch_reason:
+                log.info("TransferScratch: %s", result.scratch_reason)
+            if result.spooled:
+                log.info("kept %d bytes of out-of-order qcow2 data in scratch space", result.spooled)
             if result.destination is Destination.ARCHIVE:
                 self._progress.raise_to(100.0)
                 return ImportOutcome(False, result.written, result.image.description)

@@ -1,6 +1,13 @@
 """The synchronous half of an import, run in a worker thread: meter and hash the wire bytes, peel
-compression, detect the format, and write the stream to where it belongs (the target for raw and ISO,
-scratch for formats qemu-img must convert, or the volume's directory for archives).
+compression, detect the format, and write the stream to where it belongs: the target for raw, ISO
+and qcow2 (converted on the fly by `importer.qcow2stream`), scratch space for formats qemu-img must
+convert from a file, or the volume's directory for archives.
+
+Scratch space is used only when a format truly needs random access, and the reason travels with the
+result (and with `ScratchSpaceRequired` when the import has none), so logs and the DataVolume can say
+why. A qcow2 goes to scratch only when the streaming reader declines it before writing anything
+(its L1 table after the data, tables too large to hold, unusual header fields); it then replays
+what it had read, so the download is still a single pass.
 
 `importer.pipeline` calls `transfer` via `asyncio.to_thread` with a reader bridged from the source,
 then runs the async steps (qemu-img, resize, commit) on what this returns.
@@ -10,15 +17,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
 from importer.archive import extract_tar
 from importer.checksum import ChecksumSpec
 from importer.errors import ImageTooLarge
-from importer.formats import ImageFormat, OpenedImage, Reader, open_image
+from importer.formats import ImageFormat, OpenedImage, PrefixReader, Reader, open_image
 from importer.qcow2header import Qcow2Header
+from importer.qcow2stream import Decline, DiskOutput, Qcow2Stream, SpoolExhausted, read_layout
 from importer.target import Target
 from importer.writer import CHUNK, SparseWriter
 
@@ -27,7 +35,12 @@ CONVERT_DOWNLOAD_SHARE = 0.5  # of the progress bar, when qemu-img converts afte
 
 class ScratchSpaceRequired(Exception):
     """The image must be converted from scratch space and none was provided (not a failure: the
-    controller retries with a scratch volume)."""
+    controller retries with a scratch volume). `image` and `reason` say which image and why."""
+
+    def __init__(self, image: str, reason: str) -> None:
+        super().__init__(f"{image} needs scratch space: {reason}")
+        self.image = image
+        self.reason = reason
 
 
 class Destination(Enum):
@@ -52,6 +65,8 @@ class TransferResult:
     image: OpenedImage
     written: int
     wire_bytes: int
+    scratch_reason: str | None = None  # why the image went to scratch space
+    spooled: int = 0  # bytes the streaming qcow2 reader had to keep in scratch space
 
 
 class MeteredReader:
@@ -86,10 +101,17 @@ class MeteredReader:
             self._checksum.verify(self._hasher)
 
 
-def route(image: OpenedImage, plan: TransferPlan) -> Destination:
-    if plan.archive:
-        return Destination.ARCHIVE
-    return Destination.SCRATCH if image.format.needs_conversion else Destination.TARGET
+def scratch_reason(image: OpenedImage) -> str | None:
+    """Why an image needs scratch space before anything is read, or None if it can stream."""
+    if image.format is ImageFormat.QCOW2:
+        try:
+            read_layout(image.header)
+        except Decline as e:
+            return f"the streaming qcow2 reader declined it: {e.reason}"
+        return None
+    if image.format.needs_conversion:
+        return f"{image.format.value} images are converted by qemu-img, which needs random access to a whole file"
+    return None
 
 
 def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float], None]) -> TransferResult:
@@ -97,22 +119,51 @@ def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float]
     share = 1.0
     metered = MeteredReader(source, plan.checksum, lambda count: on_bytes(count, share))
     image = open_image(metered)
-    destination = route(image, plan)
-    if destination is Destination.SCRATCH:
-        if plan.scratch_space <= 0:
-            raise ScratchSpaceRequired(f"{image.description} needs conversion from scratch space")
-        share = CONVERT_DOWNLOAD_SHARE
-    if image.format is ImageFormat.QCOW2 and destination is Destination.SCRATCH:
-        Qcow2Header.parse(image.header).check(plan.target.available)
-    if destination is Destination.ARCHIVE:
+    if plan.archive:
         written = extract_tar(image.reader, plan.target.data_path, plan.target.available)
-    elif destination is Destination.SCRATCH:
-        written = _write_file(image.reader, plan.scratch_file, plan.scratch_space, "scratch space")
-    else:
-        written = _write_target(image.reader, plan)
+        return _finish(metered, plan, TransferResult(Destination.ARCHIVE, image, written, 0))
+    if image.format is ImageFormat.QCOW2:
+        Qcow2Header.parse(image.header).check(plan.target.available)
+    reader, reason = image.reader, scratch_reason(image)
+    if image.format is ImageFormat.QCOW2 and reason is None:
+        stream = Qcow2Stream(image.reader, read_layout(image.header))
+        try:
+            stream.prepare()
+        except Decline as e:
+            reader, reason = PrefixReader(stream.prefix, image.reader), f"the streaming qcow2 reader declined it: " \
+                                                                       f"{e.reason}"
+        else:
+            written, spooled = _stream_qcow2(stream, image, plan)
+            return _finish(metered, plan, TransferResult(Destination.TARGET, image, written, 0, spooled=spooled))
+    if reason is None:
+        return _finish(metered, plan, TransferResult(Destination.TARGET, image, _write_target(reader, plan), 0))
+    if plan.scratch_space <= 0:
+        raise ScratchSpaceRequired(image.description, reason)
+    share = CONVERT_DOWNLOAD_SHARE
+    written = _write_file(reader, plan.scratch_file, plan.scratch_space, "scratch space")
+    return _finish(metered, plan, TransferResult(Destination.SCRATCH, image, written, 0, scratch_reason=reason))
+
+
+def _finish(metered: MeteredReader, plan: TransferPlan, result: TransferResult) -> TransferResult:
+    """Read what follows the image (it counts for the checksum) and verify the checksum."""
     metered.drain(limit=max(plan.target.available, 1 << 20))
     metered.verify()
-    return TransferResult(destination, image, written, metered.count)
+    return replace(result, wire_bytes=metered.count)
+
+
+def _stream_qcow2(stream: Qcow2Stream, image: OpenedImage, plan: TransferPlan) -> tuple[int, int]:
+    target = plan.target
+    spool_dir = plan.scratch_file.parent if plan.scratch_space > 0 else None
+    fd = target.open_for_write()
+    try:
+        output = DiskOutput(fd, block_device=target.block, sparse=not (target.block and plan.preallocate),
+                            virtual_size=stream.layout.virtual_size, what=str(target.disk_path))
+        return stream.run(output, spool_dir), stream.spilled
+    except SpoolExhausted as e:
+        raise ScratchSpaceRequired(image.description, f"the streaming qcow2 reader ran out of room: {e.reason}") \
+            from e
+    finally:
+        os.close(fd)
 
 
 def _write_target(reader: Reader, plan: TransferPlan) -> int:

@@ -1,0 +1,120 @@
+"""`python -m bench [--quick]`: build the images, bring up the shaped network, measure every case side by
+side, judge the issue's targets, print the table and write `bench/results/<date>.{json,md}`.
+
+Targets (issue 6): qcow2 over HTTP ≤ 1.10× the link limit and ≤ 0.5× the nbdkit pipeline; no scratch
+for raw, compressed raw and qcow2; importer peak RSS ≤ 256 MiB; the 64 GiB sparse image within 1.2×
+the time to move its data; upload ≥ 0.9× a single-hop upload (as a throughput ratio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+
+from bench import cases, images
+from bench.network import Network
+from bench.report import Row, table, write
+
+HERE = Path(__file__).resolve().parent
+RSS_TARGET = 256 << 20
+
+
+def _judge(row: Row, case: cases.Case) -> None:
+    checks = []
+    if row.sample.returncode != 0:
+        row.target = "FAILED"
+        return
+    if row.method == "ours":
+        checks.append(("scratch 0", row.sample.scratch == 0))
+        checks.append(("RSS≤256MiB", row.sample.rss <= RSS_TARGET))
+    if row.method in ("ours", "datavolume") and case.qemu_format == "qcow2":
+        bound = 1.2 if case.name.endswith("sparse") else 1.10
+        checks.append((f"≤{bound}×limit", (row.ratio(row.limit) or 0) <= bound))
+        if case.name != "qcow2-64g-sparse":
+            checks.append(("≤0.5×nbdkit", (row.ratio(row.nbdkit) or 0) <= 0.5))
+    row.target = ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in checks)
+
+
+def measure_case(net: Network, plane: cases.ControlPlane | None, image_dir: Path, case: cases.Case,
+                 ws: cases.Workspace, size_gib: int) -> list[Row]:
+    print(f"== {case.name}", flush=True)
+    curl = cases.curl_limit(net, case, ws)
+    limit = curl.wall
+    rows = [Row(case.name, "curl -o /dev/null (limit)", curl)]
+    if case.decompressor or case.local_convert:
+        decompress = cases.decompressor(image_dir, case, ws)
+        what = "qemu-img convert of the local file" if case.local_convert else f"{case.decompressor} -dc"
+        rows.append(Row(case.name, f"{what} (decompression alone)", decompress))
+        limit = max(limit, decompress.wall)
+    scratch = cases.scratch_convert(net, case, ws)
+    nbd = cases.nbdkit_convert(net, case, ws)
+    rows += [Row(case.name, "scratch + qemu-img convert", scratch), Row(case.name, "nbdkit curl + qemu-img", nbd)]
+    rows.append(Row(case.name, "ours", cases.ours(net, case, ws)))
+    if plane is not None:
+        url = f"{net.base_url}/{case.file}"
+        rows.append(Row(case.name, "datavolume", plane.datavolume(case.name.replace(".", "-"), url, size_gib, ws)))
+    for row in rows:
+        row.limit, row.scratch_convert, row.nbdkit = limit, scratch.wall, nbd.wall
+        _judge(row, case)
+        print("   ", row.method, f"{row.sample.wall:.2f}s", row.target, flush=True)
+    return rows
+
+
+def measure_upload(plane: cases.ControlPlane | None, image_dir: Path, ws: cases.Workspace, size_gib: int) -> list[Row]:
+    image = image_dir / "disk.qcow2"
+    base = cases.single_hop_upload(image, ws)
+    rows = [Row("upload qcow2", "curl -T single hop (limit)", base, limit=base.wall)]
+    if plane is None:
+        print("upload: skipped, no control plane (--no-datavolume)", flush=True)
+        return rows
+    sample = plane.upload("bench-upload", image, size_gib, ws)
+    row = Row("upload qcow2", "cdi image-upload via proxy", sample, limit=base.wall)
+    if sample.returncode != 0:
+        row.notes.append("cdi image-upload failed; see logs/upload-bench-upload.log")
+    else:
+        throughput = base.wall / sample.wall
+        row.target = f"≥0.9× single-hop throughput {'met' if throughput >= 0.9 else 'MISSED'} ({throughput:.2f}×)"
+    return [*rows, row]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small images, for development")
+    parser.add_argument("--cache", type=Path, default=HERE / ".cache", help="where images and scratch live")
+    parser.add_argument("--only", default="", help="comma-separated case names")
+    parser.add_argument("--no-datavolume", action="store_true", help="skip the cdi serve cases and uploads")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sizes = images.QUICK if args.quick else images.FULL
+    image_dir = images.build(args.cache / "images", sizes)
+    ws = cases.Workspace(args.cache / "work")
+    selected = [c for c in cases.CASES if not args.only or c.name in args.only.split(",")]
+    rows: list[Row] = []
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    with Network(image_dir, args.cache / "net") as net:
+        plane = None if args.no_datavolume else cases.ControlPlane(args.cache / "cdihome")
+        try:
+            if plane is not None:
+                plane.__enter__()
+            for case in selected:
+                size = sizes.sparse_gib if "sparse" in case.name else sizes.virtual_gib
+                rows += measure_case(net, plane, image_dir, case, ws, size + max(1, size // 8))
+            if not args.only or "upload" in args.only:
+                rows += measure_upload(plane, image_dir, ws, sizes.virtual_gib + 1)
+        finally:
+            if plane is not None:
+                plane.__exit__(None, None, None)
+    context: dict[str, object] = {"date": started, "mode": "quick" if args.quick else "full",
+                                  "sizes": sizes.__dict__, "cpus": os.cpu_count(), "kernel": platform.release(),
+                                  "load_average_at_end": os.getloadavg()}
+    print(table(rows))
+    print(f"results: {write(HERE / 'results', rows, context)}")
+
+
+if __name__ == "__main__":
+    main()

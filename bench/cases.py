@@ -1,0 +1,206 @@
+"""The measured pipelines, one function per way of getting an image onto a disk.
+
+For every HTTP case: the limit (`curl -o /dev/null`, and the reference decompressor alone for .xz and
+.gz), our `cdi-importer` end to end, a DataVolume through `cdi serve`, download-to-scratch followed by
+`qemu-img convert` (upstream since PR#2832), and nbdkit's curl plugin with the readahead and retry
+filters feeding `qemu-img convert` (upstream before it). Uploads: `cdi image-upload` through the
+upload proxy and upload server, against a plain single-hop HTTP PUT of the same file. Used by
+`bench.__main__`; each returns a `measure.Sample`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.measure import Sample, run
+from bench.network import SINK_PORT, Network, in_client
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    file: str
+    qemu_format: str
+    decompressor: str | None = None  # xz / gzip: the reference tool, and nbdkit's filter of that name
+    local_convert: bool = False  # compressed qcow2: qemu-img's own local conversion is the reference
+
+
+CASES = (
+    Case("qcow2", "disk.qcow2", "qcow2"),
+    Case("qcow2-compressed", "disk-c.qcow2", "qcow2", local_convert=True),
+    Case("raw.xz", "disk.raw.xz", "raw", "xz"),
+    Case("raw.gz", "disk.raw.gz", "raw", "gzip"),
+    Case("qcow2-64g-sparse", "sparse.qcow2", "qcow2"),
+)
+
+
+class Workspace:
+    """Fresh data and scratch directories for each run, on the same filesystem as the cache."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.data = root / "data"
+        self.scratch = root / "scratch"
+        self.logs = root / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def reset(self) -> None:
+        for path in (self.data, self.scratch):
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir(parents=True)
+        subprocess.run(["sync"], check=False)
+
+
+def curl_limit(net: Network, case: Case, ws: Workspace) -> Sample:
+    return run(in_client(["curl", "-sS", "-f", "-o", "/dev/null", f"{net.base_url}/{case.file}"]),
+               log=ws.logs / f"{case.name}-curl.log")
+
+
+def decompressor(images: Path, case: Case, ws: Workspace) -> Sample:
+    """The reference decompressor alone on the local file: `xz -dc`/`gzip -dc` to /dev/null, or for a
+    compressed qcow2 `qemu-img convert` into memory (/dev/shm)."""
+    if case.local_convert:
+        out = Path("/dev/shm/cdibench-local.raw")
+        try:
+            return run(["qemu-img", "convert", "-t", "writeback", "-f", case.qemu_format, "-O", "raw",
+                        str(images / case.file), str(out)], log=ws.logs / f"{case.name}-decompress.log")
+        finally:
+            out.unlink(missing_ok=True)
+    assert case.decompressor
+    with open(os.devnull, "wb") as null:
+        return run([case.decompressor, "-dc", str(images / case.file)], stdout=null.fileno(),
+                   log=ws.logs / f"{case.name}-decompress.log")
+
+
+def ours(net: Network, case: Case, ws: Workspace) -> Sample:
+    ws.reset()
+    env = {"PATH": os.environ["PATH"], "IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"{net.base_url}/{case.file}",
+           "CDI_DATA_PATH": str(ws.data), "CDI_SCRATCH_PATH": str(ws.scratch),
+           "CDI_TERMINATION_LOG": str(ws.root / "termination.log"), "CDI_METRICS_ADDR": "127.0.0.1:0"}
+    sample = run(in_client([sys.executable, "-m", "importer"]), env=env, scratch=ws.scratch,
+                 log=ws.logs / f"{case.name}-ours.log")
+    if sample.returncode == 0 and "scratchSpaceRequired\":true" in (ws.root / "termination.log").read_text():
+        sample.returncode = 42
+    return sample
+
+
+def scratch_convert(net: Network, case: Case, ws: Workspace) -> Sample:
+    ws.reset()
+    tmp = ws.scratch / "tmpimage"
+    fetch = f"curl -sS -f {net.base_url}/{case.file}"
+    if case.decompressor:
+        fetch += f" | {case.decompressor} -dc"
+    script = (f"set -e -o pipefail; {fetch} > {tmp}; "
+              f"qemu-img convert -t writeback -f {case.qemu_format} -O raw {tmp} {ws.data / 'disk.img'}; rm -f {tmp}")
+    return run(in_client(["bash", "-c", script]), scratch=ws.scratch, log=ws.logs / f"{case.name}-scratch.log")
+
+
+def nbdkit_convert(net: Network, case: Case, ws: Workspace) -> Sample:
+    ws.reset()
+    sock, pid = ws.root / "nbdkit.sock", ws.root / "nbdkit.pid"
+    for path in (sock, pid):
+        path.unlink(missing_ok=True)
+    filters = ([f"--filter={case.decompressor}"] if case.decompressor else []) + ["--filter=readahead",
+                                                                                  "--filter=retry"]
+    nbdkit = (f"nbdkit --foreground --readonly --exit-with-parent -U {sock} --pidfile {pid} {' '.join(filters)} "
+              f"curl 'header=User-Agent: cdi-nbdkit-importer' retry-exponential=no url={net.base_url}/{case.file}")
+    script = (f"set -e; {nbdkit} & NBD=$!; for i in $(seq 300); do [ -s {pid} ] && break; sleep 0.05; done; "
+              f"qemu-img convert -t writeback -f {case.qemu_format} -O raw 'nbd+unix:///?socket={sock}' "
+              f"{ws.data / 'disk.img'}; kill $NBD; wait $NBD || true")
+    return run(in_client(["bash", "-c", script]), scratch=ws.scratch, log=ws.logs / f"{case.name}-nbdkit.log")
+
+
+class ControlPlane:
+    """`cdi serve` in the client namespace, driven by the `cdi` CLI (which only needs the state dir)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {**os.environ, "CDI_HOME": str(home)}
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> ControlPlane:
+        shutil.rmtree(self.home, ignore_errors=True)
+        self.home.mkdir(parents=True)
+        cdi = str(Path(sys.executable).with_name("cdi"))
+        with (self.home / "serve.log").open("ab") as log:
+            self._process = subprocess.Popen(in_client([cdi, "serve"]), env=self.env, stdout=log,
+                                             stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.cdi("get", "cdiconfig", "config").returncode == 0 and "started" in self.log():
+                return self
+            time.sleep(0.5)
+        raise RuntimeError(f"cdi serve did not start:\n{self.log()[-2000:]}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(60)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        release_loops(self.home)
+
+    def log(self) -> str:
+        return (self.home / "serve.log").read_text(errors="replace")
+
+    def cdi(self, *args: str, text: str | None = None, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+        cdi = str(Path(sys.executable).with_name("cdi"))
+        return subprocess.run([cdi, *args], env=self.env, input=text, capture_output=True, text=True, check=False,
+                              timeout=timeout)
+
+    def datavolume(self, name: str, url: str, size_gib: int, ws: Workspace) -> Sample:
+        manifest = DV.format(name=name, url=url, size=size_gib)
+        start = time.monotonic()
+        self.cdi("apply", "-f", "-", text=manifest)
+        waited = self.cdi("wait", f"dv/{name}", "--for=condition=Ready", "--timeout=15m")
+        wall = time.monotonic() - start
+        (ws.logs / f"dv-{name}.log").write_text(waited.stdout + waited.stderr)
+        self.cdi("delete", "dv", name, "--wait")
+        return Sample(wall, 0, 0, waited.returncode)
+
+    def upload(self, name: str, image: Path, size_gib: int, ws: Workspace) -> Sample:
+        return run(in_client([str(Path(sys.executable).with_name("cdi")), "image-upload", "dv", name, "--size",
+                              f"{size_gib}Gi", "--image-path", str(image), "--insecure", "--wait-secs", "120"]),
+                   env=self.env, log=ws.logs / f"upload-{name}.log")
+
+
+DV = """apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata:
+  name: {name}
+spec:
+  storage:
+    resources:
+      requests:
+        storage: {size}Gi
+    storageClassName: local
+  source:
+    http:
+      url: "{url}"
+"""
+
+
+def single_hop_upload(image: Path, ws: Workspace) -> Sample:
+    """The same bytes in one HTTP PUT straight onto disk (nginx DAV), on the loopback where `cdi serve`
+    runs its upload proxy and upload server."""
+    return run(in_client(["curl", "-sS", "-f", "-T", str(image), f"http://127.0.0.1:{SINK_PORT}/{image.name}"]),
+               log=ws.logs / "upload-single-hop.log")
+
+
+def release_loops(root: Path) -> None:
+    """Detach every loop device backed by a file under `root` (the embedded volumes' pool)."""
+    real = str(root.resolve())
+    listing = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
+                             capture_output=True, text=True, check=False).stdout
+    for line in listing.splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2 and parts[1].strip().startswith(real):
+            subprocess.run(["losetup", "--detach", parts[0]], check=False, capture_output=True)

@@ -1,0 +1,94 @@
+"""Streaming qcow2 to raw: one front-to-back pass over the (decompressed) image, no scratch space.
+
+`importer.transfer` builds a `Qcow2Stream` over the image reader once `importer.qcow2header` has
+passed the header, calls `prepare` (reads the header and L1 table, which qemu places in the first
+clusters) and then `run`, which writes the guest disk through `DiskOutput`. Output is byte-identical
+to `qemu-img convert -O raw`: same L2 semantics, same decompression rules, zeros where nothing is
+allocated. `prepare` raises `Decline` when the image is outside what one bounded pass can handle (its
+L1 table lies after the data, its tables would not fit the memory budget, or a header field qemu might
+still accept is unusual); nothing is lost then, as `prefix` holds every byte read so far for the
+scratch-space path. `run` raises `SpoolExhausted` when too much data arrives before its L2 table
+and there is no scratch space to keep it in.
+
+Modules: `layout` (header), `tables` (L1/L2 entries), `compressed` (deflate/zstd clusters), `engine`
+(the pass), `spool` (clusters seen before their table), `output` (sparse positioned writes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from importer.formats import Reader, read_up_to
+from importer.qcow2stream.engine import Engine
+from importer.qcow2stream.layout import Decline, Layout, read_layout
+from importer.qcow2stream.output import DiskOutput
+from importer.qcow2stream.spool import MEMORY_LIMIT, Spool, SpoolExhausted
+from importer.qcow2stream.tables import corrupt, parse_l1
+
+__all__ = ["Decline", "DiskOutput", "Layout", "Qcow2Stream", "SpoolExhausted", "read_layout"]
+
+PREFIX_LIMIT = 16 << 20  # the L1 table must end within this many bytes of the start
+TABLE_MEMORY_LIMIT = 64 << 20  # L2 tables the pass may have to hold at once
+
+
+class Qcow2Stream:
+    def __init__(self, reader: Reader, layout: Layout) -> None:
+        self.layout = layout
+        self.prefix = b""
+        self.spilled = 0
+        self._reader = reader
+        self._tables: list[tuple[int, int]] = []
+
+    def prepare(self) -> None:
+        """Read the image up to the end of its L1 table and decide whether one pass can convert it."""
+        layout = self.layout
+        if layout.l1_end > PREFIX_LIMIT:
+            raise Decline(f"its L1 table is at byte {layout.l1_offset}, after the first {PREFIX_LIMIT >> 20} MiB "
+                          f"of the image (metadata written after the data, as in a resized image), so it "
+                          f"needs random access")
+        cs = layout.cluster_size
+        self.prefix = read_up_to(self._reader, max(-(-layout.l1_end // cs), 1) * cs)
+        if len(self.prefix) < layout.l1_end:
+            raise corrupt(f"the stream ended at byte {len(self.prefix)}, inside the L1 table")
+        self._tables = parse_l1(self.prefix[layout.l1_offset:layout.l1_end], layout)
+        if len(self._tables) * cs > TABLE_MEMORY_LIMIT:
+            raise Decline(f"its {len(self._tables)} L2 tables take {len(self._tables) * cs >> 20} MiB, more than "
+                          f"the {TABLE_MEMORY_LIMIT >> 20} MiB a single pass may hold, so it needs random access")
+
+    def run(self, output: DiskOutput, spool_dir: Path | None, *, spool_memory: int = MEMORY_LIMIT) -> int:
+        """Convert the rest of the stream; returns the virtual size. `spool_dir` is scratch space, if any."""
+        layout = self.layout
+        cs = layout.cluster_size
+        spool = Spool(cs, spool_dir, memory_limit=spool_memory)
+        engine = Engine(layout, self._tables, output, spool)
+        output.prepare()
+        try:
+            end = self._pump(engine, cs)
+            engine.finish(end)
+            output.finish()
+        finally:
+            engine.inflater.close()
+            output.close()
+            self.spilled = spool.spilled
+            spool.clear()
+        return layout.virtual_size
+
+    def _pump(self, engine: Engine, cs: int) -> int:
+        """Feed the prefix, then the rest of the stream, a cluster at a time; returns where it stopped."""
+        prefix, self.prefix = memoryview(self.prefix), b""
+        cluster = 0
+        position = 0
+        while position < len(prefix):
+            piece = prefix[position:position + cs]
+            engine.feed(cluster, piece)
+            cluster, position = cluster + 1, position + len(piece)
+            if len(piece) < cs:
+                return position
+        while not engine.done:
+            data = read_up_to(self._reader, cs)
+            if data:
+                engine.feed(cluster, data)
+            cluster, position = cluster + 1, position + len(data)
+            if len(data) < cs:
+                break
+        return position

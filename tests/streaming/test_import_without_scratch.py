@@ -1,0 +1,70 @@
+"""Through the real `cdi-importer` over HTTP: qcow2, compressed or not, needs no scratch space; formats
+that still do say which format and why; a large qcow2 streams in bounded memory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.importer.conftest import Runner
+from tests.streaming.qcow2_builders import MiB, qemu_img, write_raw
+from tests.support.catalog import ImageSet
+from tests.support.nginx import NginxServer
+from tests.support.tls import TestPKI
+
+RSS_LIMIT_KIB = 256 * 1024
+
+
+@pytest.mark.parametrize("name", ["disk.qcow2", "disk-compressed.qcow2", "disk.qcow2.gz", "disk.qcow2.xz",
+                                  "disk-multi.qcow2.zst"])
+def test_qcow2_imports_without_scratch_space(name: str, images: ImageSet, nginx: NginxServer,
+                                             run_importer: Runner) -> None:
+    run = run_importer({"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": nginx.url(name)}, scratch=False)
+    assert run.returncode == 0, run.log
+    assert run.message is not None and run.message.scratch_space_required is False
+    assert run.disk_sha256() == images.reference_sha256
+
+
+def test_vmdk_asks_for_scratch_space_and_says_why(nginx: NginxServer, run_importer: Runner) -> None:
+    run = run_importer({"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": nginx.url("disk.vmdk")}, scratch=False)
+    assert run.returncode == 0, run.log
+    assert run.message is not None and run.message.scratch_space_required is True
+    assert "vmdk needs scratch space: vmdk images are converted by qemu-img, which needs random access" in run.log
+    assert list(run.data.iterdir()) == []
+
+
+def test_unusual_qcow2_is_declined_to_scratch_with_the_reason(nginx: NginxServer, run_importer: Runner) -> None:
+    run = run_importer({"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": nginx.url("corrupt-header.qcow2")},
+                       scratch=False)
+    assert run.message is not None and run.message.scratch_space_required is True
+    assert "the streaming qcow2 reader declined it: the L1 table has 2147483647 entries" in run.log
+
+
+def test_large_compressed_qcow2_streams_in_bounded_memory(pki: TestPKI, tmp_path: Path) -> None:
+    www = tmp_path / "www"
+    www.mkdir()
+    raw = tmp_path / "big.raw"
+    virtual = 4 << 30
+    write_raw(raw, virtual, [(offset, 4 * MiB) for offset in range(0, virtual, 256 * MiB)])
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", "-c", raw, www / "big.qcow2")
+    raw.unlink()
+    (tmp_path / "data").mkdir()
+    env = {"PATH": os.environ["PATH"], "IMPORTER_SOURCE": "http", "CDI_DATA_PATH": str(tmp_path / "data"),
+           "CDI_SCRATCH_PATH": str(tmp_path / "none"), "CDI_TERMINATION_LOG": str(tmp_path / "term"),
+           "CDI_METRICS_ADDR": "127.0.0.1:0"}
+    with NginxServer(www, tmp_path / "nginx", pki) as nginx:
+        env["IMPORTER_ENDPOINT"] = nginx.url("big.qcow2")
+        log = tmp_path / "importer.log"
+        with log.open("wb") as stderr:
+            proc = subprocess.Popen([sys.executable, "-m", "importer"], env=env, stderr=stderr)
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, log.read_text()
+    disk = tmp_path / "data" / "disk.img"
+    assert disk.stat().st_size == virtual
+    assert disk.stat().st_blocks * 512 < 128 * MiB
+    assert usage.ru_maxrss < RSS_LIMIT_KIB, f"peak RSS {usage.ru_maxrss // 1024} MiB"
