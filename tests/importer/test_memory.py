@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
 import sys
 from pathlib import Path
 
 import zstandard
 
 from tests.support.nginx import NginxServer
+from tests.support.peakrss import run_with_peak_rss
 from tests.support.tls import TestPKI
 
 MiB = 1 << 20
@@ -49,11 +49,9 @@ def _import_and_measure(url: str, tmp_path: Path) -> None:
            "CDI_TERMINATION_LOG": str(tmp_path / "term"), "CDI_METRICS_ADDR": "127.0.0.1:0"}
     log = tmp_path / "importer.log"
     with log.open("wb") as stderr:
-        proc = subprocess.Popen([sys.executable, "-m", "importer"], env=env, stderr=stderr)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    assert proc.returncode == 0, log.read_text()
+        returncode, peak_kib = run_with_peak_rss([sys.executable, "-m", "importer"], env, stderr)
+    assert returncode == 0, log.read_text()
     disk = tmp_path / "data" / "disk.img"
     assert disk.stat().st_size >= 4096 * MiB
     assert disk.stat().st_blocks * 512 < 64 * MiB  # only the random frames were written
-    assert usage.ru_maxrss < RSS_LIMIT_KIB, f"peak RSS {usage.ru_maxrss // 1024} MiB"
+    assert 0 < peak_kib < RSS_LIMIT_KIB, f"peak RSS {peak_kib // 1024} MiB"
