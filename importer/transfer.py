@@ -107,11 +107,15 @@ def scratch_reason(image: OpenedImage) -> str | None:
         try:
             read_layout(image.header)
         except Decline as e:
-            return f"the streaming qcow2 reader declined it: {e.reason}"
+            return _declined(e)
         return None
     if image.format.needs_conversion:
         return f"{image.format.value} images are converted by qemu-img, which needs random access to a whole file"
     return None
+
+
+def _declined(decline: Decline) -> str:
+    return f"the streaming qcow2 reader declined it: {decline.reason}"
 
 
 def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float], None]) -> TransferResult:
@@ -129,9 +133,8 @@ def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float]
         stream = Qcow2Stream(image.reader, read_layout(image.header))
         try:
             stream.prepare()
-        except Decline as e:
-            reader, reason = PrefixReader(stream.prefix, image.reader), f"the streaming qcow2 reader declined it: " \
-                                                                       f"{e.reason}"
+        except Decline as e:  # nothing is lost: replay what the reader consumed into scratch space
+            reader, reason = PrefixReader(stream.prefix, image.reader), _declined(e)
         else:
             written, spooled = _stream_qcow2(stream, image, plan)
             return _finish(metered, plan, TransferResult(Destination.TARGET, image, written, 0, spooled=spooled))
