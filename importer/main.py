@@ -104,8 +104,10 @@ async def run(environ: Mapping[str, str], qemu: QemuImg | None = None) -> int:
         outcome, labels = await execute(config, progress, qemu or QemuImg())
     except ScratchSpaceRequired as e:
         log.info("scratch space required: %s", e)
+        # Upstream's controller acts on the flag; the message says why, so the DataVolume can show it.
         write_termination(config.termination_log, TerminationMessage(
-            message=IMPORT_COMPLETE, scratch_space_required=True, preallocation_applied=False))
+            message=f"scratch space required and none found: {e}", scratch_space_required=True,
+            preallocation_applied=False))
         return 0
     except ImportFailure as e:
         log.error("%s", e.message)

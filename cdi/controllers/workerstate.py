@@ -76,7 +76,8 @@ def observe_worker(pvc: Object, pod: Object, success: tuple[str, str]) -> PodObs
         return PodObservation({**notes, ann.ANN_REQUIRES_DIRECT_IO: "true"}, delete_pod=True)
     exit_code = int((terminated or {}).get("exitCode", -1)) if terminated else -1
     if terminated and exit_code == 0 and message and message.scratch_space_required:
-        notes.update(_running(False, SCRATCH_REASON, SCRATCH_MESSAGE))
+        notes.update(_running(False, SCRATCH_REASON, message.message if message.message.startswith(SCRATCH_MESSAGE)
+                              else SCRATCH_MESSAGE))
         return PodObservation({**notes, ann.ANN_REQUIRES_SCRATCH: "true"}, delete_pod=True)
     if latest and message and _is_fatal(message, int(latest.get("exitCode", 0))):
         reason = message.reason or "ChecksumError"

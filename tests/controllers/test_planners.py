@@ -316,3 +316,10 @@ def test_cdiconfig_status() -> None:
     assert status["preallocation"] is True
     assert status["defaultPodResourceRequirements"]["limits"] == {"cpu": "1", "memory": "600M"}
     assert status["uploadProxyURL"] == "https://127.0.0.1:31001"
+
+
+def test_scratch_required_says_why() -> None:
+    why = "scratch space required and none found: vhdx needs scratch space: vhdx needs random access"
+    message = TerminationMessage(why, scratch_space_required=True, preallocation_applied=False)
+    seen = observe_importer(pvc({}), pod({"terminated": term(0, message, "Completed")}, phase="Succeeded"))
+    assert seen.annotations[ann.ANN_RUNNING_CONDITION_MESSAGE] == why
