@@ -24,7 +24,7 @@ from importer.metrics import MetricsServer
 from importer.pipeline import ImportOutcome, ImportRequest, Pipeline
 from importer.progress import Progress
 from importer.qemu import QemuImg
-from importer.sources import SOURCES
+from importer.sources import source_factory
 from importer.target import discover_target
 from importer.transfer import ScratchSpaceRequired
 
@@ -68,7 +68,7 @@ async def execute(config: ImporterConfig, progress: Progress, qemu: QemuImg) -> 
         raise ConfigurationError("content type archive needs a Filesystem volume, not a Block volume")
     if config.source == env.SOURCE_NONE:
         return await asyncio.to_thread(create_blank, request), {}
-    factory = SOURCES.get(config.source)
+    factory = source_factory(config.source)
     if factory is None:
         raise ConfigurationError(f"Unknown data source: {config.source} (not supported by this importer yet)")
     source = factory(config)
