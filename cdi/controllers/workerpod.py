@@ -1,18 +1,30 @@
-"""What the PVC-level worker controllers (import and upload) share: waiting for a WaitForFirstConsumer
-claim, patching the worker's state onto the PVC's annotations, reading the CDIConfig, the scratch PVC
-a worker pod gets, and deleting a finished pod. Used by `cdi.controllers.importpod.controller` and
-`cdi.controllers.upload.controller`."""
+"""What the PVC-level worker controllers (import and upload) share: the reconcile skeleton
+(`WorkerPodReconciler`), waiting for a WaitForFirstConsumer claim, patching the worker's state onto the
+PVC's annotations, reading the CDIConfig, the scratch PVC a worker pod gets, and deleting a pod.
+Used by `cdi.controllers.importpod.controller` and `cdi.controllers.upload.controller`."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 from cdi.cluster.errors import AlreadyExists, NotFound
+from cdi.cluster.events import record_event
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.cdiconfig import CONFIG_NAME
 from cdi.controllers.config_view import ConfigView
-from cdi.controllers.meta import annotations_of, controller_reference, meta, name_of, storage_request
+from cdi.controllers.meta import (
+    annotations_of,
+    controller_reference,
+    is_controlled_by,
+    is_deleting,
+    meta,
+    name_of,
+    storage_request,
+)
+from cdi.controllers.workerstate import observe_worker
+from cdi.runtime.types import DONE, Clock, Key, Result
 from cdi.sizing import ALIGN, required_space, round_up, usable_space
 
 CDI_API = "cdi.kubevirt.io/v1beta1"
@@ -85,3 +97,81 @@ async def delete_quietly(cluster: Cluster, api_version: str, kind: str, name: st
         await cluster.delete(api_version, kind, name, namespace)
     except NotFound:
         pass
+
+
+class WorkerPodReconciler(ABC):
+    """The PVC-level worker controllers' common skeleton, keyed by PVC: skip PVCs that are not targets,
+    are being deleted or wait for a first consumer; name the worker pod in an annotation; create the
+    pod when it is missing (unless the work failed fatally); mirror the pod's state onto the PVC and
+    delete the pod when it is done. Subclasses say what a target is, how the pod is named and made,
+    and what happens once the work has succeeded."""
+
+    component = "worker-controller"
+    pod_annotation = ""
+    success: tuple[str, str] = ("Succeeded", "")
+
+    def __init__(self, cluster: Cluster, clock: Clock, *, image: str) -> None:
+        self._cluster = cluster
+        self._clock = clock
+        self._image = image
+
+    @abstractmethod
+    def is_target(self, pvc: Object) -> bool:
+        """Whether this controller serves the PVC."""
+
+    @abstractmethod
+    def default_pod_name(self, pvc: Object) -> str:
+        """The worker pod's name when the PVC does not name one yet."""
+
+    @abstractmethod
+    async def create(self, pvc: Object, pod_name: str) -> None:
+        """Create the worker pod (and what it needs) for the PVC."""
+
+    async def completed(self, pvc: Object, pod_name: str) -> None:
+        """Called on every reconcile after the work succeeded; by default there is nothing left to do
+        (the observation that saw the success already deleted the pod)."""
+        return
+
+    async def foreign_pod(self, pvc: Object, pod_name: str) -> None:
+        """A pod of the worker's name exists that this PVC does not control; by default, wait for it."""
+        return
+
+    async def reconcile(self, key: Key) -> Result:
+        try:
+            pvc = await self._cluster.get("v1", "PersistentVolumeClaim", key.name, key.namespace)
+        except NotFound:
+            return DONE
+        notes = annotations_of(pvc)
+        if not self.is_target(pvc) or is_deleting(pvc):
+            return DONE
+        pod_name = notes.get(self.pod_annotation) or self.default_pod_name(pvc)
+        if notes.get(ann.ANN_POD_PHASE) == "Succeeded":
+            await self.completed(pvc, pod_name)
+            return DONE
+        if await waiting_for_consumer(self._cluster, pvc):
+            return DONE
+        if self.pod_annotation not in notes:
+            await annotate(self._cluster, pvc, {self.pod_annotation: pod_name})
+            return DONE
+        try:
+            pod = await self._cluster.get("v1", "Pod", pod_name, key.namespace)
+        except NotFound:
+            if notes.get(ann.ANN_IMPORT_FATAL_ERROR) != "true":
+                await self.create(pvc, pod_name)
+            return DONE
+        if not is_controlled_by(pod, pvc):
+            await self.foreign_pod(pvc, pod_name)
+            return Result(requeue_after=10)
+        if is_deleting(pod):
+            return Result(requeue_after=1)
+        observation = observe_worker(pvc, pod, self.success)
+        await annotate(self._cluster, pvc, observation.annotations)
+        for type_, reason, message in observation.events:
+            await self.event(pvc, type_, reason, message)
+        if observation.delete_pod:
+            await delete_quietly(self._cluster, "v1", "Pod", pod_name, key.namespace)
+        return DONE
+
+    async def event(self, obj: Object, type_: str, reason: str, message: str) -> None:
+        await record_event(self._cluster, obj, type_, reason, message, component=self.component,
+                           clock=self._clock.now)

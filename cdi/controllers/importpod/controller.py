@@ -7,29 +7,25 @@ from __future__ import annotations
 
 import logging
 
-from cdi.cluster.errors import AlreadyExists, NotFound
-from cdi.cluster.events import record_event
+from cdi.cluster.errors import AlreadyExists
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.importpod.podspec import DEFAULT_IMAGE, ImporterPodInputs, importer_pod, importer_pod_name
 from cdi.controllers.meta import (
     annotations_of,
-    is_controlled_by,
-    is_deleting,
     meta,
     name_of,
     uid_of,
 )
 from cdi.controllers.workerpod import (
+    WorkerPodReconciler,
     annotate,
     config_view,
     create_scratch,
-    delete_quietly,
     scratch_claim_name,
-    waiting_for_consumer,
 )
-from cdi.controllers.workerstate import observe_importer
-from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch, owner_keys
+from cdi.controllers.workerstate import IMPORT_SUCCESS
+from cdi.runtime.types import Clock, ControllerSpec, Watch, owner_keys
 
 log = logging.getLogger(__name__)
 COMPONENT = "import-controller"
@@ -41,50 +37,25 @@ def is_import_target(pvc: Object) -> bool:
     return ann.ANN_ENDPOINT in notes or ann.ANN_SOURCE in notes
 
 
-class ImportPodReconciler:
+class ImportPodReconciler(WorkerPodReconciler):
+    component = COMPONENT
+    pod_annotation = ann.ANN_IMPORT_POD
+    success = IMPORT_SUCCESS
+
     def __init__(self, cluster: Cluster, clock: Clock, *, image: str = DEFAULT_IMAGE) -> None:
-        self._cluster = cluster
-        self._clock = clock
-        self._image = image
+        super().__init__(cluster, clock, image=image)
 
-    async def reconcile(self, key: Key) -> Result:
-        try:
-            pvc = await self._cluster.get("v1", "PersistentVolumeClaim", key.name, key.namespace)
-        except NotFound:
-            return DONE
-        notes = annotations_of(pvc)
-        if not is_import_target(pvc) or is_deleting(pvc) or notes.get(ann.ANN_POD_PHASE) == "Succeeded":
-            return DONE
-        if await waiting_for_consumer(self._cluster, pvc):
-            return DONE
-        pod_name = notes.get(ann.ANN_IMPORT_POD)
-        if not pod_name:
-            await annotate(self._cluster, pvc, {ann.ANN_IMPORT_POD: importer_pod_name(name_of(pvc))})
-            return DONE
-        try:
-            pod = await self._cluster.get("v1", "Pod", pod_name, key.namespace)
-        except NotFound:
-            if notes.get(ann.ANN_IMPORT_FATAL_ERROR) != "true":
-                await self._create_pod(pvc, pod_name)
-            return DONE
-        if not is_controlled_by(pod, pvc):
-            await self._event(pvc, "Warning", "ImportTargetInUse", f"pod {pod_name} exists and is not an importer of "
-                                                                   f"PersistentVolumeClaim {name_of(pvc)}")
-            return Result(requeue_after=10)
-        if is_deleting(pod):
-            return Result(requeue_after=1)
-        return await self._observe(pvc, pod)
+    def is_target(self, pvc: Object) -> bool:
+        return is_import_target(pvc)
 
-    async def _observe(self, pvc: Object, pod: Object) -> Result:
-        observation = observe_importer(pvc, pod)
-        await annotate(self._cluster, pvc, observation.annotations)
-        for type_, reason, message in observation.events:
-            await self._event(pvc, type_, reason, message)
-        if observation.delete_pod:
-            await delete_quietly(self._cluster, "v1", "Pod", name_of(pod), meta(pod)["namespace"])
-        return DONE
+    def default_pod_name(self, pvc: Object) -> str:
+        return importer_pod_name(name_of(pvc))
 
-    async def _create_pod(self, pvc: Object, pod_name: str) -> None:
+    async def foreign_pod(self, pvc: Object, pod_name: str) -> None:
+        await self.event(pvc, "Warning", "ImportTargetInUse",
+                         f"pod {pod_name} exists and is not an importer of PersistentVolumeClaim {name_of(pvc)}")
+
+    async def create(self, pvc: Object, pod_name: str) -> None:
         config = await config_view(self._cluster)
         notes = annotations_of(pvc)
         needs_scratch = notes.get(ann.ANN_REQUIRES_SCRATCH) == "true"
@@ -104,9 +75,6 @@ class ImportPodReconciler:
             await annotate(self._cluster, pvc, {ann.ANN_BOUND_CONDITION: "false",
                                        ann.ANN_BOUND_CONDITION_REASON: "CreatingScratchSpace",
                                        ann.ANN_BOUND_CONDITION_MESSAGE: "Creating scratch space"})
-
-    async def _event(self, obj: Object, type_: str, reason: str, message: str) -> None:
-        await record_event(self._cluster, obj, type_, reason, message, component=COMPONENT, clock=self._clock.now)
 
 
 def controllers(cluster: Cluster, clock: Clock, *, image: str = DEFAULT_IMAGE) -> list[ControllerSpec]:
