@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from bench import cases, images
+from bench.measure import Sample
 from bench.network import Network
 from bench.report import Row, table, write
 
@@ -70,21 +71,31 @@ def measure_case(net: Network, plane: cases.ControlPlane | None, image_dir: Path
     return rows
 
 
-def measure_upload(plane: cases.ControlPlane | None, image_dir: Path, ws: cases.Workspace, size_gib: int) -> list[Row]:
+def measure_upload(net: Network, plane: cases.ControlPlane | None, image_dir: Path, ws: cases.Workspace,
+                   size_gib: int) -> list[Row]:
+    """The uncompressed qcow2 uploaded across the link. Throughput is judged on the transfer phase (the
+    whole command also creates the DataVolume and waits for its upload server to start, a fixed cost of
+    a few seconds that no single-hop PUT pays)."""
+    print("== upload qcow2", flush=True)
     image = image_dir / "disk.qcow2"
-    base = cases.single_hop_upload(image, ws)
+    base = cases.single_hop_upload(net, image, ws)
     rows = [Row("upload qcow2", "curl -T single hop (limit)", base, limit=base.wall)]
     if plane is None:
         print("upload: skipped, no control plane (--no-datavolume)", flush=True)
         return rows
-    sample = plane.upload("bench-upload", image, size_gib, ws)
-    row = Row("upload qcow2", "cdi image-upload via proxy", sample, limit=base.wall)
-    if sample.returncode != 0:
-        row.notes.append("cdi image-upload failed; see logs/upload-bench-upload.log")
+    whole, transfer = plane.upload(net, "bench-upload", image, size_gib, ws)
+    rows.append(Row("upload qcow2", "cdi image-upload, whole command", whole, limit=base.wall))
+    if whole.returncode != 0 or transfer is None:
+        rows[-1].target = "FAILED; see logs/upload-bench-upload.log"
     else:
-        throughput = base.wall / sample.wall
-        row.target = f"≥0.9× single-hop throughput {'met' if throughput >= 0.9 else 'MISSED'} ({throughput:.2f}×)"
-    return [*rows, row]
+        phase = Sample(transfer, whole.rss, whole.scratch, 0)
+        throughput = base.wall / transfer
+        rows.append(Row("upload qcow2", "cdi image-upload, transfer phase", phase, limit=base.wall,
+                        target=f"≥0.9× single-hop throughput {'met' if throughput >= 0.9 else 'MISSED'} "
+                               f"({throughput:.2f}×)"))
+    for row in rows:
+        print("   ", row.method, f"{row.sample.wall:.2f}s", row.target, flush=True)
+    return rows
 
 
 def main() -> None:
@@ -112,7 +123,7 @@ def main() -> None:
                 rows += measure_case(net, plane, image_dir, case, ws, size + max(1, size // 8),
                                      set(args.skip.split(",")))
             if not args.only or "upload" in args.only:
-                rows += measure_upload(plane, image_dir, ws, sizes.virtual_gib + 1)
+                rows += measure_upload(net, plane, image_dir, ws, sizes.virtual_gib + 1)
         finally:
             if plane is not None:
                 plane.__exit__(None, None, None)

@@ -3,14 +3,16 @@
 For every HTTP case: the limit (`curl -o /dev/null`, and the reference decompressor alone for .xz and
 .gz), our `cdi-importer` end to end, a DataVolume through `cdi serve`, download-to-scratch followed by
 `qemu-img convert` (upstream since PR#2832), and nbdkit's curl plugin with the readahead and retry
-filters feeding `qemu-img convert` (upstream before it). Uploads: `cdi image-upload` through the
-upload proxy and upload server, against a plain single-hop HTTP PUT of the same file. Used by
+filters feeding `qemu-img convert` (upstream before it). Uploads, from the far side of the link:
+`cdi image-upload` through the upload proxy and upload server (whole command, and its transfer
+phase), against a plain single-hop HTTP PUT of the same file. Used by
 `bench.__main__`; each returns a `measure.Sample`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.measure import Sample, run
-from bench.network import SINK_PORT, Network, in_client
+from bench.network import Network, in_client, in_server
 
 
 @dataclass(frozen=True)
@@ -166,10 +168,18 @@ class ControlPlane:
         self.cdi("delete", "dv", name, "--wait")
         return Sample(wall, 0, 0, waited.returncode)
 
-    def upload(self, name: str, image: Path, size_gib: int, ws: Workspace) -> Sample:
-        return run(in_client([str(Path(sys.executable).with_name("cdi")), "image-upload", "dv", name, "--size",
-                              f"{size_gib}Gi", "--image-path", str(image), "--insecure", "--wait-secs", "120"]),
-                   env=self.env, log=ws.logs / f"upload-{name}.log")
+    def upload(self, net: Network, name: str, image: Path, size_gib: int, ws: Workspace) -> tuple[Sample, float | None]:
+        """`cdi image-upload` from the far side of the link: the whole command, and its transfer phase (from
+        the first chunk sent to the last one acknowledged, as the client reports it)."""
+        log = ws.logs / f"upload-{name}.log"
+        log.unlink(missing_ok=True)
+        sample = run(in_server([str(Path(sys.executable).with_name("cdi")), "image-upload", "dv", name, "--size",
+                                f"{size_gib}Gi", "--image-path", str(image), "--insecure", "--wait-secs", "120",
+                                "--uploadproxy-url", net.upload_proxy_url]),
+                     env=self.env, log=log)
+        found = re.search(r"upload done: \d+ bytes in ([0-9.]+) s", log.read_text(errors="replace"))
+        self.cdi("delete", "dv", name, "--wait")
+        return sample, float(found.group(1)) if found else None
 
 
 DV = """apiVersion: cdi.kubevirt.io/v1beta1
@@ -188,10 +198,10 @@ spec:
 """
 
 
-def single_hop_upload(image: Path, ws: Workspace) -> Sample:
-    """The same bytes in one HTTP PUT straight onto disk (nginx DAV), on the loopback where `cdi serve`
-    runs its upload proxy and upload server."""
-    return run(in_client(["curl", "-sS", "-f", "-T", str(image), f"http://127.0.0.1:{SINK_PORT}/{image.name}"]),
+def single_hop_upload(net: Network, image: Path, ws: Workspace) -> Sample:
+    """The same bytes in one plain HTTP PUT straight onto the cluster side's disk (nginx DAV), across the
+    same shaped link, with no proxy, no TLS and no conversion."""
+    return run(in_server(["curl", "-sS", "-f", "-H", "Expect:", "-T", str(image), f"{net.upload_sink_url}/{image.name}"]),
                log=ws.logs / "upload-single-hop.log")
 
 

@@ -1,11 +1,14 @@
 """The benchmark's network: two namespaces joined by a veth pair, nothing else touched.
 
-`cdibench-srv` runs nginx serving the image cache; `cdibench-cli` runs every client (curl, our
-importer, nbdkit, qemu-img, `cdi serve`) and the delay relay. Both veth ends carry a `tc tbf` qdisc at
-1 Gbit, and the relay adds 10 ms each way (`tc netem` is not available here), so clients see a
-1 Gbit link with a 20 ms round trip. Addresses come from a private /30 that exists only between the
-two namespaces. `Network` is a context manager: namespaces, nginx and the relay go away on exit,
-including Ctrl-C. Used by `bench.__main__`.
+`cdibench-srv` runs nginx serving the image cache; `cdibench-cli` is the cluster side: every
+importing client (curl, our importer, nbdkit, qemu-img, `cdi serve` with its upload proxy) and the
+delay relays. Both veth ends carry a `tc tbf` qdisc at 1 Gbit, and each relay adds 10 ms each way
+(`tc netem` is not available here), so every connection that crosses the link sees 1 Gbit with a
+20 ms round trip. Uploads go the other way, as a user's do: the uploading client runs in
+`cdibench-srv` (`in_server`) and reaches, across the link, either the upload proxy of `cdi serve`
+or, for the single-hop baseline, an nginx that takes a plain HTTP PUT onto disk. Addresses come from
+a private /30 that exists only between the two namespaces. `Network` is a context manager:
+namespaces, nginx and the relays go away on exit, including Ctrl-C. Used by `bench.__main__`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import contextlib
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -50,8 +54,8 @@ http {{
     }}
 }}
 """
-# The single-hop upload baseline: a plain HTTP PUT onto disk, on the client side's loopback like the
-# upload proxy and upload server that `cdi serve` runs there.
+# The single-hop upload baseline: a plain HTTP PUT onto disk on the cluster side, reached across the
+# link through its own relay, like the upload proxy that `cdi serve` runs there.
 SINK_CONF = """
 user root;
 worker_processes 1;
@@ -75,6 +79,9 @@ http {{
 }}
 """
 SINK_PORT = 8081
+UPLOAD_PROXY_PORT = 31443  # `cdi serve`'s default, on the client namespace's loopback
+SINK_RELAY_PORT = 8082
+PROXY_RELAY_PORT = 8443
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -83,6 +90,11 @@ def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 def in_client(argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", CLIENT_NS, *argv]
+
+
+def in_server(argv: list[str]) -> list[str]:
+    """Where an uploading user sits: the far side of the shaped link."""
+    return ["ip", "netns", "exec", SERVER_NS, *argv]
 
 
 class Network:
@@ -98,6 +110,16 @@ class Network:
     @property
     def direct_url(self) -> str:
         return f"http://{SERVER_IP}:{NGINX_PORT}"
+
+    @property
+    def upload_sink_url(self) -> str:
+        """The single-hop upload target, as seen from the server namespace (across the link)."""
+        return f"http://{CLIENT_IP}:{SINK_RELAY_PORT}"
+
+    @property
+    def upload_proxy_url(self) -> str:
+        """`cdi serve`'s upload proxy, as seen from the server namespace (across the link)."""
+        return f"https://{CLIENT_IP}:{PROXY_RELAY_PORT}"
 
     def __enter__(self) -> Network:
         self.teardown()
@@ -139,15 +161,18 @@ class Network:
         self._wait_for(f"http://127.0.0.1:{SINK_PORT}/", "the upload sink")
 
     def _start_relay(self) -> None:
-        argv = in_client([sys.executable, "-m", "bench.relay", f"127.0.0.1:{RELAY_PORT}",
-                          f"{SERVER_IP}:{NGINX_PORT}", str(ONE_WAY_DELAY)])
-        self._processes.append(subprocess.Popen(argv))
+        for listen, target in ((f"127.0.0.1:{RELAY_PORT}", f"{SERVER_IP}:{NGINX_PORT}"),
+                               (f"{CLIENT_IP}:{SINK_RELAY_PORT}", f"127.0.0.1:{SINK_PORT}"),
+                               (f"{CLIENT_IP}:{PROXY_RELAY_PORT}", f"127.0.0.1:{UPLOAD_PROXY_PORT}")):
+            argv = in_client([sys.executable, "-m", "bench.relay", listen, target, str(ONE_WAY_DELAY)])
+            self._processes.append(subprocess.Popen(argv))
         self._wait_for(self.base_url + "/", "relay")
+        self._wait_for(self.upload_sink_url + "/", "the upload sink's relay", in_server)
 
-    def _wait_for(self, url: str, what: str) -> None:
+    def _wait_for(self, url: str, what: str, where: Callable[[list[str]], list[str]] = in_client) -> None:
         """Until something answers HTTP at `url` (any status)."""
         for _ in range(100):
-            if sh(*in_client(["curl", "-s", "-o", "/dev/null", "-m", "2", url]), check=False).returncode == 0:
+            if sh(*where(["curl", "-s", "-o", "/dev/null", "-m", "2", url]), check=False).returncode == 0:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"{what} did not come up at {url}")

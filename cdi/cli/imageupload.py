@@ -17,7 +17,7 @@ from typing import Any
 from cdi.api.meta import CDI_API_VERSION
 from cdi.cli.errors import CliError
 from cdi.cli.state import open_cluster
-from cdi.cli.uploadclient import DEFAULT_CHUNK, ResumableUploader, UploadJob
+from cdi.cli.uploadclient import MIN_CHUNK, ResumableUploader, UploadJob
 from cdi.cluster.errors import AlreadyExists, NotFound
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
@@ -46,7 +46,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--force-bind", action="store_true", help="bind a WaitForFirstConsumer volume at once")
     parser.add_argument("--wait-secs", type=int, default=300, help="how long to wait for the upload server")
     parser.add_argument("--datasource", action="store_true", help="also create a DataSource pointing at it")
-    parser.add_argument("--chunk-size", default="32Mi", help="resumable chunk size (default 32Mi)")
+    parser.add_argument("--chunk-size", default="auto",
+                        help="resumable chunk size, e.g. 32Mi (default auto: about 2 s of transfer each)")
     parser.set_defaults(run=lambda args, home: asyncio.run(run(args, home)))
 
 
@@ -88,25 +89,34 @@ def _check_args(args: argparse.Namespace) -> Path:
 
 async def run(args: argparse.Namespace, home: Path) -> int:
     path = _check_args(args)
-    try:
-        chunk = parse_quantity(args.chunk_size)
-    except QuantityError as e:
-        raise CliError(f"--chunk-size: {e}") from e
+    chunk = _chunk_size(args.chunk_size)
     async with open_cluster(home, busy_timeout=args.request_timeout) as cluster:
         if not args.no_create:
             await _create(cluster, args)
         await _wait_ready(cluster, args)
         proxy_url, context = await _proxy(cluster, args)
-        job = UploadJob(proxy_url, args.namespace, args.name, path, context, chunk or DEFAULT_CHUNK)
+        job = UploadJob(proxy_url, args.namespace, args.name, path, context, chunk)
         bar = ProgressBar()
         uploader = ResumableUploader(job, lambda: _token(cluster, args.namespace, args.name), bar.update)
         await uploader.run()
-        bar.finish(uploader.interruptions)
+        bar.finish(path.stat().st_size, uploader.transfer_seconds, uploader.interruptions)
         await _wait_done(cluster, args)
         if args.datasource:
             await _create_datasource(cluster, args)
     print(f"Uploading {path} completed successfully")
     return 0
+
+
+def _chunk_size(text: str) -> int | None:
+    if text == "auto":
+        return None
+    try:
+        size = parse_quantity(text)
+    except QuantityError as e:
+        raise CliError(f"--chunk-size: {e}") from e
+    if size < MIN_CHUNK:
+        raise CliError(f"--chunk-size: {text} is below the smallest chunk, {MIN_CHUNK >> 20}Mi")
+    return size
 
 
 async def _create(cluster: Cluster, args: argparse.Namespace) -> None:
@@ -213,6 +223,7 @@ class ProgressBar:
                          f"{rate / 2**20:7.1f} MiB/s  ETA {eta:5.0f}s")
         sys.stderr.flush()
 
-    def finish(self, interruptions: int) -> None:
-        resumed = f" (resumed after {interruptions} interruption(s))" if interruptions else ""
-        sys.stderr.write(f"\nupload done{resumed}\n")
+    def finish(self, size: int, seconds: float, interruptions: int) -> None:
+        resumed = f", resumed after {interruptions} interruption(s)" if interruptions else ""
+        rate = size / seconds / 2**20 if seconds > 0 else 0.0
+        sys.stderr.write(f"\nupload done: {size} bytes in {seconds:.3f} s ({rate:.1f} MiB/s{resumed})\n")

@@ -1,26 +1,39 @@
 """The resumable upload client behind `cdi image-upload`: sends an image file to the upload proxy as
 offset-addressed chunks (`cdi.contracts.upload_protocol`), resuming after any dropped connection from
 the offset the server reports — so an interruption costs at most one chunk — and fetching a fresh token
-when the current one is about to expire. Progress goes to a callback. Used by `cdi.cli.imageupload`."""
+when the current one is about to expire. Progress goes to a callback. Used by `cdi.cli.imageupload`.
+
+Chunks are streamed from the file in `PIECE`-sized reads (`FileSlice`), so memory stays at a few MiB
+whatever the chunk size. Unless a size is forced, chunks are sized to take about `CHUNK_SECONDS` at the
+rate measured so far (`ChunkSizer`): every chunk costs one round trip of idle link while its answer
+comes back, so a fast link gets large chunks (little idle time) and a slow one small chunks (little
+to re-send after an interruption), always within the server's advertised maximum.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import json
+import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.payload import Payload
 
 from cdi.cli.errors import CliError
 from cdi.contracts import upload_protocol as up
 
-DEFAULT_CHUNK = 32 << 20
+FIRST_CHUNK = 8 << 20
+MIN_CHUNK = 1 << 20
+CHUNK_SECONDS = 2.0
+PIECE = 1 << 20
 MAX_ATTEMPTS = 30
 RENEW_BEFORE = 60.0
 
@@ -32,7 +45,55 @@ class UploadJob:
     pvc: str
     path: Path
     ssl_context: ssl.SSLContext | bool
-    chunk_size: int = DEFAULT_CHUNK
+    chunk_size: int | None = None  # None: sized from the measured rate (`ChunkSizer`)
+
+
+class ChunkSizer:
+    """The next chunk's size: fixed when asked for, else about `CHUNK_SECONDS` of the recent rate."""
+
+    def __init__(self, fixed: int | None, server_max: int = up.MAX_CHUNK) -> None:
+        self._fixed = fixed
+        self.server_max = server_max
+        self._rate = 0.0  # bytes/s, smoothed
+
+    def next(self) -> int:
+        wanted = self._fixed or (int(self._rate * CHUNK_SECONDS) if self._rate else FIRST_CHUNK)
+        return max(MIN_CHUNK, min(wanted, self.server_max))
+
+    def observe(self, sent: int, seconds: float) -> None:
+        if sent <= 0 or seconds <= 0:
+            return
+        rate = sent / seconds
+        self._rate = rate if not self._rate else 0.5 * self._rate + 0.5 * rate
+
+
+class FileSlice(Payload):
+    """`length` bytes of an open file from `offset`, read piece by piece as the connection takes them."""
+
+    def __init__(self, fd: int, offset: int, length: int) -> None:
+        super().__init__(fd, content_type="application/octet-stream")
+        self._fd = fd
+        self._offset = offset
+        self._length = length
+        self._size = length
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("an image slice is binary")
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+        loop = asyncio.get_running_loop()
+        remaining = self._length if content_length is None else min(self._length, content_length)
+        position = self._offset
+        while remaining > 0:
+            data = await loop.run_in_executor(None, os.pread, self._fd, min(PIECE, remaining), position)
+            if not data:
+                raise OSError(f"the image file ended at byte {position}; was it changed during the upload?")
+            await writer.write(data)
+            position += len(data)
+            remaining -= len(data)
 
 
 TokenSource = Callable[[], Awaitable[str]]
@@ -56,7 +117,9 @@ class ResumableUploader:
         self._progress = progress
         self._token = ""
         self._expires = 0.0
+        self._sizer = ChunkSizer(job.chunk_size)
         self.interruptions = 0
+        self.transfer_seconds = 0.0  # from the first chunk sent to the last one acknowledged
 
     async def _headers(self) -> dict[str, str]:
         if time.time() > self._expires - RENEW_BEFORE:
@@ -71,12 +134,14 @@ class ResumableUploader:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             offset = await self._offset(session, url)
             attempts = 0
+            started = time.monotonic()
             with self._job.path.open("rb") as image:
                 while True:
                     try:
-                        offset, done = await self._send(session, url, image, offset, total)
+                        offset, done = await self._send(session, url, image.fileno(), offset, total)
                         attempts = 0
                         if done:
+                            self.transfer_seconds = time.monotonic() - started
                             return
                     except (TimeoutError, aiohttp.ClientError, ConnectionError, _Retry) as e:
                         attempts += 1
@@ -91,6 +156,8 @@ class ResumableUploader:
             try:
                 async with session.get(url, headers=await self._headers(), ssl=self._job.ssl_context) as response:
                     if response.status == 200:
+                        if (limit := response.headers.get(up.MAX_CHUNK_HEADER, "")).isdigit():
+                            self._sizer.server_max = int(limit)
                         return int(response.headers.get(up.OFFSET_HEADER, "0"))
                     text = await response.text()
                     if response.status not in (502, 503, 504):
@@ -100,18 +167,19 @@ class ResumableUploader:
             await asyncio.sleep(min(0.5 * (attempt + 1), 5))
         raise CliError("the upload proxy did not answer; is `cdi serve` running?")
 
-    async def _send(self, session: aiohttp.ClientSession, url: str, image: BinaryIO, offset: int,
+    async def _send(self, session: aiohttp.ClientSession, url: str, fd: int, offset: int,
                     total: int) -> tuple[int, bool]:
-        image.seek(offset)
-        data = image.read(self._job.chunk_size)
-        final = offset + len(data) >= total
+        length = max(0, min(self._sizer.next(), total - offset))
+        final = offset + length >= total
         params = {up.OFFSET_PARAM: str(offset), **({up.FINAL_PARAM: "true"} if final else {})}
-        headers = {**await self._headers(), up.TOTAL_HEADER: str(total)}
-        async with session.put(url, params=params, data=data, headers=headers,
+        headers: dict[str, Any] = {**await self._headers(), up.TOTAL_HEADER: str(total)}
+        started = time.monotonic()
+        async with session.put(url, params=params, data=FileSlice(fd, offset, length), headers=headers,
                                ssl=self._job.ssl_context) as response:
             text = await response.text()
             expected = int(response.headers.get(up.OFFSET_HEADER, offset))
             if response.status == 200:
+                self._sizer.observe(expected - offset, time.monotonic() - started)
                 self._progress(expected, total)
                 return expected, final and expected >= total
             if response.status == 202:

@@ -72,7 +72,7 @@ FINAL_PARAM: Final = "final"  # PUT: "true" on the last chunk (may be empty)
 OFFSET_HEADER: Final = "X-Upload-Offset"  # response: the next offset the server expects
 TOTAL_HEADER: Final = "X-Upload-Total"  # request, optional: the whole upload's length (for progress)
 MAX_CHUNK_HEADER: Final = "X-Upload-Max-Chunk"  # response: the largest chunk the server accepts
-MAX_CHUNK: Final = 64 << 20
+MAX_CHUNK: Final = 1 << 30  # bytes are streamed, never held: this only bounds one request
 # Ours, optional on any upload request: "<namespace>/<pvc>" the client means to upload to; the proxy
 # refuses (401) a token issued for another PVC.
 TARGET_HEADER: Final = "X-Cdi-Upload-Target"

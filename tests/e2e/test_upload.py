@@ -40,6 +40,7 @@ async def test_upload_qcow2_into_a_new_datavolume(control_plane: ControlPlane, i
     assert code == 0, out + err + control_plane.log_tail()
     assert "completed successfully" in out
     assert "100.00%" in err and "MiB/s" in err  # the progress bar
+    assert f"upload done: {images.path('disk.qcow2').stat().st_size} bytes in " in err
     dv = control_plane.get("dv", "uploaded")
     assert dv is not None and dv["status"]["phase"] == "Succeeded"
     assert disk_sha256(control_plane, "uploaded", images.virtual_size) == images.reference_sha256

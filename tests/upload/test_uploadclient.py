@@ -1,0 +1,135 @@
+"""The `cdi image-upload` client: chunks streamed from the file (never a chunk in memory), sized from the
+measured rate within the server's maximum, and a whole upload through the real proxy and upload server."""
+
+from __future__ import annotations
+
+import random
+import ssl
+import tracemalloc
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from cdi.cli.uploadclient import (
+    CHUNK_SECONDS,
+    FIRST_CHUNK,
+    MIN_CHUNK,
+    ChunkSizer,
+    FileSlice,
+    ResumableUploader,
+    UploadJob,
+)
+from tests.support.tls import TestPKI
+from tests.upload.conftest import ProxyHandle, StartServer
+from tests.upload.support import HOST, sha256_prefix
+from uploadproxy.resolver import UploadTarget
+
+MiB = 1 << 20
+
+
+def test_first_chunk_is_small_then_about_two_seconds_of_the_measured_rate() -> None:
+    sizer = ChunkSizer(None, server_max=1 << 30)
+    assert sizer.next() == FIRST_CHUNK
+    sizer.observe(100 * MiB, 1.0)
+    assert sizer.next() == int(100 * MiB * CHUNK_SECONDS)
+    sizer.observe(10 * MiB, 1.0)  # the link slowed down: chunks shrink with it (smoothed)
+    assert sizer.next() == int(55 * MiB * CHUNK_SECONDS)
+
+
+def test_chunks_stay_within_the_server_maximum_and_above_the_minimum() -> None:
+    sizer = ChunkSizer(None, server_max=64 * MiB)
+    sizer.observe(1000 * MiB, 1.0)
+    assert sizer.next() == 64 * MiB
+    slow = ChunkSizer(None)
+    slow.observe(1000, 1.0)
+    assert slow.next() == MIN_CHUNK
+
+
+def test_a_forced_chunk_size_is_kept_but_capped_by_the_server() -> None:
+    sizer = ChunkSizer(4 * MiB, server_max=1 << 30)
+    sizer.observe(1000 * MiB, 1.0)
+    assert sizer.next() == 4 * MiB
+    assert ChunkSizer(256 * MiB, server_max=64 * MiB).next() == 64 * MiB
+
+
+async def receiving_server() -> tuple[web.AppRunner, int, list[tuple[int | None, bytes]]]:
+    received: list[tuple[int | None, bytes]] = []
+
+    async def put(request: web.Request) -> web.Response:
+        received.append((request.content_length, await request.read()))
+        return web.Response()
+
+    app = web.Application(client_max_size=64 * MiB)
+    app.router.add_put("/", put)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, HOST, 0)
+    await site.start()
+    return runner, runner.addresses[0][1], received
+
+
+async def test_a_file_slice_sends_exactly_its_range_with_a_content_length(tmp_path: Path) -> None:
+    data = random.Random(1).randbytes(3 * MiB + 123)
+    image = tmp_path / "image"
+    image.write_bytes(data)
+    runner, port, received = await receiving_server()
+    try:
+        with image.open("rb") as f:
+            async with aiohttp.ClientSession() as session:
+                for offset, length in ((0, 1), (5, 2 * MiB + 7), (3 * MiB, 123)):
+                    async with session.put(f"http://{HOST}:{port}/", data=FileSlice(f.fileno(), offset, length)):
+                        pass
+    finally:
+        await runner.cleanup()
+    assert received == [(1, data[:1]), (2 * MiB + 7, data[5:5 + 2 * MiB + 7]), (123, data[3 * MiB:])]
+
+
+async def test_a_file_that_shrank_under_the_upload_fails_the_request(tmp_path: Path) -> None:
+    image = tmp_path / "image"
+    image.write_bytes(bytes(MiB))
+    runner, port, received = await receiving_server()
+    try:
+        with image.open("rb") as f:
+            async with aiohttp.ClientSession() as session:
+                with pytest.raises((aiohttp.ClientError, OSError)):
+                    async with session.put(f"http://{HOST}:{port}/", data=FileSlice(f.fileno(), 0, 2 * MiB)):
+                        pass
+    finally:
+        await runner.cleanup()
+    assert received == []
+
+
+async def test_upload_through_proxy_streams_from_the_file_with_growing_chunks(
+        proxy: ProxyHandle, upload_server: StartServer, pki: TestPKI, tmp_path: Path) -> None:
+    """48 MiB of random raw image with chunks allowed up to 1 GiB: the chunks grow past the first one,
+    the disk is byte-identical, and the process never held anything near a chunk in memory (the old
+    client read each chunk into one bytes object)."""
+    image = tmp_path / "upload.raw"
+    rng = random.Random(7)
+    with image.open("wb") as f:
+        for _ in range(48):
+            f.write(rng.randbytes(MiB))
+    server = await upload_server()
+    proxy.resolver.table["default/disk"] = UploadTarget(server.url)
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+    acknowledged: list[int] = []
+
+    async def token() -> str:
+        return proxy.token("default", "disk")
+
+    uploader = ResumableUploader(UploadJob(proxy.url, "default", "disk", image, context), token,
+                                 lambda done, _total: acknowledged.append(done))
+    tracemalloc.start()
+    try:
+        await uploader.run()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (await server.result()).exit_code == 0
+    assert sha256_prefix(server.disk, image.stat().st_size) == sha256_prefix(image)
+    assert acknowledged[0] == FIRST_CHUNK and acknowledged[-1] == 48 * MiB
+    assert len(acknowledged) >= 2 and max(b - a for a, b in zip([0, *acknowledged], acknowledged, strict=False)) > FIRST_CHUNK
+    assert peak < 24 * MiB, f"Python allocations peaked at {peak / MiB:.1f} MiB during a 48 MiB upload"
+    assert uploader.transfer_seconds > 0 and uploader.interruptions == 0
