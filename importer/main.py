@@ -96,9 +96,7 @@ async def run(environ: Mapping[str, str], qemu: QemuImg | None = None) -> int:
         return 1
     progress = Progress(config.progress_file)
     metrics = MetricsServer(progress, config.owner_uid, config.metrics_addr)
-    await metrics.start()
-    if metrics.port is not None:
-        log.info("serving progress on port %d", metrics.port)
+    serving = await metrics.start_beside()
     reporter = asyncio.create_task(_report_progress(progress))
     try:
         outcome, labels = await execute(config, progress, qemu or QemuImg())
@@ -123,6 +121,7 @@ async def run(environ: Mapping[str, str], qemu: QemuImg | None = None) -> int:
         with contextlib.suppress(asyncio.CancelledError):
             await reporter
         progress.write_file()
+        await serving
         await metrics.stop()
     blank = config.source == env.SOURCE_NONE  # upstream's blank message has no scratchSpaceRequired key
     write_termination(config.termination_log, TerminationMessage(

@@ -11,6 +11,7 @@ the total, and the pipeline inspects the header bytes itself.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -66,6 +67,14 @@ class HttpSource:
         self._idle_timeout = idle_timeout
         self._headers = [parse_header_line(h) for h in config.extra_headers]
         self._headers += [parse_header_line(h) for h in secret_header_lines(config.extra_headers_dir)]
+        self._ssl: ssl.SSLContext | None = None
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        """Built on the first https request (plain http, the common in-cluster case, never pays for
+        loading the trust store)."""
+        if self._ssl is None:
+            self._ssl = build_ssl_context(self._config)
+        return self._ssl
 
     def _request_headers(self, url: URL) -> dict[str, str]:
         headers = {"User-Agent": USER_AGENT}
@@ -80,8 +89,7 @@ class HttpSource:
     @asynccontextmanager
     async def open(self) -> AsyncIterator[SourceStream]:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=60, sock_read=self._idle_timeout)
-        connector = aiohttp.TCPConnector(ssl=build_ssl_context(self._config))
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=True,
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=True,
                                          auto_decompress=False) as session:
             response = await self._get(session)
             try:
@@ -97,7 +105,8 @@ class HttpSource:
         url = self._url
         for _ in range(MAX_REDIRECTS + 1):
             try:
-                response = await session.get(url, headers=self._request_headers(url), allow_redirects=False)
+                response = await session.get(url, headers=self._request_headers(url), allow_redirects=False,
+                                             ssl=self._ssl_context() if url.scheme == "https" else True)
             except (TimeoutError, aiohttp.ClientError, OSError) as e:
                 raise SourceUnavailable(f"Unable to connect to http data source: HTTP request errored: "
                                         f"{type(e).__name__}: {e}") from e
