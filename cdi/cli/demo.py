@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from cdi.api.meta import CDI_API_VERSION
+from cdi.cli.errors import CliError
 from cdi.cli.state import open_cluster
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster
@@ -32,8 +33,8 @@ SERVE_RATE = 16 << 20  # bytes per second, slow enough to watch the progress mov
 DV_NAME = "demo-disk"
 
 
-class DemoError(Exception):
-    pass
+class DemoError(CliError):
+    """A step of the demo failed (reported like any CLI error)."""
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -2,7 +2,9 @@
 clear line on stderr and a non-zero exit, never a traceback.
 
 Each subcommand module registers itself with `add_parser(commands)` and sets `run(args, home)`, which
-returns the exit code. The kubectl-like ones (`apply`, `create`, `get`, `describe`, `delete`, `wait`,
+returns the exit code. Only the module of the command being run is imported (`COMMANDS`): loading
+the control plane for `cdi get` would cost most of a second per command; help and unknown commands
+load them all. The kubectl-like ones (`apply`, `create`, `get`, `describe`, `delete`, `wait`,
 `logs`) work on the embedded store under the home directory (`cdi.cli.state`); their failures arrive
 here as `ApiError` (from the store) or `CliError` (from the CLI) and become `error: <message>`.
 """
@@ -10,11 +12,12 @@ here as `ApiError` (from the store) or `CliError` (from the CLI) and become `err
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from cdi.cli import apply, delete, demo, describe, get, imageupload, logs, serve, wait
 from cdi.cli.errors import CliError
 from cdi.cli.flags import parse_duration
 from cdi.cli.state import DEFAULT_BUSY_TIMEOUT
@@ -29,17 +32,41 @@ def default_home() -> Path:
     return Path(base) / "cdi"
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Command → the module that registers it, in help order: the embedded control plane, then working
+# with objects kubectl-style, then the demo.
+COMMANDS: dict[str, str] = {
+    "serve": "cdi.cli.serve", "apply": "cdi.cli.apply", "create": "cdi.cli.apply", "get": "cdi.cli.get",
+    "describe": "cdi.cli.describe", "delete": "cdi.cli.delete", "wait": "cdi.cli.wait", "logs": "cdi.cli.logs",
+    "image-upload": "cdi.cli.imageupload", "demo": "cdi.cli.demo",
+}
+GLOBAL_OPTIONS_WITH_VALUE = ("--home", "--request-timeout")
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line, if it is a known one (global options skipped)."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in GLOBAL_OPTIONS_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser with the subcommand in `argv` registered, or every subcommand (no `argv`, help, or a
+    command that is not known, so argparse can list them)."""
     parser = argparse.ArgumentParser(prog="cdi", description="A Python Containerized Data Importer.")
     parser.add_argument("--home", type=Path, default=None, help="state directory (default: $CDI_HOME)")
     parser.add_argument("--request-timeout", type=parse_duration, default=DEFAULT_BUSY_TIMEOUT, metavar="DURATION",
                         help="how long a command waits for the store while `cdi serve` is writing (default: 10s)")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve.add_parser(commands)  # the embedded control plane
-    # Working with objects, kubectl-style.
-    for module in (apply, get, describe, delete, wait, logs, imageupload):
-        module.add_parser(commands)
-    demo.add_parser(commands)
+    command = _command_of(argv) if argv is not None else None
+    modules = [COMMANDS[command]] if command else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
+        importlib.import_module(name).add_parser(commands)
     return parser
 
 
@@ -48,7 +75,8 @@ def _one_line(message: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     home: Path = args.home or default_home()
     try:
         code = args.run(args, home)
@@ -56,9 +84,6 @@ def main(argv: list[str] | None = None) -> None:
         code = 130
     except (CliError, ApiError) as e:
         print(f"error: {_one_line(e.message)}", file=sys.stderr)
-        code = 1
-    except demo.DemoError as e:
-        print(f"error: {e}", file=sys.stderr)
         code = 1
     except BrokenPipeError:
         # The reader went away (`cdi get ... | head`): stop quietly, and keep Python from complaining at exit.

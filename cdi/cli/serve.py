@@ -24,8 +24,9 @@ from cdi.controllers.progress import HttpsProgressScraper
 from cdi.controllers.upload import controller as uploads
 from cdi.controllers.upload import tokenrequests as token_requests
 from cdi.embedded import EmbeddedCluster
-from cdi.embedded import pods as local_pods
 from cdi.embedded import volumes as local_volumes
+from cdi.embedded.pods import controller as local_pods
+from cdi.embedded.pods.runner import PodRunner
 from cdi.runtime.lock import ProcessLock
 from cdi.runtime.manager import Manager
 from cdi.runtime.types import Clock, SystemClock
@@ -84,7 +85,7 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     report = await local_volumes.ensure_all_attached(cluster, pool)
     log.info("volumes re-attached: %d, failed: %d", len(report.attached), len(report.failed))
     await cdiconfig.ensure_config(cluster)
-    runner = local_pods.PodRunner(cluster, home, clock=clock, backoff_base=options.pod_backoff_base,
+    runner = PodRunner(cluster, home, clock=clock, backoff_base=options.pod_backoff_base,
                                   backoff_cap=options.pod_backoff_cap)
     proxy = EmbeddedUploadProxy(cluster, home, clock, port=options.uploadproxy_port)
     await proxy.start()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cdi.embedded import EmbeddedCluster
-from cdi.embedded.pods import PodRunner
+from cdi.embedded.pods.runner import PodRunner
 
 BACKOFF_BASE = 0.2
 BACKOFF_CAP = 0.8

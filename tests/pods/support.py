@@ -14,7 +14,7 @@ from typing import Any
 
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster, Object
-from cdi.embedded.pods import PodRunner
+from cdi.embedded.pods.runner import PodRunner
 from cdi.runtime.types import Key
 
 NAMESPACE = "default"

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from cdi.embedded import EmbeddedCluster
-from cdi.embedded.pods import FINALIZER, PodRunner
+from cdi.embedded.pods.node import FINALIZER
 from cdi.embedded.pods.paths import pod_dir
+from cdi.embedded.pods.runner import PodRunner
 from tests.pods.support import (
     NAMESPACE,
     alive,

@@ -8,7 +8,7 @@ from pathlib import Path
 from cdi.contracts import importer_env as env
 from cdi.contracts.termination import IMPORT_COMPLETE, TerminationMessage
 from cdi.embedded import EmbeddedCluster
-from cdi.embedded.pods import PodRunner
+from cdi.embedded.pods.runner import PodRunner
 from tests.pods.support import bind, claim, container_status, phase, pod, settle, storage_class
 
 MI = 1024 * 1024

@@ -7,7 +7,9 @@ import ipaddress
 from pathlib import Path
 
 from cdi.embedded import EmbeddedCluster
-from cdi.embedded.pods import FINALIZER, PodRunner, log_path
+from cdi.embedded.pods.node import FINALIZER
+from cdi.embedded.pods.paths import log_path
+from cdi.embedded.pods.runner import PodRunner
 from cdi.runtime.types import Key
 from tests.pods.support import (
     NAMESPACE,

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from cdi.embedded import EmbeddedCluster
-from cdi.embedded.pods import PodRunner, log_path
+from cdi.embedded.pods.paths import log_path
+from cdi.embedded.pods.runner import PodRunner
 from tests.pods.conftest import BACKOFF_BASE, BACKOFF_CAP
 from tests.pods.support import (
     NAMESPACE,
@@ -53,7 +54,7 @@ RUNNER_PROCESS = """
 import asyncio, sys
 from pathlib import Path
 from cdi.embedded import EmbeddedCluster
-from cdi.embedded.pods import PodRunner
+from cdi.embedded.pods.runner import PodRunner
 from cdi.runtime.types import Key
 
 async def main(db: str, state: str, name: str) -> None:

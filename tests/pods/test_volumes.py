@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from cdi.embedded import EmbeddedCluster
-from cdi.embedded.pods import PodRunner, controllers
+from cdi.embedded.pods.controller import controllers
+from cdi.embedded.pods.runner import PodRunner
 from cdi.embedded.pods.spec import KeyToPath, Volume
 from cdi.embedded.pods.volumes import VolumeError, key_data, volume_files
 from cdi.runtime.types import Key
