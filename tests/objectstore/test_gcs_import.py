@@ -34,7 +34,7 @@ def test_gs_url_through_the_emulator_override_is_byte_identical(name: str, image
     gcs.bucket(BUCKET)
     resource = gcs.upload(BUCKET, f"plain/{name}", images.path(name))
     assert resource["md5Hash"] == base64.b64encode(hashlib.md5(images.path(name).read_bytes()).digest()).decode()
-    run = run_importer(gcs_env(f"gs://{BUCKET}/plain/{name}", gcs))
+    run = run_importer(gcs_env(f"gs://{BUCKET}/plain/{name}", gcs), scratch=False)  # no scratch volume at all
     assert_imported(run, images)
     assert f"match GCS md5Hash md5:{digest_of(images.path(name), 'md5')}" in run.log
     assert "reading anonymously" in run.log

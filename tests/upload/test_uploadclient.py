@@ -21,6 +21,7 @@ from cdi.cli.uploadclient import (
     ResumableUploader,
     UploadJob,
 )
+from tests.support.catalog import ImageSet
 from tests.support.tls import TestPKI
 from tests.upload.conftest import ProxyHandle, StartServer
 from tests.upload.support import HOST, sha256_prefix
@@ -133,3 +134,24 @@ async def test_upload_through_proxy_streams_from_the_file_with_growing_chunks(
     assert len(acknowledged) >= 2 and max(b - a for a, b in zip([0, *acknowledged], acknowledged, strict=False)) > FIRST_CHUNK
     assert peak < 24 * MiB, f"Python allocations peaked at {peak / MiB:.1f} MiB during a 48 MiB upload"
     assert uploader.transfer_seconds > 0 and uploader.interruptions == 0
+
+
+@pytest.mark.parametrize("name", ["disk.qcow2", "disk-compressed.qcow2", "disk.qcow2.gz", "disk.raw.xz"])
+async def test_uploads_need_no_scratch_space(name: str, proxy: ProxyHandle, upload_server: StartServer,
+                                            pki: TestPKI, images: ImageSet) -> None:
+    """qcow2 (compressed clusters too) and compressed raw stream onto the volume: the upload server has
+    no scratch directory at all, and the disk is byte-identical to qemu-img's conversion."""
+    server = await upload_server()
+    server.scratch.rmdir()
+    proxy.resolver.table["default/disk"] = UploadTarget(server.url)
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+
+    async def token() -> str:
+        return proxy.token("default", "disk")
+
+    uploader = ResumableUploader(UploadJob(proxy.url, "default", "disk", images.path(name), context), token,
+                                 lambda _done, _total: None)
+    await uploader.run()
+    assert (await server.result()).exit_code == 0
+    assert not server.scratch.exists()
+    assert sha256_prefix(server.disk, images.virtual_size) == images.reference_sha256
