@@ -5,25 +5,28 @@ free port; "off" disables the endpoint).
 
 Nothing here delays the import: `importer.main` starts the server beside the transfer, and the
 certificate (with the `cryptography` import it needs) is made on a worker thread while the first
-request is on the wire."""
+request is on the wire. The server is asyncio streams with h11 for HTTP/1.1 framing (keep-alive,
+bounded request heads, an idle timeout per connection): it answers `GET|HEAD /metrics` and nothing
+else (404 for other paths, 405 for other methods).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import ssl
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import h11
 
 from cdi.contracts.metrics import IMPORT_PROGRESS, METRICS_PATH, progress_line
 from importer.progress import Progress
 
-if TYPE_CHECKING:
-    from aiohttp import web
-
 log = logging.getLogger("importer")
+IDLE_TIMEOUT = 30.0
 
 
 def self_signed_context(common_name: str = "cdi-importer") -> ssl.SSLContext:
@@ -48,13 +51,6 @@ def self_signed_context(common_name: str = "cdi-importer") -> ssl.SSLContext:
     return context
 
 
-def _prepare() -> ssl.SSLContext:
-    """The server's imports and certificate: the slow part of starting, done off the event loop."""
-    import aiohttp.web  # noqa: F401
-
-    return self_signed_context()
-
-
 def parse_addr(addr: str) -> tuple[str, int] | None:
     if addr in ("", "off"):
         return None
@@ -67,33 +63,68 @@ class MetricsServer:
         self._progress = progress
         self._owner_uid = owner_uid
         self._addr = parse_addr(addr)
-        self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
         self.port: int | None = None
 
-    async def _metrics(self, _request: web.Request) -> web.Response:
-        body = (f"# HELP {IMPORT_PROGRESS} The import progress in percentage\n"
+    def body(self) -> bytes:
+        return (f"# HELP {IMPORT_PROGRESS} The import progress in percentage\n"
                 f"# TYPE {IMPORT_PROGRESS} counter\n"
-                f"{progress_line(IMPORT_PROGRESS, self._owner_uid, self._progress.percent)}\n")
-        from aiohttp import web
-
-        return web.Response(text=body, content_type="text/plain")
+                f"{progress_line(IMPORT_PROGRESS, self._owner_uid, self._progress.percent)}\n").encode()
 
     async def start(self) -> None:
         if self._addr is None:
             return
-        context = await asyncio.to_thread(_prepare)
-        from aiohttp import web  # imported by `_prepare`
-
-        app = web.Application()
-        app.router.add_get(METRICS_PATH, self._metrics)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self._addr[0], self._addr[1], ssl_context=context)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self._addr[1]
+        context = await asyncio.to_thread(self_signed_context)
+        self._server = await asyncio.start_server(self._serve, self._addr[0], self._addr[1], ssl=context,
+                                                  ssl_handshake_timeout=IDLE_TIMEOUT)
+        self.port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._addr[1]
         log.info("serving progress on port %d", self.port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        try:
+            await self._exchange(reader, writer)
+        except (OSError, TimeoutError, ssl.SSLError, h11.ProtocolError):
+            pass  # a scraper that went away or spoke nonsense: nothing to tell it
+        finally:
+            self._connections.discard(task)
+            writer.transport.abort()
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER)
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                async with asyncio.timeout(IDLE_TIMEOUT):
+                    data = await reader.read(16 << 10)
+                conn.receive_data(data)
+                continue
+            if isinstance(event, h11.Request):
+                writer.write(self._answer(conn, event))
+                await writer.drain()
+            elif isinstance(event, h11.EndOfMessage):
+                if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                    return
+                conn.start_next_cycle()
+            elif isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
+                return
+
+    def _answer(self, conn: h11.Connection, request: h11.Request) -> bytes:
+        path = request.target.split(b"?", 1)[0]
+        if request.method not in (b"GET", b"HEAD"):
+            status, body = 405, b"method not allowed\n"
+        elif path != METRICS_PATH.encode():
+            status, body = 404, b"not found\n"
+        else:
+            status, body = 200, self.body()
+        headers = [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"), ("Content-Length", str(len(body)))]
+        out = conn.send(h11.Response(status_code=status, headers=headers)) or b""
+        if request.method != b"HEAD":
+            out += conn.send(h11.Data(data=body)) or b""
+        return out + (conn.send(h11.EndOfMessage()) or b"")
 
     async def start_beside(self) -> asyncio.Task[None]:
         """Start serving in the background; a failure to serve is logged, never fails the import."""
@@ -109,5 +140,10 @@ class MetricsServer:
         return task
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._server is not None:
+            self._server.close()
+            for task in list(self._connections):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*self._connections, return_exceptions=True)
+            await self._server.wait_closed()

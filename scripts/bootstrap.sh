@@ -17,6 +17,7 @@ APT_PACKAGES=(
   tar gzip xz-utils zstd
   docker-registry apache2-utils
   nbdkit iproute2
+  tinyproxy
 )
 
 missing_packages() {
@@ -38,6 +39,8 @@ install_system_packages() {
   apt-get update -qq
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  # The tests start their own tinyproxy on a free loopback port; Debian's service is not needed.
+  case " $(echo $missing) " in *" tinyproxy "*) service tinyproxy stop >/dev/null 2>&1 || true ;; esac
 }
 
 pick_python() {

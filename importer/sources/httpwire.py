@@ -1,0 +1,258 @@
+"""A small HTTP/1.1 GET client for the HTTP source: asyncio streams for I/O, h11 (a sans-I/O protocol
+implementation) for the framing.
+
+Why not aiohttp, which the other sources use: importing it costs about 0.2 s (it builds two TLS
+contexts and loads the system trust store twice at import time), paid by every importer pod before
+its first byte; on a 64 GiB sparse image that moves 200 MiB that is a tenth of the whole import.
+
+What it does: one request per connection (the importer makes one GET, plus one per redirect hop);
+TLS with the caller's context, built only when an https URL is met; proxies from the environment as
+Go's and curl's clients read them (`HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY`, either case; http:// proxy
+URLs, with credentials; https targets through a CONNECT tunnel); a connect timeout and an idle
+timeout on every read. h11 bounds the response head (16 KiB), decodes Content-Length, chunked and
+close-delimited bodies, and turns a body cut short into an error, so a truncated image never looks
+complete. Used by `importer.sources.http`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import os
+import ssl
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import SplitResult, unquote, urlsplit
+
+import h11
+
+READ_SIZE = 1 << 20
+STREAM_LIMIT = 4 << 20  # what asyncio buffers from the socket before pausing it
+
+SSLContextFactory = Callable[[], ssl.SSLContext]
+
+
+class WireError(Exception):
+    """The request could not be made or the response could not be read (a message for the user)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """An http(s) URL taken apart: what to connect to and what to ask for."""
+
+    scheme: str
+    host: str
+    port: int
+    target: str  # path and query, the origin-form request target
+    username: str | None
+    password: str | None
+
+    @property
+    def authority(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        default = 443 if self.scheme == "https" else 80
+        return host if self.port == default else f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The URL without credentials (safe to log)."""
+        return f"{self.scheme}://{self.authority}{self.target}"
+
+
+def parse_target(url: str) -> Target:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise WireError(f"unsupported URL scheme {parts.scheme!r} in {url}")
+    if not parts.hostname:
+        raise WireError(f"no host in {url}")
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as e:
+        raise WireError(f"bad port in {url}: {e}") from e
+    return Target(parts.scheme, parts.hostname, port, _request_target(parts),
+                  unquote(parts.username) if parts.username else None,
+                  unquote(parts.password) if parts.password else None)
+
+
+def _request_target(parts: SplitResult) -> str:
+    path = parts.path or "/"
+    return f"{path}?{parts.query}" if parts.query else path
+
+
+def basic_auth(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+# ---- proxies from the environment ------------------------------------------------------------------
+
+def _env(environ: Mapping[str, str], name: str) -> str:
+    return environ.get(name.upper()) or environ.get(name.lower()) or ""
+
+
+def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
+    """NO_PROXY as Go's httpproxy reads it: "*", host names (a leading dot optional; subdomains match),
+    IP addresses and CIDR ranges, each optionally with a port."""
+    host = host.lower().strip("[]")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        entry_host, entry_port = entry, None
+        if entry.count(":") == 1 or (entry.startswith("[") and "]:" in entry):
+            entry_host, _, port_text = entry.rpartition(":")
+            entry_port = int(port_text) if port_text.isdigit() else None
+        entry_host = entry_host.strip("[]")
+        if entry_port is not None and entry_port != port:
+            continue
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(entry_host, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name = entry_host.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
+
+
+def proxy_for(target: Target, environ: Mapping[str, str] | None = None) -> Target | None:
+    """The proxy to use for `target`, if the environment names one and NO_PROXY does not exempt it."""
+    environ = os.environ if environ is None else environ
+    value = _env(environ, f"{target.scheme}_proxy")
+    if not value or bypasses_proxy(target.host, target.port, _env(environ, "no_proxy")):
+        return None
+    proxy = parse_target(value if "://" in value else f"http://{value}")
+    if proxy.scheme != "http":
+        raise WireError(f"only http:// proxies are supported, not {proxy.url}")
+    return proxy
+
+
+# ---- one request ----------------------------------------------------------------------------------
+
+@dataclass
+class Response:
+    status: int
+    reason: str
+    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
+    _connection: _Connection
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.headers.get("content-length", "")
+        return int(value) if value.isdigit() and "transfer-encoding" not in self.headers else None
+
+    def body(self) -> AsyncIterator[bytes]:
+        return self._connection.body()
+
+    def close(self) -> None:
+        self._connection.close()
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, idle_timeout: float) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._idle_timeout = idle_timeout
+        self._h11 = h11.Connection(h11.CLIENT)
+
+    async def _send(self, event: h11.Event) -> None:
+        data = self._h11.send(event)
+        if data:
+            self._writer.write(data)
+            await self._writer.drain()
+
+    async def _next_event(self) -> h11.Event:
+        while True:
+            event = self._h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event  # type: ignore[return-value]
+            async with asyncio.timeout(self._idle_timeout):
+                data = await self._reader.read(READ_SIZE)
+            self._h11.receive_data(data)
+
+    async def request(self, method: str, target: str, headers: list[tuple[str, str]]) -> h11.Response:
+        await self._send(h11.Request(method=method, target=target, headers=headers))
+        await self._send(h11.EndOfMessage())
+        while True:
+            event = await self._next_event()
+            if isinstance(event, h11.Response):
+                return event
+            if not isinstance(event, h11.InformationalResponse):
+                raise WireError(f"unexpected {type(event).__name__} before the response")
+
+    async def tunnel(self, ssl_context: ssl.SSLContext, server_hostname: str) -> None:
+        """After a successful CONNECT: TLS to the origin inside the tunnel, and a fresh HTTP state."""
+        if self._h11.trailing_data[0]:
+            raise WireError("the proxy sent data before the TLS handshake")
+        await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
+        self._h11 = h11.Connection(h11.CLIENT)
+
+    async def body(self) -> AsyncIterator[bytes]:
+        while True:
+            event = await self._next_event()
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            else:
+                raise WireError(f"unexpected {type(event).__name__} in the response body")
+
+    def close(self) -> None:
+        self._writer.transport.abort()
+
+
+def _headers(response: h11.Response) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in response.headers:
+        key, text = name.decode("latin-1").lower(), value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+async def _open(host: str, port: int, ssl_context: ssl.SSLContext | None, server_hostname: str | None,
+                connect_timeout: float, idle_timeout: float) -> _Connection:
+    async with asyncio.timeout(connect_timeout):
+        reader, writer = await asyncio.open_connection(host, port, ssl=ssl_context, server_hostname=server_hostname,
+                                                       limit=STREAM_LIMIT)
+    return _Connection(reader, writer, idle_timeout)
+
+
+async def get(url: str, headers: list[tuple[str, str]], *, ssl_context: SSLContextFactory,
+              connect_timeout: float = 60.0, idle_timeout: float = 600.0,
+              environ: Mapping[str, str] | None = None) -> Response:
+    """Send one GET and return the response once its head has arrived; the caller reads `body()` and
+    must `close()` it. Raises `WireError`, `OSError`, `ssl.SSLError`, `TimeoutError` or h11's
+    `ProtocolError` when the server cannot be reached or answers with something that is not HTTP."""
+    target = parse_target(url)
+    proxy = proxy_for(target, environ)
+    secure = target.scheme == "https"
+    hop = proxy or target
+    connection = await _open(hop.host, hop.port, ssl_context() if secure and proxy is None else None,
+                             target.host if secure and proxy is None else None, connect_timeout, idle_timeout)
+    try:
+        proxy_auth = ([("Proxy-Authorization", basic_auth(proxy.username, proxy.password or ""))]
+                      if proxy is not None and proxy.username else [])
+        request_target = target.target
+        if proxy is not None and secure:
+            authority = f"[{target.host}]:{target.port}" if ":" in target.host else f"{target.host}:{target.port}"
+            answer = await connection.request("CONNECT", authority, [("Host", authority), *proxy_auth])
+            if not 200 <= answer.status_code < 300:
+                raise WireError(f"the proxy {proxy.url} refused the tunnel to {authority}: {answer.status_code} "
+                                f"{answer.reason.decode('latin-1')}")
+            await connection.tunnel(ssl_context(), target.host)
+        elif proxy is not None:
+            request_target, headers = target.url, [*headers, *proxy_auth]
+        answer = await connection.request("GET", request_target, [("Host", target.authority), *headers])
+        return Response(answer.status_code, answer.reason.decode("latin-1"), _headers(answer), connection)
+    except BaseException:
+        connection.close()
+        raise
