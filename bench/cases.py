@@ -201,8 +201,8 @@ spec:
 def single_hop_upload(net: Network, image: Path, ws: Workspace) -> Sample:
     """The same bytes in one plain HTTP PUT straight onto the cluster side's disk (nginx DAV), across the
     same shaped link, with no proxy, no TLS and no conversion."""
-    return run(in_server(["curl", "-sS", "-f", "-H", "Expect:", "-T", str(image), f"{net.upload_sink_url}/{image.name}"]),
-               log=ws.logs / "upload-single-hop.log")
+    argv = ["curl", "-sS", "-f", "-H", "Expect:", "-T", str(image), f"{net.upload_sink_url}/{image.name}"]
+    return run(in_server(argv), log=ws.logs / "upload-single-hop.log")
 
 
 def release_loops(root: Path) -> None:
