@@ -207,10 +207,15 @@ LABEL_UPLOAD_TARGET: Final = "cdi.kubevirt.io/uploadTarget"
 LABEL_SERVICE: Final = "service"  # upload pod selector
 LABEL_CLONE_UNIQUE_ID: Final = "cdi.kubevirt.io/storage.clone.cloneUniqeId"  # sic
 LABEL_HOST_ASSISTED_SOURCE_POD_CLONE_SOURCE: Final = "cdi.kubevirt.io/hostAssistedSourcePodCloneSource"
+# KubeVirt's default instance type and preference of a disk; a registry image declares them in its
+# environment (INSTANCETYPE_KUBEVIRT_IO_DEFAULT_PREFERENCE=fedora), the importer reports them as labels,
+# and they are copied onto the PVC and its DataVolume (upstream: updateDataVolumeDefaultInstancetypeLabels).
 LABEL_DEFAULT_INSTANCETYPE: Final = "instancetype.kubevirt.io/default-instancetype"
 LABEL_DEFAULT_INSTANCETYPE_KIND: Final = "instancetype.kubevirt.io/default-instancetype-kind"
 LABEL_DEFAULT_PREFERENCE: Final = "instancetype.kubevirt.io/default-preference"
 LABEL_DEFAULT_PREFERENCE_KIND: Final = "instancetype.kubevirt.io/default-preference-kind"
+DEFAULT_INSTANCETYPE_LABELS: Final = (LABEL_DEFAULT_INSTANCETYPE, LABEL_DEFAULT_INSTANCETYPE_KIND,
+                                      LABEL_DEFAULT_PREFERENCE, LABEL_DEFAULT_PREFERENCE_KIND)
 LABEL_DYNAMIC_CREDENTIALS_SUPPORT: Final = "kubevirt.io/dynamic-credentials-support"
 # Labels matching this are copied from a source (DataImportCron, PVC) to the DataVolume/DataSource.
 COPIED_LABEL_PATTERN: Final = r"^([\w.]+\.kubevirt.io|kubevirt.io)/[\w.-]+$"

@@ -59,6 +59,15 @@ async def annotate(cluster: Cluster, pvc: Object, wanted: dict[str, str]) -> Non
                             meta(pvc)["namespace"])
 
 
+async def add_missing_labels(cluster: Cluster, obj: Object, wanted: dict[str, str]) -> None:
+    """Add the labels `obj` does not have yet (upstream never overwrites one a user set)."""
+    current = dict((obj.get("metadata") or {}).get("labels") or {})
+    missing = {k: v for k, v in wanted.items() if k not in current}
+    if missing:
+        await cluster.patch(obj["apiVersion"], obj["kind"], name_of(obj), {"metadata": {"labels": missing}},
+                            meta(obj).get("namespace"))
+
+
 async def config_view(cluster: Cluster) -> ConfigView:
     try:
         return ConfigView.of(await cluster.get(CDI_API, "CDIConfig", CONFIG_NAME))
@@ -165,6 +174,7 @@ class WorkerPodReconciler(ABC):
         if is_deleting(pod):
             return Result(requeue_after=1)
         observation = observe_worker(pvc, pod, self.success)
+        await add_missing_labels(self._cluster, pvc, observation.labels)  # before the phase says Succeeded
         await annotate(self._cluster, pvc, observation.annotations)
         for type_, reason, message in observation.events:
             await self.event(pvc, type_, reason, message)

@@ -1,6 +1,7 @@
 """What a worker pod's status (importer or upload server) means for its PVC, as a pure function: the
 annotations to write (pod phase, readiness, restarts, the Running condition), whether to delete the
-pod (done, needs scratch, needs direct I/O, or failed fatally), and the Events to record. The
+pod (done, needs scratch, needs direct I/O, or failed fatally), the labels the work found (a registry
+image's default instance type, from the termination message) and the Events to record. The
 termination message is read with `cdi.contracts.termination`; a failure whose message says
 `retryable: false` (or upstream's "checksum mismatch") is fatal and never retried; everything else
 is left to the kubelet's restarts."""
@@ -23,6 +24,7 @@ SCRATCH_MESSAGE = "scratch space required and none found"
 @dataclass(frozen=True)
 class PodObservation:
     annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # for the PVC where it has none of that key yet
     delete_pod: bool = False
     complete: bool = False
     fatal: bool = False
@@ -100,7 +102,8 @@ def observe_worker(pvc: Object, pod: Object, success: tuple[str, str]) -> PodObs
             notes[ann.ANN_PREALLOCATION_APPLIED] = "true"
         retain = annotations_of(pvc).get(ann.ANN_POD_RETAIN_AFTER_COMPLETION) == "true"
         events.append(("Normal", *success))
-        return PodObservation(notes, delete_pod=not retain, complete=True, events=tuple(events))
+        return PodObservation(notes, labels=dict(message.labels) if message else {}, delete_pod=not retain,
+                              complete=True, events=tuple(events))
     return PodObservation(notes, events=tuple(events))
 
 

@@ -152,3 +152,32 @@ async def test_claim_that_cannot_be_rendered_is_reported(cluster: Cluster, clock
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (status["phase"], ready["reason"]) == ("Pending", "ErrClaimNotValid")
     assert "no storageClass to choose profile" in ready["message"]
+
+
+async def test_image_labels_reach_the_claim_and_instancetype_defaults_the_datavolume(
+        cluster: Cluster, clock: FixedClock) -> None:
+    """A registry image's env-declared labels (in the termination message) are added to the PVC where it
+    has no such label yet; the default instance type/preference ones are also copied onto the DataVolume."""
+    await setup_storage(cluster, clock)
+    await create_dv(cluster, {"registry": {"url": "docker://example.com/disks/fedora:41"}})
+    dvs, pods = DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress()), ImportPodReconciler(cluster, clock)
+    await step(dvs, pods, 1)
+    await bind(cluster)
+    await step(dvs, pods)
+    await cluster.patch("v1", "PersistentVolumeClaim", "fedora", {"metadata": {"labels": {
+        ann.LABEL_DEFAULT_PREFERENCE: "users-choice"}}}, "default")
+    labels = {ann.LABEL_DEFAULT_INSTANCETYPE: "u1.medium", ann.LABEL_DEFAULT_PREFERENCE: "fedora",
+              "example.com/build": "41.1"}
+    done = TerminationMessage("Import Complete", scratch_space_required=False, preallocation_applied=False,
+                              labels=labels)
+    await set_container(cluster, "Succeeded", {"terminated": {"exitCode": 0, "reason": "Completed",
+                                                              "message": done.to_json()}})
+    await step(dvs, pods)
+    pvc = await cluster.get("v1", "PersistentVolumeClaim", "fedora", "default")
+    assert {k: pvc["metadata"]["labels"].get(k) for k in labels} == {
+        ann.LABEL_DEFAULT_INSTANCETYPE: "u1.medium", ann.LABEL_DEFAULT_PREFERENCE: "users-choice",
+        "example.com/build": "41.1"}
+    dv = await cluster.get(DV_API, "DataVolume", "fedora", "default")
+    assert dv["metadata"]["labels"] == {ann.LABEL_DEFAULT_INSTANCETYPE: "u1.medium",
+                                        ann.LABEL_DEFAULT_PREFERENCE: "users-choice"}
+    assert (await dv_status(cluster))["phase"] == "Succeeded"

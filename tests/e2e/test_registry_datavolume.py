@@ -82,7 +82,8 @@ def registries(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI, images: I
     (workdir / "htpasswd").write_text(htpasswd_line(USER, PASSWORD))
     with RegistryServer(storage, workdir / "plain") as plain:
         disk = oci.layer({"disk/disk.qcow2": images.path("disk.qcow2")})
-        oci.Pusher(plain.base_url).image("disks/fedora", "latest", oci.image([disk]))
+        env = ("INSTANCETYPE_KUBEVIRT_IO_DEFAULT_PREFERENCE=fedora",)  # as KubeVirt's containerdisks declare it
+        oci.Pusher(plain.base_url).image("disks/fedora", "latest", oci.image([disk], env=env))
         with RegistryServer(storage, workdir / "secure", tls=pki, htpasswd=workdir / "htpasswd") as secure:
             yield secure, plain
 
@@ -123,6 +124,10 @@ def test_registry_datavolumes(control_plane: ControlPlane, images: ImageSet, pki
         assert dvs[name]["status"]["progress"] == "100.0%"
         disk = control_plane.volume_path(name) / "disk.img"
         assert sha256_prefix(disk, images.virtual_size) == images.reference_sha256
+        # The image's default preference reaches the PVC and the DataVolume, as upstream copies it.
+        assert dvs[name]["metadata"]["labels"]["instancetype.kubevirt.io/default-preference"] == "fedora"
+        pvc = json.loads(control_plane.cdi("get", "pvc", name, "-o", "json").stdout)
+        assert pvc["metadata"]["labels"]["instancetype.kubevirt.io/default-preference"] == "fedora"
     running = next(c for c in dvs["node-dv"]["status"]["conditions"] if c["type"] == "Running")
     assert running["reason"] == "InvalidConfiguration"
     assert running["message"].startswith("pullMethod: node needs a container runtime on the node")

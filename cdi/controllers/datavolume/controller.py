@@ -2,7 +2,8 @@
 (import: http, s3, gcs, registry, blank, imageio, vddk; upload: upload) it renders and creates the PVC
 with the operation's annotations — the PVC-level import or upload controller then runs the worker pod —
 and derives the DataVolume's status, events and progress from the PVC. Keyed by DataVolume; watches the
-PVCs it owns and requeues every 2 s while the worker runs so that progress stays live."""
+PVCs it owns and requeues every 2 s while the worker runs so that progress stays live. Default instance
+type labels that reach the PVC (a registry image's) are copied onto the DataVolume."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from cdi.controllers.config_view import ConfigView
 from cdi.controllers.datavolume.claim import import_source_kind, new_claim, source_annotations, upload_annotations
 from cdi.controllers.datavolume.render import RenderError, StorageView, render_pvc_spec
 from cdi.controllers.datavolume.status import IMPORT, UPLOAD, Observed, Operation, dv_status
-from cdi.controllers.meta import annotations_of, is_controlled_by, is_deleting, name_of, timestamp, uid_of
+from cdi.controllers.meta import annotations_of, is_controlled_by, is_deleting, labels_of, name_of, timestamp, uid_of
 from cdi.controllers.progress import ProgressScraper
+from cdi.controllers.workerpod import add_missing_labels
 from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch, owner_keys
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,9 @@ class DataVolumeReconciler:
         if not self._kind.handles(dv) or is_deleting(doc):
             return DONE
         pvc, problem = await self._claim(dv, doc)
+        if pvc is not None:
+            await add_missing_labels(self._cluster, doc, {k: v for k, v in labels_of(pvc).items()
+                                                          if k in ann.DEFAULT_INSTANCETYPE_LABELS})
         storage_class = await self._storage_class(pvc)
         progress = await self._progress(doc, pvc)
         wffc = bool(storage_class) and (storage_class or {}).get("volumeBindingMode") == "WaitForFirstConsumer"
