@@ -4,7 +4,7 @@ FROM debian:bookworm-slim
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      python3 python3-venv ca-certificates qemu-utils qemu-block-extra tar gzip xz-utils zstd util-linux \
+      python3 python3-venv ca-certificates qemu-utils qemu-block-extra nbdkit tar gzip xz-utils zstd util-linux \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src

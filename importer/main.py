@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cdi.contracts import importer_env as env
 from cdi.contracts.termination import IMPORT_COMPLETE, TerminationMessage
+from importer import ranged
 from importer.blank import create_blank
 from importer.checksum import parse_checksum
 from importer.config import ImporterConfig, load_config
@@ -24,6 +25,7 @@ from importer.metrics import MetricsServer
 from importer.pipeline import ImportOutcome, ImportRequest, Pipeline
 from importer.progress import Progress
 from importer.qemu import QemuImg
+from importer.ranged import RangedAccess
 from importer.sources import source_factory
 from importer.target import discover_target
 from importer.transfer import ScratchSpaceRequired
@@ -72,8 +74,22 @@ async def execute(config: ImporterConfig, progress: Progress, qemu: QemuImg) -> 
     if factory is None:
         raise ConfigurationError(f"Unknown data source: {config.source} (not supported by this importer yet)")
     source = factory(config)
-    async with source.open() as stream:
-        return await Pipeline(qemu, progress).run(stream, request), dict(stream.labels)
+    pipeline = Pipeline(qemu, progress)
+    try:
+        async with source.open() as stream:
+            return await pipeline.run(stream, request), dict(stream.labels)
+    except ScratchSpaceRequired as e:
+        access = getattr(source, "ranged_access", None)
+        if e.fmt is None or source.kind != env.SOURCE_HTTP:
+            raise
+        why_not = ("the server does not honour range requests" if not isinstance(access, RangedAccess) else
+                   "a checksum can only be verified on a download" if request.checksum is not None else
+                   "nbdkit is not installed" if not ranged.available() else None)
+        if why_not is not None or not isinstance(access, RangedAccess):
+            raise ScratchSpaceRequired(e.image, f"{e.reason}, and it cannot be read in place: {why_not}") from e
+        log.info("%s; the server honours range requests, so it is read in place instead", e)
+        async with ranged.nbd_export(access) as uri:
+            return await pipeline.run_in_place(uri, e.fmt, request), {}
 
 
 async def _report_progress(progress: Progress) -> None:

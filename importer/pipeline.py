@@ -82,7 +82,8 @@ class Pipeline:
                 self._progress.raise_to(100.0)
                 return ImportOutcome(False, result.written, result.image.description)
             if result.destination is Destination.SCRATCH:
-                virtual_size = await self._convert(scratch_file, result, request)
+                virtual_size = await self._convert(str(scratch_file), result.image.format.value, request,
+                                                   download_share=CONVERT_DOWNLOAD_SHARE)
             else:
                 virtual_size = result.written
             final_size = self._resize(target, virtual_size, request)
@@ -108,18 +109,33 @@ class Pipeline:
         finally:
             await bridge.close()
 
-    async def _convert(self, scratch_file: Path, result: TransferResult, request: ImportRequest) -> int:
-        fmt = result.image.format.value
+    async def run_in_place(self, source: str, fmt: str, request: ImportRequest) -> ImportOutcome:
+        """Convert an image qemu-img reads where it is (an NBD export of the source, `importer.ranged`):
+        the same checks, conversion, resize and commit as from scratch space, without the download."""
         target = request.target
-        info = await self._qemu.info(str(scratch_file), fmt)
-        check_image(info, expected_format=fmt, image_path=str(scratch_file), available=target.available)
-        await self._qemu.check(str(scratch_file), fmt)
+        target.clean()
+        try:
+            virtual_size = await self._convert(source, fmt, request, download_share=0.0)
+            final_size = self._resize(target, virtual_size, request)
+            target.commit()
+        except BaseException:
+            target.discard()
+            raise
+        self._progress.raise_to(100.0)
+        log.info("Complete: %s, virtual size %d", target.disk_path, final_size)
+        return ImportOutcome(request.preallocate, final_size, fmt)
+
+    async def _convert(self, source: str, fmt: str, request: ImportRequest, *, download_share: float) -> int:
+        target = request.target
+        info = await self._qemu.info(source, fmt)
+        check_image(info, expected_format=fmt, image_path=source, available=target.available)
+        await self._qemu.check(source, fmt)
         log.info("Convert: %s (%d bytes virtual) to raw", fmt, info.virtual_size)
         write_path = target.write_path
         cache_mode = "none" if request.cache_try_none and supports_direct_io(write_path) else "writeback"
-        base = CONVERT_DOWNLOAD_SHARE * 100.0
+        base = download_share * 100.0
         await self._qemu.convert(
-            str(scratch_file), fmt, str(write_path), cache_mode=cache_mode, preallocate=request.preallocate,
+            source, fmt, str(write_path), cache_mode=cache_mode, preallocate=request.preallocate,
             existing_target=target.block,
             on_progress=lambda p: self._progress.raise_to(base + p * (100.0 - base) / 100.0))
         return info.virtual_size

@@ -35,12 +35,15 @@ CONVERT_DOWNLOAD_SHARE = 0.5  # of the progress bar, when qemu-img converts afte
 
 class ScratchSpaceRequired(Exception):
     """The image must be converted from scratch space and none was provided (not a failure: the
-    controller retries with a scratch volume). `image` and `reason` say which image and why."""
+    controller retries with a scratch volume). `image` and `reason` say which image and why; `fmt` is
+    qemu-img's name for it when the source's bytes are the image itself (no compression around it), so
+    a source that can serve byte ranges could let qemu-img read it in place instead."""
 
-    def __init__(self, image: str, reason: str) -> None:
+    def __init__(self, image: str, reason: str, fmt: str | None = None) -> None:
         super().__init__(f"{image} needs scratch space: {reason}")
         self.image = image
         self.reason = reason
+        self.fmt = fmt
 
 
 class Destination(Enum):
@@ -141,7 +144,7 @@ def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float]
     if reason is None:
         return _finish(metered, plan, TransferResult(Destination.TARGET, image, _write_target(reader, plan), 0))
     if plan.scratch_space <= 0:
-        raise ScratchSpaceRequired(image.description, reason)
+        raise ScratchSpaceRequired(image.description, reason, None if image.compression else image.format.value)
     share = CONVERT_DOWNLOAD_SHARE
     written = _write_file(reader, plan.scratch_file, plan.scratch_space, "scratch space")
     return _finish(metered, plan, TransferResult(Destination.SCRATCH, image, written, 0, scratch_reason=reason))

@@ -22,9 +22,10 @@ import h11
 
 from importer.config import ImporterConfig
 from importer.errors import ConfigurationError, SourceUnavailable, TransferInterrupted
+from importer.ranged import RangedAccess
 from importer.sources import httpwire
 from importer.sources.base import SourceStream
-from importer.sources.tls import build_ssl_context
+from importer.sources.tls import build_ssl_context, cert_files
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class HttpSource:
         self._headers = [parse_header_line(h) for h in config.extra_headers]
         self._headers += [parse_header_line(h) for h in secret_header_lines(config.extra_headers_dir)]
         self._ssl: ssl.SSLContext | None = None
+        self.ranged_access: RangedAccess | None = None  # set once the server showed it honours Range
 
     def _ssl_context(self) -> ssl.SSLContext:
         """Built on the first https request (plain http, the common in-cluster case, never pays for
@@ -123,8 +125,22 @@ class HttpSource:
                 response.close()
                 raise SourceUnavailable(f"Unable to connect to http data source: expected status code 200, "
                                         f"got {response.status}. Status: {response.status} {response.reason}")
+            self.ranged_access = self._ranged(hop, response)
             return response
         raise SourceUnavailable(f"Unable to connect to http data source: more than {MAX_REDIRECTS} redirects")
+
+    def _ranged(self, hop: httpwire.Target, response: httpwire.Response) -> RangedAccess | None:
+        """How nbdkit could read this response's URL in place, if the server honours Range."""
+        ranges = "bytes" in response.headers.get("accept-ranges", "").lower()
+        if not ranges or response.content_length is None or "content-encoding" in response.headers:
+            return None
+        if self._origin.scheme == "https" and hop.scheme == "http":  # downgraded: nothing secret goes along
+            return RangedAccess(hop.url, response.content_length, insecure=self._config.insecure_tls)
+        username, password = ((self._config.access_key_id, self._config.secret_key) if self._config.has_credentials
+                              else (hop.username, hop.password))
+        return RangedAccess(hop.url, response.content_length, (("User-Agent", USER_AGENT), *self._headers),
+                            username, password, self._config.insecure_tls,
+                            (*cert_files(self._config.proxy_cert_dir), *cert_files(self._config.cert_dir)))
 
     @staticmethod
     async def _chunks(response: httpwire.Response) -> AsyncIterator[bytes]:

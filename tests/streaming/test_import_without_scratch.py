@@ -12,7 +12,7 @@ import pytest
 from tests.importer.conftest import Runner
 from tests.streaming.qcow2_builders import MiB, qemu_img, write_raw
 from tests.support.catalog import ImageSet
-from tests.support.nginx import NginxServer
+from tests.support.nginx import Location, NginxServer
 from tests.support.peakrss import run_with_peak_rss
 from tests.support.tls import TestPKI
 
@@ -29,19 +29,62 @@ def test_qcow2_imports_without_scratch_space(name: str, images: ImageSet, nginx:
     assert run.disk_sha256() == images.reference_sha256
 
 
-def test_vmdk_asks_for_scratch_space_and_says_why(nginx: NginxServer, run_importer: Runner) -> None:
-    run = run_importer({"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": nginx.url("disk.vmdk")}, scratch=False)
+@pytest.mark.parametrize("name", ["disk.vmdk", "disk-stream.vmdk", "disk.vdi", "disk.vhd", "disk.vhdx"])
+def test_random_access_formats_are_read_in_place_when_the_server_serves_ranges(
+        name: str, images: ImageSet, nginx: NginxServer, run_importer: Runner) -> None:
+    """No scratch volume at all: qemu-img reads the image through nbdkit's range requests."""
+    run = run_importer({"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": nginx.url(name)}, scratch=False)
+    assert run.returncode == 0, run.log
+    assert run.message is not None and run.message.message == "Import Complete"
+    assert run.message.scratch_space_required is False
+    assert "so it is read in place instead" in run.log
+    assert run.disk_sha256() == images.reference_sha256
+
+
+def test_in_place_reads_carry_the_sources_trust_and_credentials(images: ImageSet, nginx: NginxServer, pki: TestPKI,
+                                                                tmp_path: Path, run_importer: Runner) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    (certs / "ca.pem").write_bytes(pki.ca_cert.read_bytes())
+    run = run_importer({"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": nginx.url("disk.vhdx", tls=True, auth=True),
+                        "IMPORTER_CERT_DIR": str(certs), "IMPORTER_ACCESS_KEY_ID": "admin",
+                        "IMPORTER_SECRET_KEY": "password"}, scratch=False)
+    assert run.returncode == 0, run.log
+    assert "so it is read in place instead" in run.log and "password" not in run.log
+    assert run.disk_sha256() == images.reference_sha256
+
+
+@pytest.mark.parametrize(("location", "extra", "why"), [
+    (Location.NO_RANGES, {}, "the server does not honour range requests"),
+    (Location.FILES, {"IMPORTER_CHECKSUM": "sha256:" + "0" * 64}, "a checksum can only be verified on a download"),
+])
+def test_vmdk_asks_for_scratch_space_and_says_why(location: Location, extra: dict[str, str], why: str,
+                                                  nginx: NginxServer, run_importer: Runner) -> None:
+    run = run_importer({"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": nginx.url("disk.vmdk", location=location),
+                        **extra}, scratch=False)
     assert run.returncode == 0, run.log
     assert run.message is not None and run.message.scratch_space_required is True
-    assert "vmdk needs scratch space: vmdk images are converted by qemu-img, which needs random access" in run.log
+    assert ("vmdk needs scratch space: vmdk images are converted by qemu-img, which needs random access to a whole "
+            f"file, and it cannot be read in place: {why}") in run.message.message
     assert list(run.data.iterdir()) == []
 
 
 def test_unusual_qcow2_is_declined_to_scratch_with_the_reason(nginx: NginxServer, run_importer: Runner) -> None:
-    run = run_importer({"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": nginx.url("corrupt-header.qcow2")},
-                       scratch=False)
+    url = nginx.url("corrupt-header.qcow2", location=Location.NO_RANGES)
+    run = run_importer({"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": url}, scratch=False)
     assert run.message is not None and run.message.scratch_space_required is True
     assert "the streaming qcow2 reader declined it: the L1 table has 2147483647 entries" in run.log
+
+
+def test_a_declined_qcow2_read_in_place_is_refused_by_qemu_img(nginx: NginxServer, run_importer: Runner) -> None:
+    """With ranges, qemu-img itself opens the declined image in place, and refuses it as corrupt, before
+    any scratch volume would have been made for it."""
+    run = run_importer({"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": nginx.url("corrupt-header.qcow2")},
+                       scratch=False)
+    assert run.returncode == 1
+    assert run.message is not None and (run.message.reason, run.message.retryable) == ("InvalidImage", False)
+    assert "L1 table too large" in run.message.message
+    assert list(run.data.iterdir()) == []
 
 
 def test_large_compressed_qcow2_streams_in_bounded_memory(pki: TestPKI, tmp_path: Path) -> None:

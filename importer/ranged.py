@@ -1,0 +1,121 @@
+"""Reading an image in place over HTTP range requests, for the formats qemu-img must convert with random
+access (vmdk, vdi, vhd, vhdx, and qcow2 layouts the streaming reader declines) when the import has no
+scratch space: nbdkit's curl plugin (with its readahead and retry filters) serves the URL as a
+read-only NBD export on a private unix socket, and qemu-img reads that instead of a downloaded copy.
+
+So no scratch volume is needed when the server honours `Range` (it said `Accept-Ranges: bytes` and gave
+a Content-Length). Downloading to scratch is still preferred whenever scratch space is mounted: the
+benchmark shows range requests costing about twice the link time at 20 ms of round trip, against ~1.4x
+for download-then-convert; what this path saves is the second volume (and, for a DataVolume, the
+importer's restart with a scratch claim). A checksum cannot be verified over scattered ranges, so an
+import with one keeps asking for scratch.
+
+The export gets the source's trust (system store plus the CA and proxy-CA directories, or
+`INSECURE_TLS`), its extra headers and its credentials (the password through a file, never on a
+command line); libcurl reads the proxy variables from the environment. Used by `importer.main`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import ssl
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from importer.errors import SourceUnavailable
+
+log = logging.getLogger(__name__)
+
+NBDKIT = "nbdkit"
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class RangedAccess:
+    """What nbdkit needs to read the source the HTTP source found to support ranges."""
+
+    url: str  # after redirects, without credentials
+    size: int
+    headers: tuple[tuple[str, str], ...] = ()
+    username: str | None = None
+    password: str | None = None
+    insecure: bool = False
+    ca_files: tuple[Path, ...] = ()
+
+
+def available() -> bool:
+    return shutil.which(NBDKIT) is not None
+
+
+def nbdkit_argv(access: RangedAccess, socket: Path, pidfile: Path, workdir: Path) -> list[str]:
+    argv = [NBDKIT, "--exit-with-parent", "--foreground", "--readonly", "--unix", str(socket), "--pidfile",
+            str(pidfile), "--filter=readahead", "--filter=retry", "curl", f"url={access.url}",
+            "protocols=http,https", "retry-exponential=no"]
+    argv += [f"header={name}: {value}" for name, value in access.headers]
+    if access.username is not None:
+        secret = workdir / "password"
+        secret.write_text(access.password or "")
+        secret.chmod(0o600)
+        argv += [f"user={access.username}", f"password=+{secret}"]
+    if access.insecure:
+        argv.append("sslverify=false")
+    elif access.ca_files:
+        argv.append(f"cainfo={_bundle(access.ca_files, workdir)}")
+    return argv
+
+
+def _bundle(ca_files: tuple[Path, ...], workdir: Path) -> Path:
+    """The system trust store plus the source's CA files, in one file for libcurl's `cainfo`."""
+    parts = []
+    system = ssl.get_default_verify_paths().cafile
+    if system and Path(system).is_file():
+        parts.append(Path(system).read_text(errors="replace"))
+    parts += [path.read_text(errors="replace") for path in ca_files]
+    bundle = workdir / "ca-bundle.pem"
+    bundle.write_text("\n".join(parts))
+    return bundle
+
+
+@contextlib.asynccontextmanager
+async def nbd_export(access: RangedAccess) -> AsyncIterator[str]:
+    """Serve the URL as an NBD export for as long as the context lasts; yields the URI qemu-img opens."""
+    with tempfile.TemporaryDirectory(prefix="cdi-nbd-") as tmp:
+        workdir = Path(tmp)
+        socket, pidfile, errors = workdir / "nbd.sock", workdir / "nbdkit.pid", workdir / "nbdkit.err"
+        with errors.open("wb") as stderr:
+            process = await asyncio.create_subprocess_exec(*nbdkit_argv(access, socket, pidfile, workdir),
+                                                           stdin=asyncio.subprocess.DEVNULL,
+                                                           stdout=asyncio.subprocess.DEVNULL, stderr=stderr)
+        try:
+            await _wait_ready(process, pidfile, errors)
+            log.info("reading %s in place through nbdkit (range requests)", access.url)
+            yield f"nbd+unix:///?socket={socket}"
+        finally:
+            if process.returncode is None:
+                process.terminate()
+                try:
+                    await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+
+
+async def _wait_ready(process: asyncio.subprocess.Process, pidfile: Path, errors: Path) -> None:
+    """nbdkit writes its pid file once the socket accepts connections."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + START_TIMEOUT
+    while loop.time() < deadline:
+        if process.returncode is not None:
+            text = errors.read_text(errors="replace").strip().splitlines()
+            raise SourceUnavailable(f"Unable to connect to http data source: nbdkit could not serve it: "
+                                    f"{text[-1] if text else f'exit code {process.returncode}'}")
+        if pidfile.is_file() and pidfile.stat().st_size > 0:
+            return
+        await asyncio.sleep(0.02)
+    raise SourceUnavailable(f"Unable to connect to http data source: nbdkit did not start within {START_TIMEOUT:.0f}s")
