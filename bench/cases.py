@@ -31,6 +31,7 @@ class Case:
     qemu_format: str
     decompressor: str | None = None  # xz / gzip: the reference tool, and nbdkit's filter of that name
     local_convert: bool = False  # compressed qcow2: qemu-img's own local conversion is the reference
+    random_access: bool = False  # qemu-img must convert it with random access: scratch, or read in place
 
 
 CASES = (
@@ -38,6 +39,7 @@ CASES = (
     Case("qcow2-compressed", "disk-c.qcow2", "qcow2", local_convert=True),
     Case("raw.xz", "disk.raw.xz", "raw", "xz"),
     Case("raw.gz", "disk.raw.gz", "raw", "gzip"),
+    Case("vmdk", "disk.vmdk", "vmdk", random_access=True),
     Case("qcow2-64g-sparse", "sparse.qcow2", "qcow2"),
 )
 
@@ -80,13 +82,17 @@ def decompressor(images: Path, case: Case, ws: Workspace) -> Sample:
                    log=ws.logs / f"{case.name}-decompress.log")
 
 
-def ours(net: Network, case: Case, ws: Workspace) -> Sample:
+def ours(net: Network, case: Case, ws: Workspace, *, scratch: bool = True) -> Sample:
+    """`cdi-importer` with an empty scratch directory it may use, or (`scratch=False`) with none at all."""
     ws.reset()
+    if not scratch:
+        ws.scratch.rmdir()
     env = {"PATH": os.environ["PATH"], "IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"{net.base_url}/{case.file}",
            "CDI_DATA_PATH": str(ws.data), "CDI_SCRATCH_PATH": str(ws.scratch),
            "CDI_TERMINATION_LOG": str(ws.root / "termination.log"), "CDI_METRICS_ADDR": "127.0.0.1:0"}
+    suffix = "" if scratch else "-no-scratch"
     sample = run(in_client([sys.executable, "-m", "importer"]), env=env, scratch=ws.scratch,
-                 log=ws.logs / f"{case.name}-ours.log")
+                 log=ws.logs / f"{case.name}-ours{suffix}.log")
     if sample.returncode == 0 and "scratchSpaceRequired\":true" in (ws.root / "termination.log").read_text():
         sample.returncode = 42
     return sample

@@ -7,8 +7,10 @@ zeros (trivial). One sparse raw disk (`data_mib` of data spread over `virtual_gi
   disk-c.qcow2    qemu-img convert -O qcow2 -c (deflate clusters, like distribution cloud images)
   disk.raw.xz     xz -0 -T2 (a fast preset)
   disk.raw.gz     gzip -1
+  disk.vmdk       qemu-img convert -O vmdk (monolithicSparse: a format qemu-img needs random access for)
   sparse.qcow2    a separate `sparse_gib` image holding `sparse_data_mib` of data
-Used by `bench.__main__`.
+Each file is made only if missing (written under a temporary name, then renamed), so adding an image
+to the set does not rebuild the others. Used by `bench.__main__`.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import os
 import random
 import subprocess
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,7 +37,7 @@ class Sizes:
 
 FULL = Sizes(virtual_gib=4, data_mib=600, sparse_gib=64, sparse_data_mib=200)
 QUICK = Sizes(virtual_gib=1, data_mib=96, sparse_gib=16, sparse_data_mib=48)
-NAMES = ("disk.qcow2", "disk-c.qcow2", "disk.raw.xz", "disk.raw.gz", "sparse.qcow2")
+NAMES = ("disk.qcow2", "disk-c.qcow2", "disk.raw.xz", "disk.raw.gz", "disk.vmdk", "sparse.qcow2")
 
 
 def _corpus(limit: int = 48 * MiB) -> bytes:
@@ -73,32 +76,50 @@ def write_disk(path: Path, virtual: int, data: int, corpus: bytes, seed: int) ->
             f.write(_data(rng, corpus, min(8 * MiB, data - index * 8 * MiB)))
 
 
-def _run(*argv: str, stdout: Path | None = None) -> None:
-    if stdout is None:
-        subprocess.run(argv, check=True)
+def _make(path: Path, make: Callable[[Path], None]) -> None:
+    """Run `make(tmp)` and rename tmp to `path`, unless `path` already exists."""
+    if path.exists():
         return
-    with stdout.open("wb") as out:
-        subprocess.run(argv, check=True, stdout=out)
+    print(f"building {path.name}", flush=True)
+    tmp = path.with_name(path.name + ".tmp")
+    make(tmp)
+    tmp.rename(path)
+
+
+def _tool(*argv: str, stdout: bool = False) -> Callable[[Path], None]:
+    """A command whose last argument (or, with `stdout`, whose output) is the file being made."""
+    def make(out: Path) -> None:
+        if stdout:
+            with out.open("wb") as f:
+                subprocess.run(argv, check=True, stdout=f)
+        else:
+            subprocess.run([*argv, str(out)], check=True)
+    return make
 
 
 def build(cache: Path, sizes: Sizes) -> Path:
     """Build (or reuse) the image set for `sizes`; returns its directory."""
     directory = cache / f"v{sizes.virtual_gib}g-d{sizes.data_mib}m-s{sizes.sparse_gib}g-{sizes.sparse_data_mib}m"
-    stamp = directory / "images.json"
-    if stamp.exists() and all((directory / name).exists() for name in NAMES):
-        return directory
     directory.mkdir(parents=True, exist_ok=True)
-    print(f"building images into {directory} (once)", flush=True)
+    if all((directory / name).exists() for name in NAMES):
+        return directory
     corpus = _corpus()
-    raw = directory / "disk.raw"
-    write_disk(raw, sizes.virtual_gib << 30, sizes.data_mib * MiB, corpus, seed=1)
-    _run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(directory / "disk.qcow2"))
-    _run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-c", str(raw), str(directory / "disk-c.qcow2"))
-    _run("xz", "-0", "-T2", "-c", str(raw), stdout=directory / "disk.raw.xz")
-    _run("gzip", "-1", "-c", str(raw), stdout=directory / "disk.raw.gz")
+    raw = str(directory / "disk.raw")
+    _make(directory / "disk.raw",
+          lambda out: write_disk(out, sizes.virtual_gib << 30, sizes.data_mib * MiB, corpus, seed=1))
+    _make(directory / "disk.qcow2", _tool("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw))
+    _make(directory / "disk-c.qcow2", _tool("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-c", raw))
+    _make(directory / "disk.raw.xz", _tool("xz", "-0", "-T2", "-c", raw, stdout=True))
+    _make(directory / "disk.raw.gz", _tool("gzip", "-1", "-c", raw, stdout=True))
+    _make(directory / "disk.vmdk", _tool("qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o",
+                                         "subformat=monolithicSparse", raw))
     sparse_raw = directory / "sparse.raw"
-    write_disk(sparse_raw, sizes.sparse_gib << 30, sizes.sparse_data_mib * MiB, corpus, seed=2)
-    _run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(sparse_raw), str(directory / "sparse.qcow2"))
-    sparse_raw.unlink()
-    stamp.write_text(json.dumps(asdict(sizes)))
+
+    def sparse(out: Path) -> None:
+        write_disk(sparse_raw, sizes.sparse_gib << 30, sizes.sparse_data_mib * MiB, corpus, seed=2)
+        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(sparse_raw), str(out)], check=True)
+        sparse_raw.unlink()
+
+    _make(directory / "sparse.qcow2", sparse)
+    (directory / "images.json").write_text(json.dumps(asdict(sizes)))
     return directory
