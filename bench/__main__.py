@@ -136,7 +136,8 @@ def main() -> None:
                                   "sizes": sizes.__dict__, "cpus": os.cpu_count(), "kernel": platform.release(),
                                   "load_average_at_end": os.getloadavg()}
     print(table(rows))
-    print(f"results: {write(HERE / 'results', rows, context)}")
+    partial = args.quick or bool(args.only) or bool(args.skip) or args.no_datavolume
+    print(f"results: {write(HERE / 'results', rows, context, partial=partial)}")
 
 
 if __name__ == "__main__":

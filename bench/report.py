@@ -63,9 +63,11 @@ def markdown(rows: list[Row], context: dict[str, object]) -> str:
     return "\n".join(lines + (["", *notes] if notes else [])) + "\n"
 
 
-def write(results: Path, rows: list[Row], context: dict[str, object]) -> Path:
+def write(results: Path, rows: list[Row], context: dict[str, object], *, partial: bool = False) -> Path:
+    """`<date>.{json,md}`; a partial run (some cases, some pipelines, or small images) gets `-partial`
+    in its name, which git ignores, so only full runs are ever committed by accident."""
     results.mkdir(parents=True, exist_ok=True)
-    stem = results / time.strftime("%Y-%m-%d-%H%M")
+    stem = results / (time.strftime("%Y-%m-%d-%H%M") + ("-partial" if partial else ""))
     doc = {"context": context, "rows": [{**asdict(r), "sample": asdict(r.sample)} for r in rows]}
     stem.with_suffix(".json").write_text(json.dumps(doc, indent=2))
     stem.with_suffix(".md").write_text(markdown(rows, context))
