@@ -169,6 +169,9 @@ class ResumableUploader:
 
     async def _send(self, session: aiohttp.ClientSession, url: str, fd: int, offset: int,
                     total: int) -> tuple[int, bool]:
+        if os.fstat(fd).st_size != total:
+            raise CliError(f"{self._job.path} changed size during the upload ({total} bytes when it started, "
+                           f"{os.fstat(fd).st_size} now); upload a file nothing is writing to")
         length = max(0, min(self._sizer.next(), total - offset))
         final = offset + length >= total
         params = {up.OFFSET_PARAM: str(offset), **({up.FINAL_PARAM: "true"} if final else {})}

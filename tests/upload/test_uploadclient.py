@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from cdi.cli.errors import CliError
 from cdi.cli.uploadclient import (
     CHUNK_SECONDS,
     FIRST_CHUNK,
@@ -155,3 +156,25 @@ async def test_uploads_need_no_scratch_space(name: str, proxy: ProxyHandle, uplo
     assert (await server.result()).exit_code == 0
     assert not server.scratch.exists()
     assert sha256_prefix(server.disk, images.virtual_size) == images.reference_sha256
+
+
+async def test_an_image_that_changes_size_during_the_upload_fails_at_once(
+        proxy: ProxyHandle, upload_server: StartServer, pki: TestPKI, tmp_path: Path) -> None:
+    image = tmp_path / "growing.raw"
+    image.write_bytes(bytes(24 * MiB))
+    server = await upload_server()
+    proxy.resolver.table["default/disk"] = UploadTarget(server.url)
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+
+    async def token() -> str:
+        return proxy.token("default", "disk")
+
+    def grow(done: int, _total: int) -> None:
+        if done < 24 * MiB:
+            with image.open("ab") as f:
+                f.write(b"late")
+
+    uploader = ResumableUploader(UploadJob(proxy.url, "default", "disk", image, context, 8 * MiB), token, grow)
+    with pytest.raises(CliError, match="changed size during the upload"):
+        await uploader.run()
+    assert uploader.interruptions == 0
