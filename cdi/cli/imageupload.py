@@ -15,16 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from cdi.api.meta import CDI_API_VERSION
-from cdi.cli.errors import CliError
+from cdi.cli.errors import CliError, WaitTimeout
 from cdi.cli.state import open_cluster
 from cdi.cli.uploadclient import MIN_CHUNK, ResumableUploader, UploadJob
+from cdi.cli.waiting import wait_for
 from cdi.cluster.errors import AlreadyExists, NotFound
+from cdi.cluster.kinds import lookup
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.cdiconfig import CONFIG_NAME
 from cdi.quantity import QuantityError, parse_quantity
 
 UTR_API = "upload.cdi.kubevirt.io/v1beta1"
+TOKEN_WAIT = 30.0
 ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
 
 
@@ -129,28 +132,28 @@ async def _create(cluster: Cluster, args: argparse.Namespace) -> None:
     print(f"{manifest['kind']} {args.namespace}/{args.name} created")
 
 
-async def _claim_notes(cluster: Cluster, args: argparse.Namespace) -> dict[str, str]:
-    try:
-        pvc = await cluster.get("v1", "PersistentVolumeClaim", args.name, args.namespace)
-    except NotFound:
-        return {}
-    return dict((pvc.get("metadata") or {}).get("annotations") or {})
+def _notes(pvc: Object | None) -> dict[str, str]:
+    return dict(((pvc or {}).get("metadata") or {}).get("annotations") or {})
 
 
 async def _wait_ready(cluster: Cluster, args: argparse.Namespace) -> None:
-    deadline = time.monotonic() + args.wait_secs
+    """Until the upload server is ready, following the store's watch (no polling interval to wait out)."""
     print("Waiting for the upload server to be ready...")
-    while time.monotonic() < deadline:
-        notes = await _claim_notes(cluster, args)
+
+    def ready(pvc: Object | None) -> bool:
+        notes = _notes(pvc)
         if notes and ann.ANN_UPLOAD_REQUEST not in notes:
             raise CliError(f"PVC {args.namespace}/{args.name} is not an upload target")
         if notes.get(ann.ANN_POD_PHASE) == "Succeeded":
             raise CliError(f"PVC {args.namespace}/{args.name} has already been uploaded to")
-        if notes.get(ann.ANN_POD_PHASE) == "Running" and notes.get(ann.ANN_POD_READY) == "true":
-            return
-        await asyncio.sleep(0.5)
-    raise CliError(f"the upload server for {args.namespace}/{args.name} was not ready within {args.wait_secs} s; "
-                   f"see `cdi describe pvc {args.name}`")
+        return notes.get(ann.ANN_POD_PHASE) == "Running" and notes.get(ann.ANN_POD_READY) == "true"
+
+    try:
+        await wait_for(cluster, lookup("v1", "PersistentVolumeClaim"), args.name, args.namespace, ready,
+                       args.wait_secs)
+    except WaitTimeout:
+        raise CliError(f"the upload server for {args.namespace}/{args.name} was not ready within {args.wait_secs} s; "
+                       f"see `cdi describe pvc {args.name}`") from None
 
 
 async def _proxy(cluster: Cluster, args: argparse.Namespace) -> tuple[str, ssl.SSLContext | bool]:
@@ -174,24 +177,24 @@ async def _token(cluster: Cluster, namespace: str, pvc: str) -> str:
     request = await cluster.create({"apiVersion": UTR_API, "kind": "UploadTokenRequest",
                                     "metadata": {"generateName": f"token-for-{pvc}-", "namespace": namespace},
                                     "spec": {"pvcName": pvc}})
-    name = request["metadata"]["name"]
-    for _ in range(120):
-        current = await cluster.get(UTR_API, "UploadTokenRequest", name, namespace)
-        if token := (current.get("status") or {}).get("token"):
-            return str(token)
-        await asyncio.sleep(0.25)
-    raise CliError("no upload token was issued; is `cdi serve` running?")
+    try:
+        issued = await wait_for(cluster, lookup(UTR_API, "UploadTokenRequest"), request["metadata"]["name"], namespace,
+                                lambda utr: bool(((utr or {}).get("status") or {}).get("token")), TOKEN_WAIT)
+    except WaitTimeout:
+        raise CliError("no upload token was issued; is `cdi serve` running?") from None
+    return str(((issued or {}).get("status") or {})["token"])
 
 
 async def _wait_done(cluster: Cluster, args: argparse.Namespace) -> None:
     print("Waiting for the import to finish...")
-    while True:
-        notes = await _claim_notes(cluster, args)
-        if notes.get(ann.ANN_POD_PHASE) == "Succeeded":
-            return
+
+    def done(pvc: Object | None) -> bool:
+        notes = _notes(pvc)
         if notes.get(ann.ANN_IMPORT_FATAL_ERROR) == "true" or notes.get(ann.ANN_POD_PHASE) == "Failed":
             raise CliError(f"upload failed: {notes.get(ann.ANN_RUNNING_CONDITION_MESSAGE) or 'see cdi describe'}")
-        await asyncio.sleep(0.5)
+        return notes.get(ann.ANN_POD_PHASE) == "Succeeded"
+
+    await wait_for(cluster, lookup("v1", "PersistentVolumeClaim"), args.name, args.namespace, done, None)
 
 
 async def _create_datasource(cluster: Cluster, args: argparse.Namespace) -> None:
