@@ -7,7 +7,7 @@ Method, path, query and end-to-end headers pass through; hop-by-hop headers and 
 
 Readiness (upstream's `uploadReady`): while the resolver says `UploadNotReady`, or the upload server
 refuses connections (the embedded runner reports a pod running before it listens), we try again
-every `interval` seconds for up to `timeout`; no body byte has been read at that point, so retrying
+every `interval` seconds (0.25) for up to `timeout` (10); no body byte has been read at that point, so retrying
 is safe. Then 503 with the HTML-escaped reason (502 for a server that never accepted a connection, as
 upstream's reverse proxy). `NotAnUploadTarget` is 503 at once. A PVC whose content type is `archive`
 gets its requests rewritten to the archive endpoints (upstream). Used by `uploadproxy.app`.
@@ -39,7 +39,7 @@ UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=24 * 3600, sock_connect=10)
 @dataclass(frozen=True)
 class Readiness:
     timeout: float = 10.0
-    interval: float = 1.0
+    interval: float = 0.25  # a fresh upload server listens within about a second: do not add another
 
 
 class _NotListening(Exception):
