@@ -13,8 +13,10 @@ the importer's restart with a scratch claim). A checksum cannot be verified over
 an import with one keeps asking for scratch.
 
 The export gets the source's trust (system store plus the CA and proxy-CA directories, or
-`INSECURE_TLS`), its extra headers and its credentials (the password through a file, never on a
-command line); libcurl reads the proxy variables from the environment. Used by `importer.main`.
+`INSECURE_TLS`), its credentials (the password through a file, never on a command line) and its extra
+headers (nbdkit takes those only as arguments, so secret-backed headers are visible to processes in the
+importer's own pod, which runs nothing else); libcurl reads the proxy variables from the environment.
+Used by `importer.main`.
 """
 
 from __future__ import annotations
