@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench.measure import Sample, run
 from bench.network import Network, in_client, in_server
+from tests.support.controlplane import release_storage
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ class ControlPlane:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-        release_loops(self.home)
+        release_storage(self.home)  # the volumes' mounts and loop devices, as the e2e tests release them
 
     def log(self) -> str:
         return (self.home / "serve.log").read_text(errors="replace")
@@ -209,14 +210,3 @@ def single_hop_upload(net: Network, image: Path, ws: Workspace) -> Sample:
     same shaped link, with no proxy, no TLS and no conversion."""
     argv = ["curl", "-sS", "-f", "-H", "Expect:", "-T", str(image), f"{net.upload_sink_url}/{image.name}"]
     return run(in_server(argv), log=ws.logs / "upload-single-hop.log")
-
-
-def release_loops(root: Path) -> None:
-    """Detach every loop device backed by a file under `root` (the embedded volumes' pool)."""
-    real = str(root.resolve())
-    listing = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
-                             capture_output=True, text=True, check=False).stdout
-    for line in listing.splitlines():
-        parts = line.split(None, 1)
-        if len(parts) == 2 and parts[1].strip().startswith(real):
-            subprocess.run(["losetup", "--detach", parts[0]], check=False, capture_output=True)

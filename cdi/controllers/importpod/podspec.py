@@ -13,7 +13,8 @@ from cdi.cluster.protocol import Object
 from cdi.contracts import annotations as ann
 from cdi.contracts import importer_env as env
 from cdi.controllers.config_view import ConfigView
-from cdi.controllers.meta import annotations_of, controller_reference, labels_of, name_of, uid_of
+from cdi.controllers.meta import annotations_of, labels_of, name_of, uid_of
+from cdi.controllers.workerpodspec import is_block, worker_pod
 
 DEFAULT_IMAGE = "pycdi/pycdi:latest"
 IMPORTER_COMMAND = ("cdi-importer",)
@@ -34,10 +35,6 @@ class ImporterPodInputs:
 
 def importer_pod_name(pvc_name: str) -> str:
     return f"importer-{pvc_name}"
-
-
-def _is_block(pvc: Object) -> bool:
-    return (pvc.get("spec") or {}).get("volumeMode") == "Block"
 
 
 def registry_host(endpoint: str) -> str:
@@ -64,7 +61,7 @@ def importer_env(inputs: ImporterPodInputs) -> list[dict[str, Any]]:
     notes = annotations_of(pvc)
     source = notes.get(ann.ANN_SOURCE, "http")
     storage_class = (pvc.get("spec") or {}).get("storageClassName")
-    overhead = "0" if _is_block(pvc) else str(inputs.config.overhead(storage_class))
+    overhead = "0" if is_block(pvc) else str(inputs.config.overhead(storage_class))
     request = (((pvc.get("spec") or {}).get("resources") or {}).get("requests") or {}).get("storage", "")
     values = {
         env.SOURCE: source,
@@ -108,7 +105,7 @@ def _volumes(inputs: ImporterPodInputs) -> tuple[list[Object], list[Object], lis
     volumes: list[Object] = [{"name": "cdi-data-vol", "persistentVolumeClaim": {"claimName": name_of(pvc)}}]
     mounts: list[Object] = []
     devices: list[Object] = []
-    if _is_block(pvc):
+    if is_block(pvc):
         devices.append({"name": "cdi-data-vol", "devicePath": env.DEFAULT_BLOCK_PATH})
     else:
         mounts.append({"name": "cdi-data-vol", "mountPath": env.DEFAULT_DATA_DIR})
@@ -141,21 +138,7 @@ def importer_pod(inputs: ImporterPodInputs) -> Object:
         container["volumeMounts"] = mounts
     if devices:
         container["volumeDevices"] = devices
-    notes = annotations_of(pvc)
-    pod_annotations: dict[str, str] = {ann.ANN_CREATED_BY: "yes", **ann.POD_ANNOTATION_DEFAULTS}
-    pod_annotations.update({k: notes[k] for k in ann.POD_PASSTHROUGH_ANNOTATIONS if k in notes})
-    spec: Object = {"containers": [container], "volumes": volumes, "restartPolicy": "OnFailure",
-                    "enableServiceLinks": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 107, "fsGroup": 107}}
-    if priority := notes.get(ann.ANN_PRIORITY_CLASS_NAME):
-        spec["priorityClassName"] = priority
-    if account := notes.get(ann.ANN_POD_SERVICE_ACCOUNT_NAME):
-        spec["serviceAccountName"] = account
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": inputs.pod_name, "namespace": pvc["metadata"]["namespace"],
-                     "labels": {**labels_of(pvc), ann.LABEL_APP: ann.APP_NAME, ann.LABEL_COMPONENT: COMPONENT,
-                                ann.LABEL_PROMETHEUS: "true"},
-                     "annotations": pod_annotations, "ownerReferences": [controller_reference(pvc)]},
-        "spec": spec,
-    }
+    labels = {**labels_of(pvc), ann.LABEL_APP: ann.APP_NAME, ann.LABEL_COMPONENT: COMPONENT,
+              ann.LABEL_PROMETHEUS: "true"}
+    return worker_pod(pvc, inputs.pod_name, labels, container, volumes,
+                      {ann.ANN_CREATED_BY: "yes", **ann.POD_ANNOTATION_DEFAULTS}, service_account=True)

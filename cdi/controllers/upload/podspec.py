@@ -33,6 +33,7 @@ from cdi.contracts import importer_env as env
 from cdi.contracts import upload_protocol as up
 from cdi.controllers.config_view import ConfigView
 from cdi.controllers.meta import annotations_of, controller_reference, name_of, namespace_of, uid_of
+from cdi.controllers.workerpodspec import is_block, worker_pod
 
 DEFAULT_IMAGE = "pycdi/pycdi:latest"
 UPLOAD_SERVER_COMMAND = ("cdi-uploadserver",)
@@ -59,14 +60,10 @@ class UploadPodInputs:
         return self.service_name or up.upload_service_name(name_of(self.pvc))
 
 
-def _is_block(pvc: Object) -> bool:
-    return (pvc.get("spec") or {}).get("volumeMode") == "Block"
-
-
 def upload_env(inputs: UploadPodInputs) -> list[dict[str, Any]]:
     pvc = inputs.pvc
     spec = pvc.get("spec") or {}
-    block = _is_block(pvc)
+    block = is_block(pvc)
     request = ((spec.get("resources") or {}).get("requests") or {}).get("storage", "")
     values = {
         up.LISTEN_PORT: str(up.DEFAULT_LISTEN_PORT),
@@ -94,7 +91,7 @@ def _volumes(inputs: UploadPodInputs) -> tuple[list[Object], list[Object], list[
     ]
     mounts: list[Object] = [{"name": TLS_VOLUME, "mountPath": up.TLS_DIR, "readOnly": True}]
     devices: list[Object] = []
-    if _is_block(inputs.pvc):
+    if is_block(inputs.pvc):
         devices.append({"name": "cdi-data-vol", "devicePath": env.DEFAULT_BLOCK_PATH})
     else:
         mounts.insert(0, {"name": "cdi-data-vol", "mountPath": env.DEFAULT_DATA_DIR})
@@ -122,21 +119,9 @@ def upload_pod(inputs: UploadPodInputs) -> Object:
     }
     if devices:
         container["volumeDevices"] = devices
-    notes = annotations_of(pvc)
-    pod_annotations: dict[str, str] = {ann.ANN_CREATED_BY_UPLOAD: "yes", **ann.POD_ANNOTATION_DEFAULTS,
-                                       ann.ANN_OPEN_DEFAULT_PORTS: ann.UPLOAD_POD_OPEN_PORTS}
-    pod_annotations.update({k: notes[k] for k in ann.POD_PASSTHROUGH_ANNOTATIONS if k in notes})
-    spec: Object = {"containers": [container], "volumes": volumes, "restartPolicy": "OnFailure",
-                    "enableServiceLinks": False,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 107, "fsGroup": 107}}
-    if priority := notes.get(ann.ANN_PRIORITY_CLASS_NAME):
-        spec["priorityClassName"] = priority
-    return {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": inputs.pod_name, "namespace": namespace_of(pvc), "labels": upload_labels(inputs),
-                     "annotations": pod_annotations, "ownerReferences": [controller_reference(pvc)]},
-        "spec": spec,
-    }
+    annotations = {ann.ANN_CREATED_BY_UPLOAD: "yes", **ann.POD_ANNOTATION_DEFAULTS,
+                   ann.ANN_OPEN_DEFAULT_PORTS: ann.UPLOAD_POD_OPEN_PORTS}
+    return worker_pod(pvc, inputs.pod_name, upload_labels(inputs), container, volumes, annotations)
 
 
 def upload_service(pvc: Object, service_name: str | None = None) -> Object:
