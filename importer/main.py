@@ -85,8 +85,9 @@ async def execute(config: ImporterConfig, progress: Progress, qemu: QemuImg) -> 
         why_not = ("the server does not honour range requests" if not isinstance(access, RangedAccess) else
                    "a checksum can only be verified on a download" if request.checksum is not None else
                    "nbdkit is not installed" if not ranged.available() else None)
-        if why_not is not None or not isinstance(access, RangedAccess):
+        if why_not is not None:
             raise ScratchSpaceRequired(e.image, f"{e.reason}, and it cannot be read in place: {why_not}") from e
+        assert isinstance(access, RangedAccess)  # why_not says so otherwise
         log.info("%s; the server honours range requests, so it is read in place instead", e)
         async with ranged.nbd_export(access) as uri:
             return await pipeline.run_in_place(uri, e.fmt, request), {}
