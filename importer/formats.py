@@ -3,9 +3,14 @@
 `open_image` peels compression layers one at a time (multi-member gzip, multi-stream xz and
 multi-frame zstd included), then names the image format of what is left. Unlike upstream, nested
 compression is unwrapped fully (up to `MAX_LAYERS`), ISO 9660 is recognised (its magic is at 0x8001,
-beyond upstream's 512-byte header), and formats we refuse to import are named here: qcow v1, LUKS and
-text VMDK descriptors (which point at other files). Runs in the transfer thread; its neighbour
-`importer.transfer` decides what to do with the detected format.
+beyond upstream's 512-byte header), and formats we refuse to import are named here: LUKS and text
+VMDK descriptors (which point at other files) as unsafe, and every other format qemu-img's probing
+recognises by its header (qcow v1, QED, Parallels, Bochs, cloop, VMDK 3) as `Invalid format <name>`, the
+words upstream's qemu-img validation uses. Upstream sees those formats because qemu-img probes what
+it downloaded; we stream raw without asking qemu-img, so without this table they would be written
+to the volume as if they were raw disks. Only data that matches no magic at all is raw. (qemu
+recognises DMG by its file name, not its header, so a DMG is raw to both.) Runs in the transfer
+thread; its neighbour `importer.transfer` decides what to do with the detected format.
 """
 
 from __future__ import annotations
@@ -68,13 +73,35 @@ def detect_compression(header: bytes) -> Compression | None:
     return None
 
 
+# Headers of formats qemu-img recognises and we do not import (qemu's driver names), as its probes
+# read them: magic bytes at the start of the image.
+_REFUSED_MAGIC: tuple[tuple[bytes, str, str], ...] = (
+    (b"QED\x00", "qed", ""),
+    (b"COWD", "vmdk", " (version 3, ESX 2 sparse)"),
+    (b"WithoutFreeSpace", "parallels", ""),
+    (b"WithouFreSpacExt", "parallels", ""),
+    (b"Bochs Virtual HD Image\x00", "bochs", ""),
+    (b"#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount -r -t iso9660 /dev/cloop $1\n", "cloop", ""),
+)
+
+
+def unsupported_format(name: str, detail: str = "") -> InvalidImage:
+    """Upstream's wording ("Invalid format <name>"), and what to do about it."""
+    return InvalidImage(f"Invalid format {name}{detail}: only raw, qcow2, vmdk, vdi, vhd, vhdx and ISO images "
+                        f"(optionally gz, xz or zstd compressed) can be imported; convert it first "
+                        f"(qemu-img convert -O qcow2)")
+
+
 def detect_format(header: bytes) -> ImageFormat:
     """The image format of an uncompressed header; raises for formats we refuse."""
     if header.startswith(b"QFI\xfb"):
         version = int.from_bytes(header[4:8], "big")
         if version not in (2, 3):
-            raise InvalidImage(f"Invalid format qcow (version {version}): only qcow2 images are supported")
+            raise unsupported_format("qcow", f" (version {version})")
         return ImageFormat.QCOW2
+    for magic, name, detail in _REFUSED_MAGIC:
+        if header.startswith(magic):
+            raise unsupported_format(name, detail)
     if header.startswith(b"LUKS\xba\xbe"):
         raise UnsafeImage("image is LUKS-encrypted: encrypted images cannot be imported")
     if header.startswith(b"KDMV"):
