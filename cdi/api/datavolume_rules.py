@@ -25,6 +25,7 @@ from cdi.quantity import parse_quantity_decimal
 
 MAX_NAME_LENGTH = 253
 MIN_SIZE = 1024 * 1024
+MAX_SIZE = Decimal(2**63 - 1)  # Kubernetes quantities of bytes are int64
 _SUPPORTED_ACCESS_MODES = ", ".join(f'"{mode.value}"' for mode in sorted(AccessMode, key=str))
 
 
@@ -97,6 +98,8 @@ def _check_size(resources: VolumeResourceRequirements, path: str, label: str, si
         return [f"{size_path}: {label} size can't be equal or less than zero"]
     if value < Decimal(MIN_SIZE):
         return [f"{size_path}: {label} size should be at least 1MiB, got {size}"]
+    if value > MAX_SIZE:
+        return [f"{size_path}: {label} size {size} is larger than any volume can be (at most 8Ei, 2^63-1 bytes)"]
     return []
 
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from cdi.admission import AdmissionRequest, Lookup
 from cdi.cluster.errors import AlreadyExists, Invalid, NotFound
 from cdi.cluster.kinds import KindRegistry, ResourceKind
 from cdi.cluster.protocol import Object
@@ -41,6 +42,18 @@ from cdi.embedded.sqlite import Key, Transaction
 
 _NAME_ATTEMPTS = 10
 
+# Admission: raises the API server's error when a write may not be stored (`cdi.admission.admit`).
+Admit = Callable[[AdmissionRequest, Lookup], None]
+
+
+def _no_admission(request: AdmissionRequest, lookup: Lookup) -> None:
+    return None
+
+
+def lookup_in(tx: Transaction) -> Lookup:
+    """Admission's view of the other objects: reads inside the same write transaction."""
+    return lambda group, kind, name, namespace: tx.get(Key(group, kind, namespace or "", name))
+
 
 def key_for(kind: ResourceKind, name: str, namespace: str | None) -> Key:
     """The storage key for a request; `Invalid` when the namespace does not suit the kind's scope."""
@@ -51,7 +64,8 @@ def key_for(kind: ResourceKind, name: str, namespace: str | None) -> Key:
     return Key(kind.group, kind.kind, namespace or "", name)
 
 
-def create(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, doc: Object, now: datetime) -> Object:
+def create(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, doc: Object, now: datetime,
+           admit: Admit = _no_admission) -> Object:
     meta = doc["metadata"]
     # As the API server does, a namespace on a cluster-scoped object is ignored.
     namespace = meta.get("namespace") if kind.namespaced else None
@@ -62,6 +76,7 @@ def create(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, doc: Object
     if tx.get(key) is not None:
         raise AlreadyExists(f'{kind.resource} "{key.name}" already exists')
     obj = prepare_create(doc, kind, name=key.name, namespace=key.namespace, uid=str(uuid.uuid4()), now=now)
+    admit(AdmissionRequest(kind, "CREATE", obj), lookup_in(tx))
     stored = tx.put(key, obj, "ADDED", None)
     if owner_uids(stored):
         collect_garbage(tx, kinds, now)
@@ -69,22 +84,33 @@ def create(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, doc: Object
 
 
 def update(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, doc: Object, *, status_only: bool,
-           now: datetime) -> Object:
+           now: datetime, admit: Admit = _no_admission) -> Object:
     meta = doc["metadata"]
     key = key_for(kind, check_name(meta.get("name"), kind), meta.get("namespace") if kind.namespaced else None)
     stored = _existing(tx, kind, key)
     check_preconditions(stored, doc, kind)
-    return _commit(tx, kinds, key, stored, prepare_update(stored, doc, kind, status_only=status_only), now)
+    new = prepare_update(stored, doc, kind, status_only=status_only)
+    _admit_update(tx, admit, kind, stored, new, status_only)
+    return _commit(tx, kinds, key, stored, new, now)
 
 
 def patch(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, key: Key, change: Mapping[str, Any], *,
-          status_only: bool, now: datetime) -> Object:
+          status_only: bool, now: datetime, admit: Admit = _no_admission) -> Object:
     if not isinstance(change, Mapping):
         raise Invalid(f"{kind.kind}: a merge patch must be a JSON object")
     stored = _existing(tx, kind, key)
     merged = checked_copy(merge_patch(stored, change), kind)
     check_preconditions(stored, merged, kind)  # a resourceVersion in the patch is a precondition
-    return _commit(tx, kinds, key, stored, prepare_update(stored, merged, kind, status_only=status_only), now)
+    new = prepare_update(stored, merged, kind, status_only=status_only)
+    _admit_update(tx, admit, kind, stored, new, status_only)
+    return _commit(tx, kinds, key, stored, new, now)
+
+
+def _admit_update(tx: Transaction, admit: Admit, kind: ResourceKind, stored: Object, new: Object,
+                  status_only: bool) -> None:
+    """Admission for a write that changes something (an update that changes nothing is a no-op)."""
+    if new != stored:
+        admit(AdmissionRequest(kind, "UPDATE", new, stored, "status" if status_only else ""), lookup_in(tx))
 
 
 def delete(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, key: Key, now: datetime) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from cdi.admission import admit as default_admission
 from cdi.cluster.errors import Invalid, NotFound
 from cdi.cluster.kinds import DEFAULT_KINDS, KindRegistry, ResourceKind
 from cdi.cluster.protocol import Object, ObjectList, WatchEvent
@@ -42,12 +43,14 @@ class EmbeddedCluster:
 
     def __init__(self, path: Path, *, clock: Callable[[], datetime] = _utc_now, poll_interval: float = 0.1,
                  retain_changes: int = 10_000, retain_for: timedelta = timedelta(minutes=5),
-                 busy_timeout: float = 30.0, kinds: KindRegistry = DEFAULT_KINDS) -> None:
+                 busy_timeout: float = 30.0, kinds: KindRegistry = DEFAULT_KINDS,
+                 admission: mutations.Admit = default_admission) -> None:
         self._db = Database(Path(path), busy_timeout=busy_timeout)
         self._clock = clock
         self._poll_interval = poll_interval
         self._retain_changes, self._retain_for = retain_changes, retain_for
         self._kinds = kinds
+        self._admit = admission
         self._notifier = Notifier()
 
     @property
@@ -105,8 +108,8 @@ class EmbeddedCluster:
     async def create(self, obj: Object) -> Object:
         served, api_version = self._kind_of(obj)
         doc = checked_copy(obj, served)
-        return _as_version(await self._write(lambda tx, now: mutations.create(tx, self._kinds, served, doc, now)),
-                           api_version)
+        written = await self._write(lambda tx, now: mutations.create(tx, self._kinds, served, doc, now, self._admit))
+        return _as_version(written, api_version)
 
     async def update(self, obj: Object) -> Object:
         return await self._update(obj, status_only=False)
@@ -142,7 +145,8 @@ class EmbeddedCluster:
             _require_status(served, obj.get("metadata", {}).get("name"))
         doc = checked_copy(obj, served)
         written = await self._write(
-            lambda tx, now: mutations.update(tx, self._kinds, served, doc, status_only=status_only, now=now))
+            lambda tx, now: mutations.update(tx, self._kinds, served, doc, status_only=status_only, now=now,
+                                          admit=self._admit))
         return _as_version(written, api_version)
 
     async def _patch(self, api_version: str, kind: str, name: str, patch: Mapping[str, Any],
@@ -152,7 +156,8 @@ class EmbeddedCluster:
             _require_status(served, name)
         key = mutations.key_for(served, name, namespace)
         written = await self._write(lambda tx, now: mutations.patch(tx, self._kinds, served, key, patch,
-                                                                    status_only=status_only, now=now))
+                                                                    status_only=status_only, now=now,
+                                                                    admit=self._admit))
         return _as_version(written, api_version)
 
     async def _write(self, fn: Callable[[Transaction, datetime], T]) -> T:

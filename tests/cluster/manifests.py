@@ -25,6 +25,12 @@ def datavolume(name: str, namespace: str = "default", size: str = "1Gi", **meta:
     }
 
 
+def storageprofile(name: str, **spec: Any) -> Object:
+    """A StorageProfile: cluster-scoped, with a mutable spec and a status subresource."""
+    return {"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "StorageProfile", "metadata": {"name": name},
+            "spec": spec}
+
+
 def owner_ref(owner: Object) -> Object:
     meta = owner["metadata"]
     return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"]}

@@ -11,7 +11,7 @@ import pytest
 from cdi.cluster.errors import AlreadyExists, Conflict, Invalid, NotFound
 from cdi.embedded import EmbeddedCluster
 from tests.cluster.conftest import FakeClock
-from tests.cluster.manifests import configmap, datavolume
+from tests.cluster.manifests import configmap, datavolume, storageprofile
 
 
 async def test_create_sets_server_fields(cluster: EmbeddedCluster) -> None:
@@ -93,17 +93,17 @@ async def test_update_with_another_uid_conflicts(cluster: EmbeddedCluster) -> No
 
 
 async def test_generation_rises_only_when_spec_changes(cluster: EmbeddedCluster) -> None:
-    dv = await cluster.create(datavolume("disk"))
-    dv["metadata"]["labels"] = {"a": "b"}
-    dv = await cluster.update(dv)
-    assert dv["metadata"]["generation"] == 1
-    dv = await cluster.update_status(dict(dv, status={"phase": "Pending"}))
-    assert dv["metadata"]["generation"] == 1
-    dv["spec"]["storage"]["resources"]["requests"]["storage"] = "2Gi"
-    dv = await cluster.update(dv)
-    assert dv["metadata"]["generation"] == 2
-    patched = await cluster.patch("cdi.kubevirt.io/v1beta1", "DataVolume", "disk",
-                                  {"spec": {"preallocation": True}}, "default")
+    profile = await cluster.create(storageprofile("local"))
+    profile["metadata"]["labels"] = {"a": "b"}
+    profile = await cluster.update(profile)
+    assert profile["metadata"]["generation"] == 1
+    profile = await cluster.update_status(dict(profile, status={"provisioner": "p"}))
+    assert profile["metadata"]["generation"] == 1
+    profile["spec"]["cloneStrategy"] = "copy"
+    profile = await cluster.update(profile)
+    assert profile["metadata"]["generation"] == 2
+    patched = await cluster.patch("cdi.kubevirt.io/v1beta1", "StorageProfile", "local",
+                                  {"spec": {"cloneStrategy": "snapshot"}})
     assert patched["metadata"]["generation"] == 3
 
 
@@ -114,18 +114,18 @@ async def test_unchanged_update_writes_nothing(cluster: EmbeddedCluster) -> None
 
 
 async def test_status_subresource_separates_spec_and_status(cluster: EmbeddedCluster) -> None:
-    dv = await cluster.create(dict(datavolume("disk"), status={"phase": "Succeeded"}))
-    assert "status" not in dv  # dropped on create, as the API server does
-    dv["status"] = {"phase": "ImportScheduled"}
-    dv["spec"]["preallocation"] = True
-    dv = await cluster.update(dv)
-    assert "status" not in dv and dv["spec"]["preallocation"] is True
-    dv["status"] = {"phase": "ImportInProgress", "progress": "10.0%"}
-    dv["spec"]["preallocation"] = False
-    dv["metadata"]["labels"] = {"ignored": "yes"}
-    dv = await cluster.update_status(dv)
-    assert dv["status"] == {"phase": "ImportInProgress", "progress": "10.0%"}
-    assert dv["spec"]["preallocation"] is True and "labels" not in dv["metadata"]
+    profile = await cluster.create(dict(storageprofile("local"), status={"provisioner": "p"}))
+    assert "status" not in profile  # dropped on create, as the API server does
+    profile["status"] = {"provisioner": "q"}
+    profile["spec"]["cloneStrategy"] = "copy"
+    profile = await cluster.update(profile)
+    assert "status" not in profile and profile["spec"]["cloneStrategy"] == "copy"
+    profile["status"] = {"provisioner": "r", "storageClass": "local"}
+    profile["spec"]["cloneStrategy"] = "snapshot"
+    profile["metadata"]["labels"] = {"ignored": "yes"}
+    profile = await cluster.update_status(profile)
+    assert profile["status"] == {"provisioner": "r", "storageClass": "local"}
+    assert profile["spec"]["cloneStrategy"] == "copy" and "labels" not in profile["metadata"]
 
 
 async def test_patch_status_touches_only_status(cluster: EmbeddedCluster) -> None:
@@ -235,7 +235,8 @@ async def test_list_with_label_selectors(cluster: EmbeddedCluster) -> None:
 
 
 async def test_objects_come_back_in_the_requested_version(cluster: EmbeddedCluster) -> None:
-    await cluster.create({"apiVersion": "cdi.kubevirt.io/v1alpha1", "kind": "CDI", "metadata": {"name": "cdi"}})
+    await cluster.create({"apiVersion": "cdi.kubevirt.io/v1alpha1", "kind": "CDI", "metadata": {"name": "cdi"},
+                          "spec": {}})
     stored = await cluster.get("cdi.kubevirt.io/v1beta1", "CDI", "cdi")
     assert stored["apiVersion"] == "cdi.kubevirt.io/v1beta1"
     old = await cluster.get("cdi.kubevirt.io/v1alpha1", "CDI", "cdi")

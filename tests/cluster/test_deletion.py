@@ -65,7 +65,9 @@ async def test_owner_deletion_collects_dependents_recursively(cluster: EmbeddedC
     dv = await cluster.create(datavolume("disk"))
     pvc = await cluster.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
                                 "metadata": {"name": "disk", "namespace": "default",
-                                             "ownerReferences": [owner_ref(dv)]}})
+                                             "ownerReferences": [owner_ref(dv)]},
+                                "spec": {"accessModes": ["ReadWriteOnce"],
+                                         "resources": {"requests": {"storage": "1Gi"}}}})
     pod = await cluster.create({"apiVersion": "v1", "kind": "Pod",
                                 "metadata": {"name": "importer-disk", "namespace": "default",
                                              "ownerReferences": [owner_ref(pvc)]}})
@@ -124,7 +126,8 @@ async def test_dependents_of_owners_that_never_existed_are_collected(cluster: Em
 
 
 async def test_cluster_scoped_owner_and_cross_namespace_owner(cluster: EmbeddedCluster) -> None:
-    profile = await cluster.create({"apiVersion": DV, "kind": "StorageProfile", "metadata": {"name": "local"}})
+    profile = await cluster.create({"apiVersion": DV, "kind": "StorageProfile", "metadata": {"name": "local"},
+                                    "spec": {}})
     elsewhere = await cluster.create(configmap("elsewhere", namespace="other"))
     await cluster.create(configmap("of-profile", ownerReferences=[owner_ref(profile)]))
     await cluster.create(configmap("of-elsewhere", ownerReferences=[owner_ref(elsewhere)]))

@@ -50,7 +50,7 @@ async def test_concurrent_recorders_count_every_occurrence(cluster: EmbeddedClus
 async def test_events_about_cluster_scoped_objects_go_to_default(cluster: EmbeddedCluster,
                                                                  clock: FakeClock) -> None:
     profile = await cluster.create({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "StorageProfile",
-                                    "metadata": {"name": "local"}})
+                                    "metadata": {"name": "local"}, "spec": {}})
     event = await record_event(cluster, profile, "Normal", "Updated", "profile updated", component="cdi",
                                clock=clock)
     assert event["metadata"]["namespace"] == "default"

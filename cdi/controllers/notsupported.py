@@ -1,0 +1,150 @@
+"""Nothing is accepted silently: objects this CDI stores but does not act on yet say so.
+
+For each kind that is admitted and stored but has no controller yet (DataVolumes cloning from a PVC or
+a VolumeSnapshot or naming a `sourceRef`, DataImportCron, DataSource, ObjectTransfer, the CDI operator
+resource, and PVCs that name one of CDI's volume populators in `dataSourceRef`), this controller writes
+a condition with reason `NotSupported` (`cdi.contracts.conditions`) in the kind's own condition types
+and records one Warning event, so that `cdi describe` and `cdi wait` tell the user at once instead of
+leaving the object waiting forever. `gap` and `plan` are pure; `NotSupportedReconciler` applies them.
+The import and upload DataVolume controllers (`cdi.controllers.datavolume`) handle every other
+DataVolume; when a kind's real controller arrives, its entry leaves `_CONDITIONS` and `gap`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cdi.api import DataVolume, ManifestError, parse_object
+from cdi.api.meta import CDI_API_VERSION, CDI_GROUP
+from cdi.cluster.errors import NotFound
+from cdi.cluster.events import record_event
+from cdi.cluster.protocol import Cluster, Object
+from cdi.contracts.conditions import NOT_SUPPORTED
+from cdi.controllers.datavolume.claim import import_source_kind, upload_annotations
+from cdi.controllers.meta import find_condition, is_deleting, timestamp
+from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result
+
+COMPONENT = "cdi-not-supported"
+_POPULATOR_KINDS = ("VolumeImportSource", "VolumeUploadSource", "VolumeCloneSource")
+_SUPPORTED_SOURCES = "an http, s3, gcs, registry, blank or upload source"
+
+# The condition types each kind reports, as upstream names them.
+_CONDITIONS: dict[str, tuple[str, ...]] = {
+    "DataVolume": ("Ready", "Bound", "Running"),
+    "DataSource": ("Ready",),
+    "DataImportCron": ("UpToDate", "Progressing"),
+    "ObjectTransfer": ("Complete",),
+    "CDI": ("Available", "Progressing", "Degraded"),
+}
+KINDS = (*_CONDITIONS, "PersistentVolumeClaim")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to write: a status to merge (None: leave it) and the Warning event's message."""
+
+    status: dict[str, Any] | None
+    event: str
+
+
+def datavolume_gap(dv: DataVolume) -> str | None:
+    """What a DataVolume asks for that is not implemented; None when the import/upload controllers take it."""
+    if import_source_kind(dv) is not None or upload_annotations(dv):
+        return None
+    members = dv.spec.source.members() if dv.spec.source is not None else set()
+    if "pvc" in members:
+        return "Cloning from a PersistentVolumeClaim (spec.source.pvc)"
+    if "snapshot" in members:
+        return "Cloning from a VolumeSnapshot (spec.source.snapshot)"
+    if dv.spec.source_ref is not None:
+        return "Cloning through a DataSource (spec.sourceRef)"
+    return "A DataVolume without an import, upload or clone source"
+
+
+def gap(kind: str, doc: Object) -> str | None:
+    """What `doc` (of `kind`) asks for that this CDI does not do yet; None when it is acted on."""
+    if kind == "DataVolume":
+        try:
+            dv = parse_object(doc)
+        except ManifestError:
+            return None  # admission refuses these; nothing stored should fail to parse
+        return datavolume_gap(dv) if isinstance(dv, DataVolume) else None
+    if kind == "PersistentVolumeClaim":
+        spec = doc.get("spec") or {}
+        ref = spec.get("dataSourceRef") or spec.get("dataSource") or {}
+        if ref.get("kind") in _POPULATOR_KINDS and ref.get("apiGroup") == CDI_GROUP:
+            return f"Populating a PersistentVolumeClaim from a {ref['kind']} (spec.dataSourceRef)"
+        return None
+    return {
+        "DataSource": "The DataSource controller",
+        "DataImportCron": "DataImportCron schedules",
+        "ObjectTransfer": "ObjectTransfer",
+        "CDI": "The CDI operator (the embedded control plane `cdi serve` runs CDI itself)",
+    }.get(kind)
+
+
+def message_for(kind: str, what: str) -> str:
+    if kind == "DataVolume":
+        return (f"{what} is not supported yet by this CDI: nothing will be written to the volume. "
+                f"Use {_SUPPORTED_SOURCES}.")
+    return f"{what} is not supported yet by this CDI: this {kind} is stored but nothing acts on it."
+
+
+def plan(kind: str, doc: Object, now: str) -> Plan | None:
+    """The status and event for an object nothing acts on; None when it needs neither (or is handled)."""
+    what = gap(kind, doc)
+    if what is None or is_deleting(doc):
+        return None
+    message = message_for(kind, what)
+    types = _CONDITIONS.get(kind, ())
+    status = dict(doc.get("status") or {})
+    conditions = [dict(c) for c in status.get("conditions") or [] if isinstance(c, Mapping)]
+    changed = False
+    for type_ in types:
+        old = find_condition(conditions, type_)
+        wanted = {"type": type_, "status": "False", "reason": NOT_SUPPORTED, "message": message}
+        if old is not None and all(old.get(k) == v for k, v in wanted.items()):
+            continue
+        conditions = [c for c in conditions if c.get("type") != type_]
+        conditions.append({**wanted, "lastTransitionTime": now, "lastHeartbeatTime": now})
+        changed = True
+    if kind == "DataVolume" and status.get("phase") != "Pending":
+        status["phase"], changed = "Pending", True
+    if not changed:
+        return Plan(None, message) if not types else None
+    status["conditions"] = conditions
+    return Plan(status if types else None, message)
+
+
+class NotSupportedReconciler:
+    """Applies `plan` for one kind: merges the status, records the Warning event once per change."""
+
+    def __init__(self, cluster: Cluster, clock: Clock, api_version: str, kind: str) -> None:
+        self._cluster, self._clock = cluster, clock
+        self._api_version, self._kind = api_version, kind
+
+    async def reconcile(self, key: Key) -> Result:
+        try:
+            doc = await self._cluster.get(self._api_version, self._kind, key.name, key.namespace or None)
+        except NotFound:
+            return DONE
+        todo = plan(self._kind, doc, timestamp(self._clock.now()))
+        if todo is None:
+            return DONE
+        if todo.status is not None:
+            doc = await self._cluster.patch_status(self._api_version, self._kind, key.name,
+                                                   {"status": todo.status}, key.namespace or None)
+        await record_event(self._cluster, doc, "Warning", NOT_SUPPORTED, todo.event, component=COMPONENT,
+                           clock=self._clock.now)
+        return DONE
+
+
+def controllers(cluster: Cluster, clock: Clock) -> list[ControllerSpec]:
+    specs = []
+    for kind in KINDS:
+        api_version = "v1" if kind == "PersistentVolumeClaim" else CDI_API_VERSION
+        specs.append(ControllerSpec(f"not-supported-{kind.lower()}", api_version, kind,
+                                    NotSupportedReconciler(cluster, clock, api_version, kind), workers=1))
+    return specs
