@@ -11,7 +11,7 @@ from cdi.api.meta import CDI_API_VERSION
 from cdi.cluster.errors import AlreadyExists, NotFound
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts.annotations import ANN_CLONE_STRATEGY, ANN_MIN_SUPPORTED_PVC_SIZE, APP_NAME, LABEL_APP
-from cdi.controllers.capabilities import CAPABILITIES, UNSUPPORTED_PROVISIONERS
+from cdi.controllers.capabilities import UNSUPPORTED_PROVISIONERS, capabilities_for
 from cdi.controllers.meta import annotations_of, find_condition, timestamp
 from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch
 
@@ -22,7 +22,7 @@ def desired_status(storage_class: Object, spec: dict[str, Any], now: str,
                    previous: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The profile status for a class; pure."""
     provisioner = str(storage_class.get("provisioner", ""))
-    caps = CAPABILITIES.get(provisioner)
+    caps = capabilities_for(storage_class)
     sets = spec.get("claimPropertySets") or (
         [{"accessModes": [mode], "volumeMode": volume_mode} for mode, volume_mode in caps.claim_property_sets]
         if caps else [])
@@ -76,7 +76,7 @@ class StorageProfileReconciler:
             return await self._cluster.get(CDI_API_VERSION, "StorageProfile", name)
         except NotFound:
             pass
-        caps = CAPABILITIES.get(str(storage_class.get("provisioner", "")))
+        caps = capabilities_for(storage_class)
         meta: dict[str, Any] = {"name": name, "labels": {LABEL_APP: APP_NAME, "cdi.kubevirt.io": ""}}
         if caps and caps.minimum_pvc_size:
             meta["annotations"] = {ANN_MIN_SUPPORTED_PVC_SIZE: caps.minimum_pvc_size}
