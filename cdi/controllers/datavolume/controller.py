@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cdi.api import DataVolume, ManifestError, parse_object
 from cdi.api.meta import CDI_API_VERSION
-from cdi.cluster.errors import AlreadyExists, NotFound
+from cdi.cluster.errors import AlreadyExists, Forbidden, Invalid, NotFound
 from cdi.cluster.events import record_event
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
@@ -108,6 +108,10 @@ class DataVolumeReconciler:
         config = ConfigView.of(await self._get(CDI_API_VERSION, "CDIConfig", CONFIG_NAME))
         try:
             pvc = await self._cluster.create(new_claim(dv, doc, spec, config, self._kind.claim_annotations(dv)))
+        except (Invalid, Forbidden) as e:
+            # The API server refuses the claim as rendered (an impossible size stored before admission
+            # checked it, say): retrying cannot help, so say why instead of looping.
+            return None, ("ErrClaimNotValid", f"the PVC for this DataVolume was refused: {e.message}")
         except AlreadyExists:
             pvc = await self._cluster.get("v1", "PersistentVolumeClaim", meta["name"], meta["namespace"])
         log.info("created PVC %s/%s for DataVolume", meta["namespace"], meta["name"])
