@@ -9,7 +9,8 @@ the exit code is 1 if any failed.
 
 `apply` creates a missing object or updates an existing one with kubectl's three-way merge
 (`cdi.cli.merging`), retrying when another writer (a controller in `cdi serve`) wins the race
-(`Conflict`). `create` only creates.
+(`Conflict`). `create` only creates; `cdi create configmap|secret generic NAME --from-file/--from-literal`
+builds the object from files and literals instead (`cdi.cli.configdata`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Literal
 
 from cdi.api import ManifestError, parse_object, validate_manifest, validate_update
 from cdi.api.kinds import KINDS
+from cdi.cli import configdata
 from cdi.cli.errors import CliError
 from cdi.cli.flags import DEFAULT_NAMESPACE, add_filenames, add_namespace
 from cdi.cli.manifests import Manifest, read_manifests
@@ -66,8 +68,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for verb, help_text in (("apply", "create or update objects from manifests"),
                             ("create", "create objects from manifests")):
         parser = commands.add_parser(verb, help=help_text)
-        add_filenames(parser, required=True)
+        add_filenames(parser, required=verb == "apply")
         add_namespace(parser)
+        if verb == "create":
+            configdata.add_parsers(parser)
         parser.set_defaults(run=lambda args, home, verb=verb: asyncio.run(run(args, home, verb)))
 
 
@@ -162,14 +166,30 @@ async def _update(cluster: Cluster, kind: ResourceKind, stored: Object, desired:
     return ("unchanged" if same else "configured"), written
 
 
+async def create_from_data(args: argparse.Namespace, home: Path) -> int:
+    """`cdi create configmap|secret generic NAME ...`: one object, created, kubectl's one line printed."""
+    if args.filenames:
+        raise CliError(f"-f cannot be combined with `create {args.create_kind}`")
+    namespace = args.namespace or DEFAULT_NAMESPACE
+    obj = configdata.build(args, namespace)
+    async with open_cluster(home, busy_timeout=args.request_timeout, create=True) as cluster:
+        written = await cluster.create(obj)
+    print(f"{object_name(lookup('v1', obj['kind']), written['metadata']['name'])} created", flush=True)
+    return 0
+
+
 async def run(args: argparse.Namespace, home: Path, verb: str) -> int:
+    if verb == "create" and getattr(args, "create_kind", None):
+        return await create_from_data(args, home)
+    if not args.filenames:
+        raise CliError("must specify -f FILE, or a kind: configmap, secret generic")
     manifests = read_manifests(args.filenames, sys.stdin)
     if not manifests:
         raise CliError(f"no objects passed to {verb}")
     write: Callable[[Cluster, Target], Awaitable[tuple[Outcome, Object]]] = (
         apply_object if verb == "apply" else create_object)
     failed = 0
-    async with open_cluster(home, busy_timeout=args.request_timeout) as cluster:
+    async with open_cluster(home, busy_timeout=args.request_timeout, create=True) as cluster:
         for manifest in manifests:
             failed += not await _handle(cluster, manifest, args.namespace, write)
     return 1 if failed else 0

@@ -157,7 +157,7 @@ async def run_demo(home: Path) -> int:
     print(f"serving {served.name} ({served.stat().st_size} bytes) at {url}")
     proc = await _start_control_plane(home)
     try:
-        async with open_cluster(home) as cluster:
+        async with open_cluster(home, create=True, warn=False) as cluster:  # its own `cdi serve` is starting
             await cluster.create(_manifest(url))
             print(f"applied DataVolume {DV_NAME} (http source, 512Mi)")
             dv = await _watch(cluster, proc)

@@ -93,7 +93,7 @@ def _check_args(args: argparse.Namespace) -> Path:
 async def run(args: argparse.Namespace, home: Path) -> int:
     path = _check_args(args)
     chunk = _chunk_size(args.chunk_size)
-    async with open_cluster(home, busy_timeout=args.request_timeout) as cluster:
+    async with open_cluster(home, busy_timeout=args.request_timeout, create=not args.no_create) as cluster:
         if not args.no_create:
             await _create(cluster, args)
         await _wait_ready(cluster, args)

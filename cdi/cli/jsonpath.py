@@ -2,7 +2,8 @@
 `--for=jsonpath=` use it.
 
 Supported: `.field` steps (with or without the enclosing `{...}` and a leading `$`), `['key']` for keys
-with dots or slashes, `[N]` indexes (negative from the end), `[*]` / `.*` wildcards and filters
+with dots or slashes, `[N]` indexes (negative from the end), `[*]` / `.*` wildcards, `..` recursive
+descent (`{.items..status.phase}`: every nested object, then the field, as kubectl walks it) and filters
 `[?(@.path=="value")]`, `[?(@.path!="value")]` and `[?(@.path)]`. `compile_path` parses once and raises
 `JsonPathError`; `JsonPath.find` returns every match, so a missing field is an empty list rather than
 an error, and `render_value` prints a match as kubectl does (strings bare, everything else as JSON).
@@ -20,6 +21,7 @@ from cdi.cli.errors import CliError
 
 Step = Callable[[Any], list[Any]]
 
+_RECURSIVE = re.compile(r"\.\.(?=[^.])")
 _FIELD = re.compile(r"\.([^.\[\]]+)")
 _QUOTED = re.compile(r"\[\s*(?:'([^']*)'|\"([^\"]*)\")\s*\]")
 _INDEX = re.compile(r"\[\s*(-?\d+)\s*\]")
@@ -67,6 +69,10 @@ def compile_path(text: str) -> JsonPath:
 
 
 def _next_step(text: str, body: str, position: int) -> tuple[Step, int]:
+    if found := _RECURSIVE.match(body, position):
+        # `..name` is "every container below, then .name"; `..[...]` / `..*` likewise with the bracket.
+        after = found.end()
+        return _descendants, after if body.startswith("[", after) else after - 1
     if found := _WILDCARD.match(body, position):
         return _every, found.end()
     if found := _FIELD.match(body, position):
@@ -99,6 +105,21 @@ def _every(value: Any) -> list[Any]:
     if isinstance(value, dict):
         return list(value.values())
     return list(value) if isinstance(value, list) else []
+
+
+def _descendants(value: Any) -> list[Any]:
+    """`value` and every list or object nested in it, depth first (kubectl's recursive descent: scalars
+    are left out, since no step can match inside them)."""
+    found: list[Any] = []
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        children = list(current.values()) if isinstance(current, dict) else current if isinstance(current, list) else []
+        if not children:
+            continue
+        found.append(current)
+        stack.extend(reversed([child for child in children if isinstance(child, dict | list)]))
+    return found
 
 
 def _filter(path: JsonPath, operator: str | None, expected: str | None) -> Step:

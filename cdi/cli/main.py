@@ -7,6 +7,7 @@ the control plane for `cdi get` would cost most of a second per command; help an
 load them all. The kubectl-like ones (`apply`, `create`, `get`, `describe`, `delete`, `wait`,
 `logs`) work on the embedded store under the home directory (`cdi.cli.state`); their failures arrive
 here as `ApiError` (from the store) or `CliError` (from the CLI) and become `error: <message>`.
+Command-line mistakes are one line too (`UsageParser`): `error: <problem>; see 'cdi get --help'`, exit 2.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from cdi.cli.errors import CliError
 from cdi.cli.flags import parse_duration
@@ -55,10 +57,31 @@ def _command_of(argv: Sequence[str]) -> str | None:
     return None
 
 
+class UsageParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line, kubectl-style, instead of the usage dump plus the error,
+    and, as kubectl, flags may come between the positional arguments (`cdi get dv -n vms fedora`): a
+    parser without subcommands parses intermixed."""
+
+    _intermixing = False
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        if self._intermixing or self._subparsers is not None:
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return super().parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {_one_line(message)}; see '{self.prog} --help'\n")
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser with the subcommand in `argv` registered, or every subcommand (no `argv`, help, or a
     command that is not known, so argparse can list them)."""
-    parser = argparse.ArgumentParser(prog="cdi", description="A Python Containerized Data Importer.")
+    parser = UsageParser(prog="cdi", description="A Python Containerized Data Importer.")
     parser.add_argument("--home", type=Path, default=None, help="state directory (default: $CDI_HOME)")
     parser.add_argument("--request-timeout", type=parse_duration, default=DEFAULT_BUSY_TIMEOUT, metavar="DURATION",
                         help="how long a command waits for the store while `cdi serve` is writing (default: 10s)")

@@ -1,4 +1,5 @@
-"""How `cdi get` and friends print: aligned tables, YAML/JSON documents and kubectl's object names.
+"""How `cdi get` and friends print: aligned tables, YAML/JSON documents, `-o jsonpath=TEMPLATE`
+(`cdi.cli.jsonpath_template`) and kubectl's object names.
 
 Pure string builders; the subcommands write what these return. Tables are laid out as kubectl's
 tabwriter does (three spaces between columns, a minimum column width of six, the last column unpadded)
@@ -7,18 +8,49 @@ and can carry their widths over to later rows, so `cdi get -w` stays aligned as 
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
+from cdi.cli.jsonpath import JsonPathError
+from cdi.cli.jsonpath_template import Template, compile_template
 from cdi.cluster.kinds import ResourceKind
 from cdi.cluster.protocol import Object
 
 _PADDING = 3
 _MIN_WIDTH = 6
 OUTPUT_FORMATS = ("wide", "yaml", "json", "name")
+JSONPATH = "jsonpath="
+DOCUMENT_FORMATS = ("yaml", "json")
+
+
+def parse_output(text: str) -> str:
+    """`-o`'s value: one of `OUTPUT_FORMATS` or `jsonpath=TEMPLATE` (checked here, so a bad template is a
+    usage error); `argparse.ArgumentTypeError` otherwise."""
+    if text in OUTPUT_FORMATS:
+        return text
+    if text.startswith(JSONPATH):
+        try:
+            compile_template(text[len(JSONPATH):])
+        except JsonPathError as e:
+            raise argparse.ArgumentTypeError(e.message) from e
+        return text
+    raise argparse.ArgumentTypeError(
+        f"unable to match a printer suitable for the output format {text!r}, allowed formats are: "
+        f"{','.join(OUTPUT_FORMATS)},jsonpath=TEMPLATE")
+
+
+def output_template(output: str | None) -> Template | None:
+    """The template of a `jsonpath=` output, else None."""
+    return compile_template(output[len(JSONPATH):]) if output and output.startswith(JSONPATH) else None
+
+
+def is_document_output(output: str | None) -> bool:
+    """Formats that print whole documents (yaml, json, jsonpath) rather than rows or names."""
+    return output in DOCUMENT_FORMATS or output_template(output) is not None
 
 
 def column_widths(rows: Sequence[Sequence[str]], at_least: Sequence[int] = ()) -> list[int]:
@@ -77,6 +109,9 @@ def to_json(document: Any) -> str:
 
 
 def render_documents(objects: Sequence[Object], output: str, *, single: bool) -> str:
-    """`-o yaml` / `-o json`: the object itself when one was asked for by name, else a List."""
+    """`-o yaml` / `-o json` / `-o jsonpath=...`: the object itself when one was asked for by name, else a
+    List (kubectl's jsonpath then walks the List, hence `{.items[*]...}`)."""
     document = objects[0] if single and len(objects) == 1 else as_list(objects)
+    if (template := output_template(output)) is not None:
+        return template.render(document)
     return to_yaml(document) if output == "yaml" else to_json(document)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdi.cli.proxyhost import EmbeddedUploadProxy
-from cdi.cli.state import store_path
-from cdi.controllers import cdiconfig, storageprofile
+from cdi.cli.state import LOCK_FILE, store_path
+from cdi.controllers import cdiconfig, notsupported, storageprofile
 from cdi.controllers.datavolume import controller as datavolumes
 from cdi.controllers.importpod import controller as import_pods
 from cdi.controllers.progress import HttpsProgressScraper
@@ -32,7 +32,6 @@ from cdi.runtime.manager import Manager
 from cdi.runtime.types import Clock, SystemClock
 
 log = logging.getLogger("cdi.serve")
-LOCK_FILE = "controller.lock"
 POOL_DIR = "pools/default"
 
 
@@ -97,7 +96,8 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     for spec in [*storageprofile.controllers(cluster, clock), *cdiconfig.controllers(cluster, proxy.url, proxy.ca_pem),
                  *import_pods.controllers(cluster, clock, image=options.image),
                  *uploads.controllers(cluster, clock, image=options.image), *token_requests.controllers(cluster, clock),
-                 *datavolumes.controllers(cluster, clock, HttpsProgressScraper())]:
+                 *datavolumes.controllers(cluster, clock, HttpsProgressScraper()),
+                 *notsupported.controllers(cluster, clock)]:
         manager.add(spec)
     log.info("embedded control plane serving %s", home)
     try:

@@ -3,15 +3,24 @@
 The layout is a contract with `cdi serve` and its pod runner, which share the same directory:
 
     <home>/store.db                                         the embedded object store (SQLite)
+    <home>/controller.lock                                  flock-ed by the active `cdi serve`
     <home>/pods/<namespace>/<pod>/<container>.log           a container's current log
     <home>/pods/<namespace>/<pod>/<container>.previous.log  the log of its previous run
 
 Every subcommand that talks to the cluster opens it with `open_cluster`; `cdi logs` reads the files
 `pod_log_path` names, which the pod runner (`cdi.embedded.pods`) writes with the same layout.
+
+`open_cluster` creates the store only for commands that write (`create=True`); a read of a directory
+that has none says so (`NoStore`) rather than leaving an empty database behind. It also warns, on one
+stderr line, when no `cdi serve` holds the controller lock (`cdi.runtime.lock.ProcessLock`): objects
+written then are stored, but nothing reconciles them until a control plane starts.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import sys
 from pathlib import Path
 
 from cdi.cli.errors import CliError
@@ -19,6 +28,7 @@ from cdi.embedded import EmbeddedCluster
 from cdi.embedded.pods.paths import log_path
 
 STORE_FILE = "store.db"
+LOCK_FILE = "controller.lock"
 # A command waits this long for the store's write lock (held briefly by `cdi serve` on each write)
 # before reporting the store as locked.
 DEFAULT_BUSY_TIMEOUT = 10.0
@@ -29,18 +39,57 @@ def store_path(home: Path) -> Path:
     return home / STORE_FILE
 
 
-def open_cluster(home: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> EmbeddedCluster:
-    """The embedded cluster kept under `home`, creating the directory (and an empty store) if needed.
+class NoStore(CliError):
+    """A command that only reads found no store under the home directory."""
 
-    Raises `CliError` when the directory cannot be made, and the store's `StoreUnavailable` when the
-    file is not a usable database or stays locked past `busy_timeout` seconds.
+    def __init__(self, home: Path) -> None:
+        super().__init__(f"there is no object store in {home}: nothing has been stored there yet (check CDI_HOME "
+                         f"or --home; `cdi serve` or `cdi apply` creates it)")
+
+
+def control_plane_running(home: Path) -> bool:
+    """Whether a `cdi serve` holds the controller lock of `home` (tested without taking it)."""
+    try:
+        fd = os.open(home / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # cannot tell: do not warn about what may well be there
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True  # the holder's exclusive lock blocks our shared one
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def no_control_plane_warning(home: Path) -> str:
+    return (f"warning: no control plane (cdi serve) is running for {home}; objects are stored but nothing will act "
+            f"on them until one starts")
+
+
+def open_cluster(home: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, create: bool = False,
+                 warn: bool = True) -> EmbeddedCluster:
+    """The embedded cluster kept under `home`.
+
+    With `create`, the directory and an empty store are made if needed; without it, a missing store
+    raises `NoStore`. With `warn`, unless a `cdi serve` is running for `home`, one warning line goes to
+    standard error. Raises `CliError` when the directory cannot be made, and the store's
+    `StoreUnavailable` when the file is not a usable database or stays locked past `busy_timeout` seconds.
     """
+    if not create and not store_path(home).is_file():
+        raise NoStore(home)
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise CliError(f"cannot create the state directory {home}: {e.strerror or e}") from e
     if not home.is_dir():
         raise CliError(f"the state directory {home} is not a directory")
+    if warn and not control_plane_running(home):
+        print(no_control_plane_warning(home), file=sys.stderr, flush=True)
     return EmbeddedCluster(store_path(home), busy_timeout=busy_timeout)
 
 

@@ -4,12 +4,16 @@
 with what it printed; `cdi_in_thread(...)` does the same from an async test (main runs its own event
 loop, so it goes to a worker thread while the test changes the store). `cluster` opens the same
 `<home>/store.db` the commands use, as `cdi serve` would.
+
+Every test's home starts as a running `cdi serve` leaves it (`serve_lock`): an empty store, and the
+controller lock held, so commands do not warn that no control plane is running; a test about that
+warning releases the lock (or removes the store).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,9 +22,10 @@ from typing import Any
 import pytest
 
 from cdi.cli.main import main
-from cdi.cli.state import store_path
+from cdi.cli.state import LOCK_FILE, store_path
 from cdi.cluster.protocol import Object
 from cdi.embedded import EmbeddedCluster
+from cdi.runtime.lock import ProcessLock
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,16 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "home"
     monkeypatch.setenv("CDI_HOME", str(path))
     return path
+
+
+@pytest.fixture(autouse=True)
+def serve_lock(home: Path) -> Iterator[ProcessLock]:
+    """The controller lock of the test's home, held as `cdi serve` holds it (release it to have none)."""
+    lock = ProcessLock(home / LOCK_FILE)
+    assert lock.try_acquire()
+    seed(home)
+    yield lock
+    lock.release()
 
 
 @pytest.fixture

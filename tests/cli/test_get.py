@@ -122,7 +122,6 @@ async def test_watch_prints_rows_as_objects_change(cluster: EmbeddedCluster, cdi
 
 
 def test_a_store_that_is_not_a_database(cdi: Run, home: Path) -> None:
-    home.mkdir()
     (home / "store.db").write_bytes(b"this is not a database" * 100)
     result = cdi("get", "dv")
     assert result.code == 1

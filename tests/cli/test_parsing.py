@@ -55,6 +55,10 @@ def test_booleans() -> None:
     (".status.conditions[7].type", []),
     ("$.metadata.name", ["fedora"]),
     ("{.status.conditions[?(@.reason)].type}", ["Ready"]),
+    ("{..reason}", ["TransferRunning"]),  # recursive descent: every nested object, then the field
+    ("{.status..type}", ["Bound", "Ready", "Running"]),
+    ("{..conditions[0].type}", ["Bound"]),
+    ("{.metadata..name}", ["fedora"]),  # the starting object itself is searched too, as kubectl does
 ])
 def test_jsonpath(path: str, expected: list[Any]) -> None:
     assert compile_path(path).find(DV) == expected

@@ -1,5 +1,5 @@
 """The real `cdi` executable: exit codes, one-line errors without tracebacks, and sharing the store with
-another process (here the test, standing in for `cdi serve`)."""
+another process (here the test, standing in for `cdi serve`: it holds the controller lock of `home`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from pathlib import Path
 
 from cdi.cli.state import store_path
 from cdi.embedded import EmbeddedCluster
-from tests.cli.conftest import seed
 from tests.cli.manifests import HTTP_DV, INVALID_DV, datavolume
 
 CDI = str(Path(sys.executable).parent / "cdi")
@@ -31,8 +30,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], message: str
     assert "Traceback" not in result.stderr
 
 
-def test_errors_are_one_line(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_errors_are_one_line(home: Path) -> None:
     calls = [(("get", "widgets"), ""), (("apply", "-f", "-"), INVALID_DV),
              (("wait", "dv/x", "--for=condition=Ready", "--timeout=soon"), "")]
     with ThreadPoolExecutor(len(calls)) as pool:
@@ -46,14 +44,12 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
 def test_home_that_cannot_be_created(tmp_path: Path) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
-    result = run_cdi(not_a_dir / "home", "get", "dv")
+    result = run_cdi(not_a_dir / "home", "apply", "-f", "-", stdin=HTTP_DV)
     assert result.returncode == 1 and result.stderr.startswith(f"error: cannot create the state directory {not_a_dir}")
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
 
 
-def test_locked_store(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    seed(home)  # creates the store
+def test_locked_store(home: Path) -> None:
     holder = sqlite3.connect(store_path(home), isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
@@ -64,17 +60,14 @@ def test_locked_store(tmp_path: Path) -> None:
     assert_one_line_error(result, f"cannot open the embedded store {store_path(home)}: database is locked")
 
 
-def test_apply_then_get_across_processes(tmp_path: Path) -> None:
-    home = tmp_path / "home"
+def test_apply_then_get_across_processes(home: Path) -> None:
     created = run_cdi(home, "apply", "-f", "-", stdin=HTTP_DV)
     assert (created.returncode, created.stdout) == (0, "datavolume.cdi.kubevirt.io/fedora created\n")
     listed = run_cdi(home, "get", "dv", "-o", "name")
     assert listed.stdout == "datavolume.cdi.kubevirt.io/fedora\n"
 
 
-async def test_wait_in_another_process(tmp_path: Path) -> None:
-    home = tmp_path / "home"
-    home.mkdir()
+async def test_wait_in_another_process(home: Path) -> None:
     async with EmbeddedCluster(store_path(home)) as cluster:
         await cluster.create(datavolume("fedora"))
         waiter = await asyncio.create_subprocess_exec(

@@ -73,5 +73,6 @@ async def test_wait_for_create(cluster: EmbeddedCluster, cdi_in_thread: RunAsync
     waiting = asyncio.create_task(cdi_in_thread("wait", "pvc/fedora", "--for=create", "--timeout=10s"))
     await asyncio.sleep(0.2)
     await cluster.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                          "metadata": {"name": "fedora", "namespace": "default"}, "spec": {}})
+                          "metadata": {"name": "fedora", "namespace": "default"},
+                          "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
     assert (await waiting).out == "persistentvolumeclaim/fedora condition met\n"
