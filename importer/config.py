@@ -52,7 +52,7 @@ class ImporterConfig:
     checksum: str
     pull_method: str
     data_path: Path
-    scratch_path: Path
+    scratch_path: Path | None  # None: the pod has no scratch volume (see `scratch_path`)
     termination_log: Path
     metrics_addr: str
     progress_file: Path | None
@@ -71,6 +71,15 @@ def _default_data_path(environ: Mapping[str, str]) -> Path:
         return Path(environ[env.DATA_PATH])
     block = Path(env.DEFAULT_BLOCK_PATH)
     return block if block.exists() else Path(env.DEFAULT_DATA_DIR)
+
+
+def scratch_path(environ: Mapping[str, str]) -> Path | None:
+    """Scratch space only where CDI_SCRATCH_PATH says, set by the pod spec exactly when it mounts a
+    scratch volume; absent or empty means none. Never a default path: in embedded mode a pod is a
+    local process, and a host directory that happens to be at /scratch is not the pod's scratch claim
+    (it would bypass the claim's class and capacity, and be shared by concurrent imports)."""
+    value = environ.get(env.SCRATCH_PATH, "").strip()
+    return Path(value) if value else None
 
 
 def _image_size(environ: Mapping[str, str]) -> int | None:
@@ -118,7 +127,7 @@ def load_config(environ: Mapping[str, str]) -> ImporterConfig:
         checksum=environ.get(env.CHECKSUM, ""),
         pull_method=environ.get(env.PULL_METHOD, "pod") or "pod",
         data_path=_default_data_path(environ),
-        scratch_path=Path(environ.get(env.SCRATCH_PATH, env.DEFAULT_SCRATCH_DIR)),
+        scratch_path=scratch_path(environ),
         termination_log=Path(environ.get(env.TERMINATION_LOG, env.DEFAULT_TERMINATION_LOG)),
         metrics_addr=environ.get(env.METRICS_ADDR, env.DEFAULT_METRICS_ADDR),
         progress_file=Path(progress_file) if progress_file else None,

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from cdi.contracts.importer_env import SCRATCH_IMAGE_NAME
 from cdi.sizing import usable_space
 from importer.blockio import no_space_guard, preallocate, supports_direct_io
 from importer.bridge import ChunkBridge
@@ -28,7 +27,7 @@ from importer.imagecheck import check_image
 from importer.progress import Progress
 from importer.qemu import QemuImg
 from importer.sources.base import SourceStream
-from importer.target import Target, scratch_free
+from importer.target import Target, prepare_scratch
 from importer.transfer import (
     CONVERT_DOWNLOAD_SHARE,
     Destination,
@@ -43,7 +42,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ImportRequest:
     target: Target
-    scratch_dir: Path
+    scratch_dir: Path | None  # None: the pod has no scratch volume
     archive: bool
     image_size: int | None
     overhead: Decimal
@@ -66,9 +65,8 @@ class Pipeline:
 
     async def run(self, stream: SourceStream, request: ImportRequest) -> ImportOutcome:
         target = request.target
-        scratch_file = request.scratch_dir / SCRATCH_IMAGE_NAME
-        plan = TransferPlan(target, scratch_file, scratch_free(request.scratch_dir), request.archive,
-                            request.preallocate, request.checksum)
+        scratch_file, space = prepare_scratch(request.scratch_dir)
+        plan = TransferPlan(target, scratch_file, space, request.archive, request.preallocate, request.checksum)
         target.clean()
         try:
             result = await self._transfer(stream, plan)
@@ -82,6 +80,7 @@ class Pipeline:
                 self._progress.raise_to(100.0)
                 return ImportOutcome(False, result.written, result.image.description)
             if result.destination is Destination.SCRATCH:
+                assert scratch_file is not None  # transfer writes to scratch only when there is some
                 virtual_size = await self._convert(str(scratch_file), result.image.format.value, request,
                                                    download_share=CONVERT_DOWNLOAD_SHARE)
             else:
@@ -92,7 +91,8 @@ class Pipeline:
             target.discard()
             raise
         finally:
-            scratch_file.unlink(missing_ok=True)
+            if scratch_file is not None:
+                scratch_file.unlink(missing_ok=True)
         self._progress.raise_to(100.0)
         log.info("Complete: %s, virtual size %d", target.disk_path, final_size)
         return ImportOutcome(request.preallocate, final_size, result.image.description)

@@ -13,9 +13,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from cdi.contracts.importer_env import DISK_IMAGE_NAME
+from cdi.contracts.importer_env import DISK_IMAGE_NAME, SCRATCH_IMAGE_NAME
 from importer.blockio import device_size, is_block_device
 from importer.errors import ConfigurationError
+from importer.qcow2stream.spool import SPOOL_NAME
 
 PARTIAL_NAME = ".disk.img.partial"
 DISK_MODE = 0o660
@@ -95,6 +96,18 @@ def scratch_free(scratch_dir: Path) -> int:
         return free_space(scratch_dir) if scratch_dir.is_dir() else 0
     except OSError:
         return 0
+
+
+def prepare_scratch(scratch_dir: Path | None) -> tuple[Path | None, int]:
+    """The scratch file and the free space for it, or (None, 0) when the pod has no scratch volume (the
+    importer then asks for one). What an earlier, killed attempt left there is removed first, so it is
+    not counted against the space."""
+    if scratch_dir is None or not scratch_dir.is_dir():
+        return None, 0
+    for name in (SCRATCH_IMAGE_NAME, SPOOL_NAME):
+        (scratch_dir / name).unlink(missing_ok=True)
+    space = scratch_free(scratch_dir)
+    return (scratch_dir / SCRATCH_IMAGE_NAME, space) if space > 0 else (None, 0)
 
 
 def clear_directory(path: Path, *, keep: tuple[str, ...] = ("lost+found",)) -> None:

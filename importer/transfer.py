@@ -55,7 +55,7 @@ class Destination(Enum):
 @dataclass(frozen=True)
 class TransferPlan:
     target: Target
-    scratch_file: Path
+    scratch_file: Path | None  # None (and no space): the import has no scratch space
     scratch_space: int
     archive: bool
     preallocate: bool
@@ -143,7 +143,7 @@ def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float]
             return _finish(metered, plan, TransferResult(Destination.TARGET, image, written, 0, spooled=spooled))
     if reason is None:
         return _finish(metered, plan, TransferResult(Destination.TARGET, image, _write_target(reader, plan), 0))
-    if plan.scratch_space <= 0:
+    if plan.scratch_file is None or plan.scratch_space <= 0:
         raise ScratchSpaceRequired(image.description, reason, None if image.compression else image.format.value)
     share = CONVERT_DOWNLOAD_SHARE
     written = _write_file(reader, plan.scratch_file, plan.scratch_space, "scratch space")
@@ -159,7 +159,7 @@ def _finish(metered: MeteredReader, plan: TransferPlan, result: TransferResult) 
 
 def _stream_qcow2(stream: Qcow2Stream, image: OpenedImage, plan: TransferPlan) -> tuple[int, int]:
     target = plan.target
-    spool_dir = plan.scratch_file.parent if plan.scratch_space > 0 else None
+    spool_dir = plan.scratch_file.parent if plan.scratch_file is not None and plan.scratch_space > 0 else None
     fd = target.open_for_write()
     try:
         output = DiskOutput(fd, block_device=target.block, sparse=not (target.block and plan.preallocate),

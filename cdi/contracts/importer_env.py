@@ -3,6 +3,11 @@
 The controller (`cdi.controllers`) writes these into importer pods; `importer.config` reads them.
 The `CDI_*` path variables are ours: they let the same importer run outside a pod, where the volume,
 scratch space and termination log are plain paths.
+
+Scratch space differs from upstream on purpose: upstream's importer always looks at /scratch; ours
+uses scratch space only where `CDI_SCRATCH_PATH` points, and our pod specs set it (to the mount path
+/scratch, `DEFAULT_SCRATCH_DIR`) exactly when they mount a scratch claim. An absent or empty value
+means "no scratch space", so a worker run as a local process never writes into a host's /scratch.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ PROGRESS_FILE: Final = "CDI_PROGRESS_FILE"
 # Upstream's in-pod defaults.
 DEFAULT_DATA_DIR: Final = "/data"
 DEFAULT_BLOCK_PATH: Final = "/dev/cdi-block-volume"
-DEFAULT_SCRATCH_DIR: Final = "/scratch"
+DEFAULT_SCRATCH_DIR: Final = "/scratch"  # where pods mount scratch; read only via SCRATCH_PATH
 DEFAULT_TERMINATION_LOG: Final = "/dev/termination-log"
 DEFAULT_CERT_DIR: Final = "/certs"
 DEFAULT_PROXY_CERT_DIR: Final = "/proxycerts/"

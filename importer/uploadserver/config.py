@@ -3,8 +3,10 @@
 
 Where the disk goes: CDI_DATA_PATH when set (the embedded pod runner maps the pod's volume there);
 otherwise DESTINATION, upstream's `/data/disk.img` (its directory is the volume) or
-`/dev/cdi-block-volume` (a block device). Upstream's quirks kept: an invalid LISTEN_PORT is ignored,
-an unparsable PREALLOCATION means false, an invalid DEADLINE is fatal. Used by `importer.uploadserver.main`.
+`/dev/cdi-block-volume` (a block device). Scratch space only where CDI_SCRATCH_PATH says (the pod
+spec sets it when it mounts a scratch volume), never a default path. Upstream's quirks kept: an
+invalid LISTEN_PORT is ignored, an unparsable PREALLOCATION means false, an invalid DEADLINE is fatal.
+Used by `importer.uploadserver.main`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from cdi.contracts import upload_protocol as up
 from cdi.quantity import QuantityError, parse_quantity
 from cdi.sizing import parse_overhead
 from importer.blockio import is_block_device
-from importer.config import parse_go_bool
+from importer.config import parse_go_bool, scratch_path
 from importer.errors import ConfigurationError
 
 DEFAULT_RESUME_TIMEOUT = 30 * 60.0
@@ -40,7 +42,7 @@ class UploadServerConfig:
     listen_address: str
     listen_port: int
     data_path: Path
-    scratch_path: Path
+    scratch_path: Path | None  # None: no scratch volume (`importer.config.scratch_path`)
     termination_log: Path
     image_size: int | None
     filesystem_overhead: Decimal
@@ -117,7 +119,7 @@ def load_config(environ: Mapping[str, str]) -> UploadServerConfig:
         listen_address=environ.get(up.LISTEN_ADDRESS, "0.0.0.0") or "0.0.0.0",
         listen_port=_port(environ.get(up.LISTEN_PORT)),
         data_path=_data_path(environ),
-        scratch_path=Path(environ.get(importer_env.SCRATCH_PATH, importer_env.DEFAULT_SCRATCH_DIR)),
+        scratch_path=scratch_path(environ),
         termination_log=Path(environ.get(importer_env.TERMINATION_LOG, importer_env.DEFAULT_TERMINATION_LOG)),
         image_size=_image_size(environ.get(up.UPLOAD_IMAGE_SIZE, "")),
         filesystem_overhead=parse_overhead(environ.get(importer_env.FILESYSTEM_OVERHEAD)),

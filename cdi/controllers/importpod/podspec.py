@@ -1,8 +1,9 @@
 """The importer pod for a PVC, as upstream's makeImporterPodSpec builds it: one `importer` container
 running `cdi-importer` with the env-var contract, the target volume at /data (Filesystem) or
-/dev/cdi-block-volume (Block), scratch at /scratch when asked for, the CA ConfigMap at /certs, a GCS
-Secret at /google, secret headers under /extraheaders, restartPolicy OnFailure and
-FallbackToLogsOnError. Pure."""
+/dev/cdi-block-volume (Block), scratch at /scratch when asked for (and then, only then,
+CDI_SCRATCH_PATH=/scratch: the importer uses no scratch space it is not told about), the CA
+ConfigMap at /certs, a GCS Secret at /google, secret headers under /extraheaders, restartPolicy
+OnFailure and FallbackToLogsOnError. Pure."""
 
 from __future__ import annotations
 
@@ -77,6 +78,8 @@ def importer_env(inputs: ImporterPodInputs) -> list[dict[str, Any]]:
         values[env.CHECKSUM] = checksum
     if inputs.direct_io:
         values[env.CACHE_MODE] = "TRYNONE"
+    if inputs.scratch_claim:
+        values[env.SCRATCH_PATH] = env.DEFAULT_SCRATCH_DIR
     if source == env.SOURCE_REGISTRY:
         values.update(registry_env(notes, inputs.config.insecure_registries))
     if notes.get(ann.ANN_CERT_CONFIG_MAP):

@@ -13,6 +13,7 @@ Pod contract (the env names are `cdi.contracts.upload_protocol`'s, read by `impo
     CLIENT_NAME      the client certificate CN to accept (the proxy's, or a clone source's)
     UPLOAD_IMAGE_SIZE, FILESYSTEM_OVERHEAD (0 for Block), PREALLOCATION   as for the importer
     DEADLINE         RFC 3339, when given: after it the server exits "Deadline Passed" (cert refresh)
+    CDI_SCRATCH_PATH /scratch, only when a scratch claim is mounted there (no variable: no scratch)
     mounts           the PVC at /data or /dev/cdi-block-volume, scratch at /scratch when given, the
                      TLS Secret read-only at /etc/tls
     readiness        HTTPS GET /healthz on 8443 (2 s initial delay, every 5 s); restartPolicy OnFailure
@@ -79,6 +80,8 @@ def upload_env(inputs: UploadPodInputs) -> list[dict[str, Any]]:
     }
     if inputs.deadline:
         values[up.DEADLINE] = inputs.deadline
+    if inputs.scratch_claim:
+        values[env.SCRATCH_PATH] = env.DEFAULT_SCRATCH_DIR
     values.update(inputs.extra_env)
     address = {"name": up.LISTEN_ADDRESS, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
     return [address, *({"name": k, "value": v} for k, v in values.items())]

@@ -4,7 +4,8 @@
 variables, `secretKeyRef`, `configMapKeyRef`, `fieldRef`) against a snapshot of the Secrets,
 ConfigMaps and pod fields the runner read first; a missing object or key raises `EnvError` with
 kubelet's wording, which the runner shows as `CreateContainerConfigError`. `process_env` then rewrites
-in-pod paths to local ones and adds the layout's variables (`layout`), and `command_line` expands
+in-pod paths to local ones (volume variables confined to the container, `layout.confine`) and adds
+the layout's variables (`layout`), and `command_line` expands
 `$(VAR)` in command and args the same way. Called by `starter`.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cdi.embedded.pods.layout import ContainerLayout
+from cdi.embedded.pods.layout import CONFINED_VARIABLES, ContainerLayout
 from cdi.embedded.pods.spec import ContainerSpec, FieldRef, KeyRef, PodInfo
 
 KeyData = Mapping[str, bytes]
@@ -78,7 +79,8 @@ def process_env(base: Mapping[str, str], container_env: Mapping[str, str], layou
     """The process's environment: the runner's base, our layout variables, then the container's own
     (rewritten to local paths; a variable the pod sets itself wins), then the runner's markers."""
     environ = dict(base) | dict(layout.env)
-    environ |= {name: layout.rewrite(value) for name, value in container_env.items()}
+    environ |= {name: layout.confine(value) if name in CONFINED_VARIABLES else layout.rewrite(value)
+                for name, value in container_env.items()}
     return environ | dict(markers)
 
 

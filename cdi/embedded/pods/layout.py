@@ -12,7 +12,12 @@ A process cannot see `/data` or `/dev/cdi-block-volume`, so the runner points it
     terminationMessagePath     CDI_TERMINATION_LOG          $STATE/pods/<ns>/<pod>/termination/<container>
     (always)                   CDI_METRICS_ADDR             <podIP>:8443
 
-and, generally, an env value or command word equal to or under a mount path is rewritten to the
+A variable is set only for a path the container mounts: a pod without a scratch volume gets no
+CDI_SCRATCH_PATH, and so no scratch space, whatever the host has at /scratch. Where the pod itself
+names an unmounted path in CDI_DATA_PATH or CDI_SCRATCH_PATH, `confine` maps it into the
+container's own root, as a container's filesystem would hold it, never onto the host's directory.
+
+And, generally, an env value or command word equal to or under a mount path is rewritten to the
 local path (`IMPORTER_CERT_DIR=/certs` → the CA ConfigMap's files). A path that is a parent of mount
 points but no mount itself (`/extraheaders` with `/extraheaders/0` mounted) maps into the
 container's root directory, where `links` places every mount point: a symlink to a live volume
@@ -39,6 +44,10 @@ WELL_KNOWN_PATHS: tuple[tuple[str, str], ...] = (
     (env.DEFAULT_EXTRA_HEADERS_DIR, env.EXTRA_HEADERS_DIR),
     (env.DEFAULT_PROXY_CERT_DIR, env.PROXY_CERT_DIR),
 )
+
+
+# Variables naming a volume: a value outside every mount must not reach the host path of that name.
+CONFINED_VARIABLES: tuple[str, ...] = (env.DATA_PATH, env.SCRATCH_PATH)
 
 
 class LayoutError(ValueError):
@@ -86,6 +95,14 @@ class ContainerLayout:
         if any(in_pod.startswith(path + "/") for in_pod, _ in self.mounts):
             return str(self.root) + path + trailing
         return value
+
+    def confine(self, value: str) -> str:
+        """`rewrite`, but an absolute path under no mount lands in the container's root (where nothing
+        is unless a mount put it there), not on the host."""
+        local = self.rewrite(value)
+        if local == value and value.startswith("/") and value.strip("/"):
+            return str(self.root) + value
+        return local
 
 
 def container_layout(container: ContainerSpec, volumes: Mapping[str, LocalVolume], *, root: Path,
