@@ -6,6 +6,11 @@ into a `WaitFor` whose `met(obj)` is a pure predicate, tested on its own; `cdi.c
 store's watch until it holds. Each object met prints `datavolume.cdi.kubevirt.io/NAME condition met`;
 a timeout (`--timeout`, default 30s as in kubectl) ends with
 `error: timed out waiting for the condition on datavolumes/NAME` and exit code 1.
+
+Unlike kubectl, waiting on a DataVolume for a condition or JSONPath that is not met stops at once when
+the DataVolume says it will not progress (`cdi.contracts.conditions.wont_progress`: a source kind not
+implemented yet, or phase Failed): `error: datavolumes/NAME will not progress: <reason>: <message>`,
+exit code 1. A predicate already met still succeeds (`--for=jsonpath={.status.phase}=Failed`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 from cdi.cli.errors import CliError
@@ -21,12 +25,20 @@ from cdi.cli.flags import add_namespace, namespace_of, parse_duration
 from cdi.cli.jsonpath import JsonPath, JsonPathError, compile_path, render_value
 from cdi.cli.output import object_name
 from cdi.cli.state import open_cluster
-from cdi.cli.waiting import current_state, wait_for
+from cdi.cli.waiting import Predicate, current_state, wait_for
 from cdi.cluster.errors import NotFound
 from cdi.cluster.kinds import ResourceKind, resolve
 from cdi.cluster.protocol import Object
+from cdi.contracts.conditions import wont_progress
 
 DEFAULT_TIMEOUT = 30.0
+
+
+class WontProgress(CliError):
+    """The DataVolume waited for says it will not get there."""
+
+    def __init__(self, resource: str, name: str, reason: str, message: str) -> None:
+        super().__init__(f"{resource}/{name} will not progress: {reason}: {message}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,20 @@ def condition_met(obj: Object, condition: str, status: str) -> bool:
             return False
         return str(entry.get("status", "")).lower() == status.lower()
     return False
+
+
+def failing_fast(wanted: WaitFor, kind: ResourceKind, name: str, uid: str | None) -> Predicate:
+    """`wanted.met`, raising `WontProgress` for a DataVolume that says it will not progress while the
+    condition or JSONPath is not met (delete and create waits are left alone)."""
+    def met(obj: Object | None) -> bool:
+        if wanted.met(obj, uid=uid):
+            return True
+        watched = obj is not None and kind.kind == "DataVolume" and wanted.mode in ("condition", "jsonpath")
+        if watched and obj is not None and (stuck := wont_progress(obj)) is not None:
+            raise WontProgress(kind.plural, name, *stuck)
+        return False
+
+    return met
 
 
 def parse_for(text: str) -> WaitFor:
@@ -139,6 +165,6 @@ async def run(args: argparse.Namespace, home: Path) -> int:
             if initial is None and wanted.mode != "create":
                 raise NotFound(f'{kind.resource} "{name}" not found')
             uid = initial["metadata"].get("uid") if initial is not None else None
-            await wait_for(cluster, kind, name, namespace, partial(wanted.met, uid=uid), args.timeout)
+            await wait_for(cluster, kind, name, namespace, failing_fast(wanted, kind, name, uid), args.timeout)
             print(f"{object_name(kind, name)} condition met", flush=True)
     return 0

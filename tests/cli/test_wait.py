@@ -76,3 +76,41 @@ async def test_wait_for_create(cluster: EmbeddedCluster, cdi_in_thread: RunAsync
                           "metadata": {"name": "fedora", "namespace": "default"},
                           "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
     assert (await waiting).out == "persistentvolumeclaim/fedora condition met\n"
+
+
+NOT_SUPPORTED = {"phase": "Pending", "conditions": [
+    {"type": "Ready", "status": "False", "reason": "NotSupported",
+     "message": "source kind pvc (clone) is not implemented yet"}]}
+
+
+async def test_a_datavolume_that_will_not_progress_fails_the_wait_at_once(
+        cluster: EmbeddedCluster, cdi_in_thread: RunAsync) -> None:
+    await cluster.create(datavolume("clone"))
+    started = asyncio.get_running_loop().time()
+    waiting = asyncio.create_task(cdi_in_thread("wait", "dv/clone", "--for=condition=Ready", "--timeout=30s"))
+    await _set_status(cluster, "clone", NOT_SUPPORTED)
+    result = await waiting
+    assert (result.code, result.out) == (1, "")
+    assert result.err == ("error: datavolumes/clone will not progress: NotSupported: source kind pvc (clone) is not "
+                          "implemented yet\n")
+    assert asyncio.get_running_loop().time() - started < 5  # not the 30 s timeout
+    again = await cdi_in_thread("wait", "dv/clone", "--for=jsonpath={.status.phase}=Succeeded", "--timeout=30s")
+    assert (again.code, again.err) == (1, result.err)  # already stuck when the wait starts
+
+
+async def test_a_failed_datavolume_fails_the_wait_unless_failure_is_what_is_awaited(
+        cluster: EmbeddedCluster, cdi_in_thread: RunAsync) -> None:
+    await cluster.create(datavolume("broken"))
+    await _set_status(cluster, "broken", {"phase": "Failed", "conditions": [
+        {"type": "Running", "status": "False", "reason": "ImportFailed", "message": "unable to connect"}]}, delay=0)
+    failed = await cdi_in_thread("wait", "dv/broken", "--for=condition=Ready", "--timeout=30s")
+    assert failed.err == "error: datavolumes/broken will not progress: ImportFailed: unable to connect\n"
+    awaited = await cdi_in_thread("wait", "dv/broken", "--for=jsonpath={.status.phase}=Failed", "--timeout=30s")
+    assert (awaited.code, awaited.out) == (0, "datavolume.cdi.kubevirt.io/broken condition met\n")
+
+
+async def test_waiting_for_deletion_ignores_progress(cluster: EmbeddedCluster, cdi_in_thread: RunAsync) -> None:
+    await cluster.create(datavolume("clone"))
+    await _set_status(cluster, "clone", NOT_SUPPORTED, delay=0)
+    result = await cdi_in_thread("wait", "dv/clone", "--for=delete", "--timeout=300ms")
+    assert result.err == "error: timed out waiting for the condition on datavolumes/clone\n"
