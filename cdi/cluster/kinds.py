@@ -34,6 +34,7 @@ class ResourceKind:
     status_subresource: bool = False
     short_names: tuple[str, ...] = ()
     other_versions: tuple[str, ...] = ()  # further served versions of the same group ("v1alpha1")
+    create_only: bool = False  # a review: `create` answers with the filled status and stores nothing
 
     @property
     def group(self) -> str:
@@ -88,6 +89,9 @@ KUBERNETES_KINDS: tuple[ResourceKind, ...] = (
     ResourceKind("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass", "volumesnapshotclasses", False, False,
                  ("vsclass", "vsclasses")),
     ResourceKind("coordination.k8s.io/v1", "Lease", "leases", True),
+    ResourceKind("authorization.k8s.io/v1", "SubjectAccessReview", "subjectaccessreviews", False,
+                 create_only=True),
+    ResourceKind("authentication.k8s.io/v1", "TokenReview", "tokenreviews", False, create_only=True),
 )
 
 

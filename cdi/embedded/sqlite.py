@@ -58,6 +58,7 @@ class StoreUnavailable(ApiError):
 
     code = 503
     reason = "ServiceUnavailable"
+    retryable = True
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,20 @@ class Transaction:
         row = self._conn.execute("SELECT 1 FROM objects WHERE uid=? AND (namespace='' OR namespace=?)",
                                  (uid, dependent_namespace)).fetchone()
         return row is not None
+
+    def dependents_of(self, uid: str) -> list[Key]:
+        """The objects whose ownerReferences name `uid`."""
+        rows = self._conn.execute("SELECT grp, kind, namespace, name FROM owner_refs WHERE owner_uid=? "
+                                  "ORDER BY grp, kind, namespace, name", (uid,))
+        return [Key(*row) for row in rows]
+
+    def foreground_deleting(self) -> list[Key]:
+        """Objects waiting for their dependents (deleted with propagationPolicy Foreground)."""
+        rows = self._conn.execute("SELECT grp, kind, namespace, name FROM objects WHERE "
+                                  "json_extract(body, '$.metadata.deletionTimestamp') IS NOT NULL AND "
+                                  "EXISTS (SELECT 1 FROM json_each(body, '$.metadata.finalizers') "
+                                  "WHERE value = 'foregroundDeletion') ORDER BY grp, kind, namespace, name")
+        return [Key(*row) for row in rows]
 
     def dependents_of_missing_owners(self) -> list[Key]:
         rows = self._conn.execute(

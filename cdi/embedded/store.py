@@ -13,6 +13,7 @@ Objects are returned in the apiVersion the caller asked for; they are stored onc
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,10 +21,13 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from cdi.admission import admit as default_admission
-from cdi.cluster.errors import Invalid, NotFound
+from cdi.cluster.errors import BadRequest, Invalid, NotFound
 from cdi.cluster.kinds import DEFAULT_KINDS, KindRegistry, ResourceKind
-from cdi.cluster.protocol import Object, ObjectList, WatchEvent
-from cdi.embedded import mutations
+from cdi.cluster.protocol import DeleteOptions, Object, ObjectList, PatchType, WatchEvent
+from cdi.embedded import mutations, paging
+from cdi.embedded.fields import parse_field_selector
+from cdi.embedded.pods.paths import log_path
+from cdi.embedded.reviews import DEFAULT_REVIEWS, Review
 from cdi.embedded.selectors import parse_selector
 from cdi.embedded.semantics import checked_copy
 from cdi.embedded.sqlite import Database, Transaction
@@ -44,13 +48,17 @@ class EmbeddedCluster:
     def __init__(self, path: Path, *, clock: Callable[[], datetime] = _utc_now, poll_interval: float = 0.1,
                  retain_changes: int = 10_000, retain_for: timedelta = timedelta(minutes=5),
                  busy_timeout: float = 30.0, kinds: KindRegistry = DEFAULT_KINDS,
-                 admission: mutations.Admit = default_admission) -> None:
+                 admission: mutations.Admit = default_admission,
+                 reviews: Mapping[tuple[str, str], Review] | None = None,
+                 bookmark_interval: float = 60.0) -> None:
         self._db = Database(Path(path), busy_timeout=busy_timeout)
         self._clock = clock
         self._poll_interval = poll_interval
         self._retain_changes, self._retain_for = retain_changes, retain_for
         self._kinds = kinds
         self._admit = admission
+        self._reviews = dict(DEFAULT_REVIEWS if reviews is None else reviews)
+        self._bookmark_interval = bookmark_interval
         self._notifier = Notifier()
 
     @property
@@ -82,53 +90,95 @@ class EmbeddedCluster:
         return _as_version(obj, api_version)
 
     async def list(self, api_version: str, kind: str, namespace: str | None = None,
-                   label_selector: Mapping[str, str] | str | None = None) -> ObjectList:
+                   label_selector: Mapping[str, str] | str | None = None, *,
+                   field_selector: str | None = None, limit: int | None = None,
+                   continue_token: str | None = None) -> ObjectList:
         served = self._kinds.lookup(api_version, kind)
         namespace = namespace or None  # "" means every namespace, as in kubectl
         _check_scope(served, namespace)
         selector = parse_selector(label_selector)
+        fields = parse_field_selector(field_selector, served.group, served.kind, api_version)
 
-        def read(tx: Transaction) -> tuple[list[Object], int]:
-            return tx.objects(served.group, served.kind, namespace), tx.current_rv()
+        def read(tx: Transaction) -> tuple[list[Object], int, paging.Cursor | None]:
+            cursor = paging.decode(continue_token, tx.compacted_rv()) if continue_token else None
+            return tx.objects(served.group, served.kind, namespace), tx.current_rv(), cursor
 
-        items, resource_version = await self._db.read(read)
-        matching = [_as_version(obj, api_version) for obj in items
-                    if selector.matches(obj["metadata"].get("labels"))]
-        return ObjectList(matching, str(resource_version))
+        items, resource_version, cursor = await self._db.read(read)
+        matching = [obj for obj in items if selector.matches(obj["metadata"].get("labels")) and fields.matches(obj)]
+        shown, token, list_version = paging.page(matching, limit, cursor, resource_version)
+        return ObjectList([_as_version(obj, api_version) for obj in shown], str(list_version), token)
 
     def watch(self, api_version: str, kind: str, *, resource_version: str, namespace: str | None = None,
-              label_selector: Mapping[str, str] | str | None = None) -> AsyncIterator[WatchEvent]:
+              label_selector: Mapping[str, str] | str | None = None, field_selector: str | None = None,
+              allow_bookmarks: bool = False) -> AsyncIterator[WatchEvent]:
         served = self._kinds.lookup(api_version, kind)
         namespace = namespace or None
         _check_scope(served, namespace)
         return WatchStream(self._db, served, api_version, after=_parse_resource_version(resource_version),
-                           namespace=namespace, selector=parse_selector(label_selector), notifier=self._notifier,
-                           poll_interval=self._poll_interval)
+                           namespace=namespace, selector=parse_selector(label_selector),
+                           fields=parse_field_selector(field_selector, served.group, served.kind, api_version),
+                           notifier=self._notifier, poll_interval=self._poll_interval,
+                           bookmark_interval=self._bookmark_interval if allow_bookmarks else None)
 
-    async def create(self, obj: Object) -> Object:
+    async def create(self, obj: Object, *, field_manager: str | None = None) -> Object:
         served, api_version = self._kind_of(obj)
+        if served.create_only:
+            return _as_version(self._review(served, checked_copy(obj, served)), api_version)
         doc = checked_copy(obj, served)
         written = await self._write(lambda tx, now: mutations.create(tx, self._kinds, served, doc, now, self._admit))
         return _as_version(written, api_version)
 
-    async def update(self, obj: Object) -> Object:
-        return await self._update(obj, status_only=False)
+    async def update(self, obj: Object, *, field_manager: str | None = None) -> Object:
+        return await self._update(obj, status_only=False, field_manager=field_manager)
 
-    async def update_status(self, obj: Object) -> Object:
-        return await self._update(obj, status_only=True)
+    async def update_status(self, obj: Object, *, field_manager: str | None = None) -> Object:
+        return await self._update(obj, status_only=True, field_manager=field_manager)
 
-    async def patch(self, api_version: str, kind: str, name: str, patch: Mapping[str, Any],
-                    namespace: str | None = None) -> Object:
-        return await self._patch(api_version, kind, name, patch, namespace, status_only=False)
+    async def patch(self, api_version: str, kind: str, name: str, patch: Any, namespace: str | None = None, *,
+                    patch_type: PatchType = "merge", field_manager: str | None = None,
+                    force: bool = False) -> Object:
+        return await self._patch(api_version, kind, name, patch, namespace, status_only=False,
+                                 patch_type=patch_type, field_manager=field_manager, force=force)
 
-    async def patch_status(self, api_version: str, kind: str, name: str, patch: Mapping[str, Any],
-                           namespace: str | None = None) -> Object:
-        return await self._patch(api_version, kind, name, patch, namespace, status_only=True)
+    async def patch_status(self, api_version: str, kind: str, name: str, patch: Any, namespace: str | None = None,
+                           *, patch_type: PatchType = "merge", field_manager: str | None = None,
+                           force: bool = False) -> Object:
+        return await self._patch(api_version, kind, name, patch, namespace, status_only=True,
+                                 patch_type=patch_type, field_manager=field_manager, force=force)
 
-    async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> None:
+    async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *,
+                     options: DeleteOptions | None = None) -> None:
         served = self._kinds.lookup(api_version, kind)
         key = mutations.key_for(served, name, namespace)
-        await self._write(lambda tx, now: mutations.delete(tx, self._kinds, served, key, now))
+        await self._write(lambda tx, now: mutations.delete(tx, self._kinds, served, key, now, options))
+
+    async def pod_logs(self, name: str, namespace: str, *, container: str | None = None, previous: bool = False,
+                       tail_lines: int | None = None) -> str:
+        """A container's log as the pod runner wrote it under the store's directory, like `kubectl logs`."""
+        pod = await self.get("v1", "Pod", name, namespace)
+        containers = [str(c.get("name")) for c in (pod.get("spec") or {}).get("containers") or []]
+        chosen = container or (containers[0] if len(containers) == 1 else None)
+        if chosen is None or chosen not in containers:
+            raise BadRequest(f"a container name must be specified for pod {name}, choose one of: {containers}"
+                             if chosen is None else f"container {chosen} is not valid for pod {name}")
+        path = log_path(self._db.path.parent, namespace, name, chosen, previous)
+        try:
+            text = await asyncio.to_thread(path.read_text, encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            if previous:
+                raise BadRequest(f'previous terminated container "{chosen}" in pod "{name}" not found') from None
+            return ""
+        if tail_lines is not None:
+            lines = text.splitlines(keepends=True)
+            text = "".join(lines[-tail_lines:]) if tail_lines > 0 else ""
+        return text
+
+    async def served(self, api_version: str, kind: str) -> bool:
+        try:
+            self._kinds.lookup(api_version, kind)
+        except NotFound:
+            return False
+        return True
 
     async def collect_garbage(self) -> None:
         """Run the garbage collector now (deletes already run it; this catches anything left over)."""
@@ -139,25 +189,32 @@ class EmbeddedCluster:
         now = self._clock()
         return await self._db.write(lambda tx: self._compact(tx, now), now.timestamp())
 
-    async def _update(self, obj: Object, *, status_only: bool) -> Object:
+    def _review(self, kind: ResourceKind, request: Object) -> Object:
+        """A create-only kind answered in the create response; nothing is stored."""
+        review = self._reviews.get((kind.group, kind.kind))
+        if review is None:
+            raise BadRequest(f"{kind.resource}: this server answers no {kind.kind}")
+        return review(request)
+
+    async def _update(self, obj: Object, *, status_only: bool, field_manager: str | None) -> Object:
         served, api_version = self._kind_of(obj)
         if status_only:
             _require_status(served, obj.get("metadata", {}).get("name"))
         doc = checked_copy(obj, served)
         written = await self._write(
             lambda tx, now: mutations.update(tx, self._kinds, served, doc, status_only=status_only, now=now,
-                                          admit=self._admit))
+                                             admit=self._admit, field_manager=field_manager))
         return _as_version(written, api_version)
 
-    async def _patch(self, api_version: str, kind: str, name: str, patch: Mapping[str, Any],
-                     namespace: str | None, *, status_only: bool) -> Object:
+    async def _patch(self, api_version: str, kind: str, name: str, patch: Any, namespace: str | None, *,
+                     status_only: bool, patch_type: PatchType, field_manager: str | None, force: bool) -> Object:
         served = self._kinds.lookup(api_version, kind)
         if status_only:
             _require_status(served, name)
         key = mutations.key_for(served, name, namespace)
-        written = await self._write(lambda tx, now: mutations.patch(tx, self._kinds, served, key, patch,
-                                                                    status_only=status_only, now=now,
-                                                                    admit=self._admit))
+        written = await self._write(lambda tx, now: mutations.patch(
+            tx, self._kinds, served, key, patch, status_only=status_only, now=now, admit=self._admit,
+            patch_type=patch_type, field_manager=field_manager, force=force))
         return _as_version(written, api_version)
 
     async def _write(self, fn: Callable[[Transaction, datetime], T]) -> T:

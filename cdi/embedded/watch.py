@@ -8,6 +8,10 @@ API server answers 410 Expired. When it has caught up it sleeps until this proce
 the file. A stream holds no task, thread or connection of its own, so a consumer may simply stop
 iterating; `aclose` ends it explicitly and closing the cluster ends every stream.
 
+With `bookmark_interval` set (the client asked for bookmarks), a stream that has caught up sends a
+BOOKMARK event (only apiVersion, kind and the resourceVersion it has seen up to) at most that often,
+so a client can restart its watch from there instead of from an older version.
+
 With a label selector, a modification that makes an object match is delivered as ADDED and one that
 makes it stop matching as DELETED, as the API server's watch cache does. Starting from "" or "0"
 first replays the objects that exist when iteration begins as ADDED events, as Kubernetes does; the
@@ -18,6 +22,7 @@ made after a given moment.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 from cdi.cluster.errors import Gone
 from cdi.cluster.kinds import ResourceKind
 from cdi.cluster.protocol import Object, WatchEvent
+from cdi.embedded.fields import EVERYTHING, FieldSelector
 from cdi.embedded.selectors import Selector
 from cdi.embedded.sqlite import Change, Database, StoreUnavailable, Transaction
 
@@ -66,10 +72,13 @@ class WatchStream(AsyncIterator[WatchEvent]):
     """An endless async iterator of the changes to one kind after a resourceVersion."""
 
     def __init__(self, db: Database, kind: ResourceKind, api_version: str, *, after: int | None,
-                 namespace: str | None, selector: Selector, notifier: Notifier, poll_interval: float) -> None:
+                 namespace: str | None, selector: Selector, notifier: Notifier, poll_interval: float,
+                 fields: FieldSelector = EVERYTHING, bookmark_interval: float | None = None) -> None:
         self._db, self._kind, self._api_version = db, kind, api_version
         self._cursor = after  # None: replay the current objects first
-        self._namespace, self._selector = namespace, selector
+        self._namespace, self._selector, self._fields = namespace, selector, fields
+        self._bookmark_interval = bookmark_interval
+        self._last_sent = time.monotonic()
         self._notifier, self._poll_interval = notifier, poll_interval
         self._pending: deque[WatchEvent] = deque()
         self._done = False
@@ -91,8 +100,20 @@ class WatchStream(AsyncIterator[WatchEvent]):
                 raise
             full = self._absorb(batch)
             if not self._pending and not full:
+                if self._bookmark_due():
+                    self._pending.append(self._bookmark())
+                    break
                 await self._sleep(wake)
+        self._last_sent = time.monotonic()
         return self._pending.popleft()
+
+    def _bookmark_due(self) -> bool:
+        return (self._bookmark_interval is not None and self._cursor is not None
+                and time.monotonic() - self._last_sent >= self._bookmark_interval)
+
+    def _bookmark(self) -> WatchEvent:
+        return WatchEvent("BOOKMARK", {"apiVersion": self._api_version, "kind": self._kind.kind,
+                                       "metadata": {"resourceVersion": str(self._cursor)}})
 
     async def aclose(self) -> None:
         """Stop the stream; later iteration ends at once."""
@@ -110,7 +131,7 @@ class WatchStream(AsyncIterator[WatchEvent]):
         """Queue the batch's events and move the cursor; True if more rows may be waiting."""
         if batch.snapshot is not None:
             self._pending.extend(WatchEvent("ADDED", self._as_requested(obj)) for obj in batch.snapshot
-                                 if self._selector.matches(_labels(obj)))
+                                 if self._matches(obj))
             self._cursor = batch.current
             return False
         cursor = self._cursor or 0
@@ -128,14 +149,17 @@ class WatchStream(AsyncIterator[WatchEvent]):
 
     def _event_for(self, change: Change) -> WatchEvent | None:
         obj = self._as_requested(change.object)
-        matches = self._selector.matches(_labels(change.object))
-        if change.type == "MODIFIED" and self._selector.requirements:
-            matched = change.previous is not None and self._selector.matches(_labels(change.previous))
+        matches = self._matches(change.object)
+        if change.type == "MODIFIED" and (self._selector.requirements or self._fields.requirements):
+            matched = change.previous is not None and self._matches(change.previous)
             if matched and not matches:
                 return WatchEvent("DELETED", obj)
             if matches and not matched:
                 return WatchEvent("ADDED", obj)
         return WatchEvent(change.type, obj) if matches else None
+
+    def _matches(self, obj: Object) -> bool:
+        return self._selector.matches(_labels(obj)) and self._fields.matches(obj)
 
     def _as_requested(self, obj: Object) -> Object:
         obj["apiVersion"] = self._api_version
