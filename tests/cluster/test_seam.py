@@ -58,7 +58,7 @@ async def test_server_side_apply_owns_merges_and_conflicts(cluster: EmbeddedClus
     assert [e["manager"] for e in created["metadata"]["managedFields"]] == [MANAGER]
     # Another writer changes a field the operator owns: a later apply of a different value conflicts.
     await cluster.patch("v1", "ConfigMap", "cm", {"data": {"a": "edited"}}, "default", field_manager="kubectl-edit")
-    with pytest.raises(Conflict, match='conflict with "kubectl-edit": .data.a'):
+    with pytest.raises(Conflict, match=r'conflict with "kubectl-edit": \.data\.a'):
         await cluster.patch("v1", "ConfigMap", "cm", configmap("cm", data={"a": "3", "b": "2"}), "default",
                             patch_type="apply", field_manager=MANAGER)
     forced = await cluster.patch("v1", "ConfigMap", "cm", configmap("cm", data={"a": "3"}), "default",
@@ -147,7 +147,7 @@ async def test_field_selectors(cluster: EmbeddedCluster) -> None:
     await cluster.create(configmap("b"))
     assert await names(cluster, field_selector="metadata.name=b") == ["b"]
     assert await names(cluster, field_selector="metadata.name!=b,metadata.namespace=default") == ["a"]
-    with pytest.raises(BadRequest, match="field label not supported: data.x"):
+    with pytest.raises(BadRequest, match=r"field label not supported: data\.x"):
         await names(cluster, field_selector="data.x=1")
     await cluster.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
                           "spec": {"nodeName": "node-1", "containers": [{"name": "c", "image": "i"}]}})
