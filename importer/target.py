@@ -3,7 +3,10 @@ block device (Block volumes), and how much the disk may occupy.
 
 A disk image is first written to a hidden partial file beside `disk.img` and renamed into place only
 after every check has passed, so a refused or interrupted import never leaves a `disk.img` that looks
-complete. Used by `importer.pipeline` and `importer.blank`.
+complete. A worker killed mid-write (SIGKILL, OOM, node restart) cannot remove what it wrote, so the
+next attempt removes it before it measures the free space (`discover_target`): a half-written disk
+must not make a restart fail with "DataVolume too small". Block volumes have a fixed size and
+nothing to remove. Used by `importer.pipeline`, `importer.blank` and the upload server.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdi.contracts.importer_env import DISK_IMAGE_NAME, SCRATCH_IMAGE_NAME
+from importer.archive import STAGING_NAME
 from importer.blockio import device_size, is_block_device
 from importer.errors import ConfigurationError
 from importer.qcow2stream.spool import SPOOL_NAME
@@ -39,10 +43,8 @@ class Target:
 
     def clean(self) -> None:
         """Remove what an earlier attempt left (upstream's CleanAll), never a block device."""
-        if self.block:
-            return
-        for path in (self.disk_path, self.write_path):
-            path.unlink(missing_ok=True)
+        if not self.block:
+            remove_leftovers(self.data_path)
 
     def open_for_write(self) -> int:
         if self.block:
@@ -77,13 +79,22 @@ def free_space(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
+def remove_leftovers(data_path: Path) -> None:
+    """Remove the disk, the partial disk and the archive staging directory an earlier attempt left."""
+    for name in (DISK_IMAGE_NAME, PARTIAL_NAME):
+        (data_path / name).unlink(missing_ok=True)
+    shutil.rmtree(data_path / STAGING_NAME, ignore_errors=True)
+
+
 def discover_target(data_path: Path, image_size: int | None) -> Target:
     """Block if `data_path` is a block device; otherwise a directory whose free space (capped by the
-    requested size, as upstream's calculateTargetSize) bounds the disk."""
+    requested size, as upstream's calculateTargetSize) bounds the disk, measured once what an earlier
+    attempt left there is gone."""
     if is_block_device(data_path):
         return Target(data_path, True, device_size(data_path))
     if not data_path.is_dir():
         raise ConfigurationError(f"data path {data_path} is neither a directory nor a block device")
+    remove_leftovers(data_path)
     available = free_space(data_path)
     if image_size is not None:
         available = min(available, image_size)
