@@ -9,6 +9,7 @@ from cdi.embedded.volumes.commands import (
     associated_argv,
     attach_argv,
     detach_argv,
+    grow_filesystem_argv,
     mkfs_argv,
     mount_argv,
     mount_at,
@@ -16,11 +17,11 @@ from cdi.embedded.volumes.commands import (
     parse_device,
     parse_devices,
     parse_mountinfo,
+    set_capacity_argv,
     umount_argv,
 )
-from cdi.embedded.volumes.errors import UnsupportedFilesystem, VolumeTooSmall
+from cdi.embedded.volumes.errors import UnsupportedFilesystem
 from cdi.embedded.volumes.loop import check_filesystem
-from tests.volumes.support import MIB
 
 
 def test_mkfs_ext4_is_fast_and_reserves_nothing() -> None:
@@ -45,10 +46,19 @@ def test_losetup_commands() -> None:
 
 
 def test_mount_commands() -> None:
-    assert mount_argv("ext4", "/dev/loop1", "/p/mounts/v") == ["mount", "-t", "ext4", "/dev/loop1", "/p/mounts/v"]
+    assert mount_argv("ext4", "/dev/loop1", "/p/mounts/v") == [
+        "mount", "-t", "ext4", "-o", "noinit_itable", "/dev/loop1", "/p/mounts/v"]
     assert mount_argv("xfs", "/dev/loop1", "/p/mounts/v") == [
         "mount", "-t", "xfs", "-o", "nouuid", "/dev/loop1", "/p/mounts/v"]
     assert umount_argv("/p/mounts/v") == ["umount", "/p/mounts/v"]
+
+
+def test_growing_commands() -> None:
+    assert set_capacity_argv("/dev/loop2") == ["losetup", "--set-capacity", "/dev/loop2"]
+    assert grow_filesystem_argv("ext4", "/dev/loop2", "/p/mounts/v") == ["resize2fs", "/dev/loop2"]
+    assert grow_filesystem_argv("xfs", "/dev/loop2", "/p/mounts/v") == ["xfs_growfs", "-d", "/p/mounts/v"]
+    with pytest.raises(ValueError, match="btrfs"):
+        grow_filesystem_argv("btrfs", "/dev/loop2", "/p/mounts/v")
 
 
 def test_losetup_output() -> None:
@@ -90,9 +100,7 @@ def test_mounts_under_a_root_deepest_first() -> None:
 
 
 def test_filesystem_choice_is_checked_before_anything_runs() -> None:
-    assert check_filesystem("ext4", 1 * MIB) == "ext4"
-    assert check_filesystem("xfs", 300 * MIB) == "xfs"
+    assert check_filesystem("ext4") == "ext4"
+    assert check_filesystem("xfs") == "xfs"
     with pytest.raises(UnsupportedFilesystem, match="'btrfs' is not supported"):
         check_filesystem("btrfs")
-    with pytest.raises(VolumeTooSmall, match="xfs needs at least 300 MiB; the volume would be 64 MiB"):
-        check_filesystem("xfs", 64 * MIB)

@@ -1,5 +1,6 @@
-"""`LoopPool` on real loop devices, mkfs and mount: capacity, overhead, ENOSPC, Block size, deletion and
-re-attachment after the mounts and loop devices went away (as after a reboot)."""
+"""`LoopPool` on real loop devices, mkfs and mount: capacity (files get all of it, the filesystem's
+overhead on top), ENOSPC, Block size, deletion and re-attachment after the mounts and loop devices went
+away (as after a reboot)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cdi.api.core import VolumeMode
-from cdi.embedded.volumes.errors import VolumeConflict, VolumeMissing, VolumeTooSmall
+from cdi.embedded.volumes.errors import VolumeConflict, VolumeMissing
 from cdi.embedded.volumes.loop import LoopPool
 from tests.volumes.support import (
     MIB,
@@ -37,18 +38,19 @@ def fill(directory: str, total: int, name: str = "fill.bin") -> int:
     return written
 
 
-async def test_filesystem_volume_has_real_overhead_and_runs_out_of_space(loop_pool: LoopPool) -> None:
+async def test_filesystem_volume_holds_its_capacity_and_then_runs_out_of_space(loop_pool: LoopPool) -> None:
     info = await loop_pool.create_volume("pvc-a", 64 * MIB, VolumeMode.FILESYSTEM)
 
     assert info.path == str(loop_pool.mount_path("pvc-a"))
     assert mounted_at(info.path) == "ext4"
     image = loop_pool.image_path("pvc-a")
-    assert image.stat().st_size == 64 * MIB
-    assert image.stat().st_blocks * 512 < 64 * MIB  # sparse
+    assert 64 * MIB < image.stat().st_size < 80 * MIB  # the filesystem's overhead comes on top
+    assert image.stat().st_blocks * 512 < 8 * MIB  # sparse
     stats = os.statvfs(info.path)
-    assert stats.f_bavail * stats.f_frsize < 64 * MIB
+    assert stats.f_bavail * stats.f_frsize >= 64 * MIB
+    assert fill(info.path, 64 * MIB) == 64 * MIB
     with pytest.raises(OSError) as raised:
-        fill(info.path, 70 * MIB)
+        fill(info.path, 16 * MIB, "more.bin")
     assert raised.value.errno == errno.ENOSPC
 
 
@@ -126,8 +128,9 @@ async def test_create_after_a_crash_reuses_the_volume(loop_pool: LoopPool) -> No
     assert (Path(second.path) / "marker").read_text() == "kept"
     assert len(loop_devices_of(loop_pool.image_path("pvc-a"))) == 1
     assert await loop_pool.volume_names() == ["pvc-a"]
-    with pytest.raises(VolumeConflict, match="already exists with 16777216 bytes"):
-        await loop_pool.create_volume("pvc-a", 32 * MIB, VolumeMode.FILESYSTEM)
+    with pytest.raises(VolumeConflict, match=r"already exists with a [0-9]+-byte image, which cannot hold the "
+                                             "67108864 bytes"):
+        await loop_pool.create_volume("pvc-a", 64 * MIB, VolumeMode.FILESYSTEM)
 
 
 async def test_a_half_made_image_is_started_again(loop_pool: LoopPool) -> None:
@@ -144,15 +147,18 @@ async def test_a_half_made_image_is_started_again(loop_pool: LoopPool) -> None:
 
 async def test_xfs_volumes(pool_root: Path) -> None:
     pool = LoopPool(pool_root, fs_type="xfs")
-    with pytest.raises(VolumeTooSmall):
-        await pool.create_volume("pvc-small", 64 * MIB, VolumeMode.FILESYSTEM)
+    small = await pool.create_volume("pvc-small", 64 * MIB, VolumeMode.FILESYSTEM)  # mkfs.xfs needs 300 MiB
     info = await pool.create_volume("pvc-x", 300 * MIB, VolumeMode.FILESYSTEM)
     other = await pool.create_volume("pvc-y", 16 * MIB, VolumeMode.FILESYSTEM, fs_type="ext4")
 
     assert (info.fs_type, mounted_at(info.path)) == ("xfs", "xfs")
+    assert (small.fs_type, mounted_at(small.path)) == ("xfs", "xfs")
+    assert pool.image_path("pvc-small").stat().st_size == 300 * MIB
     assert (other.fs_type, mounted_at(other.path)) == ("ext4", "ext4")
-    await pool.delete_volume(info)
-    await pool.delete_volume(other)
+    for volume, capacity in ((small, 64 * MIB), (info, 300 * MIB), (other, 16 * MIB)):
+        stats = os.statvfs(volume.path)
+        assert stats.f_bavail * stats.f_frsize >= capacity
+        await pool.delete_volume(volume)
     assert await pool.volume_names() == []
 
 

@@ -105,17 +105,20 @@ async def test_a_volume_whose_claim_is_still_provisioning_is_kept(cluster: Embed
 
 async def test_default_storage_classes_are_created_once(tmp_path: Path, clock: FakeClock) -> None:
     async with EmbeddedCluster(tmp_path / "fresh.db", clock=clock) as cluster:
-        assert await ensure_default_storage(cluster) == ["local", "local-wffc"]
+        assert await ensure_default_storage(cluster) == ["local", "local-wffc", "local-xfs"]
         await cluster.patch("storage.k8s.io/v1", "StorageClass", "local-wffc", {"reclaimPolicy": "Retain"})
         assert await ensure_default_storage(cluster) == []
         classes = {obj["metadata"]["name"]: obj for obj in (await cluster.list("storage.k8s.io/v1",
                                                                                "StorageClass")).items}
-    local, wffc = classes["local"], classes["local-wffc"]
+    local, wffc, xfs = classes["local"], classes["local-wffc"], classes["local-xfs"]
     assert local["metadata"]["annotations"] == {"storageclass.kubernetes.io/is-default-class": "true"}
     assert (local["provisioner"], local["volumeBindingMode"], local["reclaimPolicy"]) == (
         "pycdi.local/hostpath", "Immediate", "Delete")
     assert (wffc["volumeBindingMode"], wffc["reclaimPolicy"]) == ("WaitForFirstConsumer", "Retain")
     assert wffc["metadata"].get("annotations", {}) == {}
+    assert xfs["parameters"] == {"csi.storage.k8s.io/fstype": "xfs"}
+    assert xfs["metadata"].get("annotations", {}) == {}
+    assert all(obj["allowVolumeExpansion"] is True for obj in (local, wffc, xfs))
 
 
 async def test_controllers_for_the_manager(cluster: EmbeddedCluster, loop_pool: LoopPool, clock: FakeClock) -> None:
@@ -123,7 +126,7 @@ async def test_controllers_for_the_manager(cluster: EmbeddedCluster, loop_pool: 
     assert (provisioner.api_version, provisioner.kind) == ("v1", "PersistentVolumeClaim")
     assert (reclaimer.api_version, reclaimer.kind) == ("v1", "PersistentVolume")
     assert [(watch.api_version, watch.kind) for watch in provisioner.watches] == [
-        ("storage.k8s.io/v1", "StorageClass"), ("v1", "PersistentVolume")]
+        ("storage.k8s.io/v1", "StorageClass"), ("v1", "PersistentVolume"), ("v1", "Pod")]
     [claims_to_volumes] = reclaimer.watches
 
     claim = await cluster.create(pvc("data", storage_class="late"))

@@ -1,13 +1,13 @@
 """Local volumes for the embedded mode: storage pools, the provisioner and reclaimer, restart recovery.
 
 `cdi serve` builds them in this order: `open_pool(root)` (a `LoopPool` when loop devices work, else a
-`DirectoryPool`), `ensure_default_storage(cluster)` (StorageClasses `local` and `local-wffc`),
+`DirectoryPool`), `ensure_default_storage(cluster)` (StorageClasses `local`, `local-wffc` and `local-xfs`),
 `ensure_all_attached(cluster, pool)` (re-attach after a restart), then runs
 `controllers(cluster, pool, clock)` with the runtime's manager. The pod runner maps a claim to a path
 through its bound PV's `spec.local.path`.
 """
 
-from cdi.embedded.volumes.defaults import DEFAULT_CLASS, WFFC_CLASS, ensure_default_storage
+from cdi.embedded.volumes.defaults import DEFAULT_CLASS, WFFC_CLASS, XFS_CLASS, ensure_default_storage
 from cdi.embedded.volumes.directory import DirectoryPool
 from cdi.embedded.volumes.errors import VolumeError
 from cdi.embedded.volumes.keys import NODE_NAME, PROVISIONER_NAME
@@ -23,6 +23,7 @@ __all__ = [
     "NODE_NAME",
     "PROVISIONER_NAME",
     "WFFC_CLASS",
+    "XFS_CLASS",
     "AttachReport",
     "ClaimReconciler",
     "DirectoryPool",

@@ -9,7 +9,9 @@ for Immediate classes and once the scheduler has set `volume.kubernetes.io/selec
 WaitForFirstConsumer classes. Binding is PV claimRef → PV phase Bound → claim `spec.volumeName` and
 bind annotations → claim status Bound, and every step is planned only when it is not done yet, so a
 plan from the state a crash left behind picks up where it stopped. Why a claim waits is said in an
-Event. Claims filled by a volume populator (a `dataSourceRef` to another kind) are left to it.
+Event. Claims filled by a volume populator (a `dataSourceRef` to another kind) are left to it. Once a
+claim is bound, a request grown past its volume's capacity is expanded as
+`cdi.embedded.volumes.expansion` plans.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdi.api.core import AccessMode, VolumeMode
+from cdi.embedded.volumes.expansion import ExpansionAction, ResizeEvent, plan_expansion
 from cdi.embedded.volumes.keys import PROVISIONER_NAME
 from cdi.embedded.volumes.objects import (
     BindingMode,
@@ -94,7 +97,7 @@ class Notify:
 
 
 ClaimAction = (SetStorageClass | MarkPending | AnnotateProvisioner | Provision | ReserveVolume | MarkVolumeBound
-               | BindClaim | SetClaimBound | MarkLost | Notify)
+               | BindClaim | SetClaimBound | MarkLost | Notify | ExpansionAction)
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class ClaimObservation:
     claim: ClaimView
     classes: tuple[StorageClassView, ...] = ()
     volumes: tuple[VolumeView, ...] = ()
+    in_use: bool = False  # a pod that has not finished mounts the claim
 
 
 @dataclass(frozen=True)
@@ -145,14 +149,14 @@ def _bind_or_provision(observed: ClaimObservation, claim: ClaimView, class_name:
     mine = [volume for volume in observed.volumes
             if claim.is_claimed_by(volume.claim_ref) and volume.claim_ref and volume.claim_ref.uid == claim.uid]
     if mine:
-        return _complete_binding(claim, mine[0])
+        return _complete_binding(observed, claim, mine[0])
     storage_class = next((cls for cls in observed.classes if cls.name == class_name), None)
     if storage_class is not None and storage_class.binding_mode == BindingMode.WAIT_FOR_FIRST_CONSUMER \
             and not claim.selected_node:
         return (Notify("Normal", "WaitForFirstConsumer", "waiting for first consumer to be created before binding"),)
     match = best_match(claim, class_name, observed.volumes)
     if match is not None:
-        return (ReserveVolume(match.name, match.resource_version), *_complete_binding(claim, match))
+        return (ReserveVolume(match.name, match.resource_version), *_complete_binding(observed, claim, match))
     return _provision(claim, class_name, storage_class)
 
 
@@ -167,7 +171,7 @@ def _bind_requested(observed: ClaimObservation, claim: ClaimView, class_name: st
     if claim.is_claimed_by(volume.claim_ref):
         assert volume.claim_ref is not None
         reserve = (ReserveVolume(volume.name, volume.resource_version),) if not volume.claim_ref.uid else ()
-        return (*reserve, *_complete_binding(claim, volume))
+        return (*reserve, *_complete_binding(observed, claim, volume))
     if volume.claim_ref is not None:
         if claim.phase == BOUND:
             return (MarkLost(), Notify("Warning", "ClaimMisbound",
@@ -176,15 +180,22 @@ def _bind_requested(observed: ClaimObservation, claim: ClaimView, class_name: st
     problem = mismatch(claim, class_name, volume)
     if problem:
         return (Notify("Warning", "VolumeMismatch", f'Cannot bind to requested volume "{volume.name}": {problem}'),)
-    return (ReserveVolume(volume.name, volume.resource_version), *_complete_binding(claim, volume))
+    return (ReserveVolume(volume.name, volume.resource_version), *_complete_binding(observed, claim, volume))
 
 
-def _complete_binding(claim: ClaimView, volume: VolumeView) -> tuple[ClaimAction, ...]:
+def _complete_binding(observed: ClaimObservation, claim: ClaimView, volume: VolumeView) -> tuple[ClaimAction, ...]:
     actions: list[ClaimAction] = []
     if volume.phase != BOUND:
         actions.append(MarkVolumeBound(volume.name))
     if claim.volume_name != volume.name or not claim.bind_completed:
         actions.append(BindClaim(volume.name, by_controller=claim.volume_name != volume.name))
+    if not actions and claim.phase == BOUND:
+        storage_class = next((cls for cls in observed.classes if cls.name == volume.storage_class_name), None)
+        expansion = plan_expansion(claim, volume, storage_class, in_use=observed.in_use)
+        planned = [Notify(a.type, a.reason, a.message) if isinstance(a, ResizeEvent) else a for a in expansion or ()]
+        if any(not isinstance(action, Notify) for action in planned):
+            return tuple(planned)
+        actions.extend(planned)  # only a Warning: the claim's status is kept as it is for any bound claim
     if (claim.phase != BOUND or claim.status_capacity != volume.capacity
             or claim.status_access_modes != volume.access_modes):
         actions.append(SetClaimBound(volume.capacity, volume.access_modes))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 from cdi.api.core import VolumeMode
@@ -67,6 +68,13 @@ class DirectoryPool:
         if not Path(info.backing).is_dir():
             raise VolumeMissing(f"the directory {info.backing} holding volume {info.name} is gone; its data is lost")
         return info.at(info.backing)
+
+    async def expand_volume(self, info: VolumeInfo, size_bytes: int) -> VolumeInfo:
+        """Nothing to grow: a directory has no capacity of its own; the volume just records the new size."""
+        return replace(info, size_bytes=max(size_bytes, info.size_bytes))
+
+    async def expand_filesystem(self, info: VolumeInfo, *, in_use: bool = False) -> VolumeInfo:
+        return await self.ensure_attached(info)
 
     async def delete_volume(self, info: VolumeInfo) -> None:
         async with self._locks[info.name]:

@@ -8,10 +8,11 @@ happen, with `raise ... from`.
     VolumeError
     ├── BlockVolumesUnsupported  Block requested from a pool of plain directories      terminal
     ├── UnsupportedFilesystem    a fsType the pool cannot format                       terminal
-    ├── VolumeTooSmall           smaller than the filesystem can be made              terminal
     ├── VolumeConflict           the name is taken by a volume of another size/mode    terminal
     ├── VolumeMissing            the backing file or directory has disappeared         terminal
-    ├── VolumeToolFailed         losetup/mkfs/mount/umount failed or timed out         retryable
+    ├── VolumeToolFailed         losetup/mkfs/mount/umount/resize failed or timed out  retryable
+    ├── VolumeNotGrown           the filesystem would not grow to offer the capacity   retryable
+    ├── VolumeInUse              it can grow only unmounted, and a pod uses it         retryable
     └── PoolIOError              the pool's directory could not be written (ENOSPC…)   retryable
 """
 
@@ -36,10 +37,6 @@ class UnsupportedFilesystem(VolumeError):
     reason = "UnsupportedFilesystem"
 
 
-class VolumeTooSmall(VolumeError):
-    reason = "VolumeTooSmall"
-
-
 class VolumeConflict(VolumeError):
     reason = "VolumeConflict"
 
@@ -50,6 +47,16 @@ class VolumeMissing(VolumeError):
 
 class VolumeToolFailed(VolumeError):
     reason = "VolumeToolFailed"
+    retryable = True
+
+
+class VolumeNotGrown(VolumeError):
+    reason = "VolumeNotGrown"
+    retryable = True
+
+
+class VolumeInUse(VolumeError):
+    reason = "VolumeInUse"
     retryable = True
 
 

@@ -1,8 +1,9 @@
 """Names the local volume provisioner writes on objects, spelled once.
 
 Kubernetes' own keys (the PV controller's binding annotations, the provisioned-by annotation, the
-default-class annotation re-exported from `cdi.contracts.annotations`) and this provisioner's own
-(`pycdi.local/...`: which pool holds a volume, its backing file and its current path). The pod runner
+default-class annotation re-exported from `cdi.contracts.annotations`, the CSI fstype parameter) and
+this provisioner's own (`pycdi.local/...`: which pool holds a volume, its backing file and its
+current path). The pod runner
 reads `spec.local.path` of a PV, or `ANN_VOLUME_PATH`, to map a claim to a path on this machine.
 """
 
@@ -29,6 +30,8 @@ __all__ = [
     "FINALIZER_VOLUME_PROTECTION",
     "HOSTNAME_LABEL",
     "NODE_NAME",
+    "PARAM_FS_TYPE",
+    "PARAM_FS_TYPE_LEGACY",
     "PROVISIONER_NAME",
 ]
 
@@ -36,6 +39,10 @@ PROVISIONER_NAME: Final = "pycdi.local/hostpath"  # StorageClass.provisioner thi
 NODE_NAME: Final = "pycdi-node"  # the one node of the embedded mode
 HOSTNAME_LABEL: Final = "kubernetes.io/hostname"  # the node label PV nodeAffinity selects on
 COMPONENT: Final = "persistentvolume-controller"  # Events' source, as Kubernetes' PV controller
+
+# StorageClass parameters: the filesystem a volume gets (the CSI key; in-tree plugins spelled it fsType).
+PARAM_FS_TYPE: Final = "csi.storage.k8s.io/fstype"
+PARAM_FS_TYPE_LEGACY: Final = "fsType"
 
 # Kubernetes' PV controller and external-provisioner keys.
 ANN_PROVISIONED_BY: Final = "pv.kubernetes.io/provisioned-by"

@@ -2,26 +2,33 @@
 
 Layout under the pool directory:
 
-    images/<pv-name>.img    the volume's data: a sparse file of exactly the volume's size
+    images/<pv-name>.img    the volume's data: a sparse file (a Block volume's is exactly its size)
     mounts/<pv-name>/       where a Filesystem volume's image is mounted (the PV's path)
 
-A Filesystem volume is formatted (ext4 by default, xfs on request) and mounted, so pods see real
-filesystem overhead and real ENOSPC; a Block volume's path is its loop device (`/dev/loopN`). An image
-is built as a hidden `.partial` file and renamed into place only once formatted, so an existing
-`<pv-name>.img` is always complete and `create_volume` after a crash reuses it instead of leaking a
-second one. Loop devices and mounts do not survive a reboot and loop numbers change, so
-`ensure_attached` finds the image's current device (`losetup --associated`) or attaches it again and
-mounts it if nothing is mounted at its mount directory. Commands come from
+A Filesystem volume is formatted (ext4 by default, xfs on request) and mounted, and like a CSI
+driver's volume its files get the whole capacity: the image is made bigger than the capacity by the
+filesystem's own overhead, estimated (`cdi.embedded.volumes.fit`), then measured once mounted and
+grown until it is enough (`cdi.embedded.volumes.growth`); pods still see real ENOSPC once the
+filesystem is full. A Block volume's path is its loop device (`/dev/loopN`). An image is built as a
+hidden `.partial` file and renamed into place only once formatted, so an existing `<pv-name>.img` is
+always complete and `create_volume` after a crash reuses it instead of leaking a second one. Loop
+devices and mounts do not survive a reboot and loop numbers change, so `ensure_attached` finds the
+image's current device (`losetup --associated`) or attaches it again, mounts it if nothing is mounted
+at its mount directory, and grows it if it is smaller than its capacity (an expansion cut short).
+Expansion is two steps, as a CSI driver's: `expand_volume` grows the image and loop device (the
+controller's part), `expand_filesystem` the mounted filesystem (the node's part). Commands come from
 `cdi.embedded.volumes.commands` and run through an injected `cdi.toolrun` runner.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import shutil
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from cdi.api.core import VolumeMode
@@ -29,15 +36,17 @@ from cdi.embedded.volumes import commands
 from cdi.embedded.volumes.errors import (
     UnsupportedFilesystem,
     VolumeConflict,
+    VolumeInUse,
     VolumeMissing,
-    VolumeToolFailed,
-    VolumeTooSmall,
     translated_os_errors,
 )
+from cdi.embedded.volumes.fit import first_image_size
+from cdi.embedded.volumes.growth import fit_filesystem, grow_block, grow_file, run_checked
 from cdi.embedded.volumes.pool import VolumeInfo
-from cdi.toolrun import Completed, ToolError, ToolRunner, run_tool
+from cdi.toolrun import Completed, ToolRunner, run_tool
 
 MOUNTINFO = Path("/proc/self/mountinfo")
+_log = logging.getLogger(__name__)
 
 
 class LoopPool:
@@ -76,24 +85,59 @@ class LoopPool:
 
     async def create_volume(self, name: str, size_bytes: int, volume_mode: VolumeMode, *,
                             fs_type: str | None = None) -> VolumeInfo:
-        fs = None if volume_mode == VolumeMode.BLOCK else check_filesystem(fs_type or self._fs_type, size_bytes)
+        fs = None if volume_mode == VolumeMode.BLOCK else check_filesystem(fs_type or self._fs_type)
         async with self._locks[name]:
             image = self.image_path(name)
             if image.exists():
-                _check_size(name, image, size_bytes)
+                _check_size(name, image, size_bytes, exact=fs is None)
             else:
-                await self._make_image(name, size_bytes, fs)
+                await self._make_image(name, size_bytes if fs is None else first_image_size(fs, size_bytes), fs)
             info = VolumeInfo(name=name, volume_mode=volume_mode, size_bytes=size_bytes, path="",
                               backing=str(image), pool=self.kind, fs_type=fs)
-            return await self._attach(info)
+            return await self._attach(info, may_unmount=True)  # no pod can use a volume still being made
 
     async def ensure_attached(self, info: VolumeInfo) -> VolumeInfo:
+        async with self._locks[info.name]:
+            self._existing_image(info)
+            try:
+                return await self._attach(info, may_unmount=False)
+            except VolumeInUse as e:  # mounted, in use, and short: its claim's expansion finishes it later
+                _log.warning("%s", e)
+                return info.at(str(self.mount_path(info.name)))
+
+    def _existing_image(self, info: VolumeInfo) -> Path:
         if not self.owns(info):
             raise VolumeConflict(f"volume {info.name} is kept in {info.backing}, not in the loop pool at {self._root}")
+        if not Path(info.backing).exists():
+            raise VolumeMissing(f"the image {info.backing} holding volume {info.name} is gone; its data is lost")
+        return Path(info.backing)
+
+    async def expand_volume(self, info: VolumeInfo, size_bytes: int) -> VolumeInfo:
+        """The controller's part of an expansion: the image and loop device grow (a Filesystem volume's
+        image by at least as much as its capacity, its filesystem's overhead on top being fitted by
+        `expand_filesystem`); returns the volume with its new size. Growing to a size it has is a no-op."""
+        grown = replace(info, size_bytes=max(size_bytes, info.size_bytes))
         async with self._locks[info.name]:
-            if not Path(info.backing).exists():
-                raise VolumeMissing(f"the image {info.backing} holding volume {info.name} is gone; its data is lost")
-            return await self._attach(info)
+            image = self._existing_image(info)
+            if info.volume_mode == VolumeMode.FILESYSTEM:
+                with translated_os_errors(f"inspecting the image of volume {info.name}"):
+                    current = image.stat().st_size
+                wanted = max(first_image_size(info.fs_type or self._fs_type, grown.size_bytes),
+                             current + grown.size_bytes - info.size_bytes)
+            else:
+                wanted = grown.size_bytes
+            if grow_file(image, wanted):
+                for device in await self._devices_of(image):
+                    await self._run(commands.set_capacity_argv(device), f"growing the loop device {device} "
+                                                                          f"of volume {info.name}")
+        return grown
+
+    async def expand_filesystem(self, info: VolumeInfo, *, in_use: bool = False) -> VolumeInfo:
+        """The node's part of an expansion: the mounted filesystem grows to offer `info.size_bytes`
+        (unmounting it for that, where it must, only if no pod uses it)."""
+        async with self._locks[info.name]:
+            self._existing_image(info)
+            return await self._attach(info, may_unmount=not in_use)
 
     async def delete_volume(self, info: VolumeInfo) -> None:
         name = info.name
@@ -127,25 +171,34 @@ class LoopPool:
         with translated_os_errors(f"creating the image for volume {name}"):
             os.replace(partial, self.image_path(name))
 
-    async def _attach(self, info: VolumeInfo) -> VolumeInfo:
-        """Attach (and for Filesystem volumes mount) `info`'s image unless it already is."""
-        mount_dir = self.mount_path(info.name)
-        if info.volume_mode == VolumeMode.FILESYSTEM and commands.mount_at(self._mounts(), str(mount_dir)):
-            return info.at(str(mount_dir))
-        image = Path(info.backing)
-        devices = await self._devices_of(image)
-        if devices:
-            device = devices[0]
+    async def _attach(self, info: VolumeInfo, *, may_unmount: bool) -> VolumeInfo:
+        """Attach (and for Filesystem volumes mount) `info`'s image unless it already is, and grow it
+        to its capacity if it falls short (unmounting a filesystem already mounted only if `may_unmount`)."""
+        image, mount_dir = Path(info.backing), self.mount_path(info.name)
+        mounted = commands.mount_at(self._mounts(), str(mount_dir))
+        if info.volume_mode == VolumeMode.FILESYSTEM and mounted is not None:
+            device = mounted.source
         else:
-            attached = await self._run(commands.attach_argv(str(image)), f"attaching volume {info.name}")
-            device = commands.parse_device(attached.stdout)
-        if info.volume_mode == VolumeMode.BLOCK:
-            return info.at(device)
-        with translated_os_errors(f"creating the mount directory of volume {info.name}"):
-            mount_dir.mkdir(parents=True, exist_ok=True)
-        fs_type = info.fs_type or self._fs_type
-        await self._run(commands.mount_argv(fs_type, device, str(mount_dir)), f"mounting volume {info.name}")
+            may_unmount = True  # mounted just now: nobody uses it yet
+            device = await self._device_for(info)
+            if info.volume_mode == VolumeMode.BLOCK:
+                await grow_block(self._run_tool, name=info.name, image=image, device=device, size=info.size_bytes)
+                return info.at(device)
+            with translated_os_errors(f"creating the mount directory of volume {info.name}"):
+                mount_dir.mkdir(parents=True, exist_ok=True)
+            await self._run(commands.mount_argv(info.fs_type or self._fs_type, device, str(mount_dir)),
+                            f"mounting volume {info.name}")
+        await fit_filesystem(self._run_tool, name=info.name, image=image, device=device, mount_dir=mount_dir,
+                             fs_type=info.fs_type or self._fs_type, capacity=info.size_bytes, may_unmount=may_unmount)
         return info.at(str(mount_dir))
+
+    async def _device_for(self, info: VolumeInfo) -> str:
+        """The loop device `info`'s image is attached to, attaching it if it is not."""
+        devices = await self._devices_of(Path(info.backing))
+        if devices:
+            return devices[0]
+        attached = await self._run(commands.attach_argv(info.backing), f"attaching volume {info.name}")
+        return commands.parse_device(attached.stdout)
 
     async def _devices_of(self, image: Path) -> list[str]:
         listed = await self._run(commands.associated_argv(str(image)), f"looking up the loop devices of {image}")
@@ -159,26 +212,22 @@ class LoopPool:
         return self._root / "images" / f".{name}.img.partial"
 
     async def _run(self, argv: Sequence[str], doing: str) -> Completed:
-        try:
-            return (await self._run_tool(argv)).check()
-        except ToolError as e:
-            raise VolumeToolFailed(f"{doing}: {e}") from e
+        return await run_checked(self._run_tool, argv, doing)
 
 
-def check_filesystem(fs_type: str, size_bytes: int | None = None) -> str:
-    """`fs_type` if the pool can make that filesystem (on `size_bytes`); terminal errors otherwise."""
+def check_filesystem(fs_type: str) -> str:
+    """`fs_type` if the pool can make that filesystem; `UnsupportedFilesystem` otherwise."""
     if fs_type not in commands.SUPPORTED_FILESYSTEMS:
         raise UnsupportedFilesystem(f"fsType {fs_type!r} is not supported; use one of "
                                     f"{', '.join(commands.SUPPORTED_FILESYSTEMS)}")
-    smallest = commands.MIN_FILESYSTEM_BYTES[fs_type]
-    if size_bytes is not None and size_bytes < smallest:
-        raise VolumeTooSmall(f"{fs_type} needs at least {smallest // commands.MIB} MiB; "
-                             f"the volume would be {size_bytes / commands.MIB:g} MiB")
     return fs_type
 
 
-def _check_size(name: str, image: Path, size_bytes: int) -> None:
+def _check_size(name: str, image: Path, size_bytes: int, *, exact: bool) -> None:
+    """An existing image serves a create of `size_bytes` if it is that size (Block) or at least that
+    size (Filesystem: its filesystem's overhead comes on top, and attaching fits the rest)."""
     with translated_os_errors(f"inspecting the image of volume {name}"):
         existing = image.stat().st_size
-    if existing != size_bytes:
-        raise VolumeConflict(f"volume {name} already exists with {existing} bytes, not the {size_bytes} asked for")
+    if existing < size_bytes or (exact and existing != size_bytes):
+        raise VolumeConflict(f"volume {name} already exists with a {existing}-byte image, which cannot hold "
+                             f"the {size_bytes} bytes asked for")

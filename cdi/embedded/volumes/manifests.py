@@ -1,17 +1,20 @@
 """The PersistentVolume the provisioner creates and the patches that bind a claim to a volume.
 
-Pure renderers: `cdi.embedded.volumes.provisioner` applies them through the `Cluster`, and the
-reclaimer's finalizer patch lives here too. The PV is a `local` volume (its path is the pool's path
-for the volume: a mount directory, a loop device or a plain directory) with node affinity to the one
-embedded node, like volumes of Kubernetes' local-path and hostpath provisioners.
+Pure renderers: `cdi.embedded.volumes.provisioner` applies them through the `Cluster` (expansion's
+PV capacity and claim conditions among them), and the reclaimer's finalizer patch lives here too.
+The PV is a `local` volume (its path is the pool's path for the volume: a mount directory, a loop
+device or a plain directory) with node affinity to the one embedded node, like volumes of
+Kubernetes' local-path and hostpath provisioners.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from cdi.cluster.protocol import Object
 from cdi.embedded.volumes.claim_plan import Provision
+from cdi.embedded.volumes.expansion import RESIZE_CONDITIONS
 from cdi.embedded.volumes.keys import (
     ANN_BETA_STORAGE_PROVISIONER,
     ANN_BIND_COMPLETED,
@@ -84,6 +87,30 @@ def bind_claim_patch(volume_name: str, *, by_controller: bool) -> dict[str, Any]
 
 def claim_bound_status(capacity: str, access_modes: tuple[str, ...]) -> dict[str, Any]:
     return {"status": {"phase": "Bound", "capacity": {"storage": capacity}, "accessModes": list(access_modes)}}
+
+
+def resize_condition_status(claim: Object, type_: str, message: str, now: datetime) -> dict[str, Any]:
+    """Set one resize condition on a claim (dropping the other), keeping its other conditions (a merge
+    patch replaces the list whole)."""
+    condition = {"type": type_, "status": "True", "lastProbeTime": None,
+                 "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"), **({"message": message} if message else {})}
+    return {"status": {"conditions": [*_other_conditions(claim), condition]}}
+
+
+def resized_status(claim: Object, capacity: str, access_modes: tuple[str, ...]) -> dict[str, Any]:
+    """A claim's status once its volume has grown: the new capacity, the resize conditions gone."""
+    status = claim_bound_status(capacity, access_modes)
+    status["status"]["conditions"] = _other_conditions(claim) or None
+    return status
+
+
+def _other_conditions(claim: Object) -> list[Any]:
+    conditions = (claim.get("status") or {}).get("conditions") or []
+    return [c for c in conditions if not (isinstance(c, dict) and c.get("type") in RESIZE_CONDITIONS)]
+
+
+def volume_capacity_patch(size_bytes: int) -> dict[str, Any]:
+    return {"spec": {"capacity": {"storage": format_quantity(size_bytes)}}}
 
 
 def phase_status(phase: str) -> dict[str, Any]:

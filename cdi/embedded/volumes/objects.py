@@ -22,6 +22,8 @@ from cdi.embedded.volumes.keys import (
     ANN_PROVISIONED_BY,
     ANN_SELECTED_NODE,
     FINALIZER_VOLUME_PROTECTION,
+    PARAM_FS_TYPE,
+    PARAM_FS_TYPE_LEGACY,
 )
 from cdi.embedded.volumes.pool import VolumeInfo, volume_info_from_annotations
 from cdi.quantity import QuantityError, parse_quantity
@@ -49,11 +51,12 @@ class StorageClassView:
     is_default: bool
     created: str
     parameters: Mapping[str, str] = field(default_factory=dict)
+    allow_volume_expansion: bool = False
 
     @property
     def fs_type(self) -> str | None:
-        """The filesystem the class asks for (`fsType`, or the CSI spelling)."""
-        return self.parameters.get("fsType") or self.parameters.get("csi.storage.k8s.io/fstype") or None
+        """The filesystem the class asks for (the CSI parameter, or the in-tree `fsType`)."""
+        return self.parameters.get(PARAM_FS_TYPE) or self.parameters.get(PARAM_FS_TYPE_LEGACY) or None
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,11 @@ class ClaimView:
     bind_completed: bool
     data_source_kind: str | None  # the kind named by dataSourceRef (or dataSource)
     deleting: bool
+    conditions: tuple[str, ...] = ()  # the types of status.conditions (Resizing, FileSystemResizePending…)
+
+    @property
+    def status_capacity_bytes(self) -> int | None:
+        return _bytes(self.status_capacity)
 
     def is_claimed_by(self, ref: ClaimRef | None) -> bool:
         """Whether a volume's claimRef names this claim (a uid-less pre-binding counts)."""
@@ -116,7 +124,8 @@ def parse_storage_class(obj: Object) -> StorageClassView:
         reclaim_policy=_enum(ReclaimPolicy, obj.get("reclaimPolicy"), ReclaimPolicy.DELETE),
         is_default=annotations.get(ANN_DEFAULT_STORAGE_CLASS) == "true",
         created=str(meta.get("creationTimestamp") or ""),
-        parameters={str(key): str(value) for key, value in parameters.items()})
+        parameters={str(key): str(value) for key, value in parameters.items()},
+        allow_volume_expansion=obj.get("allowVolumeExpansion") is True)
 
 
 def parse_claim(obj: Object) -> ClaimView:
@@ -137,7 +146,9 @@ def parse_claim(obj: Object) -> ClaimView:
         selected_node=annotations.get(ANN_SELECTED_NODE) or None,
         bind_completed=annotations.get(ANN_BIND_COMPLETED) == "yes",
         data_source_kind=str(source["kind"]) if source.get("kind") else None,
-        deleting=bool(meta.get("deletionTimestamp")))
+        deleting=bool(meta.get("deletionTimestamp")),
+        conditions=tuple(str(condition.get("type")) for condition in status.get("conditions") or ()
+                         if isinstance(condition, dict)))
 
 
 def parse_volume(obj: Object) -> VolumeView:
@@ -159,6 +170,19 @@ def parse_volume(obj: Object) -> VolumeView:
         protected=FINALIZER_VOLUME_PROTECTION in (meta.get("finalizers") or ()),
         deleting=bool(meta.get("deletionTimestamp")), resource_version=str(meta.get("resourceVersion") or ""),
         info=volume_info_from_annotations(name, mode, _bytes(capacity) or 0, annotations))
+
+
+def pod_claim_names(obj: Object) -> tuple[str, ...]:
+    """The claims a pod's volumes name (`persistentVolumeClaim.claimName`, in its own namespace)."""
+    volumes = (obj.get("spec") or {}).get("volumes") or ()
+    return tuple(str(source["claimName"]) for volume in volumes
+                 if isinstance(volume, dict) and isinstance(source := volume.get("persistentVolumeClaim"), dict)
+                 and source.get("claimName"))
+
+
+def pod_finished(obj: Object) -> bool:
+    """Succeeded or Failed: the pod's containers will not run again, so its volumes are free."""
+    return (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
 def _enum(kind: type[E], value: Any, default: E) -> E:

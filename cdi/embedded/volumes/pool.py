@@ -1,8 +1,9 @@
 """The `StoragePool` protocol: where the embedded mode's local volumes come from.
 
 A pool turns a name, a size and a volume mode into a path on this machine (`VolumeInfo`), makes that
-path usable again after a restart (`ensure_attached`), and frees it (`delete_volume`). The provisioner
-(`cdi.embedded.volumes.provisioner`) creates volumes, the reclaimer deletes them, and
+path usable again after a restart (`ensure_attached`), grows it (`expand_volume`, then
+`expand_filesystem`), and frees it (`delete_volume`). The provisioner
+(`cdi.embedded.volumes.provisioner`) creates and expands volumes, the reclaimer deletes them, and
 `cdi.embedded.volumes.restart` re-attaches them when `cdi serve` starts. Two pools implement it:
 `LoopPool` (`loop`, one sparse image file per volume on a loop device) and `DirectoryPool`
 (`directory`, one plain directory per volume); `cdi.embedded.volumes.selection` picks one.
@@ -35,7 +36,7 @@ class VolumeInfo:
 
     name: str  # the PV name; also names the backing file or directory
     volume_mode: VolumeMode
-    size_bytes: int
+    size_bytes: int  # the capacity: what a Filesystem volume's files, or a Block volume's device, can hold
     path: str  # what a pod uses: a mount directory, a /dev/loopN device, or a plain directory
     backing: str  # the one file or directory that holds the data
     pool: str  # the kind of pool that made it: "loop" or "directory"
@@ -87,6 +88,16 @@ class StoragePool(Protocol):
 
     async def ensure_attached(self, info: VolumeInfo) -> VolumeInfo:
         """Make the volume reachable again (after a restart); returns it with its current path."""
+        ...
+
+    async def expand_volume(self, info: VolumeInfo, size_bytes: int) -> VolumeInfo:
+        """Grow the volume's storage to `size_bytes` (the part a CSI controller does); returns it with
+        its new size. A Filesystem volume's filesystem grows in `expand_filesystem`."""
+        ...
+
+    async def expand_filesystem(self, info: VolumeInfo, *, in_use: bool = False) -> VolumeInfo:
+        """Grow a Filesystem volume's filesystem to offer `info.size_bytes` (the part kubelet does);
+        `in_use`: a pod uses the volume, so it must not be unmounted for that (`VolumeInUse` if it must)."""
         ...
 
     async def delete_volume(self, info: VolumeInfo) -> None:

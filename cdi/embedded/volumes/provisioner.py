@@ -4,8 +4,10 @@
 and every PersistentVolume, lets `cdi.embedded.volumes.claim_plan.plan_claim` decide, and applies the
 plan: provisioning creates the volume in the `StoragePool` and then its PV (`render_volume`), both
 named `pvc-<claim uid>`, so a crash between the two is repaired by creating the same volume again,
-which the pool hands back instead of making a second one. Pool errors become a `ProvisioningFailed`
-Warning on the claim; retryable ones are raised again so the runtime backs off.
+which the pool hands back instead of making a second one. Expanding a bound claim's volume grows it
+in the pool, then its PV's capacity, then its filesystem, then the claim's capacity
+(`cdi.embedded.volumes.expansion`). Pool errors become a `ProvisioningFailed` (or, while expanding,
+`VolumeResizeFailed`) Warning on the claim; retryable ones are raised again so the runtime backs off.
 
 `controllers(cluster, pool, clock)` wires it and its neighbour `VolumeReconciler`
 (`cdi.embedded.volumes.reclaimer`) into `ControllerSpec`s for `cdi.runtime`'s manager.
@@ -34,6 +36,7 @@ from cdi.embedded.volumes.claim_plan import (
     plan_claim,
 )
 from cdi.embedded.volumes.errors import VolumeError
+from cdi.embedded.volumes.expansion import ExpandFilesystem, ExpandVolume, FinishResize, SetResizeCondition
 from cdi.embedded.volumes.manifests import (
     bind_claim_patch,
     claim_bound_status,
@@ -41,8 +44,18 @@ from cdi.embedded.volumes.manifests import (
     provisioner_patch,
     render_volume,
     reserve_patch,
+    resize_condition_status,
+    resized_status,
+    volume_capacity_patch,
 )
-from cdi.embedded.volumes.objects import ClaimView, parse_claim, parse_storage_class, parse_volume
+from cdi.embedded.volumes.objects import (
+    ClaimView,
+    parse_claim,
+    parse_storage_class,
+    parse_volume,
+    pod_claim_names,
+    pod_finished,
+)
 from cdi.embedded.volumes.pool import StoragePool, VolumeInfo
 from cdi.embedded.volumes.reclaimer import VolumeReconciler, volumes_of_claim
 from cdi.embedded.volumes.tracking import EventOnce, PendingClaims
@@ -50,6 +63,7 @@ from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch
 
 PVC = ("v1", "PersistentVolumeClaim")
 PV = ("v1", "PersistentVolume")
+POD = ("v1", "Pod")
 STORAGE_CLASS = ("storage.k8s.io/v1", "StorageClass")
 
 
@@ -60,6 +74,7 @@ class ClaimReconciler:
                  events: EventOnce | None = None) -> None:
         self._cluster = cluster
         self._pool = pool
+        self._clock = clock
         self.pending = pending or PendingClaims()
         self._events = events or EventOnce(cluster, clock.now)
 
@@ -73,21 +88,32 @@ class ClaimReconciler:
         observed = await self.observe(raw)
         plan = plan_claim(observed)
         self.pending.note(key, plan.storage_class, pending=observed.claim.phase != BOUND and not plan.binds)
-        try:
-            for action in plan.actions:
+        for action in plan.actions:
+            try:
                 await self._apply(raw, observed.claim, action)
-        except VolumeError as e:
-            await self._events.record(raw, "Warning", "ProvisioningFailed",
-                                      f'failed to provision volume with StorageClass "{plan.storage_class}": {e}')
-            if e.retryable:
-                raise
+            except VolumeError as e:
+                if isinstance(action, ExpandVolume | ExpandFilesystem):
+                    await self._events.record(raw, "Warning", "VolumeResizeFailed",
+                                              f"resizing volume {action.info.name} failed: {e}")
+                else:
+                    await self._events.record(raw, "Warning", "ProvisioningFailed",
+                                              f'failed to provision volume with StorageClass "{plan.storage_class}": '
+                                              f"{e}")
+                if e.retryable:
+                    raise
+                break
         return DONE
 
     async def observe(self, raw: Object) -> ClaimObservation:
         classes = (await self._cluster.list(*STORAGE_CLASS)).items
         volumes = (await self._cluster.list(*PV)).items
-        return ClaimObservation(parse_claim(raw), tuple(parse_storage_class(obj) for obj in classes),
-                                tuple(parse_volume(obj) for obj in volumes))
+        claim = parse_claim(raw)
+        in_use = False
+        if claim.phase == BOUND:  # only an expansion asks whether a pod uses the volume
+            pods = (await self._cluster.list(*POD, claim.namespace)).items
+            in_use = any(claim.name in pod_claim_names(pod) and not pod_finished(pod) for pod in pods)
+        return ClaimObservation(claim, tuple(parse_storage_class(obj) for obj in classes),
+                                tuple(parse_volume(obj) for obj in volumes), in_use)
 
     async def provision_volume(self, plan: Provision) -> VolumeInfo:
         """Step one of provisioning: the volume in the pool (returned as is if it already exists)."""
@@ -125,6 +151,22 @@ class ClaimReconciler:
                 await self._cluster.patch_status(*PVC, name, phase_status(LOST), namespace)
             case Notify(type_, reason, message):
                 await self._events.record(raw, type_, reason, message)
+            case SetResizeCondition(type_, message):
+                await self._cluster.patch_status(*PVC, name, resize_condition_status(raw, type_, message,
+                                                                                     self._clock.now()), namespace)
+            case ExpandVolume(info, size_bytes):
+                await self._pool.expand_volume(info, size_bytes)
+                await self._cluster.patch(*PV, info.name, volume_capacity_patch(size_bytes))
+            case ExpandFilesystem(info, in_use):
+                await self._pool.expand_filesystem(info, in_use=in_use)
+            case FinishResize(capacity, access_modes):
+                await self._cluster.patch_status(*PVC, name, resized_status(raw, capacity, access_modes), namespace)
+
+
+def claims_of_pod(obj: Object) -> list[Key]:
+    """A pod's claims: a filesystem that may grow only unmounted waits for the pods using it to finish."""
+    namespace = str((obj.get("metadata") or {}).get("namespace") or "")
+    return [Key(namespace, name) for name in pod_claim_names(obj)]
 
 
 def controllers(cluster: Cluster, pool: StoragePool, clock: Clock) -> list[ControllerSpec]:
@@ -136,7 +178,8 @@ def controllers(cluster: Cluster, pool: StoragePool, clock: Clock) -> list[Contr
     return [
         ControllerSpec(name="local-volume-provisioner", api_version=PVC[0], kind=PVC[1], reconciler=claims,
                        watches=(Watch(*STORAGE_CLASS, map_to_keys=pending.for_storage_class),
-                                Watch(*PV, map_to_keys=pending.for_volume))),
+                                Watch(*PV, map_to_keys=pending.for_volume),
+                                Watch(*POD, map_to_keys=claims_of_pod))),
         ControllerSpec(name="local-volume-reclaimer", api_version=PV[0], kind=PV[1], reconciler=volumes,
                        watches=(Watch(*PVC, map_to_keys=volumes_of_claim),)),
     ]
