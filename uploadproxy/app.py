@@ -23,7 +23,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from cdi.contracts.upload_protocol import HEALTHZ_PATH, MAX_CHUNK_HEADER, OFFSET_HEADER, PROXY_ENDPOINTS, TARGET_HEADER
+from cdi.contracts.upload_protocol import (
+    HEALTHZ_PATH,
+    MAX_CHUNK_HEADER,
+    OFFSET_HEADER,
+    PHASE_HEADER,
+    PROXY_ENDPOINTS,
+    TARGET_HEADER,
+)
 from cdi.tokens import TokenVerifier
 from uploadproxy.auth import AuthFailure, authorize
 from uploadproxy.forward import Forwarder, Readiness
@@ -50,7 +57,7 @@ async def cors_preflight(request: web.Request, handler: Handler) -> web.StreamRe
 
 async def _cors_headers(_request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault("Access-Control-Allow-Origin", "*")
-    response.headers.setdefault("Access-Control-Expose-Headers", f"{OFFSET_HEADER}, {MAX_CHUNK_HEADER}")
+    response.headers.setdefault("Access-Control-Expose-Headers", f"{OFFSET_HEADER}, {MAX_CHUNK_HEADER}, {PHASE_HEADER}")
 
 
 async def _healthz(_request: web.Request) -> web.Response:

@@ -9,7 +9,9 @@ Readiness (upstream's `uploadReady`): while the resolver says `UploadNotReady`, 
 refuses connections (the embedded runner reports a pod running before it listens), we try again
 every `interval` seconds (0.25) for up to `timeout` (10); no body byte has been read at that point, so retrying
 is safe. Then 503 with the HTML-escaped reason (502 for a server that never accepted a connection, as
-upstream's reverse proxy). `NotAnUploadTarget` is 503 at once. A PVC whose content type is `archive`
+upstream's reverse proxy). `NotAnUploadTarget` is 503 at once; `AlreadyUploaded` also carries
+`X-Upload-Phase: Succeeded`, and is 409 on the resumable endpoint (ours, so the client can tell "done"
+from "down"). A PVC whose content type is `archive`
 gets its requests rewritten to the archive endpoints (upstream). Used by `uploadproxy.app`.
 """
 
@@ -26,8 +28,8 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from cdi.contracts.upload_protocol import archive_path
-from uploadproxy.resolver import NotAnUploadTarget, UploadNotReady, UploadTarget, UploadTargetResolver
+from cdi.contracts import upload_protocol as up
+from uploadproxy.resolver import AlreadyUploaded, NotAnUploadTarget, UploadNotReady, UploadTarget, UploadTargetResolver
 
 log = logging.getLogger(__name__)
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -67,6 +69,10 @@ class Forwarder:
         while True:
             try:
                 return await self._attempt(request, await self._resolver.resolve(namespace, pvc))
+            except AlreadyUploaded as e:
+                chunked = request.path == up.CHUNK_PATH
+                return web.Response(status=up.ALREADY_UPLOADED_STATUS if chunked else 503, text=html.escape(e.message),
+                                    headers={up.PHASE_HEADER: up.PHASE_SUCCEEDED})
             except NotAnUploadTarget as e:
                 return web.Response(status=503, text=html.escape(e.message))
             except UploadNotReady as e:
@@ -79,7 +85,7 @@ class Forwarder:
             await asyncio.sleep(self._readiness.interval)
 
     async def _attempt(self, request: web.Request, target: UploadTarget) -> web.Response:
-        path = archive_path(request.path) if target.archive else request.path
+        path = up.archive_path(request.path) if target.archive else request.path
         url = target.url.rstrip("/") + path + (f"?{request.query_string}" if request.query_string else "")
         data = request.content if request.body_exists else None
         try:

@@ -3,8 +3,9 @@
 The proxy calls `UploadTargetResolver.resolve(namespace, pvc)` once per request (again every second
 while it raises `UploadNotReady`, for up to 10 s, as upstream's `uploadReady` poll). A resolver
 raises `NotAnUploadTarget` for answers that waiting cannot change; the proxy answers both with 503
-and the message HTML-escaped. The message helpers below spell upstream's texts so every resolver uses
-the same words.
+and the message HTML-escaped, except `AlreadyUploaded` (the PVC's upload succeeded), which the
+resumable endpoint answers with 409 and `X-Upload-Phase: Succeeded` so clients can tell it apart.
+The message helpers below spell upstream's texts so every resolver uses the same words.
 
 `ServiceDnsResolver` is upstream's addressing for Kubernetes (`https://cdi-upload-<pvc>.<ns>.svc`,
 the Service's port 443): it cannot see readiness or content type, so a resolver backed by the
@@ -49,6 +50,10 @@ class NotAnUploadTarget(ResolveError):
     """Uploading to this PVC cannot work (missing, not an upload target, finished, bad content type)."""
 
 
+class AlreadyUploaded(NotAnUploadTarget):
+    """The PVC's upload already succeeded: there is nothing left to upload to."""
+
+
 class UploadTargetResolver(Protocol):
     async def resolve(self, namespace: str, pvc: str) -> UploadTarget: ...
 
@@ -61,8 +66,8 @@ def not_upload_target(pvc: str) -> NotAnUploadTarget:
     return NotAnUploadTarget(f"PVC {pvc} is not an upload target")
 
 
-def already_finished(pvc: str) -> NotAnUploadTarget:
-    return NotAnUploadTarget(f"rejecting Upload Request for PVC {pvc} that already finished uploading")
+def already_finished(pvc: str) -> AlreadyUploaded:
+    return AlreadyUploaded(f"rejecting Upload Request for PVC {pvc} that already finished uploading")
 
 
 def prime_missing(pvc: str) -> UploadNotReady:

@@ -2,7 +2,13 @@
 creates the DataVolume (or upload-target PVC) unless `--no-create`, waits until its upload server is
 ready, asks for an upload token (an UploadTokenRequest), uploads the image through the upload proxy
 with the resumable chunk protocol and a progress bar (bytes, rate, ETA), waits for the import to
-succeed, and exits non-zero with the reason if anything fails."""
+succeed, and exits non-zero with the reason if anything fails.
+
+As virtctl, it refuses at once a DataVolume (or PVC) whose claim waits for its first consumer
+(`cannot upload to DataVolume in WaitForFirstConsumer state, make sure the PVC is Bound, or use
+force-bind flag`) unless `--force-bind`. A target whose upload already succeeded is not an error: it
+says so and exits 0. If the reply to the final chunk is lost, the claim's phase decides: Succeeded
+means the upload landed."""
 
 from __future__ import annotations
 
@@ -17,7 +23,7 @@ from typing import Any
 from cdi.api.meta import CDI_API_VERSION
 from cdi.cli.errors import CliError, WaitTimeout
 from cdi.cli.state import open_cluster
-from cdi.cli.uploadclient import MIN_CHUNK, ResumableUploader, UploadJob
+from cdi.cli.uploadclient import MIN_CHUNK, AlreadyUploaded, ResumableUploader, UploadJob
 from cdi.cli.waiting import wait_for
 from cdi.cluster.errors import AlreadyExists, NotFound
 from cdi.cluster.kinds import lookup
@@ -29,6 +35,22 @@ from cdi.quantity import QuantityError, parse_quantity
 UTR_API = "upload.cdi.kubevirt.io/v1beta1"
 TOKEN_WAIT = 30.0
 ACCESS_MODES = ("ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod")
+WAIT_FOR_FIRST_CONSUMER = "WaitForFirstConsumer"
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+SC = lookup("storage.k8s.io/v1", "StorageClass")
+
+
+class WaitsForFirstConsumer(CliError):
+    """virtctl's refusal: the claim will not bind (so no upload server) until a pod uses it."""
+
+    def __init__(self, kind: str) -> None:
+        what = "DataVolume" if kind == "dv" else "PVC"
+        super().__init__(f"cannot upload to {what} in WaitForFirstConsumer state, make sure the PVC is Bound, "
+                         f"or use force-bind flag")
+
+
+class Complete(Exception):
+    """The target's upload had already succeeded before this one began."""
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -96,18 +118,37 @@ async def run(args: argparse.Namespace, home: Path) -> int:
     async with open_cluster(home, busy_timeout=args.request_timeout, create=not args.no_create) as cluster:
         if not args.no_create:
             await _create(cluster, args)
-        await _wait_ready(cluster, args)
-        proxy_url, context = await _proxy(cluster, args)
-        job = UploadJob(proxy_url, args.namespace, args.name, path, context, chunk)
-        bar = ProgressBar()
-        uploader = ResumableUploader(job, lambda: _token(cluster, args.namespace, args.name), bar.update)
-        await uploader.run()
-        bar.finish(path.stat().st_size, uploader.transfer_seconds, uploader.interruptions)
-        await _wait_done(cluster, args)
+        try:
+            await _upload(cluster, args, path, chunk)
+        except (Complete, AlreadyUploaded):
+            print(f"{'DataVolume' if args.kind == 'dv' else 'PVC'} {args.namespace}/{args.name} has already been "
+                  f"uploaded; nothing to do")
+            return 0
         if args.datasource:
             await _create_datasource(cluster, args)
     print(f"Uploading {path} completed successfully")
     return 0
+
+
+async def _upload(cluster: Cluster, args: argparse.Namespace, path: Path, chunk: int | None) -> None:
+    await _wait_ready(cluster, args)
+    proxy_url, context = await _proxy(cluster, args)
+    job = UploadJob(proxy_url, args.namespace, args.name, path, context, chunk)
+    bar = ProgressBar()
+    uploader = ResumableUploader(job, lambda: _token(cluster, args.namespace, args.name), bar.update,
+                                 lambda: _succeeded(cluster, args))
+    await uploader.run()
+    bar.finish(path.stat().st_size, uploader.transfer_seconds, uploader.interruptions)
+    await _wait_done(cluster, args)
+
+
+async def _succeeded(cluster: Cluster, args: argparse.Namespace) -> bool:
+    """Whether the claim's upload succeeded (asked when the final chunk's reply was lost)."""
+    try:
+        pvc = await cluster.get("v1", "PersistentVolumeClaim", args.name, args.namespace)
+    except NotFound:
+        return False
+    return _notes(pvc).get(ann.ANN_POD_PHASE) == "Succeeded"
 
 
 def _chunk_size(text: str) -> int | None:
@@ -136,8 +177,50 @@ def _notes(pvc: Object | None) -> dict[str, str]:
     return dict(((pvc or {}).get("metadata") or {}).get("annotations") or {})
 
 
+async def _binding_modes(cluster: Cluster) -> dict[str | None, str]:
+    """Each StorageClass's volumeBindingMode by name; None names the default class."""
+    modes: dict[str | None, str] = {}
+    for sc in (await cluster.list(SC.api_version, SC.kind)).items:
+        mode = str(sc.get("volumeBindingMode") or "Immediate")
+        modes[sc["metadata"]["name"]] = mode
+        if (sc["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION) == "true":
+            modes.setdefault(None, mode)
+    return modes
+
+
+def waits_for_first_consumer(pvc: Object, modes: dict[str | None, str]) -> bool:
+    """A claim that stays Pending until a pod uses it: unbound, of a WaitForFirstConsumer class, and not
+    asked to bind at once (`--force-bind`'s annotation)."""
+    if _notes(pvc).get(ann.ANN_IMMEDIATE_BINDING) is not None:
+        return False
+    spec, status = pvc.get("spec") or {}, pvc.get("status") or {}
+    if spec.get("volumeName") or status.get("phase") not in (None, "Pending"):
+        return False
+    return modes.get(spec.get("storageClassName")) == WAIT_FOR_FIRST_CONSUMER
+
+
+async def _check_binding(cluster: Cluster, args: argparse.Namespace) -> dict[str | None, str]:
+    """virtctl's check on the DataVolume's phase; the binding modes for the claim's own check (none with
+    --force-bind)."""
+    if args.force_bind:
+        return {}
+    if args.kind == "dv":
+        try:
+            dv = await cluster.get(CDI_API_VERSION, "DataVolume", args.name, args.namespace)
+        except NotFound:
+            dv = {}
+        if (dv.get("status") or {}).get("phase") == WAIT_FOR_FIRST_CONSUMER:
+            raise WaitsForFirstConsumer(args.kind)
+    return await _binding_modes(cluster)
+
+
 async def _wait_ready(cluster: Cluster, args: argparse.Namespace) -> None:
-    """Until the upload server is ready, following the store's watch (no polling interval to wait out)."""
+    """Until the upload server is ready, following the store's watch (no polling interval to wait out).
+
+    Raises `Complete` when the claim's upload already succeeded, `WaitsForFirstConsumer` (unless
+    --force-bind) when it will not bind without a consumer.
+    """
+    modes = await _check_binding(cluster, args)
     print("Waiting for the upload server to be ready...")
 
     def ready(pvc: Object | None) -> bool:
@@ -145,7 +228,9 @@ async def _wait_ready(cluster: Cluster, args: argparse.Namespace) -> None:
         if notes and ann.ANN_UPLOAD_REQUEST not in notes:
             raise CliError(f"PVC {args.namespace}/{args.name} is not an upload target")
         if notes.get(ann.ANN_POD_PHASE) == "Succeeded":
-            raise CliError(f"PVC {args.namespace}/{args.name} has already been uploaded to")
+            raise Complete
+        if pvc is not None and waits_for_first_consumer(pvc, modes):
+            raise WaitsForFirstConsumer(args.kind)
         return notes.get(ann.ANN_POD_PHASE) == "Running" and notes.get(ann.ANN_POD_READY) == "true"
 
     try:

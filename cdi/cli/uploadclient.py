@@ -8,6 +8,12 @@ whatever the chunk size. Unless a size is forced, chunks are sized to take about
 rate measured so far (`ChunkSizer`): every chunk costs one round trip of idle link while its answer
 comes back, so a fast link gets large chunks (little idle time) and a slow one small chunks (little
 to re-send after an interruption), always within the server's advertised maximum.
+
+Finishing is robust to a lost last reply: once the final chunk has gone out, an interruption first
+asks `completed` (the caller checks the DataVolume's or PVC's phase) and stops if the upload landed;
+and the proxy's "already uploaded" answer (409 with `X-Upload-Phase: Succeeded`) ends the upload as
+done after the final chunk, or raises `AlreadyUploaded` before it (the target was complete before we
+began: nothing of ours was taken).
 """
 
 from __future__ import annotations
@@ -46,6 +52,10 @@ class UploadJob:
     path: Path
     ssl_context: ssl.SSLContext | bool
     chunk_size: int | None = None  # None: sized from the measured rate (`ChunkSizer`)
+
+
+class AlreadyUploaded(CliError):
+    """The proxy says the target's upload already succeeded, before this upload's final chunk went out."""
 
 
 class ChunkSizer:
@@ -98,6 +108,16 @@ class FileSlice(Payload):
 
 TokenSource = Callable[[], Awaitable[str]]
 Progress = Callable[[int, int], None]
+Completion = Callable[[], Awaitable[bool]]
+
+
+async def _never_known() -> bool:
+    return False
+
+
+def _already_uploaded(response: aiohttp.ClientResponse) -> bool:
+    return response.status == up.ALREADY_UPLOADED_STATUS and \
+        response.headers.get(up.PHASE_HEADER) == up.PHASE_SUCCEEDED
 
 
 def token_expiry(token: str) -> float:
@@ -111,15 +131,19 @@ def token_expiry(token: str) -> float:
 
 
 class ResumableUploader:
-    def __init__(self, job: UploadJob, tokens: TokenSource, progress: Progress) -> None:
+    def __init__(self, job: UploadJob, tokens: TokenSource, progress: Progress,
+                 completed: Completion = _never_known) -> None:
         self._job = job
         self._tokens = tokens
         self._progress = progress
+        self._completed = completed
+        self.final_sent = False  # the final chunk went out at least once
         self._token = ""
         self._expires = 0.0
         self._sizer = ChunkSizer(job.chunk_size)
         self.interruptions = 0
         self.transfer_seconds = 0.0  # from the first chunk sent to the last one acknowledged
+        self._started = time.monotonic()
 
     async def _headers(self) -> dict[str, str]:
         if time.time() > self._expires - RENEW_BEFORE:
@@ -128,28 +152,44 @@ class ResumableUploader:
         return {"Authorization": f"Bearer {self._token}", up.TARGET_HEADER: f"{self._job.namespace}/{self._job.pvc}"}
 
     async def run(self) -> None:
+        """Upload the file; returns once the server acknowledged the final chunk or the upload is known to
+        have landed. `AlreadyUploaded` if the target was complete before this upload's final chunk."""
+        try:
+            await self._run()
+        except AlreadyUploaded:
+            if not self.final_sent:
+                raise
+        self.transfer_seconds = self.transfer_seconds or time.monotonic() - self._started
+
+    async def _run(self) -> None:
         total = self._job.path.stat().st_size
         url = self._job.proxy_url.rstrip("/") + up.CHUNK_PATH
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=600)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             offset = await self._offset(session, url)
             attempts = 0
-            started = time.monotonic()
+            self._started = time.monotonic()
             with self._job.path.open("rb") as image:
                 while True:
                     try:
                         offset, done = await self._send(session, url, image.fileno(), offset, total)
                         attempts = 0
                         if done:
-                            self.transfer_seconds = time.monotonic() - started
+                            self.transfer_seconds = time.monotonic() - self._started
                             return
                     except (TimeoutError, aiohttp.ClientError, ConnectionError, _Retry) as e:
                         attempts += 1
                         self.interruptions += 1
+                        if await self._landed():
+                            return  # the final chunk's reply was lost, but the upload succeeded
                         if attempts > MAX_ATTEMPTS:
                             raise CliError(f"upload kept failing at byte {offset}: {e}") from e
                         await asyncio.sleep(min(2 ** min(attempts, 4) * 0.25, 5))
                         offset = await self._offset(session, url)
+
+    async def _landed(self) -> bool:
+        """After the final chunk went out: whether the target says the upload succeeded."""
+        return self.final_sent and await self._completed()
 
     async def _offset(self, session: aiohttp.ClientSession, url: str) -> int:
         for attempt in range(MAX_ATTEMPTS):
@@ -160,10 +200,14 @@ class ResumableUploader:
                             self._sizer.server_max = int(limit)
                         return int(response.headers.get(up.OFFSET_HEADER, "0"))
                     text = await response.text()
+                    if _already_uploaded(response):
+                        raise AlreadyUploaded(_message(text))
                     if response.status not in (502, 503, 504):
                         raise CliError(f"the upload proxy refused the upload ({response.status}): {text.strip()}")
             except (TimeoutError, aiohttp.ClientError, ConnectionError):
                 pass
+            if await self._landed():
+                raise AlreadyUploaded("the upload succeeded")
             await asyncio.sleep(min(0.5 * (attempt + 1), 5))
         raise CliError("the upload proxy did not answer; is `cdi serve` running?")
 
@@ -177,6 +221,7 @@ class ResumableUploader:
         params = {up.OFFSET_PARAM: str(offset), **({up.FINAL_PARAM: "true"} if final else {})}
         headers: dict[str, Any] = {**await self._headers(), up.TOTAL_HEADER: str(total)}
         started = time.monotonic()
+        self.final_sent = self.final_sent or final
         async with session.put(url, params=params, data=FileSlice(fd, offset, length), headers=headers,
                                ssl=self._job.ssl_context) as response:
             text = await response.text()
@@ -188,6 +233,8 @@ class ResumableUploader:
             if response.status == 202:
                 await asyncio.sleep(1)
                 return offset, False  # validation still running: send the final chunk again
+            if _already_uploaded(response):
+                raise AlreadyUploaded(_message(text))
             if response.status == 409:
                 return expected, False
             if response.status in (502, 503, 504):

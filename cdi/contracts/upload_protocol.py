@@ -76,6 +76,12 @@ MAX_CHUNK: Final = 1 << 30  # bytes are streamed, never held: this only bounds o
 # Ours, optional on any upload request: "<namespace>/<pvc>" the client means to upload to; the proxy
 # refuses (401) a token issued for another PVC.
 TARGET_HEADER: Final = "X-Cdi-Upload-Target"
+# Ours, on the proxy's answer for a PVC whose upload already succeeded (its upload server is gone):
+# `X-Upload-Phase: Succeeded`, with 409 on the resumable endpoint (upstream's endpoints keep upstream's
+# 503). A client that sent the final chunk then knows its upload landed even if that reply was lost.
+PHASE_HEADER: Final = "X-Upload-Phase"
+PHASE_SUCCEEDED: Final = "Succeeded"
+ALREADY_UPLOADED_STATUS: Final = 409
 
 UPLOAD_COMPLETE: Final = "Upload Complete"
 UPLOAD_CLIENT_NAME: Final = "client.upload-server.cdi.kubevirt.io"

@@ -20,7 +20,7 @@ from tests.support.catalog import ImageSet
 from tests.support.tls import TestPKI, make_pki
 from tests.upload.conftest import ProxyHandle, StartServer
 from tests.upload.support import sha256_prefix
-from uploadproxy.resolver import UploadTarget, invalid_content_type, not_upload_target, pod_not_ready
+from uploadproxy.resolver import UploadTarget, already_finished, invalid_content_type, not_upload_target, pod_not_ready
 
 CURL_FORMATS = ["disk.raw", "disk.qcow2", "disk.raw.gz", "disk.qcow2.xz", "cdrom.iso"]
 
@@ -130,6 +130,19 @@ async def test_readiness_is_awaited_then_given_up(proxy: ProxyHandle, upload_ser
     proxy.resolver.table["default/plain"] = not_upload_target("plain")
     status, body, _ = await request(proxy, pki, "POST", "/v1beta1/upload", headers=proxy.auth(pvc="plain"), data=b"x")
     assert (status, body) == (503, "PVC plain is not an upload target")
+
+
+async def test_an_upload_that_already_succeeded_is_told_apart(proxy: ProxyHandle, pki: TestPKI) -> None:
+    """The resumable endpoint answers 409 with `X-Upload-Phase: Succeeded` (the client knows it is done, not
+    down); upstream's endpoints keep upstream's 503, with the header too."""
+    proxy.resolver.table["default/done"] = already_finished("done")
+    started = time.monotonic()
+    status, body, headers = await request(proxy, pki, "GET", "/v1beta1/upload-chunk", headers=proxy.auth(pvc="done"))
+    assert (status, body, headers.get("X-Upload-Phase")) == (
+        409, "rejecting Upload Request for PVC done that already finished uploading", "Succeeded")
+    assert time.monotonic() - started < 1  # at once: waiting cannot change it
+    status, _, headers = await request(proxy, pki, "POST", "/v1beta1/upload", headers=proxy.auth(pvc="done"), data=b"x")
+    assert (status, headers.get("X-Upload-Phase")) == (503, "Succeeded")
 
 
 async def test_a_server_not_yet_listening_is_retried(proxy: ProxyHandle, upload_server: StartServer, pki: TestPKI,

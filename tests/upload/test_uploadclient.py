@@ -3,8 +3,10 @@ measured rate within the server's maximum, and a whole upload through the real p
 
 from __future__ import annotations
 
+import asyncio
 import random
 import ssl
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from cdi.cli.uploadclient import (
     CHUNK_SECONDS,
     FIRST_CHUNK,
     MIN_CHUNK,
+    AlreadyUploaded,
     ChunkSizer,
     FileSlice,
     ResumableUploader,
@@ -25,8 +28,9 @@ from cdi.cli.uploadclient import (
 from tests.support.catalog import ImageSet
 from tests.support.tls import TestPKI
 from tests.upload.conftest import ProxyHandle, StartServer
+from tests.upload.lost_reply import LostReplyRelay
 from tests.upload.support import HOST, sha256_prefix
-from uploadproxy.resolver import UploadTarget
+from uploadproxy.resolver import UploadTarget, already_finished, pod_not_ready
 
 MiB = 1 << 20
 
@@ -178,3 +182,58 @@ async def test_an_image_that_changes_size_during_the_upload_fails_at_once(
     with pytest.raises(CliError, match="changed size during the upload"):
         await uploader.run()
     assert uploader.interruptions == 0
+
+
+@pytest.mark.parametrize("ask_the_claim", [True, False], ids=["phase-asked", "proxy-409"])
+async def test_a_lost_reply_to_the_final_chunk_still_ends_in_success(
+        ask_the_claim: bool, proxy: ProxyHandle, upload_server: StartServer, pki: TestPKI, tmp_path: Path) -> None:
+    """The final chunk reaches the server, the server finishes and goes away, but the reply never reaches
+    the client: the client finds out the upload landed within seconds, instead of retrying for minutes
+    and failing — from the claim's phase while the proxy can only say the server is not there (503), or
+    from the proxy's 409 `X-Upload-Phase: Succeeded` once it knows the upload finished."""
+    image = tmp_path / "upload.raw"
+    image.write_bytes(random.Random(3).randbytes(3 * MiB))
+    server = await upload_server()
+    proxy.resolver.table["default/disk"] = UploadTarget(server.url)
+
+    async def server_finishes_and_goes_away() -> None:
+        assert (await server.result()).exit_code == 0
+        proxy.resolver.table["default/disk"] = pod_not_ready("disk") if ask_the_claim else already_finished("disk")
+
+    relay = LostReplyRelay(HOST, proxy.server.port, threshold=3 * MiB, before_drop=server_finishes_and_goes_away)
+    await relay.start()
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+
+    async def token() -> str:
+        return proxy.token("default", "disk")
+
+    async def succeeded() -> bool:
+        return ask_the_claim and server.disk.exists()
+
+    job = UploadJob(f"https://{HOST}:{relay.port}", "default", "disk", image, context)
+    uploader = ResumableUploader(job, token, lambda _done, _total: None, succeeded)
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(uploader.run(), 20)
+    finally:
+        await relay.close()
+    assert relay.dropped == 1 and uploader.final_sent
+    assert time.monotonic() - started < 10
+    assert sha256_prefix(server.disk) == sha256_prefix(image)
+
+
+async def test_a_target_complete_before_the_upload_is_reported_as_such(proxy: ProxyHandle, pki: TestPKI,
+                                                                      tmp_path: Path) -> None:
+    image = tmp_path / "upload.raw"
+    image.write_bytes(bytes(MiB))
+    proxy.resolver.table["default/disk"] = already_finished("disk")
+    context = ssl.create_default_context(cafile=str(pki.ca_cert))
+
+    async def token() -> str:
+        return proxy.token("default", "disk")
+
+    uploader = ResumableUploader(UploadJob(proxy.url, "default", "disk", image, context), token,
+                                 lambda _done, _total: None)
+    with pytest.raises(AlreadyUploaded, match="already finished uploading"):
+        await asyncio.wait_for(uploader.run(), 10)
+    assert not uploader.final_sent
