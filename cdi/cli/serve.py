@@ -17,12 +17,9 @@ from pathlib import Path
 
 from cdi.cli.proxyhost import EmbeddedUploadProxy
 from cdi.cli.state import LOCK_FILE, store_path
-from cdi.controllers import cdiconfig, notsupported, storageprofile
-from cdi.controllers.datavolume import controller as datavolumes
-from cdi.controllers.importpod import controller as import_pods
+from cdi.controllers import cdiconfig
 from cdi.controllers.progress import HttpsProgressScraper
-from cdi.controllers.upload import controller as uploads
-from cdi.controllers.upload import tokenrequests as token_requests
+from cdi.controllers.setup import ControllerOptions, cdi_controllers
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded import volumes as local_volumes
 from cdi.embedded.pods import controller as local_pods
@@ -93,11 +90,10 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
         manager.add(spec)
     for spec in local_pods.controllers(cluster, runner):
         runner.on_change = manager.add(spec).queue.add
-    for spec in [*storageprofile.controllers(cluster, clock), *cdiconfig.controllers(cluster, proxy.url, proxy.ca_pem),
-                 *import_pods.controllers(cluster, clock, image=options.image),
-                 *uploads.controllers(cluster, clock, image=options.image), *token_requests.controllers(cluster, clock),
-                 *datavolumes.controllers(cluster, clock, HttpsProgressScraper()),
-                 *notsupported.controllers(cluster, clock)]:
+    # CDI's controllers read through the manager's informer caches; the node agent above keeps reading
+    # the store directly, as kubelet and the CSI provisioner would read their own state.
+    for spec in cdi_controllers(manager.client(), clock, HttpsProgressScraper(),
+                                ControllerOptions(options.image, proxy.url, proxy.ca_pem)):
         manager.add(spec)
     log.info("embedded control plane serving %s", home)
     try:

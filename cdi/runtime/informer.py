@@ -8,6 +8,10 @@ DELETED for objects that vanished while it was blind and ADDED/MODIFIED for new 
 handlers never miss a change. A watch that simply ends is resumed from the last resourceVersion seen.
 Retries after repeated failures back off exponentially.
 
+The cache keeps two indexes, by namespace and by owner uid, so that a controller's "the claims of this
+namespace" or "what this DataVolume owns" costs no scan of every object; label selectors filter
+within the namespace's set. Watches ask for bookmarks, which only move the resume point.
+
 The cache serves the `Reader` protocol of `cdi.runtime.types`; `SharedInformers` hands out one
 informer per (kind, namespace, selector) so controllers and readers share them. Controllers
 (`cdi.runtime.controller`) register handlers; the manager (`cdi.runtime.manager`) starts and stops
@@ -43,6 +47,8 @@ class Informer:
         self._cluster = cluster
         self._retry_delay, self._max_retry_delay = retry_delay, max_retry_delay
         self._cache: dict[Key, Object] = {}
+        self._by_namespace: dict[str, set[Key]] = {}
+        self._by_owner: dict[str, set[Key]] = {}
         self._handlers: list[Handler] = []
         self._resource_version = ""
         self._failures = 0  # consecutive list/watch attempts that brought no event
@@ -66,14 +72,34 @@ class Informer:
         for obj in list(self._cache.values()):
             self._call(handler, "ADDED", obj)
 
+    def owned_by(self, uid: str) -> list[Object]:
+        """The cached objects whose ownerReferences name `uid`."""
+        return [copy.deepcopy(self._cache[key]) for key in sorted(self._by_owner.get(uid, ()))]
+
+    def _put(self, key: Key, obj: Object) -> Object | None:
+        old = self._remove(key)
+        self._cache[key] = obj
+        self._by_namespace.setdefault(key.namespace, set()).add(key)
+        for uid in _owner_uids(obj):
+            self._by_owner.setdefault(uid, set()).add(key)
+        return old
+
+    def _remove(self, key: Key) -> Object | None:
+        old = self._cache.pop(key, None)
+        if old is not None:
+            _discard(self._by_namespace, key.namespace, key)
+            for uid in _owner_uids(old):
+                _discard(self._by_owner, uid, key)
+        return old
+
     def get(self, key: Key) -> Object | None:
         obj = self._cache.get(key)
         return copy.deepcopy(obj) if obj is not None else None
 
     def list(self, namespace: str | None = None, label_selector: Mapping[str, str] | None = None) -> list[Object]:
         wanted = dict(label_selector or {})
-        return [copy.deepcopy(obj) for key, obj in sorted(self._cache.items())
-                if (not namespace or key.namespace == namespace) and _matches(obj, wanted)]
+        keys = self._by_namespace.get(namespace, set()) if namespace else self._cache.keys()
+        return [copy.deepcopy(self._cache[key]) for key in sorted(keys) if _matches(self._cache[key], wanted)]
 
     def has_synced(self) -> bool:
         """True once the first list has been applied to the cache."""
@@ -119,10 +145,11 @@ class Informer:
         fresh = {Key.of(obj): obj for obj in listed.items}
         gone = [key for key in self._cache if key not in fresh]
         for key in gone:
-            self._dispatch("DELETED", self._cache.pop(key))
+            removed = self._remove(key)
+            assert removed is not None
+            self._dispatch("DELETED", removed)
         for key, obj in fresh.items():
-            old = self._cache.get(key)
-            self._cache[key] = obj
+            old = self._put(key, obj)
             if old is None:
                 self._dispatch("ADDED", obj)
             elif _version(old) != _version(obj):
@@ -133,7 +160,8 @@ class Informer:
     async def _watch(self) -> None:
         """Apply watch events until the stream ends or fails (raises)."""
         stream = self._cluster.watch(self.api_version, self.kind, resource_version=self._resource_version,
-                                     namespace=self.namespace, label_selector=self.label_selector)
+                                     namespace=self.namespace, label_selector=self.label_selector,
+                                     allow_bookmarks=True)
         try:
             async for event in stream:
                 self._apply(event)
@@ -142,11 +170,14 @@ class Informer:
 
     def _apply(self, event: WatchEvent) -> None:
         obj = event.object
+        if event.type == "BOOKMARK":
+            self._resource_version = _version(obj) or self._resource_version
+            return
         key = Key.of(obj)
         if event.type == "DELETED":
-            self._cache.pop(key, None)
+            self._remove(key)
         else:
-            self._cache[key] = obj
+            self._put(key, obj)
         self._resource_version = _version(obj) or self._resource_version
         self._failures = 0
         self._dispatch(event.type, obj)
@@ -208,6 +239,18 @@ async def _close(stream: AsyncIterator[WatchEvent]) -> None:
     aclose = getattr(stream, "aclose", None)
     if callable(aclose):
         await aclose()
+
+
+def _owner_uids(obj: Object) -> list[str]:
+    return [str(ref.get("uid")) for ref in (obj.get("metadata") or {}).get("ownerReferences") or [] if ref.get("uid")]
+
+
+def _discard(index: dict[str, set[Key]], value: str, key: Key) -> None:
+    keys = index.get(value)
+    if keys is not None:
+        keys.discard(key)
+        if not keys:
+            del index[value]
 
 
 def _version(obj: Object) -> str:

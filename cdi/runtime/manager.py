@@ -18,6 +18,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 
 from cdi.cluster.protocol import Cluster
+from cdi.runtime.cachedclient import CachedCluster
 from cdi.runtime.controller import Controller
 from cdi.runtime.informer import Informer, SharedInformers
 from cdi.runtime.lock import ProcessLock
@@ -33,6 +34,7 @@ class Manager:
     def __init__(self, cluster: Cluster, *, clock: Clock | None = None, lock_path: Path | None = None,
                  shutdown_timeout: float = 30.0, lock_poll_interval: float = 1.0) -> None:
         self._clock = clock or SystemClock()
+        self._cluster = cluster
         self._informers = SharedInformers(cluster)
         self._controllers: list[Controller] = []
         self._lock = ProcessLock(lock_path, poll_interval=lock_poll_interval) if lock_path is not None else None
@@ -48,6 +50,10 @@ class Manager:
     def active(self) -> bool:
         """True while this process holds the lock and its controllers are running."""
         return self._active
+
+    def client(self) -> CachedCluster:
+        """A `Cluster` for reconcilers: reads from this manager's informer caches, writes to the cluster."""
+        return CachedCluster(self._cluster, self._informers)
 
     def reader(self, api_version: str, kind: str, namespace: str | None = None) -> Informer:
         """The shared cache of a kind (an `Informer`, which is a `Reader`); filled once `run` syncs it."""

@@ -109,7 +109,8 @@ class InterferingCluster:
         return await self.inner.list(api_version, kind, namespace, label_selector)
 
     async def watch(self, api_version: str, kind: str, *, resource_version: str, namespace: str | None = None,
-                    label_selector: Mapping[str, str] | str | None = None) -> AsyncIterator[WatchEvent]:
+                    label_selector: Mapping[str, str] | str | None = None,
+                    allow_bookmarks: bool = False) -> AsyncIterator[WatchEvent]:
         self.watches += 1
         if self.hold_next_watch:
             self.hold_next_watch = False

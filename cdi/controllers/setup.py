@@ -1,0 +1,39 @@
+"""The set of CDI's own controllers, built in one place for every entrypoint.
+
+`cdi serve` (embedded) and `cdi controller` (against a real API server) both call `cdi_controllers`
+with the cluster their reconcilers should use — the manager's cached client, so reads come from
+informer caches — and add the result to their manager. What differs between the two lives outside:
+the embedded mode adds its node agent (volume provisioner, pod runner); on Kubernetes, kubelet and
+the CSI drivers play those parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cdi.cluster.protocol import Cluster
+from cdi.controllers import cdiconfig, notsupported, storageprofile
+from cdi.controllers.datavolume import controller as datavolumes
+from cdi.controllers.importpod import controller as import_pods
+from cdi.controllers.progress import ProgressScraper
+from cdi.controllers.upload import controller as uploads
+from cdi.controllers.upload import tokenrequests as token_requests
+from cdi.runtime.types import Clock, ControllerSpec
+
+
+@dataclass(frozen=True)
+class ControllerOptions:
+    image: str
+    upload_proxy_url: str | None = None
+    upload_proxy_ca: str | None = None
+
+
+def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
+                    options: ControllerOptions) -> list[ControllerSpec]:
+    return [*storageprofile.controllers(cluster, clock),
+            *cdiconfig.controllers(cluster, options.upload_proxy_url, options.upload_proxy_ca),
+            *import_pods.controllers(cluster, clock, image=options.image),
+            *uploads.controllers(cluster, clock, image=options.image),
+            *token_requests.controllers(cluster, clock),
+            *datavolumes.controllers(cluster, clock, scraper),
+            *notsupported.controllers(cluster, clock)]

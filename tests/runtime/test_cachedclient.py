@@ -1,0 +1,86 @@
+"""The cached client: reads come from informer caches (no request to the store after the first list),
+writes go through, and the owner index answers "what does this object own"."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdi.cluster.errors import NotFound
+from cdi.cluster.protocol import ObjectList, WatchEvent
+from cdi.embedded import EmbeddedCluster
+from cdi.runtime.cachedclient import CachedCluster
+from cdi.runtime.informer import SharedInformers
+
+
+class CountingCluster:
+    """Counts reads that reach the store; everything else is the embedded store's."""
+
+    def __init__(self, inner: EmbeddedCluster) -> None:
+        self.inner, self.gets, self.lists = inner, 0, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def get(self, *args: Any, **kwargs: Any) -> Any:
+        self.gets += 1
+        return await self.inner.get(*args, **kwargs)
+
+    async def list(self, *args: Any, **kwargs: Any) -> ObjectList:
+        self.lists += 1
+        return await self.inner.list(*args, **kwargs)
+
+    def watch(self, api_version: str, kind: str, **kwargs: Any) -> AsyncIterator[WatchEvent]:
+        return self.inner.watch(api_version, kind, **kwargs)
+
+
+def configmap(name: str, namespace: str = "default", labels: Mapping[str, str] | None = None,
+              owner: dict[str, Any] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(labels or {})}
+    if owner:
+        meta["ownerReferences"] = [{"apiVersion": "v1", "kind": "ConfigMap", "name": owner["metadata"]["name"],
+                                    "uid": owner["metadata"]["uid"]}]
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta}
+
+
+async def eventually(check: Any) -> None:
+    async with asyncio.timeout(5):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+async def test_reads_come_from_the_cache_and_writes_go_through(tmp_path: Path) -> None:
+    async with EmbeddedCluster(tmp_path / "s.db", poll_interval=0.02) as store:
+        counting = CountingCluster(store)
+        informers = SharedInformers(counting)  # type: ignore[arg-type]
+        cached = CachedCluster(counting, informers)  # type: ignore[arg-type]
+        try:
+            owner = await cached.create(configmap("owner"))
+            await cached.create(configmap("a", labels={"app": "x"}, owner=owner))
+            await cached.create(configmap("b", namespace="other", labels={"app": "x"}))
+
+            async def seen() -> bool:
+                return len((await cached.list("v1", "ConfigMap")).items) == 3
+            await eventually(seen)
+            lists_after_sync = counting.lists
+            for _ in range(20):
+                assert (await cached.get("v1", "ConfigMap", "a", "default"))["metadata"]["labels"] == {"app": "x"}
+                names = [o["metadata"]["name"] for o in (await cached.list("v1", "ConfigMap", "default",
+                                                                           {"app": "x"})).items]
+                assert names == ["a"]
+            assert counting.gets == 0 and counting.lists == lists_after_sync
+            owned = await cached.owned_by("v1", "ConfigMap", owner["metadata"]["uid"])
+            assert [o["metadata"]["name"] for o in owned] == ["a"]
+            with pytest.raises(NotFound):
+                await cached.get("v1", "ConfigMap", "missing", "default")
+            await cached.delete("v1", "ConfigMap", "a", "default")
+
+            async def gone() -> bool:
+                return not await cached.owned_by("v1", "ConfigMap", owner["metadata"]["uid"])
+            await eventually(gone)
+        finally:
+            await informers.stop()
