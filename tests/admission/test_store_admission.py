@@ -55,7 +55,7 @@ async def test_unknown_field_is_a_strict_decoding_error(cluster: EmbeddedCluster
 
 async def test_unknown_status_field_is_refused_on_status_writes(cluster: EmbeddedCluster) -> None:
     await cluster.create(datavolume())
-    with pytest.raises(BadRequest, match='unknown field "status.bogus"'):
+    with pytest.raises(BadRequest, match=r'unknown field "status\.bogus"'):
         await cluster.patch_status(DV_API, "DataVolume", "disk", {"status": {"bogus": "x"}}, "default")
 
 
@@ -131,7 +131,7 @@ async def test_growth_is_forbidden_without_allow_volume_expansion(cluster: Embed
 ])
 async def test_bound_claim_spec_is_immutable(cluster: EmbeddedCluster, change: dict[str, Any]) -> None:
     await bound_claim(cluster)
-    with pytest.raises(Invalid, match="spec is immutable after creation except resources.requests"):
+    with pytest.raises(Invalid, match=r"spec is immutable after creation except resources\.requests"):
         await cluster.patch("v1", "PersistentVolumeClaim", "data", {"spec": change}, "default")
 
 
