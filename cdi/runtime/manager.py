@@ -13,6 +13,7 @@ informers stop, the lock is released. Nothing it started outlives `run`.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable
 from pathlib import Path
@@ -21,6 +22,7 @@ from cdi.cluster.protocol import Cluster
 from cdi.runtime.cachedclient import CachedCluster
 from cdi.runtime.controller import Controller
 from cdi.runtime.informer import Informer, SharedInformers
+from cdi.runtime.lease import LeaderLock
 from cdi.runtime.lock import ProcessLock
 from cdi.runtime.queue import WorkQueue
 from cdi.runtime.types import Clock, ControllerSpec, SystemClock
@@ -32,12 +34,14 @@ class Manager:
     """Owns the informers, queues and workers of one process's controllers."""
 
     def __init__(self, cluster: Cluster, *, clock: Clock | None = None, lock_path: Path | None = None,
-                 shutdown_timeout: float = 30.0, lock_poll_interval: float = 1.0) -> None:
+                 shutdown_timeout: float = 30.0, lock_poll_interval: float = 1.0,
+                 leader_lock: LeaderLock | None = None) -> None:
         self._clock = clock or SystemClock()
         self._cluster = cluster
         self._informers = SharedInformers(cluster)
         self._controllers: list[Controller] = []
-        self._lock = ProcessLock(lock_path, poll_interval=lock_poll_interval) if lock_path is not None else None
+        self._lock: LeaderLock | None = leader_lock or (
+            ProcessLock(lock_path, poll_interval=lock_poll_interval) if lock_path is not None else None)
         self._shutdown_timeout = shutdown_timeout
         self._ran = False
         self._active = False
@@ -90,7 +94,8 @@ class Manager:
         self._active = True
         logger.info("started %d controller(s): %s", len(self._controllers),
                     ", ".join(controller.name for controller in self._controllers) or "none")
-        await stop.wait()
+        lost = getattr(self._lock, "lost", None)
+        await _first(stop, lost if isinstance(lost, asyncio.Event) else None)
         logger.info("stopping controllers")
 
     async def _shut_down(self) -> None:
@@ -102,7 +107,24 @@ class Manager:
             await self._informers.stop()
         finally:
             if self._lock is not None:
-                self._lock.release()
+                released = self._lock.release()
+                if inspect.isawaitable(released):
+                    await released
+
+
+async def _first(stop: asyncio.Event, lost: asyncio.Event | None) -> None:
+    """Wait until `stop` is set or, when there is one, the leader lock is `lost`."""
+    if lost is None:
+        await stop.wait()
+        return
+    waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(lost.wait())}
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    if lost.is_set():
+        logger.error("the leader lock was lost: stopping so that the new leader reconciles alone")
 
 
 async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
