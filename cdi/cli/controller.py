@@ -1,0 +1,95 @@
+"""`cdi controller --kubeconfig FILE`: CDI's controllers against a real Kubernetes API server.
+
+The same controller set `cdi serve` runs (`cdi.controllers.setup`), reading through the manager's
+informer caches, with leader election through a Lease in `--namespace` (several replicas may run;
+one reconciles), a client-side rate limit (`--qps`, `--burst`) and health endpoints. Nothing of the
+embedded mode runs here: on a cluster, kubelet runs the worker pods and CSI drivers provision the
+volumes (or `cdi node` plays both on a machine without a kubelet). In a pod it uses the pod's service
+account when no kubeconfig is given. SIGINT/SIGTERM stop it gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdi.controllers import cdiconfig
+from cdi.controllers.progress import HttpsProgressScraper
+from cdi.controllers.setup import ControllerOptions, cdi_controllers
+from cdi.kube import connect
+from cdi.runtime.health import HealthServer
+from cdi.runtime.lease import LeaseLock
+from cdi.runtime.manager import Manager
+from cdi.runtime.types import SystemClock
+
+log = logging.getLogger("cdi.controller")
+LEASE_NAME = "cdi-controller-leader-election-helper"  # upstream's lock name
+DEFAULT_IMAGE = "pycdi/pycdi:latest"
+
+
+@dataclass(frozen=True)
+class ControllerCommand:
+    kubeconfig: Path | None
+    namespace: str
+    image: str
+    uploadproxy_url: str | None
+    health_port: int
+    qps: float
+    burst: int
+    leader_elect: bool
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("controller", help="run CDI's controllers against a Kubernetes API server")
+    parser.add_argument("--kubeconfig", type=Path, default=None,
+                        help="kubeconfig file (default: the pod's service account, else $KUBECONFIG)")
+    parser.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", "cdi"),
+                        help="namespace CDI is installed in, where the leader Lease lives (default: cdi)")
+    parser.add_argument("--image", default=os.environ.get("CDI_IMAGE", DEFAULT_IMAGE),
+                        help="the image importer and upload-server pods run")
+    parser.add_argument("--uploadproxy-url", default=None, help="the upload proxy's external URL, for CDIConfig")
+    parser.add_argument("--health-port", type=int, default=8080, help="port of /healthz and /readyz (0: any)")
+    parser.add_argument("--qps", type=float, default=20.0, help="API requests per second (client-side limit)")
+    parser.add_argument("--burst", type=int, default=30, help="API requests allowed in a burst")
+    parser.add_argument("--no-leader-elect", dest="leader_elect", action="store_false",
+                        help="reconcile without taking the leader Lease (one replica only)")
+    parser.set_defaults(run=lambda args, home: asyncio.run(run(ControllerCommand(
+        args.kubeconfig, args.namespace, args.image, args.uploadproxy_url, args.health_port, args.qps, args.burst,
+        args.leader_elect))))
+
+
+async def run(command: ControllerCommand) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await control(command, stop)
+    return 0
+
+
+async def control(command: ControllerCommand, stop: asyncio.Event) -> None:
+    """Run the controllers until `stop` is set (or the leader Lease is lost)."""
+    clock = SystemClock()
+    async with await connect(command.kubeconfig, qps=command.qps, burst=command.burst) as cluster:
+        identity = f"{socket.gethostname()}_{os.getpid()}"
+        lock = LeaseLock(cluster, command.namespace, LEASE_NAME, identity) if command.leader_elect else None
+        manager = Manager(cluster, clock=clock, leader_lock=lock)
+        for spec in cdi_controllers(manager.client(), clock, HttpsProgressScraper(),
+                                    ControllerOptions(command.image, command.uploadproxy_url)):
+            manager.add(spec)
+        # All interfaces: in a pod the kubelet's probes come from outside the loopback.
+        health = HealthServer(lambda: manager.active, host="0.0.0.0", port=command.health_port)
+        await health.start()
+        try:
+            await cdiconfig.ensure_config(cluster)
+            log.info("CDI controllers against %s (health on :%d)", cluster.transport.server, health.port)
+            await manager.run(stop)
+        finally:
+            await health.stop()
