@@ -4,17 +4,24 @@ pod (done, needs scratch, needs direct I/O, or failed fatally), the labels the w
 image's default instance type, from the termination message) and the Events to record. The
 termination message is read with `cdi.contracts.termination`; a failure whose message says
 `retryable: false` (or upstream's "checksum mismatch") is fatal and never retried; everything else
-is left to the kubelet's restarts."""
+is left to the kubelet's restarts.
+
+A worker killed by a signal (exit code 128+n, or the status's `signal`) wrote no termination message,
+so what kubelet shows instead is the end of its log, which says nothing about why it stopped. Unless
+the worker did leave a message with a reason, the condition and event then say what happened:
+"Importer pod importer-foo was killed (exit code 137, SIGKILL)". A kill is never fatal: the restart
+is the retry."""
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from typing import Any
 
 from cdi.cluster.protocol import Object
 from cdi.contracts import annotations as ann
 from cdi.contracts.termination import TerminationMessage
-from cdi.controllers.meta import annotations_of
+from cdi.controllers.meta import annotations_of, labels_of, name_of
 
 POD_RUNNING_REASON = "Pod is running"
 SCRATCH_REASON = "Scratch space required"
@@ -32,6 +39,7 @@ class PodObservation:
 
 
 IMPORT_SUCCESS = ("ImportSucceeded", "Import Successful")
+WORKER_TITLES = {ann.Component.IMPORTER.value: "Importer pod", ann.Component.UPLOAD_SERVER.value: "Upload server pod"}
 UPLOAD_SUCCESS = ("UploadSucceeded", "Upload Successful")
 
 
@@ -45,6 +53,41 @@ def _message(terminated: dict[str, Any] | None) -> TerminationMessage | None:
     if not terminated or not terminated.get("message"):
         return None
     return TerminationMessage.parse(str(terminated["message"]))
+
+
+def killed_by(terminated: dict[str, Any] | None) -> int | None:
+    """The signal that ended a container: the status's `signal` when the runtime says, else an exit
+    code of 128+n (how container runtimes report a process killed by signal n)."""
+    if not terminated:
+        return None
+    if number := int(terminated.get("signal") or 0):
+        return number
+    code = int(terminated.get("exitCode") or 0)
+    return code - 128 if 128 < code <= 128 + 64 else None
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def kill_description(pod: Object, terminated: dict[str, Any], number: int) -> str:
+    """"Importer pod importer-foo was killed (exit code 137, SIGKILL)", OOM kills said as such."""
+    title = WORKER_TITLES.get(labels_of(pod).get(ann.LABEL_COMPONENT, ""), "Worker pod")
+    how = "was killed for using too much memory" if terminated.get("reason") == "OOMKilled" else "was killed"
+    code = int(terminated.get("exitCode") or 128 + number)
+    return f"{title} {name_of(pod)} {how} (exit code {code}, {signal_name(number)})"
+
+
+def _kill_message(pod: Object, terminated: dict[str, Any] | None,
+                  message: TerminationMessage | None) -> TerminationMessage | None:
+    """What to show for a killed worker, unless it left a message with a reason of its own."""
+    number = killed_by(terminated)
+    if terminated is None or number is None or (message is not None and message.reason):
+        return None
+    return TerminationMessage(message=kill_description(pod, terminated, number))
 
 
 def _running(value: bool, reason: str, message: str) -> dict[str, str]:
@@ -70,11 +113,12 @@ def observe_worker(pvc: Object, pod: Object, success: tuple[str, str]) -> PodObs
     terminated = state.get("terminated")
     latest = terminated or last
     message = _message(latest)
+    message = _kill_message(pod, latest, message) or message
     restarts = max(int(status.get("restartCount") or 0), int(annotations_of(pvc).get(ann.ANN_POD_RESTARTS) or 0))
     notes = {ann.ANN_POD_RESTARTS: str(restarts), ann.ANN_POD_READY: "true" if status.get("ready") else "false"}
-    if any(t and t.get("reason") == "OOMKilled" for t in (terminated, last)):
-        notes.update(_running(False, "OOMKilled", "importer was killed for using too much memory; retrying with "
-                                                  "direct I/O"))
+    if oom := next((t for t in (terminated, last) if t and t.get("reason") == "OOMKilled"), None):
+        notes.update(_running(False, "OOMKilled", f"{kill_description(pod, oom, killed_by(oom) or 9)}; retrying "
+                                                  f"with direct I/O"))
         return PodObservation({**notes, ann.ANN_REQUIRES_DIRECT_IO: "true"}, delete_pod=True)
     exit_code = int((terminated or {}).get("exitCode", -1)) if terminated else -1
     if terminated and exit_code == 0 and message and message.scratch_space_required:

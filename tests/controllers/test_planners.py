@@ -16,7 +16,7 @@ from cdi.controllers.datavolume.claim import new_claim, source_annotations
 from cdi.controllers.datavolume.render import RenderError, StorageView, render_pvc_spec
 from cdi.controllers.datavolume.status import TOO_SMALL, Observed, import_status
 from cdi.controllers.importpod.podspec import ImporterPodInputs, importer_pod
-from cdi.controllers.workerstate import observe_importer
+from cdi.controllers.workerstate import IMPORT_SUCCESS, observe_importer, observe_worker
 
 NOW = "2026-11-21T06:00:00Z"
 
@@ -323,3 +323,64 @@ def test_scratch_required_says_why() -> None:
     message = TerminationMessage(why, scratch_space_required=True, preallocation_applied=False)
     seen = observe_importer(pvc({}), pod({"terminated": term(0, message, "Completed")}, phase="Succeeded"))
     assert seen.annotations[ann.ANN_RUNNING_CONDITION_MESSAGE] == why
+
+
+def worker_pod(component: str, name: str, state: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    doc = pod(state, **kwargs)
+    doc["metadata"] = {"name": name, "labels": {ann.LABEL_COMPONENT: component}}
+    return doc
+
+
+KILLED_LOG = "2026-11-21 06:00:01 INFO importer: progress 48.20%\n"
+
+
+@pytest.mark.parametrize(("component", "name", "killed", "text"), [
+    ("importer", "importer-fedora", {"exitCode": 137, "reason": "Error", "message": KILLED_LOG},
+     "Importer pod importer-fedora was killed (exit code 137, SIGKILL)"),
+    ("importer", "importer-fedora", {"exitCode": 143, "signal": 15, "reason": "Error", "message": KILLED_LOG},
+     "Importer pod importer-fedora was killed (exit code 143, SIGTERM)"),
+    ("cdi-upload-server", "cdi-upload-fedora", {"exitCode": 137, "signal": 9, "reason": "Error"},
+     "Upload server pod cdi-upload-fedora was killed (exit code 137, SIGKILL)"),
+])
+def test_a_killed_worker_is_reported_as_killed_and_retried(component: str, name: str, killed: dict[str, Any],
+                                                           text: str) -> None:
+    seen = observe_worker(pvc({ann.ANN_POD_RESTARTS: "0"}),
+                          worker_pod(component, name, {"waiting": {"reason": "CrashLoopBackOff"}}, last=killed,
+                                     restarts=1), IMPORT_SUCCESS)
+    assert not seen.fatal and not seen.delete_pod
+    assert seen.annotations[ann.ANN_RUNNING_CONDITION_REASON] == "Error"
+    assert seen.annotations[ann.ANN_RUNNING_CONDITION_MESSAGE] == text
+    assert seen.events == (("Warning", "ErrImportFailed", text),)
+
+
+def test_a_killed_worker_that_is_still_terminated_says_so_too() -> None:
+    seen = observe_importer(pvc({}), worker_pod("importer", "importer-fedora", {"terminated": {
+        "exitCode": 137, "signal": 9, "reason": "Error", "message": KILLED_LOG}}, phase="Running"))
+    assert not seen.fatal
+    assert seen.annotations[ann.ANN_RUNNING_CONDITION_MESSAGE] == \
+        "Importer pod importer-fedora was killed (exit code 137, SIGKILL)"
+
+
+def test_a_worker_message_with_a_reason_wins_over_the_kill() -> None:
+    seen = observe_importer(pvc({}), worker_pod("importer", "importer-fedora", {"waiting": {}},
+                                                last={**term(1, NOT_FOUND), "exitCode": 137}, restarts=1))
+    assert seen.annotations[ann.ANN_RUNNING_CONDITION_REASON] == "ImportSourceUnavailable"
+    assert "got 404" in seen.annotations[ann.ANN_RUNNING_CONDITION_MESSAGE]
+
+
+def test_an_oom_kill_says_which_pod_and_retries_with_direct_io() -> None:
+    seen = observe_importer(pvc({}), worker_pod("importer", "importer-fedora", {"waiting": {}},
+                                                last={"exitCode": 137, "reason": "OOMKilled"}))
+    assert seen.annotations[ann.ANN_RUNNING_CONDITION_MESSAGE] == (
+        "Importer pod importer-fedora was killed for using too much memory (exit code 137, SIGKILL); retrying "
+        "with direct I/O")
+
+
+def test_the_datavolume_shows_and_announces_the_kill() -> None:
+    text = "Importer pod importer-fedora was killed (exit code 137, SIGKILL)"
+    plan = import_status(observed({ann.ANN_POD_PHASE: "Running", ann.ANN_RUNNING_CONDITION: "false",
+                                   ann.ANN_RUNNING_CONDITION_REASON: "Error", ann.ANN_RUNNING_CONDITION_MESSAGE: text,
+                                   ann.ANN_POD_RESTARTS: "1"}, previous={"phase": "ImportInProgress"}))
+    assert plan.status["phase"] == "ImportInProgress"
+    assert conditions(plan.status)["Running"] == ("False", "Error", text)
+    assert ("Warning", "Error", text) in plan.events

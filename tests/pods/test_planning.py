@@ -134,7 +134,7 @@ def test_adopting_a_running_container_takes_it_as_killed_by_the_restart() -> Non
     record = adopt(pod, status, now="t9", monotonic=50.0)
     assert record.adopted
     a, b, fresh = (record.containers[name] for name in "abc")
-    assert a.exited == Terminated(137, "Error", "the pod runner restarted", "t3", "t9", "pycdi://9")
+    assert a.exited == Terminated(137, "Error", "the pod runner restarted", "t3", "t9", "pycdi://9", signal=9)
     assert (a.last, a.restart_count) == (DONE_BAD, 2)
     assert (b.exited, b.last, b.restart_count) == (DONE_BAD, None, 1)
     assert fresh.exited is None

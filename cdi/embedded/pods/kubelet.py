@@ -4,8 +4,8 @@
 out the back-off, leave terminated), take the finalizer and a pod IP before the first process starts,
 set up the volumes, start what should run, then publish the status. `terminate` stops a deleted pod
 (SIGTERM, SIGKILL after the grace period), publishes its final status and lets it go. Each started
-process gets a watcher task that records its exit (code, termination message) and asks for the pod
-to be reconciled again. The store writes live in `podwrites`; the runner (`runner`) routes pods here.
+process gets a watcher task that records its exit (code, signal, reason, termination message) and
+asks for the pod to be reconciled again. The store writes live in `podwrites`; the runner (`runner`) routes pods here.
 """
 
 from __future__ import annotations
@@ -23,7 +23,15 @@ from cdi.embedded.pods.layout import LayoutError
 from cdi.embedded.pods.node import KUBELET
 from cdi.embedded.pods.paths import PodPaths
 from cdi.embedded.pods.podwrites import PodWriter
-from cdi.embedded.pods.processes import START_FAILED_EXIT_CODE, Process, StartFailed, signal_group, termination_message
+from cdi.embedded.pods.processes import (
+    START_FAILED_EXIT_CODE,
+    ExitStatus,
+    Process,
+    StartFailed,
+    oom_kills,
+    signal_group,
+    termination_message,
+)
 from cdi.embedded.pods.records import ContainerRecord, PodRecord, adopt, view
 from cdi.embedded.pods.restarts import BackoffPolicy, Decision, decide
 from cdi.embedded.pods.spec import ContainerSpec, PodInfo
@@ -150,13 +158,14 @@ class Kubelet:
 
     async def _watch(self, key: Key, container: ContainerSpec, state: ContainerRecord, process: Process,
                      paths: PodPaths) -> None:
-        code = await process.wait()
+        kills_before = oom_kills()
+        ended = await process.wait()
         signal_group(process.pid, signal.SIGKILL)  # what it left in its group goes with it, as with a container
         message = await asyncio.to_thread(termination_message, paths.termination(container.name),
-                                          paths.log(container.name), code, container.fallback_to_logs_on_error)
+                                          paths.log(container.name), ended.code, container.fallback_to_logs_on_error)
         if state.process is process:
-            state.end(Terminated(code, "Completed" if code == 0 else "Error", message, state.started_at,
-                                 self._now(), state.container_id), self._clock.monotonic())
+            state.end(Terminated(ended.code, _reason(ended, kills_before, oom_kills()), message, state.started_at,
+                                 self._now(), state.container_id, ended.signal), self._clock.monotonic())
         self._changed(key)
 
     async def _escalate(self, containers: list[ContainerRecord], grace: float) -> None:
@@ -177,6 +186,14 @@ class Kubelet:
 
     def _now(self) -> str:
         return format_time(self._clock.now())
+
+
+def _reason(ended: ExitStatus, kills_before: int | None, kills_after: int | None) -> str:
+    """kubelet's reason: OOMKilled for a SIGKILL while the kernel's OOM killer struck, else Completed/Error."""
+    if ended.code == 0:
+        return "Completed"
+    oom = kills_before is not None and kills_after is not None and kills_after > kills_before
+    return "OOMKilled" if ended.signal == signal.SIGKILL and oom else "Error"
 
 
 def _pid(container: ContainerRecord) -> int:

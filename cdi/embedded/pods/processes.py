@@ -6,7 +6,10 @@ as a whole, with `PR_SET_PDEATHSIG(SIGKILL)` so it dies when the runner dies (th
 thread that forked it: the event loop's, which lives as long as the runner); stdin is /dev/null and
 stdout+stderr go to its log. A program that cannot be executed raises `StartFailed`, which the
 runner reports as kubelet does: terminated, exit code 128, reason StartError. Exit codes of processes
-killed by a signal are reported as 128+signal (137 for SIGKILL), as container runtimes do.
+killed by a signal are reported as 128+signal (137 for SIGKILL), as container runtimes do, and the
+signal itself travels with it (`ExitStatus`), for the status's `signal` field. `oom_kills` reads the
+kernel's count of OOM kills, so a SIGKILL that coincides with one can be reported as OOMKilled (the
+local runner puts no memory cgroup around a pod, so this is the best it can tell).
 
 `termination_message` reads the container's termination file as kubelet does (at most 4096 bytes;
 with `FallbackToLogsOnError` the last 80 lines / 2048 bytes of the log when the file is empty and
@@ -45,12 +48,18 @@ class LaunchSpec:
     log: Path
 
 
+@dataclass(frozen=True)
+class ExitStatus:
+    code: int  # 128+n when killed by signal n
+    signal: int = 0  # the signal that killed it; 0 when it exited
+
+
 class Process(Protocol):
     @property
     def pid(self) -> int: ...
 
-    async def wait(self) -> int:
-        """The exit code once the process ended (128+n when killed by signal n)."""
+    async def wait(self) -> ExitStatus:
+        """How the process ended."""
         ...
 
 
@@ -68,8 +77,8 @@ class ChildProcess:
     def pid(self) -> int:
         return self._process.pid
 
-    async def wait(self) -> int:
-        return exit_code(await self._process.wait())
+    async def wait(self) -> ExitStatus:
+        return exit_status(await self._process.wait())
 
 
 class ProcessLauncher:
@@ -106,6 +115,23 @@ def _die_with_parent(parent: int) -> Callable[[], None]:
 
 def exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
+
+
+def exit_status(returncode: int) -> ExitStatus:
+    """asyncio's returncode (-n when killed by signal n) as a container runtime reports it."""
+    return ExitStatus(exit_code(returncode), -returncode if returncode < 0 else 0)
+
+
+def oom_kills(vmstat: Path = Path("/proc/vmstat")) -> int | None:
+    """How many processes the kernel's OOM killer has killed since boot; None when it does not say."""
+    try:
+        for line in vmstat.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def signal_group(pid: int, signum: int) -> bool:

@@ -6,8 +6,9 @@ that ended and has not been restarted yet (`exited`), the run before that (`last
 `status.ContainerView` kubelet would report, given the restart decision for it.
 
 `adopt` rebuilds a record from a pod's stored status when the runner has none (it was restarted):
-a container the status shows running has no process of ours any more, so it is taken as terminated
-with exit code 137, reason Error and "the pod runner restarted", and the restart policy applies to
+a container the status shows running has no process of ours any more (the runner SIGKILLs what is
+left of it), so it is taken as terminated with exit code 137, signal 9, reason Error and "the pod
+runner restarted", and the restart policy applies to
 it like to any other exit; a crash-looping container restarts at once (its back-off is forgotten,
 as kubelet forgets it when it restarts).
 """
@@ -15,6 +16,7 @@ as kubelet forgets it when it restarts).
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,7 +111,7 @@ def _adopt_container(name: str, entry: Mapping[str, Any] | None, now: str, monot
     if "running" in state:
         record.exited = Terminated(KILLED_EXIT_CODE, "Error", RUNNER_RESTARTED,
                                    str(state["running"].get("startedAt") or now), now,
-                                   str(entry.get("containerID") or ""))
+                                   str(entry.get("containerID") or ""), signal.SIGKILL)
     elif "terminated" in state:
         record.exited = Terminated.from_dict(state["terminated"])
     elif previous:  # waiting to restart after `previous`

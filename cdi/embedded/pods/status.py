@@ -1,7 +1,9 @@
 """A pod's status exactly as kubelet writes it, computed purely from what its containers are doing.
 
 Each container is `Waiting` (ContainerCreating, CrashLoopBackOff, CreateContainerConfigError),
-`Running` or `Terminated`, with the previous run's termination as `lastState`. From these,
+`Running` or `Terminated`, with the previous run's termination as `lastState`. A termination has
+kubelet's fields: exitCode (128+n for a process killed by signal n), `signal` when known, reason
+(Completed, Error, OOMKilled, StartError) and the termination message. From these,
 `pod_phase` follows kubelet's getPhase (a terminal phase never changes back), and `pod_status`
 builds `phase`, the conditions (Initialized, Ready, ContainersReady, and the scheduler's
 PodScheduled, each keeping its lastTransitionTime while its status holds), `hostIP`/`podIP`(s),
@@ -33,9 +35,13 @@ class Terminated:
     started_at: str
     finished_at: str
     container_id: str = ""
+    signal: int = 0  # the signal that killed the process, when the runner knows it (0: none / unknown)
 
     def to_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"exitCode": self.exit_code, "reason": self.reason}
+        state: dict[str, Any] = {"exitCode": self.exit_code}
+        if self.signal:
+            state["signal"] = self.signal
+        state["reason"] = self.reason
         if self.message:
             state["message"] = self.message
         state |= {"startedAt": self.started_at, "finishedAt": self.finished_at}
@@ -46,7 +52,8 @@ class Terminated:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Terminated:
         return cls(int(raw.get("exitCode") or 0), str(raw.get("reason") or ""), str(raw.get("message") or ""),
-                   str(raw.get("startedAt") or ""), str(raw.get("finishedAt") or ""), str(raw.get("containerID") or ""))
+                   str(raw.get("startedAt") or ""), str(raw.get("finishedAt") or ""), str(raw.get("containerID") or ""),
+                   int(raw.get("signal") or 0))
 
 
 @dataclass(frozen=True)
