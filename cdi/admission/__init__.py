@@ -9,12 +9,14 @@ same handlers are what CDI's webhooks answer with, while the API server applies 
 Kubernetes' kinds.
 
 Handlers: `cdi.admission.cdikinds` (CDI kinds: strict decoding, schema, upstream's webhook rules,
-immutability) and `cdi.admission.claims` (PersistentVolumeClaim: storage quantities, immutability of
-a claim's spec, expansion only where the StorageClass allows it).
+immutability), `cdi.admission.claims` (PersistentVolumeClaim: storage quantities, immutability of
+a claim's spec, expansion only where the StorageClass allows it) and `cdi.admission.pods` (a pod's
+spec is immutable; nodeName comes through a Binding).
 """
 
 from cdi.admission.cdikinds import admit_cdi_kind
 from cdi.admission.claims import admit_claim
+from cdi.admission.pods import admit_pod
 from cdi.admission.request import AdmissionRequest, Lookup
 
 __all__ = ["AdmissionRequest", "Lookup", "admit"]
@@ -24,3 +26,4 @@ def admit(request: AdmissionRequest, lookup: Lookup) -> None:
     """Raise the API server's error if `request` may not be stored; return if it may."""
     admit_cdi_kind(request)
     admit_claim(request, lookup)
+    admit_pod(request)

@@ -92,6 +92,7 @@ KUBERNETES_KINDS: tuple[ResourceKind, ...] = (
     ResourceKind("authorization.k8s.io/v1", "SubjectAccessReview", "subjectaccessreviews", False,
                  create_only=True),
     ResourceKind("authentication.k8s.io/v1", "TokenReview", "tokenreviews", False, create_only=True),
+    ResourceKind("v1", "Binding", "bindings", True, create_only=True),  # a scheduler assigns a pod to a node
 )
 
 

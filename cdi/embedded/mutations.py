@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from cdi.admission import AdmissionRequest, Lookup
-from cdi.cluster.errors import AlreadyExists, Invalid, NotFound
+from cdi.cluster.errors import AlreadyExists, Conflict, Invalid, NotFound
 from cdi.cluster.kinds import KindRegistry, ResourceKind
 from cdi.cluster.protocol import DeleteOptions, Object, PatchType
 from cdi.embedded import apply as ssa
@@ -80,6 +80,27 @@ def create(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, doc: Object
     if owner_uids(stored):
         collector.collect_garbage(tx, kinds, now)
     return stored
+
+
+def bind_pod(tx: Transaction, kinds: KindRegistry, binding: Object, now: datetime) -> Object:
+    """A `Binding` (what a scheduler creates): set the pod's `spec.nodeName` once; the only way to set it
+    on an existing pod, as on a real API server."""
+    meta, target = binding.get("metadata") or {}, binding.get("target") or {}
+    namespace, name, node = str(meta.get("namespace") or ""), str(meta.get("name") or ""), target.get("name")
+    if target.get("kind", "Node") != "Node" or not isinstance(node, str) or not node:
+        raise Invalid(f'Binding "{name}" is invalid: target: a Node name is required')
+    pod_kind = kinds.lookup("v1", "Pod")
+    key = key_for(pod_kind, name, namespace)
+    stored = _existing(tx, pod_kind, key)
+    assigned = (stored.get("spec") or {}).get("nodeName")
+    if assigned:
+        raise Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is already assigned '
+                       f'to node "{assigned}"')
+    if stored["metadata"].get("deletionTimestamp"):
+        raise Conflict(f'Operation cannot be fulfilled on pods/binding "{name}": pod {name} is being deleted')
+    bound = merge_patch(stored, {"spec": {"nodeName": node}})
+    _commit(tx, kinds, key, stored, bound, now)
+    return binding
 
 
 def update(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, doc: Object, *, status_only: bool,

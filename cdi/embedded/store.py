@@ -122,6 +122,9 @@ class EmbeddedCluster:
 
     async def create(self, obj: Object, *, field_manager: str | None = None) -> Object:
         served, api_version = self._kind_of(obj)
+        if (served.group, served.kind) == ("", "Binding"):
+            binding = checked_copy(obj, served)
+            return await self._write(lambda tx, now: mutations.bind_pod(tx, self._kinds, binding, now))
         if served.create_only:
             return _as_version(self._review(served, checked_copy(obj, served)), api_version)
         doc = checked_copy(obj, served)

@@ -211,3 +211,19 @@ async def test_discovery_of_served_kinds(cluster: EmbeddedCluster) -> None:
 def test_errors_carry_codes_and_a_retryable_flag(code: int, reason: str, cls: type, retryable: bool) -> None:
     error = error_for_status(code, reason, "message")
     assert isinstance(error, cls) and error.code == code and error.retryable is retryable
+
+
+async def test_pods_are_scheduled_through_a_binding_and_their_spec_is_immutable(cluster: EmbeddedCluster) -> None:
+    await cluster.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                          "spec": {"containers": [{"name": "c", "image": "i:1"}]}})
+    with pytest.raises(Invalid, match="pod updates may not change fields"):
+        await cluster.patch("v1", "Pod", "p", {"spec": {"nodeName": "node-1"}}, "default")
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p", "namespace": "default"},
+               "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}}
+    await cluster.create(binding)
+    assert (await cluster.get("v1", "Pod", "p", "default"))["spec"]["nodeName"] == "node-1"
+    with pytest.raises(Conflict, match='already assigned to node "node-1"'):
+        await cluster.create(binding)
+    image = await cluster.patch("v1", "Pod", "p", {"spec": {"containers": [{"name": "c", "image": "i:2"}]}},
+                                "default")
+    assert image["spec"]["containers"][0]["image"] == "i:2"  # the one change a pod allows

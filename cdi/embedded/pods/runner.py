@@ -159,7 +159,9 @@ class PodRunner:
                     "phase": "Pending", "conditions": [condition]}}, pod.namespace)
                 await self._writer.event(obj, "Warning", "FailedScheduling", plan.message, SCHEDULER)
             return None
-        await self._cluster.patch("v1", "Pod", pod.name, {"spec": {"nodeName": NODE_NAME}}, pod.namespace)
+        await self._cluster.create({"apiVersion": "v1", "kind": "Binding",
+                                    "metadata": {"name": pod.name, "namespace": pod.namespace},
+                                    "target": {"apiVersion": "v1", "kind": "Node", "name": NODE_NAME}})
         bound = await self._cluster.patch_status("v1", "Pod", pod.name, {"status": {
             "phase": "Pending", "conditions": [scheduled_condition("True", now)]}}, pod.namespace)
         await self._writer.event(obj, "Normal", "Scheduled",
