@@ -1,9 +1,8 @@
 """`cdi apply -f` and `cdi create -f`: write manifests to the cluster, kubectl-style.
 
 Both read every manifest first (`cdi.cli.manifests`), then handle each object in turn and print one
-line per object: `datavolume.cdi.kubevirt.io/NAME created|configured|unchanged`. CDI kinds pass
-admission (`cdi.api.validate_manifest`) before anything is written, and an update must also pass
-`cdi.api.validate_update` against the stored object (a DataVolume's spec is immutable); every problem is
+line per object: `datavolume.cdi.kubevirt.io/NAME created|configured|unchanged`. Admission is the
+store's (`cdi.admission`, the same rules for every client): when it refuses an object, every cause is
 printed on its own `error: <object>: <problem>` line. An object that fails does not stop the others;
 the exit code is 1 if any failed.
 
@@ -23,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from cdi.api import ManifestError, parse_object, validate_manifest, validate_update
-from cdi.api.kinds import KINDS
 from cdi.cli import configdata
 from cdi.cli.errors import CliError
 from cdi.cli.flags import DEFAULT_NAMESPACE, add_filenames, add_namespace
@@ -32,21 +29,13 @@ from cdi.cli.manifests import Manifest, read_manifests
 from cdi.cli.merging import last_applied, three_way_patch, with_last_applied, without_server_fields
 from cdi.cli.output import object_name
 from cdi.cli.state import open_cluster
-from cdi.cluster.errors import AlreadyExists, ApiError, Conflict, NotFound
+from cdi.cluster.errors import AlreadyExists, ApiError, BadRequest, Conflict, Forbidden, Invalid, NotFound
 from cdi.cluster.kinds import ResourceKind, lookup
 from cdi.cluster.protocol import Cluster, Object
 from cdi.embedded.semantics import merge_patch
 
 Outcome = Literal["created", "configured", "unchanged"]
 _ATTEMPTS = 5
-
-
-class Rejected(CliError):
-    """Admission turned the object down; `problems` lists every reason."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 @dataclass(frozen=True)
@@ -96,25 +85,6 @@ def resolve_target(manifest: Manifest, namespace_flag: str | None) -> Target:
     return Target(kind, api_version, manifest.name, metadata["namespace"], doc)
 
 
-def is_cdi_kind(kind: ResourceKind) -> bool:
-    info = KINDS.get(kind.kind)
-    return info is not None and info.group == kind.group
-
-
-def admission_problems(target: Target) -> list[str]:
-    return validate_manifest(target.object) if is_cdi_kind(target.kind) else []
-
-
-def update_problems(kind: ResourceKind, stored: Object, updated: Object) -> list[str]:
-    """Schema and immutability problems of replacing `stored` by `updated` (CDI kinds only)."""
-    if not is_cdi_kind(kind):
-        return []
-    try:
-        return validate_update(parse_object(stored), parse_object(updated))
-    except ManifestError as e:
-        return e.messages
-
-
 def _manifest_for(target: Target) -> Object:
     """What gets written: status is the controllers' where the kind has a status subresource."""
     doc = dict(target.object)
@@ -124,8 +94,6 @@ def _manifest_for(target: Target) -> Object:
 
 
 async def create_object(cluster: Cluster, target: Target) -> tuple[Outcome, Object]:
-    if problems := admission_problems(target):
-        raise Rejected(problems)
     return "created", await cluster.create(_manifest_for(target))
 
 
@@ -133,8 +101,6 @@ async def apply_object(cluster: Cluster, target: Target) -> tuple[Outcome, Objec
     """Create or three-way-merge update `target`, retrying on `Conflict`/`AlreadyExists`."""
     if not target.name:
         raise CliError(f"{target.label}: cannot use generateName with apply; use create")
-    if problems := admission_problems(target):
-        raise Rejected(problems)
     desired = with_last_applied(_manifest_for(target))
     last_error: ApiError | None = None
     for _ in range(_ATTEMPTS):
@@ -159,8 +125,6 @@ async def _update(cluster: Cluster, kind: ResourceKind, stored: Object, desired:
     if not patch:
         return "unchanged", stored
     updated = merge_patch(stored, patch)
-    if problems := update_problems(kind, stored, updated):
-        raise Rejected(problems)
     written = await cluster.update(updated)
     same = written["metadata"].get("resourceVersion") == stored["metadata"].get("resourceVersion")
     return ("unchanged" if same else "configured"), written
@@ -201,8 +165,8 @@ async def _handle(cluster: Cluster, manifest: Manifest, namespace: str | None,
     try:
         target = resolve_target(manifest, namespace)
         outcome, written = await write(cluster, target)
-    except Rejected as e:
-        for problem in e.problems:
+    except (Invalid, BadRequest, Forbidden) as e:
+        for problem in e.causes:
             print(f"error: {target.label}: {problem}", file=sys.stderr)
         return False
     except (ApiError, CliError) as e:
