@@ -37,7 +37,7 @@ def default_home() -> Path:
 # Command → the module that registers it, in help order: the embedded control plane, then working
 # with objects kubectl-style, then the demo.
 COMMANDS: dict[str, str] = {
-    "serve": "cdi.cli.serve", "controller": "cdi.cli.controller",
+    "serve": "cdi.cli.serve", "controller": "cdi.cli.controller", "node": "cdi.cli.node",
     "apply": "cdi.cli.apply", "create": "cdi.cli.apply", "get": "cdi.cli.get",
     "describe": "cdi.cli.describe", "delete": "cdi.cli.delete", "wait": "cdi.cli.wait", "logs": "cdi.cli.logs",
     "image-upload": "cdi.cli.imageupload", "demo": "cdi.cli.demo",

@@ -21,15 +21,12 @@ from cdi.controllers import cdiconfig
 from cdi.controllers.progress import HttpsProgressScraper
 from cdi.controllers.setup import ControllerOptions, cdi_controllers
 from cdi.embedded import EmbeddedCluster
-from cdi.embedded import volumes as local_volumes
-from cdi.embedded.pods import controller as local_pods
-from cdi.embedded.pods.runner import PodRunner
+from cdi.embedded.nodeagent import add_node_agent
 from cdi.runtime.lock import ProcessLock
 from cdi.runtime.manager import Manager
 from cdi.runtime.types import Clock, SystemClock
 
 log = logging.getLogger("cdi.serve")
-POOL_DIR = "pools/default"
 
 
 @dataclass(frozen=True)
@@ -74,22 +71,12 @@ async def serve(home: Path, stop: asyncio.Event, options: ServeOptions, clock: C
 
 
 async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, options: ServeOptions, clock: Clock) -> None:
-    pool = await local_volumes.open_pool(home / POOL_DIR)
-    created = await local_volumes.ensure_default_storage(cluster)
-    if created:
-        log.info("created StorageClass(es) %s", ", ".join(created))
-    report = await local_volumes.ensure_all_attached(cluster, pool)
-    log.info("volumes re-attached: %d, failed: %d", len(report.attached), len(report.failed))
-    await cdiconfig.ensure_config(cluster)
-    runner = PodRunner(cluster, home, clock=clock, backoff_base=options.pod_backoff_base,
+    manager = Manager(cluster, clock=clock)
+    runner = await add_node_agent(manager, cluster, home, clock, backoff_base=options.pod_backoff_base,
                                   backoff_cap=options.pod_backoff_cap)
+    await cdiconfig.ensure_config(cluster)
     proxy = EmbeddedUploadProxy(cluster, home, clock, port=options.uploadproxy_port)
     await proxy.start()
-    manager = Manager(cluster, clock=clock)
-    for spec in local_volumes.controllers(cluster, pool, clock):
-        manager.add(spec)
-    for spec in local_pods.controllers(cluster, runner):
-        runner.on_change = manager.add(spec).queue.add
     # CDI's controllers read through the manager's informer caches; the node agent above keeps reading
     # the store directly, as kubelet and the CSI provisioner would read their own state.
     for spec in cdi_controllers(manager.client(), clock, HttpsProgressScraper(),

@@ -75,6 +75,7 @@ def from_kind_info(info: KindInfo) -> ResourceKind:
 # Kubernetes' scope and subresource facts, as `kubectl api-resources` reports them.
 KUBERNETES_KINDS: tuple[ResourceKind, ...] = (
     ResourceKind("v1", "Namespace", "namespaces", False, True, ("ns",)),
+    ResourceKind("v1", "Node", "nodes", False, True, ("no",)),
     ResourceKind("v1", "Pod", "pods", True, True, ("po",)),
     ResourceKind("v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, True, ("pvc",)),
     ResourceKind("v1", "PersistentVolume", "persistentvolumes", False, True, ("pv",)),

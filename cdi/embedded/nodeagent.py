@@ -1,0 +1,77 @@
+"""The node agent: this machine's volumes and pods behind the `Cluster` seam, on either backend.
+
+What kubelet, kube-scheduler and a local CSI provisioner do for one node: `add_node_agent` opens the
+storage pool, makes sure the default StorageClasses exist, re-attaches the volumes PVs record,
+registers the `Node` object (Ready, with its address), and adds the volume provisioner and the pod
+runner to a manager. `cdi serve` runs it on the embedded store beside CDI's controllers; `cdi node
+--kubeconfig` runs it alone against a real API server that has no kubelet, so that a real cluster
+plus `cdi controller` and `cdi node` imports a disk with real worker processes. Both read the
+cluster directly (no cache), as kubelet and a provisioner read their own state.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cdi.cluster.errors import AlreadyExists, NotFound
+from cdi.cluster.protocol import Cluster, Object
+from cdi.embedded import volumes as local_volumes
+from cdi.embedded.pods import controller as local_pods
+from cdi.embedded.pods.node import HOST_IP, NODE_NAME
+from cdi.embedded.pods.runner import PodRunner
+from cdi.embedded.volumes.keys import HOSTNAME_LABEL
+from cdi.runtime.manager import Manager
+from cdi.runtime.types import Clock
+
+log = logging.getLogger("cdi.node")
+POOL_DIR = "pools/default"
+
+
+def node_object(now: datetime) -> Object:
+    """The Node this agent plays kubelet for, Ready."""
+    stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": NODE_NAME, "labels": {HOSTNAME_LABEL: NODE_NAME, "kubernetes.io/os": "linux",
+                                                   "node.kubernetes.io/instance-type": "pycdi-node-agent"}},
+        "spec": {},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "the pycdi node agent runs pods as local processes",
+                            "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}],
+            "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": NODE_NAME}],
+        },
+    }
+
+
+async def register_node(cluster: Cluster, now: datetime) -> None:
+    """Create the Node if missing, and mark it Ready (the status subresource, as kubelet does)."""
+    desired = node_object(now)
+    try:
+        await cluster.get("v1", "Node", NODE_NAME)
+    except NotFound:
+        try:
+            await cluster.create({k: v for k, v in desired.items() if k != "status"})
+        except AlreadyExists:
+            pass
+    await cluster.patch_status("v1", "Node", NODE_NAME, {"status": desired["status"]})
+
+
+async def add_node_agent(manager: Manager, cluster: Cluster, home: Path, clock: Clock, *,
+                         backoff_base: float = 10.0, backoff_cap: float = 300.0) -> PodRunner:
+    """Prepare this node and add its controllers to `manager`; the returned runner must be closed."""
+    pool = await local_volumes.open_pool(home / POOL_DIR)
+    created = await local_volumes.ensure_default_storage(cluster)
+    if created:
+        log.info("created StorageClass(es) %s", ", ".join(created))
+    report = await local_volumes.ensure_all_attached(cluster, pool)
+    log.info("volumes re-attached: %d, failed: %d", len(report.attached), len(report.failed))
+    await register_node(cluster, clock.now())
+    runner = PodRunner(cluster, home, clock=clock, backoff_base=backoff_base, backoff_cap=backoff_cap)
+    for spec in local_volumes.controllers(cluster, pool, clock):
+        manager.add(spec)
+    for spec in local_pods.controllers(cluster, runner):
+        runner.on_change = manager.add(spec).queue.add
+    return runner
