@@ -166,7 +166,7 @@ def apply(current: Object | None, config: Object, manager: str, *, force: bool, 
         _set(result, path, _get(config, path)[1])
     taken = set(conflicts)
     for i, paths in others:
-        kept = {p for p in paths if (entries[i].get("manager"), p) not in taken}
+        kept = {p for p in paths if (_manager_label(entries[i]), p) not in taken}
         entries[i]["fieldsV1"] = to_fields_v1(kept) if kept else {}
     new_entry = _entry(manager, "Apply", api_version, now, wanted, subresource)
     if mine_index is None:
@@ -185,15 +185,21 @@ def _conflicts(current: Object, config: Object, wanted: set[Path], others: list[
         for i, paths in others:
             for owned in paths:
                 if _overlaps(owned, path):
-                    found.append((str(entries[i].get("manager")), owned))
+                    found.append((_manager_label(entries[i]), owned))
     return sorted(set(found))
+
+
+def _manager_label(entry: dict[str, Any]) -> str:
+    """How the API server names a conflicting manager: an Update manager with the version it wrote."""
+    manager = f'"{entry.get("manager")}"'
+    return f"{manager} using {entry.get('apiVersion')}" if entry.get("operation") == "Update" else manager
 
 
 def _conflict_message(conflicts: list[tuple[str, Path]]) -> str:
     if len(conflicts) == 1:
         manager, path = conflicts[0]
-        return f'Apply failed with 1 conflict: conflict with "{manager}": .{".".join(path)}'
-    lines = "\n".join(f'- conflict with "{m}": .{".".join(p)}' for m, p in conflicts)
+        return f'Apply failed with 1 conflict: conflict with {manager}: .{".".join(path)}'
+    lines = "\n".join(f'- conflict with {m}: .{".".join(p)}' for m, p in conflicts)
     return f"Apply failed with {len(conflicts)} conflicts:\n{lines}"
 
 

@@ -58,7 +58,7 @@ async def test_server_side_apply_owns_merges_and_conflicts(cluster: EmbeddedClus
     assert [e["manager"] for e in created["metadata"]["managedFields"]] == [MANAGER]
     # Another writer changes a field the operator owns: a later apply of a different value conflicts.
     await cluster.patch("v1", "ConfigMap", "cm", {"data": {"a": "edited"}}, "default", field_manager="kubectl-edit")
-    with pytest.raises(Conflict, match=r'conflict with "kubectl-edit": \.data\.a'):
+    with pytest.raises(Conflict, match=r'conflict with "kubectl-edit" using v1: \.data\.a'):
         await cluster.patch("v1", "ConfigMap", "cm", configmap("cm", data={"a": "3", "b": "2"}), "default",
                             patch_type="apply", field_manager=MANAGER)
     forced = await cluster.patch("v1", "ConfigMap", "cm", configmap("cm", data={"a": "3"}), "default",
