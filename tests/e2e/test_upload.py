@@ -1,5 +1,6 @@
 """`cdi image-upload` end to end: a real `cdi serve`, its upload proxy, an upload server pod, tokens
-and the resumable protocol — including through a relay that cuts the connection twice."""
+and the resumable protocol — including through a relay that cuts the connection twice, and one that
+loses the reply to the final chunk."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from tests.support.catalog import ImageSet
 from tests.support.controlplane import ControlPlane
 from tests.support.relay import CuttingRelay
+from tests.upload.lost_reply import LostReplyRelay
 
 pytestmark = pytest.mark.slow
 MiB = 1 << 20
@@ -62,6 +64,41 @@ async def test_upload_resumes_through_a_relay_that_cuts_twice(control_plane: Con
     assert code == 0, out + err + control_plane.log_tail()
     assert relay.cuts == 2 and relay.connections >= 3  # cut twice mid-chunk; each time a new connection resumed
     assert disk_sha256(control_plane, "resumed", images.virtual_size) == images.reference_sha256
+
+
+async def test_a_lost_reply_to_the_final_chunk_is_still_a_success(control_plane: ControlPlane,
+                                                                    images: ImageSet) -> None:
+    """The proxy forwards the final chunk, the upload server finishes and its pod goes away, and the relay
+    loses the reply: `cdi image-upload` asks the claim, sees Succeeded and exits 0 at once (it used to
+    retry against "already finished uploading" for two minutes and fail). Uploading again says so."""
+    config = control_plane.get("cdiconfig", "config", namespace="")
+    assert config is not None
+    proxy = urlparse(config["status"]["uploadProxyURL"])
+    image = images.path("disk.qcow2")
+    assert image.stat().st_size < 64 * MiB  # one chunk, so the relay's count crosses inside the final one
+
+    def claim_succeeded() -> bool:
+        pvc = control_plane.get("pvc", "lost")
+        return bool(pvc) and pvc["metadata"].get("annotations", {}).get("cdi.kubevirt.io/storage.pod.phase") == \
+            "Succeeded"
+
+    async def upload_finished() -> None:
+        await asyncio.to_thread(control_plane.wait_for, claim_succeeded, "the upload to succeed")
+
+    relay = LostReplyRelay("127.0.0.1", int(proxy.port or 443), image.stat().st_size, upload_finished)
+    await relay.start()
+    try:
+        code, out, err = await image_upload(
+            control_plane, "dv", "lost", "--size", "1Gi", "--image-path", str(image), "--chunk-size", "64Mi",
+            "--uploadproxy-url", f"https://127.0.0.1:{relay.port}")
+    finally:
+        await relay.close()
+    assert code == 0, out + err + control_plane.log_tail()
+    assert relay.dropped == 1
+    assert out.endswith(f"Uploading {image} completed successfully\n")
+    assert disk_sha256(control_plane, "lost", images.virtual_size) == images.reference_sha256
+    again = await image_upload(control_plane, "dv", "lost", "--no-create", "--image-path", str(image))
+    assert again[0] == 0 and again[1].endswith("DataVolume default/lost has already been uploaded; nothing to do\n")
 
 
 async def test_upload_into_a_pvc(control_plane: ControlPlane, images: ImageSet) -> None:
