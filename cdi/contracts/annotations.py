@@ -82,6 +82,9 @@ def checkpoint_copied_key(checkpoint: str) -> str:
 ANN_POD_PHASE: Final = "cdi.kubevirt.io/storage.pod.phase"
 ANN_POD_READY: Final = "cdi.kubevirt.io/storage.pod.ready"
 ANN_POD_RESTARTS: Final = "cdi.kubevirt.io/storage.pod.restarts"
+# Ours: why the worker's last run ended before its restart ("Importer pod x was killed (exit code 137,
+# SIGKILL)"), so the DataVolume can say it even when the restart came too fast to see the pod stopped.
+ANN_POD_LAST_FAILURE: Final = "cdi.kubevirt.io/storage.pod.lastFailure"
 ANN_POD_SCHEDULABLE: Final = "cdi.kubevirt.io/storage.pod.schedulable"
 ANN_RUNNING_CONDITION: Final = "cdi.kubevirt.io/storage.condition.running"
 ANN_RUNNING_CONDITION_MESSAGE: Final = "cdi.kubevirt.io/storage.condition.running.message"

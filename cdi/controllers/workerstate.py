@@ -141,6 +141,7 @@ def observe_worker(pvc: Object, pod: Object, success: tuple[str, str]) -> PodObs
     if last and int(last.get("exitCode", 0)) != 0 and restarts > old_restarts:
         text = message.message if message else str(last.get("reason", "Error"))
         events.append(("Warning", "ErrImportFailed", text))
+        notes[ann.ANN_POD_LAST_FAILURE] = text
     if phase == "Succeeded":
         if message and message.preallocation_applied:
             notes[ann.ANN_PREALLOCATION_APPLIED] = "true"

@@ -1,6 +1,6 @@
 """A killed worker is reported as killed, end to end through `cdi serve`: SIGKILL a running importer and
 the importer pod's status carries exit code 137 and the signal, while the events (`cdi get events`,
-`cdi describe pvc`) say "Importer pod ... was killed (exit code 137, SIGKILL)" rather than whatever the
+`cdi describe pvc`, `cdi describe dv`) say "Importer pod ... was killed (exit code 137, SIGKILL)" rather than whatever the
 importer last logged; the import carries on with a restarted importer."""
 
 from __future__ import annotations
@@ -57,3 +57,6 @@ def test_a_sigkilled_importer_is_reported_as_killed(control_plane: ControlPlane,
                            "running" in (container_status(control_plane).get("state") or {}), "the restarted importer")
     dv = control_plane.get("dv", "slow-dv")
     assert dv is not None and dv["status"]["phase"] == "ImportInProgress" and dv["status"]["restartCount"] == 1
+    # The DataVolume says it too, however fast the restart came.
+    control_plane.wait_for(lambda: f"{KILLED} (restart 1)" in control_plane.cdi("describe", "dv", "slow-dv").stdout,
+                           "the kill on the DataVolume's events")

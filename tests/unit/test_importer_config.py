@@ -28,7 +28,7 @@ def test_full_contract() -> None:
 def test_defaults_are_upstreams() -> None:
     config = load_config({"IMPORTER_SOURCE": "none"})
     assert config.content_type == "kubevirt"
-    assert config.scratch_path == Path("/scratch")
+    assert config.scratch_path is None  # no scratch unless the pod mounts one and says where
     assert config.termination_log == Path("/dev/termination-log")
     assert config.metrics_addr == ":8443"
     assert not config.has_credentials

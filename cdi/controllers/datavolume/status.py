@@ -206,6 +206,11 @@ def _events(obs: Observed, op: Operation, old_phase: str, phase: str, conditions
     if (running[0] == "False" and running[1] not in ("", "Completed", "Scratch space required", "Pending")
             and (old_running.get("reason"), old_running.get("message", "")) != (running[1], running[2])):
         events.append(("Warning", running[1], running[2]))
+    restarts = int(annotations_of(obs.pvc).get(ann.ANN_POD_RESTARTS) or 0) if obs.pvc is not None else 0
+    failure = annotations_of(obs.pvc).get(ann.ANN_POD_LAST_FAILURE) if obs.pvc is not None else None
+    if failure and restarts > int((obs.dv.get("status") or {}).get("restartCount") or 0):
+        # The worker restarted since the last look: say why its previous run ended (killed, failed).
+        events.append(("Warning", "ErrImportFailed", f"{failure} (restart {restarts})"))
     if phase != old_phase and phase in op.transitions:
         type_, reason, template = op.transitions[phase]
         events.append((type_, reason, template.format(claim=claim, message=running[2])))
