@@ -16,6 +16,9 @@ from tests.support.images import make_image_set
 from tests.support.nginx import NginxServer
 from tests.support.tls import TestPKI, make_pki
 
+# Fixtures for suites that run on both Cluster backends (the embedded store and a real API server).
+pytest_plugins = ("tests.support.backends",)
+
 # Bytes/s on Location.SLOW. nginx sends the first second's worth at once, so a download of N bytes
 # lasts about ceil(N / rate) - 1 seconds: disk.qcow2 (2.4 MiB) takes 2 s.
 NGINX_SLOW_RATE = 1024 * 1024

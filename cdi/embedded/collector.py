@@ -48,12 +48,13 @@ def delete(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, key: Key, s
 def _check_preconditions(kind: ResourceKind, stored: Object, options: DeleteOptions) -> None:
     meta, name = stored["metadata"], stored["metadata"]["name"]
     if options.uid is not None and options.uid != meta.get("uid"):
-        raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{name}": Precondition failed: '
-                       f"UID in precondition: {options.uid}, UID in object meta: {meta.get('uid')}")
+        raise Conflict(f'Operation cannot be fulfilled on {kind.kind} "{name}": the UID in the precondition '
+                       f"({options.uid}) does not match the UID in record ({meta.get('uid')}). The object might have "
+                       "been deleted and then recreated")
     if options.resource_version is not None and options.resource_version != meta.get("resourceVersion"):
-        raise Conflict(f'Operation cannot be fulfilled on {kind.resource} "{name}": Precondition failed: '
-                       f"ResourceVersion in precondition: {options.resource_version}, "
-                       f"ResourceVersion in object meta: {meta.get('resourceVersion')}")
+        raise Conflict(f'Operation cannot be fulfilled on {kind.kind} "{name}": the ResourceVersion in the '
+                       f"precondition ({options.resource_version}) does not match the ResourceVersion in record "
+                       f"({meta.get('resourceVersion')}). The object might have been modified")
 
 
 def _orphan_dependents(tx: Transaction, uid: str) -> None:

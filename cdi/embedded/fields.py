@@ -61,7 +61,9 @@ def parse_field_selector(text: str | None, group: str, kind: str, api_version: s
     for term in text.split(","):
         path, operator, value = _split(term.strip(), text)
         if path not in allowed:
-            raise BadRequest(f'field label not supported: {path} (for {kind} in {api_version})')
+            if (group, kind) in SELECTABLE:
+                raise BadRequest(f"field label not supported: {path}")
+            raise BadRequest(f'"{path}" is not a known field selector: only "metadata.name", "metadata.namespace"')
         requirements.append(FieldRequirement(path, value, operator != "!="))
     return FieldSelector(tuple(requirements))
 

@@ -26,8 +26,9 @@ def apply_json_patch(document: Any, operations: Any) -> Any:
         try:
             result = _apply(result, operation)
         except (KeyError, IndexError, TypeError, ValueError) as e:
-            raise Invalid(f"the server rejected our request due to an error in our request: "
-                          f"JSON patch operation {index} ({operation['op']} {operation['path']}): {e}") from e
+            # The API server's words (it gives no detail); the causes say which operation failed.
+            raise Invalid("the server rejected our request due to an error in our request",
+                          causes=[f"JSON patch operation {index} ({operation['op']} {operation['path']}): {e}"]) from e
     return result
 
 
