@@ -54,6 +54,7 @@ class KindInfo:
     status_subresource: bool = False
     printer_columns: tuple[PrinterColumn, ...] = ()
     is_crd: bool = True  # False for aggregated-API kinds served by cdi-apiserver
+    create_only: bool = False  # answered in the create response and never stored (UploadTokenRequest)
 
     @property
     def singular(self) -> str:
@@ -126,7 +127,7 @@ _ALL_KINDS = (
     KindInfo("VolumeCloneSource", CDI_GROUP, "volumeclonesources", Scope.NAMESPACED,
              VolumeCloneSource),
     KindInfo("UploadTokenRequest", UPLOAD_GROUP, "uploadtokenrequests", Scope.NAMESPACED,
-             UploadTokenRequest, short_names=("utr", "utrs"), is_crd=False),
+             UploadTokenRequest, short_names=("utr", "utrs"), is_crd=False, create_only=True),
 )
 
 KINDS: dict[str, KindInfo] = {info.kind: info for info in _ALL_KINDS}

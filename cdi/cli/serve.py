@@ -2,8 +2,9 @@
 (a second `cdi serve` on the same home waits as a hot standby), prepares the node — storage pool,
 default StorageClasses, re-attached volumes, the CDIConfig singleton — and then runs every controller:
 the local volume provisioner and pod runner (the parts Kubernetes would provide) and CDI's own
-StorageProfile, CDIConfig, DataVolume import/upload, PVC import/upload and UploadTokenRequest
-controllers, plus the upload proxy on 127.0.0.1. SIGINT/SIGTERM stop it
+StorageProfile, CDIConfig, DataVolume import/upload and PVC import/upload controllers, plus the upload
+proxy on 127.0.0.1. The store answers UploadTokenRequests in the create response, signed with the
+token key ring this process copies next to the store (`cdi.cli.tokenkeys`). SIGINT/SIGTERM stop it
 gracefully; importer processes die with it and are restarted when it comes back."""
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdi.cli.proxyhost import EmbeddedUploadProxy
-from cdi.cli.state import LOCK_FILE, store_path
+from cdi.cli.state import LOCK_FILE, store_path, token_keys_path
+from cdi.cli.tokenkeys import TokenKeyFile
 from cdi.controllers import cdiconfig
 from cdi.controllers.progress import HttpsProgressScraper
 from cdi.controllers.setup import ControllerOptions, cdi_controllers
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.nodeagent import add_node_agent
+from cdi.embedded.uploadtokens import KeyRingFile, upload_token_reviews
 from cdi.runtime.lock import ProcessLock
 from cdi.runtime.manager import Manager
 from cdi.runtime.types import Clock, SystemClock
@@ -64,13 +67,18 @@ async def serve(home: Path, stop: asyncio.Event, options: ServeOptions, clock: C
     if not await lock.acquire(stop):
         return
     try:
-        async with EmbeddedCluster(store_path(home), clock=clock.now) as cluster:
-            await _run(home, cluster, stop, options, clock)
+        keys = KeyRingFile(token_keys_path(home))
+        reviews = upload_token_reviews(keys.read, lambda: clock.now().timestamp())
+        async with EmbeddedCluster(store_path(home), clock=clock.now, reviews=reviews) as cluster:
+            await _run(home, cluster, stop, options, clock, keys)
     finally:
         lock.release()
 
 
-async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, options: ServeOptions, clock: Clock) -> None:
+async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, options: ServeOptions, clock: Clock,
+               keys: KeyRingFile) -> None:
+    token_keys = TokenKeyFile(cluster, keys, clock)
+    await token_keys.start()
     manager = Manager(cluster, clock=clock)
     runner = await add_node_agent(manager, cluster, home, clock, backoff_base=options.pod_backoff_base,
                                   backoff_cap=options.pod_backoff_cap)
@@ -88,3 +96,4 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     finally:
         await runner.close()
         await proxy.stop()
+        await token_keys.stop()

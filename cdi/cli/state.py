@@ -4,11 +4,14 @@ The layout is a contract with `cdi serve` and its pod runner, which share the sa
 
     <home>/store.db                                         the embedded object store (SQLite)
     <home>/controller.lock                                  flock-ed by the active `cdi serve`
+    <home>/token-signing-keys.json                          `cdi serve`'s copy of the upload token key ring
     <home>/pods/<namespace>/<pod>/<container>.log           a container's current log
     <home>/pods/<namespace>/<pod>/<container>.previous.log  the log of its previous run
 
 Every subcommand that talks to the cluster opens it with `open_cluster`; `cdi logs` reads the files
-`pod_log_path` names, which the pod runner (`cdi.embedded.pods`) writes with the same layout.
+`pod_log_path` names, which the pod runner (`cdi.embedded.pods`) writes with the same layout. The store
+answers an UploadTokenRequest with a token signed by the key ring `cdi serve` copies to
+`token_keys_path` (`cdi.embedded.uploadtokens`).
 
 `open_cluster` creates the store only for commands that write (`create=True`); a read of a directory
 that has none says so (`NoStore`) rather than leaving an empty database behind. It also warns, on one
@@ -21,14 +24,18 @@ from __future__ import annotations
 import fcntl
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from cdi.cli.errors import CliError
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.pods.paths import log_path
+from cdi.embedded.reviews import Review
+from cdi.embedded.uploadtokens import KeyRingFile, upload_token_reviews
 
 STORE_FILE = "store.db"
 LOCK_FILE = "controller.lock"
+TOKEN_KEYS_FILE = "token-signing-keys.json"
 # A command waits this long for the store's write lock (held briefly by `cdi serve` on each write)
 # before reporting the store as locked.
 DEFAULT_BUSY_TIMEOUT = 10.0
@@ -37,6 +44,17 @@ DEFAULT_BUSY_TIMEOUT = 10.0
 def store_path(home: Path) -> Path:
     """The embedded store's database file."""
     return home / STORE_FILE
+
+
+def token_keys_path(home: Path) -> Path:
+    """Where `cdi serve` keeps its copy of the upload token key ring (`cdi.cli.tokenkeys`)."""
+    return home / TOKEN_KEYS_FILE
+
+
+def store_reviews(home: Path) -> Mapping[tuple[str, str], Review]:
+    """The create-only answers of the store under `home`: the defaults, and upload tokens signed with the ring
+    `cdi serve` keeps there."""
+    return upload_token_reviews(KeyRingFile(token_keys_path(home)).read)
 
 
 class NoStore(CliError):
@@ -90,7 +108,7 @@ def open_cluster(home: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, crea
         raise CliError(f"the state directory {home} is not a directory")
     if warn and not control_plane_running(home):
         print(no_control_plane_warning(home), file=sys.stderr, flush=True)
-    return EmbeddedCluster(store_path(home), busy_timeout=busy_timeout)
+    return EmbeddedCluster(store_path(home), busy_timeout=busy_timeout, reviews=store_reviews(home))
 
 
 def pod_log_path(home: Path, namespace: str, name: str, container: str, previous: bool = False) -> Path:

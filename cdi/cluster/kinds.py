@@ -68,7 +68,7 @@ def from_kind_info(info: KindInfo) -> ResourceKind:
     return ResourceKind(
         api_version=info.api_version, kind=info.kind, plural=info.plural, namespaced=info.namespaced,
         status_subresource=info.status_subresource, short_names=info.short_names,
-        other_versions=info.versions[1:],
+        other_versions=info.versions[1:], create_only=info.create_only,
     )
 
 

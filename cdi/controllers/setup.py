@@ -17,7 +17,6 @@ from cdi.controllers.datavolume import controller as datavolumes
 from cdi.controllers.importpod import controller as import_pods
 from cdi.controllers.progress import ProgressScraper
 from cdi.controllers.upload import controller as uploads
-from cdi.controllers.upload import tokenrequests as token_requests
 from cdi.runtime.types import Clock, ControllerSpec
 
 
@@ -34,6 +33,5 @@ def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
             *cdiconfig.controllers(cluster, options.upload_proxy_url, options.upload_proxy_ca),
             *import_pods.controllers(cluster, clock, image=options.image),
             *uploads.controllers(cluster, clock, image=options.image),
-            *token_requests.controllers(cluster, clock),
             *datavolumes.controllers(cluster, clock, scraper),
             *notsupported.controllers(cluster, clock)]

@@ -2,7 +2,9 @@
 
 Embedded mode has one administrator and no service-account tokens, so a SubjectAccessReview is always
 allowed (the reason says why) and a TokenReview never authenticates anyone. On a cluster, the API
-server decides both; callers use the same `create` on the `Cluster` seam either way.
+server decides both; callers use the same `create` on the `Cluster` seam either way. UploadTokenRequest
+needs the control plane's signing key, so it is answered only when the opener of the store passes
+`cdi.embedded.uploadtokens.upload_token_reviews` (as `cdi serve` and the CLI do).
 """
 
 from __future__ import annotations
