@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "apply": "cdi.cli.apply", "create": "cdi.cli.apply", "get": "cdi.cli.get",
     "describe": "cdi.cli.describe", "delete": "cdi.cli.delete", "wait": "cdi.cli.wait", "logs": "cdi.cli.logs",
     "image-upload": "cdi.cli.imageupload", "demo": "cdi.cli.demo",
+    "manifests": "cdi.cli.installmanifests",
 }
 GLOBAL_OPTIONS_WITH_VALUE = ("--home", "--request-timeout")
 

@@ -1,0 +1,188 @@
+"""Who may do what: the service accounts of CDI's components, their roles, and the roles users bind.
+
+Least privilege per component, each rule granted because a module does it (the comment names it):
+
+* the controller (`cdi controller`, service account `cdi-sa`) reconciles DataVolumes, StorageProfiles,
+  CDIConfig and the not-yet-supported kinds, creates claims, worker pods, their Services and TLS
+  Secrets, records Events, and takes its leader Lease. It reads Secrets only in the install namespace
+  (the upload CA and the token key ring, `cdi.controllers.upload.credentials`): across namespaces it may
+  create and delete the per-upload Secrets it owns, never read anyone's.
+* the API server (`cdi apiserver`, `cdi-apiserver`) authenticates its callers by the front-proxy CA in
+  `kube-system/extension-apiserver-authentication` and authorizes them with SubjectAccessReviews
+  (`system:auth-delegator`, as every aggregated API server), and keeps the token signing key in its
+  namespace.
+* the upload proxy (`cdi-uploadproxy`, `cdi-uploadproxy`) only reads the claim, pod and Service
+  behind an upload (upstream's proxy reads the claim; its certificates come as volumes).
+
+Users get upstream's aggregated roles (`cdi.kubevirt.io:admin`/`:edit`/`:view` join the built-in
+admin/edit/view roles through their aggregate-to labels), `cdi.kubevirt.io:clone-sourcer` to bind
+in a clone's source namespace, and `cdi.kubevirt.io:config-reader`, bound to every authenticated user.
+Pure: `rbac(namespace)` returns the documents.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from cdi.api.kinds import KINDS
+from cdi.api.meta import CDI_GROUP, UPLOAD_GROUP
+from cdi.contracts import deployment as dep
+from cdi.install.objects import RBAC_API, RBAC_GROUP, Object, document, metadata
+
+CONTROLLER_ROLE = "cdi"  # upstream's ClusterRole for cdi-sa, bound by a binding named after the account
+AUTH_DELEGATOR = "system:auth-delegator"
+AUTH_READER_ROLE = "extension-apiserver-authentication-reader"  # built-in Role in kube-system
+AUTH_NAMESPACE = "kube-system"
+AGGREGATE_LABEL = "rbac.authorization.k8s.io/aggregate-to-{}"
+AUTHENTICATED = "system:authenticated"
+READ = ("get", "list", "watch")
+CORE, STORAGE, COORDINATION = "", "storage.k8s.io", "coordination.k8s.io"
+
+
+def plural(kind: str) -> str:
+    return KINDS[kind].plural
+
+
+def rule(group: str, resources: tuple[str, ...] | list[str], verbs: tuple[str, ...] | list[str]) -> Object:
+    return {"apiGroups": [group], "resources": list(resources), "verbs": list(verbs)}
+
+
+def _cdi(*kinds: str, sub: str = "") -> list[str]:
+    return [plural(kind) + (f"/{sub}" if sub else "") for kind in kinds]
+
+
+# Kinds only `cdi.controllers.notsupported` acts on: it reads them and reports NotSupported in their status.
+_STATUS_ONLY = ("DataSource", "DataImportCron", "ObjectTransfer", "CDI")
+
+CONTROLLER_CLUSTER_RULES: tuple[Object, ...] = (
+    # cdi.cluster.events (read back through the manager's cache to count repeats).
+    rule(CORE, ["events"], (*READ, "create", "patch")),
+    # datavolume.controller creates the claim; workerpod annotates and labels it; notsupported reports on it.
+    rule(CORE, ["persistentvolumeclaims"], (*READ, "create", "patch")),
+    rule(CORE, ["persistentvolumeclaims/status"], ["patch"]),
+    # importpod / upload create worker pods (and delete them when done); workerpod labels them.
+    rule(CORE, ["pods"], (*READ, "create", "delete", "patch")),
+    # upload.controller: the upload server's Service and TLS Secret, deleted when the upload is done.
+    rule(CORE, ["services", "secrets"], ["create", "delete"]),
+    # Owner references with blockOwnerDeletion (claim → DataVolume, pod → claim, scratch claim → pod)
+    # need this where the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift).
+    rule(CORE, ["persistentvolumeclaims/finalizers", "pods/finalizers"], ["update"]),
+    rule(CDI_GROUP, _cdi("DataVolume", sub="finalizers"), ["update"]),
+    # storageprofile / cdiconfig / datavolume render claims from the classes.
+    rule(STORAGE, ["storageclasses"], READ),
+    rule(CDI_GROUP, _cdi("DataVolume"), (*READ, "patch")),
+    rule(CDI_GROUP, _cdi("DataVolume", sub="status"), ["patch"]),
+    rule(CDI_GROUP, _cdi("StorageProfile"), (*READ, "create", "delete")),
+    rule(CDI_GROUP, _cdi("StorageProfile", sub="status"), ["update"]),
+    rule(CDI_GROUP, _cdi("CDIConfig"), (*READ, "create", "update")),
+    rule(CDI_GROUP, _cdi(*_STATUS_ONLY), READ),
+    rule(CDI_GROUP, _cdi(*_STATUS_ONLY, sub="status"), ["patch"]),
+    # Clone authorization asks on behalf of users, as upstream's controller does.
+    rule("authorization.k8s.io", ["subjectaccessreviews"], ["create"]),
+    rule("authentication.k8s.io", ["tokenreviews"], ["create"]),
+)
+CONTROLLER_NAMESPACE_RULES: tuple[Object, ...] = (
+    # cdi.runtime.lease: the leader Lease.
+    rule(COORDINATION, ["leases"], ["get", "create", "update"]),
+    # upload.credentials: the upload-server CA and the token key ring (created through the cluster rule).
+    rule(CORE, ["secrets"], ["get", "update"]),
+)
+APISERVER_CLUSTER_RULES: tuple[Object, ...] = (
+    # cdi.apiserver.server: may the caller create uploadtokenrequests here? (TokenReview, should it ever
+    # accept tokens, comes with system:auth-delegator, bound beside this role as aggregated servers do.)
+    rule("authorization.k8s.io", ["subjectaccessreviews"], ["create"]),
+)
+APISERVER_NAMESPACE_RULES: tuple[Object, ...] = (
+    # cdi.apiserver.signingkey: the token signing key (cdi-api-signing-key), read, or created on first start.
+    rule(CORE, ["secrets"], ["get", "create"]),
+)
+UPLOADPROXY_CLUSTER_RULES: tuple[Object, ...] = (
+    # Resolving an upload: the claim, and the upload server's pod and Service.
+    rule(CORE, ["persistentvolumeclaims", "pods", "services"], ["get"]),
+)
+
+_USER_KINDS = ("DataVolume", "DataImportCron", "DataSource", "VolumeImportSource", "VolumeUploadSource",
+               "VolumeCloneSource")
+_VIEW_KINDS = ("CDIConfig", "DataImportCron", "DataSource", "DataVolume", "ObjectTransfer", "StorageProfile",
+               "VolumeImportSource", "VolumeUploadSource", "VolumeCloneSource")
+CLONE_SOURCE_RULE = rule(CDI_GROUP, _cdi("DataVolume", sub="source"), ["create"])
+ADMIN_RULES: tuple[Object, ...] = (
+    rule(CDI_GROUP, _cdi(*_USER_KINDS), ["*"]),
+    CLONE_SOURCE_RULE,
+    rule(UPLOAD_GROUP, _cdi("UploadTokenRequest"), ["*"]),
+)
+VIEW_RULES: tuple[Object, ...] = (rule(CDI_GROUP, _cdi(*_VIEW_KINDS), READ), CLONE_SOURCE_RULE)
+CONFIG_READER_RULES: tuple[Object, ...] = (rule(CDI_GROUP, _cdi("CDIConfig", "StorageProfile"), READ),)
+
+
+def service_account(name: str, namespace: str, component: str) -> Object:
+    return document("v1", "ServiceAccount", metadata(name, namespace, component=component))
+
+
+def cluster_role(name: str, rules: tuple[Object, ...], *, component: str | None = None,
+                 extra_labels: dict[str, str] | None = None) -> Object:
+    return document(RBAC_API, "ClusterRole", metadata(name, component=component, extra_labels=extra_labels),
+                    rules=copy.deepcopy(list(rules)))
+
+
+def role(name: str, namespace: str, rules: tuple[Object, ...], component: str) -> Object:
+    return document(RBAC_API, "Role", metadata(name, namespace, component=component), rules=copy.deepcopy(list(rules)))
+
+
+def _account(name: str, namespace: str) -> Object:
+    return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+
+
+def _role_ref(kind: str, name: str) -> Object:
+    return {"apiGroup": RBAC_GROUP, "kind": kind, "name": name}
+
+
+def cluster_binding(name: str, role_name: str, subjects: list[Object], component: str | None = None) -> Object:
+    return document(RBAC_API, "ClusterRoleBinding", metadata(name, component=component),
+                    roleRef=_role_ref("ClusterRole", role_name), subjects=subjects)
+
+
+def binding(name: str, namespace: str, role_name: str, subjects: list[Object], component: str) -> Object:
+    return document(RBAC_API, "RoleBinding", metadata(name, namespace, component=component),
+                    roleRef=_role_ref("Role", role_name), subjects=subjects)
+
+
+def component_rbac(namespace: str) -> list[Object]:
+    """Service accounts, roles and bindings of the controller, the API server and the upload proxy."""
+    controller, apiserver, proxy = (_account(dep.CONTROLLER_SA, namespace), _account(dep.APISERVER_SA, namespace),
+                                    _account(dep.UPLOADPROXY_SA, namespace))
+    return [
+        service_account(dep.CONTROLLER_SA, namespace, dep.CONTROLLER),
+        service_account(dep.APISERVER_SA, namespace, dep.APISERVER),
+        service_account(dep.UPLOADPROXY_SA, namespace, dep.UPLOADPROXY),
+        cluster_role(CONTROLLER_ROLE, CONTROLLER_CLUSTER_RULES, component=dep.CONTROLLER),
+        cluster_binding(dep.CONTROLLER_SA, CONTROLLER_ROLE, [controller], dep.CONTROLLER),
+        role(CONTROLLER_ROLE, namespace, CONTROLLER_NAMESPACE_RULES, dep.CONTROLLER),
+        binding(dep.CONTROLLER_SA, namespace, CONTROLLER_ROLE, [controller], dep.CONTROLLER),
+        cluster_role(dep.APISERVER, APISERVER_CLUSTER_RULES, component=dep.APISERVER),
+        cluster_binding(dep.APISERVER, dep.APISERVER, [apiserver], dep.APISERVER),
+        cluster_binding(f"{dep.APISERVER}-auth-delegator", AUTH_DELEGATOR, [apiserver], dep.APISERVER),
+        binding(f"{dep.APISERVER}-auth-reader", AUTH_NAMESPACE, AUTH_READER_ROLE, [apiserver], dep.APISERVER),
+        role(dep.APISERVER, namespace, APISERVER_NAMESPACE_RULES, dep.APISERVER),
+        binding(dep.APISERVER, namespace, dep.APISERVER, [apiserver], dep.APISERVER),
+        cluster_role(dep.UPLOADPROXY, UPLOADPROXY_CLUSTER_RULES, component=dep.UPLOADPROXY),
+        cluster_binding(dep.UPLOADPROXY, dep.UPLOADPROXY, [proxy], dep.UPLOADPROXY),
+    ]
+
+
+def user_rbac() -> list[Object]:
+    """Upstream's roles for users: aggregated admin/edit/view, clone-sourcer, config-reader (bound to all)."""
+    admin, edit, view = dep.AGGREGATE_ROLES
+    aggregated = [(admin, "admin", ADMIN_RULES), (edit, "edit", ADMIN_RULES), (view, "view", VIEW_RULES)]
+    return [
+        *(cluster_role(name, rules, extra_labels={AGGREGATE_LABEL.format(to): "true"})
+          for name, to, rules in aggregated),
+        cluster_role(dep.CLONE_SOURCER_ROLE, (CLONE_SOURCE_RULE,)),
+        cluster_role(dep.CONFIG_READER_ROLE, CONFIG_READER_RULES),
+        cluster_binding(dep.CONFIG_READER_ROLE, dep.CONFIG_READER_ROLE,
+                        [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": AUTHENTICATED}]),
+    ]
+
+
+def rbac(namespace: str) -> list[Object]:
+    return [*component_rbac(namespace), *user_rbac()]

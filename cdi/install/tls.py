@@ -1,0 +1,162 @@
+"""The certificates a cluster install needs, and the Secrets and ConfigMaps that carry them.
+
+Two authorities, as upstream keeps its signers apart:
+
+* the **install CA** signs the serving certificates of `cdi-api` (webhooks and the aggregated upload
+  API) and `cdi-uploadproxy`; its certificate is the `caBundle` of the APIService and every webhook
+  (`cdi.install.webhooks`) and the bundle clients of the upload proxy trust;
+* the **upload-server CA** is the one the controller signs each upload server's certificate with
+  (`cdi.controllers.upload.credentials` reads it from `UPLOADSERVER_CA_SECRET`, key included, and
+  creates one only when none exists); it also signs the proxy's client certificate, and the proxy
+  trusts it for upload servers. Its key never reaches the proxy or the API server.
+
+`credentials()` is pure apart from drawing keys: it reuses what a previous run stored (`cdi manifests
+--ca-dir`) while it is still good — signed by the CA, naming this namespace's Services, valid for more
+than `RENEW_BEFORE` — and issues the rest, so re-applying rotates nothing until it must.
+`tls_objects()` renders the Secrets and ConfigMaps. The CLI (`cdi.cli.installmanifests`) reads and
+writes the PEM files.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+
+from cdi.contracts import deployment as dep
+from cdi.contracts import upload_protocol as up
+from cdi.install.objects import Object, document, metadata
+from cdi.pki import KeyPair, issue, needs_renewal, new_ca
+
+CA_DAYS = 3650
+LEAF_DAYS = 365  # nothing rotates a static install's certificates: re-run `cdi manifests --ca-dir` within a year
+RENEW_BEFORE = datetime.timedelta(days=30)
+CA_COMMON_NAME = "cdi-install-signer"
+UPLOADSERVER_CA_COMMON_NAME = "cdi-uploadserver-signer"
+
+# Upstream's names for the upload path's certificate stores. The CA Secret's name and layout are what
+# `cdi.controllers.upload.credentials` reads (tests/install checks they agree).
+UPLOADSERVER_CA_SECRET = "cdi-uploadserver-ca"  # tls.crt + tls.key, type Opaque as the controller creates it
+UPLOADSERVER_CLIENT_SECRET = "cdi-uploadserver-client-cert"
+UPLOADSERVER_CA_BUNDLE = "cdi-uploadserver-signer-bundle"
+BUNDLE_KEY = "ca-bundle.crt"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    ca: KeyPair
+    apiserver: KeyPair
+    uploadproxy: KeyPair
+    uploadserver_ca: KeyPair
+    uploadserver_client: KeyPair
+
+    def pairs(self) -> dict[str, KeyPair]:
+        """Each pair by its file stem in a `--ca-dir` (`ca`, `apiserver`, ... → ca.crt, ca.key)."""
+        return {f.name.replace("_", "-"): getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def ca_bundle(self) -> str:
+        """The install CA as a `caBundle` field wants it (base64 of the PEM)."""
+        return base64.b64encode(self.ca.cert_pem).decode()
+
+
+def service_names(service: str, namespace: str) -> tuple[str, ...]:
+    return (service, f"{service}.{namespace}", f"{service}.{namespace}.svc", f"{service}.{namespace}.svc.cluster.local")
+
+
+def _dns_names(pair: KeyPair) -> set[str]:
+    try:
+        san = pair.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return set(san.get_values_for_type(x509.DNSName))
+
+
+def _issued_by(pair: KeyPair, ca: KeyPair) -> bool:
+    try:
+        pair.certificate.verify_directly_issued_by(ca.certificate)
+    except (InvalidSignature, ValueError, TypeError):  # another issuer, or another key type
+        return False
+    return True
+
+
+def _key_matches(pair: KeyPair) -> bool:
+    """Whether the key is the certificate's; a key that does not parse raises ValueError (never replaced quietly)."""
+    try:
+        key = serialization.load_pem_private_key(pair.key_pem, password=None)
+    except TypeError as e:  # encrypted
+        raise ValueError(f"the key of {pair.certificate.subject.rfc4514_string()} is encrypted") from e
+    der, spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return key.public_key().public_bytes(der, spki) == pair.certificate.public_key().public_bytes(der, spki)
+
+
+def _good(pair: KeyPair | None, now: datetime.datetime) -> bool:
+    """Present, matching its key, already valid and not due for renewal."""
+    return pair is not None and _key_matches(pair) and pair.certificate.not_valid_before_utc <= now \
+        and not needs_renewal(pair, now, before=RENEW_BEFORE)
+
+
+def _leaf(stored: KeyPair | None, ca: KeyPair, common_name: str, now: datetime.datetime, *,
+          names: tuple[str, ...] = (), client: bool = False) -> KeyPair:
+    if stored is not None and _good(stored, now) and _issued_by(stored, ca) and set(names) <= _dns_names(stored):
+        return stored
+    return issue(ca, common_name, now, names=names, client=client, days=LEAF_DAYS)
+
+
+def credentials(namespace: str, now: datetime.datetime, stored: Mapping[str, KeyPair] | None = None) -> Credentials:
+    """The install's certificates: those in `stored` (by `Credentials.pairs()` stem) that are still good, new ones
+    for the rest. A new CA means new certificates under it."""
+    stored = stored or {}
+    ca = stored.get("ca")
+    ca = ca if ca is not None and _good(ca, now) else new_ca(CA_COMMON_NAME, now, days=CA_DAYS)
+    upload_ca = stored.get("uploadserver-ca")
+    upload_ca = upload_ca if upload_ca is not None and _good(upload_ca, now) else new_ca(
+        UPLOADSERVER_CA_COMMON_NAME, now, days=CA_DAYS)
+    api_names = service_names(dep.APISERVER_SERVICE, namespace)
+    proxy_names = service_names(dep.UPLOADPROXY_SERVICE, namespace)
+    return Credentials(
+        ca=ca,
+        apiserver=_leaf(stored.get("apiserver"), ca, api_names[2], now, names=api_names),
+        uploadproxy=_leaf(stored.get("uploadproxy"), ca, proxy_names[2], now, names=proxy_names),
+        uploadserver_ca=upload_ca,
+        uploadserver_client=_leaf(stored.get("uploadserver-client"), upload_ca, up.UPLOAD_CLIENT_NAME, now,
+                                  client=True),
+    )
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _secret(name: str, namespace: str, component: str, data: dict[str, bytes], type_: str) -> Object:
+    return document("v1", "Secret", metadata(name, namespace, component=component), type=type_,
+                    data={key: _b64(value) for key, value in data.items()})
+
+
+def _tls_secret(name: str, namespace: str, component: str, pair: KeyPair, ca: KeyPair) -> Object:
+    return _secret(name, namespace, component, {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem,
+                                                "ca.crt": ca.cert_pem}, "kubernetes.io/tls")
+
+
+def _bundle(name: str, namespace: str, component: str, ca: KeyPair) -> Object:
+    return document("v1", "ConfigMap", metadata(name, namespace, component=component),
+                    data={BUNDLE_KEY: ca.cert_pem.decode()})
+
+
+def tls_objects(namespace: str, creds: Credentials) -> list[Object]:
+    """Secrets and ConfigMaps holding the certificates, mounted by `cdi.install.workloads`."""
+    return [
+        _tls_secret(dep.APISERVER_SERVING_SECRET, namespace, dep.APISERVER, creds.apiserver, creds.ca),
+        _bundle(dep.APISERVER_CA_BUNDLE, namespace, dep.APISERVER, creds.ca),
+        _tls_secret(dep.UPLOADPROXY_SERVING_SECRET, namespace, dep.UPLOADPROXY, creds.uploadproxy, creds.ca),
+        _tls_secret(UPLOADSERVER_CLIENT_SECRET, namespace, dep.UPLOADPROXY, creds.uploadserver_client,
+                    creds.uploadserver_ca),
+        _bundle(UPLOADSERVER_CA_BUNDLE, namespace, dep.UPLOADPROXY, creds.uploadserver_ca),
+        _secret(UPLOADSERVER_CA_SECRET, namespace, dep.CONTROLLER,
+                {"tls.crt": creds.uploadserver_ca.cert_pem, "tls.key": creds.uploadserver_ca.key_pem}, "Opaque"),
+    ]
