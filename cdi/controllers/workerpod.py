@@ -21,6 +21,7 @@ from cdi.controllers.meta import (
     is_deleting,
     meta,
     name_of,
+    namespace_of,
     storage_request,
 )
 from cdi.controllers.workerstate import observe_worker
@@ -151,9 +152,14 @@ class WorkerPodReconciler(ABC):
         except NotFound:
             return DONE
         notes = annotations_of(pvc)
-        if not self.is_target(pvc) or is_deleting(pvc):
+        if not self.is_target(pvc):
             return DONE
         pod_name = notes.get(self.pod_annotation) or self.default_pod_name(pvc)
+        if is_deleting(pvc):
+            # A claim in use by a pod is kept by Kubernetes' PVC protection until the pod is gone, and the pod
+            # (owned by the claim) would be collected only after the claim: end the worker so both can go.
+            await self._end_worker_of(pvc, pod_name)
+            return DONE
         if notes.get(ann.ANN_POD_PHASE) == "Succeeded":
             await self.completed(pvc, pod_name)
             return DONE
@@ -181,6 +187,14 @@ class WorkerPodReconciler(ABC):
         if observation.delete_pod:
             await delete_quietly(self._cluster, "v1", "Pod", pod_name, key.namespace)
         return DONE
+
+    async def _end_worker_of(self, pvc: Object, pod_name: str) -> None:
+        try:
+            pod = await self._cluster.get("v1", "Pod", pod_name, namespace_of(pvc))
+        except NotFound:
+            return
+        if is_controlled_by(pod, pvc) and not is_deleting(pod):
+            await delete_quietly(self._cluster, "v1", "Pod", pod_name, namespace_of(pvc))
 
     async def event(self, obj: Object, type_: str, reason: str, message: str) -> None:
         await record_event(self._cluster, obj, type_, reason, message, component=self.component,

@@ -1,6 +1,6 @@
 """What every worker pod (the importer and the upload server) has in common, as upstream builds both:
 the PVC's owner reference, the creator annotation plus the defaults and the annotations a PVC passes
-through (Multus networks, Istio…), `OnFailure` restarts, no service links, a non-root security
+through (Multus networks, Istio…), `OnFailure` restarts, no service links, no service-account token, a non-root security
 context, and the priority class (and, for importers, the service account) from the PVC's annotations.
 `importpod.podspec` and `upload.podspec` build the container and volumes and call `worker_pod`."""
 
@@ -23,8 +23,10 @@ def worker_pod(pvc: Object, name: str, labels: dict[str, str], container: Object
     notes = annotations_of(pvc)
     passed: dict[str, str] = {k: notes[k] for k in ann.POD_PASSTHROUGH_ANNOTATIONS if k in notes}
     pod_annotations: dict[str, str] = {**annotations, **passed}
+    # Workers never talk to the API server: no service-account token is mounted into them (upstream mounts
+    # one; a compromised importer then holds a credential it has no use for).
     spec: Object = {"containers": [container], "volumes": volumes, "restartPolicy": "OnFailure",
-                    "enableServiceLinks": False,
+                    "enableServiceLinks": False, "automountServiceAccountToken": False,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": WORKER_UID, "fsGroup": WORKER_UID}}
     if priority := notes.get(ann.ANN_PRIORITY_CLASS_NAME):
         spec["priorityClassName"] = priority
