@@ -57,6 +57,9 @@ class DeleteOptions:
     propagation: Propagation = "Background"
     uid: str | None = None
     resource_version: str | None = None
+    # Seconds a pod gets to stop; 0 is kubelet's "it has stopped, remove it". The embedded store removes a
+    # deleted object as soon as its finalizers are gone, so there it changes nothing.
+    grace_period_seconds: int | None = None
 
 
 class Cluster(Protocol):

@@ -112,6 +112,8 @@ class KubeCluster:
         options = options or DeleteOptions()
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions",
                                 "propagationPolicy": options.propagation}
+        if options.grace_period_seconds is not None:
+            body["gracePeriodSeconds"] = options.grace_period_seconds
         preconditions = {k: v for k, v in (("uid", options.uid), ("resourceVersion", options.resource_version))
                          if v is not None}
         if preconditions:

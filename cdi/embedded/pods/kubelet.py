@@ -99,6 +99,7 @@ class Kubelet:
         await asyncio.to_thread(_kill_marked, self._state_dir, pod.uid)
         await self._writer.publish(obj, pod, self._views(pod, record, terminating=True), terminating=True)
         await self._writer.drop_finalizer(pod)
+        await self._writer.confirm_deletion(pod)
         paths = PodPaths(self._state_dir, pod.namespace, pod.name)
         await asyncio.to_thread(shutil.rmtree, paths.root, True)
         return True

@@ -10,13 +10,14 @@ on the pod itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 from cdi.cluster.errors import ApiError, Conflict, NotFound
 from cdi.cluster.events import record_event
-from cdi.cluster.protocol import Cluster, Object
+from cdi.cluster.protocol import Cluster, DeleteOptions, Object
 from cdi.embedded.pods.addresses import addresses_in_use, allocate
 from cdi.embedded.pods.node import FINALIZER, HOST_IP, NODE_NAME
 from cdi.embedded.pods.spec import PodInfo
@@ -40,6 +41,15 @@ class PodWriter:
 
     async def drop_finalizer(self, pod: PodInfo) -> None:
         await self._edit_finalizers(pod, add=False)
+
+    async def confirm_deletion(self, pod: PodInfo) -> None:
+        """Kubelet's last word on a deleted pod: its containers are gone, remove it now (grace period 0).
+
+        A real API server keeps a deleted pod of a node until then; the embedded store has removed it
+        already, once the finalizer went."""
+        with contextlib.suppress(NotFound, Conflict):
+            await self._cluster.delete("v1", "Pod", pod.name, pod.namespace,
+                                       options=DeleteOptions(grace_period_seconds=0, uid=pod.uid))
 
     async def ensure_address(self, obj: Object, pod: PodInfo) -> tuple[Object, str]:
         """The pod with its IP recorded in `status.podIP`, and the IP."""
