@@ -1,6 +1,6 @@
-"""The controller suite runs against a `cluster` fixture. Today that is the embedded store; a
-Kubernetes backend (a real API server with the CRDs installed) can be added as another parameter
-without touching the tests, which use only the `Cluster` protocol."""
+"""The controller suite runs against a `cluster` fixture on both backends: the embedded store, and a real
+kube-apiserver with CDI's CRDs (`kube_api_only`: no PV binder, since the tests bind claims themselves),
+reset to empty before each test. The tests use only the `Cluster` protocol."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import pytest
 
 from cdi.cluster.protocol import Cluster
 from cdi.embedded import EmbeddedCluster
+from cdi.kube import connect
+from tests.support.backends import reset_cluster
+from tests.support.kubecluster import KubeCluster
 
 
 class FixedClock:
@@ -22,11 +25,16 @@ class FixedClock:
         return 0.0
 
 
-@pytest.fixture(params=["embedded"])
+@pytest.fixture(params=["embedded", "kubernetes"])
 async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Cluster]:
-    assert request.param == "embedded"
-    async with EmbeddedCluster(tmp_path / "store.db") as store:
-        yield store
+    if request.param == "embedded":
+        async with EmbeddedCluster(tmp_path / "store.db") as store:
+            yield store
+        return
+    control_plane: KubeCluster = request.getfixturevalue("kube_api_only")
+    async with await connect(control_plane.kubeconfig_path) as kube:
+        await reset_cluster(kube)
+        yield kube
 
 
 @pytest.fixture

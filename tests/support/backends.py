@@ -22,7 +22,7 @@ import pytest
 
 from cdi.api.crdgen import all_crds
 from cdi.cluster.errors import NotFound
-from cdi.cluster.protocol import Cluster
+from cdi.cluster.protocol import Cluster, DeleteOptions
 from cdi.embedded import EmbeddedCluster
 from cdi.kube import connect
 from tests.support.kubecluster import KubeBinariesUnavailable, KubeCluster, kube_binaries
@@ -64,6 +64,42 @@ def kube_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kub
         yield control_plane
 
 
+@pytest.fixture(scope="session")
+def kube_api_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    """A control plane whose controller manager only collects garbage and empties namespaces: for suites
+    that play the PV binder themselves (the controller suite sets claims Bound as a test step)."""
+    try:
+        binaries = kube_binaries()
+    except KubeBinariesUnavailable as e:
+        pytest.skip(str(e))
+    with KubeCluster(binaries, tmp_path_factory.mktemp("kube-api"),
+                     controllers=("garbage-collector-controller", "namespace-controller",
+                                  "serviceaccount-controller")) as control_plane:
+        install_crds(control_plane)
+        yield control_plane
+
+
+# What a controller test may leave behind, deleted before the next one: (apiVersion, kind, namespaced).
+_RESETTABLE = (("cdi.kubevirt.io/v1beta1", "DataVolume", True), ("v1", "PersistentVolumeClaim", True),
+               ("v1", "Pod", True), ("v1", "Service", True), ("v1", "Secret", True), ("v1", "Event", True),
+               ("cdi.kubevirt.io/v1beta1", "StorageProfile", False), ("cdi.kubevirt.io/v1beta1", "CDIConfig", False),
+               ("storage.k8s.io/v1", "StorageClass", False), ("v1", "PersistentVolume", False))
+
+
+async def reset_cluster(cluster: Cluster, namespace: str = "default") -> None:
+    """Delete every object of the kinds CDI's controllers touch, finalizers dropped, so a test starts empty."""
+    for api_version, kind, namespaced in _RESETTABLE:
+        scope = namespace if namespaced else None
+        for obj in (await cluster.list(api_version, kind, scope)).items:
+            name = obj["metadata"]["name"]
+            try:
+                if obj["metadata"].get("finalizers"):
+                    await cluster.patch(api_version, kind, name, {"metadata": {"finalizers": None}}, scope)
+                await cluster.delete(api_version, kind, name, scope, options=DeleteOptions(grace_period_seconds=0))
+            except NotFound:
+                pass
+
+
 def install_crds(control_plane: KubeCluster, timeout: float = 60.0) -> None:
     """Create every CRD `cdi.api.crdgen` generates (once) and wait until each is Established."""
     crds = all_crds()
@@ -83,6 +119,23 @@ def install_crds(control_plane: KubeCluster, timeout: float = 60.0) -> None:
                 break
             if time.monotonic() > deadline:
                 raise AssertionError(f"CRD {crd['metadata']['name']} not Established after {timeout} s")
+            time.sleep(0.2)
+        _wait_listable(control_plane, crd, deadline)
+
+
+def _wait_listable(control_plane: KubeCluster, crd: dict[str, object], deadline: float) -> None:
+    """An Established CRD may still answer 429 ("storage is (re)initializing") for a moment."""
+    spec = crd["spec"]
+    assert isinstance(spec, dict)
+    path = f"/apis/{spec['group']}/{spec['versions'][0]['name']}/{spec['names']['plural']}"
+    while True:
+        try:
+            control_plane.request("GET", path)
+            return
+        except urllib.error.HTTPError as error:
+            error.close()
+            if error.code != 429 or time.monotonic() > deadline:
+                raise
             time.sleep(0.2)
 
 
