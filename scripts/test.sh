@@ -8,4 +8,11 @@ export PATH="$ROOT/.venv/bin:/usr/sbin:/sbin:$PATH"
 echo "== ruff";        ruff check cdi importer uploadproxy bench tests
 echo "== mypy";        mypy
 echo "== import-linter"; lint-imports --no-cache
+echo "== kube binaries"
+# tests/kube runs a real kube-apiserver; its binaries are built once into a per-user cache.
+if command -v go >/dev/null 2>&1; then
+  PYCDI_KUBE_BIN="$("$ROOT/scripts/kube-binaries.sh" | tail -n 1)"; export PYCDI_KUBE_BIN
+else
+  echo "Go is not installed: the Kubernetes suites (tests/kube) will be skipped"
+fi
 echo "== pytest";      pytest -q -p no:cacheprovider "$@"
