@@ -5,6 +5,7 @@
     ├── Unauthorized      401 Unauthorized         no    no valid credentials
     ├── Forbidden         403 Forbidden            no    RBAC or an admission plugin refuses the request
     ├── NotFound          404 NotFound             no
+    ├── MethodNotAllowed  405 MethodNotAllowed     no    a verb the kind does not have (get of a review)
     │   └── (cdi.cluster.kinds.UnknownKind)              the server does not serve the kind
     ├── AlreadyExists     409 AlreadyExists        no
     ├── Conflict          409 Conflict             yes   stale resourceVersion or a failed precondition
@@ -53,6 +54,11 @@ class NotFound(ApiError):
     reason = "NotFound"
 
 
+class MethodNotAllowed(ApiError):
+    code = 405
+    reason = "MethodNotAllowed"
+
+
 class AlreadyExists(ApiError):
     code = 409
     reason = "AlreadyExists"
@@ -97,7 +103,7 @@ class ServerError(ApiError):
 
 
 _BY_CODE: dict[int, type[ApiError]] = {400: BadRequest, 401: Unauthorized, 403: Forbidden, 404: NotFound,
-                                       410: Gone, 422: Invalid, 429: TooManyRequests}
+                                       405: MethodNotAllowed, 410: Gone, 422: Invalid, 429: TooManyRequests}
 
 
 def error_for_status(code: int, reason: str, message: str, *, causes: list[str] | None = None,

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from cdi.admission import admit as default_admission
-from cdi.cluster.errors import BadRequest, Invalid, NotFound
+from cdi.cluster.errors import BadRequest, Invalid, MethodNotAllowed, NotFound
 from cdi.cluster.kinds import DEFAULT_KINDS, KindRegistry, ResourceKind
 from cdi.cluster.protocol import DeleteOptions, Object, ObjectList, PatchType, WatchEvent
 from cdi.embedded import mutations, paging
@@ -82,7 +82,7 @@ class EmbeddedCluster:
         await self._db.close()
 
     async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Object:
-        served = self._kinds.lookup(api_version, kind)
+        served = self._stored_kind(api_version, kind)
         key = mutations.key_for(served, name, namespace)
         obj = await self._db.read(lambda tx: tx.get(key))
         if obj is None:
@@ -93,7 +93,7 @@ class EmbeddedCluster:
                    label_selector: Mapping[str, str] | str | None = None, *,
                    field_selector: str | None = None, limit: int | None = None,
                    continue_token: str | None = None) -> ObjectList:
-        served = self._kinds.lookup(api_version, kind)
+        served = self._stored_kind(api_version, kind)
         namespace = namespace or None  # "" means every namespace, as in kubectl
         _check_scope(served, namespace)
         selector = parse_selector(label_selector)
@@ -111,7 +111,7 @@ class EmbeddedCluster:
     def watch(self, api_version: str, kind: str, *, resource_version: str, namespace: str | None = None,
               label_selector: Mapping[str, str] | str | None = None, field_selector: str | None = None,
               allow_bookmarks: bool = False) -> AsyncIterator[WatchEvent]:
-        served = self._kinds.lookup(api_version, kind)
+        served = self._stored_kind(api_version, kind)
         namespace = namespace or None
         _check_scope(served, namespace)
         return WatchStream(self._db, served, api_version, after=_parse_resource_version(resource_version),
@@ -151,7 +151,7 @@ class EmbeddedCluster:
 
     async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *,
                      options: DeleteOptions | None = None) -> None:
-        served = self._kinds.lookup(api_version, kind)
+        served = self._stored_kind(api_version, kind)
         key = mutations.key_for(served, name, namespace)
         await self._write(lambda tx, now: mutations.delete(tx, self._kinds, served, key, now, options))
 
@@ -192,6 +192,13 @@ class EmbeddedCluster:
         now = self._clock()
         return await self._db.write(lambda tx: self._compact(tx, now), now.timestamp())
 
+    def _stored_kind(self, api_version: str, kind: str) -> ResourceKind:
+        """The kind, for verbs other than create: a create-only kind has nothing stored to read or change."""
+        served = self._kinds.lookup(api_version, kind)
+        if served.create_only:
+            raise MethodNotAllowed("the server does not allow this method on the requested resource")
+        return served
+
     def _review(self, kind: ResourceKind, request: Object) -> Object:
         """A create-only kind answered in the create response; nothing is stored."""
         review = self._reviews.get((kind.group, kind.kind))
@@ -201,6 +208,7 @@ class EmbeddedCluster:
 
     async def _update(self, obj: Object, *, status_only: bool, field_manager: str | None) -> Object:
         served, api_version = self._kind_of(obj)
+        self._stored_kind(api_version, served.kind)
         if status_only:
             _require_status(served, obj.get("metadata", {}).get("name"))
         doc = checked_copy(obj, served)
@@ -211,7 +219,7 @@ class EmbeddedCluster:
 
     async def _patch(self, api_version: str, kind: str, name: str, patch: Any, namespace: str | None, *,
                      status_only: bool, patch_type: PatchType, field_manager: str | None, force: bool) -> Object:
-        served = self._kinds.lookup(api_version, kind)
+        served = self._stored_kind(api_version, kind)
         if status_only:
             _require_status(served, name)
         key = mutations.key_for(served, name, namespace)

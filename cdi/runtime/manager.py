@@ -28,6 +28,7 @@ from cdi.runtime.queue import WorkQueue
 from cdi.runtime.types import Clock, ControllerSpec, SystemClock
 
 logger = logging.getLogger(__name__)
+UNCACHED_KINDS = frozenset({"Secret"})
 
 
 class Manager:
@@ -56,8 +57,12 @@ class Manager:
         return self._active
 
     def client(self) -> CachedCluster:
-        """A `Cluster` for reconcilers: reads from this manager's informer caches, writes to the cluster."""
-        return CachedCluster(self._cluster, self._informers)
+        """A `Cluster` for reconcilers: reads from this manager's informer caches, writes to the cluster.
+
+        Secrets are read from the server, not cached: a cluster-wide Secret cache would need list/watch on
+        every Secret of the cluster, which the controller's least-privilege role does not grant (as
+        controller-runtime users commonly exclude them too)."""
+        return CachedCluster(self._cluster, self._informers, uncached=UNCACHED_KINDS)
 
     def reader(self, api_version: str, kind: str, namespace: str | None = None) -> Informer:
         """The shared cache of a kind (an `Informer`, which is a `Reader`); filled once `run` syncs it."""
