@@ -13,11 +13,14 @@ from cdi.install.tls import Credentials, credentials
 
 NAMESPACE = "cdi-test"
 IMAGE = "registry.example/pycdi:1.2.3"
+# One moment for the whole session: the credentials are made at it, and tests judge them at it (a clock
+# read later, minutes into a long run, would see certificates issued "in the future" of an earlier one).
+NOW = datetime.now(UTC)
 
 
 @pytest.fixture(scope="session")
 def creds() -> Credentials:
-    return credentials(NAMESPACE, datetime.now(UTC))
+    return credentials(NAMESPACE, NOW)
 
 
 @pytest.fixture(scope="session")

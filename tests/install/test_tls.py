@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-from datetime import UTC
 from typing import Any
 
 import pytest
@@ -16,9 +15,7 @@ from cdi.contracts import upload_protocol as up
 from cdi.controllers.upload import credentials as controller_credentials
 from cdi.install.tls import UPLOADSERVER_CA_SECRET, Credentials, credentials, tls_objects
 from cdi.pki import KeyPair, issue
-from tests.install.conftest import NAMESPACE, of_kind
-
-NOW = datetime.datetime.now(UTC)
+from tests.install.conftest import NAMESPACE, NOW, of_kind
 
 
 def dns_names(pair: KeyPair) -> set[str]:
