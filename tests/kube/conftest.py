@@ -1,10 +1,9 @@
 """Fixtures for the suites that run against a real Kubernetes API server (`tests/support/kubecluster.py`).
 
-`kube_cluster` (session) is one etcd + kube-apiserver + kube-controller-manager for the whole run;
-`kube_namespace` (function) is a fresh namespace deleted afterwards; `kube_api` (function) is an admin
-`kubernetes_asyncio` ApiClient. The binaries come from $PYCDI_KUBE_BIN (scripts/test.sh exports it) or
-are built by scripts/kube-binaries.sh; that build runs during collection, before any test's timeout
-starts, because a cold one takes 10-16 minutes. Only a missing Go toolchain makes these tests skip.
+`kube_cluster` (session) is the one etcd + kube-apiserver + kube-controller-manager of the whole run
+(`kube_control_plane` of `tests/support/backends.py`, with CDI's CRDs installed); `kube_namespace`
+(function) is a fresh namespace deleted afterwards; `kube_api` (function) is an admin
+`kubernetes_asyncio` ApiClient. How the binaries are found or built: `tests/support/backends.py`.
 """
 
 from __future__ import annotations
@@ -13,43 +12,19 @@ import re
 import urllib.error
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.config import new_client_from_config
 
-from tests.support.kubecluster import KubeBinariesUnavailable, KubeCluster, kube_binaries
-
-_BINARIES = pytest.StashKey[Path | Exception]()
-
-
-def _resolve_binaries() -> Path | Exception:
-    try:
-        return kube_binaries()
-    except (KubeBinariesUnavailable, RuntimeError, OSError) as error:
-        return error
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.option.collectonly or _BINARIES in config.stash:
-        return
-    if any("kube_cluster" in getattr(item, "fixturenames", ()) for item in items):
-        config.stash[_BINARIES] = _resolve_binaries()
+from tests.support.kubecluster import KubeCluster
 
 
 @pytest.fixture(scope="session")
-def kube_cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
-    """A running control plane; admin kubeconfig at `.kubeconfig_path`, others from `.kubeconfig_for()`."""
-    stash = request.config.stash
-    binaries = stash[_BINARIES] if _BINARIES in stash else _resolve_binaries()
-    if isinstance(binaries, KubeBinariesUnavailable):
-        pytest.skip(str(binaries))
-    if isinstance(binaries, Exception):
-        raise binaries
-    cluster = KubeCluster(binaries, tmp_path_factory.mktemp("kube"))
-    with cluster:
-        yield cluster
+def kube_cluster(kube_control_plane: KubeCluster) -> KubeCluster:
+    """The session's control plane (shared with the conformance, controller and e2e suites; CDI's CRDs are
+    installed); admin kubeconfig at `.kubeconfig_path`, others from `.kubeconfig_for()`."""
+    return kube_control_plane
 
 
 def _namespace_name(test_name: str) -> str:

@@ -52,27 +52,51 @@ class Backend:
         return True
 
 
-@pytest.fixture(scope="session")
-def kube_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
-    """One etcd + kube-apiserver + kube-controller-manager for the session (built on first use)."""
+_BINARIES = pytest.StashKey[Path | Exception]()
+_KUBE_FIXTURES = ("kube_control_plane", "kube_api_only", "kube_cluster", "cluster_backend", "cluster")
+
+
+def _resolve_binaries() -> Path | Exception:
     try:
-        binaries = kube_binaries()
-    except KubeBinariesUnavailable as e:
-        pytest.skip(str(e))
-    with KubeCluster(binaries, tmp_path_factory.mktemp("kube")) as control_plane:
+        return kube_binaries()
+    except (KubeBinariesUnavailable, RuntimeError, OSError) as error:
+        return error
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Find (or build) the binaries during collection, before any test's timeout starts: a cold build takes
+    10-16 minutes. `scripts/test.sh` has built them already and says where in $PYCDI_KUBE_BIN."""
+    if config.option.collectonly or _BINARIES in config.stash:
+        return
+    if any(set(_KUBE_FIXTURES) & set(getattr(item, "fixturenames", ())) for item in items):
+        config.stash[_BINARIES] = _resolve_binaries()
+
+
+def _binaries(request: pytest.FixtureRequest) -> Path:
+    """The binaries, or a skip when Go is missing and nothing is built; other failures fail the test."""
+    stash = request.config.stash
+    found = stash[_BINARIES] if _BINARIES in stash else _resolve_binaries()
+    if isinstance(found, KubeBinariesUnavailable):
+        pytest.skip(str(found))
+    if isinstance(found, Exception):
+        raise found
+    return found
+
+
+@pytest.fixture(scope="session")
+def kube_control_plane(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+                       ) -> Iterator[KubeCluster]:
+    """One etcd + kube-apiserver + kube-controller-manager for the session, with CDI's CRDs."""
+    with KubeCluster(_binaries(request), tmp_path_factory.mktemp("kube")) as control_plane:
         install_crds(control_plane)
         yield control_plane
 
 
 @pytest.fixture(scope="session")
-def kube_api_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+def kube_api_only(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
     """A control plane whose controller manager only collects garbage and empties namespaces: for suites
     that play the PV binder themselves (the controller suite sets claims Bound as a test step)."""
-    try:
-        binaries = kube_binaries()
-    except KubeBinariesUnavailable as e:
-        pytest.skip(str(e))
-    with KubeCluster(binaries, tmp_path_factory.mktemp("kube-api"),
+    with KubeCluster(_binaries(request), tmp_path_factory.mktemp("kube-api"),
                      controllers=("garbage-collector-controller", "namespace-controller",
                                   "serviceaccount-controller")) as control_plane:
         install_crds(control_plane)
