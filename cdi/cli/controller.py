@@ -82,7 +82,8 @@ async def control(command: ControllerCommand, stop: asyncio.Event) -> None:
         lock = LeaseLock(cluster, command.namespace, LEASE_NAME, identity) if command.leader_elect else None
         manager = Manager(cluster, clock=clock, leader_lock=lock)
         for spec in cdi_controllers(manager.client(), clock, HttpsProgressScraper(),
-                                    ControllerOptions(command.image, command.uploadproxy_url)):
+                                    ControllerOptions(command.image, command.uploadproxy_url,
+                                                      namespace=command.namespace)):
             manager.add(spec)
         # All interfaces: in a pod the kubelet's probes come from outside the loopback.
         health = HealthServer(lambda: manager.active, host="0.0.0.0", port=command.health_port)

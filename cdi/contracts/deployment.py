@@ -51,6 +51,9 @@ SIGNING_KEY_SECRET: Final = "cdi-api-signing-key"  # RSA key for upload and clon
 APISERVER_SERVING_SECRET: Final = "cdi-apiserver-server-cert"
 APISERVER_CA_BUNDLE: Final = "cdi-apiserver-signer-bundle"
 UPLOADPROXY_SERVING_SECRET: Final = "cdi-uploadproxy-server-cert"
+UPLOADSERVER_CA_SECRET: Final = "cdi-uploadserver-ca"  # the CA the controller signs upload servers with
+UPLOADSERVER_CLIENT_SECRET: Final = "cdi-uploadserver-client-cert"  # the proxy's client certificate
+UPLOAD_TOKEN_KEYS_SECRET: Final = "cdi-upload-token-keys"  # the rotating key ring of upload tokens
 
 # RBAC roles users bind.
 CLONE_SOURCER_ROLE: Final = "cdi.kubevirt.io:clone-sourcer"

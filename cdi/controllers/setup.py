@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdi.cluster.protocol import Cluster
+from cdi.contracts.deployment import NAMESPACE
 from cdi.controllers import cdiconfig, notsupported, storageprofile
 from cdi.controllers.datavolume import controller as datavolumes
 from cdi.controllers.importpod import controller as import_pods
@@ -25,6 +26,7 @@ class ControllerOptions:
     image: str
     upload_proxy_url: str | None = None
     upload_proxy_ca: str | None = None
+    namespace: str = NAMESPACE  # CDI's install namespace: its own Secrets (upload CA, token keys) live there
 
 
 def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
@@ -32,6 +34,6 @@ def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
     return [*storageprofile.controllers(cluster, clock),
             *cdiconfig.controllers(cluster, options.upload_proxy_url, options.upload_proxy_ca),
             *import_pods.controllers(cluster, clock, image=options.image),
-            *uploads.controllers(cluster, clock, image=options.image),
+            *uploads.controllers(cluster, clock, image=options.image, namespace=options.namespace),
             *datavolumes.controllers(cluster, clock, scraper),
             *notsupported.controllers(cluster, clock)]

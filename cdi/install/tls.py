@@ -41,8 +41,8 @@ UPLOADSERVER_CA_COMMON_NAME = "cdi-uploadserver-signer"
 
 # Upstream's names for the upload path's certificate stores. The CA Secret's name and layout are what
 # `cdi.controllers.upload.credentials` reads (tests/install checks they agree).
-UPLOADSERVER_CA_SECRET = "cdi-uploadserver-ca"  # tls.crt + tls.key, type Opaque as the controller creates it
-UPLOADSERVER_CLIENT_SECRET = "cdi-uploadserver-client-cert"
+UPLOADSERVER_CA_SECRET = dep.UPLOADSERVER_CA_SECRET  # tls.crt + tls.key, Opaque, as the controller creates it
+UPLOADSERVER_CLIENT_SECRET = dep.UPLOADSERVER_CLIENT_SECRET
 UPLOADSERVER_CA_BUNDLE = "cdi-uploadserver-signer-bundle"
 BUNDLE_KEY = "ca-bundle.crt"
 

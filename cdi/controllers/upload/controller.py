@@ -14,7 +14,7 @@ from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.contracts.upload_protocol import upload_resource_name
 from cdi.controllers.meta import annotations_of, meta, name_of, namespace_of
-from cdi.controllers.upload.credentials import ensure_ca, upload_server_secret
+from cdi.controllers.upload.credentials import CDI_NAMESPACE, ensure_ca, upload_server_secret
 from cdi.controllers.upload.podspec import DEFAULT_IMAGE, UploadPodInputs, upload_pod, upload_service
 from cdi.controllers.workerpod import (
     WorkerPodReconciler,
@@ -39,8 +39,10 @@ class UploadReconciler(WorkerPodReconciler):
     pod_annotation = ann.ANN_UPLOAD_POD
     success = UPLOAD_SUCCESS
 
-    def __init__(self, cluster: Cluster, clock: Clock, *, image: str = DEFAULT_IMAGE) -> None:
+    def __init__(self, cluster: Cluster, clock: Clock, *, image: str = DEFAULT_IMAGE,
+                 namespace: str = CDI_NAMESPACE) -> None:
         super().__init__(cluster, clock, image=image)
+        self._cdi_namespace = namespace  # where the upload-server CA lives
 
     def is_target(self, pvc: Object) -> bool:
         return is_upload_target(pvc)
@@ -52,7 +54,7 @@ class UploadReconciler(WorkerPodReconciler):
         config = await config_view(self._cluster)
         inputs = UploadPodInputs(pvc=pvc, pod_name=pod_name, tls_secret=pod_name, config=config,
                                  scratch_claim=scratch_claim_name(name_of(pvc)), image=self._image)
-        ca = await ensure_ca(self._cluster, self._clock.now())
+        ca = await ensure_ca(self._cluster, self._clock.now(), self._cdi_namespace)
         for obj in (upload_server_secret(pvc, pod_name, inputs.service, ca, self._clock.now()),
                     upload_service(pvc, inputs.service)):
             try:
@@ -76,8 +78,10 @@ class UploadReconciler(WorkerPodReconciler):
         await delete_quietly(self._cluster, "v1", "Secret", pod_name, namespace)
 
 
-def controllers(cluster: Cluster, clock: Clock, *, image: str = DEFAULT_IMAGE) -> list[ControllerSpec]:
+def controllers(cluster: Cluster, clock: Clock, *, image: str = DEFAULT_IMAGE,
+                namespace: str = CDI_NAMESPACE) -> list[ControllerSpec]:
     pods = Watch("v1", "Pod", owner_keys("PersistentVolumeClaim"),
                  label_selector={ann.LABEL_COMPONENT: str(ann.Component.UPLOAD_SERVER)})
     return [ControllerSpec("upload-controller", "v1", "PersistentVolumeClaim",
-                           UploadReconciler(cluster, clock, image=image), watches=[pods], workers=3)]
+                           UploadReconciler(cluster, clock, image=image, namespace=namespace), watches=[pods],
+                           workers=3)]

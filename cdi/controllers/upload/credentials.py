@@ -1,7 +1,8 @@
-"""The upload path's secrets, owned by the control plane and kept in Secrets in the `cdi` namespace:
-the CA that signs upload-server and proxy certificates (mutual TLS between them), and the rotating key
-ring that signs upload tokens. Also builds the per-upload-pod TLS Secret. Called by `cdi serve` (proxy
-credentials), the upload controller (pod secrets) and the UploadTokenRequest controller (signing)."""
+"""The upload path's secrets, owned by the control plane and kept in Secrets in CDI's install namespace
+(`cdi` unless installed elsewhere): the CA that signs upload-server and proxy certificates (mutual TLS
+between them), and the rotating key ring that signs upload tokens. Also builds the per-upload-pod TLS
+Secret. Called by `cdi serve` (proxy credentials and the key ring it hands the store for token answers)
+and the upload controller (pod secrets)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ from typing import Any
 from cdi.cluster.errors import AlreadyExists, NotFound
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
+from cdi.contracts import deployment as dep
 from cdi.controllers.meta import controller_reference, name_of, namespace_of
 from cdi.pki import KeyPair, issue, needs_renewal, new_ca
 from cdi.tokens import KeyRing, generate_signing_key
 
-CDI_NAMESPACE = "cdi"
-CA_SECRET = "cdi-uploadserver-ca"
-TOKEN_KEYS_SECRET = "cdi-upload-token-keys"
+CDI_NAMESPACE = dep.NAMESPACE
+CA_SECRET = dep.UPLOADSERVER_CA_SECRET
+TOKEN_KEYS_SECRET = dep.UPLOAD_TOKEN_KEYS_SECRET
 CA_COMMON_NAME = "cdi-uploadserver-signer"
 LEAF_DAYS = 30
 RENEW_BEFORE = timedelta(days=7)
@@ -45,24 +47,24 @@ async def _get_or_create(cluster: Cluster, secret: Object) -> Object:
         return await cluster.get("v1", "Secret", name_of(secret), namespace_of(secret))
 
 
-async def ensure_ca(cluster: Cluster, now: datetime) -> KeyPair:
+async def ensure_ca(cluster: Cluster, now: datetime, namespace: str = CDI_NAMESPACE) -> KeyPair:
     try:
-        data = decode(await cluster.get("v1", "Secret", CA_SECRET, CDI_NAMESPACE))
+        data = decode(await cluster.get("v1", "Secret", CA_SECRET, namespace))
     except NotFound:
         pair = new_ca(CA_COMMON_NAME, now)
-        data = decode(await _get_or_create(cluster, _secret(CA_SECRET, CDI_NAMESPACE, {
+        data = decode(await _get_or_create(cluster, _secret(CA_SECRET, namespace, {
             "tls.crt": pair.cert_pem, "tls.key": pair.key_pem})))
     return KeyPair(data["tls.crt"], data["tls.key"])
 
 
-async def ensure_key_ring(cluster: Cluster, now: datetime) -> KeyRing:
+async def ensure_key_ring(cluster: Cluster, now: datetime, namespace: str = CDI_NAMESPACE) -> KeyRing:
     """The token key ring, created on first use and rotated when due (the previous key still verifies)."""
     epoch = now.timestamp()
     try:
-        secret = await cluster.get("v1", "Secret", TOKEN_KEYS_SECRET, CDI_NAMESPACE)
+        secret = await cluster.get("v1", "Secret", TOKEN_KEYS_SECRET, namespace)
     except NotFound:
         ring = KeyRing(generate_signing_key(epoch))
-        secret = await _get_or_create(cluster, _secret(TOKEN_KEYS_SECRET, CDI_NAMESPACE,
+        secret = await _get_or_create(cluster, _secret(TOKEN_KEYS_SECRET, namespace,
                                                        dict(ring.to_secret_data())))
     ring = KeyRing.from_secret_data(decode(secret))
     if ring.due_for_rotation(epoch):
