@@ -20,6 +20,7 @@ from cdi.api import DataVolume, ManifestError, parse_object
 from cdi.api.meta import CDI_API_VERSION, CDI_GROUP
 from cdi.cluster.errors import NotFound
 from cdi.cluster.events import record_event
+from cdi.cluster.kinds import lookup
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts.conditions import NOT_SUPPORTED
 from cdi.controllers.datavolume.claim import import_source_kind, upload_annotations
@@ -134,8 +135,11 @@ class NotSupportedReconciler:
         if todo is None:
             return DONE
         if todo.status is not None:
-            doc = await self._cluster.patch_status(self._api_version, self._kind, key.name,
-                                                   {"status": todo.status}, key.namespace or None)
+            # Upstream's DataSource, DataImportCron and CDI have no status subresource: their status is
+            # written with the object.
+            write = self._cluster.patch_status if lookup(self._api_version, self._kind).status_subresource \
+                else self._cluster.patch
+            doc = await write(self._api_version, self._kind, key.name, {"status": todo.status}, key.namespace or None)
         await record_event(self._cluster, doc, "Warning", NOT_SUPPORTED, todo.event, component=COMPONENT,
                            clock=self._clock.now)
         return DONE

@@ -87,3 +87,19 @@ async def test_import_datavolume_is_left_to_its_controller(cluster: Cluster, clo
     await NotSupportedReconciler(cluster, clock, DV_API, "DataVolume").reconcile(Key("default", "d"))
     stored = await cluster.get(DV_API, "DataVolume", "d", "default")
     assert "status" not in stored or not stored["status"].get("conditions")
+
+
+@pytest.mark.parametrize(("kind", "spec", "types"), [
+    ("DataImportCron", {"schedule": "0 * * * *", "managedDataSource": "fedora",
+                        "template": {"spec": {"source": {"registry": {"url": "docker://example.test/fedora"}},
+                                              "storage": {"resources": {"requests": {"storage": "1Gi"}}}}}},
+     ["UpToDate", "Progressing"]),
+    ("DataSource", {"source": {"pvc": {"name": "golden", "namespace": "os"}}}, ["Ready"]),
+])
+async def test_kinds_without_a_status_subresource_get_their_conditions(cluster: Cluster, clock: FixedClock, kind: str,
+                                                                       spec: dict[str, Any], types: list[str]) -> None:
+    await cluster.create({"apiVersion": DV_API, "kind": kind, "metadata": {"name": "x", "namespace": "default"},
+                          "spec": spec})
+    await NotSupportedReconciler(cluster, clock, DV_API, kind).reconcile(Key("default", "x"))
+    stored = await cluster.get(DV_API, kind, "x", "default")
+    assert [(c["type"], c["reason"]) for c in stored["status"]["conditions"]] == [(t, NOT_SUPPORTED) for t in types]
