@@ -1,0 +1,139 @@
+"""The controller process of the scale benchmark: CDI's controller set alone, measuring itself.
+
+    python -m bench.scale_controller --backend embedded --store PATH --report FILE
+    python -m bench.scale_controller --backend kubernetes --kubeconfig FILE --report FILE [--qps 20 --burst 30]
+
+It runs exactly what `cdi controller` runs (`cdi.controllers.setup.cdi_controllers` on a `Manager`,
+reconcilers reading through the manager's informer caches) but nothing else, so that its peak RSS is
+the controllers' own: no leader election (one replica; the Lease renewals would be a per-second cost,
+not a per-DataVolume one), no health server, and a progress scraper that answers at once (the node side
+is simulated by `bench.scale`: no importer runs, so there is no metrics endpoint to scrape). Every API
+request its client sends is counted (`bench.scale_metrics`) and every reconcile timed.
+
+Signals: once the controllers run it writes `FILE.ready`; SIGUSR1 snapshots the request counts as the
+baseline (what start-up cost) and answers with `FILE.baseline`; SIGTERM stops it gracefully, and the
+report (counts, baseline, reconcile times per controller, peak RSS) is written to FILE as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import resource
+import signal
+from collections import Counter
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from bench.scale_metrics import CountingCluster, CountingTransport, ReconcileStats, timed
+from cdi.cluster.protocol import Cluster
+from cdi.controllers.setup import ControllerOptions, cdi_controllers
+from cdi.embedded import EmbeddedCluster
+from cdi.kube import KubeCluster
+from cdi.kube.config import load_configuration
+from cdi.kube.transport import DEFAULT_BURST, DEFAULT_QPS
+from cdi.runtime.manager import Manager
+from cdi.runtime.types import SystemClock
+
+IMAGE = "pycdi/pycdi:latest"
+
+
+class NoMetrics:
+    """The simulated importer pods serve no progress metric: answer "unknown" without a network call."""
+
+    async def scrape(self, pod_ip: str, owner_uid: str) -> float | None:
+        return None
+
+
+def _counts(cluster: CountingCluster, transport: CountingTransport | None) -> dict[str, Any]:
+    calls = {f"{verb} {kind}": n for (verb, kind), n in sorted(cluster.calls.items())}
+    watches = sum(n for (verb, _), n in cluster.calls.items() if verb == "watch")
+    if transport is not None:  # the HTTP requests really sent (a watch the server ended is reopened)
+        return {"requests": sum(transport.by_method.values()), "watches": transport.watches,
+                "by_method": dict(transport.by_method), "calls": calls}
+    return {"requests": sum(cluster.calls.values()) - watches, "watches": watches, "calls": calls}
+
+
+def peak_rss_bytes() -> int:
+    """VmHWM of this process (ru_maxrss is the same figure, in KiB on Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+async def _open(args: argparse.Namespace, stack: AsyncExitStack) -> tuple[Cluster, CountingTransport | None]:
+    if args.backend == "embedded":
+        return await stack.enter_async_context(EmbeddedCluster(args.store)), None
+    transport = CountingTransport(await load_configuration(args.kubeconfig), qps=args.qps, burst=args.burst)
+    return await stack.enter_async_context(KubeCluster(transport)), transport
+
+
+async def run(args: argparse.Namespace) -> None:
+    report: Path = args.report
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with AsyncExitStack() as stack:
+        raw, transport = await _open(args, stack)
+        cluster = CountingCluster(raw)
+        baseline: dict[str, Any] = {}
+
+        def snapshot() -> None:
+            baseline.update(_counts(cluster, transport))
+            report.with_suffix(".baseline").write_text(json.dumps(baseline))
+
+        loop.add_signal_handler(signal.SIGUSR1, snapshot)
+        clock = SystemClock()
+        manager = Manager(cluster, clock=clock)
+        stats: dict[str, ReconcileStats] = {}
+        for spec in cdi_controllers(manager.client(), clock, NoMetrics(), ControllerOptions(IMAGE)):
+            stats[spec.name] = ReconcileStats()
+            manager.add(timed(spec, stats[spec.name]))
+        running = asyncio.create_task(manager.run(stop))
+        # The manager has no "started" hook to await; `active` turns True once every informer has synced.
+        while not manager.active and not running.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        report.with_suffix(".ready").write_text("ready\n")
+        await running
+        final = _counts(cluster, transport)
+    report.write_text(json.dumps({
+        "backend": args.backend, "final": final, "baseline": baseline or {"requests": 0, "watches": 0, "calls": {}},
+        "per_kind_after_baseline": _difference(final["calls"], baseline.get("calls", {})),
+        "reconciles": {name: s.summary() for name, s in stats.items()},
+        "peak_rss_bytes": peak_rss_bytes(), "cpu_seconds": _cpu_seconds(),
+    }, indent=2))
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _difference(final: dict[str, int], baseline: dict[str, int]) -> dict[str, int]:
+    diff = Counter(final)
+    diff.subtract(baseline)
+    return {k: v for k, v in sorted(diff.items()) if v}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.scale_controller")
+    parser.add_argument("--backend", choices=("embedded", "kubernetes"), required=True)
+    parser.add_argument("--store", type=Path, help="the embedded store's SQLite file")
+    parser.add_argument("--kubeconfig", type=Path, help="kubeconfig of the API server")
+    parser.add_argument("--report", type=Path, required=True, help="where the JSON report goes at SIGTERM")
+    parser.add_argument("--qps", type=float, default=DEFAULT_QPS, help="client-side rate limit (cdi controller's)")
+    parser.add_argument("--burst", type=int, default=DEFAULT_BURST)
+    args = parser.parse_args()
+    if (args.backend == "embedded") != (args.store is not None):
+        parser.error("--store goes with --backend embedded, --kubeconfig with --backend kubernetes")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
