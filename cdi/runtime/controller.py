@@ -9,6 +9,12 @@ resets the key's backoff and, if it asked for `requeue_after`, parks the key for
 raises is logged (a line naming the controller and key, the traceback at debug level) and retried
 with per-key exponential backoff. The queue guarantees a key is never reconciled twice at once.
 
+Every informer is the kind's one cluster-wide informer, the same the cached client reads through
+(`cdi.runtime.cachedclient`); a `Watch`'s namespace and label selector filter the events it maps, as
+controller-runtime's predicates do. So when an event wakes a reconcile, the cache it reads already holds
+that change (an informer applies an event to its cache before telling its handlers); with a separate,
+filtered informer per watch, a reconcile could read the older state and nothing would wake it again.
+
 `cdi.runtime.manager` builds controllers, starts them once their informers have synced, and stops
 them gracefully.
 """
@@ -40,7 +46,7 @@ class Controller:
         primary.add_handler(self._enqueue_own_key)
         self.informers: list[Informer] = [primary]
         for watch in spec.watches:
-            informer = informers.informer(watch.api_version, watch.kind, watch.namespace, watch.label_selector)
+            informer = informers.informer(watch.api_version, watch.kind)
             informer.add_handler(_MapToKeys(self, watch))
             self.informers.append(informer)
 
@@ -108,5 +114,11 @@ class _MapToKeys:
         return f"<{self._controller.name} watch on {self._watch.kind}>"
 
     def __call__(self, event_type: EventType, obj: Object) -> None:
+        meta = obj.get("metadata") or {}
+        if self._watch.namespace and meta.get("namespace") != self._watch.namespace:
+            return
+        labels = meta.get("labels") or {}
+        if any(labels.get(name) != value for name, value in (self._watch.label_selector or {}).items()):
+            return
         for key in self._watch.map_to_keys(obj):
             self._controller.queue.add(key)

@@ -32,7 +32,12 @@ async def image_upload(plane: ControlPlane, *args: str) -> tuple[int, str, str]:
     cdi = str(Path(sys.executable).with_name("cdi"))
     proc = await asyncio.create_subprocess_exec(cdi, "image-upload", *args, env=plane.env,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 240)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), 240)
+    except TimeoutError:
+        proc.kill()  # do not leave the client (and its pipes) behind a failed test
+        out, err = await proc.communicate()
+        return 124, out.decode(), err.decode() + "\n(timed out after 240 s)\n" + plane.log_tail()
     return proc.returncode or 0, out.decode(), err.decode()
 
 
