@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from cdi.apiserver.frontproxy import CONFIG_MAP, RequestHeaderAuth
 from cdi.apiserver.server import ApiServer, serving_context, start
 from cdi.apiserver.signingkey import ensure_signing_key
+from cdi.cli.daemon import run_until_stopped
 from cdi.cli.errors import CliError
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster
@@ -62,13 +62,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def run(command: ApiServerCommand) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await serve(command, stop)
-    return 0
+    return await run_until_stopped(lambda stop: serve(command, stop))
 
 
 async def serve(command: ApiServerCommand, stop: asyncio.Event) -> None:

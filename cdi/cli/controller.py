@@ -14,11 +14,11 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdi.cli.daemon import run_until_stopped
 from cdi.controllers import cdiconfig
 from cdi.controllers.progress import HttpsProgressScraper
 from cdi.controllers.setup import ControllerOptions, cdi_controllers
@@ -65,13 +65,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def run(command: ControllerCommand) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await control(command, stop)
-    return 0
+    return await run_until_stopped(lambda stop: control(command, stop))
 
 
 async def control(command: ControllerCommand, stop: asyncio.Event) -> None:

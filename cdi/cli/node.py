@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from pathlib import Path
 
+from cdi.cli.daemon import run_until_stopped
 from cdi.embedded.nodeagent import add_node_agent
 from cdi.kube import connect
 from cdi.runtime.manager import Manager
@@ -35,13 +35,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def run(kubeconfig: Path | None, home: Path, pod_backoff: float) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await serve_node(kubeconfig, home, stop, pod_backoff=pod_backoff)
-    return 0
+    return await run_until_stopped(lambda stop: serve_node(kubeconfig, home, stop, pod_backoff=pod_backoff))
 
 
 async def serve_node(kubeconfig: Path | None, home: Path, stop: asyncio.Event, *, pod_backoff: float = 10.0) -> None:

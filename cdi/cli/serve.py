@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdi.cli.daemon import run_until_stopped
 from cdi.cli.proxyhost import EmbeddedUploadProxy
 from cdi.cli.state import LOCK_FILE, store_path, token_keys_path
 from cdi.cli.tokenkeys import TokenKeyFile
@@ -51,13 +51,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 async def serve_forever(home: Path, options: ServeOptions) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await serve(home, stop, options)
-    return 0
+    return await run_until_stopped(lambda stop: serve(home, stop, options))
 
 
 async def serve(home: Path, stop: asyncio.Event, options: ServeOptions, clock: Clock | None = None) -> None:
