@@ -9,7 +9,11 @@ As virtctl, it refuses at once a DataVolume (or PVC) whose claim waits for its f
 (`cannot upload to DataVolume in WaitForFirstConsumer state, make sure the PVC is Bound, or use
 force-bind flag`) unless `--force-bind`. A target whose upload already succeeded is not an error: it
 says so and exits 0. If the reply to the final chunk is lost, the claim's phase decides: Succeeded
-means the upload landed."""
+means the upload landed.
+
+With `--kubeconfig FILE` it does the same on a real API server (`cdi.kube`): the token comes from the
+aggregated API cdi-apiserver serves, and the proxy is `cdi uploadproxy` (or an install's
+cdi-uploadproxy), found in CDIConfig `status.uploadProxyURL` or given with `--uploadproxy-url`."""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from typing import Any
 
 from cdi.api.meta import CDI_API_VERSION
 from cdi.cli.errors import CliError, WaitTimeout
-from cdi.cli.state import open_cluster
+from cdi.cli.state import connect_cluster
 from cdi.cli.uploadclient import MIN_CHUNK, AlreadyUploaded, ResumableUploader, UploadJob
 from cdi.cli.waiting import wait_for
 from cdi.cluster.errors import AlreadyExists, NotFound
@@ -71,6 +75,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--force-bind", action="store_true", help="bind a WaitForFirstConsumer volume at once")
     parser.add_argument("--wait-secs", type=int, default=300, help="how long to wait for the upload server")
     parser.add_argument("--datasource", action="store_true", help="also create a DataSource pointing at it")
+    parser.add_argument("--kubeconfig", type=Path, default=None,
+                        help="upload on the cluster of this kubeconfig (default: the embedded store under --home)")
     parser.add_argument("--chunk-size", default="auto",
                         help="resumable chunk size, e.g. 32Mi (default auto: about 2 s of transfer each)")
     parser.set_defaults(run=lambda args, home: asyncio.run(run(args, home)))
@@ -115,7 +121,8 @@ def _check_args(args: argparse.Namespace) -> Path:
 async def run(args: argparse.Namespace, home: Path) -> int:
     path = _check_args(args)
     chunk = _chunk_size(args.chunk_size)
-    async with open_cluster(home, busy_timeout=args.request_timeout, create=not args.no_create) as cluster:
+    async with connect_cluster(home, args.kubeconfig, busy_timeout=args.request_timeout,
+                               create=not args.no_create) as cluster:
         if not args.no_create:
             await _create(cluster, args)
         try:
@@ -249,7 +256,8 @@ async def _proxy(cluster: Cluster, args: argparse.Namespace) -> tuple[str, ssl.S
         pass
     url = args.uploadproxy_url or status.get("uploadProxyURL")
     if not url:
-        raise CliError("no upload proxy URL: pass --uploadproxy-url or start `cdi serve`")
+        raise CliError("no upload proxy URL: pass --uploadproxy-url, or start `cdi serve` (on a cluster, CDIConfig "
+                       "status.uploadProxyURL names it)")
     if args.insecure:
         return str(url), False
     context = ssl.create_default_context()

@@ -1,8 +1,14 @@
-"""Runs the upload proxy inside `cdi serve` (the embedded mode's counterpart of the cdi-uploadproxy
-Deployment): it keeps the proxy's credential files under `<home>/uploadproxy/` in step with the
-control plane's Secrets — the token key ring (rotated when due), the CA that signs upload servers, the
-proxy's server certificate (for 127.0.0.1 and localhost) and its client certificate — and serves
-`uploadproxy`'s application with the cluster-backed resolver. The proxy reloads changed files itself."""
+"""Runs the upload proxy on a `Cluster`: inside `cdi serve` (the embedded mode's counterpart of the
+cdi-uploadproxy Deployment) and as `cdi uploadproxy --kubeconfig` (`cdi.cli.uploadproxycmd`) against a
+real API server. It keeps the proxy's credential files under `<home>/uploadproxy/` in step with the
+Secrets of CDI's install namespace — the public keys that verify upload tokens, the CA that signs upload
+servers, the proxy's server certificate (for 127.0.0.1 and localhost) and its client certificate — and
+serves `uploadproxy`'s application with the cluster-backed resolver, which finds upload servers by pod IP
+(a cluster without kube-proxy or DNS cannot reach Service names). The proxy reloads changed files itself.
+
+Where the token keys come from is the one difference between the modes (`TokenKeySource`): embedded,
+the key ring `cdi serve` rotates (`key_ring_keys`); on a cluster, the key cdi-apiserver signs with,
+Secret `cdi-api-signing-key` (`install_token_keys`), plus the ring's keys if one exists."""
 
 from __future__ import annotations
 
@@ -10,14 +16,28 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 
+from cdi.apiserver.signingkey import PUBLIC_KEY
+from cdi.cli.errors import CliError
+from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster
+from cdi.contracts.deployment import SIGNING_KEY_SECRET
 from cdi.contracts.upload_protocol import UPLOAD_CLIENT_NAME
-from cdi.controllers.upload.credentials import ensure_ca, ensure_key_ring, leaf_due
+from cdi.controllers.upload.credentials import (
+    CDI_NAMESPACE,
+    TOKEN_KEYS_SECRET,
+    decode,
+    ensure_ca,
+    ensure_key_ring,
+    leaf_due,
+)
 from cdi.controllers.upload.resolver import ClusterUploadResolver
 from cdi.pki import KeyPair, issue
 from cdi.runtime.types import Clock
+from cdi.tokens import KeyRing
 from uploadproxy.credentials import CredentialFiles
 from uploadproxy.main import ProxyConfig, ProxyServer
 
@@ -25,11 +45,53 @@ log = logging.getLogger(__name__)
 REFRESH_INTERVAL = 60.0
 SERVER_NAMES = ("127.0.0.1", "localhost", "::1")
 
+# The PEM bundle of public keys that verify upload tokens, read from the cluster at `now`.
+TokenKeySource = Callable[[Cluster, str, datetime], Awaitable[bytes]]
+
+
+class NoTokenKeys(CliError):
+    """Nothing in the install namespace can verify an upload token yet (cdi-apiserver has not started)."""
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(f"no upload token keys in namespace {namespace}: neither Secret {SIGNING_KEY_SECRET} (made "
+                         f"by `cdi apiserver`) nor {TOKEN_KEYS_SECRET} exists")
+
+
+async def key_ring_keys(cluster: Cluster, namespace: str, now: datetime) -> bytes:
+    """The embedded mode's: the key ring's public keys, the ring created on first use and rotated when due."""
+    return (await ensure_key_ring(cluster, now, namespace)).public_bundle_pem()
+
+
+async def _secret_data(cluster: Cluster, name: str, namespace: str) -> dict[str, bytes] | None:
+    try:
+        return decode(await cluster.get("v1", "Secret", name, namespace))
+    except NotFound:
+        return None
+
+
+async def install_token_keys(cluster: Cluster, namespace: str, now: datetime) -> bytes:
+    """A cluster's: the public key of cdi-apiserver's signing key (upstream's APISERVER_PUBLIC_KEY), and the
+    key ring's public keys when one exists. Read only: cdi-apiserver owns the key. `NoTokenKeys` if neither."""
+    bundle = b""
+    if (signing := await _secret_data(cluster, SIGNING_KEY_SECRET, namespace)) and PUBLIC_KEY in signing:
+        bundle += signing[PUBLIC_KEY].strip() + b"\n"
+    if ring := await _secret_data(cluster, TOKEN_KEYS_SECRET, namespace):
+        bundle += KeyRing.from_secret_data(ring).public_bundle_pem()
+    if not bundle:
+        raise NoTokenKeys(namespace)
+    return bundle
+
 
 class EmbeddedUploadProxy:
+    """The upload proxy on `cluster`, with credentials from the Secrets of `namespace` (see the module
+    docstring); `token_keys` says which keys verify upload tokens."""
+
     def __init__(self, cluster: Cluster, home: Path, clock: Clock, *, address: str = "127.0.0.1",
-                 port: int = 31443) -> None:
+                 port: int = 31443, namespace: str = CDI_NAMESPACE,
+                 token_keys: TokenKeySource = key_ring_keys) -> None:
         self._cluster = cluster
+        self._namespace = namespace
+        self._token_keys = token_keys
         self._dir = home / "uploadproxy"
         self._clock = clock
         self._address = address
@@ -71,12 +133,12 @@ class EmbeddedUploadProxy:
     async def refresh(self) -> None:
         """Bring the files in step with the Secrets; issue leaf certificates when new or due."""
         now = self._clock.now()
-        ring = await ensure_key_ring(self._cluster, now)
-        _write(self.files.public_keys, ring.public_bundle_pem())
-        ca = await ensure_ca(self._cluster, now)
+        _write(self.files.public_keys, await self._token_keys(self._cluster, self._namespace, now))
+        ca = await ensure_ca(self._cluster, now, self._namespace)
         _write(self.files.upload_server_ca, ca.cert_pem)
         if leaf_due(_read_pair(self.files.server_cert, self.files.server_key), now):
-            pair = issue(ca, "cdi-uploadproxy", now, names=SERVER_NAMES)
+            names = SERVER_NAMES if self._address in SERVER_NAMES else (*SERVER_NAMES, self._address)
+            pair = issue(ca, "cdi-uploadproxy", now, names=names)
             _write_pair(self.files.server_cert, self.files.server_key, pair)
         if leaf_due(_read_pair(self.files.client_cert, self.files.client_key), now):
             _write_pair(self.files.client_cert, self.files.client_key, issue(ca, UPLOAD_CLIENT_NAME, now, client=True))

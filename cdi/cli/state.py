@@ -17,17 +17,22 @@ answers an UploadTokenRequest with a token signed by the key ring `cdi serve` co
 that has none says so (`NoStore`) rather than leaving an empty database behind. It also warns, on one
 stderr line, when no `cdi serve` holds the controller lock (`cdi.runtime.lock.ProcessLock`): objects
 written then are stored, but nothing reconciles them until a control plane starts.
+
+`connect_cluster` is the choice for commands that also work on a real API server (`cdi image-upload
+--kubeconfig FILE`): the Kubernetes backend for the kubeconfig when one is given, else `open_cluster`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 from cdi.cli.errors import CliError
+from cdi.cluster.protocol import Cluster
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.pods.paths import log_path
 from cdi.embedded.reviews import Review
@@ -109,6 +114,21 @@ def open_cluster(home: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, crea
     if warn and not control_plane_running(home):
         print(no_control_plane_warning(home), file=sys.stderr, flush=True)
     return EmbeddedCluster(store_path(home), busy_timeout=busy_timeout, reviews=store_reviews(home))
+
+
+@contextlib.asynccontextmanager
+async def connect_cluster(home: Path, kubeconfig: Path | None, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+                          create: bool = False) -> AsyncIterator[Cluster]:
+    """The API server of `kubeconfig` (`cdi.kube`, imported only then), or with None the embedded store under
+    `home` (`open_cluster`), open for the `async with` block."""
+    if kubeconfig is None:
+        async with open_cluster(home, busy_timeout=busy_timeout, create=create) as store:
+            yield store
+        return
+    from cdi.kube import connect  # the Kubernetes client costs import time no embedded command should pay
+
+    async with await connect(kubeconfig) as cluster:
+        yield cluster
 
 
 def pod_log_path(home: Path, namespace: str, name: str, container: str, previous: bool = False) -> Path:

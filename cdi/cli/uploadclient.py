@@ -209,7 +209,8 @@ class ResumableUploader:
             if await self._landed():
                 raise AlreadyUploaded("the upload succeeded")
             await asyncio.sleep(min(0.5 * (attempt + 1), 5))
-        raise CliError("the upload proxy did not answer; is `cdi serve` running?")
+        raise CliError(f"the upload proxy at {self._job.proxy_url} did not answer; is it (`cdi serve` or "
+                       f"`cdi uploadproxy`) running?")
 
     async def _send(self, session: aiohttp.ClientSession, url: str, fd: int, offset: int,
                     total: int) -> tuple[int, bool]:

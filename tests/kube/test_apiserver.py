@@ -3,10 +3,12 @@ answers UploadTokenRequests through the API server's aggregator, with RBAC decid
 
 The shared `kube_cluster` has no front proxy, and an aggregated API needs one, so this module starts its
 own control plane from the same harness (`tests/support/kubecluster.py`) with the request-header flags
-a real cluster has: a front-proxy CA, the proxy's client certificate, `front-proxy-client` as the one
+a real cluster has (`front_proxy_args`): a front-proxy CA, the proxy's client certificate, `front-proxy-client` as the one
 allowed name. `cdi apiserver` runs as a process on 127.0.0.1. Service `cdi/cdi-api` is an ExternalName
 for 127.0.0.1 — the API server resolves an ExternalName service itself, so the APIService and the
 webhook configuration point at the Service as an install's do, and no kube-proxy is needed.
+`front_proxy_args` and `cdi_apiserver` serve the upload end-to-end test too
+(`tests/e2e/test_kubernetes_upload.py`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,19 +46,12 @@ UTR_API = "upload.cdi.kubevirt.io/v1beta1"
 DV_API = "cdi.kubevirt.io/v1beta1"
 
 
-class FrontProxyCluster(KubeCluster):
-    """The harness's control plane, with the API server's request-header (front proxy) flags."""
-
-    def __init__(self, bin_dir: Path, workdir: Path, front: TestPKI, proxy: ClientCert) -> None:
-        super().__init__(bin_dir, workdir, controllers=None)
-        self._front_proxy_args = [
-            f"--requestheader-client-ca-file={front.ca_cert}", f"--requestheader-allowed-names={PROXY_NAME}",
+def front_proxy_args(front: TestPKI, proxy: ClientCert) -> list[str]:
+    """The API server's request-header (front proxy) flags: what an aggregated API needs."""
+    return [f"--requestheader-client-ca-file={front.ca_cert}", f"--requestheader-allowed-names={PROXY_NAME}",
             "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--proxy-client-cert-file={proxy.cert}", f"--proxy-client-key-file={proxy.key}"]
-
-    def _spawn(self, name: str, args: list[str]) -> Any:
-        return super()._spawn(name, [*args, *self._front_proxy_args] if name == "kube-apiserver" else args)
 
 
 @dataclass
@@ -71,7 +67,7 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _wait(what: str, ready: Any, timeout: float = 60.0, log: Path | None = None) -> Any:
+def wait_until(what: str, ready: Any, timeout: float = 60.0, log: Path | None = None) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -90,12 +86,12 @@ def _install_crds(cluster: KubeCluster) -> None:
         cluster.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
     for crd in all_crds():
         path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}"
-        _wait(f"CRD {crd['metadata']['name']}", lambda path=path: any(
+        wait_until(f"CRD {crd['metadata']['name']}", lambda path=path: any(
             c["type"] == "Established" and c["status"] == "True"
             for c in cluster.request("GET", path).get("status", {}).get("conditions", [])))
 
 
-def _register(cluster: KubeCluster, port: int, ca_bundle: str) -> None:
+def register_cdi_api(cluster: KubeCluster, port: int, ca_bundle: str) -> None:
     """The Service, the DataVolume webhook and the APIService, shaped as an install's (`cdi manifests`)."""
     cluster.request("POST", f"/api/v1/namespaces/{NAMESPACE}/services", {
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": APISERVER_SERVICE},
@@ -117,16 +113,44 @@ def _register(cluster: KubeCluster, port: int, ca_bundle: str) -> None:
                  "caBundle": ca_bundle, "groupPriorityMinimum": 1000, "versionPriority": 15}})
 
 
-def _available(cluster: KubeCluster) -> bool:
+def upload_api_available(cluster: KubeCluster) -> bool:
     status = cluster.request("GET", f"/apis/apiregistration.k8s.io/v1/apiservices/{UPLOAD_API_SERVICE}")
     return any(c["type"] == "Available" and c["status"] == "True" for c in status.get("status", {})
                .get("conditions", []))
 
 
-def _healthy(url: str, serving: TestPKI) -> bool:
+def apiserver_healthy(url: str, serving: TestPKI) -> bool:
     context = ssl.create_default_context(cafile=str(serving.ca_cert))
     with urllib.request.urlopen(f"{url}/healthz", context=context, timeout=5) as reply:
         return bool(reply.read() == b"ok")
+
+
+@contextmanager
+def cdi_apiserver(cluster: KubeCluster, work: Path) -> Iterator[tuple[str, TestPKI, Path]]:
+    """`cdi apiserver` on 127.0.0.1 with a serving certificate from a throw-away CA, registered (Service,
+    webhook, APIService) and Available; yields its URL, the serving PKI and its log, and stops it after."""
+    serving = make_pki(work / "serving", server_names=(f"{APISERVER_SERVICE}.{NAMESPACE}.svc", "127.0.0.1"))
+    port, log = free_port(), work / "cdi-apiserver.log"
+    cdi = str(Path(sys.executable).with_name("cdi"))
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [cdi, "apiserver", "--kubeconfig", str(cluster.kubeconfig_path), "--namespace", NAMESPACE,
+             "--bind-address", "127.0.0.1", "--port", str(port), "--tls-cert-file", str(serving.server_cert),
+             "--tls-private-key-file", str(serving.server_key)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"https://127.0.0.1:{port}"
+    try:
+        wait_until("cdi apiserver", lambda: process.poll() is None and apiserver_healthy(url, serving), log=log)
+        register_cdi_api(cluster, port, _b64(serving.ca_pem()))
+        wait_until("the upload APIService", lambda: upload_api_available(cluster), log=log)
+        yield url, serving, log
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
 
 
 @pytest.fixture(scope="module")
@@ -138,34 +162,15 @@ def install(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Install]:
     work = tmp_path_factory.mktemp("apiserver-kube")
     front = make_pki(work / "front-proxy")
     proxy = make_client_cert(front, PROXY_NAME)
-    serving = make_pki(work / "serving", server_names=(f"{APISERVER_SERVICE}.{NAMESPACE}.svc", "127.0.0.1"))
     (work / "kube").mkdir()
-    with FrontProxyCluster(binaries, work / "kube", front, proxy) as cluster:
+    with KubeCluster(binaries, work / "kube", controllers=None,
+                     extra_apiserver_args=front_proxy_args(front, proxy)) as cluster:
         _install_crds(cluster)
         for namespace in (NAMESPACE, "vms"):
             cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                            "metadata": {"name": namespace}})
-        port, log = free_port(), work / "cdi-apiserver.log"
-        cdi = str(Path(sys.executable).with_name("cdi"))
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [cdi, "apiserver", "--kubeconfig", str(cluster.kubeconfig_path), "--namespace", NAMESPACE,
-                 "--bind-address", "127.0.0.1", "--port", str(port), "--tls-cert-file", str(serving.server_cert),
-                 "--tls-private-key-file", str(serving.server_key)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        url = f"https://127.0.0.1:{port}"
-        try:
-            _wait("cdi apiserver", lambda: process.poll() is None and _healthy(url, serving), log=log)
-            _register(cluster, port, _b64(serving.ca_pem()))
-            _wait("the upload APIService", lambda: _available(cluster), log=log)
+        with cdi_apiserver(cluster, work) as (url, serving, log):
             yield Install(cluster, url, serving, proxy, log)
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(5)
 
 
 @pytest.fixture

@@ -192,10 +192,11 @@ class KubeCluster:
     """etcd + kube-apiserver (+ kube-controller-manager) for one test session; see the module docstring."""
 
     def __init__(self, bin_dir: Path, workdir: Path, *, controllers: Sequence[str] | None = DEFAULT_CONTROLLERS,
-                 ready_timeout: float = 120.0) -> None:
+                 ready_timeout: float = 120.0, extra_apiserver_args: Sequence[str] = ()) -> None:
         self.bin_dir = bin_dir
         self.workdir = workdir
         self.controllers = tuple(controllers) if controllers else ()
+        self.extra_apiserver_args = tuple(extra_apiserver_args)  # e.g. a front proxy's
         self.ready_timeout = ready_timeout
         self.admin_token = base64.urlsafe_b64encode(os.urandom(24)).decode().rstrip("=")
         self.server_url = ""
@@ -324,7 +325,7 @@ class KubeCluster:
             f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--authorization-mode=RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allow-privileged=true", "--profiling=false", "--v=1"])
+            "--allow-privileged=true", "--profiling=false", "--v=1", *self.extra_apiserver_args])
         self._wait(process, lambda: _get(f"{self.server_url}/readyz", self._ssl_context(), self.admin_token) == "ok")
 
     def _start_controller_manager(self) -> None:
