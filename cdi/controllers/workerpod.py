@@ -165,9 +165,8 @@ class WorkerPodReconciler(ABC):
             return DONE
         if await waiting_for_consumer(self._cluster, pvc):
             return DONE
-        if self.pod_annotation not in notes:
-            await annotate(self._cluster, pvc, {self.pod_annotation: pod_name})
-            return DONE
+        # The pod's name is deterministic, so it is recorded on the claim with the first observation of the
+        # pod (one patch fewer per claim than writing it before creating the pod, as upstream does).
         try:
             pod = await self._cluster.get("v1", "Pod", pod_name, key.namespace)
         except NotFound:
@@ -181,7 +180,7 @@ class WorkerPodReconciler(ABC):
             return Result(requeue_after=1)
         observation = observe_worker(pvc, pod, self.success)
         await add_missing_labels(self._cluster, pvc, observation.labels)  # before the phase says Succeeded
-        await annotate(self._cluster, pvc, observation.annotations)
+        await annotate(self._cluster, pvc, {self.pod_annotation: pod_name, **observation.annotations})
         for type_, reason, message in observation.events:
             await self.event(pvc, type_, reason, message)
         if observation.delete_pod:
