@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import ssl
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,16 +23,16 @@ import pytest
 
 from tests.e2e.test_datavolume_import import sha256_prefix
 from tests.e2e.test_kubernetes import _volume_of, _wait_succeeded
-from tests.kube.test_apiserver import NAMESPACE, PROXY_NAME, cdi_apiserver, front_proxy_args, wait_until
+from tests.kube.test_apiserver import NAMESPACE, PROXY_NAME, cdi_apiserver, front_proxy_args
 from tests.support.backends import install_crds
 from tests.support.catalog import ImageSet
+from tests.support.daemon import CDI, running
 from tests.support.kubecluster import KubeBinariesUnavailable, KubeCluster, free_port, kube_binaries
 from tests.support.kubenode import KubeDeployment
 from tests.support.tls import make_client_cert, make_pki
 
 pytestmark = pytest.mark.slow
 UPLOADS = "e2e-uploads"
-CDI = str(Path(sys.executable).with_name("cdi"))
 
 
 @dataclass
@@ -62,22 +59,11 @@ def cdi_uploadproxy(kubeconfig: Path, home: Path) -> Iterator[tuple[str, Path]]:
     """`cdi uploadproxy --kubeconfig` on a free 127.0.0.1 port, healthy; yields its URL and log."""
     home.mkdir(parents=True, exist_ok=True)
     port, log = free_port(), home / "cdi-uploadproxy.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [CDI, "uploadproxy", "--kubeconfig", str(kubeconfig), "--namespace", NAMESPACE, "--port", str(port)],
-            env={**os.environ, "CDI_HOME": str(home)}, stdin=subprocess.DEVNULL, stdout=out,
-            stderr=subprocess.STDOUT, start_new_session=True)
+    argv = [CDI, "uploadproxy", "--kubeconfig", str(kubeconfig), "--namespace", NAMESPACE, "--port", str(port)]
     url = f"https://127.0.0.1:{port}"
-    try:
-        wait_until("cdi uploadproxy", lambda: process.poll() is None and _proxy_healthy(url), log=log)
+    env = {**os.environ, "CDI_HOME": str(home)}
+    with running("cdi uploadproxy", argv, log, lambda _: _proxy_healthy(url), env=env):
         yield url, log
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
 
 
 @pytest.fixture(scope="module")

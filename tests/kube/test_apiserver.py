@@ -14,11 +14,7 @@ webhook configuration point at the Service as an install's do, and no kube-proxy
 from __future__ import annotations
 
 import base64
-import os
-import signal
 import ssl
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
@@ -37,6 +33,7 @@ from cdi.contracts.deployment import APISERVER_SERVICE, SIGNING_KEY_SECRET, UPLO
 from cdi.kube import KubeCluster as KubeBackend
 from cdi.kube import connect
 from cdi.tokens import TokenVerifier
+from tests.support.daemon import CDI, running, wait_until
 from tests.support.kubecluster import KubeBinariesUnavailable, KubeCluster, free_port, kube_binaries
 from tests.support.tls import ClientCert, TestPKI, make_client_cert, make_pki
 
@@ -65,20 +62,6 @@ class Install:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-def wait_until(what: str, ready: Any, timeout: float = 60.0, log: Path | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            result = ready()
-            if result:
-                return result
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.3)
-    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-    raise AssertionError(f"{what} not ready after {timeout:.0f} s\n{tail}")
 
 
 def _install_crds(cluster: KubeCluster) -> None:
@@ -131,26 +114,14 @@ def cdi_apiserver(cluster: KubeCluster, work: Path) -> Iterator[tuple[str, TestP
     webhook, APIService) and Available; yields its URL, the serving PKI and its log, and stops it after."""
     serving = make_pki(work / "serving", server_names=(f"{APISERVER_SERVICE}.{NAMESPACE}.svc", "127.0.0.1"))
     port, log = free_port(), work / "cdi-apiserver.log"
-    cdi = str(Path(sys.executable).with_name("cdi"))
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [cdi, "apiserver", "--kubeconfig", str(cluster.kubeconfig_path), "--namespace", NAMESPACE,
-             "--bind-address", "127.0.0.1", "--port", str(port), "--tls-cert-file", str(serving.server_cert),
-             "--tls-private-key-file", str(serving.server_key)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    argv = [CDI, "apiserver", "--kubeconfig", str(cluster.kubeconfig_path), "--namespace", NAMESPACE,
+            "--bind-address", "127.0.0.1", "--port", str(port), "--tls-cert-file", str(serving.server_cert),
+            "--tls-private-key-file", str(serving.server_key)]
     url = f"https://127.0.0.1:{port}"
-    try:
-        wait_until("cdi apiserver", lambda: process.poll() is None and apiserver_healthy(url, serving), log=log)
+    with running("cdi apiserver", argv, log, lambda _: apiserver_healthy(url, serving)):
         register_cdi_api(cluster, port, _b64(serving.ca_pem()))
         wait_until("the upload APIService", lambda: upload_api_available(cluster), log=log)
         yield url, serving, log
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
 
 
 @pytest.fixture(scope="module")
