@@ -12,21 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from typing import Any
 
 
-class CuttingRelay:
-    def __init__(self, upstream_host: str, upstream_port: int, *, idle_timeout: float | None = None,
-                 budgets: Iterable[int] = ()) -> None:
+class LoopbackRelay:
+    """What every relay here shares: a listener on 127.0.0.1, one task per client connection with its own
+    connection upstream, and a `close` that lets every connection tear itself down (cancelling them would
+    upset asyncio's streams). Subclasses say what happens between the two sides in `_relay`; both sides
+    are aborted when it returns."""
+
+    def __init__(self, upstream_host: str, upstream_port: int) -> None:
         self._upstream = (upstream_host, upstream_port)
-        self._idle_timeout = idle_timeout
-        self._budgets = list(budgets)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = asyncio.Event()
         self.port = 0
         self.connections = 0
-        self.cuts = 0
-        self.idle_drops = 0
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -36,38 +37,70 @@ class CuttingRelay:
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        self._closing.set()  # every connection's watcher returns and tears its connection down
+        self._closing.set()
         if self._tasks:
             await asyncio.wait(set(self._tasks))
         if self._server is not None:
             await self._server.wait_closed()
+
+    def _accepted(self) -> Any:
+        """A client connected (before the upstream connection is made): what `_relay` gets as `context`."""
+        return None
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter, context: Any) -> None:
+        raise AssertionError("a relay says what it does with a connection")
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
         self.connections += 1
-        budget = self._budgets.pop(0) if self._budgets else None
+        context = self._accepted()
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._upstream)
         except OSError:
             writer.transport.abort()
             self._tasks.discard(task)
             return
-        activity = asyncio.Event()
+        try:
+            await self._relay(reader, writer, up_reader, up_writer, context)
+        finally:
+            writer.transport.abort()
+            up_writer.transport.abort()
+            self._tasks.discard(task)
+
+
+async def stop_pumps(pumps: list[asyncio.Task[Any]]) -> None:
+    """Cancel the copying tasks of a connection and wait until they are gone."""
+    for pump in pumps:
+        pump.cancel()
+    for pump in pumps:
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await pump
+
+
+class CuttingRelay(LoopbackRelay):
+    def __init__(self, upstream_host: str, upstream_port: int, *, idle_timeout: float | None = None,
+                 budgets: Iterable[int] = ()) -> None:
+        super().__init__(upstream_host, upstream_port)
+        self._idle_timeout = idle_timeout
+        self._budgets = list(budgets)
+        self.cuts = 0
+        self.idle_drops = 0
+
+    def _accepted(self) -> int | None:
+        return self._budgets.pop(0) if self._budgets else None  # this connection's byte budget
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter, context: Any) -> None:
+        budget, activity = context, asyncio.Event()
         pumps = [asyncio.create_task(self._pump(reader, up_writer, activity, budget)),
                  asyncio.create_task(self._pump(up_reader, writer, activity, None))]
         try:
             await self._watch(pumps, activity)
         finally:
-            for pump in pumps:
-                pump.cancel()
-            for pump in pumps:
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await pump
-            writer.transport.abort()
-            up_writer.transport.abort()
-            self._tasks.discard(task)
+            await stop_pumps(pumps)
 
     async def _watch(self, pumps: list[asyncio.Task[bool]], activity: asyncio.Event) -> None:
         closing = asyncio.create_task(self._closing.wait())

@@ -13,50 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Any
+
+from tests.support.relay import LoopbackRelay, stop_pumps
 
 
 async def _nothing() -> None:
     return None
 
 
-class LostReplyRelay:
+class LostReplyRelay(LoopbackRelay):
     def __init__(self, upstream_host: str, upstream_port: int, threshold: int,
                  before_drop: Callable[[], Awaitable[None]] = _nothing) -> None:
-        self._upstream = (upstream_host, upstream_port)
+        super().__init__(upstream_host, upstream_port)
         self._threshold = threshold
         self._before_drop = before_drop
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = asyncio.Event()
-        self.port = 0
-        self.connections = 0
         self.dropped = 0
 
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.port
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        self._closing.set()  # every connection tears itself down (cancelling them would upset asyncio's streams)
-        if self._tasks:
-            await asyncio.wait(set(self._tasks))
-        if self._server is not None:
-            await self._server.wait_closed()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self.connections += 1
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._upstream)
-        except OSError:
-            writer.transport.abort()
-            self._tasks.discard(task)
-            return
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter, context: Any) -> None:
         sent = [0]
         pumps = [asyncio.create_task(self._up(reader, up_writer, sent)),
                  asyncio.create_task(self._down(up_reader, writer, sent))]
@@ -65,14 +40,7 @@ class LostReplyRelay:
             await asyncio.wait([*pumps, closing], return_when=asyncio.FIRST_COMPLETED)
         finally:
             closing.cancel()
-            for pump in pumps:
-                pump.cancel()
-            for pump in pumps:
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await pump
-            writer.transport.abort()
-            up_writer.transport.abort()
-            self._tasks.discard(task)
+            await stop_pumps(pumps)
 
     @staticmethod
     async def _up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, sent: list[int]) -> None:
