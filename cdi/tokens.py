@@ -1,4 +1,4 @@
-"""Upload tokens: PS256-signed JWTs with upstream's claims, and the rotating RSA key ring that signs them.
+"""Upload and clone tokens: PS256-signed JWTs with upstream's claims, and the RSA key ring that signs them.
 
 A token (upstream `pkg/token`) is a compact JWS, header `{"alg":"PS256","typ":"JWT","kid":<key id>}`,
 with the registered claims `iss` ("cdi-apiserver"), `iat`, `nbf`, `exp` and upstream's private claims:
@@ -18,6 +18,15 @@ their lifetime; a rotation interval longer than lifetime + leeway makes one prev
 `kid` is derived from the public key itself (a SHA-256 thumbprint of its DER form), so a bundle of
 PEM public keys is all a verifier needs; tokens without a `kid` (upstream's) are tried against all keys.
 
+Clone tokens (upstream `pkg/token`, `pkg/apiserver/webhooks`) authorize a cross-namespace clone: the
+DataVolume's admission (`cdi.admission.clonesource`) asks the API server whether the user may clone from
+the source namespace and, if so, annotates the DataVolume with a short-lived token (issuer
+"cdi-apiserver", 5 minutes, operation "Clone", name/namespace of the source, resource
+`persistentvolumeclaims` or `snapshot.storage.k8s.io/v1 volumesnapshots`, params `targetNamespace` and
+`targetName`); the controller checks it and mints the extended token (issuer "cdi-deployment", 10 years,
+plus param `uid` of the object it is put on). `CloneTokens` does all three with one key ring. Same-namespace
+clones need no token.
+
 Imports nothing of the control plane: the apiserver side and `uploadproxy` both use it. Times are
 passed in (`now`, seconds since the epoch) so callers inject their clock.
 """
@@ -26,15 +35,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 ISSUER: Final = "cdi-apiserver"
+EXTENDED_ISSUER: Final = "cdi-deployment"  # the controller's long-lived clone tokens (upstream's issuer)
+EXTENDED_LIFETIME: Final = 10 * 365 * 24 * 3600.0  # upstream: 10 years
 ALGORITHM: Final = "PS256"
 DEFAULT_LIFETIME: Final = 300.0
 LEEWAY: Final = 10.0
@@ -57,8 +68,12 @@ class InvalidToken(TokenRejected):
     """Not signed by a key we trust, malformed, from another issuer, expired or not yet valid."""
 
 
+class TokenExpired(InvalidToken):
+    """Validly signed, but past its `exp` (and the leeway)."""
+
+
 class WrongTokenPurpose(TokenRejected):
-    """Validly signed, but not an upload token for a PVC (operation, resource or names wrong)."""
+    """Validly signed, but not for this operation (operation, resource, names or uid wrong)."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +84,7 @@ class GroupVersionResource:
 
 
 PVC_RESOURCE: Final = GroupVersionResource("", "v1", "persistentvolumeclaims")
+SNAPSHOT_RESOURCE: Final = GroupVersionResource("snapshot.storage.k8s.io", "v1", "volumesnapshots")
 
 
 @dataclass(frozen=True)
@@ -187,9 +203,10 @@ class KeyRing:
         return cls(current, tuple(load_public_keys(raw("previous.pem"))))
 
 
-def issue_token(key: SigningKey, payload: TokenPayload, now: float, lifetime: float = DEFAULT_LIFETIME) -> str:
+def issue_token(key: SigningKey, payload: TokenPayload, now: float, lifetime: float = DEFAULT_LIFETIME, *,
+                issuer: str = ISSUER) -> str:
     issued = int(now)
-    claims = {"iss": ISSUER, "iat": issued, "nbf": issued, "exp": int(now + lifetime), **payload.claims()}
+    claims = {"iss": issuer, "iat": issued, "nbf": issued, "exp": int(now + lifetime), **payload.claims()}
     return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
 
 
@@ -208,17 +225,22 @@ class TokenVerifier:
         return cls(keys, leeway)
 
     def verify(self, token: str, now: float) -> TokenPayload:
+        return self.verify_issued(token, now)[1]
+
+    def verify_issued(self, token: str, now: float, issuers: Collection[str] = (ISSUER,)) -> tuple[str, TokenPayload]:
+        """The issuer (one of `issuers`) and the payload of a token that is valid at `now`."""
         claims = self._claims(token)
-        if claims.get("iss") != ISSUER:
-            raise InvalidToken(f"token issuer is not {ISSUER}")
+        issuer = claims.get("iss")
+        if not isinstance(issuer, str) or issuer not in issuers:
+            raise InvalidToken(f"token issuer is not {' or '.join(issuers)}")
         exp, nbf, iat = (claims.get(name) for name in ("exp", "nbf", "iat"))
         if not (isinstance(exp, int | float) and isinstance(nbf, int | float) and isinstance(iat, int | float)):
             raise InvalidToken("token lacks exp, nbf or iat")
         if now - self._leeway > exp:
-            raise InvalidToken("token is expired")
+            raise TokenExpired("token is expired")
         if now + self._leeway < max(nbf, iat):
             raise InvalidToken("token is not valid yet")
-        return TokenPayload.from_claims(claims)
+        return issuer, TokenPayload.from_claims(claims)
 
     def verify_upload(self, token: str, now: float) -> TokenPayload:
         payload = self.verify(token, now)
@@ -248,3 +270,122 @@ class TokenVerifier:
             except jwt.InvalidTokenError as e:
                 raise InvalidToken(f"malformed token: {e}") from e
         raise InvalidToken("token signature is invalid")
+
+
+# --- Clone tokens -------------------------------------------------------------------------------------
+
+CloneSourceKind = Literal["pvc", "snapshot"]
+CLONE_RESOURCES: Final[Mapping[str, GroupVersionResource]] = {"pvc": PVC_RESOURCE, "snapshot": SNAPSHOT_RESOURCE}
+PARAM_TARGET_NAMESPACE: Final = "targetNamespace"
+PARAM_TARGET_NAME: Final = "targetName"
+PARAM_UID: Final = "uid"
+
+
+@dataclass(frozen=True)
+class CloneGrant:
+    """What a clone token authorizes: cloning one source (PVC or VolumeSnapshot) into one target."""
+
+    source_kind: CloneSourceKind
+    source_namespace: str
+    source_name: str
+    target_namespace: str
+    target_name: str
+
+    def payload(self, uid: str | None = None) -> TokenPayload:
+        params = {PARAM_TARGET_NAMESPACE: self.target_namespace, PARAM_TARGET_NAME: self.target_name}
+        if uid is not None:
+            params[PARAM_UID] = uid
+        return TokenPayload(OPERATION_CLONE, self.source_name, self.source_namespace,
+                            CLONE_RESOURCES[self.source_kind], params)
+
+    def describe(self) -> str:
+        return _describe_clone(CLONE_RESOURCES[self.source_kind], self.source_namespace, self.source_name,
+                               self.target_namespace, self.target_name)
+
+
+def _describe_clone(resource: GroupVersionResource, namespace: str, name: str, target_namespace: str,
+                    target_name: str) -> str:
+    return f"{resource.resource} {namespace}/{name} into {target_namespace}/{target_name}"
+
+
+_RECREATE = "delete the DataVolume and create it again to be authorized anew"
+
+
+class CloneTokens:
+    """Issues and checks clone tokens with the key ring `keys()` returns (called on every use, so a rotated
+    ring is followed; it may raise when there is no key yet, as `cdi.embedded.uploadtokens.KeyRingFile.read`
+    does). Tokens from any key of the ring are accepted; new ones are signed with its current key.
+
+    `issue` is admission's short-lived token; `verify` checks either kind of token for one clone (`uid`: the
+    UID of the object the token is on — a token that names a uid must name this one); `extend` checks a
+    token and mints the extended one for the object with `uid`. Refusals are `TokenRejected` (`InvalidToken`
+    for a bad signature, issuer or time, `WrongTokenPurpose` for another clone) whose message says what is
+    wrong and what to do.
+    """
+
+    def __init__(self, keys: Callable[[], KeyRing], *, lifetime: float = DEFAULT_LIFETIME,
+                 extended_lifetime: float = EXTENDED_LIFETIME, leeway: float = LEEWAY) -> None:
+        self._keys, self._lifetime, self._extended_lifetime, self._leeway = keys, lifetime, extended_lifetime, leeway
+        self._verifier: tuple[tuple[rsa.RSAPublicKey, ...], TokenVerifier] | None = None
+
+    @classmethod
+    def from_key(cls, key: SigningKey, **options: float) -> CloneTokens:
+        """Tokens signed and checked with one key (a cluster's `cdi-api-signing-key`, never rotated)."""
+        ring = KeyRing(key)
+        return cls(lambda: ring, **options)
+
+    def issue(self, *, source_kind: CloneSourceKind, source_namespace: str, source_name: str,
+              target_namespace: str, target_name: str, now: float) -> str:
+        """The short-lived token admission puts on a cross-namespace clone DataVolume."""
+        grant = CloneGrant(source_kind, source_namespace, source_name, target_namespace, target_name)
+        return issue_token(self._keys().current, grant.payload(), now, self._lifetime)
+
+    def verify(self, token: str, *, source_kind: CloneSourceKind, source_namespace: str, source_name: str,
+               target_namespace: str, target_name: str, uid: str | None, now: float) -> None:
+        """Return if `token` (short-lived or extended) authorizes this clone at `now`; raise `TokenRejected`."""
+        grant = CloneGrant(source_kind, source_namespace, source_name, target_namespace, target_name)
+        self._checked(token, grant, uid, now)
+
+    def extend(self, token: str, *, source_kind: CloneSourceKind, source_namespace: str, source_name: str,
+               target_namespace: str, target_name: str, uid: str, now: float, token_uid: str | None = None) -> str:
+        """The extended token (issuer cdi-deployment, 10 years) for the object with `uid`, after checking `token`
+        for the same clone. `token_uid` is the uid `token` was extended for, if it was (a DataVolume's extended
+        token re-minted for its claim); a short-lived token names none."""
+        grant = CloneGrant(source_kind, source_namespace, source_name, target_namespace, target_name)
+        self._checked(token, grant, token_uid, now)
+        return issue_token(self._keys().current, grant.payload(uid), now, self._extended_lifetime,
+                           issuer=EXTENDED_ISSUER)
+
+    def _checked(self, token: str, grant: CloneGrant, uid: str | None, now: float) -> TokenPayload:
+        try:
+            issuer, payload = self._verifier_now().verify_issued(token, now, (ISSUER, EXTENDED_ISSUER))
+        except TokenExpired:
+            raise TokenExpired(f"the clone token for {grant.describe()} has expired: {_RECREATE}") from None
+        except InvalidToken as e:
+            raise InvalidToken(f"the clone token for {grant.describe()} is not valid ({e.message}): "
+                               f"{_RECREATE}") from None
+        if payload.operation != OPERATION_CLONE:
+            raise WrongTokenPurpose(f"the token is not a clone token (operation {payload.operation!r})")
+        expected = grant.payload(payload.params.get(PARAM_UID))
+        if (payload.name, payload.namespace, payload.resource, _targets(payload)) != (
+                expected.name, expected.namespace, expected.resource, _targets(expected)):
+            granted = _describe_clone(payload.resource, payload.namespace, payload.name,
+                                      *_targets(payload))
+            raise WrongTokenPurpose(f"the clone token authorizes cloning {granted}, not {grant.describe()}")
+        token_uid = payload.params.get(PARAM_UID)
+        if issuer == EXTENDED_ISSUER and token_uid is None:
+            raise WrongTokenPurpose("the extended clone token names no object uid")
+        if token_uid is not None and token_uid != uid:
+            raise WrongTokenPurpose(f"the clone token for {grant.describe()} was issued for the object with uid "
+                                    f"{token_uid}, not {uid or 'this one'}: it cannot be copied to another object")
+        return payload
+
+    def _verifier_now(self) -> TokenVerifier:
+        keys = self._keys().verification_keys
+        if self._verifier is None or self._verifier[0] != keys:
+            self._verifier = (keys, TokenVerifier(keys, self._leeway))
+        return self._verifier[1]
+
+
+def _targets(payload: TokenPayload) -> tuple[str, str]:
+    return payload.params.get(PARAM_TARGET_NAMESPACE, ""), payload.params.get(PARAM_TARGET_NAME, "")
