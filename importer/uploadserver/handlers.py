@@ -6,7 +6,8 @@ another upload runs, 503; after one succeeded, 409. /healthz answers any method 
 Sync endpoints run the whole pipeline inside the request and answer with its result; async endpoints
 answer once the image passed validation and leave conversion to the background. Form endpoints take
 the multipart part named `file` (none: 400, and nothing else happens). The resumable endpoints are
-delegated to `resumable`. Built by `importer.uploadserver.main`.
+delegated to `resumable`, the host-assisted clone endpoints to `clonetarget` (same client check).
+Built by `importer.uploadserver.main`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from aiohttp import web
 from cdi.contracts import upload_protocol as up
 from importer.errors import ConfigurationError, TransferInterrupted
 from importer.uploadserver.bodies import CountedBody, FormError, form_file, raw_body
+from importer.uploadserver.clonetarget import CloneTarget, Handler
 from importer.uploadserver.config import UploadServerConfig
 from importer.uploadserver.gate import GateClosed, UploadGate
 from importer.uploadserver.processing import Processing, Processor, http_failure, settle
@@ -37,16 +39,27 @@ class UploadHandlers:
         self._gate = gate
         self._settle = functools.partial(settle, gate)
         self._resumable = ResumableUploads(processor, gate, config.resume_timeout, self._settle)
+        self._clone = CloneTarget(config, gate)
 
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", up.HEALTHZ_PATH, self._healthz)
         for endpoint in up.SERVER_ENDPOINTS:
             app.router.add_route("*", endpoint.path, functools.partial(self._dispatch, endpoint))
+        for method, path, handler in self._clone.routes():
+            app.router.add_route(method, path, functools.partial(self._guarded, handler))
         return app
 
     async def close(self) -> None:
         await self._resumable.close()
+        await self._clone.close()
+
+    async def _guarded(self, handler: Handler, request: web.Request) -> web.StreamResponse:
+        if not self._client_ok(request):
+            log.warning("refused %s %s: no client certificate for %s", request.method, request.path,
+                        self._config.client_name)
+            return web.Response(status=401, text="Unauthorized")
+        return await handler(request)
 
     @staticmethod
     async def _healthz(_request: web.Request) -> web.Response:

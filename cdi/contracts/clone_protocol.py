@@ -1,0 +1,151 @@
+"""The host-assisted clone's cross-process contract, written once: the clone source pod's environment
+(upstream's names), and the wire protocol between the cloner (`importer.cloner`, in the source pod) and
+the upload server in clone-target mode (`importer.uploadserver.clonetarget`, in the target's upload pod).
+The control plane (`cdi.controllers.hostclone`) builds the source pod from the names below.
+
+Upstream streams the whole volume as one tar or raw body to `/v1beta1/upload`: every byte is read and
+sent, holes included, and a dropped connection starts over. Ours sends only data, in order:
+
+    POST /v1beta1/clone/begin      {"virtualSize": N, "sourceVolumeMode": "Filesystem"|"Block",
+                                    "contentType": "kubevirt", "digest": "sha256"}
+                                   → 200 State. Idempotent: the same parameters join the clone in
+                                   progress (that is how a restarted cloner resumes); other
+                                   parameters while one is in progress → 409. A target too small
+                                   for N, or archive content → 400 with a reason.
+    PUT  /v1beta1/clone/extent?offset=O
+                                   body = the bytes at absolute offset O of the image (Content-Length
+                                   required, at most MAX_EXTENT). Extents arrive in ascending order;
+                                   the gap before one is a hole (never sent: the target leaves it
+                                   sparse, or zeroes it cheaply on a Block device).
+                                   O ≥ next: written, folded into the digest, next = O + length → 200
+                                   O + length ≤ next: already acknowledged, ignored → 200 (idempotent)
+                                   otherwise (overlaps next) → 409. A body cut short changes nothing.
+    GET  /v1beta1/clone/state      → 200 State (404 before begin)
+    POST /v1beta1/clone/finish     {"digest": "<hex>"} → 200 once the digest matched and the disk is
+                                   committed (sized, preallocated, durable); 400 + reason on mismatch
+                                   (the server then forgets the clone: the next begin starts over).
+
+    State = {"virtualSize": N, "next": <offset after the last acknowledged extent>,
+             "received": <data bytes acknowledged>, "done": bool}
+
+Resume: after any failure the cloner asks for the state and continues with the first extent at or
+after `next`; extent boundaries are a pure function of the source layout (`EXTENT_ALIGN`), so the
+extents it produces from `next` are exactly those it would have produced from zero.
+
+Digest (end to end, covering data *and* layout): sha256 over `b"cdi-clone-v1"`, the virtual size as
+8 bytes big-endian, then for each extent in order: offset (8 bytes BE), length (8 bytes BE) and the
+sha256 of its data (32 bytes). A lost, duplicated, misplaced or corrupted extent, or a different
+size, changes it. Only the clone's client certificate (CN = CLIENT_NAME, upstream's
+`<srcNs>/<srcPvc>-<tgtNs>/<tgtPvc>`) may call any of these.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, Final
+
+# --- The clone source pod (upstream names).
+CONTAINER_NAME: Final = "cdi-clone-source"
+CLIENT_KEY: Final = "CLIENT_KEY"  # PEM contents, from the pod's Secret
+CLIENT_CERT: Final = "CLIENT_CERT"  # PEM contents, from the pod's Secret
+SERVER_CA_CERT: Final = "SERVER_CA_CERT"  # PEM contents
+UPLOAD_URL: Final = "UPLOAD_URL"  # the upload server's base URL (ours: any path after it is ignored)
+OWNER_UID: Final = "OWNER_UID"
+PREALLOCATION: Final = "PREALLOCATION"
+VOLUME_MODE: Final = "VOLUME_MODE"  # "filesystem" or "block", as upstream writes it
+MOUNT_POINT: Final = "MOUNT_POINT"
+# Ours: the name the upload server's certificate carries when UPLOAD_URL addresses the pod by IP (the
+# embedded runtime has no Service DNS), and extent detection switched off (the benchmark's full copy).
+SERVER_NAME: Final = "CDI_CLONE_SERVER_NAME"
+DETECT_ZEROES: Final = "CDI_CLONE_DETECT_ZEROES"  # "false": send every byte (upstream-style)
+
+SOURCE_MOUNT: Final = "/var/run/cdi/clone/source"
+SOURCE_DEVICE: Final = "/dev/cdi-block-volume"
+SECRET_KEY_FIELD: Final = "tls.key"
+SECRET_CERT_FIELD: Final = "tls.crt"
+METRICS_PORT: Final = 8443
+CLONE_COMPLETE: Final = "Clone Complete"
+
+# --- The wire protocol.
+BEGIN_PATH: Final = "/v1beta1/clone/begin"
+EXTENT_PATH: Final = "/v1beta1/clone/extent"
+STATE_PATH: Final = "/v1beta1/clone/state"
+FINISH_PATH: Final = "/v1beta1/clone/finish"
+OFFSET_PARAM: Final = "offset"
+EXTENT_ALIGN: Final = 8 << 20  # extents never cross a multiple of this (and are at most this long)
+ZERO_BLOCK: Final = 64 << 10  # zero detection granularity, aligned to absolute offsets
+MAX_EXTENT: Final = EXTENT_ALIGN
+DIGEST_ALGORITHM: Final = "sha256"
+_DOMAIN: Final = b"cdi-clone-v1"
+_U64 = struct.Struct(">Q")
+
+
+class VolumeMode(enum.StrEnum):
+    FILESYSTEM = "Filesystem"
+    BLOCK = "Block"
+
+
+def client_name(source_namespace: str, source_pvc: str, target_namespace: str, target_pvc: str) -> str:
+    """Upstream's `uploadClientName`: the CN the clone's client certificate carries."""
+    return f"{source_namespace}/{source_pvc}-{target_namespace}/{target_pvc}"
+
+
+def source_pod_name(target_uid: str) -> str:
+    return f"{target_uid}-source-pod"
+
+
+@dataclass(frozen=True)
+class Begin:
+    virtual_size: int
+    source_volume_mode: VolumeMode
+    content_type: str = "kubevirt"
+    digest: str = DIGEST_ALGORITHM
+
+    def to_json(self) -> dict[str, Any]:
+        return {"virtualSize": self.virtual_size, "sourceVolumeMode": self.source_volume_mode.value,
+                "contentType": self.content_type, "digest": self.digest}
+
+    @classmethod
+    def parse(cls, doc: Any) -> Begin:
+        """`ValueError` when the document is not a begin request."""
+        if not isinstance(doc, dict):
+            raise ValueError("a clone begin request is a JSON object")
+        size = doc.get("virtualSize")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError(f"virtualSize must be a non-negative integer, got {size!r}")
+        return cls(size, VolumeMode(str(doc.get("sourceVolumeMode", "Filesystem"))),
+                   str(doc.get("contentType", "kubevirt")), str(doc.get("digest", DIGEST_ALGORITHM)))
+
+
+@dataclass(frozen=True)
+class State:
+    virtual_size: int
+    next: int
+    received: int
+    done: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {"virtualSize": self.virtual_size, "next": self.next, "received": self.received, "done": self.done}
+
+    @classmethod
+    def parse(cls, text: str) -> State:
+        doc = json.loads(text)
+        return cls(int(doc["virtualSize"]), int(doc["next"]), int(doc["received"]), bool(doc.get("done", False)))
+
+
+class LayoutDigest:
+    """The end-to-end digest: both sides feed it the extents in order (`add` with the data's own
+    sha256, so the data can be hashed while it streams) and compare `hexdigest` at the end."""
+
+    def __init__(self, virtual_size: int) -> None:
+        self._hash = hashlib.sha256(_DOMAIN + _U64.pack(virtual_size))
+
+    def add(self, offset: int, length: int, data_sha256: bytes) -> None:
+        self._hash.update(_U64.pack(offset) + _U64.pack(length) + data_sha256)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
