@@ -135,6 +135,8 @@ ANN_CSI_CLONE_REQUEST: Final = "cdi.kubevirt.io/CSICloneRequest"  # legacy
 ANN_SMART_CLONE_REQUEST: Final = "k8s.io/SmartCloneRequest"  # legacy
 ANN_SMART_CLONE_SNAPSHOT: Final = "cdi.kubevirt.io/smartCloneSnapshot"  # legacy
 ANN_CLONE_STRATEGY: Final = "cdi.kubevirt.io/clone-strategy"  # on a StorageClass
+# Ours: the VolumeSnapshotClass the clone populator chose with the strategy, so a restart reuses it.
+ANN_CLONE_SNAPSHOT_CLASS: Final = "cdi.kubevirt.io/cloneSnapshotClass"
 
 
 class ClonePhase(StrEnum):

@@ -49,8 +49,8 @@ def _caps(sets: ClaimSets, clone: str | None = None, dic_format: str | None = No
 CSI, SNAP, COPY = "csi-clone", "snapshot", "copy"
 
 CAPABILITIES: dict[str, Capabilities] = {
-    # The embedded local provisioner: one-node loop-device volumes; clones are host-assisted copies for now.
-    LOCAL_PROVISIONER: _caps(((RWO, FS), (RWO, BLOCK)), COPY, "pvc"),
+    # The embedded local provisioner: one-node loop-device volumes whose snapshots are reflink copies.
+    LOCAL_PROVISIONER: _caps(((RWO, FS), (RWO, BLOCK)), SNAP, "pvc"),
     # hostpath provisioners
     "kubevirt.io.hostpath-provisioner": _caps(((RWO, FS),)),
     "kubevirt.io/hostpath-provisioner": _caps(((RWO, FS),)),

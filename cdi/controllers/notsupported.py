@@ -1,11 +1,11 @@
 """Nothing is accepted silently: objects this CDI stores but does not act on yet say so.
 
-For each kind that is admitted and stored but has no controller yet (DataVolumes cloning from a PVC or
-a VolumeSnapshot or naming a `sourceRef`, DataImportCron, DataSource, ObjectTransfer, the CDI operator
-resource, and PVCs that name one of CDI's volume populators in `dataSourceRef`), this controller writes
-a condition with reason `NotSupported` (`cdi.contracts.conditions`) in the kind's own condition types
-and records one Warning event, so that `cdi describe` and `cdi wait` tell the user at once instead of
-leaving the object waiting forever. `gap` and `plan` are pure; `NotSupportedReconciler` applies them.
+For each kind that is admitted and stored but has no controller yet (DataVolumes naming a `sourceRef`,
+DataImportCron, DataSource, ObjectTransfer, the CDI operator resource, and PVCs that name CDI's import
+or upload populator in `dataSourceRef`), this controller writes a condition with reason `NotSupported`
+(`cdi.contracts.conditions`) in the kind's own condition types and records one Warning event, so that
+`cdi describe` and `cdi wait` tell the user at once instead of leaving the object waiting forever.
+`gap` and `plan` are pure; `NotSupportedReconciler` applies them.
 The import and upload DataVolume controllers (`cdi.controllers.datavolume`) handle every other
 DataVolume; when a kind's real controller arrives, its entry leaves `_CONDITIONS` and `gap`.
 """
@@ -28,8 +28,8 @@ from cdi.controllers.meta import find_condition, is_deleting, timestamp
 from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result
 
 COMPONENT = "cdi-not-supported"
-_POPULATOR_KINDS = ("VolumeImportSource", "VolumeUploadSource", "VolumeCloneSource")
-_SUPPORTED_SOURCES = "an http, s3, gcs, registry, blank or upload source"
+_POPULATOR_KINDS = ("VolumeImportSource", "VolumeUploadSource")  # VolumeCloneSource: the clone populator
+_SUPPORTED_SOURCES = "an http, s3, gcs, registry, blank, upload, pvc or snapshot source"
 
 # The condition types each kind reports, as upstream names them.
 _CONDITIONS: dict[str, tuple[str, ...]] = {
@@ -55,10 +55,8 @@ def datavolume_gap(dv: DataVolume) -> str | None:
     if import_source_kind(dv) is not None or upload_annotations(dv):
         return None
     members = dv.spec.source.members() if dv.spec.source is not None else set()
-    if "pvc" in members:
-        return "Cloning from a PersistentVolumeClaim (spec.source.pvc)"
-    if "snapshot" in members:
-        return "Cloning from a VolumeSnapshot (spec.source.snapshot)"
+    if "pvc" in members or "snapshot" in members:
+        return None  # the clone DataVolume controllers (cdi.controllers.clone.datavolume)
     if dv.spec.source_ref is not None:
         return "Cloning through a DataSource (spec.sourceRef)"
     return "A DataVolume without an import, upload or clone source"

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from cdi.cluster.protocol import Cluster
 from cdi.contracts.deployment import NAMESPACE
 from cdi.controllers import cdiconfig, notsupported, storageprofile
+from cdi.controllers.clone import datavolume as clone_datavolumes
+from cdi.controllers.clone import populator as clone_populator
 from cdi.controllers.datavolume import controller as datavolumes
 from cdi.controllers.importpod import controller as import_pods
 from cdi.controllers.progress import ProgressScraper
@@ -36,4 +38,6 @@ def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
             *import_pods.controllers(cluster, clock, image=options.image),
             *uploads.controllers(cluster, clock, image=options.image, namespace=options.namespace),
             *datavolumes.controllers(cluster, clock, scraper),
+            *clone_datavolumes.controllers(cluster, clock),
+            *clone_populator.controllers(cluster, clock),
             *notsupported.controllers(cluster, clock)]

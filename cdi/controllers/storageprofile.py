@@ -26,19 +26,21 @@ def desired_status(storage_class: Object, spec: dict[str, Any], now: str,
     sets = spec.get("claimPropertySets") or (
         [{"accessModes": [mode], "volumeMode": volume_mode} for mode, volume_mode in caps.claim_property_sets]
         if caps else [])
+    # Unset when nothing advises one: the clone planner then defaults to `snapshot`, as upstream's does.
     clone = (spec.get("cloneStrategy") or annotations_of(storage_class).get(ANN_CLONE_STRATEGY)
-             or (caps.clone_strategy if caps else None) or "copy")
-    if clone == "snapshot":
-        clone = "copy"  # no VolumeSnapshotClass is served for our provisioners yet
+             or (caps.clone_strategy if caps else None))
     recognized = caps is not None or provisioner in UNSUPPORTED_PROVISIONERS
     status: dict[str, Any] = {
         "storageClass": storage_class["metadata"]["name"],
         "provisioner": provisioner,
-        "cloneStrategy": clone,
         "claimPropertySets": sets,
         "dataImportCronSourceFormat": spec.get("dataImportCronSourceFormat")
         or (caps.data_import_cron_source_format if caps else None) or "pvc",
     }
+    if clone:
+        status["cloneStrategy"] = clone
+    if spec.get("snapshotClass"):
+        status["snapshotClass"] = spec["snapshotClass"]
     condition = {"type": "Recognized", "status": "True" if recognized else "False",
                  "reason": "RecognizedProvisioner" if recognized else "UnrecognizedProvisioner",
                  "message": "" if recognized else f"provisioner {provisioner!r} is not in CDI's capabilities table; "

@@ -297,7 +297,7 @@ def test_unchanged_conditions_keep_their_transition_time() -> None:
 def test_storage_profile_status_from_capabilities_and_overrides() -> None:
     status = storageprofile.desired_status(sc("local"), {}, NOW)
     assert status["claimPropertySets"] == PROFILE_SETS
-    assert status["cloneStrategy"] == "copy"
+    assert status["cloneStrategy"] == "snapshot"
     assert status["conditions"][0]["reason"] == "RecognizedProvisioner"
     override = [{"accessModes": ["ReadWriteMany"], "volumeMode": "Block"}]
     assert storageprofile.desired_status(sc("local"), {"claimPropertySets": override}, NOW)["claimPropertySets"] == override

@@ -30,6 +30,9 @@ class Operation:
     worker_phase: Callable[[dict[str, str], str], str]  # PVC annotations, previous phase → phase (PVC bound)
     transitions: dict[str, tuple[str, str, str]]  # phase → (type, reason, message with {claim} and {message})
     reports_progress: bool
+    # For claims a populator fills: PVC annotations, previous phase → phase, consulted while the claim
+    # is not yet bound too (its volume arrives at the end); None leaves the common rules to decide.
+    populated_phase: Callable[[dict[str, str], str], str | None] | None = None
 
 
 def _import_phase(notes: dict[str, str], previous: str) -> str:
@@ -107,6 +110,8 @@ def _phase(obs: Observed, previous: str, op: Operation) -> str:
         return "Failed"
     if notes.get(ann.ANN_IMPORT_FATAL_ERROR) == "true":
         return "Failed"
+    if op.populated_phase is not None and (populated := op.populated_phase(notes, previous)) is not None:
+        return populated
     if claim_phase != "Bound":
         immediate = notes.get(ann.ANN_IMMEDIATE_BINDING) == "true"
         return "WaitForFirstConsumer" if obs.wait_for_first_consumer and not immediate else "Pending"
