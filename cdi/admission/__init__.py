@@ -12,14 +12,19 @@ Handlers: `cdi.admission.cdikinds` (CDI kinds: strict decoding, schema, upstream
 immutability), `cdi.admission.claims` (PersistentVolumeClaim: storage quantities, immutability of
 a claim's spec, expansion only where the StorageClass allows it) and `cdi.admission.pods` (a pod's
 spec is immutable; nodeName comes through a Binding).
+
+Mutating admission (`Mutate`) needs the control plane's signing key, so it is not part of `admit`: the
+one mutation, the clone token of a cross-namespace clone DataVolume (`cdi.admission.clonetoken`, with
+the pure authorization rules in `cdi.admission.clonesource`), is handed to the store by whoever opens
+it with the key, and served by `cdi apiserver`'s datavolume-mutate webhook on a cluster.
 """
 
 from cdi.admission.cdikinds import admit_cdi_kind
 from cdi.admission.claims import admit_claim
 from cdi.admission.pods import admit_pod
-from cdi.admission.request import AdmissionRequest, Lookup
+from cdi.admission.request import AdmissionRequest, Lookup, Mutate
 
-__all__ = ["AdmissionRequest", "Lookup", "admit"]
+__all__ = ["AdmissionRequest", "Lookup", "Mutate", "admit"]
 
 
 def admit(request: AdmissionRequest, lookup: Lookup) -> None:

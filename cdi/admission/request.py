@@ -2,7 +2,8 @@
 
 Built by the store (`cdi.embedded.mutations`) for each create, update and patch after the API
 server's own shaping (server fields set, status kept or replaced), so handlers see exactly what would
-be stored. `Lookup` lets a handler read another object in the same transaction (the StorageClass of a
+be stored; a mutating handler (`Mutate`) may return a changed object to store instead. `Lookup` lets
+a handler read another object in the same transaction (the StorageClass of a
 claim being resized), as an admission plugin reads from its informers.
 """
 
@@ -19,6 +20,10 @@ Operation = Literal["CREATE", "UPDATE"]
 
 # (group, kind, name, namespace or None) → the stored object, or None.
 Lookup = Callable[[str, str, str, str | None], Object | None]
+
+# Mutating admission: the object to store instead of `request.object` (None: store it unchanged), or the
+# API server's error. Runs before validation, as Kubernetes runs mutating webhooks before validating ones.
+Mutate = Callable[["AdmissionRequest", Lookup], Object | None]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 `cdi.embedded.store.EmbeddedCluster` calls these on the database thread with a `Transaction`; they
 read the stored object, let `cdi.embedded.semantics` compute the object to write, pass it through
-admission (`cdi.admission`), and write it, so a verb and the garbage collection it triggers
+admission (`cdi.admission`: mutating first, which may change what is stored, then validating), and
+write it, so a verb and the garbage collection it triggers
 (`cdi.embedded.collector`) commit together or not at all. Patches come in three types: JSON merge
 (RFC 7386), JSON patch (RFC 6902, `cdi.embedded.jsonpatch`) and server-side apply
 (`cdi.embedded.apply`, which also creates a missing object); field ownership is kept for objects that
@@ -16,7 +17,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from cdi.admission import AdmissionRequest, Lookup
+from cdi.admission import AdmissionRequest, Lookup, Mutate
 from cdi.cluster.errors import AlreadyExists, Conflict, Invalid, NotFound
 from cdi.cluster.kinds import KindRegistry, ResourceKind
 from cdi.cluster.protocol import DeleteOptions, Object, PatchType
@@ -48,6 +49,10 @@ def no_admission(request: AdmissionRequest, lookup: Lookup) -> None:
     return None
 
 
+def no_mutation(request: AdmissionRequest, lookup: Lookup) -> Object | None:
+    return None
+
+
 def lookup_in(tx: Transaction) -> Lookup:
     """Admission's view of the other objects: reads inside the same write transaction."""
     return lambda group, kind, name, namespace: tx.get(Key(group, kind, namespace or "", name))
@@ -63,7 +68,8 @@ def key_for(kind: ResourceKind, name: str, namespace: str | None) -> Key:
 
 
 def create(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, doc: Object, now: datetime,
-           admit: Admit = no_admission, managed_fields: list[dict[str, Any]] | None = None) -> Object:
+           admit: Admit = no_admission, managed_fields: list[dict[str, Any]] | None = None,
+           mutate: Mutate = no_mutation) -> Object:
     meta = doc["metadata"]
     # As the API server does, a namespace on a cluster-scoped object is ignored.
     namespace = meta.get("namespace") if kind.namespaced else None
@@ -75,7 +81,7 @@ def create(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, doc: Object
         raise AlreadyExists(f'{kind.resource} "{key.name}" already exists')
     obj = prepare_create(doc, kind, name=key.name, namespace=key.namespace, uid=str(uuid.uuid4()), now=now)
     ssa.set_managed_fields(obj, managed_fields)
-    admit(AdmissionRequest(kind, "CREATE", obj), lookup_in(tx))
+    obj = _admitted(tx, mutate, admit, AdmissionRequest(kind, "CREATE", obj))
     stored = tx.put(key, obj, "ADDED", None)
     if owner_uids(stored):
         collector.collect_garbage(tx, kinds, now)
@@ -104,7 +110,8 @@ def bind_pod(tx: Transaction, kinds: KindRegistry, binding: Object, now: datetim
 
 
 def update(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, doc: Object, *, status_only: bool,
-           now: datetime, admit: Admit = no_admission, field_manager: str | None = None) -> Object:
+           now: datetime, admit: Admit = no_admission, field_manager: str | None = None,
+           mutate: Mutate = no_mutation) -> Object:
     meta = doc["metadata"]
     key = key_for(kind, check_name(meta.get("name"), kind), meta.get("namespace") if kind.namespaced else None)
     stored = _existing(tx, kind, key)
@@ -112,16 +119,16 @@ def update(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, doc: Object
     new = prepare_update(stored, doc, kind, status_only=status_only)
     ssa.set_managed_fields(new, ssa.track_update(stored, new, field_manager or DEFAULT_MANAGER, now=format_time(now),
                                                  subresource=_subresource(status_only)))
-    _admit_update(tx, admit, kind, stored, new, status_only)
+    new = _admit_update(tx, mutate, admit, kind, stored, new, status_only)
     return _commit(tx, kinds, key, stored, new, now)
 
 
 def patch(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, key: Key, change: Any, *,
           status_only: bool, now: datetime, admit: Admit = no_admission, patch_type: PatchType = "merge",
-          field_manager: str | None = None, force: bool = False) -> Object:
+          field_manager: str | None = None, force: bool = False, mutate: Mutate = no_mutation) -> Object:
     if patch_type == "apply":
         return _apply(tx, kinds, kind, key, change, status_only=status_only, now=now, admit=admit,
-                      manager=field_manager or "", force=force)
+                      manager=field_manager or "", force=force, mutate=mutate)
     stored = _existing(tx, kind, key)
     if patch_type == "json":
         merged = checked_copy(apply_json_patch(stored, change), kind)
@@ -133,12 +140,12 @@ def patch(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, key: Key, ch
     new = prepare_update(stored, merged, kind, status_only=status_only)
     ssa.set_managed_fields(new, ssa.track_update(stored, new, field_manager or DEFAULT_MANAGER, now=format_time(now),
                                                  subresource=_subresource(status_only)))
-    _admit_update(tx, admit, kind, stored, new, status_only)
+    new = _admit_update(tx, mutate, admit, kind, stored, new, status_only)
     return _commit(tx, kinds, key, stored, new, now)
 
 
 def _apply(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, key: Key, config: Any, *, status_only: bool,
-           now: datetime, admit: Admit, manager: str, force: bool) -> Object:
+           now: datetime, admit: Admit, manager: str, force: bool, mutate: Mutate) -> Object:
     """Server-side apply: create the object from `config` if missing, else merge it by field ownership."""
     doc = checked_copy(config, kind)
     if doc["metadata"].get("name") not in (None, key.name):
@@ -151,12 +158,12 @@ def _apply(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, key: Key, c
         if status_only:
             raise NotFound(f'{kind.resource} "{key.name}" not found')
         applied["metadata"].update(name=key.name, **({"namespace": key.namespace} if key.namespace else {}))
-        return create(tx, kinds, kind, checked_copy(applied, kind), now, admit, entries)
+        return create(tx, kinds, kind, checked_copy(applied, kind), now, admit, entries, mutate)
     merged = checked_copy(applied, kind)
     check_preconditions(stored, doc, kind)
     new = prepare_update(stored, merged, kind, status_only=status_only)
     ssa.set_managed_fields(new, entries)
-    _admit_update(tx, admit, kind, stored, new, status_only)
+    new = _admit_update(tx, mutate, admit, kind, stored, new, status_only)
     return _commit(tx, kinds, key, stored, new, now)
 
 
@@ -164,11 +171,22 @@ def _subresource(status_only: bool) -> str:
     return "status" if status_only else ""
 
 
-def _admit_update(tx: Transaction, admit: Admit, kind: ResourceKind, stored: Object, new: Object,
-                  status_only: bool) -> None:
+def _admit_update(tx: Transaction, mutate: Mutate, admit: Admit, kind: ResourceKind, stored: Object, new: Object,
+                  status_only: bool) -> Object:
     """Admission for a write that changes something (an update that changes nothing is a no-op)."""
-    if new != stored:
-        admit(AdmissionRequest(kind, "UPDATE", new, stored, _subresource(status_only)), lookup_in(tx))
+    if new == stored:
+        return new
+    return _admitted(tx, mutate, admit, AdmissionRequest(kind, "UPDATE", new, stored, _subresource(status_only)))
+
+
+def _admitted(tx: Transaction, mutate: Mutate, admit: Admit, request: AdmissionRequest) -> Object:
+    """The object to store: mutated, then validated (`admit` raises when it may not be stored)."""
+    lookup = lookup_in(tx)
+    mutated = mutate(request, lookup)
+    if mutated is not None:
+        request = AdmissionRequest(request.kind, request.operation, mutated, request.old_object, request.subresource)
+    admit(request, lookup)
+    return request.object
 
 
 def delete(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, key: Key, now: datetime,

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
+from cdi.admission import Mutate
 from cdi.admission import admit as default_admission
 from cdi.cluster.errors import BadRequest, Invalid, MethodNotAllowed, NotFound
 from cdi.cluster.kinds import DEFAULT_KINDS, KindRegistry, ResourceKind
@@ -49,6 +50,7 @@ class EmbeddedCluster:
                  retain_changes: int = 10_000, retain_for: timedelta = timedelta(minutes=5),
                  busy_timeout: float = 30.0, kinds: KindRegistry = DEFAULT_KINDS,
                  admission: mutations.Admit = default_admission,
+                 mutation: Mutate = mutations.no_mutation,
                  reviews: Mapping[tuple[str, str], Review] | None = None,
                  bookmark_interval: float = 60.0) -> None:
         self._db = Database(Path(path), busy_timeout=busy_timeout)
@@ -57,6 +59,7 @@ class EmbeddedCluster:
         self._retain_changes, self._retain_for = retain_changes, retain_for
         self._kinds = kinds
         self._admit = admission
+        self._mutate = mutation
         self._reviews = dict(DEFAULT_REVIEWS if reviews is None else reviews)
         self._bookmark_interval = bookmark_interval
         self._notifier = Notifier()
@@ -128,7 +131,8 @@ class EmbeddedCluster:
         if served.create_only:
             return _as_version(self._review(served, checked_copy(obj, served)), api_version)
         doc = checked_copy(obj, served)
-        written = await self._write(lambda tx, now: mutations.create(tx, self._kinds, served, doc, now, self._admit))
+        written = await self._write(lambda tx, now: mutations.create(tx, self._kinds, served, doc, now, self._admit,
+                                                                   mutate=self._mutate))
         return _as_version(written, api_version)
 
     async def update(self, obj: Object, *, field_manager: str | None = None) -> Object:
@@ -214,7 +218,7 @@ class EmbeddedCluster:
         doc = checked_copy(obj, served)
         written = await self._write(
             lambda tx, now: mutations.update(tx, self._kinds, served, doc, status_only=status_only, now=now,
-                                             admit=self._admit, field_manager=field_manager))
+                                             admit=self._admit, field_manager=field_manager, mutate=self._mutate))
         return _as_version(written, api_version)
 
     async def _patch(self, api_version: str, kind: str, name: str, patch: Any, namespace: str | None, *,
@@ -225,7 +229,7 @@ class EmbeddedCluster:
         key = mutations.key_for(served, name, namespace)
         written = await self._write(lambda tx, now: mutations.patch(
             tx, self._kinds, served, key, patch, status_only=status_only, now=now, admit=self._admit,
-            patch_type=patch_type, field_manager=field_manager, force=force))
+            patch_type=patch_type, field_manager=field_manager, force=force, mutate=self._mutate))
         return _as_version(written, api_version)
 
     async def _write(self, fn: Callable[[Transaction, datetime], T]) -> T:
