@@ -1,7 +1,8 @@
 """cdi-apiserver's HTTPS application: webhooks, the aggregated upload token API, discovery and health.
 
 `ApiServer` holds what the handlers need — the cluster (for SubjectAccessReviews and the webhooks'
-reads), the signing key, the front proxy we trust and a clock — and builds the aiohttp application;
+reads), the signing key (upload tokens, and the clone tokens of the datavolume-mutate webhook), the
+front proxy we trust and a clock — and builds the aiohttp application;
 `serving_context` is its TLS (our serving certificate; client certificates requested, and verified
 against the request-header CA when there is one); `start` binds it. Routes:
 
@@ -36,7 +37,7 @@ from cdi.apiserver.tokenrequest import answer_token_request
 from cdi.apiserver.webhooks import Admit, Webhooks
 from cdi.cluster.errors import ApiError, Forbidden, ServerError, Unauthorized
 from cdi.cluster.protocol import Cluster, Object
-from cdi.tokens import DEFAULT_LIFETIME, SigningKey
+from cdi.tokens import DEFAULT_LIFETIME, CloneTokens, SigningKey
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ class ApiServer:
                  clock: Callable[[], datetime] = _utc_now, judge: Admit = admit,
                  lifetime: float = DEFAULT_LIFETIME) -> None:
         self._cluster, self._key, self._auth, self._clock = cluster, signing_key, auth, clock
-        self._webhooks = Webhooks(cluster, judge=judge)
+        clone_tokens = CloneTokens.from_key(signing_key, lifetime=lifetime)
+        self._webhooks = Webhooks(cluster, judge=judge, clone_tokens=clone_tokens,
+                                  clock=lambda: self._clock().timestamp())
         self._lifetime = lifetime
 
     def app(self) -> web.Application:
