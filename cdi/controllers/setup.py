@@ -21,6 +21,7 @@ from cdi.controllers.importpod import controller as import_pods
 from cdi.controllers.progress import ProgressScraper
 from cdi.controllers.upload import controller as uploads
 from cdi.runtime.types import Clock, ControllerSpec
+from cdi.tokens import CloneTokens
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class ControllerOptions:
     upload_proxy_url: str | None = None
     upload_proxy_ca: str | None = None
     namespace: str = NAMESPACE  # CDI's install namespace: its own Secrets (upload CA, token keys) live there
+    # Checks and extends the clone tokens of cross-namespace clones (`cdi.tokens.CloneTokens`); None: no key.
+    clone_tokens: CloneTokens | None = None
 
 
 def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
