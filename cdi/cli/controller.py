@@ -6,6 +6,10 @@ one reconciles), a client-side rate limit (`--qps`, `--burst`) and health endpoi
 embedded mode runs here: on a cluster, kubelet runs the worker pods and CSI drivers provision the
 volumes (or `cdi node` plays both on a machine without a kubelet). In a pod it uses the pod's service
 account when no kubeconfig is given. SIGINT/SIGTERM stop it gracefully.
+
+The clone controllers check and extend clone tokens with the key cdi-apiserver signs them with: Secret
+`cdi-api-signing-key` in `--namespace` (`cdi.apiserver.signingkey`; whichever of the two starts first
+creates it), read once at start — the key is never rotated.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdi.apiserver.signingkey import ensure_signing_key
 from cdi.cli.daemon import run_until_stopped
 from cdi.controllers import cdiconfig
 from cdi.controllers.progress import HttpsProgressScraper
@@ -27,6 +33,7 @@ from cdi.runtime.health import HealthServer
 from cdi.runtime.lease import LeaseLock
 from cdi.runtime.manager import Manager
 from cdi.runtime.types import SystemClock
+from cdi.tokens import CloneTokens
 
 log = logging.getLogger("cdi.controller")
 LEASE_NAME = "cdi-controller-leader-election-helper"  # upstream's lock name
@@ -75,9 +82,10 @@ async def control(command: ControllerCommand, stop: asyncio.Event) -> None:
         identity = f"{socket.gethostname()}_{os.getpid()}"
         lock = LeaseLock(cluster, command.namespace, LEASE_NAME, identity) if command.leader_elect else None
         manager = Manager(cluster, clock=clock, leader_lock=lock)
+        clone_tokens = CloneTokens.from_key(await ensure_signing_key(cluster, command.namespace, time.time()))
         for spec in cdi_controllers(manager.client(), clock, HttpsProgressScraper(),
                                     ControllerOptions(command.image, command.uploadproxy_url,
-                                                      namespace=command.namespace)):
+                                                      namespace=command.namespace, clone_tokens=clone_tokens)):
             manager.add(spec)
         # All interfaces: in a pod the kubelet's probes come from outside the loopback.
         health = HealthServer(lambda: manager.active, host="0.0.0.0", port=command.health_port)

@@ -4,7 +4,8 @@ default StorageClasses, re-attached volumes, the CDIConfig singleton — and the
 the local volume provisioner and pod runner (the parts Kubernetes would provide) and CDI's own
 StorageProfile, CDIConfig, DataVolume import/upload and PVC import/upload controllers, plus the upload
 proxy on 127.0.0.1. The store answers UploadTokenRequests in the create response, signed with the
-token key ring this process copies next to the store (`cdi.cli.tokenkeys`). SIGINT/SIGTERM stop it
+token key ring this process copies next to the store (`cdi.cli.tokenkeys`); the same ring signs the clone
+tokens the store adds to cross-namespace clone DataVolumes and that the controllers check. SIGINT/SIGTERM stop it
 gracefully; importer processes die with it and are restarted when it comes back."""
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from cdi.controllers.progress import HttpsProgressScraper
 from cdi.controllers.setup import ControllerOptions, cdi_controllers
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.nodeagent import add_node_agent
-from cdi.embedded.uploadtokens import KeyRingFile, upload_token_reviews
+from cdi.embedded.uploadtokens import KeyRingFile, clone_token_mutation, upload_token_reviews
 from cdi.runtime.lock import ProcessLock
 from cdi.runtime.manager import Manager
 from cdi.runtime.types import Clock, SystemClock
+from cdi.tokens import CloneTokens
 
 log = logging.getLogger("cdi.serve")
 
@@ -63,7 +65,8 @@ async def serve(home: Path, stop: asyncio.Event, options: ServeOptions, clock: C
     try:
         keys = KeyRingFile(token_keys_path(home))
         reviews = upload_token_reviews(keys.read, lambda: clock.now().timestamp())
-        async with EmbeddedCluster(store_path(home), clock=clock.now, reviews=reviews) as cluster:
+        mutation = clone_token_mutation(keys.read, lambda: clock.now().timestamp())
+        async with EmbeddedCluster(store_path(home), clock=clock.now, reviews=reviews, mutation=mutation) as cluster:
             await _run(home, cluster, stop, options, clock, keys)
     finally:
         lock.release()
@@ -82,7 +85,8 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     # CDI's controllers read through the manager's informer caches; the node agent above keeps reading
     # the store directly, as kubelet and the CSI provisioner would read their own state.
     for spec in cdi_controllers(manager.client(), clock, HttpsProgressScraper(),
-                                ControllerOptions(options.image, proxy.url, proxy.ca_pem)):
+                                ControllerOptions(options.image, proxy.url, proxy.ca_pem,
+                                                  clone_tokens=CloneTokens(keys.read))):
         manager.add(spec)
     log.info("embedded control plane serving %s", home)
     try:

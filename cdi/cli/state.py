@@ -11,7 +11,8 @@ The layout is a contract with `cdi serve` and its pod runner, which share the sa
 Every subcommand that talks to the cluster opens it with `open_cluster`; `cdi logs` reads the files
 `pod_log_path` names, which the pod runner (`cdi.embedded.pods`) writes with the same layout. The store
 answers an UploadTokenRequest with a token signed by the key ring `cdi serve` copies to
-`token_keys_path` (`cdi.embedded.uploadtokens`).
+`token_keys_path` (`cdi.embedded.uploadtokens`), and signs the clone token of a cross-namespace clone
+DataVolume with it too.
 
 `open_cluster` creates the store only for commands that write (`create=True`); a read of a directory
 that has none says so (`NoStore`) rather than leaving an empty database behind. It also warns, on one
@@ -31,12 +32,13 @@ import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
+from cdi.admission import Mutate
 from cdi.cli.errors import CliError
 from cdi.cluster.protocol import Cluster
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.pods.paths import log_path
 from cdi.embedded.reviews import Review
-from cdi.embedded.uploadtokens import KeyRingFile, upload_token_reviews
+from cdi.embedded.uploadtokens import KeyRingFile, clone_token_mutation, upload_token_reviews
 
 STORE_FILE = "store.db"
 LOCK_FILE = "controller.lock"
@@ -60,6 +62,11 @@ def store_reviews(home: Path) -> Mapping[tuple[str, str], Review]:
     """The create-only answers of the store under `home`: the defaults, and upload tokens signed with the ring
     `cdi serve` keeps there."""
     return upload_token_reviews(KeyRingFile(token_keys_path(home)).read)
+
+
+def store_mutation(home: Path) -> Mutate:
+    """The mutating admission of the store under `home`: clone tokens signed with the same ring."""
+    return clone_token_mutation(KeyRingFile(token_keys_path(home)).read)
 
 
 class NoStore(CliError):
@@ -113,7 +120,8 @@ def open_cluster(home: Path, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, crea
         raise CliError(f"the state directory {home} is not a directory")
     if warn and not control_plane_running(home):
         print(no_control_plane_warning(home), file=sys.stderr, flush=True)
-    return EmbeddedCluster(store_path(home), busy_timeout=busy_timeout, reviews=store_reviews(home))
+    return EmbeddedCluster(store_path(home), busy_timeout=busy_timeout, reviews=store_reviews(home),
+                           mutation=store_mutation(home))
 
 
 @contextlib.asynccontextmanager

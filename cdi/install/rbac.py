@@ -5,12 +5,14 @@ Least privilege per component, each rule granted because a module does it (the c
 * the controller (`cdi controller`, service account `cdi-sa`) reconciles DataVolumes, StorageProfiles,
   CDIConfig and the not-yet-supported kinds, creates claims, worker pods, their Services and TLS
   Secrets, records Events, and takes its leader Lease. It reads Secrets only in the install namespace
-  (the upload CA and the token key ring, `cdi.controllers.upload.credentials`): across namespaces it may
+  (the upload CA and the token key ring, `cdi.controllers.upload.credentials`; the clone token signing key
+  `cdi-api-signing-key`, `cdi.cli.controller`): across namespaces it may
   create and delete the per-upload Secrets it owns, never read anyone's.
 * the API server (`cdi apiserver`, `cdi-apiserver`) authenticates its callers by the front-proxy CA in
   `kube-system/extension-apiserver-authentication` and authorizes them with SubjectAccessReviews
-  (`system:auth-delegator`, as every aggregated API server), and keeps the token signing key in its
-  namespace.
+  (`system:auth-delegator`, as every aggregated API server), keeps the token signing key in its
+  namespace, and, to authorize a cross-namespace clone, reads the DataSource a DataVolume refers to and
+  the source Namespace.
 * the upload proxy (`cdi-uploadproxy`, `cdi-uploadproxy`) only reads the claim, pod and Service
   behind an upload (upstream's proxy reads the claim; its certificates come as volumes).
 
@@ -84,13 +86,17 @@ CONTROLLER_CLUSTER_RULES: tuple[Object, ...] = (
 CONTROLLER_NAMESPACE_RULES: tuple[Object, ...] = (
     # cdi.runtime.lease: the leader Lease.
     rule(COORDINATION, ["leases"], ["get", "create", "update"]),
-    # upload.credentials: the upload-server CA and the token key ring (created through the cluster rule).
+    # upload.credentials: the upload-server CA and the token key ring (created through the cluster rule);
+    # cli.controller: cdi-api-signing-key, the key clone tokens are checked and extended with.
     rule(CORE, ["secrets"], ["get", "update"]),
 )
 APISERVER_CLUSTER_RULES: tuple[Object, ...] = (
     # cdi.apiserver.server: may the caller create uploadtokenrequests here? (TokenReview, should it ever
     # accept tokens, comes with system:auth-delegator, bound beside this role as aggregated servers do.)
     rule("authorization.k8s.io", ["subjectaccessreviews"], ["create"]),
+    # cdi.admission.clonesource (datavolume-mutate): the DataSource of a sourceRef, the source Namespace.
+    rule(CDI_GROUP, _cdi("DataSource"), ["get"]),
+    rule(CORE, ["namespaces"], ["get"]),
 )
 APISERVER_NAMESPACE_RULES: tuple[Object, ...] = (
     # cdi.apiserver.signingkey: the token signing key (cdi-api-signing-key), read, or created on first start.
