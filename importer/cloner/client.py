@@ -21,11 +21,39 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.payload import Payload
 
 from cdi.contracts import clone_protocol as cp
 from importer.errors import ImportFailure
 
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=15, sock_read=60, sock_connect=15)
+WRITE_SLICE = 1 << 20
+
+
+class ExtentPayload(Payload):
+    """An extent's bytes as a request body, handed to the transport a slice at a time (aiohttp's bytes
+    payload writes them in one go and warns that it may hold up the event loop)."""
+
+    _value: bytes
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data, content_type="application/octet-stream")
+        self._size = len(data)
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("an extent is binary data")
+
+    async def as_bytes(self, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+        return self._value
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(self, writer: AbstractStreamWriter, content_length: int | None) -> None:
+        view = memoryview(self._value)[:content_length]
+        for start in range(0, len(view), WRITE_SLICE):
+            await writer.write(view[start:start + WRITE_SLICE])
 
 
 class CloneRefused(ImportFailure):
@@ -91,8 +119,8 @@ class CloneClient:
 
     async def put(self, offset: int, data: bytes) -> cp.State:
         self.sent += len(data)
-        return await self._call("PUT", cp.EXTENT_PATH, params={cp.OFFSET_PARAM: str(offset)}, data=data,
-                                headers={"Content-Type": "application/octet-stream"})
+        return await self._call("PUT", cp.EXTENT_PATH, params={cp.OFFSET_PARAM: str(offset)},
+                                data=ExtentPayload(data))
 
     async def finish(self, digest: str) -> cp.State:
         return await self._call("POST", cp.FINISH_PATH, json={"digest": digest})
