@@ -26,6 +26,7 @@ from cdi.cli.errors import CliError
 from cdi.cli.state import open_cluster
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster
+from cdi.embedded.pods.volumes import pv_path
 
 DISK_SIZE = 256 << 20
 DATA_MIB = 48
@@ -174,7 +175,7 @@ async def _finish(cluster: Cluster, dv: dict[str, Any], reference: str) -> int:
         raise DemoError(f"DataVolume {DV_NAME} failed: {running.get('message', 'see cdi describe dv')}")
     pvc = await cluster.get("v1", "PersistentVolumeClaim", DV_NAME, "default")
     pv = await cluster.get("v1", "PersistentVolume", pvc["spec"]["volumeName"])
-    disk = Path((pv["spec"].get("local") or pv["spec"].get("hostPath"))["path"]) / "disk.img"
+    disk = Path(pv_path(pv) or "") / "disk.img"
     digest = sha256_file(disk, DISK_SIZE)
     ok = digest == reference
     print(f"DataVolume {DV_NAME}: Succeeded; volume {pv['metadata']['name']}, disk.img {disk.stat().st_size} bytes")

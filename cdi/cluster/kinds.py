@@ -84,6 +84,7 @@ KUBERNETES_KINDS: tuple[ResourceKind, ...] = (
     ResourceKind("v1", "ConfigMap", "configmaps", True, False, ("cm",)),
     ResourceKind("v1", "Event", "events", True, False, ("ev",)),
     ResourceKind("storage.k8s.io/v1", "StorageClass", "storageclasses", False, False, ("sc",)),
+    ResourceKind("storage.k8s.io/v1", "CSIDriver", "csidrivers", False),
     ResourceKind("snapshot.storage.k8s.io/v1", "VolumeSnapshot", "volumesnapshots", True, True, ("vs",)),
     ResourceKind("snapshot.storage.k8s.io/v1", "VolumeSnapshotContent", "volumesnapshotcontents", False, True,
                  ("vsc", "vscs")),

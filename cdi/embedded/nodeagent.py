@@ -65,7 +65,7 @@ async def add_node_agent(manager: Manager, cluster: Cluster, home: Path, clock: 
     pool = await local_volumes.open_pool(home / POOL_DIR)
     created = await local_volumes.ensure_default_storage(cluster)
     if created:
-        log.info("created StorageClass(es) %s", ", ".join(created))
+        log.info("created %s", ", ".join(created))
     report = await local_volumes.ensure_all_attached(cluster, pool)
     log.info("volumes re-attached: %d, failed: %d", len(report.attached), len(report.failed))
     await register_node(cluster, clock.now())

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from cdi.embedded.pods.volumes import pv_path
 from cdi.kube import connect
 from tests.e2e.test_datavolume_import import sha256_prefix
 from tests.registry import images as oci
@@ -42,7 +43,7 @@ async def _volume_of(kubeconfig: Path, namespace: str, claim: str) -> Path:
     async with await connect(kubeconfig) as cluster:
         pvc = await cluster.get("v1", "PersistentVolumeClaim", claim, namespace)
         pv = await cluster.get("v1", "PersistentVolume", pvc["spec"]["volumeName"])
-        return Path(pv["spec"]["local"]["path"])
+        return Path(pv_path(pv) or "")
 
 
 async def _wait_succeeded(kubeconfig: Path, namespace: str, names: list[str], deployment: KubeDeployment,

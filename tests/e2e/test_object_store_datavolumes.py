@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cdi.embedded.pods.volumes import pv_path
 from tests.e2e.test_datavolume_import import sha256_prefix
 from tests.support.catalog import ImageSet, sha256_file
 from tests.support.controlplane import ControlPlane
@@ -76,10 +77,8 @@ def settled(plane: ControlPlane, names: list[str]) -> dict[str, dict[str, Any]]:
 
 def volume_paths(plane: ControlPlane) -> dict[str, Path]:
     """Each claim's volume directory, by claim name."""
-    volumes = {pv["metadata"]["name"]: pv["spec"] for pv in listed(plane, "pv").values()}
-    return {name: Path((volumes[pvc["spec"]["volumeName"]].get("local") or
-                        volumes[pvc["spec"]["volumeName"]]["hostPath"])["path"])
-            for name, pvc in listed(plane, "pvc").items()}
+    volumes = {pv["metadata"]["name"]: pv for pv in listed(plane, "pv").values()}
+    return {name: Path(pv_path(volumes[pvc["spec"]["volumeName"]]) or "") for name, pvc in listed(plane, "pvc").items()}
 
 
 def running(dv: dict[str, Any]) -> dict[str, Any]:

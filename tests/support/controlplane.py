@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from cdi.embedded.pods.volumes import pv_path
+
 
 def _cdi_binary() -> str:
     return str(Path(sys.executable).with_name("cdi"))
@@ -96,7 +98,7 @@ class ControlPlane:
         assert pvc is not None, f"no PVC {claim}"
         pv = self.get("pv", pvc["spec"]["volumeName"])
         assert pv is not None
-        return Path((pv["spec"].get("local") or pv["spec"].get("hostPath"))["path"])
+        return Path(pv_path(pv) or "")
 
 
 def release_storage(root: Path) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from cdi.cluster.protocol import Object
 from cdi.embedded import EmbeddedCluster
+from cdi.embedded.pods.volumes import pv_path
 from cdi.embedded.volumes.commands import mounts_under, parse_mountinfo
 from cdi.embedded.volumes.provisioner import ClaimReconciler
 from cdi.embedded.volumes.reclaimer import VolumeReconciler
@@ -97,6 +98,13 @@ async def events_about(cluster: EmbeddedCluster, name: str, namespace: str = "de
     return [(event["type"], event["reason"], event["message"]) for event in
             sorted(items, key=lambda event: int(event["metadata"]["resourceVersion"]))
             if event["involvedObject"]["name"] == name]
+
+
+def volume_path(pv: Object) -> str:
+    """Where a PV's volume is on this machine, as the pod runner finds it."""
+    path = pv_path(pv)
+    assert path is not None, f"no path on PV {pv['metadata']['name']}"
+    return path
 
 
 def mounted_at(path: str) -> str | None:

@@ -53,7 +53,7 @@ def test_an_immediate_claim_is_provisioned_and_bound_rounding_up_to_whole_mebiby
     plan = plan_claim(observe(claim(size="10000000")))
     assert plan.storage_class == "local"
     assert plan.actions == (
-        MarkPending(), AnnotateProvisioner(),
+        MarkPending(), AnnotateProvisioner("pycdi.local/hostpath"),
         Provision(f"pvc-{UID}", 10 * MIB, VolumeMode.FILESYSTEM, ("ReadWriteOnce",), "local", ReclaimPolicy.DELETE,
                   None),
         Notify("Normal", "ProvisioningSucceeded", f"Successfully provisioned volume pvc-{UID}"),
@@ -105,13 +105,15 @@ def test_claims_the_provisioner_cannot_serve_stay_pending_and_say_why() -> None:
                                         "spec.resources.requests.storage must be a positive quantity, not 'lots'")
 
 
-def test_populated_claims_are_left_to_their_populator_and_copies_are_refused() -> None:
+def test_populated_claims_are_left_to_their_populator_and_copies_wait_for_their_source() -> None:
     populated = claim(dataSourceRef={"apiGroup": "cdi.kubevirt.io", "kind": "VolumeImportSource", "name": "s"})
     assert plan_claim(observe(populated)).actions == (MarkPending(),)
     clone = claim(dataSource={"kind": "PersistentVolumeClaim", "name": "src"})
-    refused = plan_claim(observe(clone)).actions[-1]
-    assert isinstance(refused, Notify)
-    assert refused.message == "pycdi.local/hostpath cannot create a volume from a PersistentVolumeClaim data source"
+    plan = plan_claim(observe(clone))
+    assert plan.waits_for_source
+    assert plan.actions[-1] == Notify("Warning", "ProvisioningFailed",
+                                      'failed to provision volume with StorageClass "local": error getting PVC src '
+                                      '(namespace "default") from api server: persistentvolumeclaims "src" not found')
 
 
 def test_a_bound_claim_needs_nothing() -> None:

@@ -42,6 +42,7 @@ from tests.volumes.support import (
     static_pv,
     storage_class,
     unmount,
+    volume_path,
 )
 
 PVC, PV = ("v1", "PersistentVolumeClaim"), ("v1", "PersistentVolume")
@@ -146,7 +147,7 @@ async def test_a_filesystem_volume_grows_and_keeps_its_data(cluster: EmbeddedClu
                                                             loop_reconcilers: Reconcilers, fs_type: str,
                                                             storage_class_name: str, before: str, after: str) -> None:
     pv = await provisioned(cluster, loop_reconcilers, pvc("data", before, storage_class=storage_class_name))
-    path, image = pv["spec"]["local"]["path"], loop_pool.image_path(pv["metadata"]["name"])
+    path, image = volume_path(pv), loop_pool.image_path(pv["metadata"]["name"])
     data = os.urandom(MIB) * 20
     (Path(path) / "disk.img").write_bytes(data)
     image_before, room_before = image.stat().st_size, room(path)
@@ -168,7 +169,7 @@ async def test_a_filesystem_volume_grows_and_keeps_its_data(cluster: EmbeddedClu
 async def test_a_block_volume_grows_and_keeps_its_data(cluster: EmbeddedCluster, loop_pool: LoopPool,
                                                        loop_reconcilers: Reconcilers) -> None:
     pv = await provisioned(cluster, loop_reconcilers, pvc("data", "16Mi", volume_mode="Block"))
-    device = pv["spec"]["local"]["path"]
+    device = volume_path(pv)
     with open(device, "r+b") as out:
         out.seek(15 * MIB)
         out.write(b"end of the old device")
@@ -221,7 +222,7 @@ async def test_an_interrupted_expansion_says_so_and_finishes_later(cluster: Embe
 
     claim = await cluster.get(*PVC, "data", "default")
     assert claim["status"]["capacity"] == {"storage": "128Mi"} and "conditions" not in claim["status"]
-    assert room(pv["spec"]["local"]["path"]) >= 128 * MIB
+    assert room(volume_path(pv)) >= 128 * MIB
 
 
 async def test_a_volume_found_short_is_grown_when_mounted_again(loop_pool: LoopPool) -> None:
@@ -254,7 +255,7 @@ def pod_using(claim: str, phase: str = "Running") -> dict[str, Any]:
 async def test_an_ext4_volume_in_use_grows_online_or_once_its_pod_has_finished(
         cluster: EmbeddedCluster, loop_reconcilers: Reconcilers) -> None:
     pv = await provisioned(cluster, loop_reconcilers, pvc("data", "64Mi"))
-    path = pv["spec"]["local"]["path"]
+    path = volume_path(pv)
     (Path(path) / "disk.img").write_bytes(b"in use" * 1000)
     await cluster.create(pod_using("data"))
     await grow(cluster, "256Mi")

@@ -15,7 +15,17 @@ from cdi.embedded.volumes.claim_plan import Provision, plan_claim
 from cdi.embedded.volumes.loop import LoopPool
 from cdi.runtime.types import Key
 from tests.volumes.conftest import Reconcilers
-from tests.volumes.support import MIB, block_size, events_about, loop_devices_of, mounted_at, pvc, settle, static_pv
+from tests.volumes.support import (
+    MIB,
+    block_size,
+    events_about,
+    loop_devices_of,
+    mounted_at,
+    pvc,
+    settle,
+    static_pv,
+    volume_path,
+)
 
 PVC, PV = ("v1", "PersistentVolumeClaim"), ("v1", "PersistentVolume")
 
@@ -36,20 +46,24 @@ async def test_an_immediate_claim_gets_a_bound_volume(cluster: EmbeddedCluster, 
     assert claim["status"] == {"phase": "Bound", "capacity": {"storage": "58Mi"}, "accessModes": ["ReadWriteOnce"]}
     assert claim["metadata"]["annotations"]["pv.kubernetes.io/bind-completed"] == "yes"
     assert claim["metadata"]["annotations"]["pv.kubernetes.io/bound-by-controller"] == "yes"
-    assert claim["metadata"]["annotations"]["volume.kubernetes.io/storage-provisioner"] == "pycdi.local/hostpath"
+    assert claim["metadata"]["annotations"]["volume.kubernetes.io/storage-provisioner"] == "local.csi.pycdi.io"
     assert pv["status"]["phase"] == "Bound"
     assert pv["spec"]["capacity"] == {"storage": "58Mi"}
     assert pv["spec"]["claimRef"] == {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": "default",
                                       "name": "data", "uid": created["metadata"]["uid"]}
-    assert pv["spec"]["local"]["path"] == str(loop_pool.mount_path(name))
+    assert volume_path(pv) == str(loop_pool.mount_path(name))
+    assert "local" not in pv["spec"]
+    assert pv["spec"]["csi"] == {"driver": "local.csi.pycdi.io", "volumeHandle": name, "fsType": "ext4",
+                                 "volumeAttributes": {"pycdi.local/pool": "loop",
+                                                      "pycdi.local/backing": str(loop_pool.image_path(name))}}
     assert (pv["spec"]["storageClassName"], pv["spec"]["volumeMode"]) == ("local", "Filesystem")
     assert pv["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
     assert pv["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == [
         "pycdi-node"]
-    assert pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == "pycdi.local/hostpath"
+    assert pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == "local.csi.pycdi.io"
     assert pv["metadata"]["finalizers"] == ["pycdi.local/volume-protection"]
-    assert mounted_at(pv["spec"]["local"]["path"]) == "ext4"
-    stats = os.statvfs(pv["spec"]["local"]["path"])
+    assert mounted_at(volume_path(pv)) == "ext4"
+    stats = os.statvfs(volume_path(pv))
     assert stats.f_bavail * stats.f_frsize >= 58 * MIB  # its files get the whole capacity
     assert ("Normal", "ProvisioningSucceeded", f"Successfully provisioned volume {name}") in await events_about(
         cluster, "data")
@@ -96,7 +110,7 @@ async def test_a_block_claim_gets_a_loop_device(cluster: EmbeddedCluster, loop_p
     await settle(cluster, loop_reconcilers.claims, loop_reconcilers.volumes)
 
     pv = await cluster.get(*PV, (await get_claim(cluster))["spec"]["volumeName"])
-    device = pv["spec"]["local"]["path"]
+    device = volume_path(pv)
     assert device.startswith("/dev/loop")
     assert pv["spec"]["volumeMode"] == "Block"
     assert pv["metadata"]["annotations"]["pycdi.local/volume-path"] == device
@@ -108,7 +122,7 @@ async def test_deleting_the_claim_deletes_the_volume_and_its_storage(cluster: Em
     await cluster.create(pvc("data"))
     await cluster.create(pvc("raw", volume_mode="Block"))
     await settle(cluster, loop_reconcilers.claims, loop_reconcilers.volumes)
-    volumes = {obj["metadata"]["name"]: obj["spec"]["local"]["path"] for obj in (await cluster.list(*PV)).items}
+    volumes = {obj["metadata"]["name"]: volume_path(obj) for obj in (await cluster.list(*PV)).items}
     images = [loop_pool.image_path(name) for name in volumes]
 
     await cluster.delete(*PVC, "data", "default")
@@ -156,7 +170,7 @@ async def test_a_crash_between_volume_and_pv_does_not_leak_a_second_volume(
     assert await loop_pool.volume_names() == [provision.volume_name]
     assert len(loop_devices_of(loop_pool.image_path(provision.volume_name))) == 1
     pv = await cluster.get(*PV, provision.volume_name)
-    assert (Path(pv["spec"]["local"]["path"]) / "written-before-the-crash").exists()
+    assert (Path(volume_path(pv)) / "written-before-the-crash").exists()
     assert (await get_claim(cluster))["status"]["phase"] == "Bound"
 
 
@@ -219,7 +233,7 @@ async def test_the_directory_pool_provisions_directories_and_refuses_block(
     await cluster.create(pvc("raw", volume_mode="Block"))
     await settle(cluster, directory_reconcilers.claims, directory_reconcilers.volumes)
 
-    path = Path((await cluster.get(*PV, (await get_claim(cluster))["spec"]["volumeName"]))["spec"]["local"]["path"])
+    path = Path(volume_path(await cluster.get(*PV, (await get_claim(cluster))["spec"]["volumeName"])))
     assert path.is_dir() and path.is_relative_to(pool_root)
     assert list(path.iterdir()) == []
     assert (await get_claim(cluster, "raw"))["status"] == {"phase": "Pending"}

@@ -22,6 +22,7 @@ from tests.volumes.support import (
     pvc,
     settle,
     unmount,
+    volume_path,
 )
 
 PVC, PV = ("v1", "PersistentVolumeClaim"), ("v1", "PersistentVolume")
@@ -46,8 +47,8 @@ async def test_volumes_come_back_after_a_reboot(cluster: EmbeddedCluster, loop_p
     await cluster.create(pvc("raw", volume_mode="Block"))
     await settle(cluster, loop_reconcilers.claims, loop_reconcilers.volumes)
     files, raw = await bound_volume(cluster, "files"), await bound_volume(cluster, "raw")
-    (Path(files["spec"]["local"]["path"]) / "disk.img").write_bytes(b"filesystem data")
-    old_device = raw["spec"]["local"]["path"]
+    (Path(volume_path(files)) / "disk.img").write_bytes(b"filesystem data")
+    old_device = volume_path(raw)
     with open(old_device, "r+b") as device:
         device.write(b"block data")
     reboot(loop_pool, [files["metadata"]["name"], raw["metadata"]["name"]])
@@ -60,12 +61,12 @@ async def test_volumes_come_back_after_a_reboot(cluster: EmbeddedCluster, loop_p
     assert sorted(report.attached) == sorted([files["metadata"]["name"], raw["metadata"]["name"]])
     assert report.failed == {} and report.released == []
     raw_after = await cluster.get(*PV, raw["metadata"]["name"])
-    new_device = raw_after["spec"]["local"]["path"]
+    new_device = volume_path(raw_after)
     assert new_device != old_device and report.moved == {raw["metadata"]["name"]: new_device}
     assert raw_after["metadata"]["annotations"]["pycdi.local/volume-path"] == new_device
     with open(new_device, "rb") as device:
         assert device.read(10) == b"block data"
-    assert (Path(files["spec"]["local"]["path"]) / "disk.img").read_bytes() == b"filesystem data"
+    assert (Path(volume_path(files)) / "disk.img").read_bytes() == b"filesystem data"
 
     again = await ensure_all_attached(cluster, LoopPool(pool_root))
     assert again.moved == {} and sorted(again.attached) == sorted(report.attached)
@@ -105,15 +106,24 @@ async def test_a_volume_whose_claim_is_still_provisioning_is_kept(cluster: Embed
 
 async def test_default_storage_classes_are_created_once(tmp_path: Path, clock: FakeClock) -> None:
     async with EmbeddedCluster(tmp_path / "fresh.db", clock=clock) as cluster:
-        assert await ensure_default_storage(cluster) == ["local", "local-wffc", "local-xfs"]
+        assert await ensure_default_storage(cluster) == ["local", "local-wffc", "local-xfs",
+                                                         "CSIDriver/local.csi.pycdi.io",
+                                                         "VolumeSnapshotClass/local-snapshots"]
         await cluster.patch("storage.k8s.io/v1", "StorageClass", "local-wffc", {"reclaimPolicy": "Retain"})
+        await cluster.patch("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass", "local-snapshots",
+                            {"deletionPolicy": "Retain"})
         assert await ensure_default_storage(cluster) == []
         classes = {obj["metadata"]["name"]: obj for obj in (await cluster.list("storage.k8s.io/v1",
                                                                                "StorageClass")).items}
+        driver = await cluster.get("storage.k8s.io/v1", "CSIDriver", "local.csi.pycdi.io")
+        snapshot_class = await cluster.get("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass", "local-snapshots")
+    assert driver["spec"]["attachRequired"] is False and driver["spec"]["volumeLifecycleModes"] == ["Persistent"]
+    assert snapshot_class["metadata"]["annotations"] == {"snapshot.storage.kubernetes.io/is-default-class": "true"}
+    assert (snapshot_class["driver"], snapshot_class["deletionPolicy"]) == ("local.csi.pycdi.io", "Retain")
     local, wffc, xfs = classes["local"], classes["local-wffc"], classes["local-xfs"]
     assert local["metadata"]["annotations"] == {"storageclass.kubernetes.io/is-default-class": "true"}
     assert (local["provisioner"], local["volumeBindingMode"], local["reclaimPolicy"]) == (
-        "pycdi.local/hostpath", "Immediate", "Delete")
+        "local.csi.pycdi.io", "Immediate", "Delete")
     assert (wffc["volumeBindingMode"], wffc["reclaimPolicy"]) == ("WaitForFirstConsumer", "Retain")
     assert wffc["metadata"].get("annotations", {}) == {}
     assert xfs["parameters"] == {"csi.storage.k8s.io/fstype": "xfs"}

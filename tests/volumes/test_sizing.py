@@ -21,7 +21,7 @@ from cdi.quantity import parse_quantity
 from cdi.sizing import DEFAULT_FILESYSTEM_OVERHEAD, required_space, usable_space
 from importer.target import discover_target
 from tests.volumes.conftest import Reconcilers
-from tests.volumes.support import MIB, mounted_at, pvc, settle
+from tests.volumes.support import MIB, mounted_at, pvc, settle, volume_path
 
 SIZES = ("64Mi", "128Mi", "1Gi", "2Gi", "10Gi", "100Gi")
 CLASSES = {"ext4": "local", "xfs": "local-xfs"}
@@ -39,7 +39,7 @@ async def test_the_disk_is_the_requested_size(cluster: EmbeddedCluster, loop_poo
 
     claim = await cluster.get("v1", "PersistentVolumeClaim", "disk", "default")
     volume = await cluster.get("v1", "PersistentVolume", claim["spec"]["volumeName"])
-    path = Path(volume["spec"]["local"]["path"])
+    path = Path(volume_path(volume))
     target = discover_target(path, pvc_request)
     disk = usable_space(DEFAULT_FILESYSTEM_OVERHEAD, target.available)
 

@@ -70,7 +70,7 @@ def test_retain_keeps_the_released_volume() -> None:
 def test_a_foreign_volume_with_delete_policy_fails() -> None:
     assert plan(volume(ours=False), owned=False) == (
         SetVolumePhase("Failed"), Notify("Warning", "VolumeFailedDelete", 'Error getting deleter volume plugin for '
-                                         'volume "pv": it was not provisioned by pycdi.local/hostpath'))
+                                         'volume "pv": it was not provisioned by local.csi.pycdi.io'))
     assert plan(volume("Failed", ours=False), owned=False) == ()
 
 

@@ -1,11 +1,12 @@
 """A pod's volumes as paths on this machine: what kubelet's volume manager does, for the local node.
 
 `prepare_volumes` reads what the pod's volumes name (claims and their PersistentVolumes, Secrets,
-ConfigMaps) and returns a `LocalVolume` per volume: a claim is its bound PV's path (the provisioner's
-recorded current path, else `spec.local.path`, else `spec.hostPath.path`), Block when the claim asks
-for it; an emptyDir is a directory of the pod; a Secret or ConfigMap is materialised there as one
-file per key (or per `items` entry) with `defaultMode`/`mode`, the way kubelet projects them. A
-volume that cannot be set up raises `VolumeError`; the runner leaves the container ContainerCreating
+ConfigMaps) and returns a `LocalVolume` per volume: a claim is its bound PV's path (the provisioner's recorded
+current path, the `pycdi.local/volume-path` annotation, which its `spec.csi` PVs carry; else
+`spec.local.path`, as PVs of earlier versions and static local PVs have; else `spec.hostPath.path`), Block
+when the claim asks for it; an emptyDir is a directory of the pod; a Secret or ConfigMap is materialised there
+as one file per key (or per `items` entry) with `defaultMode`/`mode`, the way kubelet projects them. A volume
+that cannot be set up raises `VolumeError`; the runner leaves the container ContainerCreating
 and says why in a FailedMount event. `volume_files` is the pure half; `fetch_key_data` is also how
 `starter` reads the objects env variables refer to.
 """
@@ -126,7 +127,8 @@ async def _claim(cluster: Cluster, namespace: str, volume: Volume) -> LocalVolum
         raise VolumeError(f'persistentvolume "{pv_name}" bound to claim "{volume.ref}" not found') from e
     path = pv_path(pv)
     if path is None:
-        raise VolumeError(f'persistentvolume "{pv_name}" has no local path (spec.local or spec.hostPath)')
+        raise VolumeError(f'persistentvolume "{pv_name}" has no local path (annotation pycdi.local/volume-path, '
+                          f'spec.local or spec.hostPath)')
     block = ((claim.get("spec") or {}).get("volumeMode") or (pv.get("spec") or {}).get("volumeMode")) == "Block"
     return LocalVolume(Path(path), block=block)
 

@@ -4,22 +4,24 @@
 `DirectoryPool`), `ensure_default_storage(cluster)` (StorageClasses `local`, `local-wffc` and `local-xfs`),
 `ensure_all_attached(cluster, pool)` (re-attach after a restart), then runs
 `controllers(cluster, pool, clock)` with the runtime's manager. The pod runner maps a claim to a path
-through its bound PV's `spec.local.path`.
+through its bound PV's `pycdi.local/volume-path` annotation (PVs are CSI volumes of `CSI_DRIVER_NAME`).
 """
 
 from cdi.embedded.volumes.defaults import DEFAULT_CLASS, WFFC_CLASS, XFS_CLASS, ensure_default_storage
 from cdi.embedded.volumes.directory import DirectoryPool
 from cdi.embedded.volumes.errors import VolumeError
-from cdi.embedded.volumes.keys import NODE_NAME, PROVISIONER_NAME
+from cdi.embedded.volumes.keys import CSI_DRIVER_NAME, DEFAULT_SNAPSHOT_CLASS, NODE_NAME, PROVISIONER_NAME
 from cdi.embedded.volumes.loop import LoopPool
-from cdi.embedded.volumes.pool import StoragePool, VolumeInfo
+from cdi.embedded.volumes.pool import SnapshotInfo, StoragePool, VolumeInfo
 from cdi.embedded.volumes.provisioner import ClaimReconciler, controllers
 from cdi.embedded.volumes.reclaimer import VolumeReconciler
 from cdi.embedded.volumes.restart import AttachReport, ensure_all_attached
 from cdi.embedded.volumes.selection import open_pool
 
 __all__ = [
+    "CSI_DRIVER_NAME",
     "DEFAULT_CLASS",
+    "DEFAULT_SNAPSHOT_CLASS",
     "NODE_NAME",
     "PROVISIONER_NAME",
     "WFFC_CLASS",
@@ -28,6 +30,7 @@ __all__ = [
     "ClaimReconciler",
     "DirectoryPool",
     "LoopPool",
+    "SnapshotInfo",
     "StoragePool",
     "VolumeError",
     "VolumeInfo",

@@ -4,12 +4,15 @@
 the ordered actions `cdi.embedded.volumes.provisioner` applies. It follows Kubernetes' PV controller
 and external-provisioner: a claim without a class gets the default class (the newest, if several);
 a claim naming a volume binds to it if it fits; otherwise an Available volume that fits binds
-(smallest first); otherwise a class served by `PROVISIONER_NAME` provisions a new volume, at once
+(smallest first); otherwise a class served by this provisioner (`OUR_PROVISIONERS`: its CSI driver
+name, or its earlier name) provisions a new volume, at once
 for Immediate classes and once the scheduler has set `volume.kubernetes.io/selected-node` for
 WaitForFirstConsumer classes. Binding is PV claimRef → PV phase Bound → claim `spec.volumeName` and
 bind annotations → claim status Bound, and every step is planned only when it is not done yet, so a
 plan from the state a crash left behind picks up where it stopped. Why a claim waits is said in an
-Event. Claims filled by a volume populator (a `dataSourceRef` to another kind) are left to it. Once a
+Event. A claim whose data source is a PVC or VolumeSnapshot is provisioned as a copy of it, once
+`cdi.embedded.volumes.source_plan` allows (the plan then asks to be run again while the source is not
+ready). Claims filled by a volume populator (a `dataSourceRef` to another kind) are left to it. Once a
 claim is bound, a request grown past its volume's capacity is expanded as
 `cdi.embedded.volumes.expansion` plans.
 """
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 
 from cdi.api.core import AccessMode, VolumeMode
 from cdi.embedded.volumes.expansion import ExpansionAction, ResizeEvent, plan_expansion
-from cdi.embedded.volumes.keys import PROVISIONER_NAME
+from cdi.embedded.volumes.keys import OUR_PROVISIONERS
 from cdi.embedded.volumes.objects import (
     BindingMode,
     ClaimView,
@@ -29,10 +32,10 @@ from cdi.embedded.volumes.objects import (
     VolumeView,
 )
 from cdi.embedded.volumes.pool import round_up_to_mib
+from cdi.embedded.volumes.source_plan import CopyFrom, CopySource, Refuse, plan_copy
 from cdi.quantity import format_quantity
 
 BOUND, PENDING, LOST, AVAILABLE = "Bound", "Pending", "Lost", "Available"
-_COPY_SOURCES = ("PersistentVolumeClaim", "VolumeSnapshot")
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class MarkPending:
 
 @dataclass(frozen=True)
 class AnnotateProvisioner:
-    pass  # volume.kubernetes.io/storage-provisioner (and the beta key) on the claim
+    provisioner: str  # volume.kubernetes.io/storage-provisioner (and the beta key) on the claim
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,7 @@ class Provision:
     storage_class_name: str
     reclaim_policy: ReclaimPolicy
     fs_type: str | None
+    source: CopyFrom | None = None  # provision as a copy of a volume or snapshot
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,11 @@ class Notify:
     message: str
 
 
+@dataclass(frozen=True)
+class WaitForSource:
+    pass  # internal to the planner: becomes ClaimPlan.waits_for_source
+
+
 ClaimAction = (SetStorageClass | MarkPending | AnnotateProvisioner | Provision | ReserveVolume | MarkVolumeBound
                | BindClaim | SetClaimBound | MarkLost | Notify | ExpansionAction)
 
@@ -106,12 +115,14 @@ class ClaimObservation:
     classes: tuple[StorageClassView, ...] = ()
     volumes: tuple[VolumeView, ...] = ()
     in_use: bool = False  # a pod that has not finished mounts the claim
+    source: CopySource | None = None  # the PVC or VolumeSnapshot the claim's data source names
 
 
 @dataclass(frozen=True)
 class ClaimPlan:
     storage_class: str | None  # the class the claim is (or will be) of; None while it has none
     actions: tuple[ClaimAction, ...]
+    waits_for_source: bool = False  # its data source is not ready yet: plan again in a moment
 
     @property
     def binds(self) -> bool:
@@ -140,10 +151,13 @@ def plan_claim(observed: ClaimObservation) -> ClaimPlan:
         class_name = default.name
     if claim.phase == "":
         head.append(MarkPending())  # what the API server defaults a new claim's phase to
-    return ClaimPlan(class_name, (*head, *_bind_or_provision(observed, claim, class_name or "")))
+    actions = _bind_or_provision(observed, claim, class_name or "")
+    waits = any(isinstance(action, WaitForSource) for action in actions)
+    return ClaimPlan(class_name, (*head, *(a for a in actions if not isinstance(a, WaitForSource))), waits)
 
 
-def _bind_or_provision(observed: ClaimObservation, claim: ClaimView, class_name: str) -> tuple[ClaimAction, ...]:
+def _bind_or_provision(observed: ClaimObservation, claim: ClaimView, class_name: str
+                       ) -> tuple[ClaimAction | WaitForSource, ...]:
     if claim.volume_name:
         return _bind_requested(observed, claim, class_name)
     mine = [volume for volume in observed.volumes
@@ -157,7 +171,7 @@ def _bind_or_provision(observed: ClaimObservation, claim: ClaimView, class_name:
     match = best_match(claim, class_name, observed.volumes)
     if match is not None:
         return (ReserveVolume(match.name, match.resource_version), *_complete_binding(observed, claim, match))
-    return _provision(claim, class_name, storage_class)
+    return _provision(claim, class_name, storage_class, observed.source)
 
 
 def _bind_requested(observed: ClaimObservation, claim: ClaimView, class_name: str) -> tuple[ClaimAction, ...]:
@@ -226,30 +240,37 @@ def best_match(claim: ClaimView, class_name: str, volumes: tuple[VolumeView, ...
     return fitting[0] if fitting else None
 
 
-def _provision(claim: ClaimView, class_name: str, storage_class: StorageClassView | None) -> tuple[ClaimAction, ...]:
+def _provision(claim: ClaimView, class_name: str, storage_class: StorageClassView | None,
+               source: CopySource | None) -> tuple[ClaimAction | WaitForSource, ...]:
     if not class_name:
         return (Notify("Normal", "FailedBinding",
                        "no persistent volumes available for this claim and no storage class is set"),)
     if storage_class is None:
         return (Notify("Warning", "ProvisioningFailed", f'storageclass.storage.k8s.io "{class_name}" not found'),)
-    if storage_class.provisioner != PROVISIONER_NAME:
+    if storage_class.provisioner not in OUR_PROVISIONERS:
         return (Notify("Normal", "ExternalProvisioning",
                        f"Waiting for a volume to be created either by the external provisioner "
                        f"'{storage_class.provisioner}' or manually by the system administrator. If volume creation "
                        f"is delayed, please verify that the provisioner is running and correctly registered."),)
-    if claim.data_source_kind in _COPY_SOURCES:
-        return (Notify("Warning", "ProvisioningFailed",
-                       f"{PROVISIONER_NAME} cannot create a volume from a {claim.data_source_kind} data source"),)
-    if claim.data_source_kind is not None:
+    if claim.data_source is not None and not claim.data_source.copies:
         return ()  # a volume populator owns this claim
     if not claim.request_bytes or claim.request_bytes < 0:
         return (Notify("Warning", "ProvisioningFailed",
                        f"spec.resources.requests.storage must be a positive quantity, not {claim.request_text!r}"),)
     name, size = volume_name_for(claim), round_up_to_mib(claim.request_bytes)
+    copy = None
+    if claim.data_source is not None:
+        decided = plan_copy(claim.namespace, size, claim.volume_mode, source or CopySource(claim.data_source),
+                            OUR_PROVISIONERS)
+        if isinstance(decided, Refuse):
+            return (AnnotateProvisioner(storage_class.provisioner), Notify("Warning", decided.reason,
+                    f'failed to provision volume with StorageClass "{storage_class.name}": {decided.message}'),
+                    *((WaitForSource(),) if decided.waiting else ()))
+        copy = decided
     access_modes = claim.access_modes or (AccessMode.READ_WRITE_ONCE.value,)
-    return (AnnotateProvisioner(),
+    return (AnnotateProvisioner(storage_class.provisioner),
             Provision(name, size, claim.volume_mode, access_modes, storage_class.name, storage_class.reclaim_policy,
-                      storage_class.fs_type),
+                      storage_class.fs_type, copy),
             Notify("Normal", "ProvisioningSucceeded", f"Successfully provisioned volume {name}"),
             MarkVolumeBound(name), BindClaim(name, by_controller=True),
             SetClaimBound(format_quantity(size), access_modes))

@@ -5,32 +5,45 @@ capacity enforcement: a volume can grow until the pool's own filesystem is full,
 asked for, so importers see the host filesystem's free space, not the volume's. Block volumes need a
 device and are refused with `BlockVolumesUnsupported`. `cdi.embedded.volumes.selection` picks this
 pool only when `LoopPool` cannot work; nothing needs attaching after a restart, so `ensure_attached`
-only checks that the directory is still there.
+only checks that the directory is still there. A snapshot (`snapshots/<handle>/`) or a clone is a copy
+of the volume's directory, each file reflinked where the pool's filesystem can, else copied sparsely;
+a plain directory cannot be frozen, so a volume a pod is using is not snapshotted
+(`SnapshotNotConsistent`, retried) rather than copied while it changes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from cdi.api.core import VolumeMode
+from cdi.embedded.volumes.copying import copy_tree, supports_reflink
 from cdi.embedded.volumes.errors import (
     BlockVolumesUnsupported,
+    SnapshotMissing,
+    SnapshotNotConsistent,
     VolumeConflict,
     VolumeMissing,
     translated_os_errors,
 )
-from cdi.embedded.volumes.pool import VolumeInfo
+from cdi.embedded.volumes.pool import SnapshotInfo, VolumeInfo
+from cdi.embedded.volumes.snapshotfiles import SnapshotFiles
 
 
 class DirectoryPool:
     """Volumes as directories under `root` (see the module docstring)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, now_ns: Callable[[], int] = time.time_ns) -> None:
         self._root = root.resolve()
+        self._now_ns = now_ns
+        self._reflink: bool | None = None
+        self._snapshots = SnapshotFiles(self._root / "snapshots", "")
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @property
@@ -86,3 +99,53 @@ class DirectoryPool:
     async def volume_names(self) -> list[str]:
         volumes = self._root / "volumes"
         return sorted(path.name for path in volumes.iterdir() if path.is_dir()) if volumes.is_dir() else []
+
+    @property
+    def supports_reflink(self) -> bool:
+        if self._reflink is None:
+            with translated_os_errors(f"probing {self._root} for reflink support"):
+                self._root.mkdir(parents=True, exist_ok=True)
+                self._reflink = supports_reflink(self._root)
+        return self._reflink
+
+    async def snapshot_volume(self, info: VolumeInfo, handle: str, *, in_use: bool = False) -> SnapshotInfo:
+        async with self._locks[info.name]:
+            taken = self._snapshots.read(handle)
+            if taken is not None:
+                return taken
+            if in_use:
+                raise SnapshotNotConsistent(
+                    f"volume {info.name} is a plain directory in use by a pod, which cannot be frozen for a "
+                    f"consistent snapshot; it is taken once no pod uses the volume")
+            source = await self.ensure_attached(info)
+            partial = self._snapshots.prepare(handle)
+            created = self._now_ns()
+            with translated_os_errors(f"snapshotting volume {info.name}"):
+                method = await asyncio.to_thread(copy_tree, Path(source.backing), partial)
+            return self._snapshots.commit(SnapshotInfo(
+                handle=handle, source_volume=info.name, volume_mode=info.volume_mode, size_bytes=info.size_bytes,
+                backing=str(self._snapshots.backing(handle)), pool=self.kind, created_ns=created, method=method))
+
+    async def get_snapshot(self, handle: str) -> SnapshotInfo | None:
+        return self._snapshots.read(handle)
+
+    async def delete_snapshot(self, handle: str) -> None:
+        async with self._locks[f"snapshot {handle}"]:
+            self._snapshots.delete(handle)
+
+    async def create_volume_from(self, name: str, size_bytes: int, source: VolumeInfo | SnapshotInfo) -> VolumeInfo:
+        if source.volume_mode == VolumeMode.BLOCK:
+            return await self.create_volume(name, size_bytes, source.volume_mode)  # refused
+        async with self._locks[name]:
+            directory = self.volume_path(name)
+            if not directory.exists():
+                if not Path(source.backing).is_dir():
+                    what = source.handle if isinstance(source, SnapshotInfo) else source.name
+                    raise SnapshotMissing(f"the source {what} of volume {name} is gone from {source.backing}")
+                partial = directory.with_name(f".{name}.partial")
+                with translated_os_errors(f"copying {source.backing} into volume {name}"):
+                    shutil.rmtree(partial, ignore_errors=True)
+                    await asyncio.to_thread(copy_tree, Path(source.backing), partial)
+                    os.replace(partial, directory)
+            return VolumeInfo(name=name, volume_mode=source.volume_mode, size_bytes=max(size_bytes, source.size_bytes),
+                              path=str(directory), backing=str(directory), pool=self.kind)

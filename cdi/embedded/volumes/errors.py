@@ -13,6 +13,8 @@ happen, with `raise ... from`.
     ├── VolumeToolFailed         losetup/mkfs/mount/umount/resize failed or timed out  retryable
     ├── VolumeNotGrown           the filesystem would not grow to offer the capacity   retryable
     ├── VolumeInUse              it can grow only unmounted, and a pod uses it         retryable
+    ├── SnapshotNotConsistent    a pod writes to a volume the pool cannot freeze      retryable
+    ├── SnapshotMissing          the snapshot a handle names is not in the pool        terminal
     └── PoolIOError              the pool's directory could not be written (ENOSPC…)   retryable
 """
 
@@ -58,6 +60,15 @@ class VolumeNotGrown(VolumeError):
 class VolumeInUse(VolumeError):
     reason = "VolumeInUse"
     retryable = True
+
+
+class SnapshotNotConsistent(VolumeError):
+    reason = "SnapshotNotConsistent"
+    retryable = True
+
+
+class SnapshotMissing(VolumeError):
+    reason = "SnapshotMissing"
 
 
 class PoolIOError(VolumeError):

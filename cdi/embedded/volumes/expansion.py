@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from cdi.api.core import VolumeMode
-from cdi.embedded.volumes.keys import PROVISIONER_NAME
 from cdi.embedded.volumes.objects import ClaimView, StorageClassView, VolumeView
 from cdi.embedded.volumes.pool import VolumeInfo, round_up_to_mib
 from cdi.quantity import format_quantity
@@ -69,7 +68,7 @@ def plan_expansion(claim: ClaimView, volume: VolumeView, storage_class: StorageC
                    in_use: bool = False) -> tuple[ExpansionAction, ...] | None:
     """What expanding `volume` for its bound `claim` takes; None when there is nothing to expand (the
     caller then just keeps the claim's status in step with the volume)."""
-    if volume.provisioned_by != PROVISIONER_NAME or volume.info is None or claim.request_bytes is None:
+    if not volume.ours or volume.info is None or claim.request_bytes is None:
         return None
     wanted = round_up_to_mib(claim.request_bytes)
     if wanted > volume.capacity_bytes:

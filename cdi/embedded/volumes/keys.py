@@ -3,8 +3,13 @@
 Kubernetes' own keys (the PV controller's binding annotations, the provisioned-by annotation, the
 default-class annotation re-exported from `cdi.contracts.annotations`, the CSI fstype parameter) and
 this provisioner's own (`pycdi.local/...`: which pool holds a volume, its backing file and its
-current path). The pod runner
-reads `spec.local.path` of a PV, or `ANN_VOLUME_PATH`, to map a claim to a path on this machine.
+current path). The pod runner reads `ANN_VOLUME_PATH` of a PV (or `spec.local.path` of a PV an earlier
+version stored) to map a claim to a path on this machine.
+
+The provisioner is a CSI driver, `CSI_DRIVER_NAME`: new StorageClasses name it as their provisioner,
+PVs carry it in `spec.csi.driver`, and the CSIDriver object and default VolumeSnapshotClass
+(`DEFAULT_SNAPSHOT_CLASS`) describe it. `PROVISIONER_NAME` is what earlier versions called it (not a
+valid CSI driver name); classes and PVs stored with it keep being served (`OUR_PROVISIONERS`).
 """
 
 from __future__ import annotations
@@ -27,15 +32,21 @@ __all__ = [
     "ANN_VOLUME_PATH",
     "ANN_VOLUME_POOL",
     "COMPONENT",
+    "CSI_DRIVER_NAME",
+    "DEFAULT_SNAPSHOT_CLASS",
     "FINALIZER_VOLUME_PROTECTION",
     "HOSTNAME_LABEL",
     "NODE_NAME",
+    "OUR_PROVISIONERS",
     "PARAM_FS_TYPE",
     "PARAM_FS_TYPE_LEGACY",
     "PROVISIONER_NAME",
 ]
 
-PROVISIONER_NAME: Final = "pycdi.local/hostpath"  # StorageClass.provisioner this provisioner serves
+CSI_DRIVER_NAME: Final = "local.csi.pycdi.io"  # the CSI driver name: StorageClass.provisioner, PV spec.csi.driver
+PROVISIONER_NAME: Final = "pycdi.local/hostpath"  # the provisioner name of earlier versions, still served
+OUR_PROVISIONERS: Final = (CSI_DRIVER_NAME, PROVISIONER_NAME)  # StorageClass.provisioner values served here
+DEFAULT_SNAPSHOT_CLASS: Final = "local-snapshots"  # the default VolumeSnapshotClass of CSI_DRIVER_NAME
 NODE_NAME: Final = "pycdi-node"  # the one node of the embedded mode
 HOSTNAME_LABEL: Final = "kubernetes.io/hostname"  # the node label PV nodeAffinity selects on
 COMPONENT: Final = "persistentvolume-controller"  # Events' source, as Kubernetes' PV controller

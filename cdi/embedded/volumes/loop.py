@@ -1,9 +1,12 @@
 """`LoopPool`: each volume is one sparse image file on a loop device, the embedded mode's default pool.
 
-Layout under the pool directory:
+Layout under the pool directory (`data` is the pool directory itself, or the reflink-capable xfs
+filesystem `reflink/` that `cdi.embedded.volumes.reflinkfs` mounts there when the pool directory's own
+filesystem cannot reflink; images of volumes made before that are found under the pool directory):
 
-    images/<pv-name>.img    the volume's data: a sparse file (a Block volume's is exactly its size)
-    mounts/<pv-name>/       where a Filesystem volume's image is mounted (the PV's path)
+    <data>/images/<pv-name>.img      the volume's data: a sparse file (a Block volume's is exactly its size)
+    <data>/snapshots/<handle>.img    a snapshot: a reflink (or sparse) copy of an image, with <handle>.json
+    mounts/<pv-name>/                where a Filesystem volume's image is mounted (the PV's path)
 
 A Filesystem volume is formatted (ext4 by default, xfs on request) and mounted, and like a CSI
 driver's volume its files get the whole capacity: the image is made bigger than the capacity by the
@@ -16,24 +19,30 @@ devices and mounts do not survive a reboot and loop numbers change, so `ensure_a
 image's current device (`losetup --associated`) or attaches it again, mounts it if nothing is mounted
 at its mount directory, and grows it if it is smaller than its capacity (an expansion cut short).
 Expansion is two steps, as a CSI driver's: `expand_volume` grows the image and loop device (the
-controller's part), `expand_filesystem` the mounted filesystem (the node's part). Commands come from
+controller's part), `expand_filesystem` the mounted filesystem (the node's part). A snapshot or clone
+copies the image (`cdi.embedded.volumes.copying`) while the volume's mounted filesystem is frozen
+(fsfreeze, always thawed) or its loop device's buffers are flushed (Block). Commands come from
 `cdi.embedded.volumes.commands` and run through an injected `cdi.toolrun` runner.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
+import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from cdi.api.core import VolumeMode
 from cdi.embedded.volumes import commands
+from cdi.embedded.volumes.copying import clone_file, flush_block_device, supports_reflink
 from cdi.embedded.volumes.errors import (
+    SnapshotMissing,
     UnsupportedFilesystem,
     VolumeConflict,
     VolumeInUse,
@@ -42,7 +51,8 @@ from cdi.embedded.volumes.errors import (
 )
 from cdi.embedded.volumes.fit import first_image_size
 from cdi.embedded.volumes.growth import fit_filesystem, grow_block, grow_file, run_checked
-from cdi.embedded.volumes.pool import VolumeInfo
+from cdi.embedded.volumes.pool import SnapshotInfo, VolumeInfo
+from cdi.embedded.volumes.snapshotfiles import SnapshotFiles
 from cdi.toolrun import Completed, ToolRunner, run_tool
 
 MOUNTINFO = Path("/proc/self/mountinfo")
@@ -53,12 +63,17 @@ class LoopPool:
     """Volumes as image files on loop devices under `root` (see the module docstring)."""
 
     def __init__(self, root: Path, *, fs_type: str = "ext4", runner: ToolRunner = run_tool,
-                 mountinfo: Path = MOUNTINFO) -> None:
+                 mountinfo: Path = MOUNTINFO, data: Path | None = None, reflink: bool | None = None,
+                 now_ns: Callable[[], int] = time.time_ns) -> None:
         check_filesystem(fs_type)
         self._root = root.resolve()
+        self._data = (data or root).resolve()  # where new images and snapshots go (the reflink filesystem)
         self._fs_type = fs_type
         self._run_tool = runner
         self._mountinfo = mountinfo
+        self._reflink = reflink
+        self._now_ns = now_ns
+        self._snapshots = SnapshotFiles(self._data / "snapshots", ".img")
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     @property
@@ -74,20 +89,40 @@ class LoopPool:
         """The filesystem Filesystem volumes get unless a StorageClass asks for another."""
         return self._fs_type
 
+    @property
+    def data(self) -> Path:
+        """The directory holding new images and snapshots: `root`, or the reflink filesystem under it."""
+        return self._data
+
+    @property
+    def supports_reflink(self) -> bool:
+        if self._reflink is None:
+            with translated_os_errors(f"probing {self._data} for reflink support"):
+                self._data.mkdir(parents=True, exist_ok=True)
+                self._reflink = supports_reflink(self._data)
+        return self._reflink
+
     def image_path(self, name: str) -> Path:
-        return self._root / "images" / f"{name}.img"
+        return self._data / "images" / f"{name}.img"
+
+    def _image_dirs(self) -> list[Path]:
+        """Where images are: the data directory's, and `root`'s (volumes made before the reflink filesystem)."""
+        return list(dict.fromkeys((self._data / "images", self._root / "images")))
+
+    def _find_image(self, name: str) -> Path | None:
+        return next((d / f"{name}.img" for d in self._image_dirs() if (d / f"{name}.img").exists()), None)
 
     def mount_path(self, name: str) -> Path:
         return self._root / "mounts" / name
 
     def owns(self, info: VolumeInfo) -> bool:
-        return info.pool == self.kind and info.backing == str(self.image_path(info.name))
+        return info.pool == self.kind and info.backing in {str(d / f"{info.name}.img") for d in self._image_dirs()}
 
     async def create_volume(self, name: str, size_bytes: int, volume_mode: VolumeMode, *,
                             fs_type: str | None = None) -> VolumeInfo:
         fs = None if volume_mode == VolumeMode.BLOCK else check_filesystem(fs_type or self._fs_type)
         async with self._locks[name]:
-            image = self.image_path(name)
+            image = self._find_image(name) or self.image_path(name)
             if image.exists():
                 _check_size(name, image, size_bytes, exact=fs is None)
             else:
@@ -145,19 +180,90 @@ class LoopPool:
             mount_dir = self.mount_path(name)
             if commands.mount_at(self._mounts(), str(mount_dir)) is not None:
                 await self._run(commands.umount_argv(str(mount_dir)), f"unmounting volume {name}")
-            image = self.image_path(name)
-            if image.exists():
-                for device in await self._devices_of(image):
-                    await self._run(commands.detach_argv(device), f"detaching volume {name} from {device}")
+            for image in (d / f"{name}.img" for d in self._image_dirs()):
+                if image.exists():
+                    for device in await self._devices_of(image):
+                        await self._run(commands.detach_argv(device), f"detaching volume {name} from {device}")
+                with translated_os_errors(f"deleting volume {name}"):
+                    image.unlink(missing_ok=True)
             with translated_os_errors(f"deleting volume {name}"):
-                image.unlink(missing_ok=True)
                 self._partial_path(name).unlink(missing_ok=True)
                 if mount_dir.exists() and commands.mount_at(self._mounts(), str(mount_dir)) is None:
                     shutil.rmtree(mount_dir)
 
     async def volume_names(self) -> list[str]:
-        images = self._root / "images"
-        return sorted(path.name.removesuffix(".img") for path in images.glob("*.img")) if images.is_dir() else []
+        return sorted({path.name.removesuffix(".img") for images in self._image_dirs() if images.is_dir()
+                       for path in images.glob("*.img")})
+
+    async def snapshot_volume(self, info: VolumeInfo, handle: str, *, in_use: bool = False) -> SnapshotInfo:
+        """A reflink (or sparse) copy of the volume's image, taken while its filesystem is frozen or its
+        device's buffers are flushed; `in_use` does not matter, as freezing makes any volume consistent."""
+        async with self._locks[info.name]:
+            taken = self._snapshots.read(handle)
+            if taken is not None:
+                return taken
+            image = self._existing_image(info)
+            partial = self._snapshots.prepare(handle)
+            async with self._quiesced(info):
+                created = self._now_ns()
+                method = await self._copy(image, partial, f"snapshotting volume {info.name}")
+            return self._snapshots.commit(SnapshotInfo(
+                handle=handle, source_volume=info.name, volume_mode=info.volume_mode, size_bytes=info.size_bytes,
+                backing=str(self._snapshots.backing(handle)), pool=self.kind, created_ns=created,
+                fs_type=info.fs_type, method=method))
+
+    async def get_snapshot(self, handle: str) -> SnapshotInfo | None:
+        return self._snapshots.read(handle)
+
+    async def delete_snapshot(self, handle: str) -> None:
+        async with self._locks[f"snapshot {handle}"]:
+            self._snapshots.delete(handle)
+
+    async def create_volume_from(self, name: str, size_bytes: int, source: VolumeInfo | SnapshotInfo) -> VolumeInfo:
+        """The volume as a copy of `source`'s image (reflink where possible), attached; a Block volume's
+        device and a Filesystem volume's filesystem then grow to `size_bytes` as an expansion would."""
+        async with self._locks[name]:
+            image = self._find_image(name)
+            if image is None:
+                image = self.image_path(name)
+                partial = self._partial_path(name)
+                with translated_os_errors(f"creating the image for volume {name}"):
+                    partial.parent.mkdir(parents=True, exist_ok=True)
+                if isinstance(source, SnapshotInfo):
+                    if not Path(source.backing).exists():
+                        raise SnapshotMissing(f"snapshot {source.handle} is gone from {source.backing}")
+                    await self._copy(Path(source.backing), partial, f"restoring snapshot {source.handle}")
+                else:
+                    async with self._locks[source.name]:
+                        origin = self._existing_image(source)
+                        async with self._quiesced(source):
+                            await self._copy(origin, partial, f"cloning volume {source.name}")
+                with translated_os_errors(f"creating the image for volume {name}"):
+                    os.replace(partial, image)
+            info = VolumeInfo(name=name, volume_mode=source.volume_mode, size_bytes=max(size_bytes, source.size_bytes),
+                              path="", backing=str(image), pool=self.kind, fs_type=source.fs_type)
+            return await self._attach(info, may_unmount=True)
+
+    @contextlib.asynccontextmanager
+    async def _quiesced(self, info: VolumeInfo) -> AsyncIterator[None]:
+        """Make the image a consistent copy source: freeze a mounted filesystem (always thawed again), or
+        flush a Block volume's loop devices."""
+        mount_dir = str(self.mount_path(info.name))
+        if info.volume_mode == VolumeMode.FILESYSTEM and commands.mount_at(self._mounts(), mount_dir) is not None:
+            await self._run(commands.freeze_argv(mount_dir), f"freezing the filesystem of volume {info.name}")
+            try:
+                yield
+            finally:
+                await self._run(commands.unfreeze_argv(mount_dir), f"thawing the filesystem of volume {info.name}")
+            return
+        for device in await self._devices_of(Path(info.backing)):
+            with translated_os_errors(f"flushing {device} of volume {info.name}"):
+                await asyncio.to_thread(flush_block_device, device)
+        yield
+
+    async def _copy(self, source: Path, target: Path, doing: str) -> str:
+        with translated_os_errors(doing):
+            return await asyncio.to_thread(clone_file, source, target)
 
     async def _make_image(self, name: str, size_bytes: int, fs_type: str | None) -> None:
         partial = self._partial_path(name)
@@ -209,7 +315,7 @@ class LoopPool:
             return commands.parse_mountinfo(self._mountinfo.read_text())
 
     def _partial_path(self, name: str) -> Path:
-        return self._root / "images" / f".{name}.img.partial"
+        return self._data / "images" / f".{name}.img.partial"
 
     async def _run(self, argv: Sequence[str], doing: str) -> Completed:
         return await run_checked(self._run_tool, argv, doing)

@@ -2,9 +2,11 @@
 
 Pure renderers: `cdi.embedded.volumes.provisioner` applies them through the `Cluster` (expansion's
 PV capacity and claim conditions among them), and the reclaimer's finalizer patch lives here too.
-The PV is a `local` volume (its path is the pool's path for the volume: a mount directory, a loop
-device or a plain directory) with node affinity to the one embedded node, like volumes of
-Kubernetes' local-path and hostpath provisioners.
+The PV is a CSI volume of `CSI_DRIVER_NAME` (`spec.csi`: the driver, the volume handle = the PV name,
+the fsType of a Filesystem volume, and where the pool keeps it as volumeAttributes), with node affinity
+to the one embedded node, as a node-local CSI driver's volumes have. Its current path (a mount
+directory, a loop device or a plain directory, which can change after a restart while `spec.csi`
+cannot) is the `pycdi.local/volume-path` annotation; PVs of earlier versions have `spec.local.path`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from cdi.api.core import VolumeMode
 from cdi.cluster.protocol import Object
 from cdi.embedded.volumes.claim_plan import Provision
 from cdi.embedded.volumes.expansion import RESIZE_CONDITIONS
@@ -21,11 +24,13 @@ from cdi.embedded.volumes.keys import (
     ANN_BOUND_BY_CONTROLLER,
     ANN_PROVISIONED_BY,
     ANN_STORAGE_PROVISIONER,
+    ANN_VOLUME_BACKING,
     ANN_VOLUME_PATH,
+    ANN_VOLUME_POOL,
+    CSI_DRIVER_NAME,
     FINALIZER_VOLUME_PROTECTION,
     HOSTNAME_LABEL,
     NODE_NAME,
-    PROVISIONER_NAME,
 )
 from cdi.embedded.volumes.objects import ClaimView
 from cdi.embedded.volumes.pool import VolumeInfo
@@ -48,7 +53,7 @@ def render_volume(claim: ClaimView, plan: Provision, info: VolumeInfo) -> Object
         "apiVersion": "v1", "kind": "PersistentVolume",
         "metadata": {
             "name": plan.volume_name,
-            "annotations": {ANN_PROVISIONED_BY: PROVISIONER_NAME, **info.annotations()},
+            "annotations": {ANN_PROVISIONED_BY: CSI_DRIVER_NAME, **info.annotations()},
             "finalizers": [FINALIZER_VOLUME_PROTECTION],
         },
         "spec": {
@@ -58,15 +63,28 @@ def render_volume(claim: ClaimView, plan: Provision, info: VolumeInfo) -> Object
             "storageClassName": plan.storage_class_name,
             "persistentVolumeReclaimPolicy": plan.reclaim_policy.value,
             "claimRef": claim_reference(claim),
-            "local": {"path": info.path},
+            "csi": csi_source(info),
             "nodeAffinity": node_affinity(),
         },
     }
 
 
-def moved_volume_patch(info: VolumeInfo) -> dict[str, Any]:
-    """Record a volume's new path (a loop device renumbered after a restart) on its PV."""
-    return {"metadata": {"annotations": {ANN_VOLUME_PATH: info.path}}, "spec": {"local": {"path": info.path}}}
+def csi_source(info: VolumeInfo) -> dict[str, Any]:
+    """`spec.csi` of a volume: what a CSI driver's PV carries (immutable once created)."""
+    source: dict[str, Any] = {"driver": CSI_DRIVER_NAME, "volumeHandle": info.name,
+                              "volumeAttributes": {ANN_VOLUME_POOL: info.pool, ANN_VOLUME_BACKING: info.backing}}
+    if info.volume_mode == VolumeMode.FILESYSTEM and info.fs_type:
+        source["fsType"] = info.fs_type
+    return source
+
+
+def moved_volume_patch(info: VolumeInfo, *, legacy_local: bool = False) -> dict[str, Any]:
+    """Record a volume's new path (a loop device renumbered after a restart) on its PV; a PV an earlier
+    version stored has it in `spec.local.path` too."""
+    patch: dict[str, Any] = {"metadata": {"annotations": {ANN_VOLUME_PATH: info.path}}}
+    if legacy_local:
+        patch["spec"] = {"local": {"path": info.path}}
+    return patch
 
 
 def reserve_patch(claim: ClaimView, resource_version: str) -> dict[str, Any]:
@@ -75,9 +93,9 @@ def reserve_patch(claim: ClaimView, resource_version: str) -> dict[str, Any]:
             "spec": {"claimRef": claim_reference(claim)}}
 
 
-def provisioner_patch() -> dict[str, Any]:
-    return {"metadata": {"annotations": {ANN_STORAGE_PROVISIONER: PROVISIONER_NAME,
-                                         ANN_BETA_STORAGE_PROVISIONER: PROVISIONER_NAME}}}
+def provisioner_patch(provisioner: str) -> dict[str, Any]:
+    return {"metadata": {"annotations": {ANN_STORAGE_PROVISIONER: provisioner,
+                                         ANN_BETA_STORAGE_PROVISIONER: provisioner}}}
 
 
 def bind_claim_patch(volume_name: str, *, by_controller: bool) -> dict[str, Any]:

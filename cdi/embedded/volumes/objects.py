@@ -22,10 +22,12 @@ from cdi.embedded.volumes.keys import (
     ANN_PROVISIONED_BY,
     ANN_SELECTED_NODE,
     FINALIZER_VOLUME_PROTECTION,
+    OUR_PROVISIONERS,
     PARAM_FS_TYPE,
     PARAM_FS_TYPE_LEGACY,
 )
 from cdi.embedded.volumes.pool import VolumeInfo, volume_info_from_annotations
+from cdi.embedded.volumes.source_plan import DataSourceRef
 from cdi.quantity import QuantityError, parse_quantity
 
 E = TypeVar("E", bound=StrEnum)
@@ -85,6 +87,7 @@ class ClaimView:
     data_source_kind: str | None  # the kind named by dataSourceRef (or dataSource)
     deleting: bool
     conditions: tuple[str, ...] = ()  # the types of status.conditions (Resizing, FileSystemResizePending…)
+    data_source: DataSourceRef | None = None  # dataSourceRef (or dataSource), whole
 
     @property
     def status_capacity_bytes(self) -> int | None:
@@ -112,6 +115,13 @@ class VolumeView:
     deleting: bool
     resource_version: str
     info: VolumeInfo | None  # where the pool keeps it, for volumes this provisioner made
+    csi_driver: str = ""  # spec.csi.driver
+    local_path: str | None = None  # spec.local.path, on PVs earlier versions stored
+
+    @property
+    def ours(self) -> bool:
+        """Whether this provisioner (under its CSI driver name or its earlier name) made the volume."""
+        return self.provisioned_by in OUR_PROVISIONERS
 
 
 def parse_storage_class(obj: Object) -> StorageClassView:
@@ -148,7 +158,9 @@ def parse_claim(obj: Object) -> ClaimView:
         data_source_kind=str(source["kind"]) if source.get("kind") else None,
         deleting=bool(meta.get("deletionTimestamp")),
         conditions=tuple(str(condition.get("type")) for condition in status.get("conditions") or ()
-                         if isinstance(condition, dict)))
+                         if isinstance(condition, dict)),
+        data_source=DataSourceRef(str(source.get("apiGroup") or ""), str(source["kind"]), str(source.get("name") or ""),
+                                  str(source.get("namespace") or "") or None) if source.get("kind") else None)
 
 
 def parse_volume(obj: Object) -> VolumeView:
@@ -169,7 +181,9 @@ def parse_volume(obj: Object) -> VolumeView:
         provisioned_by=str(annotations.get(ANN_PROVISIONED_BY) or ""),
         protected=FINALIZER_VOLUME_PROTECTION in (meta.get("finalizers") or ()),
         deleting=bool(meta.get("deletionTimestamp")), resource_version=str(meta.get("resourceVersion") or ""),
-        info=volume_info_from_annotations(name, mode, _bytes(capacity) or 0, annotations))
+        info=volume_info_from_annotations(name, mode, _bytes(capacity) or 0, annotations),
+        csi_driver=str((spec.get("csi") or {}).get("driver") or ""),
+        local_path=(spec.get("local") or {}).get("path"))
 
 
 def pod_claim_names(obj: Object) -> tuple[str, ...]:

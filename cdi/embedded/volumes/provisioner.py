@@ -4,7 +4,9 @@
 and every PersistentVolume, lets `cdi.embedded.volumes.claim_plan.plan_claim` decide, and applies the
 plan: provisioning creates the volume in the `StoragePool` and then its PV (`render_volume`), both
 named `pvc-<claim uid>`, so a crash between the two is repaired by creating the same volume again,
-which the pool hands back instead of making a second one. Expanding a bound claim's volume grows it
+which the pool hands back instead of making a second one. A claim with a PVC or VolumeSnapshot data
+source gets a copy of it (`StoragePool.create_volume_from`; reflink where the pool has it), and is
+looked at again every few seconds while its source is not ready. Expanding a bound claim's volume grows it
 in the pool, then its PV's capacity, then its filesystem, then the claim's capacity
 (`cdi.embedded.volumes.expansion`). Pool errors become a `ProvisioningFailed` (or, while expanding,
 `VolumeResizeFailed`) Warning on the claim; retryable ones are raised again so the runtime backs off.
@@ -35,7 +37,7 @@ from cdi.embedded.volumes.claim_plan import (
     SetStorageClass,
     plan_claim,
 )
-from cdi.embedded.volumes.errors import VolumeError
+from cdi.embedded.volumes.errors import SnapshotMissing, VolumeError
 from cdi.embedded.volumes.expansion import ExpandFilesystem, ExpandVolume, FinishResize, SetResizeCondition
 from cdi.embedded.volumes.manifests import (
     bind_claim_patch,
@@ -58,6 +60,7 @@ from cdi.embedded.volumes.objects import (
 )
 from cdi.embedded.volumes.pool import StoragePool, VolumeInfo
 from cdi.embedded.volumes.reclaimer import VolumeReconciler, volumes_of_claim
+from cdi.embedded.volumes.sources import observe_source
 from cdi.embedded.volumes.tracking import EventOnce, PendingClaims
 from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch
 
@@ -65,6 +68,7 @@ PVC = ("v1", "PersistentVolumeClaim")
 PV = ("v1", "PersistentVolume")
 POD = ("v1", "Pod")
 STORAGE_CLASS = ("storage.k8s.io/v1", "StorageClass")
+SOURCE_POLL_SECONDS = 2.0  # while a claim's PVC or snapshot source is not ready
 
 
 class ClaimReconciler:
@@ -102,7 +106,7 @@ class ClaimReconciler:
                 if e.retryable:
                     raise
                 break
-        return DONE
+        return Result(requeue_after=SOURCE_POLL_SECONDS) if plan.waits_for_source else DONE
 
     async def observe(self, raw: Object) -> ClaimObservation:
         classes = (await self._cluster.list(*STORAGE_CLASS)).items
@@ -112,13 +116,23 @@ class ClaimReconciler:
         if claim.phase == BOUND:  # only an expansion asks whether a pod uses the volume
             pods = (await self._cluster.list(*POD, claim.namespace)).items
             in_use = any(claim.name in pod_claim_names(pod) and not pod_finished(pod) for pod in pods)
+        source = await observe_source(self._cluster, self._pool, claim) if claim.phase != BOUND else None
         return ClaimObservation(claim, tuple(parse_storage_class(obj) for obj in classes),
-                                tuple(parse_volume(obj) for obj in volumes), in_use)
+                                tuple(parse_volume(obj) for obj in volumes), in_use, source)
 
     async def provision_volume(self, plan: Provision) -> VolumeInfo:
-        """Step one of provisioning: the volume in the pool (returned as is if it already exists)."""
-        return await self._pool.create_volume(plan.volume_name, plan.size_bytes, plan.volume_mode,
-                                              fs_type=plan.fs_type)
+        """Step one of provisioning: the volume in the pool (returned as is if it already exists), empty
+        or a copy of the plan's source."""
+        source = plan.source
+        if source is None:
+            return await self._pool.create_volume(plan.volume_name, plan.size_bytes, plan.volume_mode,
+                                                  fs_type=plan.fs_type)
+        if source.volume is not None:
+            return await self._pool.create_volume_from(plan.volume_name, plan.size_bytes, source.volume)
+        snapshot = await self._pool.get_snapshot(source.snapshot_handle or "")
+        if snapshot is None:
+            raise SnapshotMissing(f"snapshot {source.snapshot_handle} is not in this node's storage pool")
+        return await self._pool.create_volume_from(plan.volume_name, plan.size_bytes, snapshot)
 
     async def create_persistent_volume(self, claim: ClaimView, plan: Provision, info: VolumeInfo) -> None:
         """Step two: the PV recording where the volume is, already claimed by `claim`."""
@@ -134,8 +148,8 @@ class ClaimReconciler:
                 await self._cluster.patch(*PVC, name, {"spec": {"storageClassName": class_name}}, namespace)
             case MarkPending():
                 await self._cluster.patch_status(*PVC, name, phase_status(PENDING), namespace)
-            case AnnotateProvisioner():
-                await self._cluster.patch(*PVC, name, provisioner_patch(), namespace)
+            case AnnotateProvisioner(provisioner):
+                await self._cluster.patch(*PVC, name, provisioner_patch(provisioner), namespace)
             case Provision():
                 await self.create_persistent_volume(claim, action, await self.provision_volume(action))
             case ReserveVolume(volume_name, resource_version):

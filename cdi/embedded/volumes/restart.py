@@ -3,9 +3,10 @@
 `ensure_all_attached` runs once at start-up, before the provisioner's controllers: for every PV this
 provisioner made whose storage is in the pool, the pool re-attaches and re-mounts it (loop devices and
 mounts do not survive a reboot). A Block volume may come back on another `/dev/loopN`; the new path is
-written to the PV's `spec.local.path` and `pycdi.local/volume-path` annotation, which is where the pod
-runner looks. Then volumes the pool holds that no PV records and no claim will record (a crash between
-creating a volume and its PV, followed by the claim's deletion) are deleted, so nothing leaks.
+written to the PV's `pycdi.local/volume-path` annotation (and `spec.local.path` of a PV an earlier version
+stored), which is where the pod runner looks; `spec.csi` is immutable and names the volume, not its path.
+Then volumes the pool holds that no PV records and no claim will record (a crash between creating a
+volume and its PV, followed by the claim's deletion) are deleted, so nothing leaks.
 A volume that cannot be brought back is logged and reported, and the others still are.
 """
 
@@ -17,7 +18,6 @@ from dataclasses import dataclass, field
 from cdi.api.core import VolumeMode
 from cdi.cluster.protocol import Cluster, Object
 from cdi.embedded.volumes.errors import VolumeError
-from cdi.embedded.volumes.keys import PROVISIONER_NAME
 from cdi.embedded.volumes.manifests import moved_volume_patch
 from cdi.embedded.volumes.objects import parse_volume
 from cdi.embedded.volumes.pool import StoragePool, VolumeInfo
@@ -49,7 +49,7 @@ async def ensure_all_attached(cluster: Cluster, pool: StoragePool, *, release_or
 
 async def _reattach(cluster: Cluster, pool: StoragePool, raw: Object, report: AttachReport) -> None:
     volume = parse_volume(raw)
-    if volume.provisioned_by != PROVISIONER_NAME or volume.deleting or volume.info is None:
+    if not volume.ours or volume.deleting or volume.info is None:
         return
     if not pool.owns(volume.info):
         return
@@ -60,7 +60,8 @@ async def _reattach(cluster: Cluster, pool: StoragePool, raw: Object, report: At
         report.failed[volume.name] = str(e)
         return
     if info.path != volume.info.path:
-        await cluster.patch("v1", "PersistentVolume", volume.name, moved_volume_patch(info))
+        patch = moved_volume_patch(info, legacy_local=volume.local_path is not None)
+        await cluster.patch("v1", "PersistentVolume", volume.name, patch)
         _log.info("volume %s moved from %s to %s", volume.name, volume.info.path, info.path)
         report.moved[volume.name] = info.path
     report.attached.append(volume.name)

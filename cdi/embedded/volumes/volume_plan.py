@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdi.embedded.volumes.claim_plan import AVAILABLE, BOUND, Notify
-from cdi.embedded.volumes.keys import PROVISIONER_NAME
+from cdi.embedded.volumes.keys import CSI_DRIVER_NAME
 from cdi.embedded.volumes.objects import ClaimView, ReclaimPolicy, VolumeView
 from cdi.embedded.volumes.pool import VolumeInfo
 
@@ -77,10 +77,10 @@ def _reclaim(observed: VolumeObservation) -> tuple[VolumeAction, ...]:
     released = () if volume.phase == RELEASED else (SetVolumePhase(RELEASED),)
     if volume.reclaim_policy != ReclaimPolicy.DELETE:
         return released
-    if volume.provisioned_by != PROVISIONER_NAME:
+    if not volume.ours:
         return (SetVolumePhase(FAILED), Notify("Warning", "VolumeFailedDelete",
                                                f"Error getting deleter volume plugin for volume \"{volume.name}\": "
-                                               f"it was not provisioned by {PROVISIONER_NAME}"))
+                                               f"it was not provisioned by {CSI_DRIVER_NAME}"))
     return (*released, DeleteVolumeObject(), *_free_storage(observed), DropFinalizer())
 
 
@@ -88,7 +88,7 @@ def _free_storage(observed: VolumeObservation) -> tuple[VolumeAction, ...]:
     volume = observed.volume
     if volume.info is not None and observed.owned:
         return (ReleaseStorage(volume.info),)
-    if volume.provisioned_by != PROVISIONER_NAME:
+    if not volume.ours:
         return ()
     where = volume.info.backing if volume.info is not None else "an unrecorded place"
     return (Notify("Warning", "VolumeFailedDelete", f"the storage of volume {volume.name} is in {where}, which is "
