@@ -61,9 +61,10 @@ class PendingClaims:
 class EventOnce:
     """Records each (object, type, reason, message) Event once per process."""
 
-    def __init__(self, cluster: Cluster, clock: Callable[[], datetime]) -> None:
+    def __init__(self, cluster: Cluster, clock: Callable[[], datetime], *, component: str = COMPONENT) -> None:
         self._cluster = cluster
         self._clock = clock
+        self._component = component
         self._recorded: set[tuple[str, str, str, str, str, str, str]] = set()
 
     async def record(self, obj: Object, type_: str, reason: str, message: str) -> None:
@@ -71,7 +72,7 @@ class EventOnce:
         seen = (*_identity(str(obj.get("kind")), Key.of(obj)), str(meta.get("uid") or ""), type_, reason, message)
         if seen in self._recorded:
             return
-        await record_event(self._cluster, obj, type_, reason, message, component=COMPONENT, clock=self._clock)
+        await record_event(self._cluster, obj, type_, reason, message, component=self._component, clock=self._clock)
         self._recorded.add(seen)
 
     def forget(self, kind: str, key: Key) -> None:
