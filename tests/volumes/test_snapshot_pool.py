@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,7 +72,7 @@ async def test_a_64_gib_block_volume_is_snapshotted_and_cloned_in_o1_on_the_xfs_
     assert elapsed < 1.0, f"snapshot + clone + restore of 64 GiB took {elapsed:.2f} s"
     assert snapshot.method == "reflink" and snapshot.size_bytes == 64 * GIB
     assert before - free_bytes(pool.data) < 16 * MIB  # three copies of 256 MiB of data cost (almost) nothing
-    extents = subprocess.run(["filefrag", "-v", clone.backing], capture_output=True, text=True, check=True).stdout
+    extents = (await run_tool(["filefrag", "-v", clone.backing])).check().stdout
     assert "shared" in extents
     expected = sha256(Path(source.path), data)
     assert sha256(Path(clone.path), data) == expected == sha256(Path(restored.path), data)
@@ -118,8 +117,8 @@ async def test_without_reflink_copies_are_sparse(pool_root: Path) -> None:
     clone = await pool.create_volume_from("pvc-clone", 2 * GIB, snapshot)
 
     assert snapshot.method == "sparse"
-    assert os.stat(snapshot.backing).st_blocks * 512 <= 9 * MIB  # 8 MiB of data; the holes stayed holes
-    assert os.stat(clone.backing).st_size == 2 * GIB  # grown to the size asked for
+    assert Path(snapshot.backing).stat().st_blocks * 512 <= 9 * MIB  # 8 MiB of data; the holes stayed holes
+    assert Path(clone.backing).stat().st_size == 2 * GIB  # grown to the size asked for
     data = [(0, 8 * MIB), (512 * MIB - MIB, 8 * MIB), (GIB - MIB, MIB)]
     assert sha256(Path(clone.path), data) == sha256(Path(source.path), data)
     assert sha256(Path(clone.path), [(GIB, MIB)]) == hashlib.sha256(bytes(MIB)).hexdigest()  # the grown part
@@ -153,7 +152,7 @@ async def test_crash_debris_is_replaced_and_snapshots_are_deleted(pool_root: Pat
     assert Path(taken.backing).stat().st_size == 16 * MIB
     await pool.delete_snapshot("snap-1")
     await pool.delete_snapshot("snap-1")  # already gone: fine
-    assert sorted(os.listdir(snapshots)) == []
+    assert list(snapshots.iterdir()) == []
     with pytest.raises(VolumeError) as raised:
         await pool.get_snapshot("../images/pvc-src")
     assert raised.value.reason == "SnapshotMissing"
