@@ -4,8 +4,9 @@ default StorageClasses, re-attached volumes, the CDIConfig singleton — and the
 the local volume provisioner and pod runner (the parts Kubernetes would provide) and CDI's own
 StorageProfile, CDIConfig, DataVolume import/upload and PVC import/upload controllers, plus the upload
 proxy on 127.0.0.1. The store answers UploadTokenRequests in the create response, signed with the
-token key ring this process copies next to the store (`cdi.cli.tokenkeys`); the same ring signs the clone
-tokens the store adds to cross-namespace clone DataVolumes and that the controllers check. SIGINT/SIGTERM stop it
+token key ring this process copies next to the store (`cdi.cli.tokenkeys`). The store adds a clone token
+to a DataVolume created to clone from another namespace, signed with the clone key next to the store
+(`cdi.embedded.clonetokens`, created here at start if missing), which the controllers check. SIGINT/SIGTERM stop it
 gracefully; importer processes die with it and are restarted when it comes back."""
 
 from __future__ import annotations
@@ -18,18 +19,18 @@ from pathlib import Path
 
 from cdi.cli.daemon import run_until_stopped
 from cdi.cli.proxyhost import EmbeddedUploadProxy
-from cdi.cli.state import LOCK_FILE, store_path, token_keys_path
+from cdi.cli.state import LOCK_FILE, clone_key_path, store_path, token_keys_path
 from cdi.cli.tokenkeys import TokenKeyFile
 from cdi.controllers import cdiconfig
 from cdi.controllers.progress import HttpsProgressScraper
 from cdi.controllers.setup import ControllerOptions, cdi_controllers
 from cdi.embedded import EmbeddedCluster
+from cdi.embedded.clonetokens import SigningKeyFile, clone_token_mutation
 from cdi.embedded.nodeagent import add_node_agent
-from cdi.embedded.uploadtokens import KeyRingFile, clone_token_mutation, upload_token_reviews
+from cdi.embedded.uploadtokens import KeyRingFile, upload_token_reviews
 from cdi.runtime.lock import ProcessLock
 from cdi.runtime.manager import Manager
 from cdi.runtime.types import Clock, SystemClock
-from cdi.tokens import CloneTokens
 
 log = logging.getLogger("cdi.serve")
 
@@ -65,17 +66,19 @@ async def serve(home: Path, stop: asyncio.Event, options: ServeOptions, clock: C
     try:
         keys = KeyRingFile(token_keys_path(home))
         reviews = upload_token_reviews(keys.read, lambda: clock.now().timestamp())
-        mutation = clone_token_mutation(keys.read, lambda: clock.now().timestamp())
+        clone_key = SigningKeyFile(clone_key_path(home), lambda: clock.now().timestamp())
+        mutation = clone_token_mutation(clone_key, lambda: clock.now().timestamp())
         async with EmbeddedCluster(store_path(home), clock=clock.now, reviews=reviews, mutation=mutation) as cluster:
-            await _run(home, cluster, stop, options, clock, keys)
+            await _run(home, cluster, stop, options, clock, keys, clone_key)
     finally:
         lock.release()
 
 
 async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, options: ServeOptions, clock: Clock,
-               keys: KeyRingFile) -> None:
+               keys: KeyRingFile, clone_key: SigningKeyFile) -> None:
     token_keys = TokenKeyFile(cluster, keys, clock)
     await token_keys.start()
+    await asyncio.to_thread(clone_key.ring)  # made now, not on the first clone
     manager = Manager(cluster, clock=clock)
     runner = await add_node_agent(manager, cluster, home, clock, backoff_base=options.pod_backoff_base,
                                   backoff_cap=options.pod_backoff_cap)
@@ -86,7 +89,7 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     # the store directly, as kubelet and the CSI provisioner would read their own state.
     for spec in cdi_controllers(manager.client(), clock, HttpsProgressScraper(),
                                 ControllerOptions(options.image, proxy.url, proxy.ca_pem,
-                                                  clone_tokens=CloneTokens(keys.read))):
+                                                  clone_tokens=clone_key.clone_tokens())):
         manager.add(spec)
     log.info("embedded control plane serving %s", home)
     try:

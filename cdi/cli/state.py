@@ -5,14 +5,15 @@ The layout is a contract with `cdi serve` and its pod runner, which share the sa
     <home>/store.db                                         the embedded object store (SQLite)
     <home>/controller.lock                                  flock-ed by the active `cdi serve`
     <home>/token-signing-keys.json                          `cdi serve`'s copy of the upload token key ring
+    <home>/clone-signing-key.pem                            the clone token signing key (made on first use)
     <home>/pods/<namespace>/<pod>/<container>.log           a container's current log
     <home>/pods/<namespace>/<pod>/<container>.previous.log  the log of its previous run
 
 Every subcommand that talks to the cluster opens it with `open_cluster`; `cdi logs` reads the files
 `pod_log_path` names, which the pod runner (`cdi.embedded.pods`) writes with the same layout. The store
 answers an UploadTokenRequest with a token signed by the key ring `cdi serve` copies to
-`token_keys_path` (`cdi.embedded.uploadtokens`), and signs the clone token of a cross-namespace clone
-DataVolume with it too.
+`token_keys_path` (`cdi.embedded.uploadtokens`), and adds a clone token, signed with the key at
+`clone_key_path` (`cdi.embedded.clonetokens`), to a DataVolume created to clone from another namespace.
 
 `open_cluster` creates the store only for commands that write (`create=True`); a read of a directory
 that has none says so (`NoStore`) rather than leaving an empty database behind. It also warns, on one
@@ -36,13 +37,15 @@ from cdi.admission import Mutate
 from cdi.cli.errors import CliError
 from cdi.cluster.protocol import Cluster
 from cdi.embedded import EmbeddedCluster
+from cdi.embedded.clonetokens import SigningKeyFile, clone_token_mutation
 from cdi.embedded.pods.paths import log_path
 from cdi.embedded.reviews import Review
-from cdi.embedded.uploadtokens import KeyRingFile, clone_token_mutation, upload_token_reviews
+from cdi.embedded.uploadtokens import KeyRingFile, upload_token_reviews
 
 STORE_FILE = "store.db"
 LOCK_FILE = "controller.lock"
 TOKEN_KEYS_FILE = "token-signing-keys.json"
+CLONE_KEY_FILE = "clone-signing-key.pem"
 # A command waits this long for the store's write lock (held briefly by `cdi serve` on each write)
 # before reporting the store as locked.
 DEFAULT_BUSY_TIMEOUT = 10.0
@@ -58,6 +61,11 @@ def token_keys_path(home: Path) -> Path:
     return home / TOKEN_KEYS_FILE
 
 
+def clone_key_path(home: Path) -> Path:
+    """The clone token signing key of the embedded control plane (`cdi.embedded.clonetokens`)."""
+    return home / CLONE_KEY_FILE
+
+
 def store_reviews(home: Path) -> Mapping[tuple[str, str], Review]:
     """The create-only answers of the store under `home`: the defaults, and upload tokens signed with the ring
     `cdi serve` keeps there."""
@@ -65,8 +73,8 @@ def store_reviews(home: Path) -> Mapping[tuple[str, str], Review]:
 
 
 def store_mutation(home: Path) -> Mutate:
-    """The mutating admission of the store under `home`: clone tokens signed with the same ring."""
-    return clone_token_mutation(KeyRingFile(token_keys_path(home)).read)
+    """The mutating admission of the store under `home`: clone tokens signed with its clone key."""
+    return clone_token_mutation(SigningKeyFile(clone_key_path(home)))
 
 
 class NoStore(CliError):

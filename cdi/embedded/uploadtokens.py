@@ -11,12 +11,6 @@ proxy trusts. A review is answered synchronously inside `create`, where the stor
 writes it at start and whenever the ring may have rotated), and every process that opens the store —
 `cdi serve` itself and the CLI's `open_cluster` — signs with what that file holds. Before any `cdi serve`
 has run there is no key, and the answer is 503 saying so.
-
-The same ring signs the clone tokens of cross-namespace clone DataVolumes: `clone_token_mutation` is the
-store's mutating admission (`EmbeddedCluster(mutation=...)`, `cdi.admission.clonetoken`), signing with
-the file's current key, and `cdi serve` hands the controllers a `CloneTokens` on the same file. The one
-administrator of embedded mode may clone from any namespace, so the token only carries the decision to
-the controller, whose check is then the same as on a cluster.
 """
 
 from __future__ import annotations
@@ -28,8 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from cdi.admission import AdmissionRequest, Lookup, Mutate
-from cdi.api.meta import CDI_GROUP, UPLOAD_GROUP
+from cdi.api.meta import UPLOAD_GROUP
 from cdi.cluster.errors import ServerError
 from cdi.cluster.protocol import Object
 from cdi.embedded.reviews import DEFAULT_REVIEWS, Review
@@ -67,10 +60,10 @@ class KeyRingFile:
                 from cdi.tokens import KeyRing
                 self._cached = (version, KeyRing.from_secret_data(json.loads(self.path.read_bytes())))
         except FileNotFoundError:
-            raise ServerError("the token signing key (of upload and clone tokens) does not exist yet: `cdi serve` "
-                              "creates it when it starts", code=503, reason="ServiceUnavailable") from None
+            raise ServerError("the upload token signing key does not exist yet: `cdi serve` creates it when it "
+                              "starts", code=503, reason="ServiceUnavailable") from None
         except (OSError, ValueError, KeyError) as e:
-            raise ServerError(f"the token signing key in {self.path} cannot be read: {e}", code=503,
+            raise ServerError(f"the upload token signing key in {self.path} cannot be read: {e}", code=503,
                               reason="ServiceUnavailable") from e
         return self._cached[1]
 
@@ -97,26 +90,3 @@ def upload_token_reviews(keys: Callable[[], KeyRing], clock: Callable[[], float]
                          ) -> Mapping[tuple[str, str], Review]:
     """The default reviews plus UploadTokenRequest, for `EmbeddedCluster(reviews=...)`."""
     return {**DEFAULT_REVIEWS, (UPLOAD_GROUP, "UploadTokenRequest"): UploadTokenReview(keys, clock)}
-
-
-class _CloneTokenMutation:
-    """`cdi.admission.clonetoken.CloneTokenMutation`, built on the first DataVolume created (signing is
-    imported only then)."""
-
-    def __init__(self, keys: Callable[[], KeyRing], clock: Callable[[], float]) -> None:
-        self._keys, self._clock = keys, clock
-        self._mutation: Mutate | None = None
-
-    def __call__(self, request: AdmissionRequest, lookup: Lookup) -> Object | None:
-        if (request.kind.group, request.kind.kind, request.operation) != (CDI_GROUP, "DataVolume", "CREATE"):
-            return None
-        if self._mutation is None:
-            from cdi.admission.clonetoken import CloneTokenMutation
-            from cdi.tokens import CloneTokens
-            self._mutation = CloneTokenMutation(CloneTokens(self._keys), clock=self._clock)
-        return self._mutation(request, lookup)
-
-
-def clone_token_mutation(keys: Callable[[], KeyRing], clock: Callable[[], float] = time.time) -> Mutate:
-    """The store's mutating admission: a cross-namespace clone DataVolume gets a clone token signed with `keys()`."""
-    return _CloneTokenMutation(keys, clock)

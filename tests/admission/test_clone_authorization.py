@@ -3,6 +3,7 @@ answers combine) as tables, then the embedded store's mutating admission adding 
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,12 @@ from cdi.admission.clonesource import (
     verdict,
 )
 from cdi.admission.clonetoken import CloneTokenMutation, clone_token_patch
+from cdi.cli.state import clone_key_path, open_cluster
 from cdi.cluster.errors import Forbidden, Invalid
 from cdi.cluster.protocol import Object
 from cdi.contracts.annotations import ANN_CLONE_TOKEN
 from cdi.embedded import EmbeddedCluster
+from cdi.embedded.clonetokens import SigningKeyFile
 from cdi.embedded.jsonpatch import apply_json_patch
 from cdi.tokens import CloneTokens, SigningKey, generate_signing_key
 
@@ -223,3 +226,23 @@ async def test_a_denying_authorizer_refuses_with_upstreams_words(tmp_path: Path,
                                         "User alice has insufficient permissions in clone source namespace golden")
         assert asked == [SOURCE_GRANT_PVC, PODS]
         assert (await store.list(DV_API, "DataVolume", "vms")).items == []
+
+
+# --- Embedded mode's key, and the CLI's store ---------------------------------------------------------
+
+def test_the_embedded_clone_key_is_made_once_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "clone-signing-key.pem"
+    first = SigningKeyFile(path).ring().current
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert SigningKeyFile(path).ring().current.kid == first.kid  # another process loads the same key
+    assert [p.name for p in path.parent.iterdir()] == ["clone-signing-key.pem"]  # no temporary left behind
+
+
+async def test_a_cli_store_adds_a_token_before_any_control_plane_ran(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    async with open_cluster(home, create=True, warn=False) as store:
+        created = await store.create(pvc_clone())
+    token = created["metadata"]["annotations"][ANN_CLONE_TOKEN]
+    SigningKeyFile(clone_key_path(home)).clone_tokens().verify(
+        token, source_kind="pvc", source_namespace="golden", source_name="fedora", target_namespace="vms",
+        target_name="disk", uid=None, now=time.time())
