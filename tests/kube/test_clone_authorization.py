@@ -217,3 +217,18 @@ async def test_an_update_is_not_authorized_anew(install: Install) -> None:
                                     install.target)
     assert patched["metadata"]["annotations"][ANN_CLONE_TOKEN] == created["metadata"]["annotations"][ANN_CLONE_TOKEN]
 
+
+
+async def test_a_clone_through_a_data_source_is_authorized_for_the_volume_it_names(install: Install) -> None:
+    """cdi apiserver reads the DataSource (and the source Namespace) as its own service account."""
+    bind(install, "dave", "cdi.kubevirt.io:edit", install.target)
+    install.cluster.request("POST", f"/apis/{DV_API}/namespaces/{install.source}/datasources", {
+        "apiVersion": DV_API, "kind": "DataSource", "metadata": {"name": "fedora-latest"},
+        "spec": {"source": {"pvc": {"namespace": install.source, "name": "fedora"}}}})
+    dv = clone(install, "from-data-source")
+    dv["spec"].pop("source")
+    dv["spec"]["sourceRef"] = {"kind": "DataSource", "namespace": install.source, "name": "fedora-latest"}
+    with pytest.raises(Forbidden):
+        await create_as(install, "dave", dv)
+    bind(install, "dave", "cdi.kubevirt.io:clone-sourcer", install.source)
+    verify(await controllers_clone_tokens(install), install, await create_as(install, "dave", dv))
