@@ -27,6 +27,13 @@ the source namespace and, if so, annotates the DataVolume with a short-lived tok
 plus param `uid` of the object it is put on). `CloneTokens` does all three with one key ring. Same-namespace
 clones need no token.
 
+Errors (every message is safe to show the client, and says what is wrong):
+
+    TokenRejected
+    ├── InvalidToken         not signed by a key we trust, malformed, another issuer, not valid yet
+    │   └── TokenExpired     past `exp` and the leeway
+    └── WrongTokenPurpose    validly signed, but for another operation, object or clone
+
 Imports nothing of the control plane: the apiserver side and `uploadproxy` both use it. Times are
 passed in (`now`, seconds since the epoch) so callers inject their clock.
 """
