@@ -1,12 +1,13 @@
 """The node agent: this machine's volumes and pods behind the `Cluster` seam, on either backend.
 
 What kubelet, kube-scheduler and a local CSI provisioner do for one node: `add_node_agent` opens the
-storage pool, makes sure the default StorageClasses exist, re-attaches the volumes PVs record,
-registers the `Node` object (Ready, with its address), and adds the volume provisioner and the pod
-runner to a manager. `cdi serve` runs it on the embedded store beside CDI's controllers; `cdi node
---kubeconfig` runs it alone against a real API server that has no kubelet, so that a real cluster
-plus `cdi controller` and `cdi node` imports a disk with real worker processes. Both read the
-cluster directly (no cache), as kubelet and a provisioner read their own state.
+storage pool, makes sure the default StorageClasses exist, re-attaches the volumes PVs record, registers
+the `Node` object (Ready, with its address), and adds the volume provisioner, the snapshot controller
+(where the cluster serves VolumeSnapshots) and the pod runner to a manager. `cdi serve` runs it on the
+embedded store beside CDI's controllers; `cdi node --kubeconfig` runs it alone against a real API server
+that has no kubelet, so that a real cluster plus `cdi controller` and `cdi node` imports a disk with real
+worker processes. Both read the cluster directly (no cache), as kubelet and a provisioner read their own
+state.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from pathlib import Path
 
 from cdi.cluster.errors import AlreadyExists, NotFound
 from cdi.cluster.protocol import Cluster, Object
+from cdi.embedded import snapshots as local_snapshots
 from cdi.embedded import volumes as local_volumes
 from cdi.embedded.pods import controller as local_pods
 from cdi.embedded.pods.node import HOST_IP, NODE_NAME
 from cdi.embedded.pods.runner import PodRunner
+from cdi.embedded.snapshots import SNAPSHOT_API
 from cdi.embedded.volumes.keys import HOSTNAME_LABEL
 from cdi.runtime.manager import Manager
 from cdi.runtime.types import Clock
@@ -72,6 +75,12 @@ async def add_node_agent(manager: Manager, cluster: Cluster, home: Path, clock: 
     runner = PodRunner(cluster, home, clock=clock, backoff_base=backoff_base, backoff_cap=backoff_cap)
     for spec in local_volumes.controllers(cluster, pool, clock):
         manager.add(spec)
+    if await cluster.served(SNAPSHOT_API, "VolumeSnapshot") and \
+            await cluster.served(SNAPSHOT_API, "VolumeSnapshotContent"):
+        for spec in local_snapshots.controllers(cluster, pool, clock):
+            manager.add(spec)
+    else:
+        log.info("the cluster does not serve %s VolumeSnapshots: no snapshot controller", SNAPSHOT_API)
     for spec in local_pods.controllers(cluster, runner):
         runner.on_change = manager.add(spec).queue.add
     return runner

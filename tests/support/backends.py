@@ -24,6 +24,7 @@ from cdi.api.crdgen import all_crds
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster, DeleteOptions
 from cdi.embedded import EmbeddedCluster
+from cdi.embedded.snapshots.crds import all_snapshot_crds
 from cdi.kube import connect
 from tests.support.kubecluster import KubeBinariesUnavailable, KubeCluster, kube_binaries
 
@@ -125,8 +126,9 @@ async def reset_cluster(cluster: Cluster, namespace: str = "default") -> None:
 
 
 def install_crds(control_plane: KubeCluster, timeout: float = 60.0) -> None:
-    """Create every CRD `cdi.api.crdgen` generates (once) and wait until each is Established."""
-    crds = all_crds()
+    """Create every CRD `cdi.api.crdgen` generates and the VolumeSnapshot CRDs (external-snapshotter's, as
+    `cdi.embedded.snapshots.crds` renders them) once, and wait until each is Established."""
+    crds = [*all_crds(), *all_snapshot_crds()]
     for crd in crds:
         try:
             control_plane.request("POST", CRD_PATH, crd)
