@@ -10,8 +10,9 @@ Kubernetes' kinds.
 
 Handlers: `cdi.admission.cdikinds` (CDI kinds: strict decoding, schema, upstream's webhook rules,
 immutability), `cdi.admission.claims` (PersistentVolumeClaim: storage quantities, immutability of
-a claim's spec, expansion only where the StorageClass allows it) and `cdi.admission.pods` (a pod's
-spec is immutable; nodeName comes through a Binding).
+a claim's spec, expansion only where the StorageClass allows it), `cdi.admission.pods` (a pod's
+spec is immutable; nodeName comes through a Binding) and `cdi.admission.snapshots` (the CEL rules of
+the VolumeSnapshot CRDs, which a real API server enforces itself).
 
 Mutating admission (`Mutate`) needs the control plane's signing key, so it is not part of `admit`: the
 one mutation, the clone token of a cross-namespace clone DataVolume (`cdi.admission.clonetoken`, with
@@ -23,6 +24,7 @@ from cdi.admission.cdikinds import admit_cdi_kind
 from cdi.admission.claims import admit_claim
 from cdi.admission.pods import admit_pod
 from cdi.admission.request import AdmissionRequest, Lookup, Mutate
+from cdi.admission.snapshots import admit_snapshot
 
 __all__ = ["AdmissionRequest", "Lookup", "Mutate", "admit"]
 
@@ -32,3 +34,4 @@ def admit(request: AdmissionRequest, lookup: Lookup) -> None:
     admit_cdi_kind(request)
     admit_claim(request, lookup)
     admit_pod(request)
+    admit_snapshot(request)
