@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-LOCAL_PROVISIONER = "pycdi.local/hostpath"
+LOCAL_CSI_DRIVER = "local.csi.pycdi.io"  # the embedded node's CSI driver (`cdi.embedded.volumes.keys`)
+LOCAL_PROVISIONER = "pycdi.local/hostpath"  # what earlier versions named it; stored classes keep it
 UNKNOWN_KEY = "UNKNOWN"
 
 RWO, ROX, RWX = "ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"
@@ -50,6 +51,7 @@ CSI, SNAP, COPY = "csi-clone", "snapshot", "copy"
 
 CAPABILITIES: dict[str, Capabilities] = {
     # The embedded local provisioner: one-node loop-device volumes whose snapshots are reflink copies.
+    LOCAL_CSI_DRIVER: _caps(((RWO, FS), (RWO, BLOCK)), SNAP, "pvc"),
     LOCAL_PROVISIONER: _caps(((RWO, FS), (RWO, BLOCK)), SNAP, "pvc"),
     # hostpath provisioners
     "kubevirt.io.hostpath-provisioner": _caps(((RWO, FS),)),

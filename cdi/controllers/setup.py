@@ -16,6 +16,7 @@ from cdi.contracts.deployment import NAMESPACE
 from cdi.controllers import cdiconfig, notsupported, storageprofile
 from cdi.controllers.clone import datavolume as clone_datavolumes
 from cdi.controllers.clone import populator as clone_populator
+from cdi.controllers.clone.authorization import CloneAuthorization
 from cdi.controllers.datavolume import controller as datavolumes
 from cdi.controllers.importpod import controller as import_pods
 from cdi.controllers.progress import ProgressScraper
@@ -36,11 +37,12 @@ class ControllerOptions:
 
 def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
                     options: ControllerOptions) -> list[ControllerSpec]:
+    authorization = CloneAuthorization(options.clone_tokens, lambda: clock.now().timestamp())
     return [*storageprofile.controllers(cluster, clock),
             *cdiconfig.controllers(cluster, options.upload_proxy_url, options.upload_proxy_ca),
             *import_pods.controllers(cluster, clock, image=options.image),
             *uploads.controllers(cluster, clock, image=options.image, namespace=options.namespace),
             *datavolumes.controllers(cluster, clock, scraper),
-            *clone_datavolumes.controllers(cluster, clock),
-            *clone_populator.controllers(cluster, clock),
+            *clone_datavolumes.controllers(cluster, clock, authorization),
+            *clone_populator.controllers(cluster, clock, authorization),
             *notsupported.controllers(cluster, clock)]

@@ -33,6 +33,7 @@ from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.contracts.annotations import ClonePhase
 from cdi.controllers.cdiconfig import CONFIG_NAME
+from cdi.controllers.clone.authorization import CloneAuthorization
 from cdi.controllers.clone.facts import SNAPSHOT_API, capacity_of, get_or_none, quantity_or_none
 from cdi.controllers.clone.plans import SNAPSHOT_SOURCE, clone_source_name
 from cdi.controllers.clone.populator import CLONE_SOURCE_KIND
@@ -47,11 +48,13 @@ from cdi.controllers.meta import (
     is_controlled_by,
     is_deleting,
     name_of,
+    namespace_of,
     storage_request,
     timestamp,
     uid_of,
 )
 from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch, owner_keys
+from cdi.tokens import TokenRejected
 
 log = logging.getLogger(__name__)
 
@@ -141,9 +144,10 @@ def progress_of(claim: Object | None) -> float | None:
 
 
 class CloneDataVolumeReconciler:
-    def __init__(self, cluster: Cluster, clock: Clock, source_kind: str) -> None:
+    def __init__(self, cluster: Cluster, clock: Clock, source_kind: str, authorization: CloneAuthorization) -> None:
         self._cluster = cluster
         self._clock = clock
+        self._authorization = authorization
         self._source_kind = source_kind
         self._component = ("datavolume-snapshot-clone-controller" if source_kind == SNAPSHOT_SOURCE
                            else "datavolume-pvc-clone-controller")
@@ -164,6 +168,8 @@ class CloneDataVolumeReconciler:
             await self._release(doc, source)
             return DONE
         claim, problem = await self._claim(dv, doc, source)
+        if claim is not None and problem is None:
+            problem = await self._carry_token(doc, claim, source)
         class_name = ((claim or {}).get("spec") or {}).get("storageClassName")
         storage_class = await get_or_none(self._cluster, "storage.k8s.io/v1", "StorageClass", class_name) \
             if class_name else None
@@ -191,6 +197,14 @@ class CloneDataVolumeReconciler:
             return claim, None
         if (doc.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return None, None
+        if source.namespace != meta["namespace"] and ann.ANN_EXTENDED_CLONE_TOKEN not in annotations_of(doc):
+            try:
+                extended = self._authorization.extend_for_datavolume(doc, source.kind, source.namespace, source.name)
+            except TokenRejected as e:
+                return None, ("CloneValidationFailed", f"cross-namespace clone not authorized: {e.message}")
+            doc = await self._cluster.patch(CDI_API_VERSION, "DataVolume", meta["name"],
+                                            {"metadata": {"annotations": {ann.ANN_EXTENDED_CLONE_TOKEN: extended}}},
+                                            meta["namespace"])
         source_object = await self._source_object(source)
         if source_object is None:
             return None, ("CloneWithoutSource", f"The source {source.word} {source.name} doesn't exist")
@@ -289,6 +303,8 @@ class CloneDataVolumeReconciler:
             notes.update({ann.ANN_CLONE_REQUEST: f"{source.namespace}/{source.name}", ann.ANN_CLONE_TYPE: "copy",
                           ann.ANN_CLONE_FALLBACK_REASON: Fallback.NO_POPULATOR.message})
         claim_doc = new_claim(dv, doc, spec, await self._config(), notes)
+        for token in (ann.ANN_CLONE_TOKEN, ann.ANN_EXTENDED_CLONE_TOKEN):  # the claim gets its own, below
+            claim_doc["metadata"]["annotations"].pop(token, None)
         try:
             claim = await self._cluster.create(claim_doc)
         except (Invalid, Forbidden) as e:
@@ -300,6 +316,20 @@ class CloneDataVolumeReconciler:
         log.info("created clone target %s/%s from %s %s/%s", meta["namespace"], meta["name"], source.word,
                  source.namespace, source.name)
         return claim, None
+
+    async def _carry_token(self, doc: Object, claim: Object, source: CloneSourceRef) -> tuple[str, str] | None:
+        """A cross-namespace target claim gets an extended token minted for its own uid."""
+        if source.namespace == namespace_of(claim) or ann.ANN_EXTENDED_CLONE_TOKEN in annotations_of(claim) \
+                or not is_controlled_by(claim, doc):
+            return None
+        try:
+            token = self._authorization.extend_for_claim(doc, claim, source.kind, source.namespace, source.name)
+        except TokenRejected as e:
+            return "CloneValidationFailed", f"cross-namespace clone not authorized: {e.message}"
+        await self._cluster.patch("v1", "PersistentVolumeClaim", name_of(claim),
+                                  {"metadata": {"annotations": {ann.ANN_EXTENDED_CLONE_TOKEN: token}}},
+                                  namespace_of(claim))
+        return None
 
     async def _ensure_clone_source(self, doc: Object, source: CloneSourceRef, cross: bool) -> None:
         meta = doc["metadata"]
@@ -350,9 +380,11 @@ class CloneDataVolumeReconciler:
                            clock=self._clock.now)
 
 
-def controllers(cluster: Cluster, clock: Clock) -> list[ControllerSpec]:
+def controllers(cluster: Cluster, clock: Clock, authorization: CloneAuthorization) -> list[ControllerSpec]:
     claims = Watch("v1", "PersistentVolumeClaim", owner_keys("DataVolume"))
     return [ControllerSpec("datavolume-pvc-clone-controller", CDI_API_VERSION, "DataVolume",
-                           CloneDataVolumeReconciler(cluster, clock, "PersistentVolumeClaim"), watches=[claims]),
+                           CloneDataVolumeReconciler(cluster, clock, "PersistentVolumeClaim", authorization),
+                           watches=[claims]),
             ControllerSpec("datavolume-snapshot-clone-controller", CDI_API_VERSION, "DataVolume",
-                           CloneDataVolumeReconciler(cluster, clock, SNAPSHOT_SOURCE), watches=[claims])]
+                           CloneDataVolumeReconciler(cluster, clock, SNAPSHOT_SOURCE, authorization),
+                           watches=[claims])]

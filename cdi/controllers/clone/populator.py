@@ -1,10 +1,10 @@
 """The clone populator: fills a PersistentVolumeClaim whose `dataSourceRef` names a VolumeCloneSource.
 
 Keyed by claim. For a target that is not yet populated it (1) finds the VolumeCloneSource (in the
-namespace `cdi.kubevirt.io/dataSourceNamespace` names, for a cross-namespace clone, after the
-injected `authorize` check), (2) waits while the target waits for its first consumer, (3) chooses
-the strategy once (`strategy.choose_strategy`) and records it on the claim — `cloneType`,
-`cloneFallbackReason` with upstream's Warning event, `clonePhase=Pending` and the
+namespace `cdi.kubevirt.io/dataSourceNamespace` names; a cross-namespace clone needs the claim's
+extended clone token, `cdi.controllers.clone.authorization`), (2) waits while the target waits for
+its first consumer, (3) chooses the strategy once (`strategy.choose_strategy`) and records it on the
+claim — `cloneType`, `cloneFallbackReason` with upstream's Warning event, `clonePhase=Pending` and the
 `cdi.kubevirt.io/clonePopulator` finalizer — then (4) walks the plan's phases (`phases`), recording
 the phase that is running in `clonePhase`, and (5) when all are done marks the claim `Succeeded`
 with progress 100.0%, deletes every temporary object (label `OwnedByUID`) and drops the finalizer.
@@ -15,7 +15,7 @@ record a `CloneFailed` Warning and are retried; as upstream, the DataVolume is n
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from cdi.api.meta import CDI_API_VERSION, CDI_GROUP
@@ -24,6 +24,7 @@ from cdi.cluster.events import record_event
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.contracts.annotations import ClonePhase
+from cdi.controllers.clone.authorization import CloneAuthorization
 from cdi.controllers.clone.facts import SNAPSHOT_API, gather_inputs, get_or_none
 from cdi.controllers.clone.phases import (
     RUNNERS,
@@ -43,16 +44,6 @@ COMPONENT = "clone-populator"
 CLONE_SOURCE_KIND = "VolumeCloneSource"
 ANN_SNAPSHOT_CLASS = ann.ANN_CLONE_SNAPSHOT_CLASS
 
-# (target claim, source namespace) → None when the clone may read that namespace, else why not.
-Authorizer = Callable[[Object, str], Awaitable[str | None]]
-
-
-async def same_namespace_only(target: Object, source_namespace: str) -> str | None:
-    if source_namespace == namespace_of(target):
-        return None
-    return "cross-namespace clone is not authorized: the claim carries no valid clone token"
-
-
 def clone_source_ref(claim: Object) -> dict[str, Any] | None:
     """The claim's `dataSourceRef` when it names a VolumeCloneSource, else None."""
     ref = (claim.get("spec") or {}).get("dataSourceRef") or {}
@@ -62,10 +53,10 @@ def clone_source_ref(claim: Object) -> dict[str, Any] | None:
 
 
 class ClonePopulator:
-    def __init__(self, cluster: Cluster, clock: Clock, authorize: Authorizer = same_namespace_only) -> None:
+    def __init__(self, cluster: Cluster, clock: Clock, authorization: CloneAuthorization) -> None:
         self._cluster = cluster
         self._clock = clock
-        self._authorize = authorize
+        self._authorization = authorization
 
     async def reconcile(self, key: Key) -> Result:
         target = await get_or_none(self._cluster, "v1", "PersistentVolumeClaim", key.name, key.namespace)
@@ -76,15 +67,16 @@ class ClonePopulator:
         if is_deleting(target) or notes.get(ann.ANN_CLONE_PHASE) == ClonePhase.SUCCEEDED:
             await self._finish(target, source_namespace)
             return DONE
-        problem = await self._authorize(target, source_namespace)
-        if problem:
-            await self._error(target, problem)
-            return Result(requeue_after=30.0)
         clone_source = await get_or_none(self._cluster, CDI_API_VERSION, CLONE_SOURCE_KIND, str(ref.get("name")),
                                          source_namespace)
         if clone_source is None:
             return Result(requeue_after=5.0)  # the DataVolume controller creates it right after the claim
         source = ((clone_source.get("spec") or {}).get("source") or {})
+        problem = self._authorization.check_claim(target, str(source.get("kind") or "PersistentVolumeClaim"),
+                                                  source_namespace, str(source.get("name")))
+        if problem:
+            await self._error(target, problem)
+            return Result(requeue_after=5.0)  # the DataVolume controller adds the claim's token right after
         if not await self._claim_ready(target):
             return DONE  # waits for its first consumer; the claim's selected-node annotation wakes us
         if ann.ANN_CLONE_TYPE not in notes:
@@ -159,7 +151,10 @@ class ClonePopulator:
         except NoPlan as e:
             await self._error(target, str(e))
             return Result(requeue_after=30.0)
-        for phase in phases:
+        # Rebind, the last phase of every plan, is what gives the target its volume: once it has one,
+        # the earlier phases' objects may already be gone (the temporary claim is Lost), so do not ask them.
+        bound = bool((target.get("spec") or {}).get("volumeName"))
+        for phase in () if bound else phases:
             try:
                 outcome = await RUNNERS[phase](self._cluster, job)
             except CloneFailure as e:
@@ -236,7 +231,7 @@ def _self(obj: Object) -> list[Key]:
     return [Key.of(obj)] if clone_source_ref(obj) is not None else []
 
 
-def controllers(cluster: Cluster, clock: Clock, authorize: Authorizer = same_namespace_only) -> list[ControllerSpec]:
+def controllers(cluster: Cluster, clock: Clock, authorization: CloneAuthorization) -> list[ControllerSpec]:
     claims = Watch("v1", "PersistentVolumeClaim", lambda obj: [*_self(obj), *_target_of_temporary(obj)])
     return [ControllerSpec("clone-populator", "v1", "PersistentVolumeClaim",
-                           ClonePopulator(cluster, clock, authorize), watches=[claims], workers=3)]
+                           ClonePopulator(cluster, clock, authorization), watches=[claims], workers=3)]
