@@ -164,7 +164,7 @@ async def test_the_validating_webhook_answers_allowed_and_denied(server: Served)
     assert answer["response"]["status"]["message"] == "spec.source.http.url: Invalid source URL: nope"
 
 
-async def test_the_mutating_webhook_changes_nothing_yet(server: Served) -> None:
+async def test_the_mutating_webhook_leaves_a_same_namespace_datavolume_alone(server: Served) -> None:
     status, answer = await server.call("POST", "/datavolume-mutate", review(datavolume("nope")))
     assert status == 200 and answer["response"] == {"uid": "u-1", "allowed": True}
 

@@ -22,8 +22,8 @@ def dv(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("doc", "expected"), [
-    (dv({"source": {"pvc": {"name": "golden", "namespace": "os"}}}), "Cloning from a PersistentVolumeClaim"),
-    (dv({"source": {"snapshot": {"name": "snap", "namespace": "os"}}}), "Cloning from a VolumeSnapshot"),
+    (dv({"source": {"pvc": {"name": "golden", "namespace": "os"}}}), None),  # the clone controllers
+    (dv({"source": {"snapshot": {"name": "snap", "namespace": "os"}}}), None),
     (dv({"sourceRef": {"kind": "DataSource", "name": "fedora"}}), "Cloning through a DataSource"),
     (dv({"source": {"http": {"url": "https://h/d.img"}}}), None),
     (dv({"source": {"upload": {}}}), None),
@@ -64,14 +64,15 @@ def test_plan_leaves_deleting_objects_alone() -> None:
     assert plan("DataVolume", doc, NOW) is None
 
 
-async def test_clone_datavolume_gets_condition_event_and_wont_progress(cluster: Cluster, clock: FixedClock) -> None:
-    await cluster.create(dv({"source": {"pvc": {"name": "golden", "namespace": "os"}}}))
+async def test_sourceref_datavolume_gets_condition_event_and_wont_progress(cluster: Cluster,
+                                                                         clock: FixedClock) -> None:
+    await cluster.create(dv({"sourceRef": {"kind": "DataSource", "name": "fedora"}}))
     await NotSupportedReconciler(cluster, clock, DV_API, "DataVolume").reconcile(Key("default", "d"))
     stored = await cluster.get(DV_API, "DataVolume", "d", "default")
     assert stored["status"]["phase"] == "Pending"
     ready = next(c for c in stored["status"]["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"]) == ("False", NOT_SUPPORTED)
-    assert ready["message"].startswith("Cloning from a PersistentVolumeClaim (spec.source.pvc) is not supported yet")
+    assert ready["message"].startswith("Cloning through a DataSource (spec.sourceRef) is not supported yet")
     stopped = wont_progress(stored)
     assert stopped is not None and stopped[0] == NOT_SUPPORTED
     events = [e for e in (await cluster.list("v1", "Event", "default")).items
