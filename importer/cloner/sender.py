@@ -8,7 +8,8 @@ from min(what the server acknowledged, what we already folded into our digest), 
 the cloner itself the extents before the acknowledged offset are read and hashed again but not sent.
 Failures in a row are bounded (`max_failures`, with exponential backoff); any acknowledged progress
 resets the count. A digest mismatch (the server forgot the clone) starts over once. While one extent
-is on the wire the next is read and hashed on a worker thread, so memory stays at two windows.
+is on the wire the next is read and hashed on a worker thread, and the client keeps one more extent
+queued behind the one the server is writing (`CloneClient.push`), so memory stays at three windows.
 Used by `importer.cloner.main`.
 """
 
@@ -125,9 +126,13 @@ class Sender:
             if extent.offset >= self._hashed_until:
                 self._digest.add(extent.offset, len(extent.data), extent.sha256)
                 self._hashed_until = extent.end
-            if extent.end > state.next:
-                state = await self._client.put(extent.offset, extent.data)
-                self._progressed = True
+            if extent.end > acknowledged:
+                state = self._acknowledged(state, await self._client.push(extent.offset, extent.data))
             self._progress.raise_to(min(99.99, self._map.percent(extent.end)))
-        return state
+        return self._acknowledged(state, await self._client.drain())
 
+    def _acknowledged(self, state: cp.State, answer: cp.State | None) -> cp.State:
+        if answer is None:
+            return state
+        self._progressed = True
+        return answer

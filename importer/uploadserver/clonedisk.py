@@ -106,13 +106,17 @@ class ClonedDisk:
         if not target.block:
             os.ftruncate(self._fd, virtual_size)
 
-    def write(self, offset: int, data: bytes | memoryview) -> None:
-        view = memoryview(data)
+    def write_vectors(self, offset: int, pieces: list[bytes]) -> None:
+        """Write consecutive pieces at `offset` with as few system calls as the kernel allows."""
         try:
-            while view:
-                done = os.pwrite(self._fd, view, offset)
+            while pieces:
+                done = os.pwritev(self._fd, pieces, offset)
                 offset += done
-                view = view[done:]
+                while pieces and done >= len(pieces[0]):
+                    done -= len(pieces[0])
+                    pieces = pieces[1:]
+                if done:
+                    pieces = [pieces[0][done:], *pieces[1:]]
         except OSError as e:
             raise no_space_guard(e, str(self.target.disk_path)) from e
         self._written_until = max(self._written_until, offset)

@@ -16,17 +16,17 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from aiohttp import web
+from aiohttp import ClientError, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from cdi.contracts import clone_protocol as cp
 from cdi.contracts import importer_env
 from cdi.contracts.termination import TerminationMessage
 from importer.errors import ImportFailure, TransferInterrupted
 from importer.target import discover_target
-from importer.uploadserver.bodies import CountedBody
 from importer.uploadserver.clonedisk import ClonedDisk, sizing_of
 from importer.uploadserver.config import UploadServerConfig
 from importer.uploadserver.gate import GateClosed, ServerResult, UploadGate
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 READ_PIECE = 1 << 20
 READ_IDLE = 60.0
+_MAX_VECTORS = 512  # well under IOV_MAX
+_READ_ERRORS = (OSError, ClientError, HttpProcessingError, ValueError, asyncio.IncompleteReadError)
 
 
 def failure(status: int, reason: str, message: str, *, retryable: bool = False) -> web.Response:
@@ -162,17 +164,17 @@ class CloneTarget:
         position = offset
         pending: asyncio.Future[None] | None = None
 
-        def absorb(at: int, piece: bytes) -> None:
-            disk.write(at, piece)
-            data_hash.update(piece)
+        def absorb(at: int, pieces: list[bytes]) -> None:
+            disk.write_vectors(at, pieces)  # no copy: the pieces as aiohttp received them
+            for piece in pieces:
+                data_hash.update(piece)
 
-        body = CountedBody(request.content.read, idle_timeout=READ_IDLE, piece=READ_PIECE)
         try:
-            async for piece in body.pieces():
+            async for batch in _batches(request, offset, length):
                 if pending is not None:
                     await pending
-                pending = asyncio.ensure_future(asyncio.to_thread(absorb, position, piece))
-                position += len(piece)
+                pending = asyncio.ensure_future(asyncio.to_thread(absorb, position, batch))
+                position += sum(len(piece) for piece in batch)
             if pending is not None:
                 await pending
         finally:
@@ -246,6 +248,33 @@ class CloneTarget:
                 await self._watchdog
         if session is not None and not session.done:
             await self._forget(session)
+
+
+async def _batches(request: web.Request, offset: int, length: int) -> AsyncIterator[list[bytes]]:
+    """The body as lists of received pieces adding up to about READ_PIECE bytes; a body that stops
+    arriving, or ends early, is `TransferInterrupted`."""
+    batch: list[bytes] = []
+    size = received = 0
+    while True:
+        try:
+            async with asyncio.timeout(READ_IDLE):
+                piece = await request.content.readany()
+        except TimeoutError as e:
+            raise TransferInterrupted(f"extent at {offset}: no data for {READ_IDLE:.0f}s after {received} of "
+                                      f"{length} bytes") from e
+        except _READ_ERRORS as e:
+            raise TransferInterrupted(f"extent at {offset} interrupted after {received} of {length} bytes "
+                                      f"({type(e).__name__}: {e})") from e
+        if not piece:
+            break
+        batch.append(piece)
+        size += len(piece)
+        received += len(piece)
+        if size >= READ_PIECE or len(batch) >= _MAX_VECTORS:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 class DigestMismatch(ImportFailure):
