@@ -48,6 +48,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any, Final
 
+from cdi.contracts.upload_protocol import fnv32a
+
 # --- The clone source pod (upstream names).
 CONTAINER_NAME: Final = "cdi-clone-source"
 CLIENT_KEY: Final = "CLIENT_KEY"  # PEM contents, from the pod's Secret
@@ -89,9 +91,18 @@ class VolumeMode(enum.StrEnum):
     BLOCK = "Block"
 
 
+CN_MAX = 64  # an X.509 commonName holds at most 64 characters (RFC 5280 ub-common-name)
+
+
 def client_name(source_namespace: str, source_pvc: str, target_namespace: str, target_pvc: str) -> str:
-    """Upstream's `uploadClientName`: the CN the clone's client certificate carries."""
-    return f"{source_namespace}/{source_pvc}-{target_namespace}/{target_pvc}"
+    """Upstream's `uploadClientName`: the CN the clone's client certificate carries, and the CLIENT_NAME
+    the upload server accepts. Upstream's Go writes longer names into the CN regardless; a name longer
+    than a commonName may be (a clone populator's `tmp-pvc-<uid>` target makes one) keeps its first 55
+    characters and gains an FNV-32a hash of the whole, so it stays unique and the same on both sides."""
+    name = f"{source_namespace}/{source_pvc}-{target_namespace}/{target_pvc}"
+    if len(name) <= CN_MAX:
+        return name
+    return f"{name[:CN_MAX - 9]}-{fnv32a(name)}"
 
 
 def source_pod_name(target_uid: str) -> str:

@@ -129,7 +129,7 @@ _DNS_LABEL_MAX = 63
 _DNS_SUBDOMAIN_MAX = 253
 
 
-def _fnv32a(text: str) -> str:
+def fnv32a(text: str) -> str:
     value = 0x811C9DC5
     for byte in text.encode():
         value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
@@ -145,8 +145,8 @@ def shortened_name(base: str, suffix: str, max_length: int) -> str:
     base_length = max_length - 10 - len(suffix)
     if base_length < 0:
         prefix = base[:min(len(base), max(0, max_length - 9))]
-        return f"{prefix}-{_fnv32a(name)}"[:max_length]
-    return f"{base[:base_length]}-{_fnv32a(base)}-{suffix}"
+        return f"{prefix}-{fnv32a(name)}"[:max_length]
+    return f"{base[:base_length]}-{fnv32a(base)}-{suffix}"
 
 
 def upload_resource_name(pvc_name: str) -> str:

@@ -18,6 +18,7 @@ from cdi.controllers.clone import datavolume as clone_datavolumes
 from cdi.controllers.clone import populator as clone_populator
 from cdi.controllers.clone.authorization import CloneAuthorization
 from cdi.controllers.datavolume import controller as datavolumes
+from cdi.controllers.hostclone import controller as host_clones
 from cdi.controllers.importpod import controller as import_pods
 from cdi.controllers.progress import ProgressScraper
 from cdi.controllers.upload import controller as uploads
@@ -45,4 +46,6 @@ def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
             *datavolumes.controllers(cluster, clock, scraper),
             *clone_datavolumes.controllers(cluster, clock, authorization),
             *clone_populator.controllers(cluster, clock, authorization),
+            *host_clones.controllers(cluster, clock, scraper, image=options.image, namespace=options.namespace,
+                                     authorize=authorization.check_clone_request),
             *notsupported.controllers(cluster, clock)]

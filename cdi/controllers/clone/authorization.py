@@ -66,6 +66,11 @@ class CloneAuthorization:
             return str(e)
         return None
 
+    def check_clone_request(self, claim: Object) -> str | None:
+        """`check_claim` for a host-assisted target, whose source is `k8s.io/CloneRequest: <ns>/<name>`."""
+        namespace, _, name = annotations_of(claim).get(ann.ANN_CLONE_REQUEST, "").partition("/")
+        return self.check_claim(claim, "PersistentVolumeClaim", namespace, name)
+
     def _require(self) -> CloneTokens:
         if self._tokens is None:
             raise TokenRejected(NO_KEY)

@@ -80,8 +80,9 @@ def server_names(service: str, namespace: str) -> tuple[str, ...]:
 
 def upload_server_secret(pvc: Object, name: str, service: str, ca: KeyPair, now: datetime) -> Object:
     """The upload pod's TLS Secret: its server certificate and the CA it trusts for client certificates."""
-    pair = issue(ca, f"{service}.{namespace_of(pvc)}.svc", now, names=server_names(service, namespace_of(pvc)),
-                 days=LEAF_DAYS)
+    # The commonName is the Service's name (a DNS label, at most 63 characters): "<svc>.<ns>.svc" can pass
+    # the 64 a commonName may hold. Clients check the DNS names, which carry every form.
+    pair = issue(ca, service, now, names=server_names(service, namespace_of(pvc)), days=LEAF_DAYS)
     return _secret(name, namespace_of(pvc), {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem, "ca.crt": ca.cert_pem},
                    ownerReferences=[controller_reference(pvc)])
 
