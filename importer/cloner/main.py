@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from cdi.contracts import clone_protocol as cp
+from cdi.contracts import importer_env
 from cdi.contracts.metrics import CLONE_PROGRESS, progress_line
 from cdi.contracts.termination import TerminationMessage
 from importer.blockio import device_size, is_block_device
@@ -77,7 +78,7 @@ def _context(config: ClonerConfig) -> ssl.SSLContext | None:
 
 
 async def run(environ: Mapping[str, str]) -> int:
-    termination_log = Path(environ.get("CDI_TERMINATION_LOG", "/dev/termination-log"))
+    termination_log = Path(environ.get(importer_env.TERMINATION_LOG, importer_env.DEFAULT_TERMINATION_LOG))
     try:
         config = load_config(environ)
         context = _context(config)

@@ -8,6 +8,9 @@ feeds it through the importer's pipeline, writes the termination message and exi
     processing  runs the pipeline, signals "validated" for async uploads, maps failures to HTTP status
     isocheck    refuses incomplete ISO images before they are committed
     resumable   the offset-addressed chunk protocol (ours)
+    clonetarget the host-assisted clone endpoints (`cdi.contracts.clone_protocol`): sparse, resumable,
+                digest-checked
+    clonedisk   the clone's disk: extents at their offsets, holes zeroed where needed, sized and committed
     handlers    the HTTP endpoints
     main        the entrypoint: serve, wait for the result, write the termination message, exit
 """
