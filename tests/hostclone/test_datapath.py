@@ -5,13 +5,16 @@ the digest. Bytes are compared over the source's whole size; sparseness by alloc
 
 from __future__ import annotations
 
+import asyncio
 import os
 import ssl
+import sys
 from pathlib import Path
 
 import pytest
 
 from cdi.contracts import clone_protocol as cp
+from cdi.contracts.termination import TerminationMessage
 from importer.cloner.client import CloneClient, CloneRefused, client_context
 from importer.cloner.config import load_config
 from importer.cloner.extents import extents
@@ -242,3 +245,17 @@ def test_progress_metric_uses_the_clone_name() -> None:
     progress.raise_to(45.2678)
     body = CloneMetricsServer(progress, "uid-1", "off").body().decode()
     assert 'kubevirt_cdi_clone_progress_total{ownerUID="uid-1"} 45.27' in body
+
+
+async def test_the_console_script_reports_a_failure_like_the_importer(pki: TestPKI, clone_cert: ClientCert,
+                                                                      tmp_path: Path) -> None:
+    empty = tmp_path / "not-a-disk"
+    empty.mkdir()
+    log = tmp_path / "termination-log"
+    env = {**os.environ, **cloner_env(pki, clone_cert, 1, empty), "CDI_TERMINATION_LOG": str(log)}
+    process = await asyncio.create_subprocess_exec(str(Path(sys.executable).parent / "cdi-cloner"), env=env,
+                                                   stderr=asyncio.subprocess.DEVNULL)
+    assert await asyncio.wait_for(process.wait(), 60) == 1
+    message = TerminationMessage.parse(log.read_text())
+    assert (message.reason, message.retryable) == ("InvalidConfiguration", False)
+    assert "only volumes holding a disk image" in message.message

@@ -18,7 +18,7 @@ from cdi.controllers.upload.controller import UploadReconciler
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.pods.runner import PodRunner
 from cdi.runtime.types import Key, SystemClock
-from tests.hostclone.support import MiB, SOURCE_SIZE, allocated, data_bytes, loop_device, sha256_of, write_layout
+from tests.hostclone.support import SOURCE_SIZE, MiB, allocated, data_bytes, loop_device, sha256_of, write_layout
 from tests.pods.support import bind, claim, storage_class
 
 NS = "default"
