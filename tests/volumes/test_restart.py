@@ -10,6 +10,7 @@ from cdi.cluster.protocol import Object
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.volumes import controllers, ensure_all_attached, ensure_default_storage
 from cdi.embedded.volumes.loop import LoopPool
+from cdi.embedded.volumes.selection import open_pool
 from cdi.runtime.types import Key
 from tests.volumes.conftest import Reconcilers
 from tests.volumes.support import (
@@ -149,3 +150,45 @@ async def test_controllers_for_the_manager(cluster: EmbeddedCluster, loop_pool: 
     assert list(provisioner.watches[1].map_to_keys(claimed)) == [Key("ns", "other")]
     claim["spec"]["volumeName"] = "chosen"
     assert list(claims_to_volumes.map_to_keys(claim)) == [Key("", "chosen"), Key("", f"pvc-{claim['metadata']['uid']}")]
+
+
+async def test_volumes_and_classes_stored_by_an_earlier_version_keep_working(
+        cluster: EmbeddedCluster, pool_root: Path, clock: FakeClock) -> None:
+    """An earlier version kept images under the pool directory, wrote `spec.local` PVs provisioned by
+    `pycdi.local/hostpath` and classes with that provisioner; the reflink pool of this version serves them."""
+    old_pool = LoopPool(pool_root)  # the pool as it was: images/ under the pool directory
+    info = await old_pool.create_volume("pvc-old", 16 * MIB, VolumeMode.BLOCK)
+    with open(info.path, "r+b") as device:
+        device.write(b"written by the old version")
+    await cluster.create({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "old"},
+                          "provisioner": "pycdi.local/hostpath", "reclaimPolicy": "Delete"})
+    claim = await cluster.create(pvc("old-claim", storage_class="old", volume_mode="Block", volume_name="pvc-old"))
+    await cluster.create({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": "pvc-old", "finalizers": ["pycdi.local/volume-protection"],
+                     "annotations": {"pv.kubernetes.io/provisioned-by": "pycdi.local/hostpath", **info.annotations()}},
+        "spec": {"capacity": {"storage": "16Mi"}, "accessModes": ["ReadWriteOnce"], "volumeMode": "Block",
+                 "storageClassName": "old", "persistentVolumeReclaimPolicy": "Delete", "local": {"path": info.path},
+                 "claimRef": {"namespace": "default", "name": "old-claim", "uid": claim["metadata"]["uid"]}}})
+    reboot(old_pool, ["pvc-old"])
+    (pool_root / "squatter.img").write_bytes(b"\0" * MIB)
+    attach_at(info.path, pool_root / "squatter.img")  # the old device number is taken after the reboot
+
+    pool = await open_pool(pool_root)  # this version: a reflink xfs for new volumes
+    assert isinstance(pool, LoopPool) and pool.data != pool_root
+    report = await ensure_all_attached(cluster, pool)
+    assert report.attached == ["pvc-old"] and report.released == []
+    pv = await cluster.get(*PV, "pvc-old")
+    assert pv["spec"]["local"] == {"path": info.path}  # immutable; the annotation has the new device
+    with open(volume_path(pv), "rb") as device:
+        assert device.read(26) == b"written by the old version"
+
+    reconcilers = Reconcilers(cluster, pool, clock)
+    await cluster.create(pvc("new-claim", storage_class="old"))
+    await settle(cluster, reconcilers.claims, reconcilers.volumes)
+    new_pv = await bound_volume(cluster, "new-claim")
+    assert new_pv["spec"]["csi"]["driver"] == "local.csi.pycdi.io"
+    assert new_pv["metadata"]["annotations"]["pycdi.local/backing"].startswith(str(pool.data))
+    await cluster.delete(*PVC, "old-claim", "default")
+    await settle(cluster, reconcilers.claims, reconcilers.volumes)
+    assert not Path(info.backing).exists() and await pool.volume_names() == [new_pv["metadata"]["name"]]

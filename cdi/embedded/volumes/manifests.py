@@ -78,13 +78,11 @@ def csi_source(info: VolumeInfo) -> dict[str, Any]:
     return source
 
 
-def moved_volume_patch(info: VolumeInfo, *, legacy_local: bool = False) -> dict[str, Any]:
-    """Record a volume's new path (a loop device renumbered after a restart) on its PV; a PV an earlier
-    version stored has it in `spec.local.path` too."""
-    patch: dict[str, Any] = {"metadata": {"annotations": {ANN_VOLUME_PATH: info.path}}}
-    if legacy_local:
-        patch["spec"] = {"local": {"path": info.path}}
-    return patch
+def moved_volume_patch(info: VolumeInfo) -> dict[str, Any]:
+    """Record a volume's new path (a loop device renumbered after a restart) on its PV. Only the
+    annotation: a PV's volume source is immutable on a real API server, so the `spec.local.path` of a PV
+    an earlier version stored keeps the first path, and readers take the annotation first."""
+    return {"metadata": {"annotations": {ANN_VOLUME_PATH: info.path}}}
 
 
 def reserve_patch(claim: ClaimView, resource_version: str) -> dict[str, Any]:

@@ -116,7 +116,6 @@ class VolumeView:
     resource_version: str
     info: VolumeInfo | None  # where the pool keeps it, for volumes this provisioner made
     csi_driver: str = ""  # spec.csi.driver
-    local_path: str | None = None  # spec.local.path, on PVs earlier versions stored
 
     @property
     def ours(self) -> bool:
@@ -182,8 +181,7 @@ def parse_volume(obj: Object) -> VolumeView:
         protected=FINALIZER_VOLUME_PROTECTION in (meta.get("finalizers") or ()),
         deleting=bool(meta.get("deletionTimestamp")), resource_version=str(meta.get("resourceVersion") or ""),
         info=volume_info_from_annotations(name, mode, _bytes(capacity) or 0, annotations),
-        csi_driver=str((spec.get("csi") or {}).get("driver") or ""),
-        local_path=(spec.get("local") or {}).get("path"))
+        csi_driver=str((spec.get("csi") or {}).get("driver") or ""))
 
 
 def pod_claim_names(obj: Object) -> tuple[str, ...]:

@@ -37,7 +37,7 @@ from cdi.embedded.volumes.claim_plan import (
     SetStorageClass,
     plan_claim,
 )
-from cdi.embedded.volumes.errors import SnapshotMissing, VolumeError
+from cdi.embedded.volumes.errors import SnapshotMissing, VolumeConflict, VolumeError
 from cdi.embedded.volumes.expansion import ExpandFilesystem, ExpandVolume, FinishResize, SetResizeCondition
 from cdi.embedded.volumes.manifests import (
     bind_claim_patch,
@@ -132,6 +132,9 @@ class ClaimReconciler:
         snapshot = await self._pool.get_snapshot(source.snapshot_handle or "")
         if snapshot is None:
             raise SnapshotMissing(f"snapshot {source.snapshot_handle} is not in this node's storage pool")
+        if snapshot.volume_mode != plan.volume_mode:  # a pre-provisioned content may not say its mode
+            raise VolumeConflict(f"snapshot {snapshot.handle} is of a {snapshot.volume_mode.value} volume; it cannot "
+                                 f"be restored into a {plan.volume_mode.value} volume")
         return await self._pool.create_volume_from(plan.volume_name, plan.size_bytes, snapshot)
 
     async def create_persistent_volume(self, claim: ClaimView, plan: Provision, info: VolumeInfo) -> None:

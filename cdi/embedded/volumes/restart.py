@@ -3,8 +3,8 @@
 `ensure_all_attached` runs once at start-up, before the provisioner's controllers: for every PV this
 provisioner made whose storage is in the pool, the pool re-attaches and re-mounts it (loop devices and
 mounts do not survive a reboot). A Block volume may come back on another `/dev/loopN`; the new path is
-written to the PV's `pycdi.local/volume-path` annotation (and `spec.local.path` of a PV an earlier version
-stored), which is where the pod runner looks; `spec.csi` is immutable and names the volume, not its path.
+written to the PV's `pycdi.local/volume-path` annotation, which is where the pod runner looks first (a
+PV's `spec.csi`, or the `spec.local` of a PV an earlier version stored, is immutable).
 Then volumes the pool holds that no PV records and no claim will record (a crash between creating a
 volume and its PV, followed by the claim's deletion) are deleted, so nothing leaks.
 A volume that cannot be brought back is logged and reported, and the others still are.
@@ -60,8 +60,7 @@ async def _reattach(cluster: Cluster, pool: StoragePool, raw: Object, report: At
         report.failed[volume.name] = str(e)
         return
     if info.path != volume.info.path:
-        patch = moved_volume_patch(info, legacy_local=volume.local_path is not None)
-        await cluster.patch("v1", "PersistentVolume", volume.name, patch)
+        await cluster.patch("v1", "PersistentVolume", volume.name, moved_volume_patch(info))
         _log.info("volume %s moved from %s to %s", volume.name, volume.info.path, info.path)
         report.moved[volume.name] = info.path
     report.attached.append(volume.name)
