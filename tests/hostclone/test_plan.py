@@ -153,6 +153,10 @@ def test_source_pod_spec() -> None:
     assert spec["metadata"]["labels"][ann.LABEL_HOST_ASSISTED_SOURCE_POD_CLONE_SOURCE] == "source-uid"
     assert "ownerReferences" not in spec["metadata"]
     assert upload_url_host(spec) == "127.1.0.5"
+    affinity = spec["spec"]["affinity"]["podAffinity"]
+    assert affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]["labelSelector"] == {
+        "matchLabels": {"service": "cdi-upload-target"}}
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in affinity  # the test source has no access modes
     assert clone_client_name(target()) == "ns/source-ns/target"
 
 

@@ -7,6 +7,8 @@ pure: every input is explicit in `SourcePodInputs`.
               owner reference (owners cannot cross namespaces: the target's finalizer cleans up instead),
               `storage.ownerRef=<tgtNs>/<tgt>` so its changes reach the target's reconcile
     labels    app, `cdi.kubevirt.io=cdi-clone-source`, `hostAssistedSourcePodCloneSource=<source uid>`
+    affinity  as upstream: required to other source pods of a ReadWriteOnce source (they must share its
+              node), preferred (weight 100) to the target's upload pod
     env       CLIENT_CERT / CLIENT_KEY from the Secret `<pod name>` (a client certificate whose CN is the
               clone's client name, signed by the upload-server CA), SERVER_CA_CERT (that CA),
               UPLOAD_URL (the upload pod's address: the embedded runtime has no Service DNS, and a pod IP
@@ -97,11 +99,24 @@ def source_pod(inputs: SourcePodInputs) -> Object:
         "metadata": {"name": inputs.pod_name, "namespace": namespace_of(source), "labels": labels,
                      "annotations": {ann.ANN_OWNER_REF: owner_ref(inputs.target), **ann.POD_ANNOTATION_DEFAULTS}},
         "spec": {"containers": [container], "restartPolicy": "OnFailure", "enableServiceLinks": False,
-                 "automountServiceAccountToken": False,
+                 "automountServiceAccountToken": False, "affinity": _affinity(inputs),
                  "volumes": [{"name": DATA_VOLUME, "persistentVolumeClaim": {"claimName": name_of(source),
                                                                              "readOnly": True}}],
                  "securityContext": {"runAsNonRoot": True, "runAsUser": WORKER_UID, "fsGroup": WORKER_UID}},
     }
+
+
+def _affinity(inputs: SourcePodInputs) -> Object:
+    host = "kubernetes.io/hostname"
+    upload = {"weight": 100, "podAffinityTerm": {
+        "labelSelector": {"matchLabels": {ann.LABEL_SERVICE: up.upload_service_name(name_of(inputs.target))}},
+        "namespaces": [namespace_of(inputs.target)], "topologyKey": host}}
+    affinity: Object = {"preferredDuringSchedulingIgnoredDuringExecution": [upload]}
+    if "ReadWriteOnce" in ((inputs.source.get("spec") or {}).get("accessModes") or []):
+        affinity["requiredDuringSchedulingIgnoredDuringExecution"] = [{
+            "labelSelector": {"matchLabels": {ann.LABEL_HOST_ASSISTED_SOURCE_POD_CLONE_SOURCE: uid_of(inputs.source)}},
+            "namespaces": [namespace_of(inputs.source)], "topologyKey": host}]
+    return {"podAffinity": affinity}
 
 
 def upload_url_host(pod: Object) -> str | None:
