@@ -12,6 +12,7 @@ from cdi.embedded.snapshots.plan import (
     DeleteContent,
     DeleteSnapshotData,
     Event,
+    ProtectClaim,
     SetFinalizers,
     SetStatus,
     SnapshotObservation,
@@ -60,8 +61,23 @@ def observe(snapshot: dict[str, Any], **kwargs: Any) -> SnapshotObservation:
 def test_a_dynamic_snapshot_gets_the_default_class_a_content_and_finalizers() -> None:
     plan = plan_snapshot(observe(vs(), classes=(DEFAULT,), claim=ClaimSource(True, DRIVER, "pvc-1", "Block")))
     kinds = [type(action).__name__ for action in plan.actions]
-    assert kinds == ["SetClassName", "CreateContent", "Event", "SetFinalizers"]
-    assert plan.actions[3] == SetFinalizers(add=(FINALIZER_AS_SOURCE, FINALIZER_BOUND))
+    assert kinds == ["ProtectClaim", "SetClassName", "CreateContent", "Event", "SetFinalizers"]
+    assert plan.actions[0] == ProtectClaim(add=True)
+    assert plan.actions[4] == SetFinalizers(add=(FINALIZER_AS_SOURCE, FINALIZER_BOUND))
+
+
+def test_the_claim_is_protected_only_while_a_snapshot_of_it_is_taken() -> None:
+    ready = parse_content(vsc(status={"readyToUse": True, "restoreSize": 1, "snapshotHandle": "h", "creationTime": 1}))
+    named = vs(volumeSnapshotClassName="local-snapshots", finalizers=(FINALIZER_AS_SOURCE, FINALIZER_BOUND))
+    protected = ClaimSource(True, DRIVER, "pvc-1", protected=True)
+    done = plan_snapshot(observe(named, classes=(DEFAULT,), claim=protected, content=ready))
+    assert ProtectClaim(add=False) in done.actions
+    other_pending = plan_snapshot(observe(named, classes=(DEFAULT,), claim=protected, content=ready,
+                                          siblings_in_flight=True))
+    assert not any(isinstance(action, ProtectClaim) for action in other_pending.actions)
+    going = plan_snapshot(observe(named, classes=(DEFAULT,), claim=ClaimSource(True, DRIVER, "pvc-1", deleting=True)))
+    assert going.actions[0] == Event("Warning", "SnapshotCreationFailed",
+                                     "cannot create snapshot of PVC data: it is being deleted")
 
 
 def test_two_default_classes_are_an_error_on_the_snapshot() -> None:

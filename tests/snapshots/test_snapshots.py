@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cdi.embedded.pods.volumes import pv_path
+from cdi.runtime.types import Key
 from tests.snapshots.conftest import PV, PVC, VS, VSC, Harness
 
 SNAPSHOT_API = "snapshot.storage.k8s.io/v1"
@@ -59,7 +60,11 @@ async def test_snapshot_restore_and_clone_keep_the_bytes(harness: Harness) -> No
                for _, reason, message in await h.events("restored"))
 
     created = await h.cluster.create(snapshot(h, "snap", pvc="source"))
+    await h.snapshots.reconcile(Key(h.namespace, "snap"))  # taking it: the claim may not go away meanwhile
+    protection = "snapshot.storage.kubernetes.io/pvc-as-source-protection"
+    assert protection in (await h.get(PVC, "source"))["metadata"]["finalizers"]  # type: ignore[index]
     await h.settle()
+    assert protection not in ((await h.get(PVC, "source"))["metadata"].get("finalizers") or [])  # type: ignore
     (await disk(h, "source")).write_bytes(b"changed after the snapshot")
     await h.cluster.create(claim(h, "clone", "100Mi", dataSource={"kind": "PersistentVolumeClaim", "name": "restored"}))
     await h.settle()

@@ -25,6 +25,7 @@ from cdi.embedded.snapshots.plan import (
     DeleteContent,
     DeleteSnapshotData,
     Event,
+    ProtectClaim,
     SetClassName,
     SetFinalizers,
     SetStatus,
@@ -36,10 +37,12 @@ from cdi.embedded.snapshots.plan import (
     plan_snapshot,
 )
 from cdi.embedded.snapshots.views import (
+    FINALIZER_PVC,
     SNAPSHOT_API,
     VS,
     VS_CLASS,
     VSC,
+    SnapshotView,
     content_name_for,
     parse_class,
     parse_content,
@@ -92,17 +95,20 @@ class SnapshotReconciler:
         if snapshot.pvc_name and (found := await _get(self._cluster, PVC, snapshot.pvc_name, snapshot.namespace)):
             parsed = parse_claim(found)
             volume = await _get(self._cluster, PV, parsed.volume_name) if parsed.volume_name else None
+            protected = FINALIZER_PVC in (found["metadata"].get("finalizers") or ())
             if parsed.phase != "Bound" or volume is None:
-                claim = ClaimSource(bound=False)
+                claim = ClaimSource(bound=False, protected=protected, deleting=parsed.deleting)
             else:
                 handle = ((volume.get("spec") or {}).get("csi") or {}).get("volumeHandle") or parsed.volume_name
-                claim = ClaimSource(True, _driver_of(volume), str(handle), parse_volume(volume).volume_mode.value)
+                claim = ClaimSource(True, _driver_of(volume), str(handle), parse_volume(volume).volume_mode.value,
+                                    protected, parsed.deleting)
         content_name = snapshot.content_name or snapshot.bound_content or content_name_for(snapshot)
         content = await _get(self._cluster, VSC, content_name)
         restoring = any(_restores(obj, snapshot.name) for obj in
                         (await self._cluster.list(*PVC, snapshot.namespace)).items)
+        siblings = any(_in_flight(obj, snapshot) for obj in (await self._cluster.list(*VS, snapshot.namespace)).items)
         return SnapshotObservation(snapshot, self._driver, self._clock.now(), classes, claim,
-                                   parse_content(content) if content else None, restoring)
+                                   parse_content(content) if content else None, restoring, siblings)
 
     async def _apply(self, raw: Object, action: SnapshotAction | ContentAction) -> None:
         meta = raw["metadata"]
@@ -128,6 +134,17 @@ class SnapshotReconciler:
                     pass
             case SetStatus(status):
                 await self._cluster.patch_status(*VS, name, {"status": status}, namespace)
+            case ProtectClaim(add):
+                change = SetFinalizers(add=(FINALIZER_PVC,)) if add else SetFinalizers(remove=(FINALIZER_PVC,))
+                await _patch_finalizers(self._cluster, PVC, str(raw["spec"]["source"]["persistentVolumeClaimName"]),
+                                        namespace, change)
+
+
+def _in_flight(obj: Object, snapshot: SnapshotView) -> bool:
+    """Whether `obj` is another snapshot of the same claim that is still being taken."""
+    other = parse_snapshot(obj)
+    return (other.uid != snapshot.uid and other.pvc_name == snapshot.pvc_name and not other.deleting
+            and other.status.get("readyToUse") is not True)
 
 
 def _restores(claim: Object, snapshot: str) -> bool:

@@ -6,8 +6,9 @@ of a bound claim whose volume is of this driver gets its class (the named one, o
 default, written into the spec as snapshot-controller does) and a content `snapcontent-<uid>` naming
 it; a pre-provisioned one (`source.volumeSnapshotContentName`) binds to the content it names if that
 content names it back. Either way its status mirrors the content's, and it carries the
-as-source and bound finalizers. Snapshots of other drivers are left to them, with an Event saying
-so; problems are a status error plus a Warning. A deleted snapshot keeps its as-source finalizer while
+as-source and bound finalizers; its claim carries `pvc-as-source-protection` while the snapshot is
+being taken, so it cannot go away in between. Snapshots of other drivers are left to them, with an
+Event saying so; problems are a status error plus a Warning. A deleted snapshot keeps its as-source finalizer while
 a claim is being restored from it, deletes its content when the policy is Delete, then lets go.
 
 `plan_content` (keyed by VolumeSnapshotContent, only this driver's): take the snapshot of the volume
@@ -79,6 +80,11 @@ class DeleteContent:
 
 
 @dataclass(frozen=True)
+class ProtectClaim:
+    add: bool  # add (True) or remove (False) the pvc-as-source-protection finalizer of the source claim
+
+
+@dataclass(frozen=True)
 class SetStatus:
     status: Object  # the whole desired status (merge-patched)
 
@@ -95,7 +101,8 @@ class DeleteSnapshotData:
     handle: str
 
 
-SnapshotAction = Event | SetFinalizers | SetClassName | CreateContent | BindContent | DeleteContent | SetStatus
+SnapshotAction = (Event | SetFinalizers | SetClassName | CreateContent | BindContent | DeleteContent | SetStatus
+                  | ProtectClaim)
 ContentAction = Event | SetFinalizers | SetStatus | TakeSnapshot | DeleteSnapshotData | DeleteContent
 
 
@@ -107,6 +114,8 @@ class ClaimSource:
     driver: str = ""
     volume_handle: str = ""
     volume_mode: str = "Filesystem"
+    protected: bool = False  # carries FINALIZER_PVC
+    deleting: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,7 @@ class SnapshotObservation:
     claim: ClaimSource | None = None  # None: the claim does not exist
     content: ContentView | None = None  # the content it is (or will be) bound to
     restoring: bool = False  # an unbound claim in the namespace has this snapshot as its data source
+    siblings_in_flight: bool = False  # another snapshot of the same claim is still being taken
 
 
 @dataclass(frozen=True)
@@ -193,8 +203,16 @@ def _deleting(observed: SnapshotObservation) -> Plan:
     if content is not None and content.ref_uid == snapshot.uid and content.deletion_policy == DELETE \
             and not content.deleting:
         actions.append(DeleteContent(content.name))
+    actions.extend(_release_claim(observed))
     drop = _without(snapshot.finalizers, FINALIZER_AS_SOURCE, FINALIZER_BOUND)
     return Plan((*actions, *((drop,) if drop else ())))
+
+
+def _release_claim(observed: SnapshotObservation) -> list[SnapshotAction]:
+    claim = observed.claim
+    if claim is None or not claim.protected or observed.siblings_in_flight:
+        return []
+    return [ProtectClaim(add=False)]
 
 
 def _dynamic(observed: SnapshotObservation) -> Plan:
@@ -213,10 +231,18 @@ def _dynamic(observed: SnapshotObservation) -> Plan:
     chosen = _snapshot_class(observed, claim.driver)
     if isinstance(chosen, Plan):
         return chosen
+    content = observed.content
+    taken = content is not None and content.ready
+    if claim.deleting and not taken:
+        return _fail(observed, "SnapshotCreationFailed", f"cannot create snapshot of PVC {snapshot.pvc_name}: it is "
+                                                         f"being deleted", requeue=True)
     actions: list[SnapshotAction] = []
+    if not taken and not claim.protected:
+        actions.append(ProtectClaim(add=True))
+    if taken:
+        actions.extend(_release_claim(observed))
     if not snapshot.class_name:
         actions.append(SetClassName(chosen.name))
-    content = observed.content
     if content is None:
         name = content_name_for(snapshot)
         actions += [CreateContent(name, chosen.driver, chosen.deletion_policy, chosen.name, claim.volume_handle,

@@ -22,6 +22,7 @@ VS_CLASS: Final = (SNAPSHOT_API, "VolumeSnapshotClass")
 FINALIZER_AS_SOURCE: Final = "snapshot.storage.kubernetes.io/volumesnapshot-as-source-protection"
 FINALIZER_BOUND: Final = "snapshot.storage.kubernetes.io/volumesnapshot-bound-protection"
 FINALIZER_CONTENT: Final = "snapshot.storage.kubernetes.io/volumesnapshotcontent-bound-protection"
+FINALIZER_PVC: Final = "snapshot.storage.kubernetes.io/pvc-as-source-protection"  # on a claim being snapshotted
 ANN_DEFAULT_SNAPSHOT_CLASS: Final = "snapshot.storage.kubernetes.io/is-default-class"
 DELETE, RETAIN = "Delete", "Retain"
 
