@@ -101,7 +101,7 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
                 yield Harness("embedded", store, namespace, pool, clock)
             return
         control_plane: KubeCluster = request.getfixturevalue("kube_api_only")
-        async with await connect(control_plane.kubeconfig_path) as kube:
+        async with await connect(control_plane.kubeconfig_path, qps=1000.0, burst=1000) as kube:  # tests: no limit
             await kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
             await ensure_default_storage(kube)
             harness = Harness("kubernetes", kube, namespace, pool, clock)
