@@ -108,7 +108,11 @@ def kube_api_only(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 _RESETTABLE = (("cdi.kubevirt.io/v1beta1", "DataVolume", True), ("v1", "PersistentVolumeClaim", True),
                ("v1", "Pod", True), ("v1", "Service", True), ("v1", "Secret", True), ("v1", "Event", True),
                ("cdi.kubevirt.io/v1beta1", "StorageProfile", False), ("cdi.kubevirt.io/v1beta1", "CDIConfig", False),
-               ("storage.k8s.io/v1", "StorageClass", False), ("v1", "PersistentVolume", False))
+               ("storage.k8s.io/v1", "StorageClass", False), ("v1", "PersistentVolume", False),
+               ("cdi.kubevirt.io/v1beta1", "VolumeCloneSource", True),
+               ("snapshot.storage.k8s.io/v1", "VolumeSnapshot", True),
+               ("snapshot.storage.k8s.io/v1", "VolumeSnapshotContent", False),
+               ("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass", False))
 
 
 async def reset_cluster(cluster: Cluster, namespace: str = "default") -> None:

@@ -113,12 +113,15 @@ class ClonePopulator:
                                                      str(source.get("kind") or "PersistentVolumeClaim")))
         if isinstance(choice, Wait):
             return Result(requeue_after=5.0)
-        for note in choice.notes:
-            await self._event(target, note.type, note.reason, note.message)
+        # State first, events after: a controller that dies in between has lost an event, not the choice.
         if isinstance(choice, Refused):
             await self._error(target, choice.message, reason=choice.reason)
-            return Result(requeue_after=30.0)
-        return await self._record(target, choice)
+            recorded = target
+        else:
+            recorded = await self._record(target, choice)
+        for note in choice.notes:
+            await self._event(target, note.type, note.reason, note.message)
+        return Result(requeue_after=30.0) if isinstance(choice, Refused) else recorded
 
     async def _record(self, target: Object, choice: Chosen) -> Object:
         wanted: dict[str, Any] = {ann.ANN_CLONE_TYPE: choice.strategy.value, ann.ANN_CLONE_PHASE: ClonePhase.PENDING}
@@ -184,9 +187,10 @@ class ClonePopulator:
                                       {"metadata": {"annotations": changed}}, namespace_of(target))
 
     async def _error(self, target: Object, message: str, *, reason: str = "CloneFailed") -> None:
-        if annotations_of(target).get(ann.ANN_CLONE_ERROR) != message:
-            await self._event(target, "Warning", reason, message)
+        new = annotations_of(target).get(ann.ANN_CLONE_ERROR) != message
         await self._annotate(target, {ann.ANN_CLONE_PHASE: ClonePhase.ERROR, ann.ANN_CLONE_ERROR: message})
+        if new:
+            await self._event(target, "Warning", reason, message)
 
     async def _finish(self, target: Object, source_namespace: str) -> None:
         """Delete every temporary object of this clone, then let the claim go."""
@@ -197,7 +201,7 @@ class ClonePopulator:
             found = await self._cluster.list(api_version, kind, namespace=source_namespace,
                                              label_selector={ann.LABEL_OWNED_BY_UID: uid})
             for obj in found.items:
-                if is_temporary(obj):
+                if is_temporary(obj) and not is_deleting(obj):
                     await self._delete(api_version, kind, name_of(obj), source_namespace)
         finalizers = list(target["metadata"].get("finalizers") or [])
         if ann.FINALIZER_CLONE_POPULATOR in finalizers:
