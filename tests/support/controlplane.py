@@ -102,16 +102,18 @@ class ControlPlane:
 
 
 def release_storage(root: Path) -> None:
-    """Unmount every filesystem and detach every loop device backed by files under `root`."""
+    """Unmount every filesystem and detach every loop device backed by files under `root`. The devices
+    are listed first: once the pool's reflink filesystem (which holds the volume images) is unmounted,
+    lazily as its images are still attached, the kernel names their backing files relative to it."""
     if not root.exists():
         return
     real = str(root.resolve())
-    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    for mount in sorted((m for m in mounts if m.startswith(real)), reverse=True):
-        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
     listing = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
                              capture_output=True, text=True, check=False).stdout
-    for line in listing.splitlines():
-        parts = line.split(None, 1)
-        if len(parts) == 2 and parts[1].strip().startswith(real):
-            subprocess.run(["losetup", "--detach", parts[0]], check=False, capture_output=True)
+    devices = [parts[0] for parts in (line.split(None, 1) for line in listing.splitlines())
+               if len(parts) == 2 and parts[1].strip().startswith(real)]
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(real)), key=lambda m: m.count("/"), reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
+    for device in devices:
+        subprocess.run(["losetup", "--detach", device], check=False, capture_output=True)

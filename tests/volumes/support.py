@@ -135,16 +135,23 @@ def release_everything(root: Path) -> list[str]:
     what it had to release (empty when the code under test cleaned up after itself)."""
     root = root.resolve()
     released = []
-    for entry in mounts_under(parse_mountinfo(Path("/proc/self/mountinfo").read_text()), str(root)):
-        if subprocess.run(["umount", entry.mount_point], capture_output=True, check=False).returncode != 0:
-            subprocess.run(["umount", "-l", entry.mount_point], capture_output=True, check=False)
-        released.append(entry.mount_point)
     listing = subprocess.run(["losetup", "--list", "--json", "--output", "NAME,BACK-FILE"], capture_output=True,
                              text=True, check=False)
-    for device in json.loads(listing.stdout or "{}").get("loopdevices", []):
-        if str(device.get("back-file") or "").startswith(str(root) + "/"):
-            subprocess.run(["losetup", "--detach", device["name"]], capture_output=True, check=False)
-            released.append(device["name"])
+    # listed before anything is unmounted: the volume images of a reflink pool are on a filesystem under
+    # `root`, and once that is (lazily) unmounted the kernel names them relative to it ("/images/...")
+    devices = [str(device["name"]) for device in json.loads(listing.stdout or "{}").get("loopdevices", [])
+               if str(device.get("back-file") or "").startswith(str(root) + "/")]
+    pool_filesystems = []
+    for entry in mounts_under(parse_mountinfo(Path("/proc/self/mountinfo").read_text()), str(root)):
+        if subprocess.run(["umount", entry.mount_point], capture_output=True, check=False).returncode != 0:
+            pool_filesystems.append(entry.mount_point)  # busy: its images are still attached
+        released.append(entry.mount_point)
+    for device in devices:
+        subprocess.run(["losetup", "--detach", device], capture_output=True, check=False)
+        released.append(device)
+    for mount_point in pool_filesystems:
+        if subprocess.run(["umount", mount_point], capture_output=True, check=False).returncode != 0:
+            subprocess.run(["umount", "-l", mount_point], capture_output=True, check=False)
     return released
 
 
