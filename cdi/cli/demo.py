@@ -209,16 +209,18 @@ async def _cleanup_previous(home: Path) -> None:
     if not home.exists():
         return
     real = str(home.resolve())
-    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-    for mount in sorted((m for m in mounts if m.startswith(real)), reverse=True):
-        await _run_quiet("umount", "-l", mount)
+    # loop devices first: volume images live on the pool's reflink filesystem under `home`, and once that
+    # is (lazily) unmounted the kernel no longer names their backing files by a path under `home`
     proc = await asyncio.create_subprocess_exec("losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE",
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     out, _ = await proc.communicate()
-    for line in out.decode().splitlines():
-        parts = line.split(None, 1)
-        if len(parts) == 2 and parts[1].strip().startswith(real):
-            await _run_quiet("losetup", "--detach", parts[0])
+    devices = [parts[0] for parts in (line.split(None, 1) for line in out.decode().splitlines())
+               if len(parts) == 2 and parts[1].strip().startswith(real)]
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(real)), key=lambda m: m.count("/"), reverse=True):
+        await _run_quiet("umount", "-l", mount)
+    for device in devices:
+        await _run_quiet("losetup", "--detach", device)
     shutil.rmtree(home, ignore_errors=True)
     if home.exists():
         raise DemoError(f"could not clean up {home}")
