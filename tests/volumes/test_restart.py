@@ -192,3 +192,16 @@ async def test_volumes_and_classes_stored_by_an_earlier_version_keep_working(
     await cluster.delete(*PVC, "old-claim", "default")
     await settle(cluster, reconcilers.claims, reconcilers.volumes)
     assert not Path(info.backing).exists() and await pool.volume_names() == [new_pv["metadata"]["name"]]
+
+
+class WithoutSnapshots(EmbeddedCluster):
+    """A cluster without the VolumeSnapshot CRDs, as many real clusters are."""
+
+    async def served(self, api_version: str, kind: str) -> bool:
+        return not api_version.startswith("snapshot.storage.k8s.io/") and await super().served(api_version, kind)
+
+
+async def test_no_snapshot_class_where_snapshots_are_not_served(tmp_path: Path, clock: FakeClock) -> None:
+    async with WithoutSnapshots(tmp_path / "plain.db", clock=clock) as cluster:
+        assert await ensure_default_storage(cluster) == ["local", "local-wffc", "local-xfs",
+                                                         "CSIDriver/local.csi.pycdi.io"]
