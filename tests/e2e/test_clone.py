@@ -129,9 +129,70 @@ def test_seed_pvc_clone_across_namespaces_sizes_itself_and_snapshots(
     assert control_plane.get("volumeclonesource", f"volume-clone-source-{dv['metadata']['uid']}", SOURCE_NS) is None
 
 
+STRATEGY_CLASSES = {"snapshot": "local", "csi-clone": "clone-csi", "copy": "clone-copy"}
+DRIVER = "local.csi.pycdi.io"
+
+
+def wait_bound(plane: ControlPlane, claim: str, namespace: str = "default", timeout: float = 120) -> dict[str, Any]:
+    def bound() -> dict[str, Any] | None:
+        found = plane.get("pvc", claim, namespace)
+        return found if found and (found.get("status") or {}).get("phase") == "Bound" else None
+    return dict(plane.wait_for(bound, f"claim {claim} Bound", timeout))
+
+
+def test_every_strategy_volume_mode_and_namespace(control_plane: ControlPlane, nginx: NginxServer, images: ImageSet,
+                                                  source_namespace: str) -> None:
+    """strategy × volume mode × same/other namespace, plus the claim-level entry points: a claim naming a
+    VolumeCloneSource (CDI's clone populator) and a claim whose dataSource is a claim (the CSI driver)."""
+    for name in ("clone-csi", "clone-copy"):
+        strategy = "csi-clone" if name == "clone-csi" else "copy"
+        control_plane.apply({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                             "metadata": {"name": name, "annotations": {"cdi.kubevirt.io/clone-strategy": strategy}},
+                             "provisioner": DRIVER, "allowVolumeExpansion": True})
+    modes = {"fs": "Filesystem", "block": "Block"}
+    for namespace in (SOURCE_NS, "default"):
+        for short, mode in modes.items():
+            manifest = golden(f"golden-{short}", nginx.url("disk.qcow2"), mode=mode)
+            manifest["metadata"]["namespace"] = namespace
+            control_plane.apply(manifest)
+    for namespace in (SOURCE_NS, "default"):
+        for short in modes:
+            wait_succeeded(control_plane, f"golden-{short}", namespace)
+    clones = {}
+    for strategy, class_name in STRATEGY_CLASSES.items():
+        for short, mode in modes.items():
+            for where, namespace in (("other", SOURCE_NS), ("same", "default")):
+                name = f"{class_name}-{short}-{where}"
+                dv = clone_dv(name, f"golden-{short}", mode=mode, size="512Mi")
+                dv["spec"]["source"]["pvc"]["namespace"] = namespace
+                dv["spec"]["storage"]["storageClassName"] = class_name
+                control_plane.apply(dv)
+                clones[name] = strategy
+    control_plane.apply({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "VolumeCloneSource",
+                         "metadata": {"name": "from-golden"},
+                         "spec": {"source": {"kind": "PersistentVolumeClaim", "name": "golden-fs"}}})
+    populated_ref = {"apiGroup": "cdi.kubevirt.io", "kind": "VolumeCloneSource", "name": "from-golden"}
+    csi_ref = {"kind": "PersistentVolumeClaim", "name": "golden-fs"}
+    for name, ref in (("populated", populated_ref), ("csi-copy", csi_ref)):
+        control_plane.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+                             "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local",
+                                      "resources": {"requests": {"storage": "512Mi"}},
+                                      "dataSource": ref, "dataSourceRef": ref}})
+    for name, strategy in clones.items():
+        dv = wait_succeeded(control_plane, name)
+        assert dv["metadata"]["annotations"]["cdi.kubevirt.io/cloneType"] == strategy, name
+        assert data_of(control_plane, name, "default", images.virtual_size) == images.reference_sha256, name
+    for name in ("populated", "csi-copy"):
+        wait_bound(control_plane, name)
+        assert data_of(control_plane, name, "default", images.virtual_size) == images.reference_sha256, name
+    populated = control_plane.get("pvc", "populated")
+    assert populated is not None
+    assert populated["metadata"]["annotations"]["cdi.kubevirt.io/clonePhase"] == "Succeeded"
+    control_plane.wait_for(lambda: not leftovers(control_plane, SOURCE_NS) and not leftovers(control_plane, "default"),
+                           "temporary clone objects to go", 30)
+
+
 @pytest.mark.parametrize(("strategy", "source_mode", "target_mode", "expected_type", "fallback"), [
-    ("csi-clone", "Filesystem", "Filesystem", "csi-clone", None),
-    ("snapshot", "Block", "Block", "snapshot", None),
     ("snapshot", "Filesystem", "Block", "copy", "The volume modes of source and target are incompatible"),
     ("copy", "Block", "Filesystem", "copy", None),
 ])
