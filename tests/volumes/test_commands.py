@@ -9,8 +9,10 @@ from cdi.embedded.volumes.commands import (
     associated_argv,
     attach_argv,
     detach_argv,
+    freeze_argv,
     grow_filesystem_argv,
     mkfs_argv,
+    mkfs_reflink_pool_argv,
     mount_argv,
     mount_at,
     mounts_under,
@@ -19,6 +21,7 @@ from cdi.embedded.volumes.commands import (
     parse_mountinfo,
     set_capacity_argv,
     umount_argv,
+    unfreeze_argv,
 )
 from cdi.embedded.volumes.errors import UnsupportedFilesystem
 from cdi.embedded.volumes.loop import check_filesystem
@@ -31,6 +34,16 @@ def test_mkfs_ext4_is_fast_and_reserves_nothing() -> None:
 
 def test_mkfs_xfs() -> None:
     assert mkfs_argv("xfs", "/p/v.img") == ["mkfs.xfs", "-f", "-q", "/p/v.img"]
+
+
+def test_the_pool_filesystem_is_xfs_with_reflink_and_a_small_log() -> None:
+    assert mkfs_reflink_pool_argv("/p/.reflink-pool.img.partial") == [
+        "mkfs.xfs", "-f", "-q", "-m", "reflink=1", "-l", "size=64m", "/p/.reflink-pool.img.partial"]
+
+
+def test_freezing_and_thawing_a_mounted_volume() -> None:
+    assert freeze_argv("/p/mounts/v") == ["fsfreeze", "--freeze", "/p/mounts/v"]
+    assert unfreeze_argv("/p/mounts/v") == ["fsfreeze", "--unfreeze", "/p/mounts/v"]
 
 
 def test_mkfs_refuses_other_filesystems() -> None:
