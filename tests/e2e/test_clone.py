@@ -287,3 +287,25 @@ def test_a_control_plane_killed_in_each_phase_finishes_the_clone(control_plane: 
     control_plane.wait_for(lambda: not leftovers(control_plane, SOURCE_NS), "temporary clone objects to go", 30)
     volumes = yaml.safe_load(control_plane.cdi("get", "pv", "-o", "yaml").stdout)["items"]
     assert len(volumes) == 2, [v["metadata"]["name"] for v in volumes]  # the source's and the clone's, no strays
+
+
+def test_a_class_without_a_csi_driver_falls_back_to_a_host_assisted_copy(
+        control_plane: ControlPlane, nginx: NginxServer, images: ImageSet, source_namespace: str) -> None:
+    """The provisioner's pre-CSI name has no CSIDriver object: upstream's NoPopulator fallback, a copy straight
+    into the target claim (`k8s.io/CloneRequest`)."""
+    control_plane.apply({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "in-tree"},
+                         "provisioner": "pycdi.local/hostpath"})
+    import_golden(control_plane, nginx)
+    dv = clone_dv("legacy", "golden", size="512Mi")
+    dv["spec"]["storage"]["storageClassName"] = "in-tree"
+    control_plane.apply(dv)
+    done = wait_succeeded(control_plane, "legacy")
+    assert done["metadata"]["annotations"]["cdi.kubevirt.io/cloneType"] == "copy"
+    claim = control_plane.get("pvc", "legacy")
+    assert claim is not None
+    notes = claim["metadata"]["annotations"]
+    assert notes["cdi.kubevirt.io/cloneFallbackReason"] == "In tree storage class does not support snapshot/clone"
+    assert notes["k8s.io/CloneOf"] == "true"
+    assert ("NoPopulator", "In tree storage class does not support snapshot/clone") in events_of(control_plane,
+                                                                                                  "legacy")
+    assert data_of(control_plane, "legacy", "default", images.virtual_size) == images.reference_sha256
