@@ -129,24 +129,34 @@ def test_a_content_is_taken_then_freed_by_its_policy() -> None:
     assert plan_content(ContentObservation(foreign, DRIVER, NOW)).actions == ()
 
 
-def test_copies_are_refused_across_namespaces_drivers_modes_and_sizes() -> None:
+def test_copies_are_refused_as_external_provisioner_refuses_them() -> None:
     ref = DataSourceRef("", "PersistentVolumeClaim", "src", None)
-    ready = CopySource(ref, found=True, ready=True, size_bytes=64 << 20, volume_mode=VolumeMode.FILESYSTEM,
-                       driver=DRIVER, volume=VOLUME)
+    ready = CopySource(ref, found=True, bound=True, ready=True, phase="Bound", storage_class="local",
+                       size_bytes=64 << 20, volume_mode=VolumeMode.FILESYSTEM, driver=DRIVER, volume=VOLUME)
     drivers = (DRIVER, "pycdi.local/hostpath")
-    assert plan_copy("ns", 64 << 20, VolumeMode.FILESYSTEM, ready, drivers) == CopyFrom(volume=VOLUME)
-    cases: dict[str, tuple[CopySource, int, VolumeMode]] = {
-        "cross-namespace data sources need a ReferenceGrant": (
-            CopySource(DataSourceRef("", "PersistentVolumeClaim", "src", "other")), 64 << 20, VolumeMode.FILESYSTEM),
-        "is not bound": (CopySource(ref, found=True), 64 << 20, VolumeMode.FILESYSTEM),
-        'is of driver "ebs.csi.aws.com"': (CopySource(ref, True, True, 1, None, "ebs.csi.aws.com"), 64 << 20,
-                                           VolumeMode.FILESYSTEM),
-        "source is Filesystem, new PVC is Block": (ready, 64 << 20, VolumeMode.BLOCK),
-        f"requested volume size {32 << 20} is less than the size {64 << 20}": (ready, 32 << 20,
-                                                                              VolumeMode.FILESYSTEM),
+    assert plan_copy("new", "ns", "local", 64 << 20, VolumeMode.FILESYSTEM, ready, drivers) == CopyFrom(volume=VOLUME)
+    fs = VolumeMode.FILESYSTEM
+    cases: dict[str, tuple[CopySource, str, int, VolumeMode, bool]] = {
+        "accessing other/src of PersistentVolumeClaim dataSource from ns/new isn't allowed": (
+            CopySource(DataSourceRef("", "PersistentVolumeClaim", "src", "other")), "local", 64 << 20, fs, False),
+        "the PVC DataSource src must have a status of Bound.  Got Pending": (
+            CopySource(ref, found=True, phase="Pending"), "local", 64 << 20, fs, True),
+        "must be in the same storage class for cloning.  Source is in local, but new PVC is in local-xfs": (
+            ready, "local-xfs", 64 << 20, fs, False),
+        'claim in dataSource not bound or invalid (its volume is of CSI driver "ebs.csi.aws.com"': (
+            CopySource(ref, True, True, True, phase="Bound", storage_class="local", driver="ebs.csi.aws.com"),
+            "local", 64 << 20, fs, False),
+        "must have the same volume mode for cloning.  Source is Filesystem, but new PVC requested Block": (
+            ready, "local", 64 << 20, VolumeMode.BLOCK, False),
+        f"requested {32 << 20} but source is {64 << 20}": (ready, "local", 32 << 20, fs, False),
     }
-    for expected, (source, size, mode) in cases.items():
-        decided = plan_copy("ns", size, mode, source, drivers)
+    for expected, (source, class_name, size, mode, waiting) in cases.items():
+        decided = plan_copy("new", "ns", class_name, size, mode, source, drivers)
         assert isinstance(decided, Refuse) and expected in decided.message, (expected, decided)
+        assert decided.message.startswith("error getting handle for DataSource Type PersistentVolumeClaim by Name")
+        assert decided.waiting == waiting, expected
+    snapshot = DataSourceRef("snapshot.storage.k8s.io", "VolumeSnapshot", "snap", None)
+    unready = plan_copy("new", "ns", "local", 1, fs, CopySource(snapshot, found=True, bound=True), drivers)
+    assert isinstance(unready, Refuse) and unready.waiting and unready.message.endswith("snapshot snap is not Ready")
     assert not DataSourceRef("cdi.kubevirt.io", "VolumeCloneSource", "x", None).copies
     assert not DataSourceRef("", "VolumeSnapshot", "x", None).copies  # a snapshot is in its own API group

@@ -123,8 +123,10 @@ async def test_refused_copies_say_why_and_populated_claims_are_left_alone(harnes
                 for name in ("too-small", "block", "small-clone", "populated")}
     assert any(f"requested volume size {32 * MIB} is less than the size {64 * MIB}" in m
                for m in warnings["too-small"])
-    assert any("must have the same volume mode: source is Filesystem, new PVC is Block" in m for m in warnings["block"])
-    assert any("is less than the size" in m for m in warnings["small-clone"])
+    assert any(f"requested volume {h.namespace}/block modifies the mode of the source volume but does not have "
+               f"permission to do so" in m for m in warnings["block"])
+    assert any(f"new PVC request must be greater than or equal in size to the specified PVC data source, requested "
+               f"{32 * MIB} but source is {64 * MIB}" in m for m in warnings["small-clone"])
     assert warnings["populated"] == []
 
 

@@ -112,7 +112,8 @@ def test_populated_claims_are_left_to_their_populator_and_copies_wait_for_their_
     plan = plan_claim(observe(clone))
     assert plan.waits_for_source
     assert plan.actions[-1] == Notify("Warning", "ProvisioningFailed",
-                                      'failed to provision volume with StorageClass "local": error getting PVC src '
+                                      'failed to provision volume with StorageClass "local": error getting handle for '
+                                      'DataSource Type PersistentVolumeClaim by Name src: error getting PVC src '
                                       '(namespace "default") from api server: persistentvolumeclaims "src" not found')
 
 

@@ -260,8 +260,8 @@ def _provision(claim: ClaimView, class_name: str, storage_class: StorageClassVie
     name, size = volume_name_for(claim), round_up_to_mib(claim.request_bytes)
     copy = None
     if claim.data_source is not None:
-        decided = plan_copy(claim.namespace, size, claim.volume_mode, source or CopySource(claim.data_source),
-                            OUR_PROVISIONERS)
+        decided = plan_copy(claim.name, claim.namespace, storage_class.name, size, claim.volume_mode,
+                            source or CopySource(claim.data_source), OUR_PROVISIONERS)
         if isinstance(decided, Refuse):
             return (AnnotateProvisioner(storage_class.provisioner), Notify("Warning", decided.reason,
                     f'failed to provision volume with StorageClass "{storage_class.name}": {decided.message}'),

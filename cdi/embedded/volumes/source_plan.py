@@ -5,10 +5,11 @@ A claim whose `dataSourceRef` (or `dataSource`) names a PersistentVolumeClaim (c
 VolumeSnapshot (`snapshot.storage.k8s.io`) is provisioned from it; any other kind is a volume
 populator's (CDI's VolumeImportSource, VolumeCloneSource, ...), and this provisioner leaves the claim
 alone, as external-provisioner does. `plan_copy` decides from a `CopySource` (what
-`cdi.embedded.volumes.sources` observed about the source): wait while the source PVC is not Bound or
-the snapshot not readyToUse, refuse (a Warning `ProvisioningFailed`, retried when the claim or source
-changes) a source in another namespace (there is no ReferenceGrant support), of another driver, with
-another volume mode, or larger than the claim's request; otherwise copy.
+`cdi.embedded.volumes.sources` observed about the source), with external-provisioner's rules and
+messages: wait while the source PVC is not Bound or the snapshot not bound and readyToUse; refuse (a
+Warning `ProvisioningFailed`) a source in another namespace (there is no ReferenceGrant support), a
+source PVC of another StorageClass, a source of another driver or volume mode, or one larger than the
+claim's request; otherwise copy.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from cdi.api.core import VolumeMode
 from cdi.embedded.volumes.pool import VolumeInfo
 
 PVC_KIND, SNAPSHOT_KIND = "PersistentVolumeClaim", "VolumeSnapshot"
+ANN_ALLOW_VOLUME_MODE_CHANGE = "snapshot.storage.kubernetes.io/allow-volume-mode-change"
 SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
 
 
@@ -41,12 +43,17 @@ class CopySource:
 
     ref: DataSourceRef
     found: bool = False
-    ready: bool = False  # the PVC is Bound / the snapshot readyToUse
+    bound: bool = False  # the PVC is Bound to its volume / the snapshot to a content naming it back
+    ready: bool = False  # the snapshot is readyToUse (a bound PVC is ready)
+    deleting: bool = False
+    phase: str = ""  # the source PVC's phase
+    storage_class: str | None = None  # the source PVC's class
     size_bytes: int | None = None  # the PVC's capacity / the snapshot's restoreSize
     volume_mode: VolumeMode | None = None  # None: not known (a pre-provisioned snapshot without sourceVolumeMode)
     driver: str = ""  # the source PV's CSI driver (or provisioner) / the snapshot content's driver
     volume: VolumeInfo | None = None  # the source PVC's volume, when this pool holds it
     snapshot_handle: str | None = None
+    content_name: str = ""
 
 
 @dataclass(frozen=True)
@@ -59,41 +66,71 @@ class CopyFrom:
 class Refuse:
     reason: str  # ProvisioningFailed
     message: str
-    waiting: bool = False  # the source may still become ready: a Normal event rather than a Warning
+    waiting: bool = False  # the source may still become ready: plan again in a moment
 
 
-def plan_copy(namespace: str, request_bytes: int, volume_mode: VolumeMode, source: CopySource,
-              drivers: tuple[str, ...]) -> CopyFrom | Refuse:
-    """Copy the source, or why not (yet)."""
+def plan_copy(claim: str, namespace: str, class_name: str, request_bytes: int, volume_mode: VolumeMode,
+              source: CopySource, drivers: tuple[str, ...]) -> CopyFrom | Refuse:
+    """Copy the source, or why not (yet), in external-provisioner's words."""
     ref = source.ref
-    what = "PVC" if ref.kind == PVC_KIND else "snapshot"
     if ref.namespace and ref.namespace != namespace:
-        return Refuse("ProvisioningFailed", f"data source {ref.kind} {ref.namespace}/{ref.name} is in another "
-                                            f"namespace: cross-namespace data sources need a ReferenceGrant, which "
-                                            f"this provisioner does not support")
-    if not source.found:
-        return Refuse("ProvisioningFailed", f"error getting {what} {ref.name} (namespace \"{namespace}\") from "
-                                            f"api server: {_resource(ref.kind)} \"{ref.name}\" not found", waiting=True)
-    if not source.ready:
-        state = "not bound" if ref.kind == PVC_KIND else "not ready to use"
-        return Refuse("ProvisioningFailed", f"the {what} {ref.name} (namespace \"{namespace}\") is {state}",
-                      waiting=True)
+        return _refuse(ref, f"accessing {ref.namespace}/{ref.name} of {ref.kind} dataSource from "
+                            f"{namespace}/{claim} isn't allowed (ReferenceGrants are not supported)")
+    problem = _claim_problem(namespace, class_name, source) if ref.kind == PVC_KIND else _snapshot_problem(source)
+    if problem is not None:
+        return problem
     if source.driver not in drivers:
-        return Refuse("ProvisioningFailed", f"the source {what} {ref.name} is of driver \"{source.driver}\", not "
-                                            f"\"{drivers[0]}\": a volume can be copied only by its own driver")
+        return _refuse(ref, "claim in dataSource not bound or invalid" if ref.kind == PVC_KIND else
+                       f"snapshot {ref.name} not bound", f"its volume is of CSI driver \"{source.driver}\", "
+                                                          f"not \"{drivers[0]}\"")
     if source.volume_mode is not None and source.volume_mode != volume_mode:
-        return Refuse("ProvisioningFailed", f"the source {what} and the new PVC must have the same volume mode: "
-                                            f"source is {source.volume_mode.value}, new PVC is {volume_mode.value}")
+        if ref.kind == PVC_KIND:
+            return _refuse(ref, f"the source PVC and destination PVCs must have the same volume mode for cloning.  "
+                                f"Source is {source.volume_mode.value}, but new PVC requested {volume_mode.value}")
+        return _refuse(ref, f"requested volume {namespace}/{claim} modifies the mode of the source volume but does "
+                            f"not have permission to do so. {ANN_ALLOW_VOLUME_MODE_CHANGE} annotation is not present "
+                            f"on snapshotcontent {source.content_name}")
     if source.size_bytes is not None and request_bytes < source.size_bytes:
-        return Refuse("ProvisioningFailed", f"requested volume size {request_bytes} is less than the size "
-                                            f"{source.size_bytes} for the source {what} {ref.name}")
+        return _refuse(ref, f"error, new PVC request must be greater than or equal in size to the specified PVC "
+                            f"data source, requested {request_bytes} but source is {source.size_bytes}"
+                       if ref.kind == PVC_KIND else f"requested volume size {request_bytes} is less than the size "
+                                                    f"{source.size_bytes} for the source snapshot {ref.name}")
     if ref.kind == PVC_KIND:
         if source.volume is None:
-            return Refuse("ProvisioningFailed", f"the volume of source PVC {ref.name} is not in this node's "
-                                                f"storage pool")
+            return _refuse(ref, "claim in dataSource not bound or invalid", "its volume is not in this node's pool")
         return CopyFrom(volume=source.volume)
     return CopyFrom(snapshot_handle=source.snapshot_handle)
 
 
-def _resource(kind: str) -> str:
-    return "persistentvolumeclaims" if kind == PVC_KIND else "volumesnapshots.snapshot.storage.k8s.io"
+def _claim_problem(namespace: str, class_name: str, source: CopySource) -> Refuse | None:
+    name = source.ref.name
+    if not source.found:
+        return _refuse(source.ref, f'error getting PVC {name} (namespace "{namespace}") from api server: '
+                                   f'persistentvolumeclaims "{name}" not found', waiting=True)
+    if source.phase != "Bound" or not source.bound:
+        return _refuse(source.ref, f"the PVC DataSource {name} must have a status of Bound.  Got "
+                                   f"{source.phase or 'Pending'}", waiting=True)
+    if source.deleting:
+        return _refuse(source.ref, f"the PVC DataSource {name} is currently being deleted")
+    if source.storage_class != class_name:
+        return _refuse(source.ref, f"the source PVC and destination PVCs must be in the same storage class for "
+                                   f"cloning.  Source is in {source.storage_class}, but new PVC is in {class_name}")
+    return None
+
+
+def _snapshot_problem(source: CopySource) -> Refuse | None:
+    name = source.ref.name
+    if not source.found:
+        return _refuse(source.ref, f"error getting snapshot {name} from api server: "
+                                   f'volumesnapshots.snapshot.storage.k8s.io "{name}" not found', waiting=True)
+    if not source.bound:
+        return _refuse(source.ref, f"snapshot {name} not bound", waiting=True)
+    if not source.ready:
+        return _refuse(source.ref, f"snapshot {name} is not Ready", waiting=True)
+    return None
+
+
+def _refuse(ref: DataSourceRef, message: str, why: str = "", *, waiting: bool = False) -> Refuse:
+    """external-provisioner's wrapping of a data source problem (and our reason, where it logs it)."""
+    return Refuse("ProvisioningFailed", f"error getting handle for DataSource Type {ref.kind} by Name {ref.name}: "
+                                        f"{message}{f' ({why})' if why else ''}", waiting)

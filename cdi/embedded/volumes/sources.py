@@ -9,6 +9,8 @@ and sourceVolumeMode). Nothing here decides anything.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from cdi.api.core import VolumeMode
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster, Object
@@ -45,12 +47,16 @@ async def _claim_source(cluster: Cluster, pool: StoragePool, ref: DataSourceRef,
         return CopySource(ref)
     source = parse_claim(raw)
     raw_volume = await _get(cluster, "v1", "PersistentVolume", source.volume_name) if source.volume_name else None
-    if source.phase != "Bound" or source.deleting or raw_volume is None:
-        return CopySource(ref, found=True)
+    seen = CopySource(ref, found=True, phase=source.phase, deleting=source.deleting,
+                      storage_class=source.storage_class_name)
+    if raw_volume is None:
+        return seen
     volume = parse_volume(raw_volume)
+    if not source.is_claimed_by(volume.claim_ref):
+        return seen
     info = volume.info if volume.info is not None and pool.owns(volume.info) else None
-    return CopySource(ref, found=True, ready=True, size_bytes=volume.capacity_bytes, volume_mode=volume.volume_mode,
-                      driver=volume.csi_driver or volume.provisioned_by, volume=info)
+    return replace(seen, bound=True, ready=True, size_bytes=volume.capacity_bytes, volume_mode=volume.volume_mode,
+                   driver=volume.csi_driver or volume.provisioned_by, volume=info)
 
 
 async def _snapshot_source(cluster: Cluster, ref: DataSourceRef, namespace: str) -> CopySource:
@@ -62,12 +68,15 @@ async def _snapshot_source(cluster: Cluster, ref: DataSourceRef, namespace: str)
     status = snapshot.get("status") or {}
     content_name = status.get("boundVolumeSnapshotContentName")
     content = await _get(cluster, SNAPSHOT_API, "VolumeSnapshotContent", str(content_name)) if content_name else None
-    deleting = bool((snapshot.get("metadata") or {}).get("deletionTimestamp"))
-    if content is None or status.get("readyToUse") is not True or deleting:
+    spec, content_status = (content or {}).get("spec") or {}, (content or {}).get("status") or {}
+    names_back = (spec.get("volumeSnapshotRef") or {}).get("uid") == (snapshot.get("metadata") or {}).get("uid")
+    if content is None or not names_back:
         return CopySource(ref, found=True)
-    spec, content_status = content.get("spec") or {}, content.get("status") or {}
+    if status.get("readyToUse") is not True:
+        return CopySource(ref, found=True, bound=True)
     mode = spec.get("sourceVolumeMode")
-    return CopySource(ref, found=True, ready=True, size_bytes=_bytes(status.get("restoreSize")),
+    return CopySource(ref, found=True, bound=True, ready=True, size_bytes=_bytes(status.get("restoreSize")),
+                      content_name=str(content_name),
                       volume_mode=VolumeMode(mode) if mode in (VolumeMode.BLOCK, VolumeMode.FILESYSTEM) else None,
                       driver=str(spec.get("driver") or ""),
                       snapshot_handle=str(content_status.get("snapshotHandle")
