@@ -35,6 +35,7 @@ from cdi.cluster.kinds import lookup
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.cdiconfig import CONFIG_NAME
+from cdi.controllers.upload.resolver import is_upload_populated
 from cdi.quantity import QuantityError, parse_quantity
 
 UTR_API = "upload.cdi.kubevirt.io/v1beta1"
@@ -232,7 +233,8 @@ async def _wait_ready(cluster: Cluster, args: argparse.Namespace) -> None:
 
     def ready(pvc: Object | None) -> bool:
         notes = _notes(pvc)
-        if notes and ann.ANN_UPLOAD_REQUEST not in notes:
+        # A claim the upload populator fills is uploaded through its PVC′ (the proxy follows it there).
+        if notes and ann.ANN_UPLOAD_REQUEST not in notes and not (pvc is not None and is_upload_populated(pvc)):
             raise CliError(f"PVC {args.namespace}/{args.name} is not an upload target")
         if notes.get(ann.ANN_POD_PHASE) == "Succeeded":
             raise Complete
