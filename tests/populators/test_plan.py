@@ -128,7 +128,7 @@ def test_readiness_for_population(claim: dict[str, Any], storage_class: dict[str
 def test_waiting_cases_create_nothing() -> None:
     assert plan(seen(target(), storage_class=WFFC)) == Plan()
     assert plan(seen(target(), source=None)) == Plan(requeue_after=5.0)
-    other = {**HTTP_SOURCE, "spec": {**HTTP_SOURCE["spec"], "targetClaim": "another"}}
+    other = {**HTTP_SOURCE, "spec": {"targetClaim": "another", "source": {"http": {"url": "http://h/d"}}}}
     assert plan(seen(target(), source=other)) == Plan()
 
 
