@@ -82,12 +82,13 @@ def condition_met(obj: Object, condition: str, status: str) -> bool:
 
 
 def failing_fast(wanted: WaitFor, kind: ResourceKind, name: str, uid: str | None) -> Predicate:
-    """`wanted.met`, raising `WontProgress` for a DataVolume that says it will not progress while the
-    condition or JSONPath is not met (delete and create waits are left alone)."""
+    """`wanted.met`, raising `WontProgress` for an object that says it will not progress (a DataVolume that
+    failed, any kind with a NotSupported condition) while the condition or JSONPath is not met (delete
+    and create waits are left alone)."""
     def met(obj: Object | None) -> bool:
         if wanted.met(obj, uid=uid):
             return True
-        watched = obj is not None and kind.kind == "DataVolume" and wanted.mode in ("condition", "jsonpath")
+        watched = obj is not None and wanted.mode in ("condition", "jsonpath")
         if watched and obj is not None and (stuck := wont_progress(obj)) is not None:
             raise WontProgress(kind.plural, name, *stuck)
         return False

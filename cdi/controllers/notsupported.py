@@ -34,7 +34,6 @@ _SUPPORTED_SOURCES = "an http, s3, gcs, registry, blank, upload, pvc or snapshot
 # The condition types each kind reports, as upstream names them.
 _CONDITIONS: dict[str, tuple[str, ...]] = {
     "DataVolume": ("Ready", "Bound", "Running"),
-    "DataSource": ("Ready",),
     "DataImportCron": ("UpToDate", "Progressing"),
     "ObjectTransfer": ("Complete",),
     "CDI": ("Available", "Progressing", "Degraded"),
@@ -57,8 +56,10 @@ def datavolume_gap(dv: DataVolume) -> str | None:
     members = dv.spec.source.members() if dv.spec.source is not None else set()
     if "pvc" in members or "snapshot" in members:
         return None  # the clone DataVolume controllers (cdi.controllers.clone.datavolume)
+    if dv.spec.source_ref is not None and dv.spec.source_ref.kind == "DataSource":
+        return None  # the clone DataVolume controllers resolve it
     if dv.spec.source_ref is not None:
-        return "Cloning through a DataSource (spec.sourceRef)"
+        return f"A sourceRef of kind {dv.spec.source_ref.kind} (only DataSource exists)"
     return "A DataVolume without an import, upload or clone source"
 
 
@@ -77,7 +78,6 @@ def gap(kind: str, doc: Object) -> str | None:
             return f"Populating a PersistentVolumeClaim from a {ref['kind']} (spec.dataSourceRef)"
         return None
     return {
-        "DataSource": "The DataSource controller",
         "DataImportCron": "DataImportCron schedules",
         "ObjectTransfer": "ObjectTransfer",
         "CDI": "The CDI operator (the embedded control plane `cdi serve` runs CDI itself)",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cdi.cluster.protocol import Cluster
 from cdi.contracts.deployment import NAMESPACE
-from cdi.controllers import cdiconfig, notsupported, storageprofile
+from cdi.controllers import cdiconfig, datasource, notsupported, storageprofile
 from cdi.controllers.clone import datavolume as clone_datavolumes
 from cdi.controllers.clone import populator as clone_populator
 from cdi.controllers.clone.authorization import CloneAuthorization
@@ -45,6 +45,7 @@ def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
             *uploads.controllers(cluster, clock, image=options.image, namespace=options.namespace),
             *datavolumes.controllers(cluster, clock, scraper),
             *clone_datavolumes.controllers(cluster, clock, authorization),
+            *datasource.controllers(cluster, clock),
             *clone_populator.controllers(cluster, clock, authorization),
             *host_clones.controllers(cluster, clock, scraper, image=options.image, namespace=options.namespace,
                                      authorize=authorization.check_clone_request),

@@ -24,7 +24,7 @@ def dv(spec: dict[str, Any]) -> dict[str, Any]:
 @pytest.mark.parametrize(("doc", "expected"), [
     (dv({"source": {"pvc": {"name": "golden", "namespace": "os"}}}), None),  # the clone controllers
     (dv({"source": {"snapshot": {"name": "snap", "namespace": "os"}}}), None),
-    (dv({"sourceRef": {"kind": "DataSource", "name": "fedora"}}), "Cloning through a DataSource"),
+    (dv({"sourceRef": {"kind": "DataSource", "name": "fedora"}}), None),
     (dv({"source": {"http": {"url": "https://h/d.img"}}}), None),
     (dv({"source": {"upload": {}}}), None),
     (dv({"source": {"blank": {}}}), None),
@@ -41,7 +41,7 @@ def test_datavolume_gaps(doc: dict[str, Any], expected: str | None) -> None:
                                                           "name": "src"}}}, True),
     ("PersistentVolumeClaim", {"spec": {}}, True),
     ("DataImportCron", {"spec": {}}, False),
-    ("DataSource", {"spec": {}}, False),
+    ("DataSource", {"spec": {}}, True),  # the DataSource controller
     ("StorageProfile", {"spec": {}}, True),
 ])
 def test_kind_gaps(kind: str, doc: dict[str, Any], supported: bool) -> None:
@@ -64,23 +64,32 @@ def test_plan_leaves_deleting_objects_alone() -> None:
     assert plan("DataVolume", doc, NOW) is None
 
 
-async def test_sourceref_datavolume_gets_condition_event_and_wont_progress(cluster: Cluster,
-                                                                         clock: FixedClock) -> None:
+async def test_objecttransfer_gets_condition_event_and_wont_progress(cluster: Cluster, clock: FixedClock) -> None:
+    await cluster.create({"apiVersion": DV_API, "kind": "ObjectTransfer", "metadata": {"name": "t"},
+                          "spec": {"source": {"kind": "PersistentVolumeClaim", "namespace": "a", "name": "disk"},
+                                   "target": {"namespace": "b"}}})
+    await NotSupportedReconciler(cluster, clock, DV_API, "ObjectTransfer").reconcile(Key("", "t"))
+    stored = await cluster.get(DV_API, "ObjectTransfer", "t")
+    complete = next(c for c in stored["status"]["conditions"] if c["type"] == "Complete")
+    assert (complete["status"], complete["reason"]) == ("False", NOT_SUPPORTED)
+    assert complete["message"].startswith("ObjectTransfer is not supported yet")
+    stopped = wont_progress(stored)
+    assert stopped is not None and stopped[0] == NOT_SUPPORTED
+    events = [e for e in (await cluster.list("v1", "Event", "default")).items if e["involvedObject"]["name"] == "t"]
+    assert [(e["type"], e["reason"]) for e in events] == [("Warning", NOT_SUPPORTED)]
+    await NotSupportedReconciler(cluster, clock, DV_API, "ObjectTransfer").reconcile(Key("", "t"))
+    again = [e for e in (await cluster.list("v1", "Event", "default")).items if e["involvedObject"]["name"] == "t"]
+    assert again[0].get("count", 1) == 1  # a second reconcile with nothing new records nothing
+
+
+async def test_sourceref_datavolume_is_left_to_the_clone_controllers(cluster: Cluster, clock: FixedClock) -> None:
+    await cluster.create({"apiVersion": DV_API, "kind": "DataSource", "metadata": {"name": "fedora",
+                                                                                  "namespace": "default"},
+                          "spec": {"source": {"pvc": {"name": "golden", "namespace": "default"}}}})
     await cluster.create(dv({"sourceRef": {"kind": "DataSource", "name": "fedora"}}))
     await NotSupportedReconciler(cluster, clock, DV_API, "DataVolume").reconcile(Key("default", "d"))
     stored = await cluster.get(DV_API, "DataVolume", "d", "default")
-    assert stored["status"]["phase"] == "Pending"
-    ready = next(c for c in stored["status"]["conditions"] if c["type"] == "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", NOT_SUPPORTED)
-    assert ready["message"].startswith("Cloning through a DataSource (spec.sourceRef) is not supported yet")
-    stopped = wont_progress(stored)
-    assert stopped is not None and stopped[0] == NOT_SUPPORTED
-    events = [e for e in (await cluster.list("v1", "Event", "default")).items
-              if e["involvedObject"]["name"] == "d"]
-    assert [(e["type"], e["reason"]) for e in events] == [("Warning", NOT_SUPPORTED)]
-    await NotSupportedReconciler(cluster, clock, DV_API, "DataVolume").reconcile(Key("default", "d"))
-    again = [e for e in (await cluster.list("v1", "Event", "default")).items if e["involvedObject"]["name"] == "d"]
-    assert again[0].get("count", 1) == 1  # a second reconcile with nothing new records nothing
+    assert "status" not in stored or not stored["status"].get("conditions")
 
 
 async def test_import_datavolume_is_left_to_its_controller(cluster: Cluster, clock: FixedClock) -> None:
@@ -95,7 +104,6 @@ async def test_import_datavolume_is_left_to_its_controller(cluster: Cluster, clo
                         "template": {"spec": {"source": {"registry": {"url": "docker://example.test/fedora"}},
                                               "storage": {"resources": {"requests": {"storage": "1Gi"}}}}}},
      ["UpToDate", "Progressing"]),
-    ("DataSource", {"source": {"pvc": {"name": "golden", "namespace": "os"}}}, ["Ready"]),
 ])
 async def test_kinds_without_a_status_subresource_get_their_conditions(cluster: Cluster, clock: FixedClock, kind: str,
                                                                        spec: dict[str, Any], types: list[str]) -> None:

@@ -309,3 +309,27 @@ def test_a_class_without_a_csi_driver_falls_back_to_a_host_assisted_copy(
     assert ("NoPopulator", "In tree storage class does not support snapshot/clone") in events_of(control_plane,
                                                                                                   "legacy")
     assert data_of(control_plane, "legacy", "default", images.virtual_size) == images.reference_sha256
+
+
+def test_sourceref_waits_for_its_datasource_then_clones_the_golden_image(
+        control_plane: ControlPlane, nginx: NginxServer, images: ImageSet, source_namespace: str) -> None:
+    control_plane.apply({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataSource",
+                         "metadata": {"name": "fedora", "namespace": SOURCE_NS},
+                         "spec": {"source": {"pvc": {"name": "golden", "namespace": SOURCE_NS}}}})
+    control_plane.apply({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "metadata": {"name": "vm-root"},
+                         "spec": {"sourceRef": {"kind": "DataSource", "name": "fedora", "namespace": SOURCE_NS},
+                                  "storage": {}}})
+
+    def not_ready_said() -> bool:
+        return any(reason == "DataSourceNotReady" and "PVC not found" in message
+                   for reason, message in events_of(control_plane, "vm-root"))
+    control_plane.wait_for(not_ready_said, "a DataSourceNotReady event", 30)
+    assert phase(control_plane, "vm-root") == "Pending"
+    import_golden(control_plane, nginx)
+    dv = wait_succeeded(control_plane, "vm-root")
+    assert dv["metadata"]["annotations"]["cdi.kubevirt.io/cloneType"] == "snapshot"
+    assert data_of(control_plane, "vm-root", "default", images.virtual_size) == images.reference_sha256
+    data_source = control_plane.get("datasource", "fedora", SOURCE_NS)
+    assert data_source is not None
+    assert data_source["status"]["conditions"][0]["reason"] == "Ready"
+    assert data_source["status"]["source"] == {"pvc": {"namespace": SOURCE_NS, "name": "golden"}}

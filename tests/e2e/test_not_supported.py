@@ -1,7 +1,6 @@
-"""Nothing is accepted silently, end to end: a DataVolume cloning through a DataSource (`sourceRef`,
-the DataImportCron issue's part) is stored by `cdi serve`, which says at once (condition, Warning event)
-that it is not supported yet, and `cdi wait` fails fast with that reason instead of waiting out its
-timeout."""
+"""Nothing is accepted silently, end to end: an ObjectTransfer (a deprecated kind nothing implements yet) is
+stored by `cdi serve`, which says at once (condition, Warning event) that it is not supported, and `cdi wait`
+fails fast with that reason instead of waiting out its timeout."""
 
 from __future__ import annotations
 
@@ -13,40 +12,30 @@ from tests.support.controlplane import ControlPlane
 
 pytestmark = pytest.mark.slow
 
-SOURCE_REF_DV = """
+OBJECT_TRANSFER = """
 apiVersion: cdi.kubevirt.io/v1beta1
-kind: DataSource
+kind: ObjectTransfer
 metadata:
-  name: fedora
+  name: move-disk
 spec:
   source:
-    pvc:
-      name: fedora-golden
-      namespace: default
----
-apiVersion: cdi.kubevirt.io/v1beta1
-kind: DataVolume
-metadata:
-  name: datavolume
-spec:
-  sourceRef:
-    kind: DataSource
-    name: fedora
-  storage: {}
+    kind: PersistentVolumeClaim
+    namespace: default
+    name: disk
+  target:
+    namespace: elsewhere
 """
 
 
-def test_sourceref_datavolume_says_not_supported_and_wait_fails_fast(control_plane: ControlPlane) -> None:
-    control_plane.apply(SOURCE_REF_DV)
+def test_objecttransfer_says_not_supported_and_wait_fails_fast(control_plane: ControlPlane) -> None:
+    control_plane.apply(OBJECT_TRANSFER)
     started = time.monotonic()
-    waited = control_plane.cdi("wait", "dv/datavolume", "--for=condition=Ready", "--timeout=60s", check=False)
+    waited = control_plane.cdi("wait", "objecttransfer/move-disk", "--for=condition=Complete", "--timeout=60s",
+                               check=False)
     assert waited.returncode == 1
     assert time.monotonic() - started < 30
-    assert waited.stderr.strip().startswith("error: datavolumes/datavolume will not progress: NotSupported: "
-                                            "Cloning through a DataSource (spec.sourceRef) is not supported yet")
-    described = control_plane.cdi("describe", "dv", "datavolume").stdout
+    assert waited.stderr.strip().startswith("error: objecttransfers/move-disk will not progress: NotSupported: "
+                                            "ObjectTransfer is not supported yet"), waited.stderr
+    described = control_plane.cdi("describe", "objecttransfer", "move-disk").stdout
     events = described[described.index("Events:"):]
-    assert "Warning" in events and "NotSupported" in events and "Cloning through a DataSource" in events
-    dv = control_plane.get("dv", "datavolume")
-    assert dv is not None and dv["status"]["phase"] == "Pending"
-    assert control_plane.get("pvc", "datavolume") is None  # no empty volume was made and called a clone
+    assert "Warning" in events and "NotSupported" in events

@@ -45,6 +45,7 @@ from cdi.controllers.datavolume.status import Observed, Operation, dv_status
 from cdi.controllers.meta import (
     annotations_of,
     controller_reference,
+    find_condition,
     is_controlled_by,
     is_deleting,
     name_of,
@@ -144,10 +145,12 @@ def progress_of(claim: Object | None) -> float | None:
 
 
 class CloneDataVolumeReconciler:
-    def __init__(self, cluster: Cluster, clock: Clock, source_kind: str, authorization: CloneAuthorization) -> None:
+    def __init__(self, cluster: Cluster, clock: Clock, source_kind: str, authorization: CloneAuthorization,
+                 waiting_on: SourceRefIndex | None = None) -> None:
         self._cluster = cluster
         self._clock = clock
         self._authorization = authorization
+        self._waiting_on = waiting_on or SourceRefIndex()
         self._source_kind = source_kind
         self._component = ("datavolume-snapshot-clone-controller" if source_kind == SNAPSHOT_SOURCE
                            else "datavolume-pvc-clone-controller")
@@ -161,13 +164,15 @@ class CloneDataVolumeReconciler:
         except ManifestError:
             return DONE
         assert isinstance(dv, DataVolume)
-        source = clone_source_of(dv, key.namespace)
+        source, waiting = clone_source_of(dv, key.namespace), None
+        if dv.spec.source_ref is not None and dv.spec.source_ref.kind == "DataSource":
+            source, waiting = await self._through_data_source(dv, key)
         if source is None or source.kind != self._source_kind:
             return DONE
         if is_deleting(doc):
             await self._release(doc, source)
             return DONE
-        claim, problem = await self._claim(dv, doc, source)
+        claim, problem = await self._claim(dv, doc, source, waiting)
         if claim is not None and problem is None:
             problem = await self._carry_token(doc, claim, source)
         class_name = ((claim or {}).get("spec") or {}).get("storageClassName")
@@ -186,8 +191,35 @@ class CloneDataVolumeReconciler:
             await self._release(doc, source)
         return Result(requeue_after=5.0) if problem else DONE
 
-    async def _claim(self, dv: DataVolume, doc: Object, source: CloneSourceRef) -> tuple[Object | None,
-                                                                                         tuple[str, str] | None]:
+    async def _through_data_source(self, dv: DataVolume,
+                                   key: Key) -> tuple[CloneSourceRef | None, tuple[str, str] | None]:
+        """The source a `sourceRef` DataVolume clones: its DataSource's resolved source once it is Ready.
+        While it is not, the source its spec names (for the messages) and why the DataVolume waits; the
+        DataSource changing wakes the DataVolume (`SourceRefIndex`)."""
+        assert dv.spec.source_ref is not None
+        namespace = dv.spec.source_ref.namespace or key.namespace
+        name = dv.spec.source_ref.name
+        self._waiting_on.record(key, [(namespace, name)])
+        data_source = await get_or_none(self._cluster, CDI_API_VERSION, "DataSource", name, namespace)
+        if data_source is None:
+            missing = CloneSourceRef("PersistentVolumeClaim", namespace, name)
+            return missing, ("DataSourceNotFound", f"DataSource {namespace}/{name} does not exist")
+        status = data_source.get("status") or {}
+        ready = find_condition(status.get("conditions") or [], "Ready") or {}
+        resolved = status.get("source") or {}
+        for word, kind in (("pvc", "PersistentVolumeClaim"), ("snapshot", SNAPSHOT_SOURCE)):
+            if ready.get("status") == "True" and resolved.get(word):
+                target = resolved[word]
+                return CloneSourceRef(kind, str(target.get("namespace") or namespace), str(target["name"])), None
+        spec = (data_source.get("spec") or {}).get("source") or {}
+        kind = SNAPSHOT_SOURCE if spec.get("snapshot") else "PersistentVolumeClaim"
+        named = spec.get("snapshot") or spec.get("pvc") or {}
+        placeholder = CloneSourceRef(kind, str(named.get("namespace") or namespace), str(named.get("name") or name))
+        because = f"{ready.get('reason')}: {ready.get('message')}" if ready.get("reason") else "not resolved yet"
+        return placeholder, ("DataSourceNotReady", f"DataSource {namespace}/{name} is not ready ({because})")
+
+    async def _claim(self, dv: DataVolume, doc: Object, source: CloneSourceRef,
+                     waiting: tuple[str, str] | None = None) -> tuple[Object | None, tuple[str, str] | None]:
         meta = doc["metadata"]
         claim = await get_or_none(self._cluster, "v1", "PersistentVolumeClaim", meta["name"], meta["namespace"])
         if claim is not None:
@@ -197,6 +229,8 @@ class CloneDataVolumeReconciler:
             return claim, None
         if (doc.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             return None, None
+        if waiting is not None:
+            return None, waiting
         if source.namespace != meta["namespace"] and ann.ANN_EXTENDED_CLONE_TOKEN not in annotations_of(doc):
             try:
                 extended = self._authorization.extend_for_datavolume(doc, source.kind, source.namespace, source.name)
@@ -380,11 +414,29 @@ class CloneDataVolumeReconciler:
                            clock=self._clock.now)
 
 
+class SourceRefIndex:
+    """Which DataVolumes clone through which DataSource, so that a DataSource turning Ready wakes them."""
+
+    def __init__(self) -> None:
+        self._users: dict[tuple[str, str], set[Key]] = {}
+
+    def record(self, key: Key, data_sources: list[tuple[str, str]]) -> None:
+        for users in self._users.values():
+            users.discard(key)
+        for data_source in data_sources:
+            self._users.setdefault(data_source, set()).add(key)
+
+    def users_of(self, obj: Object) -> list[Key]:
+        return sorted(self._users.get((namespace_of(obj), name_of(obj)), set()))
+
+
 def controllers(cluster: Cluster, clock: Clock, authorization: CloneAuthorization) -> list[ControllerSpec]:
     claims = Watch("v1", "PersistentVolumeClaim", owner_keys("DataVolume"))
+    index = SourceRefIndex()
+    data_sources = Watch(CDI_API_VERSION, "DataSource", index.users_of)
     return [ControllerSpec("datavolume-pvc-clone-controller", CDI_API_VERSION, "DataVolume",
-                           CloneDataVolumeReconciler(cluster, clock, "PersistentVolumeClaim", authorization),
-                           watches=[claims]),
+                           CloneDataVolumeReconciler(cluster, clock, "PersistentVolumeClaim", authorization, index),
+                           watches=[claims, data_sources]),
             ControllerSpec("datavolume-snapshot-clone-controller", CDI_API_VERSION, "DataVolume",
-                           CloneDataVolumeReconciler(cluster, clock, SNAPSHOT_SOURCE, authorization),
-                           watches=[claims])]
+                           CloneDataVolumeReconciler(cluster, clock, SNAPSHOT_SOURCE, authorization, index),
+                           watches=[claims, data_sources])]
