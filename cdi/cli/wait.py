@@ -7,9 +7,9 @@ store's watch until it holds. Each object met prints `datavolume.cdi.kubevirt.io
 a timeout (`--timeout`, default 30s as in kubectl) ends with
 `error: timed out waiting for the condition on datavolumes/NAME` and exit code 1.
 
-Unlike kubectl, waiting on a DataVolume for a condition or JSONPath that is not met stops at once when
-the DataVolume says it will not progress (`cdi.contracts.conditions.wont_progress`: a source kind not
-implemented yet, or phase Failed): `error: datavolumes/NAME will not progress: <reason>: <message>`,
+Unlike kubectl, waiting for a condition or JSONPath that is not met stops at once when the object says it
+will not progress (`cdi.contracts.conditions.wont_progress`: a NotSupported condition on any kind, or a
+DataVolume's phase Failed): `error: datavolumes/NAME will not progress: <reason>: <message>`,
 exit code 1. A predicate already met still succeeds (`--for=jsonpath={.status.phase}=Failed`).
 """
 
