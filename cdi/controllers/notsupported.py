@@ -28,7 +28,7 @@ from cdi.controllers.meta import find_condition, is_deleting, timestamp
 from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result
 
 COMPONENT = "cdi-not-supported"
-_POPULATOR_KINDS = ("VolumeImportSource", "VolumeUploadSource")  # VolumeCloneSource: the clone populator
+_POPULATOR_KINDS: tuple[str, ...] = ()  # import/upload: cdi.controllers.populators; clone: clone populator
 _SUPPORTED_SOURCES = "an http, s3, gcs, registry, blank, upload, pvc or snapshot source"
 
 # The condition types each kind reports, as upstream names them.

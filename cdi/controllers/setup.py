@@ -20,6 +20,7 @@ from cdi.controllers.clone.authorization import CloneAuthorization
 from cdi.controllers.datavolume import controller as datavolumes
 from cdi.controllers.hostclone import controller as host_clones
 from cdi.controllers.importpod import controller as import_pods
+from cdi.controllers.populators import controller as populators
 from cdi.controllers.progress import ProgressScraper
 from cdi.controllers.upload import controller as uploads
 from cdi.runtime.types import Clock, ControllerSpec
@@ -47,6 +48,7 @@ def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
             *clone_datavolumes.controllers(cluster, clock, authorization),
             *datasource.controllers(cluster, clock),
             *clone_populator.controllers(cluster, clock, authorization),
+            *populators.controllers(cluster, clock, scraper),
             *host_clones.controllers(cluster, clock, scraper, image=options.image, namespace=options.namespace,
                                      authorize=authorization.check_clone_request),
             *notsupported.controllers(cluster, clock)]

@@ -36,7 +36,7 @@ def test_datavolume_gaps(doc: dict[str, Any], expected: str | None) -> None:
 
 @pytest.mark.parametrize(("kind", "doc", "supported"), [
     ("PersistentVolumeClaim", {"spec": {"dataSourceRef": {"apiGroup": "cdi.kubevirt.io", "kind": "VolumeImportSource",
-                                                          "name": "src"}}}, False),
+                                                          "name": "src"}}}, True),  # cdi.controllers.populators
     ("PersistentVolumeClaim", {"spec": {"dataSourceRef": {"apiGroup": "other.io", "kind": "VolumeImportSource",
                                                           "name": "src"}}}, True),
     ("PersistentVolumeClaim", {"spec": {}}, True),
