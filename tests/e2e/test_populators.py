@@ -1,0 +1,109 @@
+"""Volume populators end to end through a real `cdi serve`: a PVC whose `dataSourceRef` names a
+VolumeImportSource gets the image's bytes from the test nginx, and one naming a VolumeUploadSource gets
+them through `cdi image-upload pvc <target> --no-create` — no DataVolume involved. In both, the work runs
+on PVC′ (`prime-<target uid>`), whose volume ends up bound to the target, and PVC′ is gone afterwards."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_upload import image_upload
+from tests.support.catalog import ImageSet
+from tests.support.controlplane import ControlPlane
+from tests.support.nginx import NginxServer
+
+pytestmark = pytest.mark.slow
+
+SOURCES = {
+    "import": """
+apiVersion: cdi.kubevirt.io/v1beta1
+kind: VolumeImportSource
+metadata:
+  name: fedora-source
+spec:
+  source:
+    http:
+      url: "{url}"
+""",
+    "upload": """
+apiVersion: cdi.kubevirt.io/v1beta1
+kind: VolumeUploadSource
+metadata:
+  name: upload-source
+spec:
+  contentType: kubevirt
+""",
+}
+CLAIM = """
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: {name}
+spec:
+  accessModes: [ReadWriteOnce]
+  storageClassName: local
+  resources:
+    requests:
+      storage: 1Gi
+  dataSourceRef:
+    apiGroup: cdi.kubevirt.io
+    kind: {kind}
+    name: {source}
+"""
+
+
+def sha256_prefix(path: Path, length: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        digest.update(f.read(length))
+    return digest.hexdigest()
+
+
+def annotations(claim: dict[str, Any] | None) -> dict[str, str]:
+    return dict(((claim or {}).get("metadata") or {}).get("annotations") or {})
+
+
+def populated(plane: ControlPlane, name: str) -> dict[str, Any]:
+    """Wait until the target is bound with its population done, and PVC′ is gone."""
+    def done() -> dict[str, Any] | None:
+        claim = plane.get("pvc", name)
+        bound = claim is not None and (claim.get("status") or {}).get("phase") == "Bound"
+        return claim if bound and annotations(claim).get("cdi.kubevirt.io/storage.pod.phase") == "Succeeded" else None
+    claim: dict[str, Any] = plane.wait_for(done, f"PVC {name} to be populated", timeout=180)
+    prime = f"prime-{claim['metadata']['uid']}"
+    assert annotations(claim)["cdi.kubevirt.io/storage.populator.pvcPrime"] == prime
+    plane.wait_for(lambda: plane.get("pvc", prime) is None, f"{prime} to be deleted", timeout=60)
+    return claim
+
+
+def test_a_claim_naming_a_volume_import_source_gets_the_images_bytes(control_plane: ControlPlane, nginx: NginxServer,
+                                                                     images: ImageSet) -> None:
+    control_plane.apply(SOURCES["import"].format(url=nginx.url("disk.qcow2.gz")))
+    control_plane.apply(CLAIM.format(name="fedora", kind="VolumeImportSource", source="fedora-source"))
+    claim = populated(control_plane, "fedora")
+    assert annotations(claim)["cdi.kubevirt.io/storage.populator.progress"] == "100.0%"
+    disk = control_plane.volume_path("fedora") / "disk.img"
+    assert sha256_prefix(disk, images.virtual_size) == images.reference_sha256
+    events = control_plane.cdi("describe", "pvc", "fedora").stdout
+    assert "CreatedPVCPrimeSuccessfully" in events and "ImportSucceeded" in events
+    assert control_plane.get("pod", f"importer-prime-{claim['metadata']['uid']}") is None
+
+
+async def test_image_upload_into_a_claim_naming_a_volume_upload_source(control_plane: ControlPlane,
+                                                                        images: ImageSet) -> None:
+    control_plane.apply(SOURCES["upload"])
+    control_plane.apply(CLAIM.format(name="uploaded", kind="VolumeUploadSource", source="upload-source"))
+    code, out, err = await image_upload(control_plane, "pvc", "uploaded", "--no-create",
+                                        "--image-path", str(images.path("disk.qcow2")))
+    assert code == 0, out + err + control_plane.log_tail()
+    assert "completed successfully" in out
+    populated(control_plane, "uploaded")
+    disk = control_plane.volume_path("uploaded") / "disk.img"
+    assert sha256_prefix(disk, images.virtual_size) == images.reference_sha256
+    again = await image_upload(control_plane, "pvc", "uploaded", "--no-create", "--image-path",
+                               str(images.path("disk.qcow2")))
+    assert again[0] == 0 and "has already been uploaded" in again[1]
