@@ -63,7 +63,7 @@ def sha256_prefix(path: Path, length: int) -> str:
     return digest.hexdigest()
 
 
-def annotations(claim: dict[str, Any] | None) -> dict[str, str]:
+def notes_of(claim: dict[str, Any] | None) -> dict[str, str]:
     return dict(((claim or {}).get("metadata") or {}).get("annotations") or {})
 
 
@@ -72,10 +72,10 @@ def populated(plane: ControlPlane, name: str) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         claim = plane.get("pvc", name)
         bound = claim is not None and (claim.get("status") or {}).get("phase") == "Bound"
-        return claim if bound and annotations(claim).get("cdi.kubevirt.io/storage.pod.phase") == "Succeeded" else None
+        return claim if bound and notes_of(claim).get("cdi.kubevirt.io/storage.pod.phase") == "Succeeded" else None
     claim: dict[str, Any] = plane.wait_for(done, f"PVC {name} to be populated", timeout=180)
     prime = f"prime-{claim['metadata']['uid']}"
-    assert annotations(claim)["cdi.kubevirt.io/storage.populator.pvcPrime"] == prime
+    assert notes_of(claim)["cdi.kubevirt.io/storage.populator.pvcPrime"] == prime
     plane.wait_for(lambda: plane.get("pvc", prime) is None, f"{prime} to be deleted", timeout=60)
     return claim
 
@@ -85,7 +85,7 @@ def test_a_claim_naming_a_volume_import_source_gets_the_images_bytes(control_pla
     control_plane.apply(SOURCES["import"].format(url=nginx.url("disk.qcow2.gz")))
     control_plane.apply(CLAIM.format(name="fedora", kind="VolumeImportSource", source="fedora-source"))
     claim = populated(control_plane, "fedora")
-    assert annotations(claim)["cdi.kubevirt.io/storage.populator.progress"] == "100.0%"
+    assert notes_of(claim)["cdi.kubevirt.io/storage.populator.progress"] == "100.0%"
     disk = control_plane.volume_path("fedora") / "disk.img"
     assert sha256_prefix(disk, images.virtual_size) == images.reference_sha256
     events = control_plane.cdi("describe", "pvc", "fedora").stdout
