@@ -164,6 +164,9 @@ async def test_a_directory_volume_in_use_is_not_snapshotted(directory_pool: Dire
     with pytest.raises(VolumeError) as raised:
         await directory_pool.snapshot_volume(source, "snap-1", in_use=True)
     assert (raised.value.reason, raised.value.retryable) == ("SnapshotNotConsistent", True)
+    with pytest.raises(VolumeError) as raised:
+        await directory_pool.create_volume_from("pvc-busy", 16 * MIB, source, in_use=True)
+    assert raised.value.reason == "SnapshotNotConsistent"
 
     snapshot = await directory_pool.snapshot_volume(source, "snap-1")
     clone = await directory_pool.create_volume_from("pvc-clone", 16 * MIB, snapshot)

@@ -133,9 +133,14 @@ class DirectoryPool:
         async with self._locks[f"snapshot {handle}"]:
             self._snapshots.delete(handle)
 
-    async def create_volume_from(self, name: str, size_bytes: int, source: VolumeInfo | SnapshotInfo) -> VolumeInfo:
+    async def create_volume_from(self, name: str, size_bytes: int, source: VolumeInfo | SnapshotInfo, *,
+                                 in_use: bool = False) -> VolumeInfo:
         if source.volume_mode == VolumeMode.BLOCK:
             return await self.create_volume(name, size_bytes, source.volume_mode)  # refused
+        if in_use and isinstance(source, VolumeInfo) and not self.volume_path(name).exists():
+            raise SnapshotNotConsistent(
+                f"volume {source.name} is a plain directory in use by a pod, which cannot be frozen for a "
+                f"consistent copy; it is cloned once no pod uses the volume")
         async with self._locks[name]:
             directory = self.volume_path(name)
             if not directory.exists():

@@ -219,9 +219,11 @@ class LoopPool:
         async with self._locks[f"snapshot {handle}"]:
             self._snapshots.delete(handle)
 
-    async def create_volume_from(self, name: str, size_bytes: int, source: VolumeInfo | SnapshotInfo) -> VolumeInfo:
-        """The volume as a copy of `source`'s image (reflink where possible), attached; a Block volume's
-        device and a Filesystem volume's filesystem then grow to `size_bytes` as an expansion would."""
+    async def create_volume_from(self, name: str, size_bytes: int, source: VolumeInfo | SnapshotInfo, *,
+                                 in_use: bool = False) -> VolumeInfo:
+        """The volume as a copy of `source`'s image (reflink where possible; a source volume frozen or
+        flushed, so `in_use` does not matter), attached; a Block volume's device and a Filesystem volume's
+        filesystem then grow to `size_bytes` as an expansion would."""
         async with self._locks[name]:
             image = self._find_image(name)
             if image is None:

@@ -160,9 +160,11 @@ class StoragePool(Protocol):
         """Free the snapshot's data; a snapshot already gone is not an error."""
         ...
 
-    async def create_volume_from(self, name: str, size_bytes: int, source: VolumeInfo | SnapshotInfo) -> VolumeInfo:
+    async def create_volume_from(self, name: str, size_bytes: int, source: VolumeInfo | SnapshotInfo, *,
+                                 in_use: bool = False) -> VolumeInfo:
         """Create the volume `name` as a copy of a volume or a snapshot (its mode and filesystem), grown to
-        `size_bytes` if that is more; or return the existing volume of that name, attached."""
+        `size_bytes` if that is more; or return the existing volume of that name, attached. `in_use`: a pod
+        uses the source volume (as for `snapshot_volume`)."""
         ...
 
 

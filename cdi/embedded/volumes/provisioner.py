@@ -128,7 +128,8 @@ class ClaimReconciler:
             return await self._pool.create_volume(plan.volume_name, plan.size_bytes, plan.volume_mode,
                                                   fs_type=plan.fs_type)
         if source.volume is not None:
-            return await self._pool.create_volume_from(plan.volume_name, plan.size_bytes, source.volume)
+            return await self._pool.create_volume_from(plan.volume_name, plan.size_bytes, source.volume,
+                                                       in_use=source.in_use)
         snapshot = await self._pool.get_snapshot(source.snapshot_handle or "")
         if snapshot is None:
             raise SnapshotMissing(f"snapshot {source.snapshot_handle} is not in this node's storage pool")

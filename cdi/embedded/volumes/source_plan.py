@@ -52,6 +52,7 @@ class CopySource:
     volume_mode: VolumeMode | None = None  # None: not known (a pre-provisioned snapshot without sourceVolumeMode)
     driver: str = ""  # the source PV's CSI driver (or provisioner) / the snapshot content's driver
     volume: VolumeInfo | None = None  # the source PVC's volume, when this pool holds it
+    in_use: bool = False  # a pod that has not finished uses the source PVC
     snapshot_handle: str | None = None
     content_name: str = ""
 
@@ -60,6 +61,7 @@ class CopySource:
 class CopyFrom:
     volume: VolumeInfo | None = None
     snapshot_handle: str | None = None
+    in_use: bool = False  # a pod uses the source volume
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def plan_copy(claim: str, namespace: str, class_name: str, request_bytes: int, v
     if ref.kind == PVC_KIND:
         if source.volume is None:
             return _refuse(ref, "claim in dataSource not bound or invalid", "its volume is not in this node's pool")
-        return CopyFrom(volume=source.volume)
+        return CopyFrom(volume=source.volume, in_use=source.in_use)
     return CopyFrom(snapshot_handle=source.snapshot_handle)
 
 

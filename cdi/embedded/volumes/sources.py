@@ -14,7 +14,7 @@ from dataclasses import replace
 from cdi.api.core import VolumeMode
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster, Object
-from cdi.embedded.volumes.objects import ClaimView, parse_claim, parse_volume
+from cdi.embedded.volumes.objects import ClaimView, parse_claim, parse_volume, pod_claim_names, pod_finished
 from cdi.embedded.volumes.pool import StoragePool
 from cdi.embedded.volumes.source_plan import PVC_KIND, CopySource, DataSourceRef
 from cdi.quantity import QuantityError, parse_quantity
@@ -55,8 +55,10 @@ async def _claim_source(cluster: Cluster, pool: StoragePool, ref: DataSourceRef,
     if not source.is_claimed_by(volume.claim_ref):
         return seen
     info = volume.info if volume.info is not None and pool.owns(volume.info) else None
+    pods = (await cluster.list("v1", "Pod", namespace)).items
+    in_use = any(ref.name in pod_claim_names(pod) and not pod_finished(pod) for pod in pods)
     return replace(seen, bound=True, ready=True, size_bytes=volume.capacity_bytes, volume_mode=volume.volume_mode,
-                   driver=volume.csi_driver or volume.provisioned_by, volume=info)
+                   driver=volume.csi_driver or volume.provisioned_by, volume=info, in_use=in_use)
 
 
 async def _snapshot_source(cluster: Cluster, ref: DataSourceRef, namespace: str) -> CopySource:
