@@ -175,3 +175,15 @@ async def test_a_directory_volume_in_use_is_not_snapshotted(directory_pool: Dire
     assert (Path(copy.path) / "disk.img").read_bytes() == b"directory data"
     assert isinstance(copy, VolumeInfo) and sorted(await directory_pool.volume_names()) == [
         "pvc-clone", "pvc-copy", "pvc-dir"]
+
+
+async def test_a_volume_left_frozen_by_a_crash_is_thawed_when_attached_again(loop_pool: LoopPool) -> None:
+    volume = await loop_pool.create_volume("pvc-frozen", 16 * MIB, VolumeMode.FILESYSTEM)
+    (await run_tool(["fsfreeze", "--freeze", volume.path])).check()  # as if cdi died mid-snapshot
+    try:
+        attached = await loop_pool.ensure_attached(volume)
+        assert (await run_tool(["fsfreeze", "--unfreeze", attached.path])).returncode == 1  # no longer frozen
+        (Path(attached.path) / "disk.img").write_bytes(b"writable again")
+        await loop_pool.ensure_attached(volume)  # not frozen: nothing to thaw, no error
+    finally:
+        await run_tool(["fsfreeze", "--unfreeze", volume.path])

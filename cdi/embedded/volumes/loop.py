@@ -134,6 +134,11 @@ class LoopPool:
     async def ensure_attached(self, info: VolumeInfo) -> VolumeInfo:
         async with self._locks[info.name]:
             self._existing_image(info)
+            mount_dir = str(self.mount_path(info.name))
+            if info.volume_mode == VolumeMode.FILESYSTEM and commands.mount_at(self._mounts(), mount_dir):
+                # a process that died while snapshotting it may have left it frozen: writers would hang
+                await run_checked(self._run_tool, commands.unfreeze_argv(mount_dir), f"thawing volume {info.name}",
+                                  ok=(0, 1))  # 1: it was not frozen
             try:
                 return await self._attach(info, may_unmount=False)
             except VolumeInUse as e:  # mounted, in use, and short: its claim's expansion finishes it later
