@@ -1,19 +1,26 @@
 """Volume populators end to end through a real `cdi serve`: a PVC whose `dataSourceRef` names a
 VolumeImportSource gets the image's bytes from the test nginx, and one naming a VolumeUploadSource gets
 them through `cdi image-upload pvc <target> --no-create` — no DataVolume involved. In both, the work runs
-on PVC′ (`prime-<target uid>`), whose volume ends up bound to the target, and PVC′ is gone afterwards."""
+on PVC′ (`prime-<target uid>`), whose volume ends up bound to the target, and PVC′ is gone afterwards.
+The import runs once more against a real kube-apiserver with `cdi controller` and `cdi node`."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from cdi.kube import connect
+from tests.e2e.test_kubernetes import _volume_of
 from tests.e2e.test_upload import image_upload
 from tests.support.catalog import ImageSet
 from tests.support.controlplane import ControlPlane
+from tests.support.kubecluster import KubeCluster
+from tests.support.kubenode import KubeDeployment
 from tests.support.nginx import NginxServer
 
 pytestmark = pytest.mark.slow
@@ -107,3 +114,38 @@ async def test_image_upload_into_a_claim_naming_a_volume_upload_source(control_p
     again = await image_upload(control_plane, "pvc", "uploaded", "--no-create", "--image-path",
                                str(images.path("disk.qcow2")))
     assert again[0] == 0 and "has already been uploaded" in again[1]
+
+
+async def test_a_volume_import_source_on_a_real_api_server(kube_control_plane: KubeCluster, tmp_path: Path,
+                                                           nginx: NginxServer, images: ImageSet) -> None:
+    """`cdi controller` + `cdi node` on kube-apiserver: kube-controller-manager's PV binder binds the target to
+    the volume handed over from PVC′ (the node's provisioner leaves the target, a populator's claim, alone)."""
+    kubeconfig, namespace = kube_control_plane.kubeconfig_path, "e2e-populators"
+    async with await connect(kubeconfig) as cluster:
+        await cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        with KubeDeployment(kubeconfig, tmp_path / "node") as deployment:
+            source, claim = (yaml.safe_load(text) for text in (
+                SOURCES["import"].format(url=nginx.url("disk.qcow2")),
+                CLAIM.format(name="fedora", kind="VolumeImportSource", source="fedora-source")))
+            for obj in (source, claim):
+                await cluster.create({**obj, "metadata": {**obj["metadata"], "namespace": namespace}})
+            for _ in range(480):
+                target = await cluster.get("v1", "PersistentVolumeClaim", "fedora", namespace)
+                if (target.get("status") or {}).get("phase") == "Bound" and \
+                        notes_of(target).get("cdi.kubevirt.io/storage.pod.phase") == "Succeeded":
+                    break
+                await asyncio.sleep(0.5)
+            else:
+                raise AssertionError(f"{notes_of(target)}\n{deployment.logs()}")
+            assert notes_of(target)["cdi.kubevirt.io/storage.populator.progress"] == "100.0%"
+            disk = await _volume_of(kubeconfig, namespace, "fedora") / "disk.img"
+            assert sha256_prefix(disk, images.virtual_size) == images.reference_sha256
+            prime = f"prime-{target['metadata']['uid']}"
+            for _ in range(120):
+                if prime not in [c["metadata"]["name"] for c in
+                                 (await cluster.list("v1", "PersistentVolumeClaim", namespace)).items]:
+                    break
+                await asyncio.sleep(0.5)
+            else:
+                raise AssertionError(f"{prime} was not deleted\n{deployment.logs()}")
+        await cluster.delete("v1", "Namespace", namespace)
