@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Final
 
 from cdi.cluster.protocol import Object
-from cdi.quantity import QuantityError, parse_quantity
 
 SNAPSHOT_API: Final = "snapshot.storage.k8s.io/v1"
 VS: Final = (SNAPSHOT_API, "VolumeSnapshot")
@@ -115,10 +114,3 @@ def parse_snapshot(obj: Object) -> SnapshotView:
 def content_name_for(snapshot: SnapshotView) -> str:
     """The content of a dynamic snapshot, named as the snapshot-controller names it."""
     return f"snapcontent-{snapshot.uid}"
-
-
-def quantity_bytes(value: object) -> int | None:
-    try:
-        return parse_quantity(str(value)) if value is not None else None
-    except QuantityError:
-        return None
