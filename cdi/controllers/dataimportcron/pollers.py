@@ -1,0 +1,201 @@
+"""Asking a source whether its image changed: the `SourcePoller` protocol and the HTTP(S) and S3 pollers.
+
+A poller turns a `PollTarget` (the cron template's source, with the Secret's keys, the CA ConfigMap's
+certificates and the insecure flag resolved by the controller) into a digest string:
+
+    registry  the manifest digest of the tag (`sha256:...`), as upstream's cdi-source-update-poller
+              reads it (`cdi.controllers.dataimportcron.registry`)
+    http      beyond upstream: one HEAD (a one-byte ranged GET where HEAD is refused); the strong ETag,
+              else Last-Modified with Content-Length, hashed into `sha256:...` (`naming.validator_digest`)
+    s3        beyond upstream: HeadObject; the versionId on a versioned bucket, else ETag and
+              Last-Modified, hashed the same way
+
+Errors, each with the reason the cron's Warning event shows and a retryable flag:
+
+    PollError                 PollFailed              anything else (retryable)
+    ├── SourceUnreachable     ImportSourceUnavailable connect/TLS error, HTTP status, S3 error
+    ├── ImagePullFailed       ImagePullFailed         registry: unknown tag, denied, TLS
+    ├── NoChangeValidator     NoChangeValidator       the server gives no ETag/Last-Modified (not retryable)
+    └── UnsupportedSource     NotSupported            pullMethod: node, oci-archive, a source kind with no poller
+
+`POLLERS` maps source kinds to pollers; tests inject their own `SourcePoller`s.
+"""
+
+from __future__ import annotations
+
+import ssl
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+
+from cdi.controllers.dataimportcron.naming import validator_digest
+
+TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=20)
+USER_AGENT = "cdi-python-controller"
+
+
+class PollError(Exception):
+    reason = "PollFailed"
+    retryable = True
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SourceUnreachable(PollError):
+    reason = "ImportSourceUnavailable"
+
+
+class ImagePullFailed(PollError):
+    reason = "ImagePullFailed"
+
+
+class NoChangeValidator(PollError):
+    reason = "NoChangeValidator"
+    retryable = False
+
+
+class UnsupportedSource(PollError):
+    reason = "NotSupported"
+    retryable = False
+
+
+@dataclass(frozen=True)
+class PollTarget:
+    """One source to poll, everything resolved: no cluster access is needed to poll it."""
+
+    kind: str  # "registry", "http" or "s3"
+    url: str
+    access_key_id: str = ""
+    secret_key: str = ""
+    ca_certificates: tuple[str, ...] = ()  # PEM texts from the CA ConfigMap
+    insecure: bool = False  # insecureSkipVerify, or a registry CDIConfig lists as insecure
+    extra_headers: tuple[str, ...] = ()
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.access_key_id and self.secret_key)
+
+
+class SourcePoller(Protocol):
+    async def poll(self, target: PollTarget) -> str: ...
+
+
+def ssl_context(target: PollTarget) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if target.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    for pem in target.ca_certificates:
+        try:
+            context.load_verify_locations(cadata=pem)
+        except ssl.SSLError:
+            continue  # a ConfigMap entry that is not a certificate: the importer skips it too
+    return context
+
+
+def http_validator(headers: Mapping[str, str]) -> str | None:
+    """The strongest change validator in a response's headers; None when there is none."""
+    etag = headers.get("ETag", "")
+    if etag and not etag.startswith("W/"):
+        return f"etag:{etag}"
+    modified = headers.get("Last-Modified", "")
+    if modified:
+        return f"last-modified:{modified};length:{headers.get('Content-Length', '')}"
+    return f"weak-etag:{etag}" if etag else None
+
+
+class HttpPoller:
+    """HEAD the URL (credentials as basic auth, extra headers, redirects followed)."""
+
+    async def poll(self, target: PollTarget) -> str:
+        headers = {"User-Agent": USER_AGENT}
+        for line in target.extra_headers:
+            name, _, value = line.partition(":")
+            headers[name.strip()] = value.strip()
+        auth = aiohttp.BasicAuth(target.access_key_id, target.secret_key) if target.has_credentials else None
+        connector = aiohttp.TCPConnector(ssl=ssl_context(target))
+        try:
+            async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT, trust_env=True) as session:
+                found = await self._validator(session, target.url, headers, auth)
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            raise SourceUnreachable(f"HEAD {target.url}: {type(e).__name__}: {e}") from e
+        if found is None:
+            raise NoChangeValidator(f"{target.url} has no ETag or Last-Modified header: "
+                                    f"changes cannot be detected without downloading the image")
+        return validator_digest(target.url, found)
+
+    @staticmethod
+    async def _validator(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
+                         auth: aiohttp.BasicAuth | None) -> str | None:
+        async with session.head(url, headers=headers, auth=auth, allow_redirects=True) as response:
+            if response.status < 400:
+                return http_validator(response.headers)
+            if response.status not in (405, 501):
+                raise SourceUnreachable(f"HEAD {url}: HTTP {response.status} {response.reason}")
+        ranged = {**headers, "Range": "bytes=0-0"}
+        async with session.get(url, headers=ranged, auth=auth, allow_redirects=True) as response:
+            if response.status >= 400:
+                raise SourceUnreachable(f"GET {url}: HTTP {response.status} {response.reason}")
+            return http_validator(response.headers)
+
+
+class S3Poller:
+    """HeadObject through aiobotocore, path-style, signed when the Secret gives keys."""
+
+    async def poll(self, target: PollTarget) -> str:
+        import botocore.exceptions  # type: ignore[import-untyped]
+        from aiobotocore.config import AioConfig  # type: ignore[import-untyped]
+        from aiobotocore.session import get_session  # type: ignore[import-untyped]
+        from botocore import UNSIGNED
+
+        from importer.errors import ConfigurationError
+        from importer.sources.s3 import parse_s3_url
+
+        try:
+            location = parse_s3_url(target.url)
+        except ConfigurationError as e:
+            raise UnsupportedSource(e.message) from e
+        options: dict[str, Any] = {"s3": {"addressing_style": "path"}, "connect_timeout": 20, "read_timeout": 60,
+                                   "retries": {"mode": "standard", "total_max_attempts": 1}}
+        credentials: dict[str, str] = {}
+        if target.has_credentials:
+            credentials = {"aws_access_key_id": target.access_key_id, "aws_secret_access_key": target.secret_key}
+        else:
+            options["signature_version"] = UNSIGNED
+        with tempfile.TemporaryDirectory(prefix="cdi-poll-") as directory:
+            verify: bool | str = not target.insecure
+            if target.ca_certificates and not target.insecure:
+                bundle = Path(directory) / "ca.pem"
+                bundle.write_text("\n".join(target.ca_certificates))
+                verify = str(bundle)
+            try:
+                async with get_session().create_client(
+                        "s3", endpoint_url=location.endpoint_url, region_name=location.region, verify=verify,
+                        config=AioConfig(**options), **credentials) as client:
+                    head = await client.head_object(Bucket=location.bucket, Key=location.key)
+            except botocore.exceptions.ClientError as e:
+                code = (e.response.get("Error") or {}).get("Code") or "error"
+                raise SourceUnreachable(f"HeadObject {location}: {code}") from e
+            except (botocore.exceptions.BotoCoreError, aiohttp.ClientError, OSError, TimeoutError) as e:
+                raise SourceUnreachable(f"HeadObject {location}: {type(e).__name__}: {e}") from e
+        return validator_digest(target.url, s3_validator(head))
+
+
+def s3_validator(head: Mapping[str, Any]) -> str:
+    version = str(head.get("VersionId") or "")
+    if version and version != "null":
+        return f"version:{version}"
+    return f"etag:{head.get('ETag', '')};modified:{head.get('LastModified', '')};length:{head.get('ContentLength', '')}"
+
+
+def default_pollers() -> dict[str, SourcePoller]:
+    from cdi.controllers.dataimportcron.registry import RegistryPoller
+
+    return {"registry": RegistryPoller(), "http": HttpPoller(), "s3": S3Poller()}
