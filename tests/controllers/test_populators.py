@@ -7,6 +7,8 @@ annotations and bind claims), so only the populator runs."""
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from cdi.controllers.populators.controller import PopulatorReconciler
 from cdi.controllers.upload.resolver import ClusterUploadResolver
 from cdi.runtime.types import Key
 from tests.controllers.conftest import FixedClock
+from tests.controllers.test_clone_populator import Crash, CrashingCluster
 from uploadproxy.resolver import UploadNotReady
 
 NS = "default"
@@ -188,3 +191,50 @@ async def test_a_deleted_target_takes_pvc_prime_with_it(cluster: Cluster, clock:
     left = await _claim(cluster, prime["metadata"]["name"])
     assert left is None or left["metadata"].get("deletionTimestamp")
     await cluster.patch(*PVC, "disk", {"metadata": {"finalizers": None}}, NS)
+
+
+async def _node_step(cluster: Cluster) -> None:
+    """The storage, the worker controllers and the binder, one pass: bind PVC′, finish its worker, bind the
+    target to the volume handed to it (PVC′ then Lost)."""
+    claims = (await cluster.list(*PVC, NS)).items
+    volumes = (await cluster.list("v1", "PersistentVolume")).items
+    for claim in claims:
+        meta, notes = claim["metadata"], _notes(claim)
+        handed = [v for v in volumes if v["spec"]["claimRef"]["uid"] == meta["uid"]]
+        if meta["name"].startswith("prime-") and not claim["spec"].get("volumeName") and not handed:
+            await _bind(cluster, claim, f"pv-{meta['uid']}")
+        elif meta["name"].startswith("prime-") and ann.ANN_POD_PHASE not in notes:
+            await cluster.patch(*PVC, meta["name"], {"metadata": {"annotations": {ann.ANN_POD_PHASE: "Succeeded"}}},
+                                NS)
+        elif meta["name"] == "disk" and handed and not claim["spec"].get("volumeName"):
+            await _bound(cluster, claim, handed[0]["metadata"]["name"])
+            for prime in claims:
+                if prime["metadata"]["name"].startswith("prime-"):
+                    await cluster.patch_status(*PVC, prime["metadata"]["name"], {"status": {"phase": "Lost"}}, NS)
+
+
+@pytest.mark.parametrize("limit", [1, 2, math.inf], ids=["crash-after-1st-write", "crash-after-2nd-write", "no-crash"])
+async def test_population_finishes_whatever_call_the_controller_dies_after(cluster: Cluster, clock: FixedClock,
+                                                                           limit: float) -> None:
+    """A new populator each time (as after a restart), its client dying after its first (or second) write
+    of every reconcile: the population still ends with the target bound, PVC′ made once and gone."""
+    target = await _setup(cluster, "VolumeImportSource", {"source": {"http": {"url": "http://h/disk.img"}}})
+    creates: Counter[str] = Counter()
+    for _ in range(40):
+        populator = PopulatorReconciler(CrashingCluster(cluster, limit, creates), clock)
+        try:
+            await populator.reconcile(KEY)
+        except Crash:
+            pass
+        done = await _claim(cluster, "disk")
+        left = await _claim(cluster, f"prime-{target['metadata']['uid']}")
+        if done and done["spec"].get("volumeName") and (left is None or left["metadata"].get("deletionTimestamp")):
+            break
+        await _node_step(cluster)
+    else:
+        raise AssertionError(f"population did not finish: {_notes(done)}")
+    volume = await cluster.get("v1", "PersistentVolume", done["spec"]["volumeName"])
+    assert volume["spec"]["claimRef"]["uid"] == target["metadata"]["uid"]
+    assert (_notes(done)[ann.ANN_POD_PHASE], _notes(done)[ann.ANN_POPULATOR_PROGRESS]) == ("Succeeded", "100.0%")
+    claims = {name: count for name, count in creates.items() if name.startswith("PersistentVolumeClaim/")}
+    assert claims == {f"PersistentVolumeClaim/prime-{target['metadata']['uid']}": 1}
