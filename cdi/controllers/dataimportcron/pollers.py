@@ -23,6 +23,7 @@ Errors, each with the reason the cron's Warning event shows and a retryable flag
 
 from __future__ import annotations
 
+import base64
 import ssl
 import tempfile
 from collections.abc import Mapping
@@ -119,11 +120,13 @@ class HttpPoller:
         for line in target.extra_headers:
             name, _, value = line.partition(":")
             headers[name.strip()] = value.strip()
-        auth = aiohttp.BasicAuth(target.access_key_id, target.secret_key) if target.has_credentials else None
+        if target.has_credentials:
+            token = base64.b64encode(f"{target.access_key_id}:{target.secret_key}".encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
         connector = aiohttp.TCPConnector(ssl=ssl_context(target))
         try:
             async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT, trust_env=True) as session:
-                found = await self._validator(session, target.url, headers, auth)
+                found = await self._validator(session, target.url, headers)
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
             raise SourceUnreachable(f"HEAD {target.url}: {type(e).__name__}: {e}") from e
         if found is None:
@@ -132,15 +135,14 @@ class HttpPoller:
         return validator_digest(target.url, found)
 
     @staticmethod
-    async def _validator(session: aiohttp.ClientSession, url: str, headers: dict[str, str],
-                         auth: aiohttp.BasicAuth | None) -> str | None:
-        async with session.head(url, headers=headers, auth=auth, allow_redirects=True) as response:
+    async def _validator(session: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> str | None:
+        async with session.head(url, headers=headers, allow_redirects=True) as response:
             if response.status < 400:
                 return http_validator(response.headers)
             if response.status not in (405, 501):
                 raise SourceUnreachable(f"HEAD {url}: HTTP {response.status} {response.reason}")
         ranged = {**headers, "Range": "bytes=0-0"}
-        async with session.get(url, headers=ranged, auth=auth, allow_redirects=True) as response:
+        async with session.get(url, headers=ranged, allow_redirects=True) as response:
             if response.status >= 400:
                 raise SourceUnreachable(f"GET {url}: HTTP {response.status} {response.reason}")
             return http_validator(response.headers)
