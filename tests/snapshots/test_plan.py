@@ -6,20 +6,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cdi.api.core import VolumeMode
-from cdi.embedded.snapshots.plan import (
-    ClaimSource,
-    ContentObservation,
+from cdi.embedded.snapshots.actions import (
     DeleteContent,
     DeleteSnapshotData,
     Event,
     ProtectClaim,
     SetFinalizers,
     SetStatus,
-    SnapshotObservation,
     TakeSnapshot,
-    plan_content,
-    plan_snapshot,
 )
+from cdi.embedded.snapshots.content_plan import ContentObservation, plan_content
+from cdi.embedded.snapshots.plan import ClaimSource, SnapshotObservation, plan_snapshot
 from cdi.embedded.snapshots.views import (
     FINALIZER_AS_SOURCE,
     FINALIZER_BOUND,

@@ -1,6 +1,7 @@
 """The snapshot controller of the embedded CSI driver: `SnapshotReconciler` (keyed by VolumeSnapshot,
 the snapshot-controller's part) and `ContentReconciler` (keyed by VolumeSnapshotContent, the
-csi-snapshotter sidecar's part), each observe → `cdi.embedded.snapshots.plan` → apply.
+csi-snapshotter sidecar's part), each observe → pure plan (`cdi.embedded.snapshots.plan`,
+`cdi.embedded.snapshots.content_plan`) → apply.
 
 The node agent (`cdi.embedded.nodeagent`) adds `controllers(cluster, pool, clock)` when the cluster
 serves `snapshot.storage.k8s.io/v1`. Snapshot data lives in the `StoragePool`
@@ -16,11 +17,9 @@ from typing import Any
 
 from cdi.cluster.errors import AlreadyExists, NotFound
 from cdi.cluster.protocol import Cluster, Object
-from cdi.embedded.snapshots.plan import (
+from cdi.embedded.snapshots.actions import (
     BindContent,
-    ClaimSource,
     ContentAction,
-    ContentObservation,
     CreateContent,
     DeleteContent,
     DeleteSnapshotData,
@@ -30,12 +29,10 @@ from cdi.embedded.snapshots.plan import (
     SetFinalizers,
     SetStatus,
     SnapshotAction,
-    SnapshotObservation,
     TakeSnapshot,
-    content_status,
-    plan_content,
-    plan_snapshot,
 )
+from cdi.embedded.snapshots.content_plan import ContentObservation, content_status, plan_content
+from cdi.embedded.snapshots.plan import ClaimSource, SnapshotObservation, plan_snapshot
 from cdi.embedded.snapshots.views import (
     FINALIZER_PVC,
     SNAPSHOT_API,
