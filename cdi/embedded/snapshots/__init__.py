@@ -2,8 +2,9 @@
 csi-snapshotter sidecar do, for this node's storage pool.
 
 `controllers(cluster, pool, clock)` (`cdi.embedded.snapshots.controller`) is what the node agent
-runs when the cluster serves `snapshot.storage.k8s.io/v1`; `cdi.embedded.snapshots.plan` holds the
-pure planners, `cdi.embedded.snapshots.views` the typed views and Kubernetes' names, and
+runs when the cluster serves `snapshot.storage.k8s.io/v1`; `cdi.embedded.snapshots.plan` and `.content_plan`
+hold the pure planners (over `.actions`), `cdi.embedded.snapshots.views` the typed views and
+Kubernetes' names, and
 `cdi.embedded.snapshots.crds` renders the three CustomResourceDefinitions for a cluster that lacks them.
 """
 
