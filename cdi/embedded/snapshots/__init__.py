@@ -1,5 +1,5 @@
-"""VolumeSnapshots for the embedded CSI driver: what external-snapshotter's snapshot-controller and csi-
-snapshotter sidecar do, for this node's storage pool.
+"""VolumeSnapshots for the embedded CSI driver: what external-snapshotter's snapshot-controller and
+csi-snapshotter sidecar do, for this node's storage pool.
 
 `controllers(cluster, pool, clock)` (`cdi.embedded.snapshots.controller`) is what the node agent runs
 when the cluster serves `snapshot.storage.k8s.io/v1`; `cdi.embedded.snapshots.plan` and `.content_plan`
