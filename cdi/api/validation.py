@@ -27,7 +27,8 @@ from cdi.api.source_rules import check_member
 
 MAX_CRON_NAME_LENGTH = 63
 MAX_POPULATOR_NAME_LENGTH = 63
-CRON_TEMPLATE_SOURCES = ("registry", "pvc")
+# Upstream: registry or pvc. Beyond upstream, HTTP(S) and S3 crons poll ETag/Last-Modified/versionId.
+CRON_TEMPLATE_SOURCES = ("registry", "pvc", "http", "s3")
 TRANSFERABLE_KINDS = ("DataVolume", "PersistentVolumeClaim")
 
 # Kinds whose spec may not change after creation.
@@ -85,8 +86,8 @@ def _check_data_import_cron(obj: DataImportCron) -> list[str]:
     problems = _check_name_length(obj.name, MAX_CRON_NAME_LENGTH)
     source_names = list(template.source.members()) if template.source is not None else []
     if not set(source_names) & set(CRON_TEMPLATE_SOURCES):
-        problems.append("spec.template.spec.source: Missing registry or pvc source "
-                        "(a DataImportCron imports from a registry or a PVC)")
+        problems.append("spec.template.spec.source: Missing registry, pvc, http or s3 source "
+                        "(a DataImportCron imports from a registry, a PVC, an HTTP(S) URL or an S3 object)")
     unsettable = [name for name, is_set in (
         ("sourceRef", template.source_ref is not None),
         ("contentType", "content_type" in template.model_fields_set),

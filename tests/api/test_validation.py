@@ -193,10 +193,11 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
     ("cron keeping -1 imports", cron({"importsToKeep": -1}), ["spec.importsToKeep: must be at least 0, got -1"]),
     ("cron with unknown garbage collection", cron({"garbageCollect": "Always"}),
      ["spec.garbageCollect: must be one of 'Outdated' or 'Never', got 'Always'"]),
-    ("cron importing over http", cron({"template": {"spec": {"source": {"http": {"url": HTTP_URL}},
-                                                             "storage": SIZE}}}),
-     ["spec.template.spec.source: Missing registry or pvc source (a DataImportCron imports from a registry "
-      "or a PVC)"]),
+    ("cron importing over http (beyond upstream)", cron({"template": {"spec": {"source": {"http": {"url": HTTP_URL}},
+                                                                               "storage": SIZE}}}), []),
+    ("cron importing a blank disk", cron({"template": {"spec": {"source": {"blank": {}}, "storage": SIZE}}}),
+     ["spec.template.spec.source: Missing registry, pvc, http or s3 source (a DataImportCron imports from a "
+      "registry, a PVC, an HTTP(S) URL or an S3 object)"]),
     ("cron from a PVC", cron({"template": {"spec": {"source": {"pvc": {"namespace": "a", "name": "b"}},
                                                     "storage": {}}}}), []),
     ("cron template with contentType", cron({"template": {"spec": {"source": REGISTRY, "storage": SIZE,
@@ -204,8 +205,8 @@ CASES: list[tuple[str, dict[str, Any], list[str]]] = [
      ["spec.template.spec: Unsettable fields: contentType"]),
     ("cron template with sourceRef", cron({"template": {"spec": {"sourceRef": {"kind": "DataSource", "name": "x"},
                                                                  "storage": SIZE}}}),
-     ["spec.template.spec.source: Missing registry or pvc source (a DataImportCron imports from a registry "
-      "or a PVC)", "spec.template.spec: Unsettable fields: sourceRef"]),
+     ["spec.template.spec.source: Missing registry, pvc, http or s3 source (a DataImportCron imports from a "
+      "registry, a PVC, an HTTP(S) URL or an S3 object)", "spec.template.spec: Unsettable fields: sourceRef"]),
     ("cron template without size", cron({"template": {"spec": {"source": REGISTRY, "storage": {}}}}),
      ["spec.template.spec.storage.resources.requests.storage: Storage size is missing"]),
     ("cron name too long", cron({}, name="c" * 64), ["metadata.name: Name cannot be longer than 63 characters"]),
