@@ -1,8 +1,8 @@
 """Nothing is accepted silently: objects this CDI stores but does not act on yet say so.
 
 For each kind that is admitted and stored but has no controller yet (DataVolumes naming a `sourceRef`,
-DataImportCron, DataSource, ObjectTransfer, the CDI operator resource, and PVCs that name CDI's import
-or upload populator in `dataSourceRef`), this controller writes a condition with reason `NotSupported`
+DataSource, ObjectTransfer, the CDI operator resource, and PVCs that name CDI's import or upload
+populator in `dataSourceRef`), this controller writes a condition with reason `NotSupported`
 (`cdi.contracts.conditions`) in the kind's own condition types and records one Warning event, so that
 `cdi describe` and `cdi wait` tell the user at once instead of leaving the object waiting forever.
 `gap` and `plan` are pure; `NotSupportedReconciler` applies them.
@@ -34,7 +34,6 @@ _SUPPORTED_SOURCES = "an http, s3, gcs, registry, blank, upload, pvc or snapshot
 # The condition types each kind reports, as upstream names them.
 _CONDITIONS: dict[str, tuple[str, ...]] = {
     "DataVolume": ("Ready", "Bound", "Running"),
-    "DataImportCron": ("UpToDate", "Progressing"),
     "ObjectTransfer": ("Complete",),
     "CDI": ("Available", "Progressing", "Degraded"),
 }
@@ -78,7 +77,6 @@ def gap(kind: str, doc: Object) -> str | None:
             return f"Populating a PersistentVolumeClaim from a {ref['kind']} (spec.dataSourceRef)"
         return None
     return {
-        "DataImportCron": "DataImportCron schedules",
         "ObjectTransfer": "ObjectTransfer",
         "CDI": "The CDI operator (the embedded control plane `cdi serve` runs CDI itself)",
     }.get(kind)

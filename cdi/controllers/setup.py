@@ -17,6 +17,7 @@ from cdi.controllers import cdiconfig, datasource, notsupported, storageprofile
 from cdi.controllers.clone import datavolume as clone_datavolumes
 from cdi.controllers.clone import populator as clone_populator
 from cdi.controllers.clone.authorization import CloneAuthorization
+from cdi.controllers.dataimportcron import controller as data_import_crons
 from cdi.controllers.datavolume import controller as datavolumes
 from cdi.controllers.hostclone import controller as host_clones
 from cdi.controllers.importpod import controller as import_pods
@@ -47,6 +48,7 @@ def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
             *datavolumes.controllers(cluster, clock, scraper),
             *clone_datavolumes.controllers(cluster, clock, authorization),
             *datasource.controllers(cluster, clock),
+            *data_import_crons.controllers(cluster, clock),
             *clone_populator.controllers(cluster, clock, authorization),
             *populators.controllers(cluster, clock, scraper),
             *host_clones.controllers(cluster, clock, scraper, image=options.image, namespace=options.namespace,
