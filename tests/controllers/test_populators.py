@@ -15,6 +15,7 @@ import pytest
 
 from cdi.api.meta import CDI_API_VERSION
 from cdi.cluster.errors import NotFound
+from cdi.cluster.events import record_event
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.populators.controller import PopulatorReconciler
@@ -119,11 +120,18 @@ async def test_import_through_pvc_prime_ends_with_the_volume_on_the_target(clust
     pod = f"importer-{prime['metadata']['name']}"
     await _worker(cluster, prime, pod, "10.0.0.9", {ann.ANN_IMPORT_POD: pod, ann.ANN_POD_PHASE: "Running",
                                                      ann.ANN_RUNNING_CONDITION: "true"})
+    await record_event(cluster, prime, "Warning", "ErrImportFailed", "expected status code 200, got 404",
+                       component="import-controller", clock=clock.now)
     assert (await populator.reconcile(KEY)).requeue_after == 2.0
+    await populator.reconcile(KEY)  # forwarded once, not counted again
+    forwarded = [e for e in (await cluster.list("v1", "Event", NS)).items if e["reason"] == "ErrImportFailed"
+                 and e["involvedObject"]["name"] == "disk"]
+    assert [(e["message"], e.get("count", 1)) for e in forwarded] == [
+        (f"[{prime['metadata']['name']}] : expected status code 200, got 404", 1)]
     shown = _notes(await _claim(cluster, "disk"))
     assert (shown[ann.ANN_POD_PHASE], shown[ann.ANN_RUNNING_CONDITION], shown[ann.ANN_POPULATOR_PROGRESS]) == (
         "Running", "true", "45.27%")
-    assert scraper.calls == [("10.0.0.9", target["metadata"]["uid"])]  # the importer labels it with the target
+    assert set(scraper.calls) == {("10.0.0.9", target["metadata"]["uid"])}  # the importer labels it with the target
 
     await cluster.patch(*PVC, prime["metadata"]["name"], {"metadata": {
         "annotations": {ann.ANN_POD_PHASE: "Succeeded"},
@@ -134,7 +142,7 @@ async def test_import_through_pvc_prime_ends_with_the_volume_on_the_target(clust
     done = await _claim(cluster, "disk")
     assert done is not None and done["metadata"]["labels"]["instancetype.kubevirt.io/default-preference"] == "fedora"
     assert (_notes(done)[ann.ANN_POD_PHASE], _notes(done)[ann.ANN_POPULATOR_PROGRESS]) == ("Succeeded", "100.0%")
-    assert await _reasons(cluster) == ["CreatedPVCPrimeSuccessfully", "ImportSucceeded"]
+    assert await _reasons(cluster) == ["CreatedPVCPrimeSuccessfully", "ErrImportFailed", "ImportSucceeded"]
 
     await _bound(cluster, done, "pv-prime")  # the binder binds the target to the volume handed to it
     await cluster.patch_status(*PVC, prime["metadata"]["name"], {"status": {"phase": "Lost"}}, NS)

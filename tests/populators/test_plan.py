@@ -212,3 +212,15 @@ def test_a_deleted_target_deletes_pvc_prime() -> None:
     claim = target()
     claim["metadata"]["deletionTimestamp"] = "2026-11-21T06:00:00Z"
     assert plan(seen(claim, prime=prime({}))) == Plan((DeletePrime(PRIME),))
+
+
+def test_pvc_prime_events_are_repeated_on_the_target_once() -> None:
+    running = prime({ann.ANN_POD_PHASE: "Running"})
+    events = (("Warning", "ErrImportFailed", "expected status code 200, got 404"),
+              ("Warning", "ClaimMisbound", "Two claims are bound to the same volume"),
+              ("Normal", "ProvisioningSucceeded", "Successfully provisioned volume pv-1"))
+    notes = {ann.ANN_PVC_PRIME_NAME: PRIME, ann.ANN_POD_PHASE: "Running", ann.ANN_POPULATOR_PROGRESS: "N/A"}
+    decided = plan(seen(target(notes), prime=running, prime_events=events,
+                        target_events=(("Normal", "ProvisioningSucceeded",
+                                        f"[{PRIME}] : Successfully provisioned volume pv-1"),)))
+    assert decided.actions == (Event("Warning", "ErrImportFailed", f"[{PRIME}] : expected status code 200, got 404"),)

@@ -68,8 +68,18 @@ class PopulatorReconciler:
         volume_name = pvc_prime.volume_name(prime)
         volume = await self._get("v1", "PersistentVolume", volume_name) if volume_name else None
         worker = await self._worker(prime) if prime is not None and kind.reports_progress else None
+        prime_events = await self._events(prime) if prime is not None and not pvc_prime.volume_name(target) else ()
         return Observed(target, kind, source, storage_class, prime, volume, await config_view(self._cluster),
-                        worker_running=worker is not None, progress=await self._progress(target, worker))
+                        worker_running=worker is not None, progress=await self._progress(target, worker),
+                        prime_events=prime_events, target_events=await self._events(target) if prime_events else ())
+
+    async def _events(self, claim: Object) -> tuple[pvc_prime.EventLine, ...]:
+        """The claim's events, oldest first (a field selector: served by the API server, not a cache)."""
+        selector = f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={name_of(claim)}"
+        found = await self._cluster.list("v1", "Event", namespace_of(claim), field_selector=selector)
+        ordered = sorted(found.items, key=lambda e: str(e.get("firstTimestamp") or e.get("eventTime") or ""))
+        return tuple((str(e.get("type")), str(e.get("reason")), str(e.get("message"))) for e in ordered
+                     if (e.get("involvedObject") or {}).get("uid") in (None, uid_of(claim)))
 
     async def _worker(self, prime: Object) -> Object | None:
         pod_name = annotations_of(prime).get(ann.ANN_IMPORT_POD)

@@ -14,7 +14,8 @@ upstream's populator base and its import/upload reconcilers:
    for imports (`storage.populator.progress`: `N/A` before the worker runs, the scraped percentage while
    it runs — never 100% before it succeeded —, `100.0%` once it has). A failed worker gets the kind's
    Warning once per failure. A succeeded worker's labels are copied, then its volume is handed to the
-   target (`rebind`) and the kind's success event recorded; the binder then binds the target.
+   target (`rebind`) and the kind's success event recorded; the binder then binds the target. PVC′'s
+   events are repeated on the target once each (`prime.forwarded_events`).
 
 `cdi.controllers.populators.controller` observes, calls `plan` and applies the actions in order.
 """
@@ -54,6 +55,8 @@ class Observed:
     config: ConfigView = field(default_factory=ConfigView)
     worker_running: bool = False  # PVC′'s worker pod exists
     progress: float | None = None  # scraped from the running worker (imports)
+    prime_events: tuple[pvc_prime.EventLine, ...] = ()  # PVC′'s events, oldest first
+    target_events: tuple[pvc_prime.EventLine, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -163,13 +166,15 @@ def _follow(seen: Observed, prime: Object) -> Plan:
         wanted[ann.ANN_POPULATOR_PROGRESS] = progress
     changed = {key: value for key, value in wanted.items() if current.get(key) != value}
     actions: list[Action] = []
+    forwarded = [Event(*line) for line in pvc_prime.forwarded_events(prime, seen.prime_events, seen.target_events)]
     if phase == "Succeeded":
         labels = pvc_prime.copied_labels(prime, target)
         if changed or labels:
             actions.append(PatchTarget(changed, labels))
-        return _hand_over(seen, prime, actions)
+        return _hand_over(seen, prime, [*actions, *forwarded])
     if changed:
         actions.append(PatchTarget(changed))
+    actions += forwarded
     if phase == "Failed" and current.get(ann.ANN_POD_PHASE) != "Failed":
         reason, message = kind.failed
         actions.append(Event("Warning", reason, message % name_of(target)))

@@ -8,7 +8,8 @@ target (so it is collected with it), labelled to be left out of backups, asking 
 binding, on the target's selected node, carrying the target's pass-through annotations and the
 source's (`sources.PopulatorKind.prime_annotations`) — `prime_claim`. While the PVC-level controllers
 work on PVC′, the worker's state is mirrored onto the target (`mirrored_annotations`), labels the
-worker found included (`copied_labels`). `cdi.controllers.populators.plan` uses all of these.
+worker found included (`copied_labels`), and PVC′'s events are repeated on the target, prefixed
+`[prime-<uid>] : ` (`forwarded_events`). `cdi.controllers.populators.plan` uses all of these.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ MIRRORED = (ann.ANN_POD_PHASE, ann.ANN_POD_READY, ann.ANN_POD_RESTARTS, ann.ANN_
             ann.ANN_BOUND_CONDITION_REASON, ann.ANN_PREALLOCATION_REQUESTED, ann.ANN_PREALLOCATION_APPLIED,
             ann.ANN_IMPORT_FATAL_ERROR, ann.ANN_CURRENT_CHECKPOINT, ann.ANN_MULTI_STAGE_IMPORT_DONE)
 _COPIED_LABEL = re.compile(ann.COPIED_LABEL_PATTERN)
+NOT_FORWARDED = ("ClaimMisbound",)  # PVC′ losing its volume to the target is the point, not news
+
+EventLine = tuple[str, str, str]  # type, reason, message
 
 
 def prime_name(target: Object) -> str:
@@ -111,6 +115,19 @@ def copied_labels(prime: Object, target: Object) -> dict[str, str]:
     current = labels_of(target)
     return {key: value for key, value in labels_of(prime).items()
             if _COPIED_LABEL.match(key) and key not in current}
+
+
+def forwarded_events(prime: Object, prime_events: tuple[EventLine, ...],
+                     target_events: tuple[EventLine, ...]) -> list[EventLine]:
+    """PVC′'s events the target does not carry yet, as upstream copies them: same type and reason, the
+    message prefixed with PVC′'s name; each once (the target's own events are the memory)."""
+    seen = {(reason, message) for _, reason, message in target_events}
+    lines: list[EventLine] = []
+    for type_, reason, message in prime_events:
+        line = (type_, reason, f"[{name_of(prime)}] : {message}")
+        if reason not in NOT_FORWARDED and (reason, line[2]) not in seen and line not in lines:
+            lines.append(line)
+    return lines
 
 
 def volume_name(claim: Object | None) -> str | None:
