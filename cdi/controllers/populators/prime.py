@@ -21,6 +21,7 @@ from typing import Any
 from cdi.cluster.protocol import Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.meta import annotations_of, controller_reference, labels_of, name_of, namespace_of, uid_of
+from cdi.controllers.populators.sources import KINDS
 
 ANN_MIGRATED_TO = "pv.kubernetes.io/migrated-to"  # Kubernetes' CSI-migration mark on a claim
 IN_TREE_PREFIX = "kubernetes.io/"
@@ -101,7 +102,7 @@ def prime_claim(target: Object, source_annotations: dict[str, str]) -> Object:
 
 def is_prime_of_ours(claim: Object) -> bool:
     """PVC′ of the import or upload populator (the clone populator's temporary claims are not)."""
-    return annotations_of(claim).get(ann.ANN_POPULATOR_KIND) in ("VolumeImportSource", "VolumeUploadSource")
+    return annotations_of(claim).get(ann.ANN_POPULATOR_KIND) in KINDS
 
 
 def mirrored_annotations(prime: Object, target: Object) -> dict[str, str]:
