@@ -100,6 +100,39 @@ def test_a_claim_naming_a_volume_import_source_gets_the_images_bytes(control_pla
     assert control_plane.get("pod", f"importer-prime-{claim['metadata']['uid']}") is None
 
 
+# A consumer (a VM's stand-in): once it may start, it reports the sha256 of the disk's first N bytes.
+CONSUMER_CODE = ("import hashlib, os; f = open(os.path.join(os.environ['CDI_DATA_PATH'], 'disk.img'), 'rb'); "
+                 "open(os.environ['CDI_TERMINATION_LOG'], 'w').write(hashlib.sha256(f.read({size})).hexdigest())")
+
+
+def test_wait_for_first_consumer_populates_when_a_pod_uses_the_claim(control_plane: ControlPlane,
+                                                                      nginx: NginxServer, images: ImageSet) -> None:
+    """On a WaitForFirstConsumer class nothing happens until a pod uses the claim; the scheduler then picks
+    the node, PVC′ is made there, and the pod starts on the populated volume."""
+    control_plane.apply(SOURCES["import"].format(url=nginx.url("disk.qcow2")))
+    control_plane.apply(CLAIM.format(name="lazy", kind="VolumeImportSource", source="fedora-source")
+                        .replace("storageClassName: local", "storageClassName: local-wffc"))
+    claim = control_plane.get("pvc", "lazy")
+    assert claim is not None
+    assert control_plane.get("pvc", f"prime-{claim['metadata']['uid']}") is None  # no consumer yet
+    control_plane.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "vm", "namespace": "default"},
+                         "spec": {"restartPolicy": "Never", "volumes": [
+                             {"name": "disk", "persistentVolumeClaim": {"claimName": "lazy"}}],
+                             "containers": [{"name": "main", "image": "quay.io/example/vm:v1",
+                                             "command": ["python", "-c",
+                                                         CONSUMER_CODE.format(size=images.virtual_size)],
+                                             "volumeMounts": [{"name": "disk", "mountPath": "/data"}]}]}})
+    populated(control_plane, "lazy")
+    assert notes_of(control_plane.get("pvc", "lazy"))["volume.kubernetes.io/selected-node"]
+
+    def finished() -> dict[str, Any] | None:
+        vm = control_plane.get("pod", "vm")
+        return vm if ((vm or {}).get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
+    vm = control_plane.wait_for(finished, "the consumer pod to finish", timeout=120)
+    terminated = vm["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["message"]) == (0, images.reference_sha256)
+
+
 async def test_image_upload_into_a_claim_naming_a_volume_upload_source(control_plane: ControlPlane,
                                                                         images: ImageSet) -> None:
     control_plane.apply(SOURCES["upload"])
