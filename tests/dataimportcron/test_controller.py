@@ -226,3 +226,53 @@ async def test_snapshot_format_keeps_snapshots_and_points_the_datasource_at_them
     assert condition(cron, "UpToDate") == ("True", "UpToDate") and cron["status"]["sourceFormat"] == "snapshot"
     assert await data_source(cluster) == {"snapshot": {"namespace": NS, "name": name}}
     assert name not in await names(cluster, "DataVolume")  # the claim is not kept once the snapshot is ready
+
+
+async def test_every_step_survives_a_restart(cluster: Cluster) -> None:
+    """A new reconciler (a restarted `cdi serve`) before each step picks up where the last one stopped."""
+    clock, poller = StepClock(), FakePoller(digest("a"))
+    await cluster.create(cron_doc())
+    await reconciler(cluster, clock, poller).reconcile(KEY)
+    await reconciler(cluster, clock, poller).reconcile(KEY)  # nothing new: no second import, no second poll
+    assert await names(cluster, "DataVolume") == ["fedora-" + "a" * 12] and len(poller.polled) == 1
+    await finish_import(cluster, "fedora-" + "a" * 12)
+    await reconciler(cluster, clock, poller).reconcile(KEY)
+    poller.digest = digest("b")
+    clock.advance(hours=6)
+    await reconciler(cluster, clock, poller).reconcile(KEY)
+    await finish_import(cluster, "fedora-" + "b" * 12)
+    await reconciler(cluster, clock, poller).reconcile(KEY)
+    assert (await data_source(cluster))["pvc"]["name"] == "fedora-" + "b" * 12  # type: ignore[index]
+
+
+async def test_a_failed_poll_is_an_event_and_is_retried(cluster: Cluster) -> None:
+    from cdi.controllers.dataimportcron.pollers import ImagePullFailed
+
+    clock, poller = StepClock(), FakePoller(error=ImagePullFailed("failed to pull image: manifest unknown"))
+    crons = reconciler(cluster, clock, poller)
+    await cluster.create(cron_doc())
+    result = await crons.reconcile(KEY)
+    assert result.requeue_after == 31
+    events = [e for e in (await cluster.list("v1", "Event", NS)).items if e["reason"] == "ImagePullFailed"]
+    assert events and events[0]["type"] == "Warning" and "manifest unknown" in events[0]["message"]
+    assert condition(await cron_of(cluster), "UpToDate") == ("False", "NoDigest")
+    poller.error = None
+    clock.advance(seconds=30)
+    await crons.reconcile(KEY)
+    assert await names(cluster, "DataVolume") == ["fedora-" + "a" * 12]
+
+
+async def test_an_existing_claim_for_the_digest_is_adopted(cluster: Cluster) -> None:
+    clock, poller = StepClock(), FakePoller(digest("a"))
+    await cluster.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                          "metadata": {"name": "fedora-" + "a" * 12, "namespace": NS},
+                          "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    await cluster.patch_status("v1", "PersistentVolumeClaim", "fedora-" + "a" * 12, {"status": {"phase": "Bound"}}, NS)
+    await cluster.create(cron_doc())
+    crons = reconciler(cluster, clock, poller)
+    await crons.reconcile(KEY)
+    assert await names(cluster, "DataVolume") == []
+    await crons.reconcile(KEY)
+    assert (await data_source(cluster))["pvc"] == {"namespace": NS, "name": "fedora-" + "a" * 12}
+    claim = await cluster.get("v1", "PersistentVolumeClaim", "fedora-" + "a" * 12, NS)
+    assert claim["metadata"]["labels"][ann.LABEL_DATA_IMPORT_CRON] == "fedora-cron"

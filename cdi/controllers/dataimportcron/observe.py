@@ -94,8 +94,10 @@ async def observe(cluster: Cluster, cron: Object, now: datetime, poll: PollOutco
         annotations_of(cron).get(ann.ANN_SOURCE_DESIRED_DIGEST)
     adoptable = None
     if (next_name := next_import_name(cron, desired)) and next_name != current:
-        adoptable = await snapshot(next_name) or \
-            await get_or_none(cluster, "v1", "PersistentVolumeClaim", next_name, namespace)
+        if found := await snapshot(next_name):
+            adoptable = {**found, "kind": "VolumeSnapshot"}
+        elif found := await get_or_none(cluster, "v1", "PersistentVolumeClaim", next_name, namespace):
+            adoptable = {**found, "kind": "PersistentVolumeClaim"}
     selector = {ann.LABEL_DATA_IMPORT_CRON: name}
     return Observed(
         doc=cron, now=now, source_format=source_format, storage_class=class_name, snapshot_class=vsc,
