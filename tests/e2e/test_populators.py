@@ -2,12 +2,14 @@
 VolumeImportSource gets the image's bytes from the test nginx, and one naming a VolumeUploadSource gets
 them through `cdi image-upload pvc <target> --no-create` — no DataVolume involved. In both, the work runs
 on PVC′ (`prime-<target uid>`), whose volume ends up bound to the target, and PVC′ is gone afterwards.
-The import runs once more against a real kube-apiserver with `cdi controller` and `cdi node`."""
+The import runs once more against a real kube-apiserver with `cdi controller` and `cdi node`, and the upload
+through `cdi apiserver` and `cdi uploadproxy --kubeconfig` as well."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,8 @@ import yaml
 
 from cdi.kube import connect
 from tests.e2e.test_kubernetes import _volume_of
+from tests.e2e.test_kubernetes_upload import UPLOADS, UploadCluster, upload_cluster
+from tests.e2e.test_kubernetes_upload import image_upload as kube_image_upload
 from tests.e2e.test_upload import image_upload
 from tests.support.catalog import ImageSet
 from tests.support.controlplane import ControlPlane
@@ -24,6 +28,7 @@ from tests.support.kubenode import KubeDeployment
 from tests.support.nginx import NginxServer
 
 pytestmark = pytest.mark.slow
+__all__ = ["upload_cluster"]  # the real API server with cdi apiserver and the upload proxy (a fixture)
 
 SOURCES = {
     "import": """
@@ -162,14 +167,7 @@ async def test_a_volume_import_source_on_a_real_api_server(kube_control_plane: K
                 CLAIM.format(name="fedora", kind="VolumeImportSource", source="fedora-source")))
             for obj in (source, claim):
                 await cluster.create({**obj, "metadata": {**obj["metadata"], "namespace": namespace}})
-            for _ in range(480):
-                target = await cluster.get("v1", "PersistentVolumeClaim", "fedora", namespace)
-                if (target.get("status") or {}).get("phase") == "Bound" and \
-                        notes_of(target).get("cdi.kubevirt.io/storage.pod.phase") == "Succeeded":
-                    break
-                await asyncio.sleep(0.5)
-            else:
-                raise AssertionError(f"{notes_of(target)}\n{deployment.logs()}")
+            target = await _populated_on(kubeconfig, namespace, "fedora", deployment.logs)
             assert notes_of(target)["cdi.kubevirt.io/storage.populator.progress"] == "100.0%"
             disk = await _volume_of(kubeconfig, namespace, "fedora") / "disk.img"
             assert sha256_prefix(disk, images.virtual_size) == images.reference_sha256
@@ -182,3 +180,31 @@ async def test_a_volume_import_source_on_a_real_api_server(kube_control_plane: K
             else:
                 raise AssertionError(f"{prime} was not deleted\n{deployment.logs()}")
         await cluster.delete("v1", "Namespace", namespace)
+
+
+async def _populated_on(kubeconfig: Path, namespace: str, name: str, logs: Callable[[], str]) -> dict[str, Any]:
+    """Wait until the target is bound with its population done."""
+    async with await connect(kubeconfig) as cluster:
+        for _ in range(360):
+            target = await cluster.get("v1", "PersistentVolumeClaim", name, namespace)
+            if (target.get("status") or {}).get("phase") == "Bound" and \
+                    notes_of(target).get("cdi.kubevirt.io/storage.pod.phase") == "Succeeded":
+                return target
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"{notes_of(target)}\n{logs()}")
+
+
+async def test_a_volume_upload_source_through_the_real_api_server(upload_cluster: UploadCluster, tmp_path: Path,
+                                                                  images: ImageSet) -> None:
+    kubeconfig = upload_cluster.cluster.kubeconfig_path
+    source, claim = (yaml.safe_load(text) for text in (
+        SOURCES["upload"], CLAIM.format(name="populated-upload", kind="VolumeUploadSource", source="upload-source")))
+    async with await connect(kubeconfig) as cluster:
+        for obj in (source, claim):
+            await cluster.create({**obj, "metadata": {**obj["metadata"], "namespace": UPLOADS}})
+    code, out, err = await kube_image_upload(upload_cluster, tmp_path, "pvc", "populated-upload", "-n", UPLOADS,
+                                             "--no-create", "--image-path", str(images.path("disk.qcow2")))
+    assert code == 0, out + err + upload_cluster.log_tail()
+    await _populated_on(kubeconfig, UPLOADS, "populated-upload", upload_cluster.log_tail)
+    disk = await _volume_of(kubeconfig, UPLOADS, "populated-upload") / "disk.img"
+    assert sha256_prefix(disk, images.virtual_size) == images.reference_sha256
