@@ -5,6 +5,7 @@ leaving it on the last good image, garbage collection, retention on deletion, no
 
 from __future__ import annotations
 
+from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster
 from cdi.contracts import annotations as ann
 from cdi.controllers.dataimportcron.controller import FINALIZER, DataImportCronReconciler
@@ -25,6 +26,15 @@ from tests.dataimportcron.conftest import (
 )
 
 KEY = Key(NS, "fedora-cron")
+
+
+async def release_claim(cluster: Cluster, name: str) -> None:
+    """kube-controller-manager's part on the test API server (which runs no pvc-protection controller)."""
+    try:
+        await cluster.patch("v1", "PersistentVolumeClaim", name, {"metadata": {"finalizers": None}}, NS)
+        await cluster.delete("v1", "PersistentVolumeClaim", name, NS)
+    except NotFound:
+        pass
 
 
 async def data_source(cluster: Cluster) -> dict[str, object]:
@@ -276,3 +286,29 @@ async def test_an_existing_claim_for_the_digest_is_adopted(cluster: Cluster) -> 
     assert (await data_source(cluster))["pvc"] == {"namespace": NS, "name": "fedora-" + "a" * 12}
     claim = await cluster.get("v1", "PersistentVolumeClaim", "fedora-" + "a" * 12, NS)
     assert claim["metadata"]["labels"][ann.LABEL_DATA_IMPORT_CRON] == "fedora-cron"
+
+
+async def test_a_new_default_class_imports_the_digest_again(cluster: Cluster) -> None:
+    clock, poller = StepClock(), FakePoller(digest("a"))
+    for name, default in (("fast", "true"), ("slow", "false")):
+        await cluster.create({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "csi.example",
+                              "metadata": {"name": name, "annotations": {ann.ANN_DEFAULT_STORAGE_CLASS: default}}})
+    crons = reconciler(cluster, clock, poller)
+    await cluster.create(cron_doc())
+    await crons.reconcile(KEY)
+    name = "fedora-" + "a" * 12
+    await finish_import(cluster, name)
+    await crons.reconcile(KEY)
+    assert (await cron_of(cluster))["metadata"]["annotations"][ann.ANN_STORAGE_CLASS] == "fast"
+    for sc, default in (("fast", "false"), ("slow", "true")):
+        await cluster.patch("storage.k8s.io/v1", "StorageClass", sc,
+                            {"metadata": {"annotations": {ann.ANN_DEFAULT_STORAGE_CLASS: default}}})
+    await crons.reconcile(KEY)  # the import on the old class goes first
+    assert name not in await names(cluster, "DataVolume")
+    assert (await cron_of(cluster))["metadata"]["annotations"][ann.ANN_STORAGE_CLASS] == "fast"
+    await release_claim(cluster, name)
+    await crons.reconcile(KEY)  # then the new class is recorded
+    await crons.reconcile(KEY)  # and the digest imported again
+    assert (await cron_of(cluster))["metadata"]["annotations"][ann.ANN_STORAGE_CLASS] == "slow"
+    assert await names(cluster, "DataVolume") == [name]
+    assert "StorageClassChanged" in await event_reasons(cluster)

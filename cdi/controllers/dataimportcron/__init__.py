@@ -14,6 +14,7 @@ no CronJob and no poller pod; the controller itself polls the source at `storage
     actions.py    the plan's vocabulary (create, patch, delete, events) and the cron's resource labels
     render.py     pure: the import DataVolume, the snapshot, the managed DataSource
     collect.py    pure: which old imports garbage collection deletes
+    classchange.py pure: re-importing on a new storage class
     status.py     pure: conditions with upstream's reasons
     controller.py the reconciler: observe → poll when due → plan → apply; cleanup on deletion
 """

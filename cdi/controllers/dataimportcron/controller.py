@@ -12,8 +12,9 @@ Keyed by DataImportCron (upstream's `dataimportcron-controller`). Each reconcile
    patch guarded by the resourceVersion it was planned from (a stale read retries), then its events.
 
 Woken by its own changes, by DataVolumes, claims and DataSources labelled with a cron's name, by the
-StorageProfile of a cron's storage class (an index filled as crons are reconciled), and by the requeue
-the plan asks for (the next poll; snapshots while not ready).
+StorageProfile of a cron's storage class (an index filled as crons are reconciled), by StorageClass
+changes (a new default class), and by the requeue the plan asks for (the next poll; snapshots while
+not ready).
 """
 
 from __future__ import annotations
@@ -166,5 +167,7 @@ def controllers(cluster: Cluster, clock: Clock, pollers: Mapping[str, SourcePoll
 
     watches = [Watch(CDI_API_VERSION, "DataVolume", _labelled), Watch("v1", "PersistentVolumeClaim", _labelled),
                Watch(CDI_API_VERSION, "DataSource", _labelled),
-               Watch(CDI_API_VERSION, "StorageProfile", profile_to_crons)]
+               Watch(CDI_API_VERSION, "StorageProfile", profile_to_crons),
+               # A default-class change may move crons without an explicit class (rare: wake every cron).
+               Watch("storage.k8s.io/v1", "StorageClass", lambda _: list(reconciler.storage_classes))]
     return [ControllerSpec(COMPONENT, CDI_API_VERSION, KIND, reconciler, watches=watches, workers=3)]

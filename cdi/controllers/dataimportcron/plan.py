@@ -27,6 +27,7 @@ from cdi.cluster.protocol import Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.dataimportcron import status as st
 from cdi.controllers.dataimportcron.actions import Action, Create, Delete, Event, Patch, resource_labels
+from cdi.controllers.dataimportcron.classchange import class_change
 from cdi.controllers.dataimportcron.collect import garbage
 from cdi.controllers.dataimportcron.naming import DigestError, import_name
 from cdi.controllers.dataimportcron.render import data_source_plan, import_data_volume, snapshot_of
@@ -109,8 +110,11 @@ def poll_due(doc: Object, now: datetime) -> bool:
 def plan(o: Observed) -> Plan:
     work = _Work(o, copy.deepcopy(o.doc.get("status") or {}),
                  [dict(i) for i in (o.doc.get("status") or {}).get("currentImports") or []])
-    if o.storage_class and annotations_of(o.doc).get(ann.ANN_STORAGE_CLASS) != o.storage_class:
-        work.annotations[ann.ANN_STORAGE_CLASS] = o.storage_class
+    change = class_change(o)
+    if change.actions:
+        return Plan(work.annotations, work.status, change.actions, change.events, requeue_after=1.0)
+    if change.record:
+        work.annotations[ann.ANN_STORAGE_CLASS] = change.record
     if o.snapshot is not None and o.dv is None and o.source_format == "pvc" and \
             not (o.pvc is not None and _phase(o.pvc) == "Bound"):
         # Format switched back to pvc: the snapshot goes, and the digest is imported again as a claim.
