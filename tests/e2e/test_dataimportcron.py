@@ -1,6 +1,6 @@
 """DataImportCrons end to end through a real `cdi serve` and the CLI: a cron on a local docker-registry
 imports at once, survives a restart, re-imports each newly pushed digest, switches its DataSource only
-to succeeded imports and keeps `importsToKeep`; an HTTP cron behind nginx re-imports a changed file;
+to succeeded imports and keeps `importsToKeep`; HTTP (nginx) and S3 (moto) crons re-import changed files;
 the seeds' examples (chapter 8.3.2.x) as written, with the image on the local registry — the
 custom boot source, the snapshot source format, and a node-pull cron refused with a condition.
 
@@ -10,6 +10,7 @@ a wall-clock time; schedule arithmetic itself is tested with an injected clock i
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from tests.registry import images as oci
 from tests.support.controlplane import ControlPlane
 from tests.support.nginx import NginxServer
 from tests.support.registry import RegistryServer
+from tests.support.s3 import MotoS3
 from tests.support.tls import TestPKI
 
 pytestmark = pytest.mark.slow
@@ -103,31 +105,52 @@ def test_registry_cron_imports_reimports_and_keeps_imports(control_plane: Contro
         assert reason in events
 
 
-def test_http_cron_reimports_only_a_changed_file(control_plane: ControlPlane, tmp_path: Path, pki: TestPKI) -> None:
+def last_imported(plane: ControlPlane, cron_name: str) -> str | None:
+    found = plane.get("dataimportcron", cron_name) or {}
+    return ((found.get("status") or {}).get("lastImportedPVC") or {}).get("name")
+
+
+def last_poll(plane: ControlPlane, cron_name: str) -> str:
+    found = plane.get("dataimportcron", cron_name) or {}
+    return str((found.get("metadata") or {}).get("annotations", {}).get("cdi.kubevirt.io/storage.import.lastCronTime"))
+
+
+def test_http_and_s3_crons_reimport_only_changed_images(control_plane: ControlPlane, tmp_path: Path,
+                                                        pki: TestPKI) -> None:
+    """Beyond upstream: an HTTP cron (ETag/Last-Modified behind nginx) and an S3 cron (moto) import at
+    once, poll again without importing while nothing changed, and import again once the file changes."""
     docroot = tmp_path / "www"
     docroot.mkdir()
     image = docroot / "disk.img"
     image.write_bytes(disk(b"http-one"))
-    with NginxServer(docroot, tmp_path / "nginx", pki) as nginx:
-        control_plane.apply(cron("web-cron", {"http": {"url": nginx.url("disk.img")}}))
-        first = control_plane.wait_for(lambda: ((control_plane.get("dataimportcron", "web-cron") or {}).get("status")
-                                                or {}).get("lastImportedPVC"), "the first HTTP import")
-        assert head_bytes(control_plane, first["name"]).startswith(b"http-one")
-        polled = control_plane.get("dataimportcron", "web-cron")
-        assert polled is not None
-        before = polled["metadata"]["annotations"]["cdi.kubevirt.io/storage.import.lastCronTime"]
-        control_plane.wait_for(lambda: (control_plane.get("dataimportcron", "web-cron") or {})["metadata"]
-                               ["annotations"]["cdi.kubevirt.io/storage.import.lastCronTime"] != before,
-                               "another poll")
-        assert labelled_dvs(control_plane, "web-cron") == [first["name"]]  # unchanged file: no new import
+    (tmp_path / "s3.img").write_bytes(disk(b"s3-one"))
+    with NginxServer(docroot, tmp_path / "nginx", pki) as nginx, MotoS3() as s3:
+        s3.upload("images", "disk.img", tmp_path / "s3.img")
+        keys = {"accessKeyId": base64.b64encode(b"test-access").decode(),
+                "secretKey": base64.b64encode(b"test-secret").decode()}
+        control_plane.apply("---\n".join([
+            yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-keys", "namespace": "default"},
+                            "data": keys}),
+            cron("web-cron", {"http": {"url": nginx.url("disk.img")}}),
+            cron("bucket-cron", {"s3": {"url": s3.url("images", "disk.img"), "secretRef": "s3-keys"}})]))
+        crons = ("web-cron", "bucket-cron")
+        first = control_plane.wait_for(lambda: all(last_imported(control_plane, c) for c in crons) and
+                                       {c: last_imported(control_plane, c) for c in crons}, "the first imports")
+        assert head_bytes(control_plane, first["web-cron"]).startswith(b"http-one")
+        assert head_bytes(control_plane, first["bucket-cron"]).startswith(b"s3-one")
+        polled = {c: last_poll(control_plane, c) for c in crons}
+        control_plane.wait_for(lambda: all(last_poll(control_plane, c) != polled[c] for c in crons), "more polls")
+        for name in crons:  # nothing changed: no new import
+            assert labelled_dvs(control_plane, name) == [first[name]]
         image.write_bytes(disk(b"http-two"))
         os.utime(image, (image.stat().st_atime, image.stat().st_mtime + 5))
+        (tmp_path / "s3.img").write_bytes(disk(b"s3-two"))
+        s3.upload("images", "disk.img", tmp_path / "s3.img")
         second = control_plane.wait_for(
-            lambda: (((control_plane.get("dataimportcron", "web-cron") or {}).get("status") or {})
-                     .get("lastImportedPVC") or {}).get("name") not in (None, first["name"]), "the changed file")
-        assert second
-        last = (control_plane.get("dataimportcron", "web-cron") or {})["status"]["lastImportedPVC"]["name"]
-        assert head_bytes(control_plane, last).startswith(b"http-two")
+            lambda: all(last_imported(control_plane, c) != first[c] for c in crons) and
+            {c: last_imported(control_plane, c) for c in crons}, "the changed images to be imported")
+        assert head_bytes(control_plane, second["web-cron"]).startswith(b"http-two")
+        assert head_bytes(control_plane, second["bucket-cron"]).startswith(b"s3-two")
 
 
 def seed_cron(registry: RegistryServer) -> str:

@@ -75,7 +75,8 @@ async def poll_target(cluster: Cluster, cron: Object) -> PollTarget:
         access, secret = _decode(data.get("accessKeyId")), _decode(data.get("secretKey"))
     certificates: tuple[str, ...] = ()
     if name := source.get("certConfigMap"):
-        found = await get_or_none(cluster, "v1", "ConfigMap", str(name), namespace)
+        # Read past the manager's cache (`direct`): one get, instead of watching every ConfigMap of the cluster.
+        found = await get_or_none(getattr(cluster, "direct", cluster), "v1", "ConfigMap", str(name), namespace)
         if found is None:
             raise SourceUnreachable(f"ConfigMap {namespace}/{name} (certConfigMap) not found")
         certificates = tuple(str(v) for _, v in sorted((found.get("data") or {}).items()))
