@@ -312,3 +312,16 @@ async def test_a_new_default_class_imports_the_digest_again(cluster: Cluster) ->
     assert (await cron_of(cluster))["metadata"]["annotations"][ann.ANN_STORAGE_CLASS] == "slow"
     assert await names(cluster, "DataVolume") == [name]
     assert "StorageClassChanged" in await event_reasons(cluster)
+
+
+async def test_a_pvc_source_is_polled_by_its_uid(cluster: Cluster) -> None:
+    clock, poller = StepClock(), FakePoller()
+    await cluster.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                          "metadata": {"name": "golden", "namespace": NS},
+                          "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    uid = (await cluster.get("v1", "PersistentVolumeClaim", "golden", NS))["metadata"]["uid"]
+    await cluster.create(cron_doc(source={"pvc": {"namespace": NS, "name": "golden"}}))
+    await reconciler(cluster, clock, poller).reconcile(KEY)
+    cron = await cron_of(cluster)
+    assert cron["metadata"]["annotations"][ann.ANN_SOURCE_DESIRED_DIGEST] == f"uid:{uid}"
+    assert await names(cluster, "DataVolume") == [f"fedora-{uid[:12]}"] and poller.polled == []

@@ -100,6 +100,19 @@ def test_registry_cron_imports_reimports_and_keeps_imports(control_plane: Contro
         assert head_bytes(control_plane, names[-1]).startswith(marker)
     control_plane.wait_for(lambda: labelled_dvs(control_plane, "fedora-cron") == sorted(names[1:]),
                            "garbage collection down to importsToKeep (2)")
+    ready = control_plane.wait_for(lambda: next((c for c in ((control_plane.get("datasource", "fedora") or {})
+                                                             .get("status") or {}).get("conditions") or []
+                                                 if c["type"] == "Ready" and c["status"] == "True"), None),
+                                   "the DataSource to be Ready")
+    assert ready["reason"] == "Ready"
+    # A VM's disk from the DataSource (`sourceRef`) gets the newest image's bytes.
+    control_plane.apply(yaml.safe_dump({
+        "apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume", "metadata": {"name": "vm-disk", "namespace": "default"},
+        "spec": {"sourceRef": {"kind": "DataSource", "name": "fedora"},
+                 "storage": {"resources": {"requests": {"storage": "64Mi"}}}}}))
+    control_plane.wait_for(lambda: ((control_plane.get("dv", "vm-disk") or {}).get("status") or {}).get("phase")
+                           == "Succeeded", "the sourceRef DataVolume")
+    assert head_bytes(control_plane, "vm-disk").startswith(b"third-image")
     events = control_plane.cdi("get", "events", "-o", "json").stdout
     for reason in ("ImportCreated", "ImportSucceeded", "DataSourceUpdated", "GarbageCollected"):
         assert reason in events
