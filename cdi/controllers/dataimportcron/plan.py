@@ -265,6 +265,7 @@ def _digest(work: _Work, succeeded: bool) -> None:
             work.condition(st.up_to_date(True, "Latest import is up to date", st.UPDATED))
         elif o.snapshot is not None:
             work.condition(st.up_to_date(False, "Snapshot of imported data is progressing", st.IN_PROGRESS))
+            work.requeue.append(SNAPSHOT_RECHECK)
     elif work.imports:
         work.condition(st.up_to_date(False, "Import is progressing", st.IN_PROGRESS))
     elif o.poll is not None and not o.poll.retryable:
