@@ -1,8 +1,8 @@
 """Nothing is accepted silently: objects this CDI stores but does not act on yet say so.
 
-For each kind that is admitted and stored but has no controller yet (DataVolumes naming a `sourceRef`,
-DataSource, ObjectTransfer, the CDI operator resource, and PVCs that name CDI's import or upload
-populator in `dataSourceRef`), this controller writes a condition with reason `NotSupported`
+For each kind that is admitted and stored but has no controller yet (ObjectTransfer and the CDI operator
+resource; the PVC check stays for CDI populator kinds no controller serves), this controller writes a
+condition with reason `NotSupported`
 (`cdi.contracts.conditions`) in the kind's own condition types and records one Warning event, so that
 `cdi describe` and `cdi wait` tell the user at once instead of leaving the object waiting forever.
 `gap` and `plan` are pure; `NotSupportedReconciler` applies them.
