@@ -33,15 +33,20 @@ async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         return
     control_plane: KubeCluster = request.getfixturevalue("kube_api_only")
     async with await connect(control_plane.kubeconfig_path) as kube:
-        for kind in ("DataImportCron", "DataSource"):
-            for item in (await kube.list(DV_API, kind, NS)).items:
-                try:
-                    await kube.patch(DV_API, kind, item["metadata"]["name"], {"metadata": {"finalizers": None}}, NS)
-                    await kube.delete(DV_API, kind, item["metadata"]["name"], NS)
-                except NotFound:
-                    pass
+        await _remove_crons(kube)
         await reset_cluster(kube)
         yield kube
+        await _remove_crons(kube)  # the other suites' reset does not know these kinds
+
+
+async def _remove_crons(kube: Cluster) -> None:
+    for kind in ("DataImportCron", "DataSource"):
+        for item in (await kube.list(DV_API, kind, NS)).items:
+            try:
+                await kube.patch(DV_API, kind, item["metadata"]["name"], {"metadata": {"finalizers": None}}, NS)
+                await kube.delete(DV_API, kind, item["metadata"]["name"], NS)
+            except NotFound:
+                pass
 
 
 @dataclass
