@@ -76,6 +76,12 @@ async def test_http_digest_changes_with_the_file(tmp_path: Path, pki: TestPKI) -
         assert (await HttpPoller().poll(secured)).startswith("sha256:")
         with pytest.raises(SourceUnreachable):
             await HttpPoller().poll(PollTarget("http", nginx.url("missing.img")))
+        guarded = nginx.url("disk.img", auth=True)
+        with pytest.raises(SourceUnreachable, match="401"):
+            await HttpPoller().poll(PollTarget("http", guarded))
+        user = nginx.credentials
+        assert await HttpPoller().poll(PollTarget("http", guarded, user.username, user.password)) == \
+            await HttpPoller().poll(PollTarget("http", guarded, user.username, user.password))
 
 
 async def test_s3_digest_changes_with_the_object(tmp_path: Path) -> None:
