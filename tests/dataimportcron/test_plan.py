@@ -129,3 +129,14 @@ def test_garbage_keeps_the_newest_and_never_the_protected() -> None:
     assert [a.name for a in actions] == ["fedora-3", "fedora-2"]
     assert len(events) == 2
     assert garbage(claims, [], 5, set()) == ([], [])
+
+
+def test_which_imports_count_as_failed() -> None:
+    from cdi.controllers.dataimportcron.plan import _erroneous
+
+    assert _erroneous(dv(FIRST, "ImportInProgress", ("InvalidImage", "no disk in the image")))
+    assert _erroneous(dv(FIRST, "ImportInProgress", ("Error", "exit 1")))
+    assert _erroneous(dv(FIRST, "Failed"))
+    assert not _erroneous(dv(FIRST, "ImportScheduled", ("Pending", "")))
+    assert not _erroneous(dv(FIRST, "ImportInProgress", ("ContainerCreating", "")))
+    assert not _erroneous(dv(FIRST, "Succeeded", ("Completed", "")))

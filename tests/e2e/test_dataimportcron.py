@@ -91,6 +91,19 @@ def test_registry_cron_imports_reimports_and_keeps_imports(control_plane: Contro
 
     control_plane.stop()  # a restart between two steps: the state is all in the store
     control_plane.start()
+    # A broken image (no disk in it): its import fails and the DataSource stays on the last good one.
+    broken_layer = oci.layer({"disk/readme.txt": b"not a disk"})
+    broken = "fedora-" + oci.Pusher(registry.base_url).image("disks/fedora", "latest",
+                                                               oci.image([broken_layer]))[7:19]
+
+    def failed() -> bool:
+        found = control_plane.get("dv", broken) or {}
+        running = next((c for c in (found.get("status") or {}).get("conditions") or [] if c["type"] == "Running"), {})
+        return running.get("status") == "False" and running.get("reason") not in (None, "", "Pending", "Completed")
+
+    control_plane.wait_for(failed, "the broken image's import to fail")
+    source = control_plane.get("datasource", "fedora")
+    assert source is not None and source["spec"]["source"]["pvc"]["name"] == names[0]
     for marker in (b"second-image", b"third-image"):
         digests.append(push(registry, "disks/fedora", marker))
         names.append("fedora-" + digests[-1][7:19])
@@ -114,7 +127,8 @@ def test_registry_cron_imports_reimports_and_keeps_imports(control_plane: Contro
                            == "Succeeded", "the sourceRef DataVolume")
     assert head_bytes(control_plane, "vm-disk").startswith(b"third-image")
     events = control_plane.cdi("get", "events", "-o", "json").stdout
-    for reason in ("ImportCreated", "ImportSucceeded", "DataSourceUpdated", "GarbageCollected"):
+    assert control_plane.get("dv", broken) is None  # replaced by the next digest's import
+    for reason in ("ImportCreated", "ImportSucceeded", "DataSourceUpdated", "GarbageCollected", "ImportFailed"):
         assert reason in events
 
 

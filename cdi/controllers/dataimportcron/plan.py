@@ -37,9 +37,11 @@ from cdi.controllers.meta import annotations_of, name_of, namespace_of, timestam
 SNAPSHOT_API = "snapshot.storage.k8s.io/v1"
 POLL_RETRY = timedelta(seconds=30)
 SNAPSHOT_RECHECK = 2.0  # seconds: snapshots are polled while not ready (a cluster may not serve their kind)
-# Running reasons after which a stuck import is replaced when a newer digest arrives (upstream: Error,
-# ImagePullFailed; ours adds the importer's reason for an unreachable HTTP/S3 source).
-ERRONEOUS = ("Error", "ImagePullFailed", "ImportSourceUnavailable")
+# A stuck import is replaced when a newer digest arrives. Upstream deletes one whose Running condition is
+# False with reason Error (its generic reason for a failed importer) or ImagePullFailed; our importer
+# names its failures (InvalidImage, ImportSourceUnavailable, ...), so every reason but these waiting ones
+# counts, and so does a Failed DataVolume.
+NOT_FAILURES = ("", "Pending", "Completed", "ContainerCreating", "PodInitializing")
 # A poll that failed for good keeps saying why until the next poll, instead of a bare "No source digest".
 FINAL_POLL_REASONS = ("NotSupported", "NoChangeValidator")
 
@@ -277,7 +279,9 @@ def _digest(work: _Work, succeeded: bool) -> None:
 def _erroneous(dv: Object) -> bool:
     conditions: list[dict[str, Any]] = (dv.get("status") or {}).get("conditions") or []
     running = next((c for c in conditions if c.get("type") == "Running"), {})
-    return running.get("status") == "False" and running.get("reason") in ERRONEOUS
+    if _phase(dv) in ("Succeeded", "Failed"):
+        return _phase(dv) == "Failed"
+    return running.get("status") == "False" and running.get("reason") not in NOT_FAILURES
 
 
 def _new_import(work: _Work, digest: str) -> None:
