@@ -89,12 +89,14 @@ class DataImportCronReconciler:
     async def _apply(self, doc: Object, todo: Plan) -> None:
         for action in todo.actions:
             await self._act(namespace_of(doc), action)
-        patch: dict[str, object] = {"metadata": {"resourceVersion": meta(doc)["resourceVersion"]}}
+        # Guarded by the resourceVersion the plan was made from: a stale read fails with Conflict and retries.
+        metadata: dict[str, object] = {"resourceVersion": meta(doc)["resourceVersion"]}
+        patch: dict[str, object] = {"metadata": metadata}
         if todo.annotations:
-            patch["metadata"] = {**patch["metadata"], "annotations": todo.annotations}  # type: ignore[dict-item]
+            metadata["annotations"] = todo.annotations
         if todo.status != (doc.get("status") or {}):
             patch["status"] = todo.status
-        if len(patch) > 1 or todo.annotations:
+        if todo.annotations or "status" in patch:
             doc = await self._cluster.patch(CDI_API_VERSION, KIND, name_of(doc), patch, namespace_of(doc))
         for event in todo.events:
             await record_event(self._cluster, doc, event.type, event.reason, event.message, component=COMPONENT,
