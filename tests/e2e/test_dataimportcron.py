@@ -216,9 +216,6 @@ def test_seed_custom_boot_source_and_node_pull(control_plane: ControlPlane, regi
     assert "pullMethod: node" in refused["UpToDate"]["message"]
 
 
-@pytest.mark.xfail(reason="the embedded snapshot controller re-checks a bound, ready dynamic snapshot's source claim "
-                          "and marks it failed once the claim is gone (cdi.embedded.snapshots.plan._dynamic); "
-                          "external-snapshotter does not", strict=False)
 def test_seed_snapshot_source_format(control_plane: ControlPlane, registry: RegistryServer) -> None:
     """8.3.2.3: with the StorageProfile's `dataImportCronSourceFormat: snapshot`, the cron keeps a ready
     VolumeSnapshot, drops the imported claim, and the DataSource points at the snapshot."""

@@ -157,3 +157,15 @@ def test_copies_are_refused_as_external_provisioner_refuses_them() -> None:
     assert isinstance(unready, Refuse) and unready.waiting and unready.message.endswith("snapshot snap is not Ready")
     assert not DataSourceRef("cdi.kubevirt.io", "VolumeCloneSource", "x", None).copies
     assert not DataSourceRef("", "VolumeSnapshot", "x", None).copies  # a snapshot is in its own API group
+
+
+def test_a_taken_snapshot_outlives_its_source_claim() -> None:
+    """The source claim of a ready snapshot may be deleted (a DataImportCron does exactly that): the snapshot
+    stays ready and bound, as with external-snapshotter."""
+    ready = parse_content(vsc(status={"readyToUse": True, "restoreSize": 64 << 20, "snapshotHandle": "h",
+                                      "creationTime": 1_764_590_400_000_000_000}))
+    named = vs(volumeSnapshotClassName="local-snapshots", finalizers=(FINALIZER_AS_SOURCE, FINALIZER_BOUND))
+    named["status"] = {"boundVolumeSnapshotContentName": "snapcontent-u1", "readyToUse": True, "restoreSize": "64Mi",
+                       "creationTime": "2025-12-01T12:00:00Z"}
+    plan = plan_snapshot(observe(named, classes=(DEFAULT,), claim=None, content=ready))
+    assert plan.actions == ()

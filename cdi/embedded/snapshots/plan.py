@@ -124,6 +124,8 @@ def _release_claim(observed: SnapshotObservation) -> list[SnapshotAction]:
 
 def _dynamic(observed: SnapshotObservation) -> Plan:
     snapshot, claim = observed.snapshot, observed.claim
+    if observed.content is not None and observed.content.ready:
+        return _taken(observed, observed.content)
     if claim is None:
         return _fail(observed, "SnapshotCreationFailed", f'failed to get input parameters to create snapshot '
                                                          f'{snapshot.name}: persistentvolumeclaim '
@@ -161,6 +163,17 @@ def _dynamic(observed: SnapshotObservation) -> Plan:
         actions.append(finalizers)
     if content is not None:
         actions.extend(_mirror(observed, content))
+    return Plan(tuple(actions))
+
+
+def _taken(observed: SnapshotObservation, content: ContentView) -> Plan:
+    """A snapshot whose content is taken no longer depends on its source claim, which may be gone (as
+    external-snapshotter, a bound, ready snapshot is not re-validated against its source)."""
+    actions: list[SnapshotAction] = list(_release_claim(observed))
+    finalizers = with_finalizers(observed.snapshot.finalizers, FINALIZER_AS_SOURCE, FINALIZER_BOUND)
+    if finalizers:
+        actions.append(finalizers)
+    actions.extend(_mirror(observed, content))
     return Plan(tuple(actions))
 
 
