@@ -2,12 +2,17 @@
 
 Least privilege per component, each rule granted because a module does it (the comment names it):
 
-* the controller (`cdi controller`, service account `cdi-sa`) reconciles DataVolumes, StorageProfiles,
-  CDIConfig and the not-yet-supported kinds, creates claims, worker pods, their Services and TLS
-  Secrets, records Events, and takes its leader Lease. It reads Secrets only in the install namespace
-  (the upload CA and the token key ring, `cdi.controllers.upload.credentials`; the clone token signing key
-  `cdi-api-signing-key`, `cdi.cli.controller`): across namespaces it may
-  create and delete the per-upload Secrets it owns, never read anyone's.
+* the controller (`cdi controller`, service account `cdi-sa`) reconciles DataVolumes, DataSources,
+  DataImportCrons, StorageProfiles, CDIConfig, claims naming CDI's volume populators and the
+  not-yet-supported kinds; creates claims, worker pods, their Services and TLS Secrets, snapshots and
+  VolumeCloneSources, deletes the temporary ones, hands populated PersistentVolumes to their claims
+  (claimRef patch; it never creates or deletes a PV), records Events, and takes its leader Lease. It
+  keeps its own Secrets in the install namespace (the upload CA and the token key ring,
+  `cdi.controllers.upload.credentials`; the clone token signing key `cdi-api-signing-key`,
+  `cdi.cli.controller`); across namespaces it creates and deletes the per-transfer Secrets it owns and
+  gets single Secrets by name (a DataImportCron's `secretRef`; a host-assisted clone's own client
+  Secret), but may never list or watch them. Every kind it reads through the manager's informer caches
+  needs get, list and watch cluster-wide.
 * the API server (`cdi apiserver`, `cdi-apiserver`) authenticates its callers by the front-proxy CA in
   `kube-system/extension-apiserver-authentication` and authorizes them with SubjectAccessReviews
   (`system:auth-delegator`, as every aggregated API server), keeps the token signing key in its
@@ -38,7 +43,7 @@ AUTH_NAMESPACE = "kube-system"
 AGGREGATE_LABEL = "rbac.authorization.k8s.io/aggregate-to-{}"
 AUTHENTICATED = "system:authenticated"
 READ = ("get", "list", "watch")
-CORE, STORAGE, COORDINATION = "", "storage.k8s.io", "coordination.k8s.io"
+CORE, STORAGE, COORDINATION, SNAPSHOT = "", "storage.k8s.io", "coordination.k8s.io", "snapshot.storage.k8s.io"
 
 
 def plural(kind: str) -> str:
@@ -53,35 +58,63 @@ def _cdi(*kinds: str, sub: str = "") -> list[str]:
     return [plural(kind) + (f"/{sub}" if sub else "") for kind in kinds]
 
 
-# Kinds only `cdi.controllers.notsupported` acts on: it reads them and reports NotSupported in their status.
-_STATUS_ONLY = ("DataSource", "DataImportCron", "ObjectTransfer", "CDI")
-
 CONTROLLER_CLUSTER_RULES: tuple[Object, ...] = (
-    # cdi.cluster.events (read back through the manager's cache to count repeats).
+    # cdi.cluster.events (read back through the manager's cache to count repeats); populators.controller lists
+    # a claim's events (field selector) to repeat PVC′'s on the target.
     rule(CORE, ["events"], (*READ, "create", "patch")),
-    # datavolume.controller creates the claim; workerpod annotates and labels it; notsupported reports on it.
-    rule(CORE, ["persistentvolumeclaims"], (*READ, "create", "patch")),
-    rule(CORE, ["persistentvolumeclaims/status"], ["patch"]),
-    # importpod / upload create worker pods (and delete them when done); workerpod labels them.
+    # datavolume.controller and clone.datavolume create the claim; workerpod annotates and labels it and makes
+    # scratch claims; clone.populator makes temporary claims in the source namespace and deletes them when
+    # done; populators.controller creates PVC′ and deletes it once its volume is handed over; dataimportcron
+    # deletes outdated imports; hostclone.controller sets its finalizer with an update (not a patch).
+    rule(CORE, ["persistentvolumeclaims"], (*READ, "create", "patch", "update", "delete")),
+    # clone.populator's Rebind and populators.controller hand a filled volume to the target (its claimRef);
+    # clone.facts reads a source claim's volume for its CSI driver. Never created or deleted (upstream may).
+    rule(CORE, ["persistentvolumes"], (*READ, "patch")),
+    # importpod / upload / hostclone create worker pods (and delete them when done); workerpod labels them;
+    # clone.populator deletes its temporary pods.
     rule(CORE, ["pods"], (*READ, "create", "delete", "patch")),
-    # upload.controller: the upload server's Service and TLS Secret, deleted when the upload is done.
+    # upload.controller: the upload server's Service and TLS Secret; hostclone.controller: the source pod's
+    # client-certificate Secret. Both deleted when the transfer is done.
     rule(CORE, ["services", "secrets"], ["create", "delete"]),
-    # Owner references with blockOwnerDeletion (claim → DataVolume, pod → claim, scratch claim → pod)
-    # need this where the OwnerReferencesPermissionEnforcement admission plugin runs (OpenShift).
+    # Secrets read in users' namespaces, one get each (never listed or watched, so never all of them):
+    # dataimportcron.targets reads the credentials a cron's `secretRef` names, and hostclone.controller looks
+    # whether its source pod's Secret exists yet (it could create and delete blindly instead).
+    rule(CORE, ["secrets"], ["get"]),
+    # dataimportcron.targets: the CA bundle a cron's `certConfigMap` names (one get, past the cache).
+    rule(CORE, ["configmaps"], ["get"]),
+    # Owner references with blockOwnerDeletion (claim → DataVolume, pod → claim, scratch claim → pod, PVC′ →
+    # target, VolumeCloneSource → DataVolume) need this where the OwnerReferencesPermissionEnforcement
+    # admission plugin runs (OpenShift).
     rule(CORE, ["persistentvolumeclaims/finalizers", "pods/finalizers"], ["update"]),
     rule(CDI_GROUP, _cdi("DataVolume", sub="finalizers"), ["update"]),
-    # storageprofile / cdiconfig / datavolume render claims from the classes.
-    rule(STORAGE, ["storageclasses"], READ),
-    rule(CDI_GROUP, _cdi("DataVolume"), (*READ, "patch")),
+    # storageprofile / cdiconfig / datavolume render claims from the classes; clone.datavolume hands a clone to
+    # the clone populator only when a CSIDriver names the target class's provisioner.
+    rule(STORAGE, ["storageclasses", "csidrivers"], READ),
+    # clone.populator snapshots the source (and deletes the snapshot when done); dataimportcron keeps imports
+    # as snapshots (touches, deletes outdated ones). Contents and classes: clone.facts, dataimportcron.observe.
+    rule(SNAPSHOT, ["volumesnapshots"], (*READ, "create", "patch", "delete")),
+    rule(SNAPSHOT, ["volumesnapshotcontents", "volumesnapshotclasses"], READ),
+    # datavolume controllers; clone.datavolume adds its finalizer and cloneType; dataimportcron creates the
+    # imports and deletes outdated or failed ones.
+    rule(CDI_GROUP, _cdi("DataVolume"), (*READ, "create", "patch", "delete")),
     rule(CDI_GROUP, _cdi("DataVolume", sub="status"), ["patch"]),
     rule(CDI_GROUP, _cdi("StorageProfile"), (*READ, "create", "delete")),
     rule(CDI_GROUP, _cdi("StorageProfile", sub="status"), ["update"]),
     rule(CDI_GROUP, _cdi("CDIConfig"), (*READ, "create", "update")),
-    rule(CDI_GROUP, _cdi(*_STATUS_ONLY), READ),
-    rule(CDI_GROUP, _cdi(*_STATUS_ONLY, sub="status"), ["patch"]),
-    # Clone authorization asks on behalf of users, as upstream's controller does.
-    rule("authorization.k8s.io", ["subjectaccessreviews"], ["create"]),
-    rule("authentication.k8s.io", ["tokenreviews"], ["create"]),
+    # datasource: labels and status (written with the object: no status subresource, as upstream);
+    # dataimportcron creates its managed DataSource, points it at each import, deletes it on clean-up.
+    rule(CDI_GROUP, _cdi("DataSource"), (*READ, "create", "patch", "delete")),
+    # dataimportcron: its finalizer, annotations and status (no status subresource).
+    rule(CDI_GROUP, _cdi("DataImportCron"), (*READ, "patch")),
+    # clone.datavolume creates a clone's VolumeCloneSource (in the source namespace) and deletes it when done;
+    # clone.populator reads it, populators.controller the import and upload sources.
+    rule(CDI_GROUP, _cdi("VolumeCloneSource"), (*READ, "create", "delete")),
+    rule(CDI_GROUP, _cdi("VolumeImportSource", "VolumeUploadSource"), READ),
+    # notsupported reports in their status (CDI's has no subresource); clone.facts reads the CDI resource's
+    # cloneStrategyOverride.
+    rule(CDI_GROUP, _cdi("ObjectTransfer", "CDI"), READ),
+    rule(CDI_GROUP, _cdi("ObjectTransfer", sub="status"), ["patch"]),
+    rule(CDI_GROUP, _cdi("CDI"), ["patch"]),
 )
 CONTROLLER_NAMESPACE_RULES: tuple[Object, ...] = (
     # cdi.runtime.lease: the leader Lease.

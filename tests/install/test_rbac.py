@@ -27,21 +27,36 @@ def test_component_roles_name_every_resource_and_verb(documents: Docs) -> None:
             assert "escalate" not in rule["verbs"] and "bind" not in rule["verbs"] and "impersonate" not in rule["verbs"]
 
 
-def test_the_controller_writes_what_it_reconciles_but_reads_secrets_only_at_home(documents: Docs) -> None:
+def test_the_controller_writes_what_it_reconciles_and_never_lists_secrets(documents: Docs) -> None:
     cluster = of_kind(documents, "ClusterRole")[CONTROLLER_ROLE]["rules"]
     home = of_kind(documents, "Role")[CONTROLLER_ROLE]["rules"]
-    for resource, verb in [("datavolumes", "watch"), ("datavolumes/status", "patch"), ("storageprofiles", "create"),
-                           ("storageprofiles/status", "update"), ("cdiconfigs", "update")]:
+    for resource, verb in [("datavolumes", "watch"), ("datavolumes/status", "patch"), ("datavolumes", "create"),
+                           ("storageprofiles", "create"), ("storageprofiles/status", "update"),
+                           ("cdiconfigs", "update"), ("datasources", "patch"), ("dataimportcrons", "patch"),
+                           ("volumeclonesources", "create"), ("volumeclonesources", "delete"),
+                           ("volumeimportsources", "watch"), ("volumeuploadsources", "watch"), ("cdis", "patch")]:
         assert grants(cluster, "cdi.kubevirt.io", resource, verb), (resource, verb)
-    for resource, verb in [("persistentvolumeclaims", "create"), ("pods", "create"), ("pods", "delete"),
-                           ("services", "create"), ("secrets", "create"), ("secrets", "delete"), ("events", "create")]:
+    for resource, verb in [("persistentvolumeclaims", "create"), ("persistentvolumeclaims", "delete"),
+                           ("persistentvolumeclaims", "update"), ("persistentvolumes", "patch"),
+                           ("persistentvolumes", "watch"), ("pods", "create"), ("pods", "delete"),
+                           ("services", "create"), ("secrets", "create"), ("secrets", "delete"), ("secrets", "get"),
+                           ("configmaps", "get"), ("events", "create")]:
         assert grants(cluster, "", resource, verb), (resource, verb)
+    for resource, verb in [("volumesnapshots", "create"), ("volumesnapshots", "delete"),
+                           ("volumesnapshotcontents", "watch"), ("volumesnapshotclasses", "list")]:
+        assert grants(cluster, "snapshot.storage.k8s.io", resource, verb), (resource, verb)
     assert grants(cluster, "storage.k8s.io", "storageclasses", "list")
-    assert grants(cluster, "authorization.k8s.io", "subjectaccessreviews", "create")
-    assert grants(cluster, "authentication.k8s.io", "tokenreviews", "create")
-    assert not any(grants(cluster, "", "secrets", verb) for verb in ("get", "list", "watch", "update"))
-    assert not grants(cluster, "", "persistentvolumeclaims", "delete")
-    assert grants(home, "", "secrets", "get") and grants(home, "coordination.k8s.io", "leases", "update")
+    assert grants(cluster, "storage.k8s.io", "csidrivers", "watch")
+    # Never: all Secrets or ConfigMaps, a volume's life, the CDI kinds it only reads, reviews (admission's).
+    assert not any(grants(cluster, "", "secrets", verb) for verb in ("list", "watch", "update", "patch"))
+    assert not any(grants(cluster, "", "configmaps", verb) for verb in ("list", "watch", "create", "update"))
+    assert not any(grants(cluster, "", "persistentvolumes", verb) for verb in ("create", "update", "delete"))
+    assert not grants(cluster, "snapshot.storage.k8s.io", "volumesnapshotcontents", "delete")
+    assert not grants(cluster, "cdi.kubevirt.io", "volumeimportsources", "patch")
+    assert not grants(cluster, "cdi.kubevirt.io", "dataimportcrons", "create")
+    assert not grants(cluster, "authorization.k8s.io", "subjectaccessreviews", "create")
+    assert not grants(cluster, "authentication.k8s.io", "tokenreviews", "create")
+    assert grants(home, "", "secrets", "update") and grants(home, "coordination.k8s.io", "leases", "update")
     assert not grants(cluster, "coordination.k8s.io", "leases", "update")
 
 

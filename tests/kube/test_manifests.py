@@ -36,6 +36,7 @@ from tests.support.kubecluster import KubeCluster as Harness
 
 IMAGE = "registry.example/pycdi:test"
 CDI_API = "cdi.kubevirt.io/v1beta1"
+SNAPSHOT_API = "snapshot.storage.k8s.io/v1"
 
 
 @dataclass(frozen=True)
@@ -190,26 +191,61 @@ def _lease(name: str, namespace: str) -> dict[str, Any]:
             "spec": {"holderIdentity": "test"}}
 
 
+def _snapshot(name: str, namespace: str) -> dict[str, Any]:
+    return {"apiVersion": SNAPSHOT_API, "kind": "VolumeSnapshot", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"source": {"persistentVolumeClaimName": "claim"}}}
+
+
+def _clone_source(name: str, namespace: str) -> dict[str, Any]:
+    return {"apiVersion": CDI_API, "kind": "VolumeCloneSource", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"source": {"kind": "PersistentVolumeClaim", "name": "claim"}}}
+
+
 async def test_the_controller_may_do_its_work_and_no_more(kube_cluster: Harness, install: Install,
                                                          kube_namespace: str) -> None:
     home, user = install.namespace, kube_namespace
     async with await connect(service_account(kube_cluster, home, dep.CONTROLLER_SA), kinds=install_kinds()) as sa:
-        await sa.list(CDI_API, "DataVolume")
+        # What its informers list and watch, cluster-wide.
+        for api_version, kind in ((CDI_API, "DataVolume"), (CDI_API, "StorageProfile"), (CDI_API, "DataSource"),
+                                  (CDI_API, "DataImportCron"), (CDI_API, "VolumeCloneSource"),
+                                  (CDI_API, "VolumeImportSource"), (CDI_API, "VolumeUploadSource"),
+                                  ("storage.k8s.io/v1", "StorageClass"), ("storage.k8s.io/v1", "CSIDriver"),
+                                  ("v1", "PersistentVolume"), (SNAPSHOT_API, "VolumeSnapshot"),
+                                  (SNAPSHOT_API, "VolumeSnapshotContent"), (SNAPSHOT_API, "VolumeSnapshotClass")):
+            await sa.list(api_version, kind)
         await sa.list("v1", "Pod", label_selector={"cdi.kubevirt.io": "importer"})
-        await sa.list("storage.k8s.io/v1", "StorageClass")
-        await sa.list(CDI_API, "StorageProfile")
         await allowed(sa.patch_status(CDI_API, "DataVolume", "missing", {"status": {"phase": "Pending"}}, user))
         await allowed(sa.create(_pvc("claim", user)))
         await allowed(sa.patch("v1", "PersistentVolumeClaim", "claim", {"metadata": {"labels": {"a": "b"}}}, user))
+        await allowed(sa.update(_pvc("claim", user)))  # hostclone: its finalizer
+        await allowed(sa.delete("v1", "PersistentVolumeClaim", "claim", user))  # PVC′, temporary clone claims
+        await allowed(sa.patch("v1", "PersistentVolume", "missing", {"spec": {"claimRef": None}}))  # Rebind
+        await allowed(sa.create(_snapshot("snap", user)))
+        await allowed(sa.delete(SNAPSHOT_API, "VolumeSnapshot", "snap", user))
+        await allowed(sa.create(_clone_source("clone-source", user)))
+        await allowed(sa.delete(CDI_API, "VolumeCloneSource", "clone-source", user))
+        await allowed(sa.patch(CDI_API, "DataSource", "missing", {"metadata": {"labels": {"a": "b"}}}, user))
+        await allowed(sa.patch(CDI_API, "DataImportCron", "missing", {"metadata": {"finalizers": []}}, user))
+        await allowed(sa.delete(CDI_API, "DataVolume", "missing", user))
         await allowed(sa.create(_secret("upload-tls", user)))
+        await allowed(sa.get("v1", "Secret", "upload-tls", user))  # by name: a cron's secretRef
         await allowed(sa.delete("v1", "Secret", "upload-tls", user))
+        await allowed(sa.get("v1", "ConfigMap", "kube-root-ca.crt", user))  # by name: a cron's certConfigMap
         await allowed(sa.get("v1", "Secret", UPLOADSERVER_CA_SECRET, home))
         await allowed(sa.create(_lease("leader", home)))
-        await allowed(sa.create(_review("SubjectAccessReview")))
-        await allowed(sa.create(_review("TokenReview")))
-        await forbidden(sa.get("v1", "Secret", "upload-tls", user))  # its own Secrets elsewhere: write-only
         await forbidden(sa.list("v1", "Secret"))
-        await forbidden(sa.delete("v1", "PersistentVolumeClaim", "claim", user))
+        await forbidden(sa.list("v1", "Secret", user))
+        await forbidden(sa.update(_secret("upload-tls", user)))  # its own Secrets elsewhere: never rewritten
+        await forbidden(sa.list("v1", "ConfigMap", user))
+        await forbidden(sa.delete("v1", "PersistentVolume", "missing"))
+        await forbidden(sa.create({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv"},
+                                   "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                                            "hostPath": {"path": "/tmp"}}}))
+        await forbidden(sa.delete(SNAPSHOT_API, "VolumeSnapshotContent", "missing"))
+        await forbidden(sa.create({"apiVersion": CDI_API, "kind": "VolumeImportSource",
+                                   "metadata": {"name": "source", "namespace": user},
+                                   "spec": {"source": {"blank": {}}}}))
+        await forbidden(sa.create(_review("SubjectAccessReview")))  # admission's (cdi apiserver), not the controller's
         await forbidden(sa.create(_lease("leader", user)))
         await forbidden(sa.list("apps/v1", "Deployment", home))
         await forbidden(sa.list("rbac.authorization.k8s.io/v1", "ClusterRole"))
