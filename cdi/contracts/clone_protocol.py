@@ -25,6 +25,15 @@ sent, holes included, and a dropped connection starts over. Ours sends only data
                                    committed (sized, preallocated, durable); 400 + reason on mismatch
                                    (the server then forgets the clone: the next begin starts over).
 
+    POST /v1beta1/clone/upgrade    (optional, added later; Connection: Upgrade, Upgrade: cdi-clone-tls,
+                                   empty body) → 101: the connection leaves the HTTP server and, after
+                                   a fresh mutual-TLS handshake on the bare TCP connection, carries
+                                   only extent PUTs (same semantics, answered in order) until either
+                                   side closes it. Any other answer (an older server's 404): keep
+                                   using the ordinary connection. It exists for speed: the server
+                                   reads the upgraded connection on a blocking thread with large
+                                   reads instead of through its event loop's TLS.
+
     State = {"virtualSize": N, "next": <offset after the last acknowledged extent>,
              "received": <data bytes acknowledged>, "done": bool}
 
@@ -77,6 +86,8 @@ BEGIN_PATH: Final = "/v1beta1/clone/begin"
 EXTENT_PATH: Final = "/v1beta1/clone/extent"
 STATE_PATH: Final = "/v1beta1/clone/state"
 FINISH_PATH: Final = "/v1beta1/clone/finish"
+UPGRADE_PATH: Final = "/v1beta1/clone/upgrade"
+UPGRADE_TOKEN: Final = "cdi-clone-tls"
 OFFSET_PARAM: Final = "offset"
 EXTENT_ALIGN: Final = 8 << 20  # extents never cross a multiple of this (and are at most this long)
 ZERO_BLOCK: Final = 64 << 10  # zero detection granularity, aligned to absolute offsets

@@ -7,11 +7,14 @@ client certificate, and the one place its foreign exceptions are translated:
     other 4xx with a JSON reason from the server                → `CloneRefused` (reason and retryable
                                                                   as the server says)
 
-One blocking TLS connection, used from a worker thread: `SSL_write` straight to the socket (no memory
+Blocking TLS connections, used from a worker thread: `SSL_write` straight to the socket (no memory
 BIO, no event loop between the bytes and the kernel), which is what makes the cloner as fast as the
-page cache and the cipher allow. Extents are pipelined one deep (`push`): the next request is written
-before the previous answer is read, so the server always has the next extent queued in the socket
-while it writes the last one; the server handles a connection's requests in order, so ordering holds.
+page cache and the cipher allow. Begin, state and finish go over one connection; extents over a
+second one upgraded to the server's blocking extent reader (`cp.UPGRADE_PATH`), or over the first
+when the server answers the upgrade with anything but 101 (an older server). Extents are pipelined
+one deep (`push`): the next request is written before the previous answer is read, so the server
+always has the next extent queued in the socket while it writes the last one; the server handles a
+connection's requests in order, so ordering holds.
 Certificates arrive as PEM contents (upstream's contract); `ssl` loads a client pair only from files,
 so they are written to a private temporary directory for the moment it takes. Used by
 `importer.cloner.sender`.
@@ -75,9 +78,9 @@ class _Connection:
         self._reader = self.sock.makefile("rb")
         self.host = host
 
-    def send(self, method: str, target: str, body: bytes, content_type: str) -> None:
+    def send(self, method: str, target: str, body: bytes, content_type: str, extra: str = "") -> None:
         head = (f"{method} {target} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
-                f"Content-Type: {content_type}\r\n\r\n").encode()
+                f"Content-Type: {content_type}\r\n{extra}\r\n").encode()
         if len(body) <= 64 << 10:
             self.sock.sendall(head + body)
             return
@@ -102,6 +105,21 @@ class _Connection:
             raise ConnectionResetError("the upload server's answer was cut short")
         return status, body.decode(errors="replace"), close
 
+    def upgrade(self, context: ssl.SSLContext | None, server_name: str) -> int:
+        """Ask for the upgraded extent connection; on 101 a fresh TLS handshake on the bare TCP
+        connection follows (the server already let go of the first TLS session: no close_notify)."""
+        self.send("POST", cp.UPGRADE_PATH, b"", "application/json",
+                  f"Connection: Upgrade\r\nUpgrade: {cp.UPGRADE_TOKEN}\r\n")
+        status, _text, _close = self.receive()
+        if status != 101:
+            return status
+        raw = socket.socket(fileno=os.dup(self.sock.fileno()))
+        self.close()
+        raw.settimeout(TIMEOUT)
+        self.sock = context.wrap_socket(raw, server_hostname=server_name) if context else raw
+        self._reader = self.sock.makefile("rb")
+        return status
+
     def close(self) -> None:
         try:
             self._reader.close()
@@ -114,13 +132,16 @@ _NETWORK_ERRORS = (OSError, ssl.SSLError, ValueError, IndexError)
 
 
 class CloneClient:
-    def __init__(self, base_url: str, context: ssl.SSLContext | None, server_name: str | None = None) -> None:
+    def __init__(self, base_url: str, context: ssl.SSLContext | None, server_name: str | None = None, *,
+                 upgrade: bool = True) -> None:
         parts = urlsplit(base_url)
         self._host = parts.hostname or "localhost"
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
         self._context = context if parts.scheme == "https" else None
         self._server_name = server_name or self._host
         self._conn: _Connection | None = None
+        self._data: _Connection | None = None  # the upgraded extent connection
+        self._upgrade = upgrade  # until a server answers the upgrade with anything but 101
         self._outstanding = 0  # extent requests written whose answers are not read yet
         self.sent = 0  # extent bytes put on the wire (counting re-sends)
 
@@ -131,9 +152,10 @@ class CloneClient:
         self._drop()
 
     def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        self._conn, self._outstanding = None, 0
+        for conn in (self._conn, self._data):
+            if conn is not None:
+                conn.close()
+        self._conn, self._data, self._outstanding = None, None, 0
 
     def _connection(self) -> _Connection:
         if self._conn is None:
@@ -147,8 +169,30 @@ class CloneClient:
             self._drop()
             raise Retry(f"{what}: {type(e).__name__}: {e}") from e
 
-    def _answer(self, what: str) -> cp.State:
-        status, text, close = self._guarded(what, lambda: self._connection().receive())
+    def _extent_connection(self) -> _Connection:
+        """The upgraded connection when the server offers one (`cp.UPGRADE_PATH`), else the ordinary one."""
+        if self._data is not None:
+            return self._data
+        if not self._upgrade:
+            return self._connection()
+        conn = _Connection(self._host, self._port, self._context, self._server_name)
+        try:
+            status = conn.upgrade(self._context, self._server_name)
+        except BaseException:
+            conn.close()
+            raise
+        if status == 101:
+            self._data = conn
+            return conn
+        conn.close()
+        if status == 401:
+            raise _refusal(f"POST {cp.UPGRADE_PATH}", status, "")
+        self._upgrade = False  # an older server: extents go over the ordinary connection
+        return self._connection()
+
+    def _answer(self, what: str, *, extent: bool = False) -> cp.State:
+        status, text, close = self._guarded(
+            what, lambda: (self._extent_connection() if extent else self._connection()).receive())
         self._outstanding -= 1
         if close:
             self._drop()
@@ -166,16 +210,16 @@ class CloneClient:
     def _drain_sync(self) -> cp.State | None:
         state = None
         while self._outstanding:
-            state = self._answer(f"PUT {cp.EXTENT_PATH}")
+            state = self._answer(f"PUT {cp.EXTENT_PATH}", extent=True)
         return state
 
     def _push(self, offset: int, data: bytes) -> cp.State | None:
         target = f"{cp.EXTENT_PATH}?{cp.OFFSET_PARAM}={offset}"
         self.sent += len(data)
-        self._guarded(f"PUT {target}", lambda: self._connection().send("PUT", target, data,
-                                                                       "application/octet-stream"))
+        self._guarded(f"PUT {target}", lambda: self._extent_connection().send("PUT", target, data,
+                                                                              "application/octet-stream"))
         self._outstanding += 1
-        return self._answer(f"PUT {target}") if self._outstanding > 1 else None
+        return self._answer(f"PUT {target}", extent=True) if self._outstanding > 1 else None
 
     async def begin(self, begin: cp.Begin) -> cp.State:
         return await asyncio.to_thread(self._call, "POST", cp.BEGIN_PATH, json.dumps(begin.to_json()).encode())

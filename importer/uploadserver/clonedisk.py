@@ -19,6 +19,7 @@ import fcntl
 import logging
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -106,7 +107,7 @@ class ClonedDisk:
         if not target.block:
             os.ftruncate(self._fd, virtual_size)
 
-    def write_vectors(self, offset: int, pieces: list[bytes]) -> None:
+    def write_vectors(self, offset: int, pieces: Sequence[bytes | memoryview]) -> None:
         """Write consecutive pieces at `offset` with as few system calls as the kernel allows."""
         try:
             while pieces:

@@ -16,8 +16,12 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+import socket
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import ClientError, web
 from aiohttp.http_exceptions import HttpProcessingError
@@ -28,11 +32,14 @@ from cdi.contracts.termination import TerminationMessage
 from importer.errors import ImportFailure, TransferInterrupted
 from importer.target import discover_target
 from importer.uploadserver.clonedisk import ClonedDisk, sizing_of
+from importer.uploadserver.clonestream import ExtentBody, StreamConnection
 from importer.uploadserver.config import UploadServerConfig
 from importer.uploadserver.gate import GateClosed, ServerResult, UploadGate
+from importer.uploadserver.security import client_allowed, server_context
 
 log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Receive = Callable[["CloneSession"], Coroutine[Any, Any, None]]
 READ_PIECE = 1 << 20
 READ_IDLE = 60.0
 _MAX_VECTORS = 512  # well under IOV_MAX
@@ -69,10 +76,12 @@ class CloneTarget:
         self._gate = gate
         self._session: CloneSession | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._context: ssl.SSLContext | None = None
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         return [("POST", cp.BEGIN_PATH, self.begin), ("PUT", cp.EXTENT_PATH, self.extent),
-                ("GET", cp.STATE_PATH, self.state), ("POST", cp.FINISH_PATH, self.finish)]
+                ("GET", cp.STATE_PATH, self.state), ("POST", cp.FINISH_PATH, self.finish),
+                ("POST", cp.UPGRADE_PATH, self.upgrade)]
 
     def _touch(self, session: CloneSession) -> None:
         session.last_seen = asyncio.get_running_loop().time()
@@ -123,14 +132,25 @@ class CloneTarget:
         return _state(self._session)
 
     async def extent(self, request: web.Request) -> web.Response:
-        session = self._session
-        if session is None:
-            return failure(404, "NoCloneInProgress", "no clone has begun")
         try:
             offset = int(request.query.get(cp.OFFSET_PARAM, ""))
         except ValueError:
+            if self._session is None:
+                return failure(404, "NoCloneInProgress", "no clone has begun")
             return failure(400, "InvalidRequest", f"query parameter {cp.OFFSET_PARAM} must be a byte offset")
-        length = request.content_length
+        length = request.content_length or 0
+        return await self._extent(offset, length, lambda session: self._receive(session, request, offset, length))
+
+    async def _stream_extent(self, offset: int, length: int, body: ExtentBody) -> tuple[int, bytes]:
+        """An extent PUT on an upgraded connection (`clonestream`), answered as the route would be."""
+        response = await self._extent(offset, length,
+                                      lambda session: self._receive_stream(session, body, offset, length))
+        return response.status, response.body if isinstance(response.body, bytes) else b""
+
+    async def _extent(self, offset: int, length: int, receive: Receive) -> web.Response:
+        session = self._session
+        if session is None:
+            return failure(404, "NoCloneInProgress", "no clone has begun")
         if not length or length > cp.MAX_EXTENT or offset < 0 or offset + length > session.begin.virtual_size:
             return failure(400, "InvalidRequest", f"an extent needs a Content-Length of 1 to {cp.MAX_EXTENT} bytes "
                                                   f"inside the image ({session.begin.virtual_size} bytes)")
@@ -143,7 +163,7 @@ class CloneTarget:
             if offset < session.next:
                 return failure(409, "ExtentOverlaps", f"extent at {offset} overlaps data acknowledged up to "
                                                       f"{session.next}")
-            task = asyncio.create_task(self._receive(session, request, offset, length))
+            task = asyncio.create_task(receive(session))
             session.current = task
             await asyncio.wait({task})
             if task.cancelled():
@@ -155,6 +175,55 @@ class CloneTarget:
                 raise error
         self._touch(session)
         return _state(session)
+
+    async def _receive_stream(self, session: CloneSession, body: ExtentBody, offset: int, length: int) -> None:
+        disk = session.disk
+        if offset > session.next:
+            await asyncio.to_thread(disk.hole, session.next, offset - session.next)
+        work = asyncio.ensure_future(asyncio.to_thread(body.receive, disk, offset, length))
+        try:
+            data_sha256 = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            body.abort()  # unblocks the receiving thread; its bytes never count
+            await asyncio.wait({work})
+            if not work.cancelled():
+                work.exception()
+            raise
+        session.digest.add(offset, length, data_sha256)
+        session.next = offset + length
+        session.received += length
+
+    async def upgrade(self, request: web.Request) -> web.StreamResponse:
+        """Hand this connection to a blocking thread for extents (`clonestream`): 101, then a fresh TLS
+        handshake on the bare TCP connection. The client sends nothing more until it has the 101."""
+        if request.headers.get("Upgrade", "").lower() != cp.UPGRADE_TOKEN:
+            return failure(400, "InvalidRequest", f"Upgrade: {cp.UPGRADE_TOKEN} expected")
+        transport = request.transport
+        if transport is None:
+            return failure(400, "InvalidRequest", "the connection is gone")
+        bare: Any = getattr(getattr(transport, "_ssl_protocol", None), "_transport", None) or transport
+        bare.pause_reading()  # nothing of the new handshake may be read by the event loop
+        response = web.Response(status=101, headers={"Connection": "Upgrade", "Upgrade": cp.UPGRADE_TOKEN})
+        await response.prepare(request)
+        await response.write_eof()  # aiohttp holds the head back until the first body write or the end
+        async with asyncio.timeout(READ_IDLE):  # transports tell "below the high-water mark", never "empty"
+            while transport.get_write_buffer_size() or bare.get_write_buffer_size():  # noqa: ASYNC110
+                await asyncio.sleep(0.001)
+        raw = socket.socket(fileno=os.dup(transport.get_extra_info("socket").fileno()))
+        bare.abort()
+        context = self._stream_context()
+        StreamConnection(raw, context, self._allowed, self._stream_extent, asyncio.get_running_loop()).start()
+        return response
+
+    def _stream_context(self) -> ssl.SSLContext | None:
+        if self._config.tls is None:
+            return None
+        if self._context is None:
+            self._context = server_context(self._config.tls)
+        return self._context
+
+    def _allowed(self, peercert: Any) -> bool:
+        return client_allowed(peercert, self._config.client_name)
 
     async def _receive(self, session: CloneSession, request: web.Request, offset: int, length: int) -> None:
         disk = session.disk
