@@ -18,6 +18,7 @@ import pytest
 
 from cdi.api.meta import CDI_API_VERSION
 from cdi.cluster.errors import NotFound
+from cdi.cluster.events import record_event
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.clone.authorization import CloneAuthorization
@@ -216,3 +217,21 @@ async def test_every_plan_finishes_whatever_call_the_controller_dies_after(
         assert notes.get(ann.ANN_CLONE_FALLBACK_REASON) == expected_reason
     with pytest.raises(NotFound):
         await cluster.get(SNAPSHOT_API, "VolumeSnapshot", f"tmp-snapshot-{target['metadata']['uid']}", NS)
+
+
+async def test_a_waiting_phase_repeats_its_temporary_claims_warnings_on_the_target(cluster: Cluster,
+                                                                                    clock: FixedClock) -> None:
+    key = await _setup(cluster, "copy", False)
+    populator = ClonePopulator(cluster, clock, CloneAuthorization(None, lambda: 0.0))
+    await populator.reconcile(key)  # strategy recorded
+    await populator.reconcile(key)  # HostClone: the temporary claim is made
+    target = await cluster.get("v1", "PersistentVolumeClaim", "target", NS)
+    tmp = await cluster.get("v1", "PersistentVolumeClaim", f"tmp-pvc-{target['metadata']['uid']}", NS)
+    await record_event(cluster, tmp, "Warning", "CloneSourceInUse", "pod default/vm using PersistentVolumeClaim golden",
+                       component="clone-controller", clock=clock.now)
+    for _ in range(2):  # said once, however often the phase is looked at
+        await populator.reconcile(key)
+    events = [(e["reason"], e["message"]) for e in (await cluster.list("v1", "Event", NS)).items
+              if e["involvedObject"]["name"] == "target" and e["reason"] == "CloneSourceInUse"]
+    assert events == [("CloneSourceInUse", f"[{tmp['metadata']['name']}] : pod default/vm using "
+                                           "PersistentVolumeClaim golden")]

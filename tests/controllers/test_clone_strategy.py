@@ -30,7 +30,7 @@ DRIVER = "local.csi.example"
 LOCAL = ClassFacts("local", DRIVER, allow_expansion=True)
 FIXED = ClassFacts("fixed", DRIVER, allow_expansion=False)
 OTHER = ClassFacts("other", "other.csi.example", allow_expansion=True)
-SOURCE = ClaimSource("src-ns", "golden", "Filesystem", request=GI, capacity=GI, driver=DRIVER)
+SOURCE = ClaimSource("src-ns", "golden", "Filesystem", request=GI, capacity=GI, driver=DRIVER, storage_class="local")
 TARGET = TargetFacts("Filesystem", 2 * GI, "local", LOCAL)
 DEFAULT_VSC = SnapshotClassFacts("local-snapshots", DRIVER, is_default=True)
 SNAP = SnapshotSource("src-ns", "snap", DRIVER, restore_size=GI, volume_mode="Filesystem")
@@ -66,9 +66,15 @@ SELECTED_DEFAULT = Note("Normal", "VolumeSnapshotClassSelected", "Default Volume
                                                                           storage_class=FIXED)),
      Chosen(Strategy.COPY, Fallback.NO_VOLUME_EXPANSION)),
     ("same size on a class that cannot expand", inputs(override="csi-clone",
+                                                       source=replace(SOURCE, storage_class="fixed"),
                                                        target=replace(TARGET, request=GI, class_name="fixed",
                                                                       storage_class=FIXED)),
      Chosen(Strategy.CSI_CLONE)),
+    ("csi-clone into another class of the driver goes through a snapshot",
+     inputs(override="csi-clone", source=replace(SOURCE, storage_class="gold")),
+     Chosen(Strategy.SNAPSHOT, None, "local-snapshots", (
+         Note("Normal", "CSICloneNotPossible", "a CSI clone needs the source's storage class gold, the target's "
+                                               "is local: cloning through a snapshot instead"), SELECTED_DEFAULT))),
     ("target class not decided yet", inputs(target=replace(TARGET, class_name=None, storage_class=None)),
      Wait("Pending", "waiting for the target claim's storage class to be decided")),
     ("target class missing", inputs(target=replace(TARGET, class_name="gone", storage_class=None)),

@@ -62,8 +62,20 @@ def phase(plane: ControlPlane, name: str, namespace: str = "default") -> str:
     return str(((dv or {}).get("status") or {}).get("phase") or "")
 
 
+def clone_state(plane: ControlPlane, name: str, namespace: str) -> str:
+    """What a stuck clone looks like, for the failure message: its claim's clone annotations and the events."""
+    claim = plane.get("pvc", name, namespace) or {}
+    notes = {k: v for k, v in ((claim.get("metadata") or {}).get("annotations") or {}).items() if "token" not in k}
+    claims = plane.cdi("get", "pvc,volumesnapshot", "-A", check=False).stdout
+    events = plane.cdi("get", "events", "-A", check=False).stdout
+    return f"claim {namespace}/{name}: {notes} {claim.get('status')}\n{claims}\n{events[-6000:]}"
+
+
 def wait_succeeded(plane: ControlPlane, name: str, namespace: str = "default", timeout: float = 180) -> dict[str, Any]:
-    plane.wait_for(lambda: phase(plane, name, namespace) == "Succeeded", f"DataVolume {name} Succeeded", timeout)
+    try:
+        plane.wait_for(lambda: phase(plane, name, namespace) == "Succeeded", f"DataVolume {name} Succeeded", timeout)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{clone_state(plane, name, namespace)}") from None
     dv = plane.get("dv", name, namespace)
     assert dv is not None
     return dv
@@ -154,6 +166,9 @@ def test_every_strategy_volume_mode_and_namespace(control_plane: ControlPlane, n
         for short, mode in modes.items():
             manifest = golden(f"golden-{short}", nginx.url("disk.qcow2"), mode=mode)
             manifest["metadata"]["namespace"] = namespace
+            # A CSI clone stays within one StorageClass (external-provisioner's rule); the other strategies
+            # restore or copy into any class.
+            manifest["spec"]["storage"]["storageClassName"] = "clone-csi"
             control_plane.apply(manifest)
     for namespace in (SOURCE_NS, "default"):
         for short in modes:
@@ -173,9 +188,9 @@ def test_every_strategy_volume_mode_and_namespace(control_plane: ControlPlane, n
                          "spec": {"source": {"kind": "PersistentVolumeClaim", "name": "golden-fs"}}})
     populated_ref = {"apiGroup": "cdi.kubevirt.io", "kind": "VolumeCloneSource", "name": "from-golden"}
     csi_ref = {"kind": "PersistentVolumeClaim", "name": "golden-fs"}
-    for name, ref in (("populated", populated_ref), ("csi-copy", csi_ref)):
+    for name, ref, class_name in (("populated", populated_ref, "local"), ("csi-copy", csi_ref, "clone-csi")):
         control_plane.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
-                             "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local",
+                             "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class_name,
                                       "resources": {"requests": {"storage": "512Mi"}},
                                       "dataSource": ref, "dataSourceRef": ref}})
     for name, strategy in clones.items():

@@ -47,8 +47,9 @@ async def test_clones_through_a_real_api_server(kube_control_plane: KubeCluster,
             await cluster.create(storage_class(name, strategy))
         try:
             with KubeDeployment(kubeconfig, tmp_path / "node") as deployment:
-                await cluster.create(datavolume("golden", namespace, {"http": {"url": nginx.url("disk.qcow2")}},
-                                                size="192Mi"))
+                golden = datavolume("golden", namespace, {"http": {"url": nginx.url("disk.qcow2")}}, size="192Mi")
+                golden["spec"]["storage"]["storageClassName"] = "clone-csi"  # a CSI clone stays in its class
+                await cluster.create(golden)
                 await _wait_succeeded(kubeconfig, namespace, ["golden"], deployment)
                 await cluster.create({"apiVersion": SNAPSHOT_API, "kind": "VolumeSnapshot",
                                       "metadata": {"name": "golden-snap", "namespace": namespace},

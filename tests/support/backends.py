@@ -110,6 +110,7 @@ _RESETTABLE = (("cdi.kubevirt.io/v1beta1", "DataVolume", True), ("v1", "Persiste
                ("cdi.kubevirt.io/v1beta1", "StorageProfile", False), ("cdi.kubevirt.io/v1beta1", "CDIConfig", False),
                ("storage.k8s.io/v1", "StorageClass", False), ("v1", "PersistentVolume", False),
                ("cdi.kubevirt.io/v1beta1", "VolumeCloneSource", True),
+               ("cdi.kubevirt.io/v1beta1", "DataSource", True), ("cdi.kubevirt.io/v1beta1", "DataImportCron", True),
                ("snapshot.storage.k8s.io/v1", "VolumeSnapshot", True),
                ("snapshot.storage.k8s.io/v1", "VolumeSnapshotContent", False),
                ("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass", False))

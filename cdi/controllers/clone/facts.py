@@ -75,7 +75,8 @@ def claim_facts(claim: Object, volume: Object | None, storage_class: Object | No
     if not driver and storage_class is not None:
         driver = storage_class.get("provisioner")
     return ClaimSource(namespace_of(claim), name_of(claim), volume_mode_of(spec), storage_request(spec),
-                       capacity_of(claim), str(driver) if driver else None, profile_snapshot_class(profile))
+                       capacity_of(claim), str(driver) if driver else None, profile_snapshot_class(profile),
+                       spec.get("storageClassName"))
 
 
 def snapshot_facts(snapshot: Object, content: Object | None) -> SnapshotSource:

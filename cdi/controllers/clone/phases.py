@@ -281,6 +281,16 @@ RUNNERS: dict[ClonePhase, PhaseRunner] = {
 }
 
 
+def working_object(job: CloneJob, phase: ClonePhase) -> tuple[str, str]:
+    """(kind, name) of the temporary object a phase waits on, whose events tell why it waits."""
+    if phase == ClonePhase.SNAPSHOT:
+        return "VolumeSnapshot", tmp_snapshot_name(job.uid)
+    if phase in (ClonePhase.SNAPSHOT_CLONE, ClonePhase.PREP_CLAIM):
+        copy_of_snapshot = job.source_kind == SNAPSHOT_SOURCE and job.strategy == Strategy.COPY
+        return "PersistentVolumeClaim", tmp_source_claim_name(job.uid) if copy_of_snapshot else tmp_claim_name(job.uid)
+    return "PersistentVolumeClaim", tmp_claim_name(job.uid)
+
+
 async def host_clone_results(cluster: Cluster, job: CloneJob) -> dict[str, str]:
     """What a finished host-assisted clone reports that the target keeps (CloneOf, preallocation)."""
     claim = await get_or_none(cluster, "v1", "PersistentVolumeClaim", tmp_claim_name(job.uid), job.source_namespace)

@@ -33,10 +33,12 @@ from cdi.controllers.clone.phases import (
     Pending,
     host_clone_results,
     is_temporary,
+    working_object,
 )
 from cdi.controllers.clone.plans import SNAPSHOT_SOURCE, NoPlan, phases_for
 from cdi.controllers.clone.strategy import Chosen, Refused, Strategy, Wait, choose_strategy
 from cdi.controllers.meta import annotations_of, is_deleting, name_of, namespace_of, uid_of
+from cdi.controllers.populators.prime import forwarded_events
 from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch
 
 log = logging.getLogger(__name__)
@@ -165,6 +167,7 @@ class ClonePopulator:
                 return Result(requeue_after=10.0)
             if outcome is not None:
                 await self._show(target, phase, outcome)
+                await self._forward_warnings(target, job, phase)
                 return Result(requeue_after=outcome.requeue_after)
         results = await host_clone_results(self._cluster, job) if strategy == Strategy.COPY else {}
         await self._annotate(target, {**results, ann.ANN_CLONE_PHASE: ClonePhase.SUCCEEDED,
@@ -178,6 +181,22 @@ class ClonePopulator:
         if outcome.progress:
             wanted[ann.ANN_POPULATOR_PROGRESS] = outcome.progress
         await self._annotate(target, wanted)
+
+    async def _forward_warnings(self, target: Object, job: CloneJob, phase: ClonePhase) -> None:
+        """The running phase's temporary object's Warning events, repeated once on the target prefixed with its
+        name (upstream forwards them too): a clone that waits says why where the user looks."""
+        kind, name = working_object(job, phase)
+        selector = f"involvedObject.kind={kind},involvedObject.name={name}"
+        found = (await self._cluster.list("v1", "Event", job.source_namespace, field_selector=selector)).items
+        warnings = tuple((str(e.get("type")), str(e.get("reason")), str(e.get("message"))) for e in found
+                         if e.get("type") == "Warning")
+        if not warnings:
+            return
+        mine = f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={name_of(target)}"
+        seen = tuple((str(e.get("type")), str(e.get("reason")), str(e.get("message"))) for e in
+                     (await self._cluster.list("v1", "Event", namespace_of(target), field_selector=mine)).items)
+        for type_, reason, message in forwarded_events({"metadata": {"name": name}}, warnings, seen):
+            await self._event(target, type_, reason, message)
 
     async def _annotate(self, target: Object, wanted: dict[str, str | None]) -> None:
         notes = annotations_of(target)

@@ -4,7 +4,8 @@ Upstream's `ChooseStrategy` (`pkg/controller/clone/planner.go`) in our words. Fo
 wanted strategy is `CDI.spec.cloneStrategyOverride`, else the target StorageProfile's
 `status.cloneStrategy`, else `snapshot`; a `snapshot` strategy needs a VolumeSnapshotClass of the
 driver both claims share; `snapshot` and `csi-clone` also need one driver on both sides, the same
-volume mode, and a target no bigger than the source unless the target's class can expand. For a
+volume mode, and a target no bigger than the source unless the target's class can expand; a CSI clone
+also needs one StorageClass on both sides (external-provisioner's rule), else it goes through a snapshot. For a
 VolumeSnapshot source only a snapshot restore or a copy is possible. When the fast path is not
 possible the choice falls back to `copy` (host-assisted) with upstream's event reason and message,
 which the populator records in `cloneFallbackReason`.
@@ -82,6 +83,7 @@ class ClaimSource:
     capacity: int | None  # status.capacity.storage, bytes (None while unbound)
     driver: str | None  # the bound PV's spec.csi.driver, else its class's provisioner
     profile_snapshot_class: str | None = None  # the source class's StorageProfile snapshotClass
+    storage_class: str | None = None  # the source claim's class
 
 
 @dataclass(frozen=True)
@@ -178,13 +180,21 @@ def _for_claim(inputs: StrategyInputs, source: ClaimSource, target: TargetFacts,
                        (Note("Warning", "ErrIncompatiblePVC", message),))
     strategy = wanted_strategy(inputs.override, target.profile_strategy)
     notes: tuple[Note, ...] = ()
+    if strategy == Strategy.CSI_CLONE and source.storage_class != target.class_name \
+            and source.driver == target_class.provisioner:
+        # A CSI clone is provisioned by external-provisioner only within one StorageClass; a snapshot
+        # of the same driver restores into any of its classes, and is just as fast.
+        strategy = Strategy.SNAPSHOT
+        notes = (Note("Normal", "CSICloneNotPossible",
+                      f"a CSI clone needs the source's storage class {source.storage_class}, the target's is "
+                      f"{target.class_name}: cloning through a snapshot instead"),)
     chosen_class: str | None = None
     if strategy == Strategy.SNAPSHOT:
         picked = pick_snapshot_class(source, target, target_class, inputs.snapshot_classes)
         if picked is None:
             return Chosen(Strategy.COPY, Fallback.NO_VOLUME_SNAPSHOT_CLASS)
         chosen_class, note = picked
-        notes = (note,)
+        notes = (*notes, note)
     if strategy in (Strategy.SNAPSHOT, Strategy.CSI_CLONE):
         fallback = _advanced_clone_problem(source, target, target_class)
         if fallback is not None:
