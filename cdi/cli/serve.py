@@ -7,7 +7,9 @@ proxy on 127.0.0.1. The store answers UploadTokenRequests in the create response
 token key ring this process copies next to the store (`cdi.cli.tokenkeys`). The store adds a clone token
 to a DataVolume created to clone from another namespace, signed with the clone key next to the store
 (`cdi.embedded.clonetokens`, created here at start if missing), which the controllers check. SIGINT/SIGTERM stop it
-gracefully; importer processes die with it and are restarted when it comes back."""
+gracefully; importer processes die with it and are restarted when it comes back. With `--metrics-port`
+(off by default; 0 picks a free port, logged) the control plane's Prometheus metrics are served on
+127.0.0.1 at `/metrics` (`cdi.monitoring`)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from cdi.embedded import EmbeddedCluster
 from cdi.embedded.clonetokens import SigningKeyFile, clone_token_mutation
 from cdi.embedded.nodeagent import add_node_agent
 from cdi.embedded.uploadtokens import KeyRingFile, upload_token_reviews
+from cdi.monitoring import ControlPlaneMetrics, MetricsServer
 from cdi.runtime.lock import ProcessLock
 from cdi.runtime.manager import Manager
 from cdi.runtime.types import Clock, SystemClock
@@ -41,6 +44,7 @@ class ServeOptions:
     pod_backoff_cap: float = 300.0
     image: str = "pycdi/pycdi:latest"
     uploadproxy_port: int = 31443
+    metrics_port: int | None = None  # None: no metrics endpoint; 0: a free port
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,8 +53,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="first crash-loop back-off of a failing pod, in seconds (kubelet: 10)")
     parser.add_argument("--uploadproxy-port", type=int, default=31443,
                         help="port of the upload proxy on 127.0.0.1 (0 picks a free one; default 31443)")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve Prometheus metrics at 127.0.0.1:PORT/metrics (0 picks a free one; default off)")
     parser.set_defaults(run=lambda args, home: asyncio.run(serve_forever(
-        home, ServeOptions(pod_backoff_base=args.pod_backoff, uploadproxy_port=args.uploadproxy_port))))
+        home, ServeOptions(pod_backoff_base=args.pod_backoff, uploadproxy_port=args.uploadproxy_port,
+                           metrics_port=args.metrics_port))))
 
 
 async def serve_forever(home: Path, options: ServeOptions) -> int:
@@ -85,11 +92,16 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     await cdiconfig.ensure_config(cluster)
     proxy = EmbeddedUploadProxy(cluster, home, clock, port=options.uploadproxy_port)
     await proxy.start()
+    metrics = ControlPlaneMetrics() if options.metrics_port is not None else None
+    metrics_server = MetricsServer(metrics.registry, port=options.metrics_port or 0) if metrics is not None else None
+    if metrics_server is not None:
+        await metrics_server.start()
+        log.info("metrics on http://127.0.0.1:%d/metrics", metrics_server.port)
     # CDI's controllers read through the manager's informer caches; the node agent above keeps reading
     # the store directly, as kubelet and the CSI provisioner would read their own state.
     for spec in cdi_controllers(manager.client(), clock, HttpsProgressScraper(),
                                 ControllerOptions(options.image, proxy.url, proxy.ca_pem,
-                                                  clone_tokens=clone_key.clone_tokens())):
+                                                  clone_tokens=clone_key.clone_tokens(), metrics=metrics)):
         manager.add(spec)
     log.info("embedded control plane serving %s", home)
     try:
@@ -97,4 +109,6 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     finally:
         await runner.close()
         await proxy.stop()
+        if metrics_server is not None:
+            await metrics_server.stop()
         await token_keys.stop()

@@ -24,6 +24,7 @@ from cdi.controllers.importpod import controller as import_pods
 from cdi.controllers.populators import controller as populators
 from cdi.controllers.progress import ProgressScraper
 from cdi.controllers.upload import controller as uploads
+from cdi.monitoring import ControlPlaneMetrics
 from cdi.runtime.types import Clock, ControllerSpec
 from cdi.tokens import CloneTokens
 
@@ -36,6 +37,8 @@ class ControllerOptions:
     namespace: str = NAMESPACE  # CDI's install namespace: its own Secrets (upload CA, token keys) live there
     # Checks and extends the clone tokens of cross-namespace clones (`cdi.tokens.CloneTokens`); None: no key.
     clone_tokens: CloneTokens | None = None
+    # The process's metrics (`cdi.monitoring`), set by the controllers that publish series; None: none.
+    metrics: ControlPlaneMetrics | None = None
 
 
 def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
@@ -48,7 +51,7 @@ def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
             *datavolumes.controllers(cluster, clock, scraper),
             *clone_datavolumes.controllers(cluster, clock, authorization),
             *datasource.controllers(cluster, clock),
-            *data_import_crons.controllers(cluster, clock),
+            *data_import_crons.controllers(cluster, clock, metrics=options.metrics),
             *clone_populator.controllers(cluster, clock, authorization),
             *populators.controllers(cluster, clock, scraper),
             *host_clones.controllers(cluster, clock, scraper, image=options.image, namespace=options.namespace,

@@ -15,6 +15,9 @@ Woken by its own changes, by DataVolumes, claims and DataSources labelled with a
 StorageProfile of a cron's storage class (an index filled as crons are reconciled), by StorageClass
 changes (a new default class), and by the requeue the plan asks for (the next poll; snapshots while
 not ready).
+
+With a `ControlPlaneMetrics`, each reconcile also publishes `kubevirt_cdi_dataimportcron_outdated` from the
+status it planned (`outdated`), and a deleted cron's series is dropped.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.dataimportcron.actions import Action, Create, Delete, Patch
 from cdi.controllers.dataimportcron.observe import SNAPSHOT_API, get_or_none, observe
+from cdi.controllers.dataimportcron.outdated import outdated_sample
 from cdi.controllers.dataimportcron.plan import Plan, PollOutcome, plan, poll_due
 from cdi.controllers.dataimportcron.pollers import PollError, SourcePoller, default_pollers
 from cdi.controllers.dataimportcron.targets import poll_target, pvc_digest, template_source
-from cdi.controllers.meta import is_deleting, labels_of, meta, name_of, namespace_of
+from cdi.controllers.meta import annotations_of, is_deleting, labels_of, meta, name_of, namespace_of
+from cdi.monitoring import ControlPlaneMetrics
 from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch
 
 log = logging.getLogger(__name__)
@@ -49,8 +54,9 @@ _CLEANUP_KINDS = ((CDI_API_VERSION, "DataSource"), (CDI_API_VERSION, "DataVolume
 
 class DataImportCronReconciler:
     def __init__(self, cluster: Cluster, clock: Clock, pollers: Mapping[str, SourcePoller] | None = None,
-                 zone: tzinfo = UTC) -> None:
+                 zone: tzinfo = UTC, metrics: ControlPlaneMetrics | None = None) -> None:
         self._cluster, self._clock, self._zone = cluster, clock, zone
+        self._metrics = metrics  # None: publish nothing (tests that do not look at metrics)
         self._pollers = dict(pollers) if pollers is not None else default_pollers()
         self.storage_classes: dict[Key, str] = {}  # cron → its storage class, for the StorageProfile watch
 
@@ -58,6 +64,8 @@ class DataImportCronReconciler:
         doc = await get_or_none(self._cluster, CDI_API_VERSION, KIND, key.name, key.namespace)
         if doc is None or is_deleting(doc):
             self.storage_classes.pop(key, None)
+            if self._metrics is not None:  # upstream drops the series when the cron goes
+                self._metrics.forget_cron(key.namespace, key.name)
             await self._cleanup(key)
             if doc is not None and FINALIZER in (meta(doc).get("finalizers") or []):
                 await self._set_finalizers(doc, [f for f in meta(doc)["finalizers"] if f != FINALIZER])
@@ -73,6 +81,7 @@ class DataImportCronReconciler:
             self.storage_classes[key] = observed.storage_class
         todo = plan(observed)
         await self._apply(doc, todo)
+        self._publish(doc, todo)
         return Result(todo.requeue_after) if todo.requeue_after is not None else DONE
 
     async def _poll(self, doc: Object) -> PollOutcome:
@@ -101,6 +110,15 @@ class DataImportCronReconciler:
         for event in todo.events:
             await record_event(self._cluster, doc, event.type, event.reason, event.message, component=COMPONENT,
                                clock=self._clock.now)
+
+    def _publish(self, doc: Object, todo: Plan) -> None:
+        """The outdated gauge from what was just written (after `_apply`, so a Conflict publishes nothing)."""
+        if self._metrics is None:
+            return
+        sample = outdated_sample(doc, todo.status, {**annotations_of(doc), **todo.annotations})
+        if sample is not None:
+            self._metrics.set_cron_outdated(namespace_of(doc), name_of(doc), outdated=sample.outdated,
+                                            pending=sample.pending)
 
     async def _act(self, namespace: str, action: Action) -> None:
         try:
@@ -160,8 +178,8 @@ def _labelled(obj: Object) -> Iterable[Key]:
 
 
 def controllers(cluster: Cluster, clock: Clock, pollers: Mapping[str, SourcePoller] | None = None,
-                zone: tzinfo = UTC) -> list[ControllerSpec]:
-    reconciler = DataImportCronReconciler(cluster, clock, pollers, zone)
+                zone: tzinfo = UTC, metrics: ControlPlaneMetrics | None = None) -> list[ControllerSpec]:
+    reconciler = DataImportCronReconciler(cluster, clock, pollers, zone, metrics)
 
     def profile_to_crons(profile: Object) -> Iterable[Key]:
         return [key for key, storage_class in list(reconciler.storage_classes.items())

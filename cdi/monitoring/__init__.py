@@ -1,0 +1,13 @@
+"""The control plane's Prometheus metrics: one registry per process and the HTTP endpoint serving it.
+
+`metrics` defines the metrics (names from `cdi.contracts.metrics`) on a registry the process owns — never
+prometheus_client's global default, so two control planes in one test process do not share series;
+controllers are handed the `ControlPlaneMetrics` and set what they observe. `server` serves the registry
+as `GET /metrics`; `cdi serve` and `cdi controller` start it with `--metrics-port`. The importer's progress
+endpoint (`importer.metrics`) is the data plane's counterpart and does not use this package.
+"""
+
+from cdi.monitoring.metrics import ControlPlaneMetrics
+from cdi.monitoring.server import MetricsServer, metrics_handler
+
+__all__ = ["ControlPlaneMetrics", "MetricsServer", "metrics_handler"]
