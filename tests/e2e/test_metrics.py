@@ -2,6 +2,7 @@
 scrape shows `kubevirt_cdi_dataimportcron_outdated` for a registry cron whose image is not pushed yet
 (outdated, not pending: the embedded default StorageClass is known), then 0 once the pushed image is
 imported, and no series once the cron is deleted. Schedules are `@every 2s`, as in test_dataimportcron.
+`cdi controller` against a real API server serves the same page on its health listener.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 
 from tests.e2e.test_dataimportcron import cron, insecure, push
 from tests.support.controlplane import ControlPlane, release_storage
+from tests.support.kubecluster import KubeCluster
 from tests.support.registry import RegistryServer
 
 pytestmark = pytest.mark.slow
@@ -82,3 +84,25 @@ def test_dataimportcron_outdated_is_scraped(plane: MetricsControlPlane, registry
     plane.wait_for(lambda: sample(plane.scrape()) == 0, "the cron to be reported up to date", timeout=60)
     plane.cdi("delete", "dataimportcron", "tiny-cron")
     plane.wait_for(lambda: 'cron_name="tiny-cron"' not in plane.scrape(), "the series to go", timeout=30)
+
+
+def test_cdi_controller_serves_metrics_on_its_health_port(kube_api_only: KubeCluster, tmp_path: Path) -> None:
+    """`cdi controller`'s default: `/metrics` beside `/healthz` on the health listener (upstream's 8080;
+    here `--health-port 0`)."""
+    log = tmp_path / "controller.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen([str(Path(sys.executable).with_name("cdi")), "controller", "--kubeconfig",
+                                    str(kube_api_only.kubeconfig_path), "--namespace", "default", "--health-port", "0",
+                                    "--no-leader-elect"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline, found = time.monotonic() + 30, None
+        while found is None and time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            found = re.search(r"health on :(\d+), metrics on :(\d+)", log.read_text())
+            time.sleep(0.2)
+        assert found is not None and found.group(1) == found.group(2), log.read_text()
+        with urllib.request.urlopen(f"http://127.0.0.1:{found.group(1)}/metrics", timeout=5) as response:
+            assert "# TYPE kubevirt_cdi_dataimportcron_outdated gauge" in response.read().decode()
+    finally:
+        process.terminate()
+        process.wait(30)
