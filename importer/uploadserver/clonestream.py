@@ -30,7 +30,9 @@ from importer.errors import TransferInterrupted
 from importer.uploadserver.clonedisk import ClonedDisk
 
 log = logging.getLogger(__name__)
-BUFFER = 2 << 20
+# Small enough that a buffer is still in the CPU cache when it is hashed and copied into the page cache
+# (measured: 256 KiB costs ~20% less CPU than 2 MiB, and less than 128 KiB or 512 KiB).
+BUFFER = 256 << 10
 BUFFERS = 4
 READ_IDLE = 60.0
 _HEAD_LIMIT = 64 << 10
