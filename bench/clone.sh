@@ -4,6 +4,7 @@
 # cdi-cloner → cdi-uploadserver over mutual TLS, and by an upstream-style full copy; prints the ratios.
 #   bash bench/clone.sh                         the issue's case (~2-4 min on 2 cores)
 #   bash bench/clone.sh --size-gib 8 --data-gib 1   smaller, while developing (written as -clone-partial)
+#   bash bench/clone.sh --skip-full             without the slow upstream-style row (also -clone-partial)
 # Needs root (mount) and what scripts/bootstrap.sh installs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
