@@ -36,6 +36,7 @@ from cdi.controllers.clone.plans import (
 )
 from cdi.controllers.clone.strategy import Strategy
 from cdi.controllers.meta import annotations_of, labels_of, name_of, namespace_of, storage_request, uid_of
+from cdi.controllers.populators.rebind import Handed, RebindFailed, claim_ref_patch, handover
 from cdi.quantity import format_quantity
 
 # What the host-assisted clone's temporary claim reports that the target should show too.
@@ -260,14 +261,14 @@ async def rebind_phase(cluster: Cluster, job: CloneJob) -> Pending | None:
     volume = await get_or_none(cluster, "v1", "PersistentVolume", volume_name) if volume_name else None
     if volume is None:
         return Pending(f"waiting for {name} to be bound")
-    ref = (volume.get("spec") or {}).get("claimRef") or {}
-    if ref.get("uid") == job.uid:
+    try:
+        handed = handover(volume, claim, job.target)
+    except RebindFailed as e:
+        raise CloneFailure(str(e)) from e
+    if handed == Handed.DONE:
         return Pending(f"waiting for the target claim to bind to {volume_name}")
-    if ref.get("uid") != uid_of(claim):
-        raise CloneFailure(f"volume {volume_name} is bound to neither {name} nor the target claim")
-    await cluster.patch("v1", "PersistentVolume", str(volume_name), {"spec": {"claimRef": {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": namespace_of(job.target),
-        "name": name_of(job.target), "uid": job.uid, "resourceVersion": None}}})
+    moved = claim_ref_patch(volume, job.target)
+    await cluster.patch("v1", "PersistentVolume", moved.volume, moved.patch)
     return Pending(f"handing volume {volume_name} to the target claim")
 
 

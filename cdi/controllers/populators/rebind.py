@@ -3,9 +3,9 @@
 Upstream's `cc.Rebind`: the PersistentVolume bound to the temporary claim (PVC′) gets a `claimRef` naming
 the target claim instead; Kubernetes' PV controller (or the embedded binder) then binds the target to
 it, and PVC′ is left `Lost`. `handover` decides, purely, from the volume as it is now; `RebindFailed`
-is raised when the volume is bound to neither claim, which no retry can mend. The clone populator's
-`Rebind` phase (`cdi.controllers.clone.phases.rebind_phase`) does the same for its temporary claim; this
-module is written to be the shared helper both could use.
+is raised when the volume is bound to neither claim, which no retry can mend. The import/upload
+populators and the clone populator's `Rebind` phase (`cdi.controllers.clone.phases.rebind_phase`) both
+hand volumes over with it.
 """
 
 from __future__ import annotations
