@@ -6,6 +6,12 @@ provisions local volumes for claims of its StorageClasses — the same code `cdi
 embedded store. Its state (pod directories and logs, the storage pool) lives under the home directory
 (`--home`/`CDI_HOME`), which one `cdi node` holds at a time. With `cdi controller` against the same
 API server, a DataVolume imports end to end on a real cluster. SIGINT/SIGTERM stop it gracefully.
+
+It also serves the one kubelet API path the API server needs for `kubectl logs`
+(`cdi.embedded.kubeletapi`) on `--kubelet-address:--kubelet-port` (default 127.0.0.1:10250; 0 picks a free
+port) and records the port in the Node's status. Callers must present a client certificate signed by
+`--client-ca-file`, or by default by the cluster's client CA (the `client-ca-file` of
+`kube-system/extension-apiserver-authentication`); with neither, the API is not served and the log says so.
 """
 
 from __future__ import annotations
@@ -13,16 +19,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from cdi.cli.daemon import run_until_stopped
+from cdi.cluster.errors import ApiError
+from cdi.cluster.protocol import Cluster
+from cdi.embedded.kubeletapi import KubeletApi
 from cdi.embedded.nodeagent import add_node_agent
+from cdi.embedded.pods.node import HOST_IP, NODE_NAME
 from cdi.kube import connect
 from cdi.runtime.manager import Manager
 from cdi.runtime.types import SystemClock
 
 log = logging.getLogger("cdi.node")
 NODE_LOCK = "node.lock"
+KUBELET_CERT_DIR = "kubelet-api"
+AUTH_CONFIGMAP = ("kube-system", "extension-apiserver-authentication")
+
+
+@dataclass(frozen=True)
+class KubeletOptions:
+    address: str = HOST_IP
+    port: int = 10250
+    client_ca_file: Path | None = None
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,21 +51,60 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
     parser.add_argument("--pod-backoff", type=float, default=10.0,
                         help="first crash-loop back-off of a failing pod, in seconds (kubelet: 10)")
-    parser.set_defaults(run=lambda args, home: asyncio.run(run(args.kubeconfig, home, args.pod_backoff)))
+    parser.add_argument("--kubelet-address", default=HOST_IP,
+                        help="address of the kubelet API (container logs for the API server; default 127.0.0.1)")
+    parser.add_argument("--kubelet-port", type=int, default=10250,
+                        help="port of the kubelet API (0 picks a free one; default 10250)")
+    parser.add_argument("--client-ca-file", type=Path, default=None,
+                        help="CA that signs the API server's kubelet client certificate (default: the cluster's "
+                             "client CA from kube-system/extension-apiserver-authentication)")
+    parser.set_defaults(run=lambda args, home: asyncio.run(run(
+        args.kubeconfig, home, args.pod_backoff,
+        KubeletOptions(args.kubelet_address, args.kubelet_port, args.client_ca_file))))
 
 
-async def run(kubeconfig: Path | None, home: Path, pod_backoff: float) -> int:
-    return await run_until_stopped(lambda stop: serve_node(kubeconfig, home, stop, pod_backoff=pod_backoff))
+async def run(kubeconfig: Path | None, home: Path, pod_backoff: float, kubelet: KubeletOptions) -> int:
+    return await run_until_stopped(lambda stop: serve_node(kubeconfig, home, stop, pod_backoff=pod_backoff,
+                                                           kubelet=kubelet))
 
 
-async def serve_node(kubeconfig: Path | None, home: Path, stop: asyncio.Event, *, pod_backoff: float = 10.0) -> None:
+async def serve_node(kubeconfig: Path | None, home: Path, stop: asyncio.Event, *, pod_backoff: float = 10.0,
+                     kubelet: KubeletOptions | None = None) -> None:
     home.mkdir(parents=True, exist_ok=True)
     clock = SystemClock()
+    kubelet = kubelet or KubeletOptions()
     async with await connect(kubeconfig) as cluster:
         manager = Manager(cluster, clock=clock, lock_path=home / NODE_LOCK)
-        runner = await add_node_agent(manager, cluster, home, clock, backoff_base=pod_backoff)
-        log.info("node agent for %s serving %s", cluster.transport.server, home)
+        api, port = await _start_kubelet_api(cluster, home, kubelet)
         try:
-            await manager.run(stop)
+            runner = await add_node_agent(manager, cluster, home, clock, backoff_base=pod_backoff, kubelet_port=port)
+            log.info("node agent for %s serving %s", cluster.transport.server, home)
+            try:
+                await manager.run(stop)
+            finally:
+                await runner.close()
         finally:
-            await runner.close()
+            if api is not None:
+                await api.close()
+
+
+async def _start_kubelet_api(cluster: Cluster, home: Path, options: KubeletOptions) -> tuple[KubeletApi | None, int]:
+    ca = options.client_ca_file.read_bytes() if options.client_ca_file else await _cluster_client_ca(cluster)
+    if not ca:
+        log.warning("no client CA (--client-ca-file, or client-ca-file in %s/%s): the kubelet API is not served, "
+                    "so `kubectl logs` cannot reach this node's pods", *AUTH_CONFIGMAP)
+        return None, 0
+    api = KubeletApi(cluster, home, NODE_NAME, ca)
+    port = await api.start(options.address, options.port, home / KUBELET_CERT_DIR)
+    log.info("kubelet API (container logs) on https://%s:%d", options.address, port)
+    return api, port
+
+
+async def _cluster_client_ca(cluster: Cluster) -> bytes:
+    namespace, name = AUTH_CONFIGMAP
+    try:
+        config = await cluster.get("v1", "ConfigMap", name, namespace)
+    except ApiError as e:
+        log.warning("could not read %s/%s for the cluster's client CA: %s", namespace, name, e)
+        return b""
+    return str((config.get("data") or {}).get("client-ca-file") or "").encode()

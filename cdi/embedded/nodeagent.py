@@ -32,8 +32,9 @@ log = logging.getLogger("cdi.node")
 POOL_DIR = "pools/default"
 
 
-def node_object(now: datetime) -> Object:
-    """The Node this agent plays kubelet for, Ready."""
+def node_object(now: datetime, kubelet_port: int = 0) -> Object:
+    """The Node this agent plays kubelet for, Ready; with the port of its kubelet API when it serves one
+    (`cdi.embedded.kubeletapi`: the API server sends `kubectl logs` there)."""
     stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "apiVersion": "v1", "kind": "Node",
@@ -45,13 +46,14 @@ def node_object(now: datetime) -> Object:
                             "message": "the pycdi node agent runs pods as local processes",
                             "lastHeartbeatTime": stamp, "lastTransitionTime": stamp}],
             "addresses": [{"type": "InternalIP", "address": HOST_IP}, {"type": "Hostname", "address": NODE_NAME}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
         },
     }
 
 
-async def register_node(cluster: Cluster, now: datetime) -> None:
+async def register_node(cluster: Cluster, now: datetime, kubelet_port: int = 0) -> None:
     """Create the Node if missing, and mark it Ready (the status subresource, as kubelet does)."""
-    desired = node_object(now)
+    desired = node_object(now, kubelet_port)
     try:
         await cluster.get("v1", "Node", NODE_NAME)
     except NotFound:
@@ -63,7 +65,7 @@ async def register_node(cluster: Cluster, now: datetime) -> None:
 
 
 async def add_node_agent(manager: Manager, cluster: Cluster, home: Path, clock: Clock, *,
-                         backoff_base: float = 10.0, backoff_cap: float = 300.0) -> PodRunner:
+                         backoff_base: float = 10.0, backoff_cap: float = 300.0, kubelet_port: int = 0) -> PodRunner:
     """Prepare this node and add its controllers to `manager`; the returned runner must be closed."""
     pool = await local_volumes.open_pool(home / POOL_DIR)
     created = await local_volumes.ensure_default_storage(cluster)
@@ -71,7 +73,7 @@ async def add_node_agent(manager: Manager, cluster: Cluster, home: Path, clock: 
         log.info("created %s", ", ".join(created))
     report = await local_volumes.ensure_all_attached(cluster, pool)
     log.info("volumes re-attached: %d, failed: %d", len(report.attached), len(report.failed))
-    await register_node(cluster, clock.now())
+    await register_node(cluster, clock.now(), kubelet_port)
     runner = PodRunner(cluster, home, clock=clock, backoff_base=backoff_base, backoff_cap=backoff_cap)
     for spec in local_volumes.controllers(cluster, pool, clock):
         manager.add(spec)

@@ -5,7 +5,8 @@ temporary directory, on free 127.0.0.1 ports: a throw-away CA and serving certif
 key pair, a static token file whose admin is in `system:masters`, RBAC authorization. kube-controller-manager
 plays the parts no API server plays alone: garbage collection of owned objects, namespace deletion, PV
 binding, default service accounts and the `kube-root-ca.crt` config map. There is no kubelet or scheduler:
-nothing runs pods.
+nothing runs pods until a test starts `cdi node` (`tests/support/kubenode.py`). The API server presents a
+kubelet client certificate of the cluster CA, so `kubectl logs` reaches the kubelet API `cdi node` serves.
 
 `tests/kube/conftest.py` wires it into pytest (`kube_cluster`, `kube_namespace`). Every process runs in
 its own process group and `stop()` ends the groups, so nothing outlives the session.
@@ -281,6 +282,11 @@ class KubeCluster:
             "kubernetes.default.svc.cluster.local", "10.96.0.1"))
         (pki / "apiserver.crt").write_bytes(cert)
         (pki / "apiserver.key").write_bytes(key)
+        # What the API server presents to kubelets (`cdi node`'s kubelet API) for `kubectl logs`, as kubeadm
+        # issues it: a client certificate of the cluster CA in an admin group.
+        cert, key = authority.issue("kube-apiserver-kubelet-client", ("system:masters",))
+        (pki / "apiserver-kubelet-client.crt").write_bytes(cert)
+        (pki / "apiserver-kubelet-client.key").write_bytes(key)
         sa_key = ec.generate_private_key(ec.SECP256R1())
         (pki / "sa.key").write_bytes(_pem_key(sa_key))
         (pki / "sa.pub").write_bytes(sa_key.public_key().public_bytes(
@@ -325,6 +331,9 @@ class KubeCluster:
             f"--service-account-key-file={pki / 'sa.pub'}", f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--authorization-mode=RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
             "--allow-privileged=true", "--profiling=false", "--v=1", *self.extra_apiserver_args])
         self._wait(process, lambda: _get(f"{self.server_url}/readyz", self._ssl_context(), self.admin_token) == "ok")
 
