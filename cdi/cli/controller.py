@@ -31,7 +31,7 @@ from cdi.cli.daemon import run_until_stopped
 from cdi.contracts.metrics import METRICS_PATH
 from cdi.controllers import cdiconfig
 from cdi.controllers.progress import HttpsProgressScraper
-from cdi.controllers.setup import ControllerOptions, cdi_controllers
+from cdi.controllers.setup import ControllerOptions, cdi_controllers, observe_cluster
 from cdi.kube import connect
 from cdi.monitoring import ControlPlaneMetrics, MetricsServer, metrics_handler
 from cdi.runtime.health import HealthServer
@@ -89,14 +89,16 @@ async def control(command: ControllerCommand, stop: asyncio.Event) -> None:
     async with await connect(command.kubeconfig, qps=command.qps, burst=command.burst) as cluster:
         identity = f"{socket.gethostname()}_{os.getpid()}"
         lock = LeaseLock(cluster, command.namespace, LEASE_NAME, identity) if command.leader_elect else None
-        manager = Manager(cluster, clock=clock, leader_lock=lock)
-        clone_tokens = CloneTokens.from_key(await ensure_signing_key(cluster, command.namespace, time.time()))
         metrics = ControlPlaneMetrics() if command.metrics_port != -1 else None
+        manager = Manager(cluster, clock=clock, leader_lock=lock, metrics=metrics.runtime if metrics else None)
+        clone_tokens = CloneTokens.from_key(await ensure_signing_key(cluster, command.namespace, time.time()))
         for spec in cdi_controllers(manager.client(), clock, HttpsProgressScraper(),
                                     ControllerOptions(command.image, command.uploadproxy_url,
                                                       namespace=command.namespace, clone_tokens=clone_tokens,
                                                       metrics=metrics)):
             manager.add(spec)
+        if metrics is not None:
+            await observe_cluster(metrics, cluster, manager.reader)
         health, separate = _listeners(command, manager, metrics)
         await health.start()
         try:

@@ -25,7 +25,7 @@ from cdi.cli.state import LOCK_FILE, clone_key_path, store_path, token_keys_path
 from cdi.cli.tokenkeys import TokenKeyFile
 from cdi.controllers import cdiconfig
 from cdi.controllers.progress import HttpsProgressScraper
-from cdi.controllers.setup import ControllerOptions, cdi_controllers
+from cdi.controllers.setup import ControllerOptions, cdi_controllers, observe_cluster
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.clonetokens import SigningKeyFile, clone_token_mutation
 from cdi.embedded.nodeagent import add_node_agent
@@ -86,13 +86,13 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     token_keys = TokenKeyFile(cluster, keys, clock)
     await token_keys.start()
     await asyncio.to_thread(clone_key.ring)  # made now, not on the first clone
-    manager = Manager(cluster, clock=clock)
+    metrics = ControlPlaneMetrics() if options.metrics_port is not None else None
+    manager = Manager(cluster, clock=clock, metrics=metrics.runtime if metrics is not None else None)
     runner = await add_node_agent(manager, cluster, home, clock, backoff_base=options.pod_backoff_base,
                                   backoff_cap=options.pod_backoff_cap)
     await cdiconfig.ensure_config(cluster)
     proxy = EmbeddedUploadProxy(cluster, home, clock, port=options.uploadproxy_port)
     await proxy.start()
-    metrics = ControlPlaneMetrics() if options.metrics_port is not None else None
     metrics_server = MetricsServer(metrics.registry, port=options.metrics_port or 0) if metrics is not None else None
     if metrics_server is not None:
         await metrics_server.start()
@@ -103,6 +103,8 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
                                 ControllerOptions(options.image, proxy.url, proxy.ca_pem,
                                                   clone_tokens=clone_key.clone_tokens(), metrics=metrics)):
         manager.add(spec)
+    if metrics is not None:
+        await observe_cluster(metrics, cluster, manager.reader, workers=True)
     log.info("embedded control plane serving %s", home)
     try:
         await manager.run(stop)

@@ -5,15 +5,22 @@ with the cluster their reconcilers should use — the manager's cached client, s
 informer caches — and add the result to their manager. What differs between the two lives outside:
 the embedded mode adds its node agent (volume provisioner, pod runner); on Kubernetes, kubelet and
 the CSI drivers play those parts.
+
+`observe_cluster` gives the process's metrics the caches its state metrics are computed from
+(`cdi.monitoring.collector`), also the same for both entrypoints.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from cdi.api.meta import CDI_API_VERSION
 from cdi.cluster.protocol import Cluster
+from cdi.contracts.annotations import APP_NAME, LABEL_APP
 from cdi.contracts.deployment import NAMESPACE
 from cdi.controllers import cdiconfig, datasource, notsupported, storageprofile
+from cdi.controllers.capabilities import UNSUPPORTED_PROVISIONERS
 from cdi.controllers.clone import datavolume as clone_datavolumes
 from cdi.controllers.clone import populator as clone_populator
 from cdi.controllers.clone.authorization import CloneAuthorization
@@ -25,6 +32,7 @@ from cdi.controllers.populators import controller as populators
 from cdi.controllers.progress import ProgressScraper
 from cdi.controllers.upload import controller as uploads
 from cdi.monitoring import ControlPlaneMetrics
+from cdi.monitoring.collector import ClusterReaders, ObjectSource
 from cdi.runtime.types import Clock, ControllerSpec
 from cdi.tokens import CloneTokens
 
@@ -57,3 +65,22 @@ def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
             *host_clones.controllers(cluster, clock, scraper, image=options.image, namespace=options.namespace,
                                      authorize=authorization.check_clone_request),
             *notsupported.controllers(cluster, clock)]
+
+
+async def observe_cluster(metrics: ControlPlaneMetrics, cluster: Cluster,
+                          reader: Callable[[str, str], ObjectSource], *, workers: bool = False) -> None:
+    """Compute the state metrics from the caches `reader` (the manager's) keeps. Kinds the cluster may not
+    serve (snapshot classes, CSIDrivers, the CDI resource) are read only when served now: an informer of
+    an unserved kind would never sync and hold the manager back. `workers`: `cdi serve`, whose worker
+    processes nobody else scrapes, also reports their progress and restarts."""
+    async def optional(api_version: str, kind: str) -> ObjectSource | None:
+        return reader(api_version, kind) if await cluster.served(api_version, kind) else None
+
+    readers = ClusterReaders(
+        data_volumes=reader(CDI_API_VERSION, "DataVolume"), storage_classes=reader("storage.k8s.io/v1", "StorageClass"),
+        storage_profiles=reader(CDI_API_VERSION, "StorageProfile"), claims=reader("v1", "PersistentVolumeClaim"),
+        csi_drivers=await optional("storage.k8s.io/v1", "CSIDriver"),
+        snapshot_classes=await optional("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass"),
+        cdis=await optional(CDI_API_VERSION, "CDI"), pods=reader("v1", "Pod") if workers else None,
+        pod_selector={LABEL_APP: APP_NAME}, unsupported_provisioners=UNSUPPORTED_PROVISIONERS)
+    metrics.observe(readers.observe, workers=workers)

@@ -16,7 +16,8 @@ that change (an informer applies an event to its cache before telling its handle
 filtered informer per watch, a reconcile could read the older state and nothing would wake it again.
 
 `cdi.runtime.manager` builds controllers, starts them once their informers have synced, and stops
-them gracefully.
+them gracefully. With a `ReconcileMetrics` (`cdi.runtime.instrumentation`) each reconcile is reported as
+controller-runtime counts it: its result (success, error, requeue, requeue_after) and its duration.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import logging
 from cdi.cluster.errors import Conflict
 from cdi.cluster.protocol import EventType, Object
 from cdi.runtime.informer import Informer, SharedInformers
+from cdi.runtime.instrumentation import ReconcileMetrics, reconcile_result
 from cdi.runtime.queue import WorkQueue
 from cdi.runtime.types import Clock, ControllerSpec, Key, SystemClock, Watch
 
@@ -37,8 +39,9 @@ class Controller:
     """Runs `spec.reconciler` on `spec.workers` workers for keys its informers enqueue."""
 
     def __init__(self, spec: ControllerSpec, informers: SharedInformers, queue: WorkQueue | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, metrics: ReconcileMetrics | None = None) -> None:
         self.spec = spec
+        self._metrics = metrics
         self._clock = clock or SystemClock()
         self.queue = queue if queue is not None else WorkQueue(self._clock)
         self._workers: list[asyncio.Task[None]] = []
@@ -60,6 +63,8 @@ class Controller:
     def start(self) -> None:
         """Start the workers (the informers are started by their owner)."""
         if not self._workers:
+            if self._metrics is not None:
+                self._metrics.workers(max(1, self.spec.workers))
             self._workers = [asyncio.create_task(self._work(), name=f"{self.name}-worker-{index}")
                              for index in range(max(1, self.spec.workers))]
 
@@ -85,9 +90,13 @@ class Controller:
 
     async def _reconcile(self, key: Key) -> None:
         started = self._clock.monotonic()
+        if self._metrics is not None:
+            self._metrics.started()
         try:
             result = await self.spec.reconciler.reconcile(key)
         except Exception as error:
+            if self._metrics is not None:
+                self._metrics.finished("error", self._clock.monotonic() - started)
             retries = self.queue.num_requeues(key)
             level = logging.INFO if isinstance(error, Conflict) else logging.ERROR  # optimistic locking lost: routine
             logger.log(level, "%s: reconcile %s failed (retry %d): %s: %s", self.name, key, retries + 1,
@@ -96,6 +105,8 @@ class Controller:
             self.queue.add_rate_limited(key)
             return
         logger.debug("%s: reconciled %s in %.3fs", self.name, key, self._clock.monotonic() - started)
+        if self._metrics is not None:
+            self._metrics.finished(reconcile_result(result.requeue_after), self._clock.monotonic() - started)
         self.queue.forget(key)
         if result.requeue_after is not None:
             self.queue.add_after(key, result.requeue_after)

@@ -7,7 +7,9 @@ each `ControllerSpec` with `add`, gives reconcilers cached readers with `reader`
 then starts every informer (`cdi.runtime.informer`), waits until all have listed, and starts the
 controllers' workers (`cdi.runtime.controller`). When `stop` is set it shuts down in order: queues
 stop handing out keys, in-flight reconciles get `shutdown_timeout` seconds before being cancelled,
-informers stop, the lock is released. Nothing it started outlives `run`.
+informers stop, the lock is released. Nothing it started outlives `run`. Given a `RuntimeMetrics`
+(`cdi.runtime.instrumentation`), every controller's queue and reconciles report to it under the
+controller's name.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from cdi.cluster.protocol import Cluster
 from cdi.runtime.cachedclient import CachedCluster
 from cdi.runtime.controller import Controller
 from cdi.runtime.informer import Informer, SharedInformers
+from cdi.runtime.instrumentation import RuntimeMetrics
 from cdi.runtime.lease import LeaderLock
 from cdi.runtime.lock import ProcessLock
 from cdi.runtime.queue import WorkQueue
@@ -36,8 +39,9 @@ class Manager:
 
     def __init__(self, cluster: Cluster, *, clock: Clock | None = None, lock_path: Path | None = None,
                  shutdown_timeout: float = 30.0, lock_poll_interval: float = 1.0,
-                 leader_lock: LeaderLock | None = None) -> None:
+                 leader_lock: LeaderLock | None = None, metrics: RuntimeMetrics | None = None) -> None:
         self._clock = clock or SystemClock()
+        self._metrics = metrics
         self._cluster = cluster
         self._informers = SharedInformers(cluster)
         self._controllers: list[Controller] = []
@@ -74,7 +78,11 @@ class Manager:
             raise RuntimeError(f"controller {spec.name!r} must be added before the manager runs")
         if any(existing.name == spec.name for existing in self._controllers):
             raise ValueError(f"a controller named {spec.name!r} is already registered")
-        controller = Controller(spec, self._informers, WorkQueue(self._clock), self._clock)
+        queue = WorkQueue(self._clock)
+        if self._metrics is not None:
+            queue.instrument(self._metrics.workqueue(spec.name, queue.in_flight))
+        controller = Controller(spec, self._informers, queue, self._clock,
+                                self._metrics.reconciles(spec.name) if self._metrics is not None else None)
         self._controllers.append(controller)
         return controller
 

@@ -12,6 +12,10 @@ Timers: with a clock that tells the queue when it moves (`SteppedClock`, the tes
 queue arms no event-loop timers and promotes due keys whenever the clock advances, so tests are
 instant and deterministic; with any other clock it arms one `loop.call_later` for the earliest
 deadline. Either way `get` and `poll` re-check the heap against the clock.
+
+`instrument` hands the queue a `WorkQueueMetrics` (`cdi.runtime.instrumentation`): effective adds, waits
+between add and hand-out, work durations, retries and the queue's depth, as client-go's work queue reports
+them; without one it reports nothing and behaves the same.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ import asyncio
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
+from cdi.runtime.instrumentation import WorkQueueMetrics
 from cdi.runtime.types import Clock, Key
 
 DEFAULT_BASE_DELAY = 0.005
@@ -80,6 +85,18 @@ class WorkQueue:
         self._idle.set()
         self._shutting_down = False
         self._unsubscribe = clock.on_advance(self.poll) if isinstance(clock, SteppedClock) else None
+        self._metrics: WorkQueueMetrics | None = None
+        self._added_at: dict[Key, float] = {}  # when each waiting key was added (for its wait)
+        self._started: dict[Key, float] = {}  # when each key being processed was handed out
+
+    def instrument(self, metrics: WorkQueueMetrics) -> None:
+        """Report to `metrics` from now on."""
+        self._metrics = metrics
+
+    def in_flight(self) -> Sequence[float]:
+        """How long each key being processed has been held, in seconds."""
+        now = self._clock.monotonic()
+        return [now - started for started in self._started.values()]
 
     def __len__(self) -> int:
         """How many keys are ready to be handed out."""
@@ -102,6 +119,9 @@ class WorkQueue:
         if self._shutting_down or key in self._dirty:
             return
         self._dirty.add(key)
+        self._added_at.setdefault(key, self._clock.monotonic())
+        if self._metrics is not None:
+            self._metrics.added(len(self._dirty))
         if key not in self._processing:
             self._ready.append(key)
             self._notify()
@@ -110,6 +130,8 @@ class WorkQueue:
         """Queue `key` once `seconds` have passed on the clock; an earlier pending deadline wins."""
         if self._shutting_down:
             return
+        if self._metrics is not None:
+            self._metrics.retried()  # as client-go's AddAfter counts every delayed add
         if seconds <= 0:
             self.add(key)
             return
@@ -142,6 +164,11 @@ class WorkQueue:
                 self._dirty.discard(key)
                 self._processing.add(key)
                 self._idle.clear()
+                now = self._clock.monotonic()
+                self._started[key] = now
+                waited = now - self._added_at.pop(key, now)
+                if self._metrics is not None:
+                    self._metrics.handed_out(len(self._dirty), waited)
                 return key
             self._arm()
             await self._wake.wait()
@@ -149,6 +176,9 @@ class WorkQueue:
     def done(self, key: Key) -> None:
         """A worker finished `key`; hand it out again if it was added meanwhile."""
         self._processing.discard(key)
+        started = self._started.pop(key, None)
+        if self._metrics is not None and started is not None:
+            self._metrics.finished(self._clock.monotonic() - started)
         if key in self._dirty and not self._shutting_down:
             self._ready.append(key)
             self._notify()
@@ -169,12 +199,15 @@ class WorkQueue:
         self._shutting_down = True
         self._ready.clear()
         self._dirty.clear()
+        self._added_at.clear()
         self._heap.clear()
         self._deadlines.clear()
         self._disarm()
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._metrics is not None:
+            self._metrics.emptied()
         self._notify()
 
     async def drain(self) -> None:
