@@ -2,7 +2,9 @@
 
 The Namespace, CDI's CRDs, least-privilege RBAC for the controller, API server and upload proxy plus
 the roles users bind, the certificates in Secrets and ConfigMaps, the Services and Deployments (one
-image, `--image`), the upload APIService and the admission webhooks (`cdi.install.render_all`).
+image, `--image`), the upload APIService and the admission webhooks (`cdi.install.render_all`); with
+`--monitoring` also the PrometheusRule (upstream's alerts and recording rules) and the ServiceMonitor, which
+need the prometheus-operator's CRDs (`cdi.install.alerts`).
 
 This module does the I/O around the pure renderers: it reads and writes the PEM files of `--ca-dir`
 (so applying again reuses the certificates instead of rotating them; without it every run issues new
@@ -49,7 +51,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--ca-dir", type=Path, default=None, metavar="DIR",
                         help="keep the CAs and certificates in DIR and reuse them on later runs "
                              "(default: new ones every run)")
-    parser.set_defaults(run=lambda args, home: run(args.namespace, args.image, args.ca_dir, sys.stdout))
+    parser.add_argument("--monitoring", action="store_true",
+                        help="also print the PrometheusRule (alerts) and ServiceMonitor; needs the "
+                             "prometheus-operator's CRDs (monitoring.coreos.com) on the cluster")
+    parser.set_defaults(run=lambda args, home: run(args.namespace, args.image, args.ca_dir, sys.stdout,
+                                                   monitoring=args.monitoring))
 
 
 class _Dumper(yaml.SafeDumper):
@@ -93,7 +99,7 @@ def save_pairs(directory: Path, creds: Credentials, previous: dict[str, KeyPair]
         (directory / f"{stem}.crt").write_bytes(pair.cert_pem)
 
 
-def run(namespace: str, image: str, ca_dir: Path | None, out: TextIO) -> int:
+def run(namespace: str, image: str, ca_dir: Path | None, out: TextIO, *, monitoring: bool = False) -> int:
     stored = load_pairs(ca_dir) if ca_dir is not None and ca_dir.is_dir() else {}
     try:
         creds = credentials(namespace, datetime.now(UTC), stored)
@@ -101,6 +107,6 @@ def run(namespace: str, image: str, ca_dir: Path | None, out: TextIO) -> int:
         raise CliError(f"cannot use the certificates in {ca_dir}: {e}") from e
     if ca_dir is not None:
         save_pairs(ca_dir, creds, stored)
-    out.write(to_yaml(render_all(InstallOptions(creds, namespace, image))))
+    out.write(to_yaml(render_all(InstallOptions(creds, namespace, image, monitoring))))
     out.flush()
     return 0

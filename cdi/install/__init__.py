@@ -5,7 +5,8 @@ tests apply them through `cdi.install.serverside`. Pure renderers, one module pe
 `crds` (CDI's CRDs), `rbac` (service accounts, least-privilege roles, users' aggregated roles),
 `tls` (the install's certificates and the Secrets and ConfigMaps holding them), `workloads` (the
 three Deployments and their Services), `webhooks` (the upload APIService and the admission webhooks,
-trusting the install CA). Names come from `cdi.contracts.deployment`.
+trusting the install CA), `alerts` (the PrometheusRule and ServiceMonitor, only with `monitoring`: they
+need the prometheus-operator's CRDs). Names come from `cdi.contracts.deployment`.
 
 Documents are ordered so that a plain apply works in one pass: the Namespace and CRDs first, then
 identities and permissions, certificates, Services and Deployments, and last what makes the API
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cdi.contracts import deployment as dep
+from cdi.install.alerts import monitoring_objects
 from cdi.install.crds import crds
 from cdi.install.objects import Object, document, metadata
 from cdi.install.rbac import rbac
@@ -36,6 +38,7 @@ class InstallOptions:
     credentials: Credentials
     namespace: str = dep.NAMESPACE
     image: str = DEFAULT_IMAGE
+    monitoring: bool = False  # also the PrometheusRule and ServiceMonitor (prometheus-operator's kinds), last
 
 
 def namespace_object(namespace: str) -> Object:
@@ -47,4 +50,4 @@ def render_all(options: InstallOptions) -> list[Object]:
     namespace, bundle = options.namespace, options.credentials.ca_bundle
     return [namespace_object(namespace), *crds(), *rbac(namespace), *tls_objects(namespace, options.credentials),
             *services(namespace), *workloads(namespace, options.image), upload_api_service(namespace, bundle),
-            *webhook_configurations(namespace, bundle)]
+            *webhook_configurations(namespace, bundle), *(monitoring_objects(namespace) if options.monitoring else [])]
