@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster, Object
@@ -18,6 +21,18 @@ from cdi.embedded.pods.runner import PodRunner
 from cdi.runtime.types import Key
 
 NAMESPACE = "default"
+
+# Runs a test once with each launcher: processes, and podman containers in the project's image.
+both_runtimes = pytest.mark.parametrize("pod_runtime", ["process", "container"])
+
+
+def exchange(tmp_path: Path) -> tuple[Path, Object, Object]:
+    """A directory the test and a pod's container both see at the same path: (path, the pod's hostPath
+    volume, the container's mount). It is world-writable, for a container's unprivileged user."""
+    path = tmp_path / "exchange"
+    path.mkdir()
+    os.chmod(path, 0o777)
+    return path, {"name": "exchange", "hostPath": {"path": str(path)}}, {"name": "exchange", "mountPath": str(path)}
 
 
 def py(code: str) -> list[str]:

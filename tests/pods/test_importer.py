@@ -9,7 +9,7 @@ from cdi.contracts import importer_env as env
 from cdi.contracts.termination import IMPORT_COMPLETE, TerminationMessage
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.pods.runner import PodRunner
-from tests.pods.support import bind, claim, container_status, phase, pod, settle, storage_class
+from tests.pods.support import bind, both_runtimes, claim, container_status, phase, pod, settle, storage_class
 
 MI = 1024 * 1024
 
@@ -39,6 +39,7 @@ async def bound_claim(cluster: EmbeddedCluster, tmp_path: Path) -> Path:
     return volume
 
 
+@both_runtimes
 async def test_a_blank_import_completes_and_reports_through_the_termination_message(
         cluster: EmbeddedCluster, runner: PodRunner, tmp_path: Path) -> None:
     volume = await bound_claim(cluster, tmp_path)
@@ -54,6 +55,7 @@ async def test_a_blank_import_completes_and_reports_through_the_termination_mess
     assert 0 < disk.stat().st_size <= 64 * MI
 
 
+@both_runtimes
 async def test_an_importer_failure_message_reaches_the_status(cluster: EmbeddedCluster, runner: PodRunner,
                                                               tmp_path: Path) -> None:
     await bound_claim(cluster, tmp_path)

@@ -13,6 +13,7 @@ from cdi.embedded.pods.runner import PodRunner
 from cdi.runtime.types import Key
 from tests.pods.support import (
     NAMESPACE,
+    both_runtimes,
     container,
     container_status,
     phase,
@@ -22,6 +23,7 @@ from tests.pods.support import (
     settle,
     waiting_reason,
 )
+from tests.pods.support import exchange as exchange_dir
 
 # Waits for the file argv[1] to exist, then leaves a termination message and exits 0.
 GATED = """
@@ -46,9 +48,11 @@ if run < int(sys.argv[2]):
 """
 
 
+@both_runtimes
 async def test_pod_goes_pending_running_succeeded(cluster: EmbeddedCluster, runner: PodRunner, tmp_path: Path) -> None:
-    gate = tmp_path / "go"
-    await cluster.create(pod("job", container(command=[*py(GATED), str(gate)])))
+    shared, volume, mount = exchange_dir(tmp_path)
+    gate = shared / "go"
+    await cluster.create(pod("job", container(command=[*py(GATED), str(gate)], volumeMounts=[mount]), volumes=[volume]))
     current = await settle(runner, cluster, "job", running())
     assert current is not None
     status = current["status"]
@@ -80,11 +84,13 @@ async def test_pod_goes_pending_running_succeeded(cluster: EmbeddedCluster, runn
     assert log_path(runner.state_dir, NAMESPACE, "job", "main").read_text() == "started\n"
 
 
+@both_runtimes
 async def test_on_failure_crash_loops_with_back_off_until_it_succeeds(cluster: EmbeddedCluster, runner: PodRunner,
                                                                       tmp_path: Path) -> None:
-    counter = tmp_path / "runs"
-    await cluster.create(pod("flaky", container(command=[*py(FLAKY), str(counter), "4"]),
-                             restart_policy="OnFailure"))
+    shared, volume, mount = exchange_dir(tmp_path)
+    counter = shared / "runs"
+    await cluster.create(pod("flaky", container(command=[*py(FLAKY), str(counter), "4"], volumeMounts=[mount]),
+                             restart_policy="OnFailure", volumes=[volume]))
     looping = await settle(runner, cluster, "flaky", waiting_reason("CrashLoopBackOff"))
     main = container_status(looping)
     assert looping is not None and looping["status"]["phase"] == "Running"  # as kubelet: it will run again
@@ -108,10 +114,13 @@ async def test_on_failure_crash_loops_with_back_off_until_it_succeeds(cluster: E
     assert {e["reason"] for e in events} >= {"Scheduled", "Started", "BackOff"}
 
 
+@both_runtimes
 async def test_never_fails_with_the_termination_message(cluster: EmbeddedCluster, runner: PodRunner,
                                                         tmp_path: Path) -> None:
-    counter = tmp_path / "runs"
-    await cluster.create(pod("once", container(command=[*py(FLAKY), str(counter), "2"])))
+    shared, volume, mount = exchange_dir(tmp_path)
+    counter = shared / "runs"
+    await cluster.create(pod("once", container(command=[*py(FLAKY), str(counter), "2"], volumeMounts=[mount]),
+                             volumes=[volume]))
     done = await settle(runner, cluster, "once", phase("Succeeded", "Failed"))
     assert done is not None and done["status"]["phase"] == "Failed"
     main = container_status(done)
@@ -121,6 +130,7 @@ async def test_never_fails_with_the_termination_message(cluster: EmbeddedCluster
     assert counter.read_text() == "x"
 
 
+@both_runtimes
 async def test_fallback_to_logs_on_error_reports_the_end_of_the_log(cluster: EmbeddedCluster,
                                                                     runner: PodRunner) -> None:
     noisy = "import sys\nfor i in range(200):\n    print(f'line {i}', file=sys.stderr)\nsys.exit(3)"
@@ -131,6 +141,7 @@ async def test_fallback_to_logs_on_error_reports_the_end_of_the_log(cluster: Emb
     assert terminated["message"].splitlines() == [f"line {i}" for i in range(120, 200)]  # kubelet's last 80
 
 
+@both_runtimes
 async def test_a_program_that_cannot_start_is_a_start_error(cluster: EmbeddedCluster, runner: PodRunner) -> None:
     await cluster.create(pod("typo", container(command=["no-such-program-pycdi"])))
     done = await settle(runner, cluster, "typo", phase("Failed"))
@@ -139,12 +150,14 @@ async def test_a_program_that_cannot_start_is_a_start_error(cluster: EmbeddedClu
     assert terminated["message"] == 'exec: "no-such-program-pycdi": executable file not found in $PATH'
 
 
+@both_runtimes
 async def test_containers_run_side_by_side_and_the_pod_waits_for_all(cluster: EmbeddedCluster, runner: PodRunner,
                                                                      tmp_path: Path) -> None:
-    gate = tmp_path / "go"
+    shared, volume, mount = exchange_dir(tmp_path)
+    gate = shared / "go"
     quick = container("quick", command=py("print('quick')"))
-    slow = container("slow", command=[*py(GATED), str(gate)])
-    await cluster.create(pod("pair", quick, slow))
+    slow = container("slow", command=[*py(GATED), str(gate)], volumeMounts=[mount])
+    await cluster.create(pod("pair", quick, slow, volumes=[volume]))
     both = await settle(runner, cluster, "pair", lambda p: running("slow")(p) and "terminated" in container_status(
         p, "quick")["state"])
     assert both is not None and both["status"]["phase"] == "Running"
@@ -156,6 +169,7 @@ async def test_containers_run_side_by_side_and_the_pod_waits_for_all(cluster: Em
     assert [s["name"] for s in done["status"]["containerStatuses"]] == ["quick", "slow"]
 
 
+@both_runtimes
 async def test_pods_get_distinct_addresses_they_can_serve_on(cluster: EmbeddedCluster, runner: PodRunner) -> None:
     serve = """
 import os, socket
@@ -207,6 +221,7 @@ async def test_a_process_exit_asks_for_its_pod_to_be_reconciled(cluster: Embedde
         await hooked.close()
 
 
+@both_runtimes
 async def test_always_restarts_even_successful_containers(cluster: EmbeddedCluster, runner: PodRunner) -> None:
     await cluster.create(pod("ticker", container(command=py("print('tick')")), restart_policy="Always"))
     looping = await settle(runner, cluster, "ticker", lambda p: p is not None and any(

@@ -16,6 +16,7 @@ from cdi.runtime.types import Key
 from tests.pods.support import (
     NAMESPACE,
     bind,
+    both_runtimes,
     claim,
     config_map,
     container,
@@ -45,6 +46,7 @@ open(os.environ["CDI_TERMINATION_LOG"], "w").write(json.dumps(report))
 """
 
 
+@both_runtimes
 async def test_secrets_and_config_maps_become_files_and_variables(cluster: EmbeddedCluster,
                                                                   runner: PodRunner) -> None:
     await cluster.create(secret("creds", {"accessKeyId": b"AKIA", "secretKey": b"s3cr3t"}))
@@ -75,6 +77,7 @@ async def test_secrets_and_config_maps_become_files_and_variables(cluster: Embed
     }
 
 
+@both_runtimes
 async def test_a_missing_secret_holds_the_container_until_it_exists(cluster: EmbeddedCluster,
                                                                     runner: PodRunner) -> None:
     echo = "import os; open(os.environ['CDI_TERMINATION_LOG'], 'w').write(os.environ['KEY'])"
@@ -88,6 +91,7 @@ async def test_a_missing_secret_holds_the_container_until_it_exists(cluster: Emb
     assert container_status(done)["state"]["terminated"]["message"] == "finally"
 
 
+@both_runtimes
 async def test_wait_for_first_consumer_claims_get_the_node_and_the_pod_waits(cluster: EmbeddedCluster,
                                                                              runner: PodRunner,
                                                                              tmp_path: Path) -> None:

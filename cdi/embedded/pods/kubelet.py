@@ -29,7 +29,6 @@ from cdi.embedded.pods.processes import (
     Process,
     StartFailed,
     oom_kills,
-    signal_group,
     termination_message,
 )
 from cdi.embedded.pods.records import ContainerRecord, PodRecord, adopt, view
@@ -91,7 +90,7 @@ class Kubelet:
         if live:
             if not record.stopping:
                 for container in live:
-                    signal_group(_pid(container), signal.SIGTERM)
+                    await _process(container).signal(signal.SIGTERM)
                     await self._writer.event(obj, "Normal", "Killing", f"Stopping container {container.name}", KUBELET)
                 task = asyncio.create_task(self._escalate(live, pod.grace_seconds))
                 record.stopping.add(task)
@@ -110,8 +109,7 @@ class Kubelet:
             task.cancel()
         await asyncio.gather(*record.stopping, return_exceptions=True)
         watchers = [c.watcher for c in record.containers.values() if c.watcher is not None]
-        for container in record.live():
-            signal_group(_pid(container), signal.SIGKILL)
+        await asyncio.gather(*(_process(c).signal(signal.SIGKILL) for c in record.live()))
         if watchers:
             await asyncio.gather(*watchers, return_exceptions=True)
 
@@ -161,9 +159,9 @@ class Kubelet:
                      paths: PodPaths) -> None:
         kills_before = oom_kills()
         ended = await process.wait()
-        signal_group(process.pid, signal.SIGKILL)  # what it left in its group goes with it, as with a container
-        message = await asyncio.to_thread(termination_message, paths.termination(container.name),
-                                          paths.log(container.name), ended.code, container.fallback_to_logs_on_error)
+        message = ended.message or await asyncio.to_thread(
+            termination_message, paths.termination(container.name), paths.log(container.name), ended.code,
+            container.fallback_to_logs_on_error)
         if state.process is process:
             state.end(Terminated(ended.code, _reason(ended, kills_before, oom_kills()), message, state.started_at,
                                  self._now(), state.container_id, ended.signal), self._clock.monotonic())
@@ -173,9 +171,7 @@ class Kubelet:
         watchers = {c.watcher for c in containers if c.watcher is not None}
         if watchers:
             await asyncio.wait(watchers, timeout=grace)
-        for container in containers:
-            if container.live:
-                signal_group(_pid(container), signal.SIGKILL)
+        await asyncio.gather(*(_process(c).signal(signal.SIGKILL) for c in containers if c.live))
 
     async def _report_backoff(self, obj: Object, pod: PodInfo, record: PodRecord) -> None:
         for name, decision in self._decisions(pod, record).items():
@@ -190,16 +186,21 @@ class Kubelet:
 
 
 def _reason(ended: ExitStatus, kills_before: int | None, kills_after: int | None) -> str:
-    """kubelet's reason: OOMKilled for a SIGKILL while the kernel's OOM killer struck, else Completed/Error."""
+    """kubelet's reason: OOMKilled when the launcher says so (a container runtime knows) or, when it cannot
+    tell, for a SIGKILL while the kernel's OOM killer struck; else Completed/Error."""
+    if ended.reason:
+        return ended.reason
     if ended.code == 0:
         return "Completed"
+    if ended.oom_killed is not None:
+        return "OOMKilled" if ended.oom_killed else "Error"
     oom = kills_before is not None and kills_after is not None and kills_after > kills_before
     return "OOMKilled" if ended.signal == signal.SIGKILL and oom else "Error"
 
 
-def _pid(container: ContainerRecord) -> int:
+def _process(container: ContainerRecord) -> Process:
     assert container.process is not None
-    return container.process.pid
+    return container.process
 
 
 def _kill_marked(state_dir: Path, uid: str) -> None:

@@ -11,6 +11,11 @@ signal itself travels with it (`ExitStatus`), for the status's `signal` field. `
 kernel's count of OOM kills, so a SIGKILL that coincides with one can be reported as OOMKilled (the
 local runner puts no memory cgroup around a pod, so this is the best it can tell).
 
+A `LaunchSpec` carries the process's command line (local paths) and, for a launcher that runs
+containers (`containers`), the same container as the pod sees it (`containerrun.ContainerRun`).
+`Process.signal` reaches the whole container (here: its process group); `wait` reports its end,
+after which nothing of it is left running (what the leader left in its group is SIGKILLed).
+
 `termination_message` reads the container's termination file as kubelet does (at most 4096 bytes;
 with `FallbackToLogsOnError` the last 80 lines / 2048 bytes of the log when the file is empty and
 the exit code is not 0).
@@ -29,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cdi.contracts.termination import MAX_LENGTH
+from cdi.embedded.pods.containerrun import ContainerRun
 
 _PR_SET_PDEATHSIG = 1
 MAX_LOG_MESSAGE_BYTES = 2048  # kubelet's MaxContainerTerminationMessageLogLength
@@ -46,20 +52,34 @@ class LaunchSpec:
     env: Mapping[str, str]
     cwd: Path
     log: Path
+    container: ContainerRun | None = None  # the container as the pod sees it, for container launchers
+    not_found: str = ""  # why argv[0] is no program here (the process launcher's StartError)
 
 
 @dataclass(frozen=True)
 class ExitStatus:
     code: int  # 128+n when killed by signal n
-    signal: int = 0  # the signal that killed it; 0 when it exited
+    signal: int = 0  # the signal that killed it; 0 when it exited (or unknown)
+    oom_killed: bool | None = None  # None: the launcher cannot tell (the runner then guesses)
+    reason: str = ""  # a reason the launcher knows better than the runner (StartError), with its message
+    message: str = ""
 
 
 class Process(Protocol):
     @property
     def pid(self) -> int: ...
 
+    @property
+    def container_id(self) -> str:
+        """The containerID the pod's status shows."""
+        ...
+
+    async def signal(self, signum: int) -> None:
+        """Send `signum` to every process of the container (nothing when it is gone)."""
+        ...
+
     async def wait(self) -> ExitStatus:
-        """How the process ended."""
+        """How the container ended; nothing of it runs any more."""
         ...
 
 
@@ -77,21 +97,32 @@ class ChildProcess:
     def pid(self) -> int:
         return self._process.pid
 
+    @property
+    def container_id(self) -> str:
+        return f"pycdi://{self._process.pid}"
+
+    async def signal(self, signum: int) -> None:
+        signal_group(self._process.pid, signum)
+
     async def wait(self) -> ExitStatus:
-        return exit_status(await self._process.wait())
+        ended = exit_status(await self._process.wait())
+        signal_group(self._process.pid, signal.SIGKILL)  # what it left in its group goes with it, as with a container
+        return ended
 
 
 class ProcessLauncher:
     """Starts containers as real child processes of this one."""
 
     async def start(self, spec: LaunchSpec) -> Process:
+        if spec.not_found:
+            raise StartFailed(spec.not_found)
         spec.log.parent.mkdir(parents=True, exist_ok=True)
         with open(spec.log, "ab") as log:
             try:
                 process = await asyncio.create_subprocess_exec(
                     *spec.argv, env=dict(spec.env), cwd=spec.cwd, stdin=asyncio.subprocess.DEVNULL, stdout=log,
                     stderr=asyncio.subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=_die_with_parent(os.getpid()))
+                    preexec_fn=die_with_parent(os.getpid()))
             except OSError as e:
                 raise StartFailed(f'exec: "{spec.argv[0]}": {e.strerror or e}') from e
         return ChildProcess(process)
@@ -102,7 +133,7 @@ def _prctl() -> Any:
     return ctypes.CDLL(None, use_errno=True).prctl
 
 
-def _die_with_parent(parent: int) -> Callable[[], None]:
+def die_with_parent(parent: int) -> Callable[[], None]:
     prctl = _prctl()
 
     def in_child() -> None:

@@ -64,7 +64,7 @@ class ContainerRecord:
         if backoff is not None:
             self.backoff = backoff
         self.process, self.started_at, self.problem = process, started_at, None
-        self.container_id, self.backoff_reported = f"pycdi://{process.pid}", False
+        self.container_id, self.backoff_reported = process.container_id, False
 
     def failed_start(self, termination: Terminated, finished: float, backoff: Backoff | None) -> None:
         """A new run that could not even start: counted like a run that ended at once."""

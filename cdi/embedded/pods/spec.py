@@ -2,18 +2,24 @@
 
 `parse_pod` turns the stored document into a `PodInfo`; everything after it (the layout table, env
 resolution, volume preparation, status) works on these types and never on raw dicts. Fields the
-runner ignores (resources, probes, affinity, security contexts) are not modelled. A shape the API
+runner ignores (requests, probes, affinity, capabilities) are not modelled. A shape the API
 server would have rejected raises `PodSpecError`, which the runner reports on the container as
 `CreateContainerConfigError`.
+
+The container runtime (`containers`) also reads what a process cannot honour: each container's
+`resources.limits` (`Limits`) and the user it runs as (`RunAs`, the container's `securityContext`
+over the pod's), and which mounts are read-only. The process runner ignores them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from cdi.contracts import importer_env
+from cdi.quantity import parse_quantity, parse_quantity_decimal
 
 DEFAULT_GRACE_SECONDS = 30.0  # the API server's default terminationGracePeriodSeconds
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -28,6 +34,7 @@ class VolumeMount:
     name: str
     mount_path: str
     sub_path: str = ""
+    read_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,23 @@ class EnvFrom:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """`resources.limits`: memory in bytes, CPU in cores; None where the container sets none."""
+
+    memory: int | None = None
+    cpu: float | None = None
+
+
+@dataclass(frozen=True)
+class RunAs:
+    """The effective `securityContext` identity: None where neither container nor pod sets a field."""
+
+    user: int | None = None
+    group: int | None = None
+    fs_group: int | None = None
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     name: str
     image: str = ""
@@ -81,6 +105,9 @@ class ContainerSpec:
     working_dir: str = ""
     termination_message_path: str = importer_env.DEFAULT_TERMINATION_LOG
     fallback_to_logs_on_error: bool = False
+    limits: Limits = dataclasses.field(default_factory=Limits)
+    # The container's own securityContext fields only; `PodInfo.run_as` merges the pod's.
+    run_as: RunAs = dataclasses.field(default_factory=RunAs)
 
 
 @dataclass(frozen=True)
@@ -117,6 +144,13 @@ class PodInfo:
     volumes: tuple[Volume, ...]
     labels: Mapping[str, str]
     annotations: Mapping[str, str]
+    security: RunAs = dataclasses.field(default_factory=RunAs)  # the pod's securityContext
+
+    def run_as(self, container: ContainerSpec) -> RunAs:
+        """Who `container` runs as: its own securityContext's fields over the pod's."""
+        own = container.run_as
+        return RunAs(own.user if own.user is not None else self.security.user,
+                     own.group if own.group is not None else self.security.group, self.security.fs_group)
 
     def volume(self, name: str) -> Volume | None:
         return next((v for v in self.volumes if v.name == name), None)
@@ -148,7 +182,22 @@ def _pod(obj: Mapping[str, Any]) -> PodInfo:
         deleting=bool(meta.get("deletionTimestamp")),
         containers=tuple(_container(c) for c in spec.get("containers") or ()),
         volumes=tuple(_volume(v) for v in spec.get("volumes") or ()),
-        labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}))
+        labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}),
+        security=_run_as(spec.get("securityContext") or {}))
+
+
+def _run_as(raw: Mapping[str, Any]) -> RunAs:
+    def number(field: str) -> int | None:
+        value = raw.get(field)
+        return None if value is None else int(value)
+    return RunAs(number("runAsUser"), number("runAsGroup"), number("fsGroup"))
+
+
+def _limits(raw: Mapping[str, Any]) -> Limits:
+    limits = raw.get("limits") or {}
+    memory, cpu = limits.get("memory"), limits.get("cpu")
+    return Limits(None if memory is None else parse_quantity(memory),
+                  None if cpu is None else float(parse_quantity_decimal(cpu)))
 
 
 def _container(raw: Mapping[str, Any]) -> ContainerSpec:
@@ -161,12 +210,13 @@ def _container(raw: Mapping[str, Any]) -> ContainerSpec:
         args=tuple(str(word) for word in raw.get("args") or ()),
         env=tuple(_env_var(e) for e in raw.get("env") or ()),
         env_from=tuple(_env_from(e) for e in raw.get("envFrom") or ()),
-        mounts=tuple(VolumeMount(str(m["name"]), str(m["mountPath"]), str(m.get("subPath") or ""))
-                     for m in raw.get("volumeMounts") or ()),
+        mounts=tuple(VolumeMount(str(m["name"]), str(m["mountPath"]), str(m.get("subPath") or ""),
+                                 bool(m.get("readOnly"))) for m in raw.get("volumeMounts") or ()),
         devices=tuple(VolumeDevice(str(d["name"]), str(d["devicePath"])) for d in raw.get("volumeDevices") or ()),
         working_dir=str(raw.get("workingDir") or ""),
         termination_message_path=str(raw.get("terminationMessagePath") or importer_env.DEFAULT_TERMINATION_LOG),
-        fallback_to_logs_on_error=raw.get("terminationMessagePolicy") == "FallbackToLogsOnError")
+        fallback_to_logs_on_error=raw.get("terminationMessagePolicy") == "FallbackToLogsOnError",
+        limits=_limits(raw.get("resources") or {}), run_as=_run_as(raw.get("securityContext") or {}))
 
 
 def _env_var(raw: Mapping[str, Any]) -> EnvVar:

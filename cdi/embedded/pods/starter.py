@@ -4,7 +4,9 @@ For a container about to run, `ContainerStarter.start` reads the Secrets and Con
 name, resolves its environment (`envvars`), lays out its mounts (`layout`), builds its command line,
 finds the program on PATH with the project's own `bin` directory (where `cdi-importer` lives) first,
 lays out the container's root directory, gives it a fresh termination file, moves the last run's
-log aside and launches it through the injected `Launcher`. Failures surface as `EnvError`,
+log aside and launches it through the injected `Launcher`. The `LaunchSpec` also carries the container
+as the pod sees it (`containerrun.container_run`: in-pod paths and variables, user, limits), which a
+container launcher (`containers`) runs instead of the local command line. Failures surface as `EnvError`,
 `LayoutError` (CreateContainerConfigError) or `StartFailed` (StartError). Called by the runner, which
 prepares the pod's volumes (`volumes.prepare_volumes`) once before starting its containers.
 """
@@ -13,11 +15,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from cdi.cluster.protocol import Cluster
+from cdi.embedded.pods.containerrun import container_run
 from cdi.embedded.pods.envvars import (
     EnvSources,
     command_line,
@@ -81,12 +85,37 @@ class ContainerStarter:
         argv = command_line(container, own_env, layout, image_entrypoint(container.image))
         if not argv:
             raise StartFailed("the container has neither a command nor an image naming a program")
-        environ = process_env(self._base_env, own_env, layout, markers(self._state_dir, pod.uid))
+        marks = markers(self._state_dir, pod.uid)
+        environ = process_env(self._base_env, own_env, layout, marks)
         environ |= {"HOSTNAME": pod.name, "TMPDIR": str(paths.tmp)}
-        argv[0] = find_program(argv[0], environ.get("PATH", ""))
+        run = container_run(pod, container, volumes, own_env=own_env, markers=marks,
+                            termination_file=paths.termination(container.name), pod_ip=pod_ip,
+                            is_device=_device_groups(container, volumes))
+        # A program missing here is the process launcher's StartError only: a container's is in its image.
+        not_found = ""
+        try:
+            argv[0] = find_program(argv[0], environ.get("PATH", ""))
+        except StartFailed as e:
+            not_found = str(e)
         cwd = _working_dir(container, layout, paths)
         _lay_out(layout, paths, container.name)
-        return await self._launcher.start(LaunchSpec(argv, environ, cwd, paths.log(container.name)))
+        return await self._launcher.start(LaunchSpec(argv, environ, cwd, paths.log(container.name), run, not_found))
+
+
+def _device_groups(container: ContainerSpec, volumes: Mapping[str, LocalVolume]) -> dict[Path, int]:
+    """The group owning each Block volume path the container uses that is a device node."""
+    groups = {}
+    for device in container.devices:
+        volume = volumes.get(device.name)
+        if volume is None or not volume.block:
+            continue
+        try:
+            info = volume.path.stat()
+        except OSError:
+            continue
+        if stat.S_ISBLK(info.st_mode):
+            groups[volume.path] = info.st_gid
+    return groups
 
 
 def _working_dir(container: ContainerSpec, layout: ContainerLayout, paths: PodPaths) -> Path:
