@@ -59,6 +59,8 @@ class ImporterConfig:
     google_credentials: Path | None = None  # GOOGLE_APPLICATION_CREDENTIALS (GCS); None means anonymous
     storage_emulator_host: str = ""  # STORAGE_EMULATOR_HOST: GCS endpoint override
     registry_architecture: str = ""  # IMPORTER_REGISTRY_IMAGE_ARCHITECTURE; empty means the host's
+    checkpoint_interval: int = env.DEFAULT_CHECKPOINT_INTERVAL  # bytes; 0: no checkpoints
+    checkpoint_seconds: float = env.DEFAULT_CHECKPOINT_SECONDS
 
     @property
     def has_credentials(self) -> bool:
@@ -95,6 +97,20 @@ def _image_size(environ: Mapping[str, str]) -> int | None:
     return size
 
 
+def _checkpoint_interval(environ: Mapping[str, str]) -> tuple[int, float]:
+    raw, seconds = environ.get(env.CHECKPOINT_INTERVAL, "").strip(), environ.get(env.CHECKPOINT_SECONDS, "").strip()
+    try:
+        interval = parse_quantity(raw) if raw else env.DEFAULT_CHECKPOINT_INTERVAL
+        every = float(seconds) if seconds else env.DEFAULT_CHECKPOINT_SECONDS
+    except (QuantityError, ValueError) as e:
+        raise ConfigurationError(f"{env.CHECKPOINT_INTERVAL}/{env.CHECKPOINT_SECONDS} are not a byte quantity and "
+                                 f"a number of seconds: {raw!r}, {seconds!r}") from e
+    if interval < 0 or not every > 0:
+        raise ConfigurationError(f"{env.CHECKPOINT_INTERVAL} must not be negative and {env.CHECKPOINT_SECONDS} "
+                                 f"must be positive")
+    return interval, every
+
+
 def _optional_dir(value: str | None) -> Path | None:
     return Path(value) if value else None
 
@@ -108,6 +124,7 @@ def load_config(environ: Mapping[str, str]) -> ImporterConfig:
         raise ConfigurationError(f"Unknown content type: {content_type}")
     headers = tuple(value for key, value in sorted(environ.items()) if key.startswith(env.EXTRA_HEADER_PREFIX))
     progress_file = environ.get(env.PROGRESS_FILE)
+    checkpoint_interval, checkpoint_seconds = _checkpoint_interval(environ)
     return ImporterConfig(
         source=source,
         endpoint=environ.get(env.ENDPOINT, ""),
@@ -134,4 +151,6 @@ def load_config(environ: Mapping[str, str]) -> ImporterConfig:
         google_credentials=_optional_dir(environ.get(env.GOOGLE_APPLICATION_CREDENTIALS)),
         storage_emulator_host=environ.get(env.STORAGE_EMULATOR_HOST, "").strip(),
         registry_architecture=environ.get(env.REGISTRY_IMAGE_ARCHITECTURE, "").strip(),
+        checkpoint_interval=checkpoint_interval,
+        checkpoint_seconds=checkpoint_seconds,
     )

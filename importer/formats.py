@@ -141,6 +141,11 @@ class PrefixReader:
         self._prefix = memoryview(prefix)
         self._inner = inner
 
+    @property
+    def pending(self) -> bytes:
+        """What is still to be replayed."""
+        return bytes(self._prefix)
+
     def read(self, size: int = -1, /) -> bytes:
         if not self._prefix:
             return self._inner.read(size)
@@ -152,21 +157,41 @@ class PrefixReader:
         return piece
 
 
+_EMPTY_GZIP = zlib.compress(b"", wbits=31)
+_EMPTY_XZ = lzma.compress(b"")
+
+
 class _MemberReader:
     """gzip members or xz streams, one after another, through zlib/lzma decompressor objects fed 64 KiB
     (gzip: zlib copies the unconsumed input on every call, so less is better) or 256 KiB (xz) at a
     time. The stdlib file wrappers feed 8 KiB per call, which costs ~15% on a mostly-zero disk image.
     Semantics are theirs: gzip's zero padding between members is skipped and anything else after a
     member must be another member; bytes after the last complete xz stream that are not a stream are
-    ignored; input ending inside a member or stream raises EOFError."""
+    ignored; input ending inside a member or stream raises EOFError.
+    Between members (streams), `boundary` gives the input read past the end of the last one: a
+    checkpoint can restart decompression there. `at_boundary=True` starts as if a member had just
+    ended (a resumed import), so zero padding and the end of the input are handled as between members."""
 
-    def __init__(self, kind: Compression, inner: Reader) -> None:
+    def __init__(self, kind: Compression, inner: Reader, *, at_boundary: bool = False) -> None:
         self._kind = kind
         self._inner = inner
         self._gzip = zlib.decompressobj(31) if kind is Compression.GZIP else None
         self._xz = lzma.LZMADecompressor() if kind is Compression.XZ else None
+        if at_boundary and self._gzip is not None:
+            self._gzip.decompress(_EMPTY_GZIP)
+        if at_boundary and self._xz is not None:
+            self._xz.decompress(_EMPTY_XZ)
         self._input_size = (64 if kind is Compression.GZIP else 256) << 10
         self._done = False
+
+    def boundary(self) -> bytes | None:
+        """The input read past the last complete member when between members, else None."""
+        member = self._gzip if self._gzip is not None else self._xz
+        if member is None or not member.eof:
+            return None
+        if self._gzip is not None and self._gzip.unconsumed_tail:
+            return None
+        return member.unused_data
 
     def read(self, size: int = -1, /) -> bytes:
         if size is None or size < 0:
@@ -222,14 +247,21 @@ class _MemberReader:
 class DecompressingReader:
     """A decompressor whose errors become import failures a user can act on."""
 
-    def __init__(self, kind: Compression, inner: Reader) -> None:
+    def __init__(self, kind: Compression, inner: Reader, *, at_boundary: bool = False) -> None:
         self.kind = kind
         self._inner: Reader
+        self._members: _MemberReader | None = None
         if kind in (Compression.GZIP, Compression.XZ):
-            self._inner = _MemberReader(kind, inner)
+            self._inner = self._members = _MemberReader(kind, inner, at_boundary=at_boundary)
         else:
+            if at_boundary:
+                raise ValueError("zstd streams cannot be resumed")
             self._inner = zstandard.ZstdDecompressor().stream_reader(
                 inner, read_across_frames=True, closefd=False)  # type: ignore[arg-type]
+
+    def boundary(self) -> bytes | None:
+        """See `_MemberReader.boundary`; None for zstd, whose frame boundaries are not tracked."""
+        return self._members.boundary() if self._members is not None else None
 
     def read(self, size: int = -1, /) -> bytes:
         try:
@@ -246,6 +278,9 @@ class OpenedImage:
     compression: tuple[Compression, ...]
     format: ImageFormat
     header: bytes
+    # The readers open_image stacked, from the wire up: header replay, decompressor, header replay...
+    # (a checkpoint looks into them for a restart point).
+    layers: tuple[PrefixReader | DecompressingReader, ...] = ()
 
     @property
     def description(self) -> str:
@@ -255,17 +290,22 @@ class OpenedImage:
 def open_image(reader: Reader) -> OpenedImage:
     """Peel compression layers and detect the image format; the returned reader replays the header."""
     layers: list[Compression] = []
+    stack: list[PrefixReader | DecompressingReader] = []
     while True:
         header = read_up_to(reader, PEEK_SIZE)
-        reader = PrefixReader(header, reader)
+        replay = PrefixReader(header, reader)
+        stack.append(replay)
+        reader = replay
         kind = detect_compression(header)
         if kind is None:
             break
         if len(layers) == MAX_LAYERS:
             raise InvalidImage(f"image is compressed more than {MAX_LAYERS} times over; refusing to unwrap it")
         layers.append(kind)
-        reader = DecompressingReader(kind, reader)
+        decompressor = DecompressingReader(kind, reader)
+        stack.append(decompressor)
+        reader = decompressor
     if len(header) < MIN_HEADER:
         detail = "EOF" if not header else "unexpected EOF"
         raise InvalidImage(f"could not process image header: {detail} (the image is only {len(header)} bytes)")
-    return OpenedImage(reader, tuple(layers), detect_format(header), header)
+    return OpenedImage(reader, tuple(layers), detect_format(header), header, tuple(stack))

@@ -2,7 +2,12 @@
 data path, serves progress, writes the termination message and exits with upstream's codes:
 0 on success (and, as upstream, when scratch space is required or a checksum mismatched, both with a
 JSON message the controller acts on), 1 on any other failure. `run` builds the real object graph;
-everything below it takes its collaborators as arguments."""
+everything below it takes its collaborators as arguments.
+
+Before it reads the source, an importer looks for an earlier attempt's checkpoint on a Filesystem
+volume (`importer.checkpoint`), decides with `importer.resume` whether to continue it, asks the
+source for the rest (`open_at`) and confirms the answer; whichever way it goes, the decision and its
+reason go into the termination message (`resumeDecision`) for the controller's event."""
 
 from __future__ import annotations
 
@@ -11,23 +16,27 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cdi.contracts import importer_env as env
 from cdi.contracts.termination import IMPORT_COMPLETE, TerminationMessage
-from importer import ranged
+from importer import hashstate, ranged
 from importer.blank import create_blank
+from importer.checkpoint import CheckpointCorrupt, CheckpointStore
 from importer.checksum import parse_checksum
 from importer.config import ImporterConfig, load_config
 from importer.errors import ChecksumMismatch, ConfigurationError, ImportFailure, NoSpace
 from importer.metrics import MetricsServer
-from importer.pipeline import ImportOutcome, ImportRequest, Pipeline
+from importer.pipeline import CheckpointSettings, ImportOutcome, ImportRequest, Pipeline
 from importer.progress import Progress
 from importer.qemu import QemuImg
 from importer.ranged import RangedAccess
-from importer.sources import source_factory
-from importer.target import discover_target
+from importer.resume import Decision, Observed, Outcome, confirm, decide, describe
+from importer.sources import Source, SourceStream, source_factory
+from importer.sources.base import ResumableSource
+from importer.target import PARTIAL_NAME, discover_target
 from importer.transfer import ScratchSpaceRequired
 
 log = logging.getLogger("importer")
@@ -42,17 +51,73 @@ def write_termination(path: Path, message: TerminationMessage) -> None:
         log.error("could not write termination message to %s: %s", path, e)
 
 
-def failure_message(error: ImportFailure) -> TerminationMessage:
+@dataclass
+class Attempt:
+    """What this attempt decided about an earlier one (for the termination message, even on failure)."""
+
+    decision: Decision = field(default_factory=lambda: Decision(Outcome.FRESH))
+
+    def stamp(self, message: TerminationMessage) -> TerminationMessage:
+        if self.decision.outcome is Outcome.FRESH:
+            return message
+        return replace(message, resume_decision=self.decision.outcome.value, resume_message=describe(self.decision))
+
+
+def failure_message(error: ImportFailure, attempt: Attempt | None = None) -> TerminationMessage:
     """Upstream's wording: configuration and connection errors as they are, the rest prefixed."""
     text = error.message
     if not isinstance(error, ConfigurationError) and not text.startswith("Unable to"):
         text = f"Unable to process data: {text}"
-    return TerminationMessage(message=text, reason=error.reason, retryable=error.retryable)
+    message = TerminationMessage(message=text, reason=error.reason, retryable=error.retryable)
+    return attempt.stamp(message) if attempt else message
 
 
-def build_request(config: ImporterConfig) -> ImportRequest:
+def observe_earlier_attempt(config: ImporterConfig, source: Source) -> tuple[Decision, CheckpointSettings | None]:
+    """Read what an earlier attempt left on a Filesystem volume and decide whether to continue it.
+    Block volumes and imports with checkpoints switched off are never checkpointed."""
+    data = config.data_path
+    if config.checkpoint_interval == 0 or not data.is_dir():
+        return Decision(Outcome.FRESH), None
+    store = CheckpointStore.beside(data)
+    record, unreadable = None, None
+    try:
+        record = store.load()
+    except CheckpointCorrupt as e:
+        unreadable = str(e)
+    resumable = isinstance(source, ResumableSource)
+    decision = decide(Observed(record, unreadable, (data / PARTIAL_NAME).is_file(), config.checksum.strip().lower(),
+                               source.kind, resumable, hashstate.library_version()))
+    return decision, CheckpointSettings(store, config.checkpoint_interval, config.checkpoint_seconds, resumable)
+
+
+@contextlib.asynccontextmanager
+async def open_source(source: Source, attempt: Attempt) -> AsyncIterator[SourceStream]:
+    """The source from the checkpoint on when the decision is to resume and the source confirms it is
+    unchanged and honours the range; otherwise from the start, with the reason in `attempt`."""
+    record = attempt.decision.record
+    if attempt.decision.outcome is Outcome.RESUMED and record is not None and isinstance(source, ResumableSource):
+        async with source.open_at(record.wire_offset, record.identity) as stream:
+            why = confirm(record, stream.identity, stream.start)
+            if why is None or stream.start == 0:  # a whole answer is as good as a fresh request
+                if why is not None:
+                    attempt.decision = Decision.over(why)
+                _log_decision(attempt.decision)
+                yield stream
+                return
+        attempt.decision = Decision.over(why)
+    _log_decision(attempt.decision)
+    async with source.open() as stream:
+        yield stream
+
+
+def _log_decision(decision: Decision) -> None:
+    if decision.outcome is not Outcome.FRESH:
+        log.info("%s", describe(decision))
+
+
+def build_request(config: ImporterConfig, *, keep_partial: bool = False) -> ImportRequest:
     return ImportRequest(
-        target=discover_target(config.data_path, config.image_size),
+        target=discover_target(config.data_path, config.image_size, keep_partial=keep_partial),
         scratch_dir=config.scratch_path,
         archive=config.content_type == env.CONTENT_ARCHIVE,
         image_size=config.image_size,
@@ -63,20 +128,28 @@ def build_request(config: ImporterConfig) -> ImportRequest:
     )
 
 
-async def execute(config: ImporterConfig, progress: Progress, qemu: QemuImg) -> tuple[ImportOutcome, dict[str, str]]:
+async def execute(config: ImporterConfig, progress: Progress, qemu: QemuImg,
+                  attempt: Attempt | None = None) -> tuple[ImportOutcome, dict[str, str]]:
     """Run the import; returns its outcome and the labels the source found (registry image env)."""
-    request = build_request(config)
-    if request.target.block and request.archive:
-        raise ConfigurationError("content type archive needs a Filesystem volume, not a Block volume")
+    attempt = attempt or Attempt()
     if config.source == env.SOURCE_NONE:
+        request = build_request(config)
+        if request.target.block and request.archive:
+            raise ConfigurationError("content type archive needs a Filesystem volume, not a Block volume")
         return await asyncio.to_thread(create_blank, request), {}
     factory = source_factory(config.source)
     if factory is None:
         raise ConfigurationError(f"Unknown data source: {config.source} (not supported by this importer yet)")
     source = factory(config)
+    attempt.decision, settings = observe_earlier_attempt(config, source)
+    request = build_request(config, keep_partial=attempt.decision.outcome is Outcome.RESUMED)
+    if request.target.block and request.archive:
+        raise ConfigurationError("content type archive needs a Filesystem volume, not a Block volume")
     pipeline = Pipeline(qemu, progress)
     try:
-        async with source.open() as stream:
+        async with open_source(source, attempt) as stream:
+            resume = attempt.decision.record if attempt.decision.outcome is Outcome.RESUMED else None
+            request = replace(request, checkpoints=replace(settings, resume=resume) if settings else None)
             return await pipeline.run(stream, request), dict(stream.labels)
     except ScratchSpaceRequired as e:
         access = getattr(source, "ranged_access", None)
@@ -115,8 +188,9 @@ async def run(environ: Mapping[str, str], qemu: QemuImg | None = None) -> int:
     metrics = MetricsServer(progress, config.owner_uid, config.metrics_addr)
     serving = await metrics.start_beside()
     reporter = asyncio.create_task(_report_progress(progress))
+    attempt = Attempt()
     try:
-        outcome, labels = await execute(config, progress, qemu or QemuImg())
+        outcome, labels = await execute(config, progress, qemu or QemuImg(), attempt)
     except ScratchSpaceRequired as e:
         log.info("scratch space required: %s", e)
         # Upstream's controller acts on the flag; the message says why, so the DataVolume can show it.
@@ -126,12 +200,12 @@ async def run(environ: Mapping[str, str], qemu: QemuImg | None = None) -> int:
         return 0
     except ImportFailure as e:
         log.error("%s", e.message)
-        write_termination(config.termination_log, failure_message(e))
+        write_termination(config.termination_log, failure_message(e, attempt))
         return 0 if isinstance(e, ChecksumMismatch) else 1
     except OSError as e:
         failure = NoSpace(str(e)) if e.errno in (28, 122) else ImportFailure(f"{type(e).__name__}: {e}")
         log.error("%s", failure.message)
-        write_termination(config.termination_log, failure_message(failure))
+        write_termination(config.termination_log, failure_message(failure, attempt))
         return 1
     finally:
         reporter.cancel()
@@ -141,9 +215,9 @@ async def run(environ: Mapping[str, str], qemu: QemuImg | None = None) -> int:
         await serving
         await metrics.stop()
     blank = config.source == env.SOURCE_NONE  # upstream's blank message has no scratchSpaceRequired key
-    write_termination(config.termination_log, TerminationMessage(
+    write_termination(config.termination_log, attempt.stamp(TerminationMessage(
         message=IMPORT_COMPLETE, scratch_space_required=None if blank else False,
-        preallocation_applied=outcome.preallocation_applied, labels=labels))
+        preallocation_applied=outcome.preallocation_applied, labels=labels)))
     log.info("Import Complete (%s, %d bytes)", outcome.detected, outcome.virtual_size)
     return 0
 

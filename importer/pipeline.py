@@ -5,8 +5,11 @@ Convert, Resize, Complete). Raw, ISO, qcow2 and their compressed forms stream st
 in one pass (qcow2 through `importer.qcow2stream`); formats that qemu-img must convert from a file
 go through scratch space, with the reason logged, where the file is checked by our header parser
 before download and by `qemu-img info` and `check` after it.
-On any failure the partial disk and scratch file are removed, so nothing looks imported.
-Called by `importer.main`; the upload server will call it with its request body as the stream.
+On any failure the partial disk and scratch file are removed, so nothing looks imported, except
+that a checkpointed import (`ImportRequest.checkpoints`, `importer.checkpoint`) keeps its partial
+disk and record when the source broke off (a retryable failure), so the restarted pod continues it.
+Called by `importer.main`; the upload server calls it with its request body as the stream (and no
+checkpoints).
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from pathlib import Path
 from cdi.sizing import usable_space
 from importer.blockio import no_space_guard, preallocate, supports_direct_io
 from importer.bridge import ChunkBridge
+from importer.checkpoint import Checkpoint, Checkpointer, CheckpointStore
 from importer.checksum import ChecksumSpec
-from importer.errors import too_large
+from importer.errors import ImportFailure, too_large
 from importer.imagecheck import check_image
 from importer.progress import Progress
 from importer.qemu import QemuImg
@@ -30,13 +34,26 @@ from importer.sources.base import SourceStream
 from importer.target import Target, prepare_scratch
 from importer.transfer import (
     CONVERT_DOWNLOAD_SHARE,
+    CheckpointPlan,
     Destination,
     TransferPlan,
     TransferResult,
+    resume_transfer,
     transfer,
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CheckpointSettings:
+    """Where an import's checkpoints go and how often; `resume` is the record to continue."""
+
+    store: CheckpointStore
+    every_bytes: int
+    every_seconds: float
+    source_resumable: bool
+    resume: Checkpoint | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,7 @@ class ImportRequest:
     preallocate: bool
     checksum: ChecksumSpec | None
     cache_try_none: bool = False
+    checkpoints: CheckpointSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +74,8 @@ class ImportOutcome:
     preallocation_applied: bool
     virtual_size: int
     detected: str
+    checkpoints_saved: int = 0
+    checkpoint_seconds: float = 0.0
 
 
 class Pipeline:
@@ -66,8 +86,11 @@ class Pipeline:
     async def run(self, stream: SourceStream, request: ImportRequest) -> ImportOutcome:
         target = request.target
         scratch_file, space = prepare_scratch(request.scratch_dir)
-        plan = TransferPlan(target, scratch_file, space, request.archive, request.preallocate, request.checksum)
-        target.clean()
+        checkpoints = _checkpoint_plan(stream, request)
+        plan = TransferPlan(target, scratch_file, space, request.archive, request.preallocate, request.checksum,
+                            checkpoints)
+        if checkpoints is None or checkpoints.resume is None:
+            target.clean()
         try:
             result = await self._transfer(stream, plan)
             log.info("transferred %d wire bytes as %s to %s", result.wire_bytes, result.image.description,
@@ -87,15 +110,23 @@ class Pipeline:
                 virtual_size = result.written
             final_size = self._resize(target, virtual_size, request)
             target.commit()
-        except BaseException:
-            target.discard()
+        except BaseException as e:
+            if not _keep_for_restart(e, checkpoints):
+                target.discard()
+                if checkpoints is not None:
+                    checkpoints.checkpointer.store.clear()
             raise
         finally:
             if scratch_file is not None:
                 scratch_file.unlink(missing_ok=True)
         self._progress.raise_to(100.0)
         log.info("Complete: %s, virtual size %d", target.disk_path, final_size)
-        return ImportOutcome(request.preallocate, final_size, result.image.description)
+        saved, seconds = 0, 0.0
+        if checkpoints is not None:
+            checkpoints.checkpointer.store.clear()
+            saved, seconds = checkpoints.checkpointer.saved, checkpoints.checkpointer.seconds
+            log.info("wrote %d checkpoints in %.3f s", saved, seconds)
+        return ImportOutcome(request.preallocate, final_size, result.image.description, saved, seconds)
 
     async def _transfer(self, stream: SourceStream, plan: TransferPlan) -> TransferResult:
         def on_bytes(count: int, share: float) -> None:
@@ -104,8 +135,9 @@ class Pipeline:
 
         log.info("Info: reading %s", stream.description)
         bridge = ChunkBridge(stream.chunks)
+        resuming = plan.checkpoints is not None and plan.checkpoints.resume is not None
         try:
-            return await asyncio.to_thread(transfer, bridge.reader, plan, on_bytes)
+            return await asyncio.to_thread(resume_transfer if resuming else transfer, bridge.reader, plan, on_bytes)
         finally:
             await bridge.close()
 
@@ -163,3 +195,18 @@ class Pipeline:
         finally:
             os.close(fd)
         return size
+
+
+def _checkpoint_plan(stream: SourceStream, request: ImportRequest) -> CheckpointPlan | None:
+    settings = request.checkpoints
+    if settings is None or request.target.block:
+        return None
+    checkpointer = Checkpointer(settings.store, every_bytes=settings.every_bytes, every_seconds=settings.every_seconds)
+    return CheckpointPlan(checkpointer, stream.identity, settings.source_resumable, settings.resume)
+
+
+def _keep_for_restart(error: BaseException, checkpoints: CheckpointPlan | None) -> bool:
+    """A source that broke off after a checkpoint: the restarted pod continues from it."""
+    if checkpoints is None or not isinstance(error, ImportFailure) or not error.retryable:
+        return False
+    return checkpoints.checkpointer.saved > 0 or checkpoints.resume is not None

@@ -19,6 +19,7 @@ from pathlib import Path
 from cdi.contracts.importer_env import DISK_IMAGE_NAME, SCRATCH_IMAGE_NAME
 from importer.archive import STAGING_NAME
 from importer.blockio import device_size, is_block_device
+from importer.checkpoint import CHECKPOINT_NAME
 from importer.errors import ConfigurationError
 from importer.qcow2stream.spool import SPOOL_NAME
 
@@ -46,10 +47,27 @@ class Target:
         if not self.block:
             remove_leftovers(self.data_path)
 
+    @property
+    def partial_exists(self) -> bool:
+        return not self.block and self.write_path.is_file()
+
     def open_for_write(self) -> int:
         if self.block:
             return os.open(self.data_path, os.O_WRONLY | os.O_EXCL)
         return os.open(self.write_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DISK_MODE)
+
+    def open_for_resume(self, offset: int) -> int:
+        """The partly written disk of an earlier attempt, cut back to `offset` (a file: what was written
+        after the checkpoint goes, so the holes the writer skips read as zeros again)."""
+        if self.block:
+            return os.open(self.data_path, os.O_WRONLY | os.O_EXCL)
+        fd = os.open(self.write_path, os.O_WRONLY)
+        try:
+            os.ftruncate(fd, offset)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def discard(self) -> None:
         if not self.block:
@@ -79,23 +97,33 @@ def free_space(path: Path) -> int:
     return st.f_bavail * st.f_frsize
 
 
-def remove_leftovers(data_path: Path) -> None:
-    """Remove the disk, the partial disk and the archive staging directory an earlier attempt left."""
-    for name in (DISK_IMAGE_NAME, PARTIAL_NAME):
+def remove_leftovers(data_path: Path, *, keep_partial: bool = False) -> None:
+    """Remove the disk, the partial disk, its checkpoint and the archive staging directory an earlier
+    attempt left (the partial disk and its checkpoint stay when `keep_partial`: a resumable import)."""
+    names = (DISK_IMAGE_NAME,) if keep_partial else (DISK_IMAGE_NAME, PARTIAL_NAME, CHECKPOINT_NAME)
+    for name in names:
         (data_path / name).unlink(missing_ok=True)
     shutil.rmtree(data_path / STAGING_NAME, ignore_errors=True)
 
 
-def discover_target(data_path: Path, image_size: int | None) -> Target:
+def _allocated(path: Path) -> int:
+    try:
+        return path.stat().st_blocks * 512
+    except FileNotFoundError:
+        return 0
+
+
+def discover_target(data_path: Path, image_size: int | None, *, keep_partial: bool = False) -> Target:
     """Block if `data_path` is a block device; otherwise a directory whose free space (capped by the
     requested size, as upstream's calculateTargetSize) bounds the disk, measured once what an earlier
-    attempt left there is gone."""
+    attempt left there is gone. With `keep_partial` (the importer found a checkpoint), the partial
+    disk stays and its blocks count as free: resumed or started over, it is the same disk."""
     if is_block_device(data_path):
         return Target(data_path, True, device_size(data_path))
     if not data_path.is_dir():
         raise ConfigurationError(f"data path {data_path} is neither a directory nor a block device")
-    remove_leftovers(data_path)
-    available = free_space(data_path)
+    remove_leftovers(data_path, keep_partial=keep_partial)
+    available = free_space(data_path) + (_allocated(data_path / PARTIAL_NAME) if keep_partial else 0)
     if image_size is not None:
         available = min(available, image_size)
     return Target(data_path, False, available)

@@ -9,6 +9,13 @@ why. A qcow2 goes to scratch only when the streaming reader declines it before w
 (its L1 table after the data, tables too large to hold, unusual header fields); it then replays
 what it had read, so the download is still a single pass.
 
+Checkpoints (`importer.checkpoint`): when the plan carries a `Checkpointer`, raw and singly gzip- or
+xz-compressed raw images record after every interval, at the next point where the decoder can
+restart (any chunk for raw, the end of a gzip member or xz stream), the source and target offsets and
+the checksum's state, once the target is synced. `resume_transfer` continues such a record: the
+meter's hash and count are restored, the carried bytes are replayed above the meter (they were
+hashed before) and a fresh decoder starts at the boundary. Other shapes record why they cannot resume.
+
 `importer.pipeline` calls `transfer` via `asyncio.to_thread` with a reader bridged from the source,
 then runs the async steps (qemu-img, resize, commit) on what this returns.
 """
@@ -21,12 +28,23 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
+from importer import hashstate
 from importer.archive import extract_tar
-from importer.checksum import ChecksumSpec
+from importer.checkpoint import Checkpoint, Checkpointer, SourceIdentity
+from importer.checksum import ChecksumSpec, Hasher
 from importer.errors import ImageTooLarge
-from importer.formats import ImageFormat, OpenedImage, PrefixReader, Reader, open_image
+from importer.formats import (
+    Compression,
+    DecompressingReader,
+    ImageFormat,
+    OpenedImage,
+    PrefixReader,
+    Reader,
+    open_image,
+)
 from importer.qcow2header import Qcow2Header
 from importer.qcow2stream import Decline, DiskOutput, Qcow2Stream, SpoolExhausted, read_layout
+from importer.resume import not_resumable_reason
 from importer.target import Target
 from importer.writer import CHUNK, SparseWriter
 
@@ -53,6 +71,17 @@ class Destination(Enum):
 
 
 @dataclass(frozen=True)
+class CheckpointPlan:
+    """What a checkpointed import needs to know beyond the bytes: where records go and what the source
+    is; `resume` is the record this attempt continues (None: from the start)."""
+
+    checkpointer: Checkpointer
+    identity: SourceIdentity | None
+    source_resumable: bool
+    resume: Checkpoint | None = None
+
+
+@dataclass(frozen=True)
 class TransferPlan:
     target: Target
     scratch_file: Path | None  # None (and no space): the import has no scratch space
@@ -60,6 +89,7 @@ class TransferPlan:
     archive: bool
     preallocate: bool
     checksum: ChecksumSpec | None
+    checkpoints: CheckpointPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -75,12 +105,17 @@ class TransferResult:
 class MeteredReader:
     """Counts and hashes the bytes as they arrive, before any decompression."""
 
-    def __init__(self, inner: Reader, checksum: ChecksumSpec | None, on_bytes: Callable[[int], None]) -> None:
+    def __init__(self, inner: Reader, checksum: ChecksumSpec | None, on_bytes: Callable[[int], None], *,
+                 hasher: Hasher | None = None, count: int = 0) -> None:
         self._inner = inner
-        self._hasher = checksum.new_hasher() if checksum else None
+        self._hasher = hasher if hasher is not None else checksum.new_hasher() if checksum else None
         self._checksum = checksum
         self._on_bytes = on_bytes
-        self.count = 0
+        self.count = count
+
+    def hash_state(self) -> bytes | None:
+        """The checksum's state when it can be saved (`importer.hashstate`), else None."""
+        return self._hasher.state() if isinstance(self._hasher, hashstate.ResumableHash) else None
 
     def read(self, size: int = -1, /) -> bytes:
         data = self._inner.read(size)
@@ -121,11 +156,19 @@ def _declined(decline: Decline) -> str:
     return f"the streaming qcow2 reader declined it: {decline.reason}"
 
 
+def _resumable_hasher(plan: TransferPlan) -> Hasher | None:
+    if plan.checksum is None or plan.checkpoints is None or not hashstate.supported(plan.checksum.algorithm):
+        return None
+    return hashstate.ResumableHash(plan.checksum.algorithm)
+
+
 def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float], None]) -> TransferResult:
     """`on_bytes(count, share)`: wire bytes so far, and the share of the progress bar the download owns."""
     share = 1.0
-    metered = MeteredReader(source, plan.checksum, lambda count: on_bytes(count, share))
+    metered = MeteredReader(source, plan.checksum, lambda count: on_bytes(count, share),
+                            hasher=_resumable_hasher(plan))
     image = open_image(metered)
+    _begin_checkpoints(plan, image, metered)
     if plan.archive:
         written = extract_tar(image.reader, plan.target.data_path, plan.target.available)
         return _finish(metered, plan, TransferResult(Destination.ARCHIVE, image, written, 0))
@@ -142,7 +185,8 @@ def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float]
             written, spooled = _stream_qcow2(stream, image, plan)
             return _finish(metered, plan, TransferResult(Destination.TARGET, image, written, 0, spooled=spooled))
     if reason is None:
-        return _finish(metered, plan, TransferResult(Destination.TARGET, image, _write_target(reader, plan), 0))
+        hook = _checkpoint_hook(plan, metered, image.layers)
+        return _finish(metered, plan, TransferResult(Destination.TARGET, image, _write_target(reader, plan, hook), 0))
     if plan.scratch_file is None or plan.scratch_space <= 0:
         raise ScratchSpaceRequired(image.description, reason, None if image.compression else image.format.value)
     share = CONVERT_DOWNLOAD_SHARE
@@ -172,15 +216,90 @@ def _stream_qcow2(stream: Qcow2Stream, image: OpenedImage, plan: TransferPlan) -
         os.close(fd)
 
 
-def _write_target(reader: Reader, plan: TransferPlan) -> int:
+def _write_target(reader: Reader, plan: TransferPlan, hook: Callable[[SparseWriter], None] | None = None,
+                  start: int = 0) -> int:
     target = plan.target
-    fd = target.open_for_write()
+    fd = target.open_for_resume(start) if start else target.open_for_write()
     try:
         writer = SparseWriter(fd, block_device=target.block, sparse=not (target.block and plan.preallocate),
-                              limit=target.available, what=str(target.disk_path))
+                              limit=target.available, what=str(target.disk_path), start=start, on_chunk=hook)
         return writer.copy_from(reader)
     finally:
         os.close(fd)
+
+
+def _begin_checkpoints(plan: TransferPlan, image: OpenedImage, metered: MeteredReader) -> None:
+    """Write this attempt's first record: what it imports, or why a restart cannot continue it."""
+    checkpoints = plan.checkpoints
+    if checkpoints is None:
+        return
+    why = not_resumable_reason(image.format.value, tuple(c.value for c in image.compression), plan.archive,
+                               checkpoints.identity, checkpoints.source_resumable)
+    if why is None and plan.checksum is not None and metered.hash_state() is None:
+        why = f"the state of a {plan.checksum.algorithm} checksum cannot be saved by this importer"
+    identity = checkpoints.identity or SourceIdentity("")
+    checkpoints.checkpointer.begin(Checkpoint(
+        identity, image.format.value, image.compression[0].value if image.compression else None,
+        checksum=_spec_text(plan.checksum), hash_library=hashstate.library_version(), not_resumable=why))
+
+
+def _spec_text(checksum: ChecksumSpec | None) -> str:
+    return f"{checksum.algorithm}:{checksum.expected}" if checksum is not None else ""
+
+
+def _checkpoint_hook(plan: TransferPlan, metered: MeteredReader,
+                     layers: tuple[PrefixReader | DecompressingReader, ...]) -> Callable[[SparseWriter], None] | None:
+    """After each chunk written: when a record is due and the decoder is at a restart point, sync the
+    target and save the offsets, the bytes read past the restart point and the hash state.
+    `layers` are the readers from the wire up (`OpenedImage.layers`): [replay] for raw,
+    [replay, decompressor, replay] for a compressed raw image."""
+    if plan.checkpoints is None or not plan.checkpoints.checkpointer.active or len(layers) not in (1, 3):
+        return None
+    checkpointer = plan.checkpoints.checkpointer
+    wire = layers[0]
+    decoder, decoded = (layers[1], layers[2]) if len(layers) == 3 else (None, None)
+    assert isinstance(wire, PrefixReader)
+
+    def hook(writer: SparseWriter) -> None:
+        if not checkpointer.due(metered.count):
+            return
+        if isinstance(decoded, PrefixReader) and decoded.pending:
+            return
+        restart = decoder.boundary() if isinstance(decoder, DecompressingReader) else b""
+        if restart is None:
+            return
+        carry = restart + wire.pending
+        if decoder is None and metered.count - len(carry) != writer.offset:
+            return  # raw: the target offset is the source offset, or this is not a consistent point
+        started = checkpointer.now()
+        target_offset = writer.sync()
+        checkpointer.save(metered.count, target_offset, carry, metered.hash_state(), started)
+
+    return hook
+
+
+def resume_transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float], None]) -> TransferResult:
+    """Continue the import `plan.checkpoints.resume` recorded; `source` starts at its wire offset."""
+    assert plan.checkpoints is not None and plan.checkpoints.resume is not None
+    record = plan.checkpoints.resume
+    hasher = None
+    if plan.checksum is not None:
+        assert record.hash_state is not None  # importer.resume.decide starts over otherwise
+        hasher = hashstate.ResumableHash.restore(plan.checksum.algorithm, record.hash_state, record.hash_library)
+    metered = MeteredReader(source, plan.checksum, lambda count: on_bytes(count, 1.0), hasher=hasher,
+                            count=record.wire_offset)
+    wire = PrefixReader(record.carry, metered)
+    layers: tuple[PrefixReader | DecompressingReader, ...] = (wire,)
+    compression: tuple[Compression, ...] = ()
+    reader: Reader = wire
+    if record.compression is not None:
+        compression = (Compression(record.compression),)
+        decoder = DecompressingReader(compression[0], wire, at_boundary=True)
+        reader, layers = decoder, (wire, decoder, PrefixReader(b"", decoder))
+    image = OpenedImage(reader, compression, ImageFormat(record.format), b"", layers)
+    plan.checkpoints.checkpointer.begin(record)
+    written = _write_target(reader, plan, _checkpoint_hook(plan, metered, layers), start=record.target_offset)
+    return _finish(metered, plan, TransferResult(Destination.TARGET, image, written, 0))
 
 
 def _write_file(reader: Reader, path: Path, limit: int, what: str) -> int:

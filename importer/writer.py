@@ -10,6 +10,8 @@ as decompressing on a small server, so the two overlap) and paces writeback: eve
 asks the kernel to write back what was written and drop those pages, so dirty page cache (which
 counts against an importer pod's memory limit: upstream's OOM kills) stays bounded and the final
 fsync has little left to do.
+A resumed import starts the writer at the checkpoint's offset (`start`); `on_chunk` lets the
+checkpointer look in after every chunk, and `sync` makes everything written so far durable.
 Runs in the transfer thread; `importer.transfer` drives it.
 """
 
@@ -103,14 +105,16 @@ def _advance(buffers: list[memoryview], done: int) -> list[memoryview]:
 
 class SparseWriter:
     def __init__(self, fd: int, *, block_device: bool, sparse: bool, limit: int,
-                 what: str, on_progress: Callable[[int], None] | None = None) -> None:
+                 what: str, on_progress: Callable[[int], None] | None = None, start: int = 0,
+                 on_chunk: Callable[[SparseWriter], None] | None = None) -> None:
         self._fd = fd
         self._block = block_device
         self._sparse = sparse
         self._limit = limit
         self._what = what
         self._on_progress = on_progress
-        self.offset = 0
+        self._on_chunk = on_chunk
+        self.offset = start
         self._pending_zero_start: int | None = None
         self._queue = WriteQueue(fd)
 
@@ -119,6 +123,8 @@ class SparseWriter:
         try:
             while chunk := reader.read(CHUNK):
                 self._write_chunk(chunk)
+                if self._on_chunk is not None:
+                    self._on_chunk(self)
             self._flush_zeros()
             self._queue.drain()
             if not self._block:
@@ -128,6 +134,17 @@ class SparseWriter:
             raise no_space_guard(e, self._what) from e
         finally:
             self._queue.close()
+        return self.offset
+
+    def sync(self) -> int:
+        """Make every byte up to `offset` durable (zeros skipped on a block device written, queued
+        writes done, fsync); returns that offset."""
+        try:
+            self._flush_zeros()
+            self._queue.drain()
+            os.fsync(self._fd)
+        except OSError as e:
+            raise no_space_guard(e, self._what) from e
         return self.offset
 
     def _write_chunk(self, chunk: bytes) -> None:

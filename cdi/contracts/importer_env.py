@@ -48,6 +48,12 @@ TERMINATION_LOG: Final = "CDI_TERMINATION_LOG"
 EXTRA_HEADERS_DIR: Final = "CDI_EXTRA_HEADERS_DIR"
 METRICS_ADDR: Final = "CDI_METRICS_ADDR"
 PROGRESS_FILE: Final = "CDI_PROGRESS_FILE"
+# Ours: how often an import records a checkpoint on its volume (a byte quantity, "0" for never;
+# seconds), so a restarted importer continues where it was (`importer.checkpoint`).
+CHECKPOINT_INTERVAL: Final = "CDI_CHECKPOINT_INTERVAL"
+CHECKPOINT_SECONDS: Final = "CDI_CHECKPOINT_SECONDS"
+DEFAULT_CHECKPOINT_INTERVAL: Final = 64 << 20
+DEFAULT_CHECKPOINT_SECONDS: Final = 5.0
 
 # Upstream's in-pod defaults.
 DEFAULT_DATA_DIR: Final = "/data"

@@ -2,8 +2,10 @@
 
 Upstream's JSON (keys in upstream's order, each omitted when unset):
 `scratchSpaceRequired`, `preallocationApplied`, `deadlinePassed`, `vddkInfo`, `labels`, `message`.
-We add two keys after `message`, `reason` and `retryable`, so that failures carry a machine-readable
-reason across the process boundary and the controller never matches on message text. Upstream
+We add keys after `message`: `reason` and `retryable`, so that failures carry a machine-readable
+reason across the process boundary and the controller never matches on message text; and
+`resumeDecision` ("Resumed" or "StartedOver") with `resumeMessage`, set by an importer that found an
+earlier attempt's checkpoint, which the controller records as an event on the claim. Upstream
 writes failures as plain text; we always write JSON, and `parse` accepts both.
 The importer writes it (`importer.main`); the DataVolume controller reads it.
 """
@@ -33,6 +35,8 @@ class TerminationMessage:
     labels: dict[str, str] = field(default_factory=dict)
     reason: str | None = None
     retryable: bool | None = None
+    resume_decision: str | None = None
+    resume_message: str | None = None
 
     def to_json(self) -> str:
         doc: dict[str, Any] = {}
@@ -51,6 +55,9 @@ class TerminationMessage:
             doc["reason"] = self.reason
         if self.retryable is not None:
             doc["retryable"] = self.retryable
+        if self.resume_decision is not None:
+            doc["resumeDecision"] = self.resume_decision
+            doc["resumeMessage"] = (self.resume_message or "").replace("\n", " ")
         text = json.dumps(doc, separators=(",", ":"))
         if len(text.encode()) > MAX_LENGTH:
             raise TerminationMessageTooLong(
@@ -76,8 +83,14 @@ class TerminationMessage:
             labels=dict(doc.get("labels") or {}),
             reason=doc.get("reason") if isinstance(doc.get("reason"), str) else None,
             retryable=_opt_bool(doc.get("retryable")),
+            resume_decision=_opt_str(doc.get("resumeDecision")),
+            resume_message=_opt_str(doc.get("resumeMessage")),
         )
 
 
 def _opt_bool(value: object) -> bool | None:
     return value if isinstance(value, bool) else None
+
+
+def _opt_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None

@@ -4,7 +4,9 @@ pod (done, needs scratch, needs direct I/O, or failed fatally), the labels the w
 image's default instance type, from the termination message) and the Events to record. The
 termination message is read with `cdi.contracts.termination`; a failure whose message says
 `retryable: false` (or upstream's "checksum mismatch") is fatal and never retried; everything else
-is left to the kubelet's restarts.
+is left to the kubelet's restarts. An importer that continued (or had to start over) an earlier
+attempt says so in the message (`resumeDecision`), which becomes an `ImportResumed` (Normal) or
+`ImportStartedOver` (Warning) event.
 
 A worker killed by a signal (exit code 128+n, or the status's `signal`) wrote no termination message,
 so what kubelet shows instead is the end of its log, which says nothing about why it stopped. Unless
@@ -41,6 +43,15 @@ class PodObservation:
 IMPORT_SUCCESS = ("ImportSucceeded", "Import Successful")
 WORKER_TITLES = {ann.Component.IMPORTER.value: "Importer pod", ann.Component.UPLOAD_SERVER.value: "Upload server pod"}
 UPLOAD_SUCCESS = ("UploadSucceeded", "Upload Successful")
+RESUME_EVENTS = {"Resumed": ("Normal", "ImportResumed"), "StartedOver": ("Warning", "ImportStartedOver")}
+
+
+def resume_event(message: TerminationMessage | None) -> tuple[tuple[str, str, str], ...]:
+    """The event for an importer's decision about an earlier attempt's checkpoint, if it made one."""
+    if message is None or message.resume_decision not in RESUME_EVENTS:
+        return ()
+    kind, reason = RESUME_EVENTS[message.resume_decision]
+    return ((kind, reason, message.resume_message or message.resume_decision),)
 
 
 def _container_status(pod: Object) -> dict[str, Any]:
@@ -140,12 +151,14 @@ def observe_worker(pvc: Object, pod: Object, success: tuple[str, str]) -> PodObs
     old_restarts = int(annotations_of(pvc).get(ann.ANN_POD_RESTARTS) or 0)
     if last and int(last.get("exitCode", 0)) != 0 and restarts > old_restarts:
         text = message.message if message else str(last.get("reason", "Error"))
+        events.extend(resume_event(message))
         events.append(("Warning", "ErrImportFailed", text))
         notes[ann.ANN_POD_LAST_FAILURE] = text
     if phase == "Succeeded":
         if message and message.preallocation_applied:
             notes[ann.ANN_PREALLOCATION_APPLIED] = "true"
         retain = annotations_of(pvc).get(ann.ANN_POD_RETAIN_AFTER_COMPLETION) == "true"
+        events.extend(resume_event(message))
         events.append(("Normal", *success))
         return PodObservation(notes, labels=dict(message.labels) if message else {}, delete_pod=not retain,
                               complete=True, events=tuple(events))

@@ -4,6 +4,11 @@ A source only connects and streams; format detection, decompression, checksums a
 pipeline's job, so every source (HTTP now; S3, GCS, registry layers and uploads later) gets the same
 safety. Sources raise `SourceUnavailable` when they cannot start and `TransferInterrupted` when a
 stream breaks off.
+
+A source that can continue from an offset (a ranged request) also has `open_at(offset, identity)`
+(`ResumableSource`): its stream then starts at `start` (the offset, or 0 when the source sent the
+whole of it instead), and every stream says which version of the source it is (`identity`) so that
+`importer.resume` can tell whether a checkpoint still applies.
 """
 
 from __future__ import annotations
@@ -11,7 +16,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
+
+from importer.checkpoint import SourceIdentity
 
 
 @dataclass
@@ -20,9 +27,22 @@ class SourceStream:
     total: int | None
     description: str
     labels: dict[str, str] = field(default_factory=dict)  # for the termination message (registry images)
+    identity: SourceIdentity | None = None  # None: the source cannot say which version it served
+    start: int = 0  # the source offset of the first byte of `chunks`
 
 
 class Source(Protocol):
     kind: str
 
     def open(self) -> AbstractAsyncContextManager[SourceStream]: ...
+
+
+@runtime_checkable
+class ResumableSource(Protocol):
+    kind: str
+
+    def open(self) -> AbstractAsyncContextManager[SourceStream]: ...
+
+    def open_at(self, offset: int, identity: SourceIdentity) -> AbstractAsyncContextManager[SourceStream]:
+        """The source from `offset` on if it is still `identity` and can send a range, else from 0."""
+        ...

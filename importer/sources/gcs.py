@@ -17,12 +17,18 @@ a gzip-encoded object arrives as stored (the pipeline decompresses it) and its h
 a response transcoded anyway (its encoding differs from `x-goog-stored-content-encoding`) is not
 checked against them, and the log says so. Upstream's 60 s deadline for the whole read is not
 copied: we bound connecting and idle reads instead.
+
+A restarted import continues with `open_at`: the object's metadata (generation, md5Hash, size) tells
+the resume decision whether it is still the checkpointed object, and a ranged media download pinned
+to that generation (`ifGenerationMatch`) reads the rest. The stored hashes cover the whole object, so
+they are not checked on a resumed read (the log says so); the user's checksum still covers it all.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,6 +37,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import aiohttp
 
+from importer.checkpoint import SourceIdentity
 from importer.config import ImporterConfig
 from importer.errors import ConfigurationError, SourceUnavailable, TransferInterrupted
 from importer.sources.base import SourceStream
@@ -58,6 +65,10 @@ class GcsLocation:
     @property
     def media_url(self) -> str:
         return f"{self.api}/storage/v1/b/{quote(self.bucket, safe='')}/o/{quote(self.name, safe='')}?alt=media"
+
+    @property
+    def metadata_url(self) -> str:
+        return f"{self.api}/storage/v1/b/{quote(self.bucket, safe='')}/o/{quote(self.name, safe='')}"
 
     @property
     def uri(self) -> str:
@@ -137,6 +148,16 @@ class GcsSource:
 
     @asynccontextmanager
     async def open(self) -> AsyncIterator[SourceStream]:
+        async with self._open(None) as stream:
+            yield stream
+
+    @asynccontextmanager
+    async def open_at(self, offset: int, identity: SourceIdentity) -> AsyncIterator[SourceStream]:
+        async with self._open(offset) as stream:
+            yield stream
+
+    @asynccontextmanager
+    async def _open(self, offset: int | None) -> AsyncIterator[SourceStream]:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=self._idle_timeout)
         connector = aiohttp.TCPConnector(ssl=build_ssl_context(self._config))
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=True,
@@ -148,26 +169,54 @@ class GcsSource:
                 log.info("%s: reading as %s", self._location, self._credentials)
             else:
                 log.info("%s: no credentials, reading anonymously", self._location)
-            response = await self._get(session, headers)
-            found = stored_digest(response.headers.getall("x-goog-hash", []),
-                                  response.headers.get("Content-Encoding", ""),
-                                  response.headers.get("x-goog-stored-content-encoding"))
+            if offset is None:
+                response = await self._get(session, headers)
+                identity, start, total = _identity(self._location, response), 0, response.content_length
+                found = stored_digest(response.headers.getall("x-goog-hash", []),
+                                      response.headers.get("Content-Encoding", ""),
+                                      response.headers.get("x-goog-stored-content-encoding"))
+            else:
+                identity = await self._metadata(session, headers)
+                response = await self._get(session, {**headers, "Range": f"bytes={offset}-"}, identity.version)
+                start, total = _extent(response), identity.size
+                found = None, f"the import resumed at byte {start}, and the stored hashes cover the whole object"
             try:
                 async with checked_stream(self._read(response), found, what=self._location.uri,
-                                          total=response.content_length, description=str(self._location),
-                                          user_checksum=bool(self._config.checksum)) as stream:
+                                          total=total, description=str(self._location),
+                                          user_checksum=bool(self._config.checksum),
+                                          identity=identity, start=start) as stream:
                     yield stream
             finally:
                 response.release()
 
-    async def _get(self, session: aiohttp.ClientSession, headers: dict[str, str]) -> aiohttp.ClientResponse:
+    async def _metadata(self, session: aiohttp.ClientSession, headers: dict[str, str]) -> SourceIdentity:
+        """The object's version as its metadata says (generation, stored hash, size)."""
         location = self._location
         prefix = f'Unable to connect to gcs data source: could not get gcs object "{location.bucket}/{location.name}"'
         try:
-            response = await session.get(location.media_url, headers=headers, allow_redirects=False)
+            async with session.get(location.metadata_url, headers=headers, allow_redirects=False) as response:
+                if response.status != 200:
+                    raise SourceUnavailable(f"{prefix}: {response.status} {response.reason}"
+                                            f"{await _error_detail(response)}")
+                doc = await response.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+            raise SourceUnavailable(f"{prefix}: {type(e).__name__}: {e}") from e
+        digest = f"md5={doc['md5Hash']}" if doc.get("md5Hash") else (
+            f"crc32c={doc['crc32c']}" if doc.get("crc32c") else None)
+        size = doc.get("size")
+        return SourceIdentity(location.uri, digest=digest, size=int(size) if size is not None else None,
+                              version=str(doc["generation"]) if doc.get("generation") else None)
+
+    async def _get(self, session: aiohttp.ClientSession, headers: dict[str, str],
+                   generation: str | None = None) -> aiohttp.ClientResponse:
+        location = self._location
+        prefix = f'Unable to connect to gcs data source: could not get gcs object "{location.bucket}/{location.name}"'
+        url = location.media_url + (f"&ifGenerationMatch={generation}" if generation else "")
+        try:
+            response = await session.get(url, headers=headers, allow_redirects=False)
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise SourceUnavailable(f"{prefix}: {type(e).__name__}: {e}") from e
-        if response.status != 200:
+        if response.status not in (200, 206) or (response.status == 206 and "Range" not in headers):
             detail = await _error_detail(response)
             response.release()
             raise SourceUnavailable(f"{prefix}: {response.status} {response.reason}{detail}")
@@ -179,6 +228,26 @@ class GcsSource:
                 yield chunk
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise TransferInterrupted(f"failed to read gcs object: {type(e).__name__}: {e}") from e
+
+
+def _identity(location: GcsLocation, response: aiohttp.ClientResponse) -> SourceIdentity:
+    """A download's version: its generation and stored hash (md5, else crc32c) as the headers say."""
+    hashes = _hash_values(response.headers.getall("x-goog-hash", []))
+    digest = f"md5={hashes['md5']}" if "md5" in hashes else (f"crc32c={hashes['crc32c']}" if "crc32c" in hashes
+                                                             else None)
+    return SourceIdentity(location.uri, digest=digest, size=response.content_length,
+                          version=response.headers.get("x-goog-generation"))
+
+
+def _extent(response: aiohttp.ClientResponse) -> int:
+    """Where a ranged download starts in the object (0 for the whole object)."""
+    if response.status != 206:
+        return 0
+    match = re.fullmatch(r"bytes (\d+)-\d+/(?:\d+|\*)", response.headers.get("Content-Range", "").strip())
+    if match is None:
+        raise SourceUnavailable(f"Unable to connect to gcs data source: a 206 response without a usable "
+                                f"Content-Range ({response.headers.get('Content-Range')!r})")
+    return int(match[1])
 
 
 async def _error_detail(response: aiohttp.ClientResponse) -> str:

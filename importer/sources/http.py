@@ -5,13 +5,16 @@ environment, and an idle timeout.
 Like upstream, credentials and extra headers are sent again after every redirect (mirrors commonly
 redirect to another host), except that we never send them over plain HTTP after starting on HTTPS.
 Unlike upstream, there is no HEAD request and no nbdkit pre-check: the GET's Content-Length gives
-the total, and the pipeline inspects the header bytes itself. The wire protocol is
+the total, and the pipeline inspects the header bytes itself. A restarted import continues with
+`open_at`: `Range: bytes=N-` guarded by `If-Range` (the ETag, else Last-Modified), so a server whose
+file changed answers with the whole new file, which the resume decision sees and starts over with. The wire protocol is
 `importer.sources.httpwire` (h11 on asyncio streams), which starts much faster than aiohttp.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +23,7 @@ from urllib.parse import urljoin
 
 import h11
 
+from importer.checkpoint import SourceIdentity
 from importer.config import ImporterConfig
 from importer.errors import ConfigurationError, SourceUnavailable, TransferInterrupted
 from importer.ranged import RangedAccess
@@ -34,6 +38,7 @@ MAX_REDIRECTS = 10
 IDLE_TIMEOUT = 600.0
 CONNECT_TIMEOUT = 60.0
 _REDIRECTS = {301, 302, 303, 307, 308}
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 def parse_header_line(line: str) -> tuple[str, str]:
@@ -94,21 +99,53 @@ class HttpSource:
 
     @asynccontextmanager
     async def open(self) -> AsyncIterator[SourceStream]:
-        response = await self._get()
+        async with self._open([]) as stream:
+            yield stream
+
+    @asynccontextmanager
+    async def open_at(self, offset: int, identity: SourceIdentity) -> AsyncIterator[SourceStream]:
+        validator = identity.etag if identity.etag and not identity.etag.startswith("W/") else identity.last_modified
+        headers = [("Range", f"bytes={offset}-")] + ([("If-Range", validator)] if validator else [])
+        async with self._open(headers) as stream:
+            yield stream
+
+    @asynccontextmanager
+    async def _open(self, extra: list[tuple[str, str]]) -> AsyncIterator[SourceStream]:
+        response = await self._get(extra)
         try:
             content_type = response.headers.get("content-type", "")
             if content_type.startswith("text/") and self._config.content_type == "kubevirt":
                 log.warning("Unexpected content type '%s'. Content might not be a KubeVirt image.", content_type)
-            yield SourceStream(self._chunks(response), response.content_length, self._origin.url)
+            start, total = self._extent(response)
+            yield SourceStream(self._chunks(response), total, self._origin.url,
+                               identity=self._identity(response, total), start=start)
         finally:
             response.close()
 
-    async def _get(self) -> httpwire.Response:
+    @staticmethod
+    def _extent(response: httpwire.Response) -> tuple[int, int | None]:
+        """Where the body starts in the file, and the file's whole size."""
+        if response.status != 206:
+            return 0, response.content_length
+        match = _CONTENT_RANGE.fullmatch(response.headers.get("content-range", "").strip())
+        if match is None:
+            raise SourceUnavailable("Unable to connect to http data source: a 206 response without a usable "
+                                    f"Content-Range ({response.headers.get('content-range')!r})")
+        return int(match[1]), None if match[3] == "*" else int(match[3])
+
+    def _identity(self, response: httpwire.Response, total: int | None) -> SourceIdentity | None:
+        """Which version of the file this is; None unless the server honours ranges for it."""
+        if self.ranged_access is None and response.status != 206:
+            return None
+        return SourceIdentity(self._origin.url, response.headers.get("etag"), response.headers.get("last-modified"),
+                              total)
+
+    async def _get(self, extra: list[tuple[str, str]]) -> httpwire.Response:
         url = self._url
         for _ in range(MAX_REDIRECTS + 1):
             hop = httpwire.parse_target(url)
             try:
-                response = await httpwire.get(url, self._request_headers(hop), ssl_context=self._ssl_context,
+                response = await httpwire.get(url, self._request_headers(hop) + extra, ssl_context=self._ssl_context,
                                               connect_timeout=CONNECT_TIMEOUT, idle_timeout=self._idle_timeout)
             except (TimeoutError, OSError, ssl.SSLError, h11.ProtocolError, httpwire.WireError) as e:
                 raise SourceUnavailable(f"Unable to connect to http data source: HTTP request errored: "
@@ -121,11 +158,11 @@ class HttpSource:
                 except httpwire.WireError as e:
                     raise SourceUnavailable(f"Unable to connect to http data source: bad redirect: {e}") from e
                 continue
-            if response.status != 200:
+            if response.status != 200 and not (response.status == 206 and extra):
                 response.close()
                 raise SourceUnavailable(f"Unable to connect to http data source: expected status code 200, "
                                         f"got {response.status}. Status: {response.status} {response.reason}")
-            self.ranged_access = self._ranged(hop, response)
+            self.ranged_access = self._ranged(hop, response) if response.status == 200 else None
             return response
         raise SourceUnavailable(f"Unable to connect to http data source: more than {MAX_REDIRECTS} redirects")
 

@@ -26,6 +26,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
+from importer.checkpoint import SourceIdentity
 from importer.errors import (
     ChecksumMismatch,
     ConfigurationError,
@@ -202,15 +203,19 @@ def explain_unprotected(what: str, why: str, user_checksum: bool) -> None:
 
 @asynccontextmanager
 async def checked_stream(raw: AsyncIterator[bytes], found: tuple[StoredDigest | None, str], *, what: str,
-                         total: int | None, description: str, user_checksum: bool) -> AsyncIterator[SourceStream]:
+                         total: int | None, description: str, user_checksum: bool,
+                         identity: SourceIdentity | None = None, start: int = 0) -> AsyncIterator[SourceStream]:
     """The source's stream for the pipeline, verified against `found` (a digest, or None and why not).
-    If the pipeline gives up early on data that may be corrupt, the digest gets the last word."""
+    If the pipeline gives up early on data that may be corrupt, the digest gets the last word.
+    `identity` and `start` are the version of the object and where the stream starts in it (a
+    resumed import reads from an offset, where the stored digest, which covers the whole object,
+    cannot be checked: the caller then passes no digest and says why)."""
     digest, why = found
     if digest is None:
         explain_unprotected(what, why, user_checksum)
     checked = CheckedStream(raw, digest, what, total)
     try:
-        yield SourceStream(checked.chunks(), total, description)
+        yield SourceStream(checked.chunks(), total, description, identity=identity, start=start)
     except (ChecksumMismatch, NoSpace, ConfigurationError, SourceUnavailable, TransferInterrupted):
         raise  # not about the bytes, or the stream itself broke
     except ImportFailure as failure:

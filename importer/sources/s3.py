@@ -20,6 +20,11 @@ MD5), CRC-32C, CRC-32. Composite (`...-N`) checksums and multipart ETags cannot 
 without the part sizes; such objects are protected only by a user checksum, and the log says so.
 We add the mode header ourselves rather than pass `ChecksumMode`, which would make botocore verify
 too (hashing every byte twice, and failing with its own error type).
+
+A restarted import continues with `open_at`: a ranged GetObject guarded by `IfMatch` (the ETag the
+checkpoint recorded); a changed object answers 412, and the whole object is read instead, which the
+resume decision sees. The stored digest covers the whole object, so a resumed read cannot check it;
+the log says so, and the user's checksum (whose state the checkpoint keeps) still covers every byte.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from aiobotocore.httpsession import AIOHTTPSession  # type: ignore[import-untype
 from aiobotocore.session import get_session  # type: ignore[import-untyped]
 from botocore import UNSIGNED
 
+from importer.checkpoint import SourceIdentity
 from importer.config import ImporterConfig
 from importer.errors import ConfigurationError, SourceUnavailable, TransferInterrupted
 from importer.sources.base import SourceStream
@@ -159,6 +165,24 @@ def _describe_client_error(error: botocore.exceptions.ClientError) -> str:
     return f"{code}: {message}" if message else str(code)
 
 
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
+
+
+def _extent(response: dict[str, Any]) -> tuple[int, int | None]:
+    """Where a (ranged) response starts in the object, and the object's size."""
+    match = _CONTENT_RANGE.fullmatch(str(response.get("ContentRange") or "").strip())
+    if match is None:
+        return 0, response.get("ContentLength")
+    return int(match[1]), None if match[3] == "*" else int(match[3])
+
+
+def _identity(location: S3Location, response: dict[str, Any], total: int | None) -> SourceIdentity:
+    modified = response.get("LastModified")
+    return SourceIdentity(str(location), str(response.get("ETag") or "") or None,
+                          modified.isoformat() if modified is not None else None, total,
+                          version=response.get("VersionId"))
+
+
 class S3Source:
     kind = "s3"
 
@@ -183,6 +207,16 @@ class S3Source:
 
     @asynccontextmanager
     async def open(self) -> AsyncIterator[SourceStream]:
+        async with self._open(None) as stream:
+            yield stream
+
+    @asynccontextmanager
+    async def open_at(self, offset: int, identity: SourceIdentity) -> AsyncIterator[SourceStream]:
+        async with self._open((offset, identity)) as stream:
+            yield stream
+
+    @asynccontextmanager
+    async def _open(self, resume: tuple[int, SourceIdentity] | None) -> AsyncIterator[SourceStream]:
         location = self._location
         credentials = {}
         if self._config.has_credentials:
@@ -195,18 +229,35 @@ class S3Source:
             verify=not self._config.insecure_tls, config=self._client_config(), **credentials)
         async with client_context as client:
             client.meta.events.register("before-sign.s3.GetObject", _request_checksums)
-            response = await self._get(client)
+            response = await self._get_from(client, resume)
+            start, total = _extent(response)
+            found = stored_digest(response) if start == 0 else (
+                None, f"the import resumed at byte {start}, and the stored digest covers the whole object")
             async with response["Body"] as body, checked_stream(
-                    self._read(body), stored_digest(response), what=f"s3://{location.bucket}/{location.key}",
-                    total=response.get("ContentLength"), description=str(location),
-                    user_checksum=bool(self._config.checksum)) as stream:
+                    self._read(body), found, what=f"s3://{location.bucket}/{location.key}",
+                    total=total, description=str(location), user_checksum=bool(self._config.checksum),
+                    identity=_identity(location, response, total), start=start) as stream:
                 yield stream
 
-    async def _get(self, client: Any) -> dict[str, Any]:
+    async def _get_from(self, client: Any, resume: tuple[int, SourceIdentity] | None) -> dict[str, Any]:
+        """The object from the checkpoint's offset if it is still the same one, else all of it."""
+        if resume is None or not resume[1].etag:
+            return await self._get(client)
+        offset, etag = resume[0], resume[1].etag
+        try:
+            return await self._get(client, Range=f"bytes={offset}-", IfMatch=etag)
+        except SourceUnavailable as e:
+            cause = e.__cause__
+            if not isinstance(cause, botocore.exceptions.ClientError) or _status(cause) not in (412, 416):
+                raise
+            log.info("%s: the object changed since the checkpoint (%s); reading all of it", self._location, cause)
+            return await self._get(client)
+
+    async def _get(self, client: Any, **options: str) -> dict[str, Any]:
         location = self._location
         prefix = f'Unable to connect to s3 data source: could not get s3 object: "{location.bucket}/{location.key}"'
         try:
-            response: dict[str, Any] = await client.get_object(Bucket=location.bucket, Key=location.key)
+            response: dict[str, Any] = await client.get_object(Bucket=location.bucket, Key=location.key, **options)
         except botocore.exceptions.ClientError as e:
             hint = ""
             if not self._config.has_credentials and _status(e) in (401, 403):

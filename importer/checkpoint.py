@@ -1,0 +1,200 @@
+"""Import checkpoints: how far a partly written target is consistent, so a restarted importer pod
+continues there instead of starting over.
+
+A record says: which source (identity: URL, ETag, Last-Modified, size, digest), how many of its bytes
+were consumed and hashed (`wire_offset`), how many decoded bytes are on the target and synced
+(`target_offset`), the wire bytes read past the decoder's restart point (`carry`: a gzip member or
+xz stream ends inside a read, so the bytes after it are kept here rather than hashed twice), the
+format, the compression layer, and the checksum's hash state (`importer.hashstate`). A record whose
+import cannot be resumed (qcow2, nested compression, zstd, no validators) still says so in
+`not_resumable`, so the next attempt can tell the user why it starts over.
+
+Order and atomicity (who calls: `importer.transfer` through `Checkpointer`): the target's data is
+written and fsynced first, then the record is written to a temporary file, fsynced, renamed over the
+old record, and the directory fsynced. A kill at any point leaves either the old record (whose
+offsets are still covered by synced data: later writes only add to them) or the new one.
+
+Where it lives: beside the partial disk, `.disk.img.checkpoint` in a Filesystem volume's directory,
+which is the volume itself and so survives a pod restart (embedded: the same directory is mapped
+again; Kubernetes: the PVC is mounted again). Block volumes have no file system to hold it; they are
+not checkpointed (yet) and say so. The upload server shares `importer.target`, which removes a
+stale record with the partial disk. The resume decision is `importer.resume`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+CHECKPOINT_NAME = ".disk.img.checkpoint"
+VERSION = 1
+
+
+class CheckpointCorrupt(ValueError):
+    """A record that cannot be read (torn by something other than us, or from another version)."""
+
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    """What tells one version of a source from another."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    size: int | None = None
+    digest: str | None = None  # a content digest the server keeps (GCS md5, a registry blob digest)
+    version: str | None = None  # an object version (S3 VersionId, GCS generation)
+
+    @property
+    def validated(self) -> bool:
+        """Whether a change of the source's content would show (a size alone would not)."""
+        return bool(self.etag or self.last_modified or self.digest or self.version)
+
+    def differs(self, other: SourceIdentity) -> str | None:
+        """Why `other` (seen now) is not the source this record was made from, or None."""
+        for name in ("url", "etag", "last_modified", "size", "digest", "version"):
+            before, now = getattr(self, name), getattr(other, name)
+            if before is not None and before != now:
+                return f"its {name.replace('_', '-')} changed from {before!r} to {now!r}"
+        return None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    identity: SourceIdentity
+    format: str  # "raw" ("iso" is raw too); qcow2 records are never resumable
+    compression: str | None  # "gz", "xz", "zst", or None
+    checksum: str = ""  # the spec as given (algo:hex): another checksum means another import
+    wire_offset: int = 0
+    target_offset: int = 0
+    carry: bytes = b""
+    hash_state: bytes | None = None
+    hash_library: str = ""
+    not_resumable: str | None = None
+    version: int = field(default=VERSION)
+
+    def advanced(self, wire_offset: int, target_offset: int, carry: bytes, hash_state: bytes | None) -> Checkpoint:
+        return replace(self, wire_offset=wire_offset, target_offset=target_offset, carry=carry, hash_state=hash_state)
+
+    def to_json(self) -> str:
+        doc: dict[str, Any] = asdict(self)
+        doc["carry"] = base64.b64encode(self.carry).decode()
+        doc["hash_state"] = base64.b64encode(self.hash_state).decode() if self.hash_state is not None else None
+        return json.dumps(doc, separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Checkpoint:
+        try:
+            doc = json.loads(text)
+            if doc.get("version") != VERSION:
+                raise CheckpointCorrupt(f"checkpoint version {doc.get('version')!r}, expected {VERSION}")
+            identity = SourceIdentity(**doc.pop("identity"))
+            carry = base64.b64decode(doc.pop("carry"), validate=True)
+            state = doc.pop("hash_state")
+            record = cls(identity=identity, carry=carry,
+                         hash_state=base64.b64decode(state, validate=True) if state is not None else None, **doc)
+        except CheckpointCorrupt:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise CheckpointCorrupt(f"unreadable checkpoint: {type(e).__name__}: {e}") from e
+        _check_types(record)
+        return record
+
+
+def _check_types(record: Checkpoint) -> None:
+    ints = (record.wire_offset, record.target_offset)
+    if not all(isinstance(n, int) and n >= 0 for n in ints) or not isinstance(record.format, str):
+        raise CheckpointCorrupt("unreadable checkpoint: offsets must be non-negative integers")
+
+
+class CheckpointStore:
+    """One record in a file, replaced atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def beside(cls, data_dir: Path) -> CheckpointStore:
+        return cls(data_dir / CHECKPOINT_NAME)
+
+    def load(self) -> Checkpoint | None:
+        """The last record, None when there is none; raises CheckpointCorrupt for a broken one."""
+        try:
+            text = self.path.read_text()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as e:
+            raise CheckpointCorrupt(f"unreadable checkpoint: {e}") from e
+        return Checkpoint.from_json(text)
+
+    def save(self, record: Checkpoint) -> None:
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, record.to_json().encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)
+
+
+class Checkpointer:
+    """When to checkpoint and what was saved, for one attempt (transfer thread). A record is due every
+    `every_bytes` source bytes or `every_seconds`, whichever comes first; the caller then looks for a
+    restart point (a member boundary in a compressed stream), syncs the target and calls `save`."""
+
+    def __init__(self, store: CheckpointStore, *, every_bytes: int, every_seconds: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self._every_bytes = every_bytes
+        self._every_seconds = every_seconds
+        self._clock = clock
+        self._base: Checkpoint | None = None
+        self._last_wire = 0
+        self._last_time = 0.0
+        self.saved = 0
+        self.seconds = 0.0  # spent syncing and writing records
+
+    @property
+    def active(self) -> bool:
+        return self._base is not None and self._base.not_resumable is None
+
+    def begin(self, base: Checkpoint) -> None:
+        """Record what this attempt imports (and, for a shape that cannot resume, why not)."""
+        self._base = base
+        self._last_wire, self._last_time = base.wire_offset, self._clock()
+        self.store.save(base)
+
+    def due(self, wire_offset: int) -> bool:
+        if not self.active:
+            return False
+        return (wire_offset - self._last_wire >= self._every_bytes
+                or (wire_offset > self._last_wire and self._clock() - self._last_time >= self._every_seconds))
+
+    def save(self, wire_offset: int, target_offset: int, carry: bytes, hash_state: bytes | None,
+             started: float) -> None:
+        """`started`: the clock when the caller began syncing the target (counted in `seconds`)."""
+        assert self._base is not None
+        self.store.save(self._base.advanced(wire_offset, target_offset, carry, hash_state))
+        now = self._clock()
+        self.saved += 1
+        self.seconds += now - started
+        self._last_wire, self._last_time = wire_offset, now
+
+    def now(self) -> float:
+        return self._clock()

@@ -1,0 +1,114 @@
+"""The resume decision, as pure functions: what a (re)started importer found on its volume, and what
+the source answered to a ranged request, turned into "resume at this checkpoint" or "start over,
+because ...". `importer.main` observes (reads the record with `importer.checkpoint`, looks at the
+partial disk, opens the source) and applies; tests check these tables directly.
+
+Two steps, because the second needs the network: `decide` before anything is fetched (is there a
+usable record at all?), `confirm` once the ranged request was answered (is it still the same source,
+and did it honour the range?). The reason for starting over travels in the termination message
+(`resumeDecision`, `resumeMessage`) so the controller records it as an event on the claim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from importer.checkpoint import Checkpoint, SourceIdentity
+
+
+class Outcome(StrEnum):
+    FRESH = "Fresh"  # nothing from an earlier attempt: nothing to say
+    RESUMED = "Resumed"
+    STARTED_OVER = "StartedOver"
+
+
+@dataclass(frozen=True)
+class Observed:
+    record: Checkpoint | None
+    unreadable: str | None  # why the record could not be read, if it could not
+    partial_exists: bool
+    checksum: str  # the checksum spec given to this attempt ("" for none)
+    source_kind: str
+    source_resumable: bool  # the source can make a ranged request
+    hash_library: str  # importer.hashstate.library_version() ("" when unavailable)
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    record: Checkpoint | None = None  # the checkpoint to resume from
+    reason: str | None = None  # why it starts over
+
+    @classmethod
+    def over(cls, reason: str) -> Decision:
+        return cls(Outcome.STARTED_OVER, reason=reason)
+
+
+def decide(seen: Observed) -> Decision:
+    record = seen.record
+    if seen.unreadable is not None:
+        return Decision.over(f"the checkpoint could not be read ({seen.unreadable})")
+    if record is None:
+        if seen.partial_exists:
+            return Decision.over("the previous attempt stopped before it wrote a checkpoint")
+        return Decision(Outcome.FRESH)
+    if record.not_resumable is not None:
+        return Decision.over(record.not_resumable)
+    if record.wire_offset == 0:
+        return Decision.over("the previous attempt stopped before its first checkpoint")
+    if not seen.partial_exists:
+        return Decision.over("the partly written disk of the previous attempt is gone")
+    if record.checksum != seen.checksum:
+        return Decision.over("the checksum to verify is not the one the previous attempt verified")
+    if seen.checksum and (record.hash_state is None or record.hash_library != seen.hash_library):
+        return Decision.over(f"the checksum's hash state was saved by {record.hash_library or 'no library'} "
+                             f"and this importer has {seen.hash_library or 'none that can continue it'}")
+    if not seen.source_resumable:
+        return Decision.over(f"the {seen.source_kind} source cannot continue from an offset")
+    return Decision(Outcome.RESUMED, record=record)
+
+
+def confirm(record: Checkpoint, seen: SourceIdentity | None, start: int) -> str | None:
+    """Why the answer to the ranged request cannot continue `record` (None: it can)."""
+    if seen is None:
+        return "the source did not identify itself (no ETag, Last-Modified or digest)"
+    if why := record.identity.differs(seen):
+        return f"the source changed since the checkpoint: {why}"
+    if start != record.wire_offset:
+        return (f"the source answered the request for bytes from {record.wire_offset} with bytes from {start} "
+                f"(it does not honour range requests)")
+    return None
+
+
+def describe(decision: Decision) -> str:
+    """The sentence for the event and the log."""
+    if decision.outcome is Outcome.RESUMED and decision.record is not None:
+        record = decision.record
+        of = f" of {record.identity.size}" if record.identity.size is not None else ""
+        return (f"Resumed the import after a restart at source byte {record.wire_offset}{of} "
+                f"({record.target_offset} bytes of the disk were already written)")
+    if decision.outcome is Outcome.STARTED_OVER:
+        return f"Started the import over: {decision.reason}"
+    return ""
+
+
+def not_resumable_reason(fmt: str, compression: tuple[str, ...], archive: bool,
+                         identity: SourceIdentity | None, source_resumable: bool) -> str | None:
+    """Why an import of this shape is not checkpointed (the record says so for the next attempt)."""
+    if archive:
+        return "archive imports are not checkpointed (the extracted files are not a single stream position)"
+    if not source_resumable:
+        return "this source cannot continue from an offset"
+    if identity is None or not identity.validated:
+        return "the source has no ETag, Last-Modified or digest to show whether it changed"
+    if fmt == "qcow2":
+        return ("a qcow2 image is converted while it streams, and the converter's state (the tables read so far, "
+                "clusters held back for later) is not checkpointed")
+    if fmt in ("vmdk", "vdi", "vpc", "vhdx"):
+        return f"a {fmt} image is converted by qemu-img from scratch space"
+    if len(compression) > 1:
+        return "images compressed more than once are not checkpointed"
+    if compression and compression[0] == "zst":
+        return "zstd frame boundaries are not checkpointed yet"
+    return None

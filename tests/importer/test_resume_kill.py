@@ -1,0 +1,240 @@
+"""A killed importer resumes: the real `cdi-importer` is SIGKILLed at a random point of the download
+(chosen by bytes the server has sent), restarted on the same volume, and must produce a byte-identical
+disk while fetching in total no more than the image plus one checkpoint interval (plus the one read
+and, for compressed images, the one member in flight when the record was due). Sources: nginx, moto's
+S3 and the GCS emulator, each behind a throttling relay (`tests.support.shaper`) that counts what
+the importer fetched across both attempts. A source that changed between the attempts, and shapes
+that cannot resume (a single-member gzip, a qcow2 image), start over and say why in the termination
+message, which the controller turns into an event."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import lzma
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from cdi.contracts.termination import TerminationMessage
+from importer.checkpoint import CheckpointStore
+from importer.target import PARTIAL_NAME
+from tests.support.gcs import GcsEmulator
+from tests.support.nginx import NginxServer
+from tests.support.s3 import MotoS3
+from tests.support.shaper import ShapedRelay
+from tests.support.tls import TestPKI
+
+MiB = 1 << 20
+SIZE = 8 * MiB
+INTERVAL = MiB // 2
+READ = MiB  # the writer's read size: a record falls due only between reads
+MEMBER = MiB  # uncompressed bytes per gzip member / xz stream in the test images
+SLACK = 256 << 10  # response heads, and what was in flight on the socket at the kill
+RATE = 6 * MiB
+
+
+def _disk_image() -> bytes:
+    """Random 128 KiB blocks with runs of zeros between them (a sparse-looking disk)."""
+    rng = random.Random(15)
+    blocks = [rng.randbytes(128 << 10) if rng.random() < 0.6 else bytes(128 << 10) for _ in range(SIZE // (128 << 10))]
+    return b"".join(blocks)
+
+
+def _members(data: bytes, compress: Callable[[bytes], bytes]) -> bytes:
+    return b"".join(compress(data[i:i + MEMBER]) for i in range(0, len(data), MEMBER))
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("resume-images")
+    data = _disk_image()
+    (directory / "disk.raw").write_bytes(data)
+    (directory / "disk.raw.gz").write_bytes(_members(data, lambda d: gzip.compress(d, 1)))
+    (directory / "disk.raw.xz").write_bytes(_members(data, lambda d: lzma.compress(d, preset=0)))
+    (directory / "single.raw.gz").write_bytes(gzip.compress(data, 1))
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(directory / "disk.raw"),
+                    str(directory / "disk.qcow2")], check=True)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def server(image_dir: Path, pki: TestPKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxServer]:
+    with NginxServer(image_dir, tmp_path_factory.mktemp("nginx-resume"), pki) as nginx:
+        yield nginx
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[MotoS3]:
+    with MotoS3() as moto:
+        yield moto
+
+
+@pytest.fixture(scope="module")
+def gcs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
+    with GcsEmulator(tmp_path_factory.mktemp("gcs-resume")) as emulator:
+        yield emulator
+
+
+@dataclass
+class Volume:
+    """One DataVolume's claim: the importer's data directory and its termination log."""
+
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def termination(self) -> Path:
+        return self.root / "termination"
+
+    def environ(self, extra: dict[str, str]) -> dict[str, str]:
+        return {"PATH": os.environ["PATH"], "CDI_DATA_PATH": str(self.data), "CDI_TERMINATION_LOG": str(self.termination),
+                "CDI_METRICS_ADDR": "127.0.0.1:0", "CDI_EXTRA_HEADERS_DIR": str(self.root / "no-headers"),
+                "IMPORTER_PROXY_CERT_DIR": str(self.root / "no-proxy-certs"),
+                "FILESYSTEM_OVERHEAD": "0", "CDI_CHECKPOINT_INTERVAL": str(INTERVAL), **extra}
+
+    def start(self, env: dict[str, str]) -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, "-m", "importer"], env=self.environ(env), text=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def run(self, env: dict[str, str]) -> tuple[int, TerminationMessage, str]:
+        self.termination.unlink(missing_ok=True)
+        proc = subprocess.run([sys.executable, "-m", "importer"], env=self.environ(env), capture_output=True,
+                              text=True, timeout=120, check=False)
+        return proc.returncode, TerminationMessage.parse(self.termination.read_text()), proc.stderr
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> Volume:
+    vol = Volume(tmp_path)
+    vol.data.mkdir()
+    return vol
+
+
+def kill_part_way(volume: Volume, env: dict[str, str], relay: ShapedRelay, at: int) -> str:
+    """Start the importer and SIGKILL it once the relay has sent `at` bytes; returns its log."""
+    proc = volume.start(env)
+    deadline = time.monotonic() + 60
+    while relay.downstream < at:
+        assert proc.poll() is None, f"the importer ended before the kill at {at}: {proc.communicate()[1]}"
+        assert time.monotonic() < deadline, "the import did not get going"
+        time.sleep(0.002)
+    os.kill(proc.pid, signal.SIGKILL)
+    _, log = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    return log
+
+
+def disk_bytes(volume: Volume, length: int) -> bytes:
+    with (volume.data / "disk.img").open("rb") as disk:
+        return disk.read(length)
+
+
+def resume_after_kill(volume: Volume, env: dict[str, str], relay: ShapedRelay, wire_size: int,
+                      rng: random.Random) -> tuple[TerminationMessage, int]:
+    at = int(wire_size * rng.uniform(0.25, 0.85))
+    relay.reset()
+    kill_part_way(volume, env, relay, at)
+    record = CheckpointStore.beside(volume.data).load()
+    assert record is not None and record.wire_offset > 0, f"no checkpoint by byte {at}"
+    assert record.wire_offset <= at
+    code, message, log = volume.run(env)
+    assert code == 0, log
+    assert message.message == "Import Complete"
+    assert not (volume.data / PARTIAL_NAME).exists() and not CheckpointStore.beside(volume.data).path.exists()
+    return message, relay.downstream
+
+
+CASES = [("disk.raw", 0), ("disk.raw.gz", MEMBER), ("disk.raw.xz", MEMBER)]
+
+
+@pytest.mark.parametrize(("name", "member"), CASES)
+def test_http_import_killed_at_a_random_point_resumes_byte_identical(
+        name: str, member: int, volume: Volume, server: NginxServer, image_dir: Path) -> None:
+    wire_size = (image_dir / name).stat().st_size
+    checksum = hashlib.sha256((image_dir / name).read_bytes()).hexdigest()
+    rng = random.Random()
+    with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
+        env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/{name}",
+               "IMPORTER_CHECKSUM": f"sha256:{checksum}"}
+        message, fetched = resume_after_kill(volume, env, relay, wire_size, rng)
+    assert message.resume_decision == "Resumed", message
+    assert disk_bytes(volume, SIZE + 1) == (image_dir / "disk.raw").read_bytes()
+    assert fetched <= wire_size + INTERVAL + READ + member + SLACK, (fetched, wire_size)
+    ranged = [line for line in server.access_log_lines() if f"/{name} " in line and '"bytes=' in line]
+    assert ranged and " 206 " in ranged[-1], ranged
+
+
+def test_s3_import_killed_at_a_random_point_resumes_byte_identical(
+        volume: Volume, s3: MotoS3, image_dir: Path) -> None:
+    s3.upload("resume", "disk.raw.gz", image_dir / "disk.raw.gz")
+    wire_size = (image_dir / "disk.raw.gz").stat().st_size
+    port = int(s3.http_url.rsplit(":", 1)[1])
+    with ShapedRelay("127.0.0.1", port, rate=RATE) as relay:
+        env = {"IMPORTER_SOURCE": "s3", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/resume/disk.raw.gz",
+               "IMPORTER_ACCESS_KEY_ID": "test-access", "IMPORTER_SECRET_KEY": "test-secret",
+               "IMPORTER_CHECKSUM": "md5:" + hashlib.md5((image_dir / "disk.raw.gz").read_bytes()).hexdigest()}
+        message, fetched = resume_after_kill(volume, env, relay, wire_size, random.Random())
+    assert message.resume_decision == "Resumed", message
+    assert disk_bytes(volume, SIZE + 1) == (image_dir / "disk.raw").read_bytes()
+    assert fetched <= wire_size + INTERVAL + READ + MEMBER + SLACK, (fetched, wire_size)
+
+
+def test_gcs_import_killed_at_a_random_point_resumes_byte_identical(
+        volume: Volume, gcs: GcsEmulator, image_dir: Path) -> None:
+    gcs.bucket("resume")
+    gcs.upload("resume", "disk.raw", image_dir / "disk.raw")
+    port = int(gcs.url.rsplit(":", 1)[1])
+    with ShapedRelay("127.0.0.1", port, rate=RATE) as relay:
+        env = {"IMPORTER_SOURCE": "gcs", "IMPORTER_ENDPOINT": "gs://resume/disk.raw",
+               "STORAGE_EMULATOR_HOST": f"127.0.0.1:{relay.port}"}
+        message, fetched = resume_after_kill(volume, env, relay, SIZE, random.Random())
+    assert message.resume_decision == "Resumed", message
+    assert disk_bytes(volume, SIZE + 1) == (image_dir / "disk.raw").read_bytes()
+    assert fetched <= SIZE + INTERVAL + READ + SLACK, fetched
+
+
+def test_a_source_that_changed_between_attempts_starts_over_and_says_so(
+        volume: Volume, server: NginxServer, image_dir: Path) -> None:
+    original = (image_dir / "disk.raw").read_bytes()
+    changed = image_dir / "changing.raw"
+    changed.write_bytes(original)
+    with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
+        env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/changing.raw"}
+        kill_part_way(volume, env, relay, SIZE // 2)
+        new = bytes(reversed(original))
+        changed.write_bytes(new)
+        os.utime(changed, (time.time() + 5, time.time() + 5))  # a new Last-Modified, hence a new ETag
+        code, message, log = volume.run(env)
+    assert code == 0, log
+    assert message.resume_decision == "StartedOver", message
+    assert message.resume_message is not None and "the source changed since the checkpoint" in message.resume_message
+    assert disk_bytes(volume, SIZE + 1) == new
+
+
+@pytest.mark.parametrize(("name", "why"), [
+    ("single.raw.gz", "stopped before its first checkpoint"),
+    ("disk.qcow2", "a qcow2 image is converted while it streams"),
+])
+def test_shapes_that_cannot_resume_start_over_and_say_why(name: str, why: str, volume: Volume,
+                                                          server: NginxServer, image_dir: Path) -> None:
+    with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
+        env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/{name}"}
+        kill_part_way(volume, env, relay, (image_dir / name).stat().st_size // 2)
+        relay.rate = None
+        code, message, log = volume.run(env)
+    assert code == 0, log
+    assert message.resume_decision == "StartedOver", message
+    assert message.resume_message is not None and why in message.resume_message, message.resume_message
+    assert disk_bytes(volume, SIZE + 1) == (image_dir / "disk.raw").read_bytes()
