@@ -2,6 +2,8 @@
 scrape shows `kubevirt_cdi_dataimportcron_outdated` for a registry cron whose image is not pushed yet
 (outdated, not pending: the embedded default StorageClass is known), then 0 once the pushed image is
 imported, and no series once the cron is deleted. Schedules are `@every 2s`, as in test_dataimportcron.
+The page, parsed with prometheus_client's parser, has upstream's control-plane metrics (names, types,
+labels) and controller-runtime's reconcile and work-queue series, which move as a DataVolume is imported.
 `cdi controller` against a real API server serves the same page on its health listener.
 """
 
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.test_dataimportcron import cron, insecure, push
 from tests.support.controlplane import ControlPlane, release_storage
@@ -86,6 +89,61 @@ def test_dataimportcron_outdated_is_scraped(plane: MetricsControlPlane, registry
     plane.wait_for(lambda: 'cron_name="tiny-cron"' not in plane.scrape(), "the series to go", timeout=30)
 
 
+BLANK = """
+apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata:
+  name: blank
+spec:
+  source:
+    blank: {}
+  storage:
+    resources:
+      requests:
+        storage: 64Mi
+"""
+# Upstream's control-plane metrics (doc/metrics.md) and the types they have there, plus what cdi serve
+# reports for its worker processes (their progress counters, kube-state-metrics' restart counter).
+UPSTREAM_TYPES = {"kubevirt_cdi_dataimportcron_outdated": "gauge", "kubevirt_cdi_datavolume_pending": "gauge",
+                  "kubevirt_cdi_storageprofile_info": "gauge", "kubevirt_cdi_cr_ready": "gauge",
+                  "kubevirt_cdi_import_progress": "counter", "kubevirt_cdi_clone_progress": "counter",
+                  "kube_pod_container_status_restarts": "counter"}
+RUNTIME_TYPES = {"controller_runtime_reconcile": "counter", "controller_runtime_reconcile_errors": "counter",
+                 "controller_runtime_reconcile_time_seconds": "histogram",
+                 "controller_runtime_max_concurrent_reconciles": "gauge", "controller_runtime_active_workers": "gauge",
+                 "workqueue_depth": "gauge", "workqueue_adds": "counter", "workqueue_retries": "counter",
+                 "workqueue_queue_duration_seconds": "histogram", "workqueue_work_duration_seconds": "histogram",
+                 "workqueue_unfinished_work_seconds": "gauge", "workqueue_longest_running_processor_seconds": "gauge"}
+
+
+def reconciles(text: str, controller: str) -> float:
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == "controller_runtime_reconcile_total" and sample.labels["controller"] == controller)
+
+
+def test_upstream_metrics_are_served_and_move(plane: MetricsControlPlane) -> None:
+    before = plane.scrape()
+    families = {family.name: family for family in text_string_to_metric_families(before)}
+    assert {name: families[name].type for name in UPSTREAM_TYPES if name in families} == UPSTREAM_TYPES
+    assert {name: families[name].type for name in RUNTIME_TYPES if name in families} == RUNTIME_TYPES
+    profiles = [sample.labels for sample in families["kubevirt_cdi_storageprofile_info"].samples]
+    assert profiles and all(set(labels) == {"storageclass", "provisioner", "complete", "default", "virtdefault",
+                                            "rwx", "smartclone", "degraded"} for labels in profiles)
+    assert any(labels["default"] == "true" for labels in profiles)  # the embedded default class
+    assert [sample.value for sample in families["kubevirt_cdi_cr_ready"].samples] == [-1]  # no CDI resource
+    assert [sample.value for sample in families["kubevirt_cdi_datavolume_pending"].samples] == [0]
+
+    plane.apply(BLANK)
+    plane.wait_for(lambda: ((plane.get("dv", "blank") or {}).get("status") or {}).get("phase") == "Succeeded",
+                   "the blank DataVolume to succeed")
+    plane.wait_for(lambda: reconciles(plane.scrape(), "datavolume-import-controller")
+                   > reconciles(before, "datavolume-import-controller"), "the import controller's reconciles to move")
+    after = plane.scrape()
+    assert reconciles(after, "import-controller") > reconciles(before, "import-controller")
+    assert 'workqueue_adds_total{controller="datavolume-import-controller",name="datavolume-import-controller"}' \
+        in after
+
+
 def test_cdi_controller_serves_metrics_on_its_health_port(kube_api_only: KubeCluster, tmp_path: Path) -> None:
     """`cdi controller`'s default: `/metrics` beside `/healthz` on the health listener (upstream's 8080;
     here `--health-port 0`)."""
@@ -102,7 +160,11 @@ def test_cdi_controller_serves_metrics_on_its_health_port(kube_api_only: KubeClu
             time.sleep(0.2)
         assert found is not None and found.group(1) == found.group(2), log.read_text()
         with urllib.request.urlopen(f"http://127.0.0.1:{found.group(1)}/metrics", timeout=5) as response:
-            assert "# TYPE kubevirt_cdi_dataimportcron_outdated gauge" in response.read().decode()
+            page = response.read().decode()
+        assert "# TYPE kubevirt_cdi_dataimportcron_outdated gauge" in page
+        assert "# TYPE kubevirt_cdi_storageprofile_info gauge" in page
+        assert 'controller_runtime_reconcile_total{controller="datavolume-import-controller",result="success"}' in page
+        assert "kube_pod_container_status_restarts_total" not in page  # kube-state-metrics reports pods there
     finally:
         process.terminate()
         process.wait(30)
