@@ -10,7 +10,9 @@ upstream's handler answers it.
 The mutating path (`datavolume-mutate`) adds the clone token annotation to a DataVolume created to clone
 from another namespace, once the API server says its creator may (`cdi.apiserver.cloneauth`); every
 other write passes unchanged.
-`cdi-validate` (DELETE of the CDI resource) has nothing of ours to judge yet and is allowed.
+`cdi-validate` judges a DELETE of the CDI resource with upstream's rule (`cdi.admission.uninstall`): refused
+while `uninstallStrategy` is `BlockUninstallIfWorkloadsExist` and a DataVolume exists in any namespace (the
+listing is the one read a pure handler cannot do, so it happens here).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from collections.abc import Callable
 from aiohttp import web
 
 from cdi.admission import AdmissionRequest, Lookup, admit
+from cdi.admission.uninstall import uninstall_refusal
+from cdi.api.meta import CDI_API_VERSION, CDI_GROUP
 from cdi.apiserver.admissionreview import ReviewRequest, admission_request, allowed, decode_review, denied
 from cdi.apiserver.cloneauth import CloneAuthorizer
 from cdi.apiserver.status import decode_object, status_object
@@ -52,6 +56,8 @@ class Webhooks:
     async def validate(self, request: web.Request) -> web.Response:
         review = await _read_review(request)
         try:
+            if review.operation == "DELETE" and review.kind == "CDI" and review.group == CDI_GROUP:
+                await self._judge_uninstall(review)
             judged = admission_request(review, self._kinds)
             if judged is not None:
                 await asyncio.to_thread(self._judge, judged, self._lookup(asyncio.get_running_loop()))
@@ -60,6 +66,21 @@ class Webhooks:
                      error.message)
             return web.json_response(denied(review, error))
         return web.json_response(allowed(review))
+
+    async def _judge_uninstall(self, review: ReviewRequest) -> None:
+        """Upstream's cdi-validate on DELETE: the CDI as it is stored (oldObject, else read by name)."""
+        cdi = review.old_object or review.object
+        if cdi is None:
+            try:
+                cdi = await self._cluster.get(CDI_API_VERSION, "CDI", review.name)
+            except NotFound:
+                return
+        if (cdi.get("spec") or {}).get("uninstallStrategy") is None:
+            return  # nothing to list for
+        listed = await self._cluster.list(CDI_API_VERSION, "DataVolume", limit=1)
+        refusal = uninstall_refusal(cdi, bool(listed.items))
+        if refusal is not None:
+            raise BadRequest(refusal)  # upstream answers 400 with the message
 
     async def mutate(self, request: web.Request) -> web.Response:
         review = await _read_review(request)

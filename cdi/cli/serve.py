@@ -101,7 +101,8 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     # the store directly, as kubelet and the CSI provisioner would read their own state.
     for spec in cdi_controllers(manager.client(), clock, HttpsProgressScraper(),
                                 ControllerOptions(options.image, proxy.url, proxy.ca_pem,
-                                                  clone_tokens=clone_key.clone_tokens(), metrics=metrics)):
+                                                  clone_tokens=clone_key.clone_tokens(), metrics=metrics,
+                                                  embedded_operator=True)):
         manager.add(spec)
     if metrics is not None:
         await observe_cluster(metrics, cluster, manager.reader, workers=True)

@@ -1,10 +1,10 @@
 """Nothing is accepted silently: objects this CDI stores but does not act on yet say so.
 
-For each kind that is admitted and stored but has no controller yet (ObjectTransfer and the CDI operator
-resource; the PVC check stays for CDI populator kinds no controller serves), this controller writes a
-condition with reason `NotSupported`
-(`cdi.contracts.conditions`) in the kind's own condition types and records one Warning event, so that
-`cdi describe` and `cdi wait` tell the user at once instead of leaving the object waiting forever.
+For each kind that is admitted and stored but has no controller yet (ObjectTransfer; the PVC check stays for
+CDI populator kinds no controller serves; the CDI resource has its operator, `cdi.operator`), this controller
+writes a condition with reason `NotSupported` (`cdi.contracts.conditions`) in the kind's own condition types
+and records one Warning event, so that `cdi describe` and `cdi wait` tell the user at once instead of leaving
+the object waiting forever.
 `gap` and `plan` are pure; `NotSupportedReconciler` applies them.
 The import and upload DataVolume controllers (`cdi.controllers.datavolume`) handle every other
 DataVolume; when a kind's real controller arrives, its entry leaves `_CONDITIONS` and `gap`.
@@ -35,7 +35,6 @@ _SUPPORTED_SOURCES = "an http, s3, gcs, registry, blank, upload, pvc or snapshot
 _CONDITIONS: dict[str, tuple[str, ...]] = {
     "DataVolume": ("Ready", "Bound", "Running"),
     "ObjectTransfer": ("Complete",),
-    "CDI": ("Available", "Progressing", "Degraded"),
 }
 KINDS = (*_CONDITIONS, "PersistentVolumeClaim")
 
@@ -76,10 +75,7 @@ def gap(kind: str, doc: Object) -> str | None:
         if ref.get("kind") in _POPULATOR_KINDS and ref.get("apiGroup") == CDI_GROUP:
             return f"Populating a PersistentVolumeClaim from a {ref['kind']} (spec.dataSourceRef)"
         return None
-    return {
-        "ObjectTransfer": "ObjectTransfer",
-        "CDI": "The CDI operator (the embedded control plane `cdi serve` runs CDI itself)",
-    }.get(kind)
+    return {"ObjectTransfer": "ObjectTransfer"}.get(kind)
 
 
 def message_for(kind: str, what: str) -> str:
@@ -131,7 +127,7 @@ class NotSupportedReconciler:
         if todo is None:
             return DONE
         if todo.status is not None:
-            # Upstream's DataSource, DataImportCron and CDI have no status subresource: their status is
+            # Upstream's DataSource and DataImportCron have no status subresource: their status is
             # written with the object.
             write = self._cluster.patch_status if lookup(self._api_version, self._kind).status_subresource \
                 else self._cluster.patch

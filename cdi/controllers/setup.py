@@ -33,6 +33,9 @@ from cdi.controllers.progress import ProgressScraper
 from cdi.controllers.upload import controller as uploads
 from cdi.monitoring import ControlPlaneMetrics
 from cdi.monitoring.collector import ClusterReaders, ObjectSource
+from cdi.operator import reconciler as operator
+from cdi.operator.installer import EmbeddedInstaller
+from cdi.operator.versions import operator_version
 from cdi.runtime.types import Clock, ControllerSpec
 from cdi.tokens import CloneTokens
 
@@ -47,6 +50,9 @@ class ControllerOptions:
     clone_tokens: CloneTokens | None = None
     # The process's metrics (`cdi.monitoring`), set by the controllers that publish series; None: none.
     metrics: ControlPlaneMetrics | None = None
+    # `cdi serve`: the process is the installed control plane, so it also reconciles the CDI resource
+    # (`cdi.operator`, with the embedded installer). On a cluster `cdi operator` does, as a process of its own.
+    embedded_operator: bool = False
 
 
 def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
@@ -64,7 +70,9 @@ def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
             *populators.controllers(cluster, clock, scraper),
             *host_clones.controllers(cluster, clock, scraper, image=options.image, namespace=options.namespace,
                                      authorize=authorization.check_clone_request),
-            *notsupported.controllers(cluster, clock)]
+            *notsupported.controllers(cluster, clock),
+            *(operator.controllers(cluster, clock, EmbeddedInstaller(), namespace=options.namespace,
+                                   version=operator_version()) if options.embedded_operator else [])]
 
 
 async def observe_cluster(metrics: ControlPlaneMetrics, cluster: Cluster,

@@ -42,6 +42,7 @@ def test_datavolume_gaps(doc: dict[str, Any], expected: str | None) -> None:
     ("PersistentVolumeClaim", {"spec": {}}, True),
     ("DataImportCron", {"spec": {}}, True),  # cdi.controllers.dataimportcron
     ("ObjectTransfer", {"spec": {}}, False),
+    ("CDI", {"spec": {}}, True),  # cdi.operator
     ("DataSource", {"spec": {}}, True),  # the DataSource controller
     ("StorageProfile", {"spec": {}}, True),
 ])
@@ -50,14 +51,13 @@ def test_kind_gaps(kind: str, doc: dict[str, Any], supported: bool) -> None:
 
 
 def test_plan_writes_kind_conditions_once() -> None:
-    cdi = {"metadata": {"name": "cdi"}, "spec": {}}
-    first = plan("CDI", cdi, NOW)
+    transfer = {"metadata": {"name": "t"}, "spec": {}}
+    first = plan("ObjectTransfer", transfer, NOW)
     assert first is not None and first.status is not None
     assert [(c["type"], c["status"], c["reason"]) for c in first.status["conditions"]] == [
-        ("Available", "False", NOT_SUPPORTED), ("Progressing", "False", NOT_SUPPORTED),
-        ("Degraded", "False", NOT_SUPPORTED)]
-    assert "The CDI operator" in first.event
-    assert plan("CDI", {**cdi, "status": first.status}, "2026-11-22T00:00:00Z") is None
+        ("Complete", "False", NOT_SUPPORTED)]
+    assert "ObjectTransfer is not supported yet" in first.event
+    assert plan("ObjectTransfer", {**transfer, "status": first.status}, "2026-11-22T00:00:00Z") is None
 
 
 def test_plan_leaves_deleting_objects_alone() -> None:
@@ -100,13 +100,3 @@ async def test_import_datavolume_is_left_to_its_controller(cluster: Cluster, clo
     stored = await cluster.get(DV_API, "DataVolume", "d", "default")
     assert "status" not in stored or not stored["status"].get("conditions")
 
-
-@pytest.mark.parametrize(("kind", "spec", "types"), [
-    ("CDI", {}, ["Available", "Progressing", "Degraded"]),
-])
-async def test_kinds_without_a_status_subresource_get_their_conditions(cluster: Cluster, clock: FixedClock, kind: str,
-                                                                       spec: dict[str, Any], types: list[str]) -> None:
-    await cluster.create({"apiVersion": DV_API, "kind": kind, "metadata": {"name": "x"}, "spec": spec})
-    await NotSupportedReconciler(cluster, clock, DV_API, kind).reconcile(Key("", "x"))
-    stored = await cluster.get(DV_API, kind, "x")
-    assert [(c["type"], c["reason"]) for c in stored["status"]["conditions"]] == [(t, NOT_SUPPORTED) for t in types]
