@@ -2,9 +2,13 @@
 
 `metrics` defines the metrics (names from `cdi.contracts.metrics`) on a registry the process owns — never
 prometheus_client's global default, so two control planes in one test process do not share series;
-controllers are handed the `ControlPlaneMetrics` and set what they observe. `server` serves the registry
-as `GET /metrics`; `cdi serve` and `cdi controller` start it with `--metrics-port`. The importer's progress
-endpoint (`importer.metrics`) is the data plane's counterpart and does not use this package.
+controllers are handed the `ControlPlaneMetrics` and set what they observe. `runtime` holds
+controller-runtime's reconcile and work-queue series, which the runtime's manager reports into; `state`
+computes upstream's state metrics from observed objects and `collector` serves them from the informer
+caches at each scrape. `server` serves the registry as `GET /metrics`; `cdi serve` and `cdi controller`
+start it with `--metrics-port`. The importer's progress endpoint (`importer.metrics`) is the data plane's
+counterpart and does not use this package; the alert rules that query these metrics are rendered by
+`cdi.install.alerts`.
 """
 
 from cdi.monitoring.metrics import ControlPlaneMetrics
