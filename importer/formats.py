@@ -1,7 +1,9 @@
 """Image format detection by magic numbers, beneath any stack of gzip, xz and zstd.
 
 `open_image` peels compression layers one at a time (multi-member gzip, multi-stream xz and
-multi-frame zstd included), then names the image format of what is left. Unlike upstream, nested
+multi-frame zstd included, zstd frame by frame through `importer.zstdframes`), then names the image
+format of what is left; the decompressors say when they are between members, streams or frames
+(`boundary`), where a checkpoint can restart them. Unlike upstream, nested
 compression is unwrapped fully (up to `MAX_LAYERS`), ISO 9660 is recognised (its magic is at 0x8001,
 beyond upstream's 512-byte header), and formats we refuse to import are named here: LUKS and text
 VMDK descriptors (which point at other files) as unsafe, and every other format qemu-img's probing
@@ -24,6 +26,7 @@ from typing import Protocol
 import zstandard
 
 from importer.errors import InvalidImage, UnsafeImage
+from importer.zstdframes import FrameError, ZstdFrames
 
 MIN_HEADER = 512
 PEEK_SIZE = 0x8001 + 5 + 1024  # room for the ISO 9660 volume descriptor magic
@@ -250,25 +253,22 @@ class DecompressingReader:
     def __init__(self, kind: Compression, inner: Reader, *, at_boundary: bool = False) -> None:
         self.kind = kind
         self._inner: Reader
-        self._members: _MemberReader | None = None
+        self._members: _MemberReader | ZstdFrames
         if kind in (Compression.GZIP, Compression.XZ):
             self._inner = self._members = _MemberReader(kind, inner, at_boundary=at_boundary)
-        else:
-            if at_boundary:
-                raise ValueError("zstd streams cannot be resumed")
-            self._inner = zstandard.ZstdDecompressor().stream_reader(
-                inner, read_across_frames=True, closefd=False)  # type: ignore[arg-type]
+        else:  # a zstd reader starts between frames: `at_boundary` is how it always starts
+            self._inner = self._members = ZstdFrames(inner)
 
     def boundary(self) -> bytes | None:
-        """See `_MemberReader.boundary`; None for zstd, whose frame boundaries are not tracked."""
-        return self._members.boundary() if self._members is not None else None
+        """The input read past the last complete member, stream or frame, when between them; else None."""
+        return self._members.boundary()
 
     def read(self, size: int = -1, /) -> bytes:
         try:
             return self._inner.read(size)
         except EOFError as e:
             raise InvalidImage(f"{self.kind} stream ended before its end marker: the image is truncated") from e
-        except (OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError) as e:
+        except (OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError, FrameError) as e:
             raise InvalidImage(f"{self.kind} stream is corrupt: {e}") from e
 
 

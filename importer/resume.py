@@ -109,6 +109,4 @@ def not_resumable_reason(fmt: str, compression: tuple[str, ...], archive: bool,
         return f"a {fmt} image is converted by qemu-img from scratch space"
     if len(compression) > 1:
         return "images compressed more than once are not checkpointed"
-    if compression and compression[0] == "zst":
-        return "zstd frame boundaries are not checkpointed yet"
     return None

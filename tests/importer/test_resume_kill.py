@@ -1,7 +1,8 @@
 """A killed importer resumes: the real `cdi-importer` is SIGKILLed at a random point of the download
 (chosen by bytes the server has sent), restarted on the same volume, and must produce a byte-identical
 disk while fetching in total no more than the image plus one checkpoint interval (plus the one read
-and, for compressed images, the one member in flight when the record was due). Sources: nginx, moto's
+and, for compressed images, the one gzip member, xz stream or zstd frame in flight when the record
+was due). Sources: nginx, moto's
 S3 and the GCS emulator, each behind a throttling relay (`tests.support.shaper`) that counts what
 the importer fetched across both attempts. A source that changed between the attempts, and shapes
 that cannot resume (a single-member gzip, a qcow2 image), start over and say why in the termination
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from cdi.contracts.termination import TerminationMessage
 from importer.checkpoint import CheckpointStore
@@ -60,6 +62,7 @@ def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (directory / "disk.raw").write_bytes(data)
     (directory / "disk.raw.gz").write_bytes(_members(data, lambda d: gzip.compress(d, 1)))
     (directory / "disk.raw.xz").write_bytes(_members(data, lambda d: lzma.compress(d, preset=0)))
+    (directory / "disk.raw.zst").write_bytes(_members(data, zstandard.ZstdCompressor(level=1).compress))
     (directory / "single.raw.gz").write_bytes(gzip.compress(data, 1))
     subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(directory / "disk.raw"),
                     str(directory / "disk.qcow2")], check=True)
@@ -156,7 +159,7 @@ def resume_after_kill(volume: Volume, env: dict[str, str], relay: ShapedRelay, w
     return message, relay.downstream
 
 
-CASES = [("disk.raw", 0), ("disk.raw.gz", MEMBER), ("disk.raw.xz", MEMBER)]
+CASES = [("disk.raw", 0), ("disk.raw.gz", MEMBER), ("disk.raw.xz", MEMBER), ("disk.raw.zst", MEMBER)]
 
 
 @pytest.mark.parametrize(("name", "member"), CASES)
