@@ -8,8 +8,8 @@ each volume is mounted at its real mountPath (Filesystem volumes bound, Block vo
 unless the volume is a plain file, which is bound at the device path instead).
 
 `run_argv` is the exact command line, table-tested: `--network host` (the controllers reach the
-pod's podIP on loopback as today), the pod's user (`--user`, `--group-add` for fsGroup and for the
-group owning a Block device, as containerd's device ownership would give), `--memory`/`--cpus` from
+pod's podIP on loopback as today), the pod's user (`--user`, `--group-add` for fsGroup),
+`--memory`/`--cpus` from
 the limits, `--init` so that SIGTERM reaches a program that installed no handler (it is not PID 1),
 and `--log-driver passthrough` so the container writes straight into the log the launcher opened.
 Variables are passed by name (`-e NAME`, the value in podman's environment), so Secret values do
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +63,6 @@ class ContainerRun:
     mounts: tuple[Mount, ...] = ()
     devices: tuple[Device, ...] = ()
     run_as: RunAs = field(default_factory=RunAs)
-    device_groups: tuple[int, ...] = ()  # gids owning the devices, added to the user's groups
     limits: Limits = field(default_factory=Limits)
     workdir: str = ""
     hostname: str = ""
@@ -76,12 +75,11 @@ def container_name(pod_uid: str, container: str) -> str:
 
 def container_run(pod: PodInfo, container: ContainerSpec, volumes: Mapping[str, LocalVolume], *,
                   own_env: Mapping[str, str], markers: Mapping[str, str], termination_file: Path, pod_ip: str,
-                  is_device: Mapping[Path, int] | None = None) -> ContainerRun:
-    """The container as podman should run it. `is_device` maps each Block volume path that is a device
-    node to the group owning it (a path missing from it is a plain file)."""
-    devices_gid = is_device or {}
+                  devices: Collection[Path] = ()) -> ContainerRun:
+    """The container as podman should run it. `devices` are the Block volume paths that are device nodes
+    (any other Block volume is a plain file)."""
     mounts: list[Mount] = []
-    devices: list[Device] = []
+    nodes: list[Device] = []
     for mount in container.mounts:
         volume = _volume(volumes, mount.name, mount.mount_path)
         if volume.block:
@@ -96,13 +94,13 @@ def container_run(pod: PodInfo, container: ContainerSpec, volumes: Mapping[str, 
         if not volume.block:
             raise LayoutError(f'volume "{device.name}" has volumeMode Filesystem: it can be used in volumeMounts, '
                               f"not volumeDevices")
-        if volume.path in devices_gid:
-            devices.append(Device(device.device_path, volume.path))
+        if volume.path in devices:
+            nodes.append(Device(device.device_path, volume.path))
         else:
             mounts.append(Mount(device.device_path, volume.path, own=True))
     mounts.append(Mount(container.termination_message_path, termination_file, own=True))
     variables = {env.TERMINATION_LOG: container.termination_message_path}
-    targets = [m.target.rstrip("/") for m in mounts] + [d.target.rstrip("/") for d in devices]
+    targets = [m.target.rstrip("/") for m in mounts] + [d.target.rstrip("/") for d in nodes]
     for in_pod, variable in WELL_KNOWN_PATHS:  # as the process runner sets them, with the pod's own paths
         path = in_pod.rstrip("/")
         if any(t == path or t.startswith(path + "/") for t in targets):
@@ -111,11 +109,10 @@ def container_run(pod: PodInfo, container: ContainerSpec, volumes: Mapping[str, 
         variables[env.METRICS_ADDR] = f"{pod_ip}:{METRICS_PORT}"
     variables |= dict(own_env)
     words = [*(container.command or image_entrypoint(container.image)), *container.args]
-    groups = tuple(sorted({devices_gid[d.host] for d in devices}))
     return ContainerRun(
         name=container_name(pod.uid, container.name), command=tuple(expand(w, own_env) for w in words),
-        env=variables | dict(markers), mounts=tuple(mounts), devices=tuple(devices), run_as=pod.run_as(container),
-        device_groups=groups, limits=container.limits, workdir=container.working_dir, hostname=pod.name,
+        env=variables | dict(markers), mounts=tuple(mounts), devices=tuple(nodes), run_as=pod.run_as(container),
+        limits=container.limits, workdir=container.working_dir, hostname=pod.name,
         labels={LABEL_POD_UID: pod.uid})
 
 
@@ -131,7 +128,7 @@ def run_argv(run: ContainerRun, image: str, *, podman: str = "podman", cgroup_pa
         argv += ["--hostname", run.hostname]
     if cgroup_parent:
         argv += ["--cgroup-parent", cgroup_parent]
-    argv += _user_args(run.run_as, run.device_groups)
+    argv += _user_args(run.run_as)
     if run.limits.memory is not None:
         memory = str(run.limits.memory + memory_margin)
         argv += ["--memory", memory, "--memory-swap", memory]
@@ -160,15 +157,23 @@ def run_argv(run: ContainerRun, image: str, *, podman: str = "podman", cgroup_pa
     return argv, by_name
 
 
-def _user_args(run_as: RunAs, device_groups: Sequence[int]) -> list[str]:
+def _user_args(run_as: RunAs) -> list[str]:
     args: list[str] = []
     if run_as.user is not None:
         args += ["--user", str(run_as.user) if run_as.group is None else f"{run_as.user}:{run_as.group}"]
-    extra = [g for g in dict.fromkeys([*([run_as.fs_group] if run_as.fs_group is not None else []),
-                                       *device_groups])]
-    for group in extra:
-        args += ["--group-add", str(group)]
+    if run_as.fs_group is not None:
+        args += ["--group-add", str(run_as.fs_group)]
     return args
+
+
+def device_owner(run_as: RunAs) -> tuple[int, int] | None:
+    """Who should own a Block volume's device node (uid, gid; -1 keeps one), as containerd's
+    device_ownership_from_security_context gives it: the pod's user and group (fsGroup when no group);
+    None when the pod names no user (the image's, which we do not know)."""
+    if run_as.user is None:
+        return None
+    group = run_as.group if run_as.group is not None else run_as.fs_group
+    return run_as.user, -1 if group is None else group
 
 
 @dataclass(frozen=True)

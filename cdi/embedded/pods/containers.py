@@ -8,7 +8,9 @@ podman settings of `scripts/image.sh` (`PodmanSettings`: the same private `conta
 `storage.conf`, written by that script, so the image it built is found). Per run it:
 
 - removes a leftover container of the same name (a runner that died) and makes the run's memory
-  cgroup (`cgroups`), which holds the pod's memory limit;
+  cgroup (`cgroups`), which holds the pod's memory limit; gives Block volumes' device nodes to the
+  pod's user, as containerd's device_ownership_from_security_context does (podman copies the host
+  node's owner into the container; the node is the PV's own loop device);
 - starts `podman run` attached, as its own process group dying with the runner like a process
   container; the container's stdout+stderr go straight into the pod's log file (passthrough);
 - on `signal`, sends the signal to the container (`podman kill`), and SIGKILLs the podman client
@@ -35,7 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdi.embedded.pods.cgroups import MemoryCgroup, MemoryUsage, verdict
-from cdi.embedded.pods.containerrun import ContainerRun, container_name, parse_state, run_argv, start_error
+from cdi.embedded.pods.containerrun import (
+    ContainerRun,
+    container_name,
+    device_owner,
+    parse_state,
+    run_argv,
+    start_error,
+)
 from cdi.embedded.pods.processes import (
     START_FAILED_EXIT_CODE,
     ExitStatus,
@@ -221,10 +230,17 @@ class ContainerProcess:
 
 
 def _prepare_mounts(run: ContainerRun) -> None:
-    """Mount sources must exist before podman binds them (kubelet creates a missing subPath too)."""
+    """Mount sources must exist before podman binds them (kubelet creates a missing subPath too); device
+    nodes go to the pod's user (podman copies the host node's owner and mode into the container)."""
     for mount in run.mounts:
         if not mount.host.exists():
             mount.host.mkdir(parents=True, exist_ok=True)
+    owner = device_owner(run.run_as)
+    if owner is None:
+        return
+    for device in run.devices:
+        os.chown(device.host, owner[0], owner[1])
+        os.chmod(device.host, 0o660)
 
 
 def usage_of(launcher: ContainerLauncher, pod_uid: str, container: str) -> MemoryUsage | None:

@@ -90,7 +90,7 @@ class ContainerStarter:
         environ |= {"HOSTNAME": pod.name, "TMPDIR": str(paths.tmp)}
         run = container_run(pod, container, volumes, own_env=own_env, markers=marks,
                             termination_file=paths.termination(container.name), pod_ip=pod_ip,
-                            is_device=_device_groups(container, volumes))
+                            devices=_device_nodes(container, volumes))
         # A program missing here is the process launcher's StartError only: a container's is in its image.
         not_found = ""
         try:
@@ -102,9 +102,9 @@ class ContainerStarter:
         return await self._launcher.start(LaunchSpec(argv, environ, cwd, paths.log(container.name), run, not_found))
 
 
-def _device_groups(container: ContainerSpec, volumes: Mapping[str, LocalVolume]) -> dict[Path, int]:
-    """The group owning each Block volume path the container uses that is a device node."""
-    groups = {}
+def _device_nodes(container: ContainerSpec, volumes: Mapping[str, LocalVolume]) -> set[Path]:
+    """The Block volume paths the container uses that are device nodes (not plain files)."""
+    nodes = set()
     for device in container.devices:
         volume = volumes.get(device.name)
         if volume is None or not volume.block:
@@ -114,8 +114,8 @@ def _device_groups(container: ContainerSpec, volumes: Mapping[str, LocalVolume])
         except OSError:
             continue
         if stat.S_ISBLK(info.st_mode):
-            groups[volume.path] = info.st_gid
-    return groups
+            nodes.add(volume.path)
+    return nodes
 
 
 def _working_dir(container: ContainerSpec, layout: ContainerLayout, paths: PodPaths) -> Path:
