@@ -9,13 +9,16 @@ to a DataVolume created to clone from another namespace, signed with the clone k
 (`cdi.embedded.clonetokens`, created here at start if missing), which the controllers check. SIGINT/SIGTERM stop it
 gracefully; importer processes die with it and are restarted when it comes back. With `--metrics-port`
 (off by default; 0 picks a free port, logged) the control plane's Prometheus metrics are served on
-127.0.0.1 at `/metrics` (`cdi.monitoring`)."""
+127.0.0.1 at `/metrics` (`cdi.monitoring`). `--pod-runtime` chooses how worker pods run: as processes (the default),
+as podman containers of the project's image (`container`, built by scripts/image.sh; `--pod-image`),
+or `auto` (containers where podman and the image are there, else processes)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,7 @@ from cdi.controllers.setup import ControllerOptions, cdi_controllers, observe_cl
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.clonetokens import SigningKeyFile, clone_token_mutation
 from cdi.embedded.nodeagent import add_node_agent
+from cdi.embedded.pods.containers import DEFAULT_IMAGE, RUNTIMES, PodmanSettings, choose_launcher
 from cdi.embedded.uploadtokens import KeyRingFile, upload_token_reviews
 from cdi.monitoring import ControlPlaneMetrics, MetricsServer
 from cdi.runtime.lock import ProcessLock
@@ -45,6 +49,8 @@ class ServeOptions:
     image: str = "pycdi/pycdi:latest"
     uploadproxy_port: int = 31443
     metrics_port: int | None = None  # None: no metrics endpoint; 0: a free port
+    pod_runtime: str = "process"  # "process", "container" or "auto"
+    pod_image: str = DEFAULT_IMAGE  # the image worker pods run in with the container runtime
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,9 +61,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="port of the upload proxy on 127.0.0.1 (0 picks a free one; default 31443)")
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus metrics at 127.0.0.1:PORT/metrics (0 picks a free one; default off)")
+    parser.add_argument("--pod-runtime", choices=RUNTIMES, default="process",
+                        help="how worker pods run: process (default), container (podman, the project's image; "
+                             "fails where podman or the image is missing) or auto (container where possible)")
+    parser.add_argument("--pod-image", default=DEFAULT_IMAGE,
+                        help=f"the image of the container runtime (default {DEFAULT_IMAGE}, which "
+                             f"`bash scripts/image.sh` tags)")
     parser.set_defaults(run=lambda args, home: asyncio.run(serve_forever(
         home, ServeOptions(pod_backoff_base=args.pod_backoff, uploadproxy_port=args.uploadproxy_port,
-                           metrics_port=args.metrics_port))))
+                           metrics_port=args.metrics_port, pod_runtime=args.pod_runtime,
+                           pod_image=args.pod_image))))
 
 
 async def serve_forever(home: Path, options: ServeOptions) -> int:
@@ -88,8 +101,10 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     await asyncio.to_thread(clone_key.ring)  # made now, not on the first clone
     metrics = ControlPlaneMetrics() if options.metrics_port is not None else None
     manager = Manager(cluster, clock=clock, metrics=metrics.runtime if metrics is not None else None)
+    launcher = await choose_launcher(options.pod_runtime, PodmanSettings.from_environment(os.environ),
+                                     options.pod_image)
     runner = await add_node_agent(manager, cluster, home, clock, backoff_base=options.pod_backoff_base,
-                                  backoff_cap=options.pod_backoff_cap)
+                                  backoff_cap=options.pod_backoff_cap, launcher=launcher)
     await cdiconfig.ensure_config(cluster)
     proxy = EmbeddedUploadProxy(cluster, home, clock, port=options.uploadproxy_port)
     await proxy.start()

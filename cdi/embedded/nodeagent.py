@@ -22,6 +22,7 @@ from cdi.embedded import snapshots as local_snapshots
 from cdi.embedded import volumes as local_volumes
 from cdi.embedded.pods import controller as local_pods
 from cdi.embedded.pods.node import HOST_IP, NODE_NAME
+from cdi.embedded.pods.processes import Launcher
 from cdi.embedded.pods.runner import PodRunner
 from cdi.embedded.snapshots import SNAPSHOT_API
 from cdi.embedded.volumes.keys import HOSTNAME_LABEL
@@ -65,8 +66,10 @@ async def register_node(cluster: Cluster, now: datetime, kubelet_port: int = 0) 
 
 
 async def add_node_agent(manager: Manager, cluster: Cluster, home: Path, clock: Clock, *,
-                         backoff_base: float = 10.0, backoff_cap: float = 300.0, kubelet_port: int = 0) -> PodRunner:
-    """Prepare this node and add its controllers to `manager`; the returned runner must be closed."""
+                         backoff_base: float = 10.0, backoff_cap: float = 300.0, kubelet_port: int = 0,
+                         launcher: Launcher | None = None) -> PodRunner:
+    """Prepare this node and add its controllers to `manager`; the returned runner must be closed.
+    `launcher` runs the pods' containers (default: as processes)."""
     pool = await local_volumes.open_pool(home / POOL_DIR)
     created = await local_volumes.ensure_default_storage(cluster)
     if created:
@@ -74,7 +77,8 @@ async def add_node_agent(manager: Manager, cluster: Cluster, home: Path, clock: 
     report = await local_volumes.ensure_all_attached(cluster, pool)
     log.info("volumes re-attached: %d, failed: %d", len(report.attached), len(report.failed))
     await register_node(cluster, clock.now(), kubelet_port)
-    runner = PodRunner(cluster, home, clock=clock, backoff_base=backoff_base, backoff_cap=backoff_cap)
+    runner = PodRunner(cluster, home, clock=clock, backoff_base=backoff_base, backoff_cap=backoff_cap,
+                       launcher=launcher)
     for spec in local_volumes.controllers(cluster, pool, clock):
         manager.add(spec)
     if await cluster.served(SNAPSHOT_API, "VolumeSnapshot") and \

@@ -121,6 +121,28 @@ async def probe(settings: PodmanSettings, image: str) -> str | None:
     return None
 
 
+RUNTIMES = ("process", "container", "auto")
+
+
+class RuntimeUnavailable(Exception):
+    """`--pod-runtime container` was asked for where it cannot run."""
+
+
+async def choose_launcher(runtime: str, settings: PodmanSettings, image: str) -> ContainerLauncher | None:
+    """The launcher for `cdi serve --pod-runtime`: None for processes; podman's for "container" (or
+    `RuntimeUnavailable` saying why not) and for "auto" where it can run (else processes, logged)."""
+    if runtime == "process":
+        return None
+    why_not = await probe(settings, image)
+    if why_not is None:
+        log.info("worker pods run as containers of %s (podman settings in %s)", image, settings.home)
+        return ContainerLauncher(settings, image)
+    if runtime == "container":
+        raise RuntimeUnavailable(f"the container pod runtime cannot run: {why_not}")
+    log.info("worker pods run as processes: %s", why_not)
+    return None
+
+
 class ContainerLauncher:
     """Starts containers with podman; `usage` keeps each finished run's memory figures by container name."""
 
