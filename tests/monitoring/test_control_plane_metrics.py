@@ -28,6 +28,7 @@ from tests.runtime.clock import FakeClock
 from tests.runtime.waiting import running, until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+WAIT = 20.0  # generous: the whole controller set shares two cores with other test runs
 
 
 @pytest.fixture
@@ -72,11 +73,11 @@ async def test_state_and_reconcile_metrics_from_a_running_control_plane(cluster:
     url = f"http://127.0.0.1:{server.port}{m.METRICS_PATH}"
     try:
         async with running(manager):
-            await until(lambda: manager.active, what="the manager to start")
+            await until(lambda: manager.active, timeout=WAIT, what="the manager to start")
             await cluster.create(data_volume("waits", {}))
             await cluster.create(data_volume("named", {"storageClassName": "fast"}))
-            await until(lambda: _phase_is(cluster, "named", "Pending"), what="the DataVolume naming a class to be Pending")
-            await until(lambda: _pending_is(url, 1), what="the DataVolume without a class to be counted")
+            await until(lambda: _phase_is(cluster, "named", "Pending"), timeout=WAIT, what="the DataVolume naming a class to be Pending")
+            await until(lambda: _pending_is(url, 1), timeout=WAIT, what="the DataVolume without a class to be counted")
             samples = await scrape(url)
             assert find(samples, m.CR_READY) == -1
             assert series(samples, m.STORAGEPROFILE_INFO) == []
@@ -94,9 +95,9 @@ async def test_state_and_reconcile_metrics_from_a_running_control_plane(cluster:
                                   "volumeBindingMode": "WaitForFirstConsumer"})
             # "waits" gets its claim on the new default class and waits for a consumer; "named" still
             # names a class that does not exist, but a DataVolume naming one is never counted.
-            await until(lambda: _has_profile(url), what="the StorageProfile's series")
+            await until(lambda: _has_profile(url), timeout=WAIT, what="the StorageProfile's series")
             clock.advance(300)  # the waiting DataVolume's requeue falls due
-            await until(lambda: _pending_is(url, 0), what="the pending gauge to drop")
+            await until(lambda: _pending_is(url, 0), timeout=WAIT, what="the pending gauge to drop")
             samples = await scrape(url)
             assert series(samples, m.STORAGEPROFILE_INFO) == [{
                 "storageclass": "local", "provisioner": "kubevirt.io.hostpath-provisioner", "complete": "true",

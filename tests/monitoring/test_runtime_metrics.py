@@ -83,12 +83,12 @@ async def test_a_manager_reports_reconciles(cluster: EmbeddedCluster, clock: Fak
     assert value(metrics, m.RECONCILE_ERRORS, mirror_labels) == 0
     await cluster.create(configmap("a", "1"))
     async with running(manager):
-        await until(lambda: total("error") == 1, what="the injected failure to be counted")
+        await until(lambda: total("error") == 1, timeout=10, what="the injected failure to be counted")
         assert value(metrics, m.RECONCILE_ERRORS, mirror_labels) == 1
         assert value(metrics, m.MAX_CONCURRENT_RECONCILES, mirror_labels) == 3
         clock.advance(1)  # past the first backoff: the retry succeeds
-        await until(lambda: secret_value(cluster, "a"), what="the mirror to be written")
-        await until(lambda: (total("success") or 0) >= 1, what="a successful reconcile to be counted")
+        await until(lambda: secret_value(cluster, "a"), timeout=10, what="the mirror to be written")
+        await until(lambda: (total("success") or 0) >= 1, timeout=10, what="a successful reconcile to be counted")
         assert value(metrics, m.RECONCILE_TIME + "_count", mirror_labels) == (total("success") or 0) + 1
         assert value(metrics, m.ACTIVE_WORKERS, mirror_labels) == 0
         queue = {m.LABEL_QUEUE_NAME: "mirror", m.LABEL_CONTROLLER: "mirror"}
@@ -103,5 +103,5 @@ async def test_requeue_after_is_its_own_result(cluster: EmbeddedCluster, clock: 
     await cluster.create(configmap("a", "1"))
     labels = {m.LABEL_CONTROLLER: "mirror", m.LABEL_RESULT: "requeue_after"}
     async with running(manager):
-        await until(lambda: (metrics.value(m.RECONCILE_TOTAL, labels) or 0) >= 1, what="a requeue_after result")
+        await until(lambda: (metrics.value(m.RECONCILE_TOTAL, labels) or 0) >= 1, timeout=10, what="a requeue_after result")
         assert metrics.value(m.RECONCILE_TOTAL, {**labels, m.LABEL_RESULT: "success"}) == 0
