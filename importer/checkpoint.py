@@ -14,11 +14,12 @@ written and fsynced first, then the record is written to a temporary file, fsync
 old record, and the directory fsynced. A kill at any point leaves either the old record (whose
 offsets are still covered by synced data: later writes only add to them) or the new one.
 
-Where it lives: beside the partial disk, `.disk.img.checkpoint` in a Filesystem volume's directory,
-which is the volume itself and so survives a pod restart (embedded: the same directory is mapped
-again; Kubernetes: the PVC is mounted again). Block volumes have no file system to hold it; they are
-not checkpointed (yet) and say so. The upload server shares `importer.target`, which removes a
-stale record with the partial disk. The resume decision is `importer.resume`.
+Where it lives: on the volume itself, so it survives a pod restart (embedded: the same directory or
+device is mapped again; Kubernetes: the PVC is mounted again). Filesystem volumes: beside the partial
+disk, `.disk.img.checkpoint` in the volume's directory (`CheckpointStore`). Block volumes have no
+file system: two alternating slots in the device's last MiB (`importer.checkpointdevice`). The
+upload server shares `importer.target`, which removes a stale record with the partial disk. The
+resume decision is `importer.resume`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 CHECKPOINT_NAME = ".disk.img.checkpoint"
 VERSION = 1
@@ -113,6 +114,20 @@ def _check_types(record: Checkpoint) -> None:
         raise CheckpointCorrupt("unreadable checkpoint: offsets must be non-negative integers")
 
 
+class RecordStore(Protocol):
+    """Where an import's record is kept (a file, or slots on a block device)."""
+
+    def load(self) -> Checkpoint | None: ...
+
+    def save(self, record: Checkpoint) -> bool:
+        """Keep `record` durably; False when this store cannot hold it (and kept nothing)."""
+        ...
+
+    def clear(self, data_end: int | None = None) -> None:
+        """Forget the record; `data_end`: where the imported disk ends (a device keeps what is past it)."""
+        ...
+
+
 class CheckpointStore:
     """One record in a file, replaced atomically."""
 
@@ -133,7 +148,7 @@ class CheckpointStore:
             raise CheckpointCorrupt(f"unreadable checkpoint: {e}") from e
         return Checkpoint.from_json(text)
 
-    def save(self, record: Checkpoint) -> None:
+    def save(self, record: Checkpoint) -> bool:
         temporary = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -147,8 +162,9 @@ class CheckpointStore:
             os.fsync(directory)
         finally:
             os.close(directory)
+        return True
 
-    def clear(self) -> None:
+    def clear(self, data_end: int | None = None) -> None:
         self.path.unlink(missing_ok=True)
         self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)
 
@@ -158,7 +174,7 @@ class Checkpointer:
     `every_bytes` source bytes or `every_seconds`, whichever comes first; the caller then looks for a
     restart point (a member boundary in a compressed stream), syncs the target and calls `save`."""
 
-    def __init__(self, store: CheckpointStore, *, every_bytes: int, every_seconds: float,
+    def __init__(self, store: RecordStore, *, every_bytes: int, every_seconds: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store
         self._every_bytes = every_bytes
@@ -169,10 +185,11 @@ class Checkpointer:
         self._last_time = 0.0
         self.saved = 0
         self.seconds = 0.0  # spent syncing and writing records
+        self._stopped = False
 
     @property
     def active(self) -> bool:
-        return self._base is not None and self._base.not_resumable is None
+        return self._base is not None and self._base.not_resumable is None and not self._stopped
 
     def begin(self, base: Checkpoint) -> None:
         """Record what this attempt imports (and, for a shape that cannot resume, why not)."""
@@ -190,9 +207,10 @@ class Checkpointer:
              started: float) -> None:
         """`started`: the clock when the caller began syncing the target (counted in `seconds`)."""
         assert self._base is not None
-        self.store.save(self._base.advanced(wire_offset, target_offset, carry, hash_state))
+        kept = self.store.save(self._base.advanced(wire_offset, target_offset, carry, hash_state))
         now = self._clock()
-        self.saved += 1
+        self.saved += kept
+        self._stopped = not kept  # the store is full (a device's data reached its slots): no more syncs
         self.seconds += now - started
         self._last_wire, self._last_time = wire_offset, now
 

@@ -24,7 +24,9 @@ from cdi.contracts import importer_env as env
 from cdi.contracts.termination import IMPORT_COMPLETE, TerminationMessage
 from importer import hashstate, ranged
 from importer.blank import create_blank
-from importer.checkpoint import CheckpointCorrupt, CheckpointStore
+from importer.blockio import device_size, is_block_device
+from importer.checkpoint import CheckpointCorrupt, CheckpointStore, RecordStore
+from importer.checkpointdevice import DeviceTailStore
 from importer.checksum import parse_checksum
 from importer.config import ImporterConfig, load_config
 from importer.errors import ChecksumMismatch, ConfigurationError, ImportFailure, NoSpace
@@ -72,20 +74,32 @@ def failure_message(error: ImportFailure, attempt: Attempt | None = None) -> Ter
     return attempt.stamp(message) if attempt else message
 
 
+def checkpoint_store(data: Path) -> tuple[RecordStore, bool | None] | None:
+    """Where this volume keeps records, and whether an earlier attempt's disk is there to continue
+    (None: a device always is, so the record alone says whether there was an earlier attempt)."""
+    if is_block_device(data):
+        store = DeviceTailStore(data, device_size(data))
+        return (store, None) if store.usable else None
+    if data.is_dir():
+        return CheckpointStore.beside(data), (data / PARTIAL_NAME).is_file()
+    return None
+
+
 def observe_earlier_attempt(config: ImporterConfig, source: Source) -> tuple[Decision, CheckpointSettings | None]:
-    """Read what an earlier attempt left on a Filesystem volume and decide whether to continue it.
-    Block volumes and imports with checkpoints switched off are never checkpointed."""
-    data = config.data_path
-    if config.checkpoint_interval == 0 or not data.is_dir():
+    """Read what an earlier attempt left on the volume and decide whether to continue it. Imports with
+    checkpoints switched off (and Block volumes under 4 MiB) are never checkpointed."""
+    found = checkpoint_store(config.data_path) if config.checkpoint_interval else None
+    if found is None:
         return Decision(Outcome.FRESH), None
-    store = CheckpointStore.beside(data)
+    store, partial_exists = found
     record, unreadable = None, None
     try:
         record = store.load()
     except CheckpointCorrupt as e:
         unreadable = str(e)
     resumable = isinstance(source, ResumableSource)
-    decision = decide(Observed(record, unreadable, (data / PARTIAL_NAME).is_file(), config.checksum.strip().lower(),
+    partial = partial_exists if partial_exists is not None else record is not None
+    decision = decide(Observed(record, unreadable, partial, config.checksum.strip().lower(),
                                source.kind, resumable, hashstate.library_version()))
     return decision, CheckpointSettings(store, config.checkpoint_interval, config.checkpoint_seconds, resumable)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from cdi.sizing import usable_space
 from importer.blockio import no_space_guard, preallocate, supports_direct_io
 from importer.bridge import ChunkBridge
-from importer.checkpoint import Checkpoint, Checkpointer, CheckpointStore
+from importer.checkpoint import Checkpoint, Checkpointer, RecordStore
 from importer.checksum import ChecksumSpec
 from importer.errors import ImportFailure, too_large
 from importer.imagecheck import check_image
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 class CheckpointSettings:
     """Where an import's checkpoints go and how often; `resume` is the record to continue."""
 
-    store: CheckpointStore
+    store: RecordStore
     every_bytes: int
     every_seconds: float
     source_resumable: bool
@@ -123,7 +123,7 @@ class Pipeline:
         log.info("Complete: %s, virtual size %d", target.disk_path, final_size)
         saved, seconds = 0, 0.0
         if checkpoints is not None:
-            checkpoints.checkpointer.store.clear()
+            checkpoints.checkpointer.store.clear(result.written)
             saved, seconds = checkpoints.checkpointer.saved, checkpoints.checkpointer.seconds
             log.info("wrote %d checkpoints in %.3f s", saved, seconds)
         return ImportOutcome(request.preallocate, final_size, result.image.description, saved, seconds)
@@ -199,7 +199,7 @@ class Pipeline:
 
 def _checkpoint_plan(stream: SourceStream, request: ImportRequest) -> CheckpointPlan | None:
     settings = request.checkpoints
-    if settings is None or request.target.block:
+    if settings is None:
         return None
     checkpointer = Checkpointer(settings.store, every_bytes=settings.every_bytes, every_seconds=settings.every_seconds)
     return CheckpointPlan(checkpointer, stream.identity, settings.source_resumable, settings.resume)

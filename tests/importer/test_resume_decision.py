@@ -16,6 +16,7 @@ from cdi.contracts.termination import TerminationMessage
 from cdi.controllers.workerstate import observe_importer, resume_event
 from importer import hashstate
 from importer.checkpoint import Checkpoint, CheckpointCorrupt, Checkpointer, CheckpointStore, SourceIdentity
+from importer.checkpointdevice import SLOT, DeviceTailStore
 from importer.resume import Decision, Observed, Outcome, confirm, decide, describe, not_resumable_reason
 
 IDENTITY = SourceIdentity("http://example.test/disk.img", etag='"5f-abc"', last_modified="Tue, 01 Dec 2026", size=95)
@@ -198,3 +199,49 @@ def test_the_controller_records_the_decision_beside_the_success_event() -> None:
     assert seen.complete
     assert seen.events == (("Warning", "ImportStartedOver", over.resume_message),
                            ("Normal", "ImportSucceeded", "Import Successful"))
+
+
+def _device(tmp_path: Path, size: int = 8 << 20) -> Path:
+    path = tmp_path / "device"
+    path.write_bytes(b"\xee" * size)
+    return path
+
+
+def test_device_tail_store_keeps_the_newest_intact_slot(tmp_path: Path) -> None:
+    device = _device(tmp_path)
+    store = DeviceTailStore(device, 8 << 20)
+    assert store.load() is None
+    assert store.save(replace(RECORD, wire_offset=10)) and store.save(replace(RECORD, wire_offset=20))
+    loaded = DeviceTailStore(device, 8 << 20).load()
+    assert loaded is not None and loaded.wire_offset == 20
+    with device.open("r+b") as f:  # a kill mid-write of the newest slot (sequence 2, slot 0): slot 1 holds
+        f.seek(store.limit + 100)
+        f.write(b"torn")
+    loaded = DeviceTailStore(device, 8 << 20).load()
+    assert loaded is not None and loaded.wire_offset == 10
+
+
+def test_device_tail_store_stops_where_the_data_reaches_its_slots(tmp_path: Path) -> None:
+    store = DeviceTailStore(_device(tmp_path), 8 << 20)
+    assert not store.save(replace(RECORD, target_offset=store.limit + 1))
+    assert store.load() is None
+    assert not DeviceTailStore(_device(tmp_path, 1 << 20), 1 << 20).save(RECORD)  # too small to hold slots
+
+
+def test_device_tail_store_clears_only_past_the_imported_disk(tmp_path: Path) -> None:
+    device = _device(tmp_path)
+    store = DeviceTailStore(device, 8 << 20)
+    store.save(RECORD)
+    store.save(RECORD)
+    store.clear(data_end=store.limit + SLOT)  # the disk covers slot 0: it is image data now, left alone
+    data = device.read_bytes()
+    assert data[store.limit + SLOT:] == bytes(SLOT)
+    assert data[store.limit:store.limit + 8] == b"PYCDICKP"
+
+
+def test_a_checkpointer_whose_store_is_full_stops_asking_for_syncs(tmp_path: Path) -> None:
+    store = DeviceTailStore(_device(tmp_path), 8 << 20)
+    checkpointer = Checkpointer(store, every_bytes=1, every_seconds=60)
+    checkpointer.begin(replace(RECORD, wire_offset=0, target_offset=0))
+    checkpointer.save(5, store.limit + 1, b"", None, started=0.0)
+    assert checkpointer.saved == 0 and not checkpointer.due(10)

@@ -28,6 +28,7 @@ import zstandard
 
 from cdi.contracts.termination import TerminationMessage
 from importer.checkpoint import CheckpointStore
+from importer.checkpointdevice import DeviceTailStore
 from importer.target import PARTIAL_NAME
 from tests.support.gcs import GcsEmulator
 from tests.support.nginx import NginxServer
@@ -241,3 +242,37 @@ def test_shapes_that_cannot_resume_start_over_and_say_why(name: str, why: str, v
     assert message.resume_decision == "StartedOver", message
     assert message.resume_message is not None and why in message.resume_message, message.resume_message
     assert disk_bytes(volume, SIZE + 1) == (image_dir / "disk.raw").read_bytes()
+
+
+@pytest.fixture
+def loop_device(tmp_path: Path) -> Iterator[Path]:
+    backing = tmp_path / "block.img"
+    backing.write_bytes(b"\xee" * (2 * SIZE))  # stale data that must not show through the disk's holes
+    device = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    try:
+        yield Path(device)
+    finally:
+        subprocess.run(["losetup", "--detach", device], check=False)
+
+
+def test_block_volume_import_killed_at_a_random_point_resumes_from_the_devices_tail_record(
+        loop_device: Path, tmp_path: Path, server: NginxServer, image_dir: Path) -> None:
+    volume = Volume(tmp_path)
+    wire_size = (image_dir / "disk.raw.gz").stat().st_size
+    with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
+        env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/disk.raw.gz",
+               "CDI_DATA_PATH": str(loop_device)}
+        kill_part_way(volume, env, relay, int(wire_size * random.uniform(0.25, 0.85)))
+        record = DeviceTailStore(loop_device, 2 * SIZE).load()
+        assert record is not None and record.wire_offset > 0
+        relay.reset()
+        code, message, log = volume.run(env)
+    assert code == 0, log
+    assert message.resume_decision == "Resumed", message
+    assert relay.downstream <= wire_size - record.wire_offset + SLACK
+    with loop_device.open("rb") as device:
+        assert device.read(SIZE) == (image_dir / "disk.raw").read_bytes()
+        tail = device.read()
+    assert b"PYCDICKP" not in tail and DeviceTailStore(loop_device, 2 * SIZE).load() is None
+    assert tail.strip(b"\xee").strip(b"\0") == b""  # stale bytes past the disk, and our slots zeroed
