@@ -3,7 +3,9 @@ scrape shows `kubevirt_cdi_dataimportcron_outdated` for a registry cron whose im
 (outdated, not pending: the embedded default StorageClass is known), then 0 once the pushed image is
 imported, and no series once the cron is deleted. Schedules are `@every 2s`, as in test_dataimportcron.
 The page, parsed with prometheus_client's parser, has upstream's control-plane metrics (names, types,
-labels) and controller-runtime's reconcile and work-queue series, which move as a DataVolume is imported.
+labels) and controller-runtime's reconcile and work-queue series, which move as a DataVolume is imported;
+an importer that keeps failing shows its restarts as kube-state-metrics would, and the PrometheusRule's
+recording rules and alerts, evaluated over that very page, raise CDIDataVolumeUnusualRestartCount.
 `cdi controller` against a real API server serves the same page on its health listener.
 """
 
@@ -20,7 +22,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cdi.install.alerts import ALERTS, recording_rules
 from tests.e2e.test_dataimportcron import cron, insecure, push
+from tests.monitoring.promql import evaluate, parse_exposition, record
 from tests.support.controlplane import ControlPlane, release_storage
 from tests.support.kubecluster import KubeCluster
 from tests.support.registry import RegistryServer
@@ -142,6 +146,39 @@ def test_upstream_metrics_are_served_and_move(plane: MetricsControlPlane) -> Non
     assert reconciles(after, "import-controller") > reconciles(before, "import-controller")
     assert 'workqueue_adds_total{controller="datavolume-import-controller",name="datavolume-import-controller"}' \
         in after
+
+
+FAILING = """
+apiVersion: cdi.kubevirt.io/v1beta1
+kind: DataVolume
+metadata:
+  name: failing
+spec:
+  source:
+    http:
+      url: http://127.0.0.1:9/disk.img
+  storage:
+    resources:
+      requests:
+        storage: 64Mi
+"""
+
+
+def importer_restarts(text: str) -> float:
+    return max((s.value for s in parse_exposition(text) if s.name == "kube_pod_container_status_restarts_total"
+                and s.labels.get("pod") == "importer-failing" and s.labels.get("container") == "importer"),
+               default=0.0)
+
+
+def test_restart_alert_from_a_scrape(plane: MetricsControlPlane) -> None:
+    plane.apply(FAILING)  # nothing listens on port 9: the importer fails and is restarted with backoff
+    plane.wait_for(lambda: importer_restarts(plane.scrape()) > 3, "more than three importer restarts", timeout=180)
+    db = record([(rule.name, rule.expr) for rule in recording_rules("cdi")], parse_exposition(plane.scrape()))
+    assert [s.value for s in db if s.name == "cluster:kubevirt_cdi_import_pods_high_restart:count"] == [1]
+    fired = {alert.name for alert in ALERTS if evaluate(alert.expr, db)}
+    # Besides the restarts: no `cdi-operator` pod is up (embedded mode has no operator), and the embedded
+    # default class `local` offers no ReadWriteMany, which upstream calls degraded for virtualization.
+    assert fired == {"CDIDataVolumeUnusualRestartCount", "CDIOperatorDown", "CDIDefaultStorageClassDegraded"}
 
 
 def test_cdi_controller_serves_metrics_on_its_health_port(kube_api_only: KubeCluster, tmp_path: Path) -> None:
