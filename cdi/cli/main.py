@@ -38,6 +38,7 @@ def default_home() -> Path:
 # with objects kubectl-style, then the demo.
 COMMANDS: dict[str, str] = {
     "serve": "cdi.cli.serve", "controller": "cdi.cli.controller", "node": "cdi.cli.node",
+    "operator": "cdi.cli.operator",
     "apiserver": "cdi.cli.apiserver", "uploadproxy": "cdi.cli.uploadproxycmd",
     "apply": "cdi.cli.apply", "create": "cdi.cli.apply", "get": "cdi.cli.get",
     "describe": "cdi.cli.describe", "delete": "cdi.cli.delete", "wait": "cdi.cli.wait", "logs": "cdi.cli.logs",

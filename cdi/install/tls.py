@@ -10,7 +10,8 @@ Two authorities, as upstream keeps its signers apart:
   creates one only when none exists); it also signs the proxy's client certificate, and the proxy
   trusts it for upload servers. Its key never reaches the proxy or the API server.
 
-`credentials()` is pure apart from drawing keys: it reuses what a previous run stored (`cdi manifests
+`credentials()` is pure apart from drawing keys (lifetimes per kind come from the operator's `certConfig`,
+`Lifetimes`, defaulting to a static install's): it reuses what a previous run stored (`cdi manifests
 --ca-dir`) while it is still good — signed by the CA, naming this namespace's Services, valid for more
 than `RENEW_BEFORE` — and issues the rest, so re-applying rotates nothing until it must.
 `tls_objects()` renders the Secrets and ConfigMaps. The CLI (`cdi.cli.installmanifests`) reads and
@@ -95,37 +96,61 @@ def _key_matches(pair: KeyPair) -> bool:
     return key.public_key().public_bytes(der, spki) == pair.certificate.public_key().public_bytes(der, spki)
 
 
-def _good(pair: KeyPair | None, now: datetime.datetime) -> bool:
+@dataclass(frozen=True)
+class Lifetime:
+    """How long a certificate is issued for, and how long before its end it is replaced."""
+
+    days: int
+    renew_before: datetime.timedelta = RENEW_BEFORE
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    """Per kind of certificate (the CDI resource's `certConfig`: ca, server, client); the defaults are a static
+    install's. `pki.issue` works in whole days, so shorter durations are the caller's to round up."""
+
+    ca: Lifetime = Lifetime(CA_DAYS)
+    server: Lifetime = Lifetime(LEAF_DAYS)
+    client: Lifetime = Lifetime(LEAF_DAYS)
+
+
+def _good(pair: KeyPair | None, now: datetime.datetime, before: datetime.timedelta = RENEW_BEFORE) -> bool:
     """Present, matching its key, already valid and not due for renewal."""
     return pair is not None and _key_matches(pair) and pair.certificate.not_valid_before_utc <= now \
-        and not needs_renewal(pair, now, before=RENEW_BEFORE)
+        and not needs_renewal(pair, now, before=before)
 
 
 def _leaf(stored: KeyPair | None, ca: KeyPair, common_name: str, now: datetime.datetime, *,
-          names: tuple[str, ...] = (), client: bool = False) -> KeyPair:
-    if stored is not None and _good(stored, now) and _issued_by(stored, ca) and set(names) <= _dns_names(stored):
+          names: tuple[str, ...] = (), client: bool = False, lifetime: Lifetime = Lifetime(LEAF_DAYS)) -> KeyPair:
+    if stored is not None and _good(stored, now, lifetime.renew_before) and _issued_by(stored, ca) \
+            and set(names) <= _dns_names(stored):
         return stored
-    return issue(ca, common_name, now, names=names, client=client, days=LEAF_DAYS)
+    return issue(ca, common_name, now, names=names, client=client, days=lifetime.days)
 
 
-def credentials(namespace: str, now: datetime.datetime, stored: Mapping[str, KeyPair] | None = None) -> Credentials:
+def _ca(stored: KeyPair | None, common_name: str, now: datetime.datetime, lifetime: Lifetime) -> KeyPair:
+    if stored is not None and _good(stored, now, lifetime.renew_before):
+        return stored
+    return new_ca(common_name, now, days=lifetime.days)
+
+
+def credentials(namespace: str, now: datetime.datetime, stored: Mapping[str, KeyPair] | None = None,
+                lifetimes: Lifetimes = Lifetimes()) -> Credentials:
     """The install's certificates: those in `stored` (by `Credentials.pairs()` stem) that are still good, new ones
-    for the rest. A new CA means new certificates under it."""
+    for the rest. A new CA means new certificates under it. `lifetimes`: the operator's `certConfig`."""
     stored = stored or {}
-    ca = stored.get("ca")
-    ca = ca if ca is not None and _good(ca, now) else new_ca(CA_COMMON_NAME, now, days=CA_DAYS)
-    upload_ca = stored.get("uploadserver-ca")
-    upload_ca = upload_ca if upload_ca is not None and _good(upload_ca, now) else new_ca(
-        UPLOADSERVER_CA_COMMON_NAME, now, days=CA_DAYS)
+    ca = _ca(stored.get("ca"), CA_COMMON_NAME, now, lifetimes.ca)
+    upload_ca = _ca(stored.get("uploadserver-ca"), UPLOADSERVER_CA_COMMON_NAME, now, lifetimes.ca)
     api_names = service_names(dep.APISERVER_SERVICE, namespace)
     proxy_names = service_names(dep.UPLOADPROXY_SERVICE, namespace)
     return Credentials(
         ca=ca,
-        apiserver=_leaf(stored.get("apiserver"), ca, api_names[2], now, names=api_names),
-        uploadproxy=_leaf(stored.get("uploadproxy"), ca, proxy_names[2], now, names=proxy_names),
+        apiserver=_leaf(stored.get("apiserver"), ca, api_names[2], now, names=api_names, lifetime=lifetimes.server),
+        uploadproxy=_leaf(stored.get("uploadproxy"), ca, proxy_names[2], now, names=proxy_names,
+                          lifetime=lifetimes.server),
         uploadserver_ca=upload_ca,
         uploadserver_client=_leaf(stored.get("uploadserver-client"), upload_ca, up.UPLOAD_CLIENT_NAME, now,
-                                  client=True),
+                                  client=True, lifetime=lifetimes.client),
     )
 
 

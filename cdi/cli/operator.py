@@ -1,0 +1,89 @@
+"""`cdi operator --kubeconfig FILE`: the CDI operator against a real Kubernetes API server.
+
+Reconciles the cluster-scoped `CDI` resource (`cdi.operator`): the active CR (the one controlling ConfigMap
+`cdi-config` in `--namespace`) gets everything `cdi manifests` renders, customized by its spec and applied
+with server-side apply (`cdi.operator.manifests`), its `spec.config` written into CDIConfig, and its status
+(phase, Available/Progressing/Degraded, versions) kept; deleting it honours `uninstallStrategy`. The
+operator's version is $OPERATOR_VERSION, else this package's. Leader election through a Lease in
+`--namespace` (upstream's operator takes one too), health endpoints on `--health-port`. In a pod it uses the
+pod's service account when no kubeconfig is given. SIGINT/SIGTERM stop it gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdi.cli.daemon import run_until_stopped
+from cdi.install import DEFAULT_IMAGE
+from cdi.install.objects import install_kinds
+from cdi.kube import connect
+from cdi.operator import reconciler
+from cdi.operator.manifests import ManifestInstaller
+from cdi.operator.versions import operator_version
+from cdi.runtime.health import HealthServer
+from cdi.runtime.lease import LeaseLock
+from cdi.runtime.manager import Manager
+from cdi.runtime.types import SystemClock
+
+log = logging.getLogger("cdi.operator")
+LEASE_NAME = "cdi-operator-leader-election-helper"
+
+
+@dataclass(frozen=True)
+class OperatorCommand:
+    kubeconfig: Path | None
+    namespace: str
+    image: str
+    health_port: int
+    leader_elect: bool
+    monitoring: bool
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser("operator", help="run the CDI operator (installs CDI from the CDI resource)")
+    parser.add_argument("--kubeconfig", type=Path, default=None,
+                        help="kubeconfig file (default: the pod's service account, else $KUBECONFIG)")
+    parser.add_argument("--namespace", default=os.environ.get("POD_NAMESPACE", "cdi"),
+                        help="namespace CDI is installed in and the operator runs in (default: cdi)")
+    parser.add_argument("--image", default=os.environ.get("CDI_IMAGE", DEFAULT_IMAGE),
+                        help=f"the image CDI's components run (default: {DEFAULT_IMAGE})")
+    parser.add_argument("--health-port", type=int, default=8080, help="port of /healthz and /readyz (0: any)")
+    parser.add_argument("--no-leader-elect", dest="leader_elect", action="store_false",
+                        help="reconcile without taking the leader Lease (one replica only)")
+    parser.add_argument("--monitoring", action="store_true",
+                        help="also install the PrometheusRule and ServiceMonitor "
+                             "(needs the prometheus-operator's CRDs)")
+    parser.set_defaults(run=lambda args, home: asyncio.run(run(OperatorCommand(
+        args.kubeconfig, args.namespace, args.image, args.health_port, args.leader_elect, args.monitoring))))
+
+
+async def run(command: OperatorCommand) -> int:
+    return await run_until_stopped(lambda stop: operate(command, stop))
+
+
+async def operate(command: OperatorCommand, stop: asyncio.Event) -> None:
+    clock = SystemClock()
+    version = operator_version()
+    async with await connect(command.kubeconfig, kinds=install_kinds()) as cluster:
+        identity = f"{socket.gethostname()}_{os.getpid()}"
+        lock = LeaseLock(cluster, command.namespace, LEASE_NAME, identity) if command.leader_elect else None
+        manager = Manager(cluster, clock=clock, leader_lock=lock)
+        installer = ManifestInstaller(cluster, namespace=command.namespace, image=command.image, clock=clock.now,
+                                      monitoring=command.monitoring)
+        for spec in reconciler.controllers(manager.client(), clock, installer, namespace=command.namespace,
+                                           version=version):
+            manager.add(spec)
+        health = HealthServer(lambda: manager.active, host="0.0.0.0", port=command.health_port)
+        await health.start()
+        try:
+            log.info("CDI operator %s against %s (namespace %s, health on :%d)", version, cluster.transport.server,
+                     command.namespace, health.port)
+            await manager.run(stop)
+        finally:
+            await health.stop()

@@ -1,0 +1,184 @@
+"""The cluster installer: everything `cdi manifests` renders, customized by the CDI resource, applied by the operator.
+
+`ManifestInstaller` renders `cdi.install.render_all` for the operator's namespace and image, with the
+certificates kept in Secret `cdi-operator-pki` (so a reconcile reuses them and rotates only what is due, by
+the CR's `certConfig` lifetimes), customizes the documents (`cdi.operator.customize`), stamps each with the
+CR's controller ownerReference and the version labels, and applies them one by one with server-side apply
+(field manager `cdi-operator`, forced: the operator owns what it renders; drift is reverted at the next
+reconcile). The Namespace is not applied: it is the operator's own, where it runs, and must outlive the CR.
+
+Readiness is upstream's `CheckDeploymentReady` for the three Deployments. Stale objects are those labelled
+with a createVersion and controlled by the CR that this version no longer renders; they are deleted with
+foreground propagation. Uninstalling deletes `cdi-deployment` first (foreground), as upstream; everything
+else goes with the CR through garbage collection, CRDs included (and with them every DataVolume).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from cdi.cluster.errors import NotFound
+from cdi.cluster.protocol import Cluster, DeleteOptions, Object
+from cdi.contracts import deployment as dep
+from cdi.install import InstallOptions, render_all
+from cdi.install.objects import INSTALL_KINDS, document, metadata
+from cdi.install.tls import RENEW_BEFORE, Credentials, Lifetime, Lifetimes, credentials
+from cdi.operator import contract as c
+from cdi.operator.customize import customize, stamp
+from cdi.operator.installer import InstallState
+from cdi.operator.plan import ObjectRef
+from cdi.operator.reconciler import cdi_owner_keys, controlled_by, owner_ref
+from cdi.pki import KeyPair
+from cdi.runtime.types import Watch
+
+log = logging.getLogger(__name__)
+PKI_SECRET = "cdi-operator-pki"
+DEPLOYMENTS = (dep.CONTROLLER, dep.APISERVER, dep.UPLOADPROXY)
+# Kinds an install may leave behind, listed when looking for stale objects.
+_STALE_KINDS = (*((k.api_version, k.kind) for k in INSTALL_KINDS), ("v1", "Service"), ("v1", "Secret"),
+                ("v1", "ConfigMap"))
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_duration(text: str) -> timedelta:
+    """A Go duration ("48h", "1h30m", "90m"); ValueError when it is not one."""
+    parts = _GO_DURATION.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a duration such as 48h or 1h30m")
+    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+
+
+def lifetimes(cert_config: Mapping[str, Any] | None) -> tuple[Lifetimes, list[str]]:
+    """The CR's certConfig as `Lifetimes` (durations rounded up to whole days: certificates are issued by the
+    day), and the entries that could not be read."""
+    defaults, problems = Lifetimes(), []
+    chosen: dict[str, Lifetime] = {}
+    for kind in ("ca", "server", "client"):
+        entry = (cert_config or {}).get(kind) or {}
+        default: Lifetime = getattr(defaults, kind)
+        try:
+            duration = go_duration(entry["duration"]) if entry.get("duration") else None
+            before = go_duration(entry["renewBefore"]) if entry.get("renewBefore") else None
+        except ValueError as e:
+            problems.append(f"certConfig.{kind}: {e}")
+            continue
+        days = max(1, math.ceil(duration / timedelta(days=1))) if duration else default.days
+        chosen[kind] = Lifetime(days, before or (duration / 2 if duration else RENEW_BEFORE))
+    return Lifetimes(**chosen), problems
+
+
+def deployment_ready(deployment: Mapping[str, Any]) -> bool:
+    """Upstream's CheckDeploymentReady: every wanted replica exists and is ready."""
+    wanted = (deployment.get("spec") or {}).get("replicas", 1)
+    status = deployment.get("status") or {}
+    return bool(status.get("replicas", 0) == wanted and status.get("readyReplicas", 0) == wanted)
+
+
+def _pairs_from(secret: Mapping[str, Any] | None) -> dict[str, KeyPair]:
+    data = (secret or {}).get("data") or {}
+    pairs = {}
+    for stem in Credentials.__dataclass_fields__:
+        stem = stem.replace("_", "-")
+        if f"{stem}.crt" in data and f"{stem}.key" in data:
+            pairs[stem] = KeyPair(base64.b64decode(data[f"{stem}.crt"]), base64.b64decode(data[f"{stem}.key"]))
+    return pairs
+
+
+def pki_secret(namespace: str, creds: Credentials) -> Object:
+    """Where the operator keeps the install's CAs and certificates, keys included, between reconciles."""
+    data = {}
+    for stem, pair in creds.pairs().items():
+        data[f"{stem}.crt"] = base64.b64encode(pair.cert_pem).decode()
+        data[f"{stem}.key"] = base64.b64encode(pair.key_pem).decode()
+    return document("v1", "Secret", metadata(PKI_SECRET, namespace, component=c.COMPONENT), type="Opaque",
+                    data=data)
+
+
+class ManifestInstaller:
+    def __init__(self, cluster: Cluster, *, namespace: str, image: str,
+                 clock: Callable[[], datetime], monitoring: bool = False) -> None:
+        self._cluster, self._namespace, self._image = cluster, namespace, image
+        self._clock, self._monitoring = clock, monitoring
+
+    def watches(self) -> Sequence[Watch]:
+        return (Watch("apps/v1", "Deployment", cdi_owner_keys, namespace=self._namespace),)
+
+    async def desired(self, cr: Mapping[str, Any]) -> tuple[list[Object], list[str]]:
+        """The documents to apply for `cr` (unstamped), and what of the CR was refused."""
+        spec = cr.get("spec") or {}
+        chosen, problems = lifetimes(spec.get("certConfig"))
+        try:
+            stored = _pairs_from(await self._cluster.get("v1", "Secret", PKI_SECRET, self._namespace))
+        except NotFound:
+            stored = {}
+        creds = credentials(self._namespace, self._clock(), stored, chosen)
+        rendered = [d for d in render_all(InstallOptions(creds, self._namespace, self._image, self._monitoring))
+                    if d["kind"] != "Namespace"]
+        documents, refused = customize([pki_secret(self._namespace, creds), *rendered], spec)
+        return documents, [*problems, *refused]
+
+    async def observe(self, cr: Mapping[str, Any], version: str) -> InstallState:
+        documents, problems = await self.desired(cr)
+        components = {}
+        for name in DEPLOYMENTS:
+            try:
+                components[name] = deployment_ready(await self._cluster.get("apps/v1", "Deployment", name,
+                                                                            self._namespace))
+            except NotFound:
+                components[name] = False
+        return InstallState(components, tuple(problems), tuple(await self._stale(cr, documents)))
+
+    async def _stale(self, cr: Mapping[str, Any], documents: list[Object]) -> list[ObjectRef]:
+        wanted = {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in documents}
+        stale = []
+        for api_version, kind in _STALE_KINDS:
+            try:
+                listed = await self._cluster.list(api_version, kind, label_selector=c.CREATE_VERSION_LABEL)
+            except NotFound:
+                continue  # a kind this cluster does not serve
+            for obj in listed.items:
+                meta = obj["metadata"]
+                if controlled_by(obj, cr["metadata"]["uid"]) and \
+                        (kind, meta["name"], meta.get("namespace")) not in wanted:
+                    stale.append(ObjectRef(api_version, kind, meta["name"], meta.get("namespace")))
+        return stale
+
+    async def install(self, cr: Mapping[str, Any], version: str) -> None:
+        documents, _problems = await self.desired(cr)
+        owner = owner_ref(cr)
+        for doc in documents:
+            meta = doc["metadata"]
+            created = await self._created_version(doc)
+            await self._cluster.patch(doc["apiVersion"], doc["kind"], meta["name"], stamp(doc, owner, version, created),
+                                      meta.get("namespace"), patch_type="apply", field_manager=c.FIELD_MANAGER,
+                                      force=True)
+
+    async def _created_version(self, doc: Object) -> str | None:
+        meta = doc["metadata"]
+        try:
+            stored = await self._cluster.get(doc["apiVersion"], doc["kind"], meta["name"], meta.get("namespace"))
+        except NotFound:
+            return None
+        return ((stored.get("metadata") or {}).get("labels") or {}).get(c.CREATE_VERSION_LABEL)
+
+    async def delete_stale(self, objects: Sequence[ObjectRef]) -> None:
+        for ref in objects:
+            log.info("deleting %s: this version no longer installs it", ref)
+            await self._delete(ref)
+
+    async def uninstall(self, cr: Mapping[str, Any]) -> None:
+        await self._delete(ObjectRef("apps/v1", "Deployment", dep.CONTROLLER, self._namespace))
+
+    async def _delete(self, ref: ObjectRef) -> None:
+        try:
+            await self._cluster.delete(ref.api_version, ref.kind, ref.name, ref.namespace,
+                                       options=DeleteOptions(propagation="Foreground"))
+        except NotFound:
+            pass

@@ -1,0 +1,133 @@
+"""The CDI resource's spec applied to the rendered install (`cdi.operator.customize`), and its certConfig
+read as certificate lifetimes (`cdi.operator.manifests.lifetimes`): pure, on the real `render_all` output."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from cdi.install import InstallOptions, render_all
+from cdi.install.tls import Lifetime, Lifetimes, credentials
+from cdi.operator.customize import CUSTOMIZER_ANNOTATION, customize, stamp
+from cdi.operator.manifests import go_duration, lifetimes, pki_secret
+
+NOW = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def documents() -> list[dict[str, Any]]:
+    return render_all(InstallOptions(credentials("cdi", NOW), "cdi", "registry.example/pycdi:v1"))
+
+
+def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+def pod(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = find(docs, "Deployment", name)["spec"]["template"]["spec"]
+    return spec
+
+
+def test_an_empty_spec_changes_nothing(documents: list[dict[str, Any]]) -> None:
+    assert customize(documents, {}) == (documents, [])
+
+
+def test_infra_placement_replicas_and_pull_policy_reach_every_deployment(documents: list[dict[str, Any]]) -> None:
+    toleration = {"key": "infra", "operator": "Exists", "effect": "NoSchedule"}
+    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "role", "operator": "In", "values": ["infra"]}]}]}}}
+    docs, problems = customize(documents, {
+        "imagePullPolicy": "Always", "priorityClass": "system-cluster-critical",
+        "infra": {"nodeSelector": {"role": "infra"}, "tolerations": [toleration], "affinity": affinity,
+                  "deploymentReplicas": 2, "apiServerReplicas": 3, "uploadProxyReplicas": 0}})
+    assert problems == []
+    for name, replicas in (("cdi-deployment", 2), ("cdi-apiserver", 3), ("cdi-uploadproxy", 0)):
+        assert find(docs, "Deployment", name)["spec"]["replicas"] == replicas
+        spec = pod(docs, name)
+        assert spec["nodeSelector"] == {"kubernetes.io/os": "linux", "role": "infra"}
+        assert spec["tolerations"] == [toleration] and spec["affinity"] == affinity
+        assert spec["priorityClassName"] == "system-cluster-critical"
+        assert {c["imagePullPolicy"] for c in spec["containers"]} == {"Always"}
+    assert find(documents, "Deployment", "cdi-deployment")["spec"]["replicas"] == 1  # the input is untouched
+
+
+def test_flags_are_appended_to_their_component_only(documents: list[dict[str, Any]]) -> None:
+    docs, problems = customize(documents, {"customizeComponents": {"flags": {"controller": {"v": "5",
+                                                                                              "qps": "50"}}}})
+    assert problems == []
+    before = pod(documents, "cdi-deployment")["containers"][0]["args"]
+    assert pod(docs, "cdi-deployment")["containers"][0]["args"] == [*before, "-v", "5", "--qps", "50"]
+    assert pod(docs, "cdi-apiserver") == pod(documents, "cdi-apiserver")
+    assert CUSTOMIZER_ANNOTATION in find(docs, "Deployment", "cdi-deployment")["metadata"]["annotations"]
+
+
+def test_json_and_merge_patches_apply_and_strategic_is_refused(documents: list[dict[str, Any]]) -> None:
+    patches = [
+        {"resourceName": "cdi-uploadproxy", "resourceType": "Deployment", "type": "json",
+         "patch": json.dumps([{"op": "add", "path": "/spec/template/metadata/annotations",
+                               "value": {"team": "storage"}}])},
+        {"resourceName": "cdi-api", "resourceType": "Service", "type": "merge",
+         "patch": json.dumps({"metadata": {"labels": {"exposed": "yes"}}})},
+        {"resourceName": "cdi-apiserver", "resourceType": "Deployment", "type": "strategic",
+         "patch": json.dumps({"spec": {"replicas": 5}})},
+        {"resourceName": "nope", "resourceType": "Deployment", "type": "merge", "patch": "{}"},
+        {"resourceName": "cdi-deployment", "resourceType": "Deployment", "type": "json", "patch": "not json"},
+    ]
+    docs, problems = customize(documents, {"customizeComponents": {"patches": patches}})
+    proxy = find(docs, "Deployment", "cdi-uploadproxy")
+    assert proxy["spec"]["template"]["metadata"]["annotations"] == {"team": "storage"}
+    assert find(docs, "Service", "cdi-api")["metadata"]["labels"]["exposed"] == "yes"
+    assert find(docs, "Deployment", "cdi-apiserver")["spec"]["replicas"] == 1
+    assert problems[0] == ("customizeComponents patch of Deployment cdi-apiserver: strategic merge patches are "
+                           "not supported, use a json or merge patch")
+    assert problems[1] == "customizeComponents patch of Deployment nope: no such object in the install"
+    assert problems[2].startswith("customizeComponents patch of Deployment cdi-deployment: the patch is not JSON")
+    assert len(problems) == 3
+    assert CUSTOMIZER_ANNOTATION in proxy["metadata"]["annotations"]
+
+
+def test_stamp_sets_the_owner_and_keeps_the_create_version(documents: list[dict[str, Any]]) -> None:
+    owner = {"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "CDI", "name": "cdi", "uid": "u-1",
+             "controller": True, "blockOwnerDeletion": True}
+    fresh = stamp(documents[1], owner, "v2", None)
+    assert fresh["metadata"]["ownerReferences"] == [owner]
+    assert fresh["metadata"]["labels"]["operator.cdi.kubevirt.io/createVersion"] == "v2"
+    kept = stamp(documents[1], owner, "v2", "v1")
+    assert (kept["metadata"]["labels"]["operator.cdi.kubevirt.io/createVersion"],
+            kept["metadata"]["labels"]["operator.cdi.kubevirt.io/updateVersion"]) == ("v1", "v2")
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("48h", 172800), ("1h30m", 5400), ("90m", 5400), ("1.5h", 5400),
+                                               ("10s", 10)])
+def test_go_durations(text: str, seconds: float) -> None:
+    assert go_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "48", "2d", "h", "1h 30m"])
+def test_not_go_durations(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        go_duration(text)
+
+
+def test_cert_config_becomes_lifetimes_rounded_up_to_days() -> None:
+    chosen, problems = lifetimes({"ca": {"duration": "48h", "renewBefore": "24h"}, "server": {"duration": "25h"},
+                                  "client": {"duration": "soon"}})
+    assert chosen == Lifetimes(ca=Lifetime(2, timedelta(hours=24)), server=Lifetime(2, timedelta(hours=12.5)))
+    assert problems == ["certConfig.client: 'soon' is not a duration such as 48h or 1h30m"]
+    assert lifetimes(None) == (Lifetimes(), [])
+
+
+def test_certificates_follow_the_lifetimes_and_are_reused_until_due() -> None:
+    chosen, _ = lifetimes({"ca": {"duration": "48h", "renewBefore": "24h"},
+                           "server": {"duration": "24h", "renewBefore": "12h"}})
+    creds = credentials("cdi", NOW, None, chosen)
+    assert creds.ca.expires() - NOW == timedelta(days=2)
+    assert creds.apiserver.expires() - NOW == timedelta(days=1)
+    assert credentials("cdi", NOW + timedelta(hours=11), creds.pairs(), chosen) == creds  # nothing due yet
+    later = credentials("cdi", NOW + timedelta(hours=13), creds.pairs(), chosen)
+    assert later.ca == creds.ca and later.apiserver != creds.apiserver  # the server certificate rotated
+    secret = pki_secret("cdi", creds)
+    assert set(secret["data"]) >= {"ca.crt", "ca.key", "apiserver.crt", "apiserver.key"}
