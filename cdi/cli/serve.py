@@ -120,7 +120,7 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
                                                   embedded_operator=True)):
         manager.add(spec)
     if metrics is not None:
-        await observe_cluster(metrics, cluster, manager.reader, workers=True)
+        await observe_cluster(metrics, cluster, manager.reader, workers=True, single_node=True)
     log.info("embedded control plane serving %s", home)
     try:
         await manager.run(stop)

@@ -76,11 +76,14 @@ def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
 
 
 async def observe_cluster(metrics: ControlPlaneMetrics, cluster: Cluster,
-                          reader: Callable[[str, str], ObjectSource], *, workers: bool = False) -> None:
+                          reader: Callable[[str, str], ObjectSource], *, workers: bool = False,
+                          single_node: bool = False) -> None:
     """Compute the state metrics from the caches `reader` (the manager's) keeps. Kinds the cluster may not
     serve (snapshot classes, CSIDrivers, the CDI resource) are read only when served now: an informer of
     an unserved kind would never sync and hold the manager back. `workers`: `cdi serve`, whose worker
-    processes nobody else scrapes, also reports their progress and restarts."""
+    processes nobody else scrapes, also reports their progress and restarts. `single_node`: the control plane
+    and all its volumes are on one machine (`cdi serve`), upstream's single-node topology, where a class
+    without ReadWriteMany is not degraded (nothing migrates between nodes)."""
     async def optional(api_version: str, kind: str) -> ObjectSource | None:
         return reader(api_version, kind) if await cluster.served(api_version, kind) else None
 
@@ -90,5 +93,6 @@ async def observe_cluster(metrics: ControlPlaneMetrics, cluster: Cluster,
         csi_drivers=await optional("storage.k8s.io/v1", "CSIDriver"),
         snapshot_classes=await optional("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass"),
         cdis=await optional(CDI_API_VERSION, "CDI"), pods=reader("v1", "Pod") if workers else None,
-        pod_selector={LABEL_APP: APP_NAME}, unsupported_provisioners=UNSUPPORTED_PROVISIONERS)
+        pod_selector={LABEL_APP: APP_NAME}, unsupported_provisioners=UNSUPPORTED_PROVISIONERS,
+        single_node=single_node)
     metrics.observe(readers.observe, workers=workers)

@@ -39,6 +39,7 @@ class ClusterReaders:
     pods: ObjectSource | None = None  # worker pods, for their restart counts (embedded mode only)
     pod_selector: Mapping[str, str] | None = None
     unsupported_provisioners: frozenset[str] = frozenset()
+    single_node: bool = False
 
     def observe(self) -> s.ObservedState:
         return s.ObservedState(
@@ -47,7 +48,7 @@ class ClusterReaders:
             csi_drivers=_listed(self.csi_drivers), snapshot_classes=_listed(self.snapshot_classes),
             cdis=_listed(self.cdis),
             pods=self.pods.list(None, self.pod_selector) if self.pods is not None else (),
-            unsupported_provisioners=self.unsupported_provisioners)
+            unsupported_provisioners=self.unsupported_provisioners, single_node=self.single_node)
 
 
 def _listed(source: ObjectSource | None) -> Sequence[Mapping[str, Any]]:

@@ -11,7 +11,8 @@ the caches hold (this package sits below the API models and reads only the few f
   mode, or the provisioner is one upstream does not support), `default`/`virtdefault` (the class's
   annotations), `rwx`, `smartclone` (a csi-clone strategy with a CSIDriver for the provisioner, or a
   snapshot or unset strategy with a VolumeSnapshotClass of that driver; never for copy) and `degraded`
-  (`(!SNO && !rwx) || !smartclone`; SNO is an OpenShift topology, never true here).
+  (`(!SNO && !rwx) || !smartclone`; upstream's SNO is OpenShift's single-replica topology: here
+  `single_node`, true for `cdi serve`, whose volumes all live on one machine).
 * `cr_ready`: `kubevirt_cdi_cr_ready` as upstream's operator sets it from the CDI resource: 1 when its
   Available condition is True, 0 when not, -1 ("not initialised", so CDINotReady does not fire) when
   there is no CDI resource at all.
