@@ -1,7 +1,9 @@
 """The measured pipelines, one function per way of getting an image onto a disk.
 
 For every HTTP case: the limit (`curl -o /dev/null`, and the reference decompressor alone for .xz and
-.gz), our `cdi-importer` end to end, a DataVolume through `cdi serve`, download-to-scratch followed by
+.gz), our `cdi-importer` end to end (also with a CPU hog on the other core, and ten at once through the
+same link), a DataVolume through `cdi serve` (with the `cdi` commands a user runs, and created and
+awaited from this process, which times the control plane alone), download-to-scratch followed by
 `qemu-img convert` (upstream since PR#2832), and nbdkit's curl plugin with the readahead and retry
 filters feeding `qemu-img convert` (upstream before it). Uploads, from the far side of the link:
 `cdi image-upload` through the upload proxy and upload server (whole command, and its transfer
@@ -11,6 +13,8 @@ phase), against a plain single-hop HTTP PUT of the same file. Used by
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -20,8 +24,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.measure import Sample, run
+import yaml
+
+from bench.measure import CpuHog, Sample, run, run_many
 from bench.network import Network, in_client, in_server
+from cdi.cli.state import open_cluster
 from tests.support.controlplane import release_storage
 
 
@@ -83,20 +90,38 @@ def decompressor(images: Path, case: Case, ws: Workspace) -> Sample:
                    log=ws.logs / f"{case.name}-decompress.log")
 
 
-def ours(net: Network, case: Case, ws: Workspace, *, scratch: bool = True) -> Sample:
-    """`cdi-importer` with an empty scratch directory it may use, or (`scratch=False`) with none at all."""
+def _importer_env(net: Network, case: Case, data: Path, scratch: Path, termination: Path) -> dict[str, str]:
+    return {"PATH": os.environ["PATH"], "IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"{net.base_url}/{case.file}",
+            "CDI_DATA_PATH": str(data), "CDI_SCRATCH_PATH": str(scratch), "CDI_TERMINATION_LOG": str(termination),
+            "CDI_METRICS_ADDR": "127.0.0.1:0"}
+
+
+def ours(net: Network, case: Case, ws: Workspace, *, scratch: bool = True, hog: bool = False) -> Sample:
+    """`cdi-importer` with an empty scratch directory it may use, or (`scratch=False`) with none at all;
+    with `hog`, while a busy loop keeps the second CPU busy."""
     ws.reset()
     if not scratch:
         ws.scratch.rmdir()
-    env = {"PATH": os.environ["PATH"], "IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"{net.base_url}/{case.file}",
-           "CDI_DATA_PATH": str(ws.data), "CDI_SCRATCH_PATH": str(ws.scratch),
-           "CDI_TERMINATION_LOG": str(ws.root / "termination.log"), "CDI_METRICS_ADDR": "127.0.0.1:0"}
-    suffix = "" if scratch else "-no-scratch"
-    sample = run(in_client([sys.executable, "-m", "importer"]), env=env, scratch=ws.scratch,
-                 log=ws.logs / f"{case.name}-ours{suffix}.log")
+    env = _importer_env(net, case, ws.data, ws.scratch, ws.root / "termination.log")
+    suffix = ("" if scratch else "-no-scratch") + ("-busy" if hog else "")
+    with CpuHog(1) if hog else contextlib.nullcontext():
+        sample = run(in_client([sys.executable, "-m", "importer"]), env=env, scratch=ws.scratch,
+                     log=ws.logs / f"{case.name}-ours{suffix}.log")
     if sample.returncode == 0 and "scratchSpaceRequired\":true" in (ws.root / "termination.log").read_text():
         sample.returncode = 42
     return sample
+
+
+def ours_concurrently(net: Network, case: Case, ws: Workspace, count: int) -> Sample:
+    """`count` importers of the same image at once, each into its own directory: the link is shared."""
+    ws.reset()
+    dirs = [ws.data / f"import-{i}" for i in range(count)]
+    envs = []
+    for data in dirs:
+        (data / "scratch").mkdir(parents=True)
+        envs.append(_importer_env(net, case, data, data / "scratch", data / "termination.log"))
+    return run_many([in_client([sys.executable, "-m", "importer"])] * count, envs=envs,
+                    logs=[ws.logs / f"{case.name}-ours-x{count}-{i}.log" for i in range(count)])
 
 
 def scratch_convert(net: Network, case: Case, ws: Workspace) -> Sample:
@@ -174,6 +199,31 @@ class ControlPlane:
         (ws.logs / f"dv-{name}.log").write_text(waited.stdout + waited.stderr)
         self.cdi("delete", "dv", name, "--wait")
         return Sample(wall, 0, 0, waited.returncode)
+
+    def datavolume_direct(self, name: str, url: str, size_gib: int, ws: Workspace) -> Sample:
+        """The same DataVolume created and awaited through the store from this process (no `cdi` command
+        starts): what the control plane itself adds to the importer — volume set-up, pod start, status
+        round-trips — timed from the create to the first read that shows Ready (read every 20 ms)."""
+        wall, code = asyncio.run(self._direct(name, url, size_gib))
+        self.cdi("delete", "dv", name, "--wait")
+        return Sample(wall, 0, 0, code)
+
+    async def _direct(self, name: str, url: str, size_gib: int) -> tuple[float, int]:
+        async with open_cluster(self.home, warn=False) as cluster:
+            manifest = yaml.safe_load(DV.format(name=name, url=url, size=size_gib))
+            manifest["metadata"]["namespace"] = "default"
+            start = time.monotonic()
+            await cluster.create(manifest)
+            deadline = start + 900
+            while time.monotonic() < deadline:
+                dv = await cluster.get("cdi.kubevirt.io/v1beta1", "DataVolume", name, "default")
+                status = dv.get("status") or {}
+                if status.get("phase") == "Failed":
+                    return time.monotonic() - start, 1
+                if any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or []):
+                    return time.monotonic() - start, 0
+                await asyncio.sleep(0.02)
+            return time.monotonic() - start, 124
 
     def upload(self, net: Network, name: str, image: Path, size_gib: int, ws: Workspace) -> tuple[Sample, float | None]:
         """`cdi image-upload` from the far side of the link: the whole command, and its transfer phase (from

@@ -1,5 +1,7 @@
 """Runs one measured step and records wall time, peak RSS of its process tree and peak scratch use.
 
+CPU is the user + system seconds of the child and every descendant it waited for (`wait4`'s rusage:
+an nbdkit or qemu-img under a shell counts), so pipelines of several processes are charged in full.
 Peak RSS is the highest sum of RSS over the child and all its descendants, sampled from /proc every
 20 ms (pipelines such as nbdkit + qemu-img are trees). The child's `ru_maxrss` is not used: it counts
 the pages a fork shares with this (large) process before the exec. Scratch use is sampled as the
@@ -24,6 +26,7 @@ class Sample:
     rss: int  # bytes
     scratch: int  # bytes
     returncode: int
+    cpu: float = 0.0  # user + system seconds of the whole tree
 
 
 def _children() -> dict[int, list[int]]:
@@ -98,11 +101,53 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, scratch: Path | N
     try:
         process = subprocess.Popen(argv, env=env, stdout=stdout if stdout is not None else out, stderr=out)
         watch = Watch(process.pid, scratch)
-        _, status, _ = os.wait4(process.pid, 0)
+        _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
         wall = time.monotonic() - start
         watch.stop()
     finally:
         if log:
             out.close()  # type: ignore[union-attr]
-    return Sample(wall, watch.rss, watch.scratch, process.returncode)
+    return Sample(wall, watch.rss, watch.scratch, process.returncode, usage.ru_utime + usage.ru_stime)
+
+
+def run_many(argvs: list[list[str]], *, envs: list[dict[str, str]], logs: list[Path]) -> Sample:
+    """Start every command at once and wait for all: wall time until the last ends, summed peak RSS of
+    the trees (sampled together), summed CPU, and the first non-zero exit code."""
+    start = time.monotonic()
+    outs = [log.open("ab") for log in logs]
+    try:
+        processes = [subprocess.Popen(argv, env=env, stdout=out, stderr=out)
+                     for argv, env, out in zip(argvs, envs, outs, strict=True)]
+        watch = Watch(None, None)
+        watch.pids.extend(p.pid for p in processes)
+        cpu, codes = 0.0, []
+        for process in processes:
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            cpu += usage.ru_utime + usage.ru_stime
+            codes.append(process.returncode)
+        wall = time.monotonic() - start
+        watch.stop()
+    finally:
+        for out in outs:
+            out.close()
+    return Sample(wall, watch.rss, 0, next((c for c in codes if c), 0), cpu)
+
+
+class CpuHog:
+    """A busy loop pinned to one CPU for the length of a `with` block: the "busy machine" of the issue
+    (another tenant's work on the other core)."""
+
+    def __init__(self, cpu: int) -> None:
+        self._cpu = cpu
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> CpuHog:
+        self._process = subprocess.Popen(["taskset", "-c", str(self._cpu), "sh", "-c", "while :; do :; done"])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()

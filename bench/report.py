@@ -1,8 +1,9 @@
 """Turns the samples into the table the issue asks for, prints it, and writes JSON and Markdown.
 
 Per case: wall seconds, ratio to the limit (curl of the same bytes, or the reference decompressor when
-that is slower), ratio to each upstream-style pipeline, peak RSS, scratch bytes, and whether the
-issue's targets hold. Used by `bench.__main__`.
+that is slower), ratio to each upstream-style pipeline, peak RSS, scratch bytes, CPU seconds (every
+process of the pipeline) and CPU seconds per GiB of the image file moved, and whether the issue's
+targets hold. Used by `bench.__main__`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from bench.measure import Sample
 
 MiB = 1 << 20
+GiB = 1 << 30
 
 
 @dataclass
@@ -27,6 +29,10 @@ class Row:
     nbdkit: float | None = None
     target: str = ""
     notes: list[str] = field(default_factory=list)
+    data_bytes: int = 0  # the image file's bytes this row moved (all of them, for concurrent imports)
+
+    def cpu_per_gib(self) -> float | None:
+        return self.sample.cpu / (self.data_bytes / GiB) if self.data_bytes and self.sample.cpu else None
 
     def ratio(self, other: float | None) -> float | None:
         return self.sample.wall / other if other else None
@@ -37,15 +43,15 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 HEADER = ("case", "method", "wall s", "×limit", "×scratch+convert", "×nbdkit", "peak RSS MiB", "scratch MiB",
-          "ok", "target")
+          "CPU s", "CPU s/GiB", "ok", "target")
 
 
 def cells(row: Row) -> tuple[str, ...]:
     ok = "yes" if row.sample.returncode == 0 else f"exit {row.sample.returncode}"
     return (row.case, row.method, _fmt(row.sample.wall), _fmt(row.ratio(row.limit)),
             _fmt(row.ratio(row.scratch_convert)), _fmt(row.ratio(row.nbdkit)),
-            _fmt(row.sample.rss / MiB, 0) if row.sample.rss else "-", _fmt(row.sample.scratch / MiB, 1), ok,
-            row.target)
+            _fmt(row.sample.rss / MiB, 0) if row.sample.rss else "-", _fmt(row.sample.scratch / MiB, 1),
+            _fmt(row.sample.cpu or None, 1), _fmt(row.cpu_per_gib()), ok, row.target)
 
 
 def table(rows: list[Row]) -> str:
