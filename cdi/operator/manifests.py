@@ -5,7 +5,8 @@ certificates kept in Secret `cdi-operator-pki` (so a reconcile reuses them and r
 the CR's `certConfig` lifetimes), customizes the documents (`cdi.operator.customize`), stamps each with the
 CR's controller ownerReference and the version labels, and applies them one by one with server-side apply
 (field manager `cdi-operator`, forced: the operator owns what it renders; drift is reverted at the next
-reconcile). The Namespace is not applied: it is the operator's own, where it runs, and must outlive the CR.
+reconcile). Not applied: the Namespace (the operator's own, where it runs, which must outlive the CR) and the
+CDI CRD (it comes with the operator).
 
 Readiness is upstream's `CheckDeploymentReady` for the three Deployments. Stale objects are those labelled
 with a createVersion and controlled by the CR that this version no longer renders; they are deleted with
@@ -39,6 +40,9 @@ from cdi.runtime.types import Watch
 
 log = logging.getLogger(__name__)
 PKI_SECRET = "cdi-operator-pki"
+# The CDI resource's own CRD ships with the operator (upstream's cdi-operator.yaml), not under the CR: owned
+# by the CR, deleting the CR would delete the kind and no CR could ever be created again.
+CDI_CRD = "cdis.cdi.kubevirt.io"
 DEPLOYMENTS = (dep.CONTROLLER, dep.APISERVER, dep.UPLOADPROXY)
 # Kinds an install may leave behind, listed when looking for stale objects.
 _STALE_KINDS = (*((k.api_version, k.kind) for k in INSTALL_KINDS), ("v1", "Service"), ("v1", "Secret"),
@@ -120,7 +124,7 @@ class ManifestInstaller:
             stored = {}
         creds = credentials(self._namespace, self._clock(), stored, chosen)
         rendered = [d for d in render_all(InstallOptions(creds, self._namespace, self._image, self._monitoring))
-                    if d["kind"] != "Namespace"]
+                    if d["kind"] != "Namespace" and d["metadata"]["name"] != CDI_CRD]
         documents, refused = customize([pki_secret(self._namespace, creds), *rendered], spec)
         return documents, [*problems, *refused]
 

@@ -1,0 +1,213 @@
+"""End to end on a real API server: `cdi operator` as a process reconciles a CDI resource.
+
+The module starts its own etcd + kube-apiserver + kube-controller-manager (garbage collector, namespace and
+service-account controllers): the operator makes the CR the owner of everything it installs, CDI's CRDs
+included, so deleting the CR deletes them, which must not happen to the session's shared control plane.
+CDI's CRDs are created first (the CDI kind must exist to create the CR; the operator then takes over the
+others with server-side apply).
+
+There is no kubelet in the harness, so the three Deployments' pods never run and never become ready: the
+CR stays in phase Deploying with Progressing True, which is what this test checks, not Deployed. Without a
+running cdi-apiserver the cdi-validate webhook cannot be reached (its failurePolicy is Ignore, as upstream),
+so the refused uninstall seen here is the operator's own guard: the finalizer stays, with a Degraded
+condition and an event; the webhook's refusal is tested over TLS in tests/operator/test_uninstall_webhook.py.
+The DataVolume is created before the CR, while no webhook is registered yet: afterwards the datavolume
+webhooks (failurePolicy Fail) point at the missing cdi-apiserver and would refuse it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdi.cluster.errors import NotFound
+from cdi.cluster.protocol import Cluster
+from cdi.install import InstallOptions, render_all
+from cdi.install.objects import install_kinds
+from cdi.install.tls import credentials
+from cdi.kube import connect
+from tests.support.backends import install_crds
+from tests.support.daemon import CDI, running
+from tests.support.kubecluster import KubeBinariesUnavailable, KubeCluster, free_port, kube_binaries
+
+pytestmark = pytest.mark.slow
+CDI_API = "cdi.kubevirt.io/v1beta1"
+NAMESPACE = "cdi"
+IMAGE = "registry.example/pycdi:v1.0.0"
+VERSION = "v1.0.0"
+CONFIG = {"featureGates": ["HonorWaitForFirstConsumer"], "scratchSpaceStorageClass": "fast",
+          "podResourceRequirements": {"limits": {"cpu": "1", "memory": "1Gi"}}}
+REFUSAL = ("Rejecting the uninstall request, since there are still DataVolumes present. Either delete all "
+           "DataVolumes or change the uninstall strategy before uninstalling CDI.")
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
+    try:
+        binaries = kube_binaries()
+    except KubeBinariesUnavailable as unavailable:
+        pytest.skip(str(unavailable))
+    with KubeCluster(binaries, tmp_path_factory.mktemp("kube-operator"),
+                     controllers=("garbage-collector-controller", "namespace-controller",
+                                  "serviceaccount-controller")) as cluster:
+        install_crds(cluster)
+        for namespace in (NAMESPACE, "vms"):
+            cluster.request("POST", "/api/v1/namespaces",
+                            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    port, log = free_port(), tmp_path_factory.mktemp("operator") / "operator.log"
+
+    def healthy(_process: object) -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
+            return bool(reply.status == 200)
+
+    argv = [CDI, "operator", "--kubeconfig", str(control_plane.kubeconfig_path), "--namespace", NAMESPACE,
+            "--image", IMAGE, "--health-port", str(port)]
+    with running("cdi operator", argv, log, healthy, env={**os.environ, "OPERATOR_VERSION": VERSION}):
+        yield log
+
+
+async def eventually(what: str, check: Callable[[], Awaitable[Any]], log: Path, timeout: float = 60.0) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            found = await check()
+        except NotFound:
+            found = None
+        if found:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{log.read_text(errors='replace')[-4000:]}")
+        await asyncio.sleep(0.2)
+
+
+def conditions(cdi: dict[str, Any]) -> dict[str, tuple[str, str | None, str | None]]:
+    return {c["type"]: (c["status"], c.get("reason"), c.get("message"))
+            for c in (cdi.get("status") or {}).get("conditions") or []}
+
+
+async def exists(cluster: Cluster, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+    try:
+        await cluster.get(api_version, kind, name, namespace)
+    except NotFound:
+        return False
+    return True
+
+
+def expected_objects() -> list[tuple[str, str, str, str | None]]:
+    """What the operator installs: the documents of `cdi manifests` minus the Namespace and the CDI CRD."""
+    rendered = render_all(InstallOptions(credentials(NAMESPACE, datetime.now(UTC)), NAMESPACE, IMAGE))
+    return [(d["apiVersion"], d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in rendered
+            if d["kind"] != "Namespace" and d["metadata"]["name"] != "cdis.cdi.kubevirt.io"]
+
+
+async def test_the_operator_installs_refuses_a_second_cr_and_uninstalls_by_its_strategy(
+        control_plane: KubeCluster, operator: Path) -> None:
+    async with await connect(control_plane.kubeconfig_path, kinds=install_kinds()) as cluster:
+        await cluster.create({"apiVersion": CDI_API, "kind": "DataVolume",
+                              "metadata": {"name": "precious", "namespace": "vms"},
+                              "spec": {"source": {"blank": {}},
+                                       "storage": {"resources": {"requests": {"storage": "1Gi"}}}}})
+        cr = await cluster.create({"apiVersion": CDI_API, "kind": "CDI", "metadata": {"name": "cdi"}, "spec": {
+            "uninstallStrategy": "BlockUninstallIfWorkloadsExist", "config": CONFIG, "imagePullPolicy": "Always",
+            "infra": {"nodeSelector": {"node-role.kubernetes.io/infra": ""}, "apiServerReplicas": 2},
+            "customizeComponents": {"flags": {"controller": {"v": "3"}}}}})
+        uid = cr["metadata"]["uid"]
+
+        async def deploying() -> dict[str, Any] | None:
+            cdi = await cluster.get(CDI_API, "CDI", "cdi")
+            return cdi if (cdi.get("status") or {}).get("phase") == "Deploying" else None
+
+        cdi = await eventually("phase Deploying", deploying, operator)
+        assert cdi["metadata"]["finalizers"] == ["operator.cdi.kubevirt.io"]
+        assert conditions(cdi) == {"Available": ("False", None, None),
+                                   "Progressing": ("True", "DeployStarted", "Started Deployment"),
+                                   "Degraded": ("False", None, None)}
+        assert (cdi["status"]["operatorVersion"], cdi["status"]["targetVersion"]) == (VERSION, VERSION)
+
+        # Every object of the install appears, controlled by the CR and labelled with the versions.
+        for api_version, kind, name, namespace in expected_objects():
+            async def installed(api_version: str = api_version, kind: str = kind, name: str = name,
+                                namespace: str | None = namespace) -> dict[str, Any] | None:
+                # The CRDs exist before the operator runs: wait until it has applied each object.
+                obj = await cluster.get(api_version, kind, name, namespace)
+                return obj if obj["metadata"].get("ownerReferences") else None
+            obj = await eventually(f"{kind} {name}", installed, operator)
+            meta = obj["metadata"]
+            assert [(r["kind"], r["name"], r["uid"], r.get("controller")) for r in meta["ownerReferences"]] == \
+                [("CDI", "cdi", uid, True)], (kind, name)
+            assert meta["labels"]["operator.cdi.kubevirt.io/createVersion"] == VERSION, (kind, name)
+            assert meta["labels"]["operator.cdi.kubevirt.io/updateVersion"] == VERSION, (kind, name)
+        assert (await cluster.get(CDI_API, "CDIConfig", "config"))["spec"] == CONFIG
+        controller = await cluster.get("apps/v1", "Deployment", "cdi-deployment", NAMESPACE)
+        pod = controller["spec"]["template"]["spec"]
+        assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "node-role.kubernetes.io/infra": ""}
+        assert pod["containers"][0]["imagePullPolicy"] == "Always"
+        assert pod["containers"][0]["args"][-2:] == ["-v", "3"]
+        assert (await cluster.get("apps/v1", "Deployment", "cdi-apiserver", NAMESPACE))["spec"]["replicas"] == 2
+
+        # No kubelet: the Deployments never become ready, so the CR stays Deploying.
+        await asyncio.sleep(2)
+        cdi = await cluster.get(CDI_API, "CDI", "cdi")
+        assert cdi["status"]["phase"] == "Deploying" and "observedVersion" not in cdi["status"]
+
+        # A second CR is refused.
+        await cluster.create({"apiVersion": CDI_API, "kind": "CDI", "metadata": {"name": "cdi-2"}, "spec": {}})
+
+        async def second_in_error() -> dict[str, Any] | None:
+            second = await cluster.get(CDI_API, "CDI", "cdi-2")
+            return second if (second.get("status") or {}).get("phase") == "Error" else None
+
+        second = await eventually("cdi-2 in Error", second_in_error, operator)
+        assert conditions(second)["Degraded"] == ("True", "ConfigError",
+                                                  "Reconciling to error state, unwanted CDI object")
+        await cluster.delete(CDI_API, "CDI", "cdi-2")
+
+        # Uninstall is blocked while a DataVolume exists.
+        await cluster.delete(CDI_API, "CDI", "cdi")
+
+        async def blocked() -> dict[str, Any] | None:
+            cdi = await cluster.get(CDI_API, "CDI", "cdi")
+            return cdi if conditions(cdi).get("Degraded", ("",))[0:2] == ("True", "UninstallBlocked") else None
+
+        cdi = await eventually("the uninstall refused", blocked, operator)
+        assert conditions(cdi)["Degraded"][2] == REFUSAL
+        assert cdi["metadata"]["finalizers"] == ["operator.cdi.kubevirt.io"]
+        events = (await cluster.list("v1", "Event", "default")).items
+        assert any(e["reason"] == "UninstallBlocked" and e["involvedObject"]["name"] == "cdi" for e in events)
+        assert await exists(cluster, CDI_API, "DataVolume", "precious", "vms")
+        assert await exists(cluster, "apps/v1", "Deployment", "cdi-deployment", NAMESPACE)
+
+        # RemoveWorkloads: the DataVolume goes, then the finalizer, then (garbage collection) the install.
+        await cluster.patch(CDI_API, "CDI", "cdi", {"spec": {"uninstallStrategy": "RemoveWorkloads"}})
+
+        async def cr_gone() -> bool:
+            return not await exists(cluster, CDI_API, "CDI", "cdi")
+
+        await eventually("the CR deleted", cr_gone, operator)
+
+        async def install_gone() -> bool:
+            return not any([await exists(cluster, "apps/v1", "Deployment", name, NAMESPACE)
+                            for name in ("cdi-deployment", "cdi-apiserver", "cdi-uploadproxy")]) \
+                and not await exists(cluster, "v1", "ConfigMap", "cdi-config", NAMESPACE)
+
+        await eventually("the install garbage-collected", install_gone, operator, timeout=120)
+
+        async def datavolumes_gone() -> bool:
+            try:
+                return not await exists(cluster, CDI_API, "DataVolume", "precious", "vms")
+            except NotFound:
+                return True
+
+        assert await datavolumes_gone()
