@@ -89,7 +89,8 @@ async def observe_cluster(metrics: ControlPlaneMetrics, cluster: Cluster,
 
     readers = ClusterReaders(
         data_volumes=reader(CDI_API_VERSION, "DataVolume"), storage_classes=reader("storage.k8s.io/v1", "StorageClass"),
-        storage_profiles=reader(CDI_API_VERSION, "StorageProfile"), claims=reader("v1", "PersistentVolumeClaim"),
+        storage_profiles=reader(CDI_API_VERSION, "StorageProfile"),
+        claims=reader("v1", "PersistentVolumeClaim") if workers else None,
         csi_drivers=await optional("storage.k8s.io/v1", "CSIDriver"),
         snapshot_classes=await optional("snapshot.storage.k8s.io/v1", "VolumeSnapshotClass"),
         cdis=await optional(CDI_API_VERSION, "CDI"), pods=reader("v1", "Pod") if workers else None,

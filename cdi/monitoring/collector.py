@@ -4,7 +4,8 @@
 kind; kinds the cluster does not serve are None and observed as empty. `StateCollector` is a
 prometheus_client collector: at each scrape it takes an `ObservedState` from the readers and yields the
 samples `cdi.monitoring.state` computes — level-triggered, so no controller has to remember to update a
-gauge and a deleted object's series simply stops being reported. Scrapes run on the event loop that owns
+gauge and a deleted object's series simply stops being reported (a list copies the cache, so only the
+kinds some series needs are read). Scrapes run on the event loop that owns
 the caches (aiohttp's handler), so reading them needs no lock. `cdi.controllers.setup.observe_cluster`
 builds the readers for both entrypoints.
 """
@@ -32,7 +33,7 @@ class ClusterReaders:
     data_volumes: ObjectSource
     storage_classes: ObjectSource
     storage_profiles: ObjectSource
-    claims: ObjectSource
+    claims: ObjectSource | None = None  # for the progress series' claim uids (embedded mode only)
     csi_drivers: ObjectSource | None = None
     snapshot_classes: ObjectSource | None = None
     cdis: ObjectSource | None = None
@@ -44,7 +45,7 @@ class ClusterReaders:
     def observe(self) -> s.ObservedState:
         return s.ObservedState(
             data_volumes=self.data_volumes.list(), storage_classes=self.storage_classes.list(),
-            storage_profiles=self.storage_profiles.list(), claims=self.claims.list(),
+            storage_profiles=self.storage_profiles.list(), claims=_listed(self.claims),
             csi_drivers=_listed(self.csi_drivers), snapshot_classes=_listed(self.snapshot_classes),
             cdis=_listed(self.cdis),
             pods=self.pods.list(None, self.pod_selector) if self.pods is not None else (),
