@@ -94,6 +94,10 @@ class Controller:
             self._metrics.started()
         try:
             result = await self.spec.reconciler.reconcile(key)
+        except asyncio.CancelledError:  # cut short at shutdown: controller-runtime's cancelled context errors
+            if self._metrics is not None:
+                self._metrics.finished("error", self._clock.monotonic() - started)
+            raise
         except Exception as error:
             if self._metrics is not None:
                 self._metrics.finished("error", self._clock.monotonic() - started)

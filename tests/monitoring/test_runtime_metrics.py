@@ -6,6 +6,7 @@ error, and its queue's series move with it."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -105,3 +106,16 @@ async def test_requeue_after_is_its_own_result(cluster: EmbeddedCluster, clock: 
     async with running(manager):
         await until(lambda: (metrics.value(m.RECONCILE_TOTAL, labels) or 0) >= 1, timeout=10, what="a requeue_after result")
         assert metrics.value(m.RECONCILE_TOTAL, {**labels, m.LABEL_RESULT: "success"}) == 0
+
+
+async def test_a_reconcile_cancelled_at_shutdown_is_an_error(cluster: EmbeddedCluster, clock: FakeClock) -> None:
+    metrics = ControlPlaneMetrics()
+    manager = Manager(cluster, clock=clock, metrics=metrics.runtime, shutdown_timeout=0.05)
+    mirror = add_mirror(manager, cluster, gate=asyncio.Event())  # never opened: the reconcile hangs
+    labels = {m.LABEL_CONTROLLER: "mirror"}
+    await cluster.create(configmap("a", "1"))
+    async with running(manager):
+        await asyncio.wait_for(mirror.entered.wait(), 10)
+        assert metrics.value(m.ACTIVE_WORKERS, labels) == 1
+    assert metrics.value(m.ACTIVE_WORKERS, labels) == 0
+    assert metrics.value(m.RECONCILE_TOTAL, {**labels, m.LABEL_RESULT: "error"}) == 1
