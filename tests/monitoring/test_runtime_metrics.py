@@ -2,7 +2,8 @@
 fake clock gives exact adds, depths, waits, work durations and retries (client-go's semantics: a duplicate
 add is not counted, every delayed add is a retry); a manager running the runtime tests' toy controller on
 the embedded store moves `controller_runtime_reconcile_total` by result, counts an injected failure as an
-error, and its queue's series move with it."""
+error, and its queue's series move with it; a reconcile cut short at shutdown is an error and frees its
+worker."""
 
 from __future__ import annotations
 
