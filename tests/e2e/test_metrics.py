@@ -5,7 +5,8 @@ imported, and no series once the cron is deleted. Schedules are `@every 2s`, as 
 The page, parsed with prometheus_client's parser, has upstream's control-plane metrics (names, types,
 labels) and controller-runtime's reconcile and work-queue series, which move as a DataVolume is imported;
 an importer that keeps failing shows its restarts as kube-state-metrics would, and the PrometheusRule's
-recording rules and alerts, evaluated over that very page, raise CDIDataVolumeUnusualRestartCount.
+recording rules and alerts, evaluated over that very page, raise CDIDataVolumeUnusualRestartCount;
+`kubevirt_cdi_cr_ready` reads 1 once the embedded operator has made an applied CDI resource Available.
 `cdi controller` against a real API server serves the same page on its health listener.
 """
 
@@ -184,6 +185,20 @@ def test_restart_alert_from_a_scrape(plane: MetricsControlPlane) -> None:
     # Besides the restarts: no `cdi-operator` pod is up (embedded mode has no operator). The embedded
     # default class has no ReadWriteMany but is not degraded: one machine is upstream's single-node case.
     assert fired == {"CDIDataVolumeUnusualRestartCount", "CDIOperatorDown"}
+
+
+def cr_ready_value(text: str) -> float | None:
+    return next((s.value for s in parse_exposition(text) if s.name == "kubevirt_cdi_cr_ready"), None)
+
+
+def test_cr_ready_follows_the_cdi_resource(plane: MetricsControlPlane) -> None:
+    """cdi serve reconciles a CDI resource itself (its embedded operator): the gauge reads -1 before there is
+    one, then 1 once it is Available, as upstream's operator sets it."""
+    assert cr_ready_value(plane.scrape()) == -1
+    plane.apply("apiVersion: cdi.kubevirt.io/v1beta1\nkind: CDI\nmetadata:\n  name: cdi\nspec: {}\n")
+    plane.wait_for(lambda: cr_ready_value(plane.scrape()) == 1, "kubevirt_cdi_cr_ready to read 1", timeout=60)
+    db = record([(rule.name, rule.expr) for rule in recording_rules("cdi")], parse_exposition(plane.scrape()))
+    assert "CDINotReady" not in {alert.name for alert in ALERTS if evaluate(alert.expr, db)}
 
 
 def test_cdi_controller_serves_metrics_on_its_health_port(kube_api_only: KubeCluster, tmp_path: Path) -> None:
