@@ -26,11 +26,13 @@ PARENT = "pycdi"
 
 @dataclass(frozen=True)
 class MemoryUsage:
-    """What a run's cgroup recorded: peak bytes, times the limit was hit, OOM kills the kernel counted."""
+    """What a run's cgroup recorded: peak bytes, times the limit was hit, OOM kills the kernel counted,
+    and the limit it held (None: unlimited)."""
 
     peak: int
     limit_hits: int
     oom_kills: int
+    limit: int | None = None
 
 
 def verdict(exit_code: int, runtime_says: bool, usage: MemoryUsage | None, global_kills: int) -> bool:
@@ -83,10 +85,11 @@ class MemoryCgroup:
             if self._v2:
                 events = _fields(self.memory_dir / "memory.events")
                 return MemoryUsage(_int(self.memory_dir / "memory.peak"), events.get("max", 0),
-                                   events.get("oom_kill", 0))
+                                   events.get("oom_kill", 0), _limit(self.memory_dir / "memory.max"))
             control = _fields(self.memory_dir / "memory.oom_control")
             return MemoryUsage(_int(self.memory_dir / "memory.max_usage_in_bytes"),
-                               _int(self.memory_dir / "memory.failcnt"), control.get("oom_kill", 0))
+                               _int(self.memory_dir / "memory.failcnt"), control.get("oom_kill", 0),
+                               _limit(self.memory_dir / "memory.limit_in_bytes"))
         except (OSError, ValueError):
             return None
 
@@ -122,6 +125,12 @@ def _enable_memory(root: Path, parent: Path) -> None:
 
 def _int(path: Path) -> int:
     return int(path.read_text().strip())
+
+
+def _limit(path: Path) -> int | None:
+    """A cgroup's memory limit; None for "max" (v2) or v1's page-rounded 2**63 - 1."""
+    text = path.read_text().strip()
+    return None if text == "max" or int(text) >= 1 << 62 else int(text)
 
 
 def _fields(path: Path) -> dict[str, int]:
