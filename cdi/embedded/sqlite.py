@@ -229,6 +229,10 @@ class Database:
         """Run `fn` in a write transaction holding the file's write lock; rolls back if `fn` raises."""
         return await self._call(lambda conn: self._transaction(conn, "BEGIN IMMEDIATE", fn, changed_at))
 
+    async def data_version(self) -> int:
+        """SQLite's `PRAGMA data_version` on our connection: it changes when another connection commits."""
+        return await self._call(lambda conn: int(conn.execute("PRAGMA data_version").fetchone()[0]))
+
     async def close(self) -> None:
         if self._closed:
             return

@@ -14,6 +14,7 @@ Objects are returned in the apiVersion the caller asked for; they are stored onc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +32,8 @@ from cdi.embedded.pods.paths import log_path
 from cdi.embedded.reviews import DEFAULT_REVIEWS, Review
 from cdi.embedded.selectors import parse_selector
 from cdi.embedded.semantics import checked_copy
-from cdi.embedded.sqlite import Database, Transaction
+from cdi.embedded.sqlite import Database, StoreUnavailable, Transaction
+from cdi.embedded.wakeup import DirectoryWatch
 from cdi.embedded.watch import Notifier, WatchStream
 
 T = TypeVar("T")
@@ -63,6 +65,11 @@ class EmbeddedCluster:
         self._reviews = dict(DEFAULT_REVIEWS if reviews is None else reviews)
         self._bookmark_interval = bookmark_interval
         self._notifier = Notifier()
+        self._wakeup: DirectoryWatch | None = None
+        self._wakeup_tried = False
+        self._version_check: asyncio.Task[None] | None = None
+        self._recheck = False
+        self._data_version: int | None = None
 
     @property
     def path(self) -> Path:
@@ -81,8 +88,44 @@ class EmbeddedCluster:
 
     async def close(self) -> None:
         """End every watch stream and release the database thread and connection."""
+        if self._wakeup is not None:
+            self._wakeup.close()
+            self._wakeup = None
+        if self._version_check is not None:
+            self._version_check.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StoreUnavailable):
+                await self._version_check
         self._notifier.close()
         await self._db.close()
+
+    def _watch_other_writers(self) -> None:
+        """Start the inotify wake-up (`cdi.embedded.wakeup`) with the first watch stream."""
+        if self._wakeup_tried:
+            return
+        self._wakeup_tried = True
+        name = self._db.path.name
+        self._wakeup = DirectoryWatch.start(self._db.path.parent, {name, f"{name}-wal"}, self._file_written)
+        if self._wakeup is not None:
+            self._file_written()  # the baseline version, so the first other writer is seen as one
+
+    def _file_written(self) -> None:
+        if self._version_check is not None and not self._version_check.done():
+            self._recheck = True  # one more check once the running one ends; never a queue of them
+            return
+        self._version_check = asyncio.get_running_loop().create_task(self._check_data_version())
+
+    async def _check_data_version(self) -> None:
+        while True:
+            self._recheck = False
+            try:
+                version = await self._db.data_version()
+            except StoreUnavailable:
+                return
+            if self._data_version is not None and version != self._data_version:
+                self._notifier.notify()
+            self._data_version = version
+            if not self._recheck:
+                return
 
     async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Object:
         served = self._stored_kind(api_version, kind)
@@ -117,6 +160,7 @@ class EmbeddedCluster:
         served = self._stored_kind(api_version, kind)
         namespace = namespace or None
         _check_scope(served, namespace)
+        self._watch_other_writers()
         return WatchStream(self._db, served, api_version, after=_parse_resource_version(resource_version),
                            namespace=namespace, selector=parse_selector(label_selector),
                            fields=parse_field_selector(field_selector, served.group, served.kind, api_version),

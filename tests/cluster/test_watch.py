@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import struct
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 
 from cdi.cluster.errors import Gone, Invalid
 from cdi.embedded import EmbeddedCluster
+from cdi.embedded.wakeup import event_names
 from tests.cluster.conftest import FakeClock
 from tests.cluster.manifests import configmap
 from tests.cluster.watching import assert_quiet, take, take_events
@@ -51,6 +53,27 @@ async def test_watch_wakes_at_once_on_local_writes(db_path: Path, clock: FakeClo
         await asyncio.sleep(0.05)
         await slow_poller.create(configmap("a"))
         assert await waiter == [("ADDED", "a")]
+
+
+async def test_watch_wakes_promptly_on_another_connections_writes(db_path: Path, clock: FakeClock) -> None:
+    """Another process's commit (here another connection to the file) wakes the stream through inotify
+    and SQLite's data_version, not after the poll interval (60 s here)."""
+    async with EmbeddedCluster(db_path, clock=clock, poll_interval=60) as watcher, \
+            EmbeddedCluster(db_path, clock=clock, poll_interval=60) as writer:
+        stream = watcher.watch("v1", "ConfigMap", resource_version="0")
+        waiter = asyncio.ensure_future(take(stream, 2, timeout=5))
+        await asyncio.sleep(0.1)
+        await writer.create(configmap("a"))
+        await asyncio.sleep(0.1)
+        await writer.create(configmap("b"))
+        assert await waiter == [("ADDED", "a"), ("ADDED", "b")]
+
+
+def test_inotify_events_are_read_by_name() -> None:
+    def event(name: bytes, padded: int) -> bytes:
+        return struct.pack("iIII", 1, 2, 0, padded) + name + b"\0" * (padded - len(name))
+    assert list(event_names(event(b"store.db-wal", 16) + event(b"x", 16) + event(b"", 0))) == [
+        "store.db-wal", "x", ""]
 
 
 async def test_watch_filters_by_namespace_and_kind(cluster: EmbeddedCluster) -> None:
