@@ -8,10 +8,11 @@ CR's controller ownerReference and the version labels, and applies them one by o
 reconcile). Not applied: the Namespace (the operator's own, where it runs, which must outlive the CR) and the
 CDI CRD (it comes with the operator).
 
-Readiness is upstream's `CheckDeploymentReady` for the three Deployments. Stale objects are those labelled
-with a createVersion and controlled by the CR that this version no longer renders; they are deleted with
-foreground propagation. Uninstalling deletes `cdi-deployment` first (foreground), as upstream; everything
-else goes with the CR through garbage collection, CRDs included (and with them every DataVolume).
+Readiness is upstream's `CheckDeploymentReady` for the three Deployments, plus a finished rollout. Stale
+objects are those labelled with a createVersion and controlled by the CR that this version no longer renders;
+they are deleted with foreground propagation. Uninstalling deletes `cdi-deployment` first (foreground), as
+upstream; everything else goes with the CR through garbage collection, CRDs included (and with them every
+DataVolume).
 """
 
 from __future__ import annotations
@@ -79,10 +80,15 @@ def lifetimes(cert_config: Mapping[str, Any] | None) -> tuple[Lifetimes, list[st
 
 
 def deployment_ready(deployment: Mapping[str, Any]) -> bool:
-    """Upstream's CheckDeploymentReady: every wanted replica exists and is ready."""
+    """Upstream's CheckDeploymentReady (every wanted replica exists and is ready), and, stricter, the Deployment
+    controller has seen the latest spec and rolled every replica to it: right after an upgrade applies a new
+    image, the old replicas' readiness must not count."""
     wanted = (deployment.get("spec") or {}).get("replicas", 1)
     status = deployment.get("status") or {}
-    return bool(status.get("replicas", 0) == wanted and status.get("readyReplicas", 0) == wanted)
+    generation = (deployment.get("metadata") or {}).get("generation", 0)
+    return bool(status.get("replicas", 0) == wanted and status.get("readyReplicas", 0) == wanted
+                and status.get("observedGeneration", 0) >= generation
+                and status.get("updatedReplicas", wanted) == wanted)
 
 
 def _pairs_from(secret: Mapping[str, Any] | None) -> dict[str, KeyPair]:

@@ -12,7 +12,7 @@ import pytest
 from cdi.install import InstallOptions, render_all
 from cdi.install.tls import Lifetime, Lifetimes, credentials
 from cdi.operator.customize import CUSTOMIZER_ANNOTATION, customize, stamp
-from cdi.operator.manifests import go_duration, lifetimes, pki_secret
+from cdi.operator.manifests import deployment_ready, go_duration, lifetimes, pki_secret
 
 NOW = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
 
@@ -131,3 +131,17 @@ def test_certificates_follow_the_lifetimes_and_are_reused_until_due() -> None:
     assert later.ca == creds.ca and later.apiserver != creds.apiserver  # the server certificate rotated
     secret = pki_secret("cdi", creds)
     assert set(secret["data"]) >= {"ca.crt", "ca.key", "apiserver.crt", "apiserver.key"}
+
+
+@pytest.mark.parametrize(("spec", "status", "generation", "ready"), [
+    ({"replicas": 2}, {"replicas": 2, "readyReplicas": 2, "updatedReplicas": 2, "observedGeneration": 3}, 3, True),
+    ({}, {"replicas": 1, "readyReplicas": 1, "observedGeneration": 1}, 1, True),  # replicas default to 1
+    ({"replicas": 2}, {"replicas": 2, "readyReplicas": 1, "observedGeneration": 3}, 3, False),
+    ({"replicas": 1}, {"replicas": 1, "readyReplicas": 1, "observedGeneration": 2}, 3, False),  # spec not seen yet
+    ({"replicas": 2}, {"replicas": 2, "readyReplicas": 2, "updatedReplicas": 1, "observedGeneration": 3}, 3,
+     False),  # still rolling out
+    ({"replicas": 1}, {}, 1, False),  # no status: no pod ever ran (no kubelet)
+    ({"replicas": 0}, {"observedGeneration": 1}, 1, True),
+])
+def test_deployment_readiness(spec: dict[str, Any], status: dict[str, Any], generation: int, ready: bool) -> None:
+    assert deployment_ready({"metadata": {"generation": generation}, "spec": spec, "status": status}) is ready
