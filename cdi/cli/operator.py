@@ -7,6 +7,7 @@ with server-side apply (`cdi.operator.manifests`), its `spec.config` written int
 operator's version is $OPERATOR_VERSION, else this package's. Leader election through a Lease in
 `--namespace` (upstream's operator takes one too), health endpoints on `--health-port`. In a pod it uses the
 pod's service account when no kubeconfig is given. SIGINT/SIGTERM stop it gracefully.
+`--print-manifests` prints what installs the operator itself and a CDI resource (`cdi.install.operatorbundle`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from cdi.cli.daemon import run_until_stopped
+from cdi.cli.installmanifests import to_yaml
 from cdi.install import DEFAULT_IMAGE
 from cdi.install.objects import install_kinds
+from cdi.install.operatorbundle import cdi_resource, operator_bundle
 from cdi.kube import connect
 from cdi.operator import reconciler
 from cdi.operator.manifests import ManifestInstaller
@@ -59,8 +63,18 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--monitoring", action="store_true",
                         help="also install the PrometheusRule and ServiceMonitor "
                              "(needs the prometheus-operator's CRDs)")
-    parser.set_defaults(run=lambda args, home: asyncio.run(run(OperatorCommand(
-        args.kubeconfig, args.namespace, args.image, args.health_port, args.leader_elect, args.monitoring))))
+    parser.add_argument("--print-manifests", action="store_true",
+                        help="print what installs the operator (Namespace, CDI CRD, RBAC, Deployment) and a CDI "
+                             "resource, for kubectl apply --server-side -f -, and exit")
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace, home: Path) -> int:
+    if args.print_manifests:
+        sys.stdout.write(to_yaml([*operator_bundle(args.namespace, args.image), cdi_resource()]))
+        return 0
+    return asyncio.run(run(OperatorCommand(args.kubeconfig, args.namespace, args.image, args.health_port,
+                                           args.leader_elect, args.monitoring)))
 
 
 async def run(command: OperatorCommand) -> int:

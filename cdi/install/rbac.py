@@ -24,7 +24,9 @@ Least privilege per component, each rule granted because a module does it (the c
 Users get upstream's aggregated roles (`cdi.kubevirt.io:admin`/`:edit`/`:view` join the built-in
 admin/edit/view roles through their aggregate-to labels), `cdi.kubevirt.io:clone-sourcer` to bind
 in a clone's source namespace, and `cdi.kubevirt.io:config-reader`, bound to every authenticated user.
-Pure: `rbac(namespace)` returns the documents.
+The operator (`cdi operator`, `cdi-operator`) gets what applying and removing the whole install takes
+(`operator_rbac`, shipped by `cdi.install.operatorbundle`, not by `rbac`). Pure: `rbac(namespace)` returns the
+documents.
 """
 
 from __future__ import annotations
@@ -154,6 +156,37 @@ VIEW_RULES: tuple[Object, ...] = (rule(CDI_GROUP, _cdi(*_VIEW_KINDS), READ), CLO
 CONFIG_READER_RULES: tuple[Object, ...] = (rule(CDI_GROUP, _cdi("CDIConfig", "StorageProfile"), READ),)
 
 
+# The operator (`cdi operator`, service account `cdi-operator`, `cdi.operator`): it applies everything
+# `render_all` renders, so it may write each of those kinds; RBAC objects need `escalate` and `bind` because the
+# roles it installs grant what the operator itself does not hold (Kubernetes' escalation check).
+OPERATOR_ROLE = "cdi-operator"
+_WRITE = (*READ, "create", "update", "patch", "delete")
+OPERATOR_CLUSTER_RULES: tuple[Object, ...] = (
+    # reconciler: the CR (finalizer, status, config authority), CDIConfig's spec; RemoveWorkloads deletes
+    # DataVolumes; the webhook-less uninstall guard lists them.
+    rule(CDI_GROUP, _cdi("CDI"), (*READ, "update", "patch")),
+    rule(CDI_GROUP, _cdi("CDI", sub="finalizers"), ["update"]),
+    rule(CDI_GROUP, _cdi("CDIConfig"), (*READ, "create", "update", "patch")),
+    rule(CDI_GROUP, _cdi("DataVolume"), (*READ, "delete")),
+    # reconciler: the worker pods and Services removed on uninstall; events about the CR.
+    rule(CORE, ["pods", "services"], (*READ, "delete")),
+    rule(CORE, ["events"], (*READ, "create", "patch")),
+    # manifests: the install's objects, applied and (stale ones) deleted; listed cluster-wide by label.
+    rule(CORE, ["serviceaccounts", "configmaps", "secrets", "services"], _WRITE),
+    rule("apps", ["deployments"], _WRITE),
+    rule("apiextensions.k8s.io", ["customresourcedefinitions"], _WRITE),
+    rule(RBAC_GROUP, ["clusterroles", "clusterrolebindings", "roles", "rolebindings"], (*_WRITE, "escalate", "bind")),
+    rule("admissionregistration.k8s.io", ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"],
+         _WRITE),
+    rule("apiregistration.k8s.io", ["apiservices"], _WRITE),
+    rule("monitoring.coreos.com", ["prometheusrules", "servicemonitors"], _WRITE),
+)
+OPERATOR_NAMESPACE_RULES: tuple[Object, ...] = (
+    # cli.operator: the leader Lease.
+    rule(COORDINATION, ["leases"], ["get", "create", "update"]),
+)
+
+
 def service_account(name: str, namespace: str, component: str) -> Object:
     return document("v1", "ServiceAccount", metadata(name, namespace, component=component))
 
@@ -225,3 +258,13 @@ def user_rbac() -> list[Object]:
 
 def rbac(namespace: str) -> list[Object]:
     return [*component_rbac(namespace), *user_rbac()]
+
+
+def operator_rbac(namespace: str) -> list[Object]:
+    """The operator's service account and roles (`cdi.install.operatorbundle` ships them with its Deployment)."""
+    account = _account(OPERATOR_ROLE, namespace)
+    return [service_account(OPERATOR_ROLE, namespace, OPERATOR_ROLE),
+            cluster_role(OPERATOR_ROLE, OPERATOR_CLUSTER_RULES, component=OPERATOR_ROLE),
+            cluster_binding(OPERATOR_ROLE, OPERATOR_ROLE, [account], OPERATOR_ROLE),
+            role(OPERATOR_ROLE, namespace, OPERATOR_NAMESPACE_RULES, OPERATOR_ROLE),
+            binding(OPERATOR_ROLE, namespace, OPERATOR_ROLE, [account], OPERATOR_ROLE)]

@@ -4,7 +4,8 @@ The module starts its own etcd + kube-apiserver + kube-controller-manager (garba
 service-account controllers): the operator makes the CR the owner of everything it installs, CDI's CRDs
 included, so deleting the CR deletes them, which must not happen to the session's shared control plane.
 CDI's CRDs are created first (the CDI kind must exist to create the CR; the operator then takes over the
-others with server-side apply).
+others with server-side apply). The operator runs as its service account `cdi-operator` with the roles of
+`cdi.install.rbac.operator_rbac`, so the test also shows they suffice.
 
 There is no kubelet in the harness, so the three Deployments' pods never run and never become ready: the
 CR stays in phase Deploying with Progressing True, which is what this test checks, not Deployed. Without a
@@ -31,6 +32,8 @@ from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster
 from cdi.install import InstallOptions, render_all
 from cdi.install.objects import install_kinds
+from cdi.install.rbac import operator_rbac
+from cdi.install.serverside import apply_documents
 from cdi.install.tls import credentials
 from cdi.kube import connect
 from tests.support.backends import install_crds
@@ -61,7 +64,13 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeClus
         for namespace in (NAMESPACE, "vms"):
             cluster.request("POST", "/api/v1/namespaces",
                             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+        asyncio.run(_apply(cluster.kubeconfig_path, operator_rbac(NAMESPACE)))
         yield cluster
+
+
+async def _apply(kubeconfig: Path, documents: list[dict[str, Any]]) -> None:
+    async with await connect(kubeconfig, kinds=install_kinds()) as cluster:
+        await apply_documents(cluster, documents)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +81,11 @@ def operator(control_plane: KubeCluster, tmp_path_factory: pytest.TempPathFactor
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
             return bool(reply.status == 200)
 
-    argv = [CDI, "operator", "--kubeconfig", str(control_plane.kubeconfig_path), "--namespace", NAMESPACE,
+    # As its service account, with the roles `cdi operator --print-manifests` ships: enough to install and
+    # remove CDI (RBAC included, through escalate and bind), as a pod of the operator's Deployment would be.
+    account = control_plane.kubeconfig_for(f"system:serviceaccount:{NAMESPACE}:cdi-operator",
+                                           ["system:serviceaccounts", f"system:serviceaccounts:{NAMESPACE}"])
+    argv = [CDI, "operator", "--kubeconfig", str(account), "--namespace", NAMESPACE,
             "--image", IMAGE, "--health-port", str(port)]
     with running("cdi operator", argv, log, healthy, env={**os.environ, "OPERATOR_VERSION": VERSION}):
         yield log

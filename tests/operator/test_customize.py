@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from cdi.install import InstallOptions, render_all
+from cdi.install.operatorbundle import operator_bundle
 from cdi.install.tls import Lifetime, Lifetimes, credentials
 from cdi.operator.customize import CUSTOMIZER_ANNOTATION, customize, stamp
 from cdi.operator.manifests import deployment_ready, go_duration, lifetimes, pki_secret
@@ -145,3 +146,21 @@ def test_certificates_follow_the_lifetimes_and_are_reused_until_due() -> None:
 ])
 def test_deployment_readiness(spec: dict[str, Any], status: dict[str, Any], generation: int, ready: bool) -> None:
     assert deployment_ready({"metadata": {"generation": generation}, "spec": spec, "status": status}) is ready
+
+
+def test_workload_placement_is_reported_as_not_applied(documents: list[dict[str, Any]]) -> None:
+    docs, problems = customize(documents, {"workload": {"nodeSelector": {"role": "worker"}}})
+    assert docs == documents
+    assert problems == ["spec.workload is not applied: the controllers build importer, upload and clone pods "
+                        "without node placement"]
+
+
+def test_the_operator_bundle_installs_the_operator_and_the_cdi_kind_only() -> None:
+    bundle = operator_bundle("cdi", "registry.example/pycdi:v1")
+    assert [(d["kind"], d["metadata"]["name"]) for d in bundle] == [
+        ("Namespace", "cdi"), ("CustomResourceDefinition", "cdis.cdi.kubevirt.io"), ("ServiceAccount", "cdi-operator"),
+        ("ClusterRole", "cdi-operator"), ("ClusterRoleBinding", "cdi-operator"), ("Role", "cdi-operator"),
+        ("RoleBinding", "cdi-operator"), ("Deployment", "cdi-operator")]
+    container = bundle[-1]["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:5] == ["operator", "--namespace", "cdi", "--image", "registry.example/pycdi:v1"]
+    assert bundle[-1]["spec"]["template"]["spec"]["serviceAccountName"] == "cdi-operator"
