@@ -37,6 +37,7 @@ from cdi.runtime.types import SystemClock
 
 log = logging.getLogger("cdi.operator")
 LEASE_NAME = "cdi-operator-leader-election-helper"
+RESYNC_SECONDS = 600.0  # an installed CR is reconciled at least this often: drift reverted, certificates renewed
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ async def operate(command: OperatorCommand, stop: asyncio.Event) -> None:
         installer = ManifestInstaller(cluster, namespace=command.namespace, image=command.image, clock=clock.now,
                                       monitoring=command.monitoring)
         for spec in reconciler.controllers(manager.client(), clock, installer, namespace=command.namespace,
-                                           version=version):
+                                           version=version, resync=RESYNC_SECONDS):
             manager.add(spec)
         health = HealthServer(lambda: manager.active, host="0.0.0.0", port=command.health_port)
         await health.start()

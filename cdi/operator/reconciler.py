@@ -55,10 +55,13 @@ def cdi_owner_keys(obj: Object) -> Iterable[Key]:
 
 class OperatorReconciler:
     def __init__(self, cluster: Cluster, clock: Clock, installer: Installer, *, namespace: str,
-                 version: str) -> None:
+                 version: str, resync: float | None = None) -> None:
         self._cluster = cluster.direct if isinstance(cluster, CachedCluster) else cluster
         self._clock, self._installer = clock, installer
         self._namespace, self._version = namespace, version
+        # Reconcile a CR again after this long even if nothing changed (upstream's perishables sync): drift is
+        # reverted and certificates due for renewal are reissued without waiting for an event.
+        self._resync = resync
 
     async def reconcile(self, key: Key) -> Result:
         try:
@@ -69,6 +72,9 @@ class OperatorReconciler:
         todo = p.plan(observed)
         for action in todo.actions:
             cr = await self._apply(action, cr)
+        if todo.requeue_after is None and observed.standing is p.Standing.ACTIVE and not observed.cr["metadata"].get(
+                "deletionTimestamp"):
+            return Result(self._resync)
         return Result(todo.requeue_after)
 
     async def observe(self, cr: Object) -> p.Observed:
@@ -191,8 +197,8 @@ def _timestamp(clock: Clock) -> str:
 
 
 def controllers(cluster: Cluster, clock: Clock, installer: Installer, *, namespace: str,
-                version: str) -> list[ControllerSpec]:
+                version: str, resync: float | None = None) -> list[ControllerSpec]:
     """The operator's one controller: CDI CRs, woken also by `cdi-config` and by what the installer watches."""
-    reconciler = OperatorReconciler(cluster, clock, installer, namespace=namespace, version=version)
+    reconciler = OperatorReconciler(cluster, clock, installer, namespace=namespace, version=version, resync=resync)
     watches = [Watch("v1", "ConfigMap", cdi_owner_keys, namespace=namespace), *installer.watches()]
     return [ControllerSpec("cdi-operator", CDI_API_VERSION, "CDI", reconciler, watches=watches, workers=1)]

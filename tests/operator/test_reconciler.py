@@ -201,3 +201,15 @@ async def test_cluster_only_settings_are_reported_as_ignored_by_the_embedded_ins
     status, reason, message = conditions(cdi)["Degraded"]
     assert (status, reason) == ("True", "CustomizationRefused")
     assert message is not None and "spec.infra, spec.imagePullPolicy" in message
+
+
+async def test_an_installed_cr_is_reconciled_again_after_the_resync_interval(cluster: Cluster,
+                                                                             clock: StepClock) -> None:
+    await create_cdi(cluster)
+    await settle(cluster, clock)
+    await create_cdi(cluster, "cdi-2")
+    await settle(cluster, clock, "cdi-2")
+    resyncing = OperatorReconciler(cluster, clock, EmbeddedInstaller(), namespace=NAMESPACE, version=VERSION,
+                                   resync=600.0)
+    assert (await resyncing.reconcile(Key("", "cdi"))).requeue_after == 600.0
+    assert (await resyncing.reconcile(Key("", "cdi-2"))).requeue_after is None  # an unwanted CR waits for events
