@@ -41,8 +41,9 @@ SIZE = 8 * MiB
 INTERVAL = MiB // 2
 READ = MiB  # the writer's read size: a record falls due only between reads
 MEMBER = MiB  # uncompressed bytes per gzip member / xz stream in the test images
-SLACK = 256 << 10  # response heads, and what was in flight on the socket at the kill
-RATE = 6 * MiB
+SLACK = 64 << 10  # response heads
+RATE = 12 * MiB
+CONSUME = 0.3  # seconds the importer gets to take in what the held relay sent before it is killed
 
 
 def _disk_image() -> bytes:
@@ -127,15 +128,21 @@ def volume(tmp_path: Path) -> Volume:
 
 
 def kill_part_way(volume: Volume, env: dict[str, str], relay: ShapedRelay, at: int) -> str:
-    """Start the importer and SIGKILL it once the relay has sent `at` bytes; returns its log."""
-    proc = volume.start(env)
-    deadline = time.monotonic() + 60
-    while relay.downstream < at:
-        assert proc.poll() is None, f"the importer ended before the kill at {at}: {proc.communicate()[1]}"
-        assert time.monotonic() < deadline, "the import did not get going"
-        time.sleep(0.002)
-    os.kill(proc.pid, signal.SIGKILL)
-    _, log = proc.communicate(timeout=30)
+    """Start the importer, hold the relay once it has sent `at` bytes, give the importer a moment to
+    consume them (so what it fetched is what it had), SIGKILL it and release the relay; returns its log."""
+    relay.hold_at = relay.downstream + at
+    try:
+        proc = volume.start(env)
+        deadline = time.monotonic() + 60
+        while relay.downstream < relay.hold_at:
+            assert proc.poll() is None, f"the importer ended before the kill at {at}: {proc.communicate()[1]}"
+            assert time.monotonic() < deadline, "the import did not get going"
+            time.sleep(0.002)
+        time.sleep(CONSUME)
+        os.kill(proc.pid, signal.SIGKILL)
+        _, log = proc.communicate(timeout=30)
+    finally:
+        relay.hold_at = None
     assert proc.returncode == -signal.SIGKILL
     return log
 
@@ -276,3 +283,54 @@ def test_block_volume_import_killed_at_a_random_point_resumes_from_the_devices_t
         tail = device.read()
     assert b"PYCDICKP" not in tail and DeviceTailStore(loop_device, 2 * SIZE).load() is None
     assert tail.strip(b"\xee").strip(b"\0") == b""  # stale bytes past the disk, and our slots zeroed
+
+
+def test_killed_twice_resumes_twice(volume: Volume, server: NginxServer, image_dir: Path) -> None:
+    wire_size = (image_dir / "disk.raw.xz").stat().st_size
+    with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
+        env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/disk.raw.xz"}
+        kill_part_way(volume, env, relay, wire_size // 3)
+        first = CheckpointStore.beside(volume.data).load()
+        relay.reset()
+        kill_part_way(volume, env, relay, wire_size // 3)
+        second = CheckpointStore.beside(volume.data).load()
+        assert first is not None and second is not None and second.wire_offset > first.wire_offset
+        code, message, log = volume.run(env)
+    assert code == 0, log
+    assert message.resume_decision == "Resumed" and message.resume_message is not None
+    assert f"at source byte {second.wire_offset} " in message.resume_message
+    assert disk_bytes(volume, SIZE + 1) == (image_dir / "disk.raw").read_bytes()
+
+
+def test_a_connection_cut_keeps_the_checkpoint_for_the_restart(volume: Volume, server: NginxServer,
+                                                                image_dir: Path) -> None:
+    """A retryable failure (the source broke off) exits 1 but keeps the partial disk and its record."""
+    with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
+        env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/disk.raw.gz"}
+        relay.cut_after = (image_dir / "disk.raw.gz").stat().st_size // 2
+        code, message, log = volume.run(env)
+        assert code == 1 and message.reason == "ImagePullFailed", log
+        assert (volume.data / PARTIAL_NAME).exists()
+        code, message, log = volume.run(env)
+    assert code == 0, log
+    assert message.resume_decision == "Resumed", message
+    assert disk_bytes(volume, SIZE + 1) == (image_dir / "disk.raw").read_bytes()
+
+
+def test_an_s3_object_replaced_between_attempts_starts_over_and_says_so(volume: Volume, s3: MotoS3,
+                                                                         image_dir: Path, tmp_path: Path) -> None:
+    s3.upload("resume", "changing.raw", image_dir / "disk.raw")
+    port = int(s3.http_url.rsplit(":", 1)[1])
+    new = bytes(reversed((image_dir / "disk.raw").read_bytes()))
+    with ShapedRelay("127.0.0.1", port, rate=RATE) as relay:
+        env = {"IMPORTER_SOURCE": "s3", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/resume/changing.raw",
+               "IMPORTER_ACCESS_KEY_ID": "test-access", "IMPORTER_SECRET_KEY": "test-secret"}
+        kill_part_way(volume, env, relay, SIZE // 2)
+        (tmp_path / "new.raw").write_bytes(new)
+        s3.upload("resume", "changing.raw", tmp_path / "new.raw")
+        relay.rate = None
+        code, message, log = volume.run(env)
+    assert code == 0, log
+    assert message.resume_decision == "StartedOver", message
+    assert message.resume_message is not None and "etag changed" in message.resume_message
+    assert disk_bytes(volume, SIZE + 1) == new
