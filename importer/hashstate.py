@@ -16,7 +16,6 @@ checksum. Used by `importer.transfer` (the wire meter) and `importer.checkpoint`
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import hashlib
 from dataclasses import dataclass
 from functools import cache
@@ -52,14 +51,21 @@ class _Library:
 
 @cache
 def _library() -> _Library | None:
-    path = ctypes.util.find_library("crypto")
-    if path is None:
-        return None
-    try:
-        library = _Library(ctypes.CDLL(path))
-    except (OSError, AttributeError):
-        return None
-    return library if _self_test(library) else None
+    """The libcrypto hashlib is linked against, by its usual sonames first (already loaded, so this
+    is cheap); `find_library` (which runs ldconfig, ~15 ms of importer start-up) only as a fallback."""
+    for name in ("libcrypto.so.3", "libcrypto.so.1.1", None):
+        if name is None:
+            from ctypes.util import find_library  # imports shutil and tempfile: only when the names fail
+
+            name = find_library("crypto")
+            if name is None:
+                break
+        try:
+            library = _Library(ctypes.CDLL(name))
+        except (OSError, AttributeError):
+            continue
+        return library if _self_test(library) else None
+    return None
 
 
 def _self_test(library: _Library) -> bool:
