@@ -62,7 +62,7 @@ def go_duration(text: str) -> timedelta:
 
 def lifetimes(cert_config: Mapping[str, Any] | None) -> tuple[Lifetimes, list[str]]:
     """The CR's certConfig as `Lifetimes` (durations rounded up to whole days: certificates are issued by the
-    day), and the entries that could not be read."""
+    day; unset kinds keep a static install's lifetimes), and the entries that could not be read."""
     defaults, problems = Lifetimes(), []
     chosen: dict[str, Lifetime] = {}
     for kind in ("ca", "server", "client"):
@@ -76,6 +76,12 @@ def lifetimes(cert_config: Mapping[str, Any] | None) -> tuple[Lifetimes, list[st
             continue
         days = max(1, math.ceil(duration / timedelta(days=1))) if duration else default.days
         chosen[kind] = Lifetime(days, before or (duration / 2 if duration else RENEW_BEFORE))
+    ca = chosen.get("ca", defaults.ca)
+    # A certificate never outlives its CA (`pki.issue` caps it), so a leaf renewed earlier than the CA would be
+    # reissued at every reconcile while the CA nears its end: leaves renew within half the CA's window.
+    for kind in ("server", "client"):
+        leaf: Lifetime = chosen.get(kind, getattr(defaults, kind))
+        chosen[kind] = Lifetime(leaf.days, min(leaf.renew_before, ca.renew_before / 2))
     return Lifetimes(**chosen), problems
 
 

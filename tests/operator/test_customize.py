@@ -116,9 +116,13 @@ def test_not_go_durations(text: str) -> None:
 def test_cert_config_becomes_lifetimes_rounded_up_to_days() -> None:
     chosen, problems = lifetimes({"ca": {"duration": "48h", "renewBefore": "24h"}, "server": {"duration": "25h"},
                                   "client": {"duration": "soon"}})
-    assert chosen == Lifetimes(ca=Lifetime(2, timedelta(hours=24)), server=Lifetime(2, timedelta(hours=12.5)))
+    # Leaves renew within half the CA's renewal window (12h here), or a leaf capped at the CA's end would be
+    # reissued at every reconcile; the unreadable client entry keeps the static lifetime.
+    assert chosen == Lifetimes(ca=Lifetime(2, timedelta(hours=24)), server=Lifetime(2, timedelta(hours=12)),
+                               client=Lifetime(365, timedelta(hours=12)))
     assert problems == ["certConfig.client: 'soon' is not a duration such as 48h or 1h30m"]
-    assert lifetimes(None) == (Lifetimes(), [])
+    assert lifetimes(None) == (Lifetimes(server=Lifetime(365, timedelta(days=15)),
+                                         client=Lifetime(365, timedelta(days=15))), [])
 
 
 def test_certificates_follow_the_lifetimes_and_are_reused_until_due() -> None:
