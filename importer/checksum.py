@@ -22,6 +22,11 @@ class ChecksumSpec:
     algorithm: str
     expected: str
 
+    @property
+    def text(self) -> str:
+        """The spec in its normal form (what a checkpoint records)."""
+        return f"{self.algorithm}:{self.expected}"
+
     def new_hasher(self) -> Hasher:
         return hashlib.new(self.algorithm)
 

@@ -99,7 +99,8 @@ def observe_earlier_attempt(config: ImporterConfig, source: Source) -> tuple[Dec
         unreadable = str(e)
     resumable = isinstance(source, ResumableSource)
     partial = partial_exists if partial_exists is not None else record is not None
-    decision = decide(Observed(record, unreadable, partial, config.checksum.strip().lower(),
+    checksum = parse_checksum(config.checksum)
+    decision = decide(Observed(record, unreadable, partial, checksum.text if checksum else "",
                                source.kind, resumable, hashstate.library_version()))
     return decision, CheckpointSettings(store, config.checkpoint_interval, config.checkpoint_seconds, resumable)
 

@@ -217,12 +217,13 @@ def _stream_qcow2(stream: Qcow2Stream, image: OpenedImage, plan: TransferPlan) -
 
 
 def _write_target(reader: Reader, plan: TransferPlan, hook: Callable[[SparseWriter], None] | None = None,
-                  start: int = 0) -> int:
+                  start: int | None = None) -> int:
+    """Write the image to the target, from the beginning or (`start`) continuing an earlier attempt's disk."""
     target = plan.target
-    fd = target.open_for_resume(start) if start else target.open_for_write()
+    fd = target.open_for_write() if start is None else target.open_for_resume(start)
     try:
         writer = SparseWriter(fd, block_device=target.block, sparse=not (target.block and plan.preallocate),
-                              limit=target.available, what=str(target.disk_path), start=start, on_chunk=hook)
+                              limit=target.available, what=str(target.disk_path), start=start or 0, on_chunk=hook)
         return writer.copy_from(reader)
     finally:
         os.close(fd)
@@ -240,11 +241,8 @@ def _begin_checkpoints(plan: TransferPlan, image: OpenedImage, metered: MeteredR
     identity = checkpoints.identity or SourceIdentity("")
     checkpoints.checkpointer.begin(Checkpoint(
         identity, image.format.value, image.compression[0].value if image.compression else None,
-        checksum=_spec_text(plan.checksum), hash_library=hashstate.library_version(), not_resumable=why))
-
-
-def _spec_text(checksum: ChecksumSpec | None) -> str:
-    return f"{checksum.algorithm}:{checksum.expected}" if checksum is not None else ""
+        checksum=plan.checksum.text if plan.checksum else "", hash_library=hashstate.library_version(),
+        not_resumable=why))
 
 
 def _checkpoint_hook(plan: TransferPlan, metered: MeteredReader,
