@@ -8,27 +8,33 @@ others with server-side apply). The operator runs as its service account `cdi-op
 `cdi.install.rbac.operator_rbac`, so the test also shows they suffice.
 
 There is no kubelet in the harness, so the three Deployments' pods never run and never become ready: the
-CR stays in phase Deploying with Progressing True, which is what this test checks, not Deployed. Without a
-running cdi-apiserver the cdi-validate webhook cannot be reached (its failurePolicy is Ignore, as upstream),
-so the refused uninstall seen here is the operator's own guard: the finalizer stays, with a Degraded
-condition and an event; the webhook's refusal is tested over TLS in tests/operator/test_uninstall_webhook.py.
-The DataVolume is created before the CR, while no webhook is registered yet: afterwards the datavolume
-webhooks (failurePolicy Fail) point at the missing cdi-apiserver and would refuse it.
+CR stays in phase Deploying with Progressing True, which is what this test checks, not Deployed. For the
+uninstall, the test runs `cdi apiserver` itself on 127.0.0.1 with the serving certificate the operator issued,
+and the CR's own customizeComponents patches point Service cdi-api (an ExternalName) and the cdi-validate
+webhook at it: the API server then refuses the DELETE with upstream's message. With that process stopped the
+webhook cannot be reached (failurePolicy Ignore, as upstream) and the DELETE is accepted; the operator's own
+guard then keeps the finalizer, with a Degraded condition and an event, until the strategy changes. The
+DataVolume is created before the CR, while no webhook is registered yet: afterwards the datavolume webhooks
+(failurePolicy Fail) point at port 443 of nothing and would refuse it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import os
+import ssl
 import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from cdi.cluster.errors import NotFound
+from cdi.cluster.errors import ApiError, NotFound
 from cdi.cluster.protocol import Cluster
 from cdi.install import InstallOptions, render_all
 from cdi.install.objects import install_kinds
@@ -125,17 +131,50 @@ def expected_objects() -> list[tuple[str, str, str, str | None]]:
             if d["kind"] != "Namespace" and d["metadata"]["name"] != "cdis.cdi.kubevirt.io"]
 
 
+def webhook_patches(port: int) -> list[dict[str, Any]]:
+    """customizeComponents patches that let the API server reach a `cdi apiserver` run by the test on 127.0.0.1:
+    Service cdi-api as an ExternalName (the API server resolves it itself, no kube-proxy needed) and the
+    cdi-validate webhook's port."""
+    return [{"resourceName": "cdi-api", "resourceType": "Service", "type": "merge",
+             "patch": json.dumps({"spec": {"type": "ExternalName", "externalName": "127.0.0.1", "selector": None}})},
+            {"resourceName": "cdi-api-validate", "resourceType": "ValidatingWebhookConfiguration", "type": "json",
+             "patch": json.dumps([{"op": "replace", "path": "/webhooks/0/clientConfig/service/port", "value": port}])}]
+
+
+@contextmanager
+def cdi_apiserver(control_plane: KubeCluster, *, cluster_secret: dict[str, Any], port: int,
+                  work: Path) -> Iterator[None]:
+    """`cdi apiserver` on 127.0.0.1:`port` with the serving certificate the operator issued (Secret
+    cdi-apiserver-server-cert, for cdi-api.cdi.svc, signed by the CA the webhooks' caBundle names)."""
+    files = {key: work / key for key in ("tls.crt", "tls.key", "ca.crt")}
+    for key, path in files.items():
+        path.write_bytes(base64.b64decode(cluster_secret["data"][key]))
+    context = ssl.create_default_context(cafile=str(files["ca.crt"]))
+    context.check_hostname = False  # the certificate names the Service, we call 127.0.0.1
+
+    def healthy(_process: object) -> bool:
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=context, timeout=2) as reply:
+            return bool(reply.status == 200)
+
+    argv = [CDI, "apiserver", "--kubeconfig", str(control_plane.kubeconfig_path), "--namespace", NAMESPACE,
+            "--bind-address", "127.0.0.1", "--port", str(port), "--tls-cert-file", str(files["tls.crt"]),
+            "--tls-private-key-file", str(files["tls.key"])]
+    with running("cdi apiserver", argv, work / "cdi-apiserver.log", healthy):
+        yield
+
+
 async def test_the_operator_installs_refuses_a_second_cr_and_uninstalls_by_its_strategy(
-        control_plane: KubeCluster, operator: Path) -> None:
+        control_plane: KubeCluster, operator: Path, tmp_path: Path) -> None:
     async with await connect(control_plane.kubeconfig_path, kinds=install_kinds()) as cluster:
         await cluster.create({"apiVersion": CDI_API, "kind": "DataVolume",
                               "metadata": {"name": "precious", "namespace": "vms"},
                               "spec": {"source": {"blank": {}},
                                        "storage": {"resources": {"requests": {"storage": "1Gi"}}}}})
+        webhook_port = free_port()
         cr = await cluster.create({"apiVersion": CDI_API, "kind": "CDI", "metadata": {"name": "cdi"}, "spec": {
             "uninstallStrategy": "BlockUninstallIfWorkloadsExist", "config": CONFIG, "imagePullPolicy": "Always",
             "infra": {"nodeSelector": {"node-role.kubernetes.io/infra": ""}, "apiServerReplicas": 2},
-            "customizeComponents": {"flags": {"controller": {"v": "3"}}}}})
+            "customizeComponents": {"flags": {"controller": {"v": "3"}}, "patches": webhook_patches(webhook_port)}}})
         uid = cr["metadata"]["uid"]
 
         async def deploying() -> dict[str, Any] | None:
@@ -187,7 +226,16 @@ async def test_the_operator_installs_refuses_a_second_cr_and_uninstalls_by_its_s
                                                   "Reconciling to error state, unwanted CDI object")
         await cluster.delete(CDI_API, "CDI", "cdi-2")
 
-        # Uninstall is blocked while a DataVolume exists.
+        # Uninstall is refused by cdi-apiserver's cdi-validate webhook while a DataVolume exists ...
+        with cdi_apiserver(control_plane, cluster_secret=await cluster.get(
+                "v1", "Secret", "cdi-apiserver-server-cert", NAMESPACE), port=webhook_port, work=tmp_path):
+            with pytest.raises(ApiError) as refused:
+                await cluster.delete(CDI_API, "CDI", "cdi")
+            assert "cdi-validate.cdi.kubevirt.io" in refused.value.message and REFUSAL in refused.value.message, \
+                refused.value.message
+            assert "deletionTimestamp" not in (await cluster.get(CDI_API, "CDI", "cdi"))["metadata"]
+
+        # ... and, where the webhook is not reached (failurePolicy Ignore), by the operator keeping its finalizer.
         await cluster.delete(CDI_API, "CDI", "cdi")
 
         async def blocked() -> dict[str, Any] | None:
