@@ -151,7 +151,7 @@ class Response:
         return int(value) if value.isdigit() and "transfer-encoding" not in self.headers else None
 
     def body(self) -> AsyncIterator[bytes]:
-        return self._connection.body()
+        return self._connection.body(self.content_length)
 
     def close(self) -> None:
         self._connection.close()
@@ -196,7 +196,14 @@ class _Connection:
         await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
         self._h11 = h11.Connection(h11.CLIENT)
 
-    async def body(self) -> AsyncIterator[bytes]:
+    async def body(self, content_length: int | None = None) -> AsyncIterator[bytes]:
+        """The response body. With a known length (no chunked transfer coding) the bytes go straight
+        from the stream to the caller: h11 would copy each one twice more (into its buffer, out of it)
+        for nothing but counting, which cost about a fifth of the importer's CPU on a fast link."""
+        if content_length is not None:
+            async for chunk in self._counted_body(content_length):
+                yield chunk
+            return
         while True:
             event = await self._next_event()
             if isinstance(event, h11.Data):
@@ -205,6 +212,23 @@ class _Connection:
                 return
             else:
                 raise WireError(f"unexpected {type(event).__name__} in the response body")
+
+    async def _counted_body(self, length: int) -> AsyncIterator[bytes]:
+        remaining = length
+        buffered, _ = self._h11.trailing_data  # what arrived with the head
+        if buffered:
+            first = bytes(buffered[:remaining])
+            remaining -= len(first)
+            yield first
+        while remaining > 0:
+            async with asyncio.timeout(self._idle_timeout):
+                chunk = await self._reader.read(min(READ_SIZE, remaining))
+            if not chunk:  # h11's own words for the same truncation
+                raise h11.RemoteProtocolError("peer closed connection without sending complete message body: "
+                                              f"received {length - remaining} bytes, expected {length}")
+            remaining -= len(chunk)
+            yield chunk
+        self._h11 = h11.Connection(h11.CLIENT)  # the connection is not reused: nothing may read h11's stale state
 
     def close(self) -> None:
         self._writer.transport.abort()
