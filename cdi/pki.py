@@ -10,9 +10,14 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+# Certificates start a little before they are made, so a peer whose clock is slightly behind accepts them.
+BACKDATE = datetime.timedelta(minutes=5)
+_PEM_END = b"-----END CERTIFICATE-----"
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,10 @@ class KeyPair:
 
     def expires(self) -> datetime.datetime:
         return self.certificate.not_valid_after_utc
+
+    def made(self) -> datetime.datetime:
+        """When the certificate was made (its start, less the backdating `new_ca` and `issue` apply)."""
+        return made(self.cert_pem)
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -41,11 +50,14 @@ def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
 
 
-def new_ca(common_name: str, now: datetime.datetime, days: int = 3650) -> KeyPair:
+def new_ca(common_name: str, now: datetime.datetime, days: int = 3650, *,
+           lifetime: datetime.timedelta | None = None) -> KeyPair:
+    """A self-signed CA valid from a little before `now` for `lifetime` (when given) or `days`."""
     key = _key()
+    valid_to = now + (lifetime if lifetime is not None else datetime.timedelta(days=days))
     cert = (x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(_name(common_name))
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=days))
+            .not_valid_before(now - BACKDATE).not_valid_after(valid_to)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                          content_commitment=False, key_encipherment=False, data_encipherment=False,
@@ -65,13 +77,16 @@ def _san(names: tuple[str, ...]) -> x509.SubjectAlternativeName:
 
 
 def issue(ca: KeyPair, common_name: str, now: datetime.datetime, *, names: tuple[str, ...] = (),
-          client: bool = False, days: int = 30) -> KeyPair:
-    """A leaf certificate signed by `ca`: a server certificate for `names`, or a client certificate."""
+          client: bool = False, days: int = 30, lifetime: datetime.timedelta | None = None) -> KeyPair:
+    """A leaf certificate signed by `ca`: a server certificate for `names`, or a client certificate, valid
+    for `lifetime` (when given) or `days`, and never past the end of `ca` (a chain is only as good as its
+    CA, so a leaf that outlived it would fail verification anyway)."""
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
     key = _key()
     usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
-    valid_from, valid_to = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=days)
+    valid_from = now - BACKDATE
+    valid_to = min(now + (lifetime if lifetime is not None else datetime.timedelta(days=days)), ca.expires())
     builder = (x509.CertificateBuilder().subject_name(_name(common_name)).issuer_name(ca.certificate.subject)
                .public_key(key.public_key()).serial_number(x509.random_serial_number())
                .not_valid_before(valid_from).not_valid_after(valid_to)
@@ -84,3 +99,41 @@ def issue(ca: KeyPair, common_name: str, now: datetime.datetime, *, names: tuple
 
 def needs_renewal(pair: KeyPair, now: datetime.datetime, *, before: datetime.timedelta) -> bool:
     return pair.expires() - now < before
+
+
+# Certificate bundles (the CAs a peer trusts, as one PEM file), and what a leaf was signed by.
+
+def split_bundle(bundle: bytes) -> list[bytes]:
+    """Each certificate of a PEM bundle, in order, as its own PEM."""
+    return [block.strip() + b"\n" + _PEM_END + b"\n" for block in bundle.split(_PEM_END)[:-1]]
+
+
+def join_bundle(certs: list[bytes]) -> bytes:
+    return b"".join(cert.strip() + b"\n" for cert in certs)
+
+
+def made(cert_pem: bytes) -> datetime.datetime:
+    return x509.load_pem_x509_certificate(cert_pem).not_valid_before_utc + BACKDATE
+
+
+def expiry(cert_pem: bytes) -> datetime.datetime:
+    return x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
+
+
+def signed_by(cert_pem: bytes, ca_pem: bytes) -> bool:
+    """Whether the certificate `cert_pem` was signed by the CA `ca_pem` (its key, not merely its name)."""
+    try:
+        x509.load_pem_x509_certificate(cert_pem).verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
+    except (InvalidSignature, ValueError, TypeError):
+        return False
+    return True
+
+
+def subject_alt_names(cert_pem: bytes) -> tuple[str, ...]:
+    """The DNS names and IP addresses a certificate is for, as `issue(names=...)` takes them."""
+    try:
+        san = x509.load_pem_x509_certificate(cert_pem).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    return (*san.get_values_for_type(x509.DNSName), *(str(ip) for ip in san.get_values_for_type(x509.IPAddress)))

@@ -12,6 +12,7 @@ the CSI drivers play those parts.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +32,8 @@ from cdi.controllers.importpod import controller as import_pods
 from cdi.controllers.populators import controller as populators
 from cdi.controllers.progress import ProgressScraper
 from cdi.controllers.upload import controller as uploads
+from cdi.controllers.upload import rotator as certificate_rotation
+from cdi.controllers.upload.rotation import Schedule
 from cdi.monitoring import ControlPlaneMetrics
 from cdi.monitoring.collector import ClusterReaders, ObjectSource
 from cdi.operator import reconciler as operator
@@ -62,6 +65,8 @@ def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
             *cdiconfig.controllers(cluster, options.upload_proxy_url, options.upload_proxy_ca),
             *import_pods.controllers(cluster, clock, image=options.image),
             *uploads.controllers(cluster, clock, image=options.image, namespace=options.namespace),
+            *certificate_rotation.controllers(cluster, clock, namespace=options.namespace,
+                                              schedule=Schedule.from_environ(os.environ)),
             *datavolumes.controllers(cluster, clock, scraper),
             *clone_datavolumes.controllers(cluster, clock, authorization),
             *datasource.controllers(cluster, clock),

@@ -5,12 +5,12 @@ store answers it itself, with the same pure handler (`cdi.apiserver.tokenrequest
 `reviews` mapping of `EmbeddedCluster` (`upload_token_reviews`). Nothing is stored.
 
 The signing key is the control plane's token key ring: a Secret in the store (`cdi-upload-token-keys`,
-created and rotated by `cdi.controllers.upload.credentials.ensure_key_ring`), whose public keys the upload
-proxy trusts. A review is answered synchronously inside `create`, where the store cannot be read, so
-`cdi serve` keeps a copy of the ring in a file next to the store (`KeyRingFile`; `cdi.cli.tokenkeys`
-writes it at start and whenever the ring may have rotated), and every process that opens the store —
-`cdi serve` itself and the CLI's `open_cluster` — signs with what that file holds. Before any `cdi serve`
-has run there is no key, and the answer is 503 saying so.
+created by `cdi.controllers.upload.credentials.ensure_key_ring`, rotated by `cdi.controllers.upload.rotator`),
+whose public keys the upload proxy trusts. A review is answered synchronously inside `create`, where the
+store cannot be read, so `cdi serve` keeps a copy of the ring in a file next to the store (`KeyRingFile`;
+`cdi.cli.tokenkeys` writes it at start and whenever the ring may have rotated), and every process that
+opens the store — `cdi serve` itself and the CLI's `open_cluster` — signs with what that file holds.
+Before any `cdi serve` has run there is no key, and the answer is 503 saying so.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ name), else 401. /healthz needs no certificate so readiness probes work. Used by
 
 from __future__ import annotations
 
+import logging
 import ssl
+import threading
 from typing import Any
 
 from importer.errors import ConfigurationError
@@ -24,18 +26,62 @@ _GO_VERSIONS = {
 }
 
 
-def server_context(tls: TLSFiles) -> ssl.SSLContext:
-    """The listening context; any unreadable file is upstream's `invalid TLS config`."""
+log = logging.getLogger(__name__)
+_Stamp = tuple[tuple[int, int, int] | None, ...]
+
+
+def _build(tls: TLSFiles) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = _GO_VERSIONS.get(tls.min_version, ssl.TLSVersion.TLSv1_2)
+    context.load_cert_chain(tls.cert, tls.key)
+    context.load_verify_locations(cafile=tls.client_ca)
+    if tls.ciphers:
+        context.set_ciphers(":".join(tls.ciphers))
+    context.verify_mode = ssl.CERT_OPTIONAL
+    return context
+
+
+def _stamp(tls: TLSFiles) -> _Stamp:
+    stamps: list[tuple[int, int, int] | None] = []
+    for path in (tls.cert, tls.key, tls.client_ca):
+        try:
+            st = path.stat()
+            stamps.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            stamps.append(None)
+    return tuple(stamps)
+
+
+class _Reloader:
+    """The listening context's server-name callback: hands each new connection the newest context."""
+
+    def __init__(self, tls: TLSFiles, context: ssl.SSLContext) -> None:
+        self._tls, self._stamp, self._latest = tls, _stamp(tls), context
+        self._lock = threading.Lock()  # handshakes of upgraded clone connections run on threads
+
+    def __call__(self, connection: Any, _server_name: str | None, listening: ssl.SSLContext) -> None:
+        with self._lock:
+            stamp = _stamp(self._tls)
+            if stamp != self._stamp:
+                try:
+                    self._latest = _build(self._tls)
+                    log.info("reloaded the TLS certificate and client CA bundle")
+                except (OSError, ssl.SSLError) as e:
+                    log.warning("could not reload the TLS files (keeping the previous ones): %s", e)
+                self._stamp = stamp
+            latest = self._latest
+        if latest is not listening:
+            connection.context = latest
+
+
+def server_context(tls: TLSFiles) -> ssl.SSLContext:
+    """The listening context, which reloads its files for new connections when they change; any unreadable
+    file at start is upstream's `invalid TLS config`."""
     try:
-        context.load_cert_chain(tls.cert, tls.key)
-        context.load_verify_locations(cafile=tls.client_ca)
-        if tls.ciphers:
-            context.set_ciphers(":".join(tls.ciphers))
+        context = _build(tls)
     except (OSError, ssl.SSLError) as e:
         raise ConfigurationError(f"invalid TLS config: {e}") from e
-    context.verify_mode = ssl.CERT_OPTIONAL
+    context.sni_callback = _Reloader(tls, context)
     return context
 
 

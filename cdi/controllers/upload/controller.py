@@ -20,7 +20,7 @@ from cdi.contracts import annotations as ann
 from cdi.contracts.upload_protocol import UPLOAD_CLIENT_NAME, upload_resource_name
 from cdi.controllers.meta import annotations_of, is_deleting, meta, name_of, namespace_of
 from cdi.controllers.upload.clonetarget import clone_client_name, clone_source_of, incompatibility, is_clone_target
-from cdi.controllers.upload.credentials import CDI_NAMESPACE, ensure_ca, upload_server_secret
+from cdi.controllers.upload.credentials import CDI_NAMESPACE, upload_issuer, upload_server_secret
 from cdi.controllers.upload.podspec import DEFAULT_IMAGE, UploadPodInputs, upload_pod, upload_service
 from cdi.controllers.workerpod import (
     WorkerPodReconciler,
@@ -88,8 +88,8 @@ class UploadReconciler(WorkerPodReconciler):
         inputs = UploadPodInputs(pvc=pvc, pod_name=pod_name, tls_secret=pod_name, config=config,
                                  client_name=clone_client_name(pvc) if clone else UPLOAD_CLIENT_NAME,
                                  scratch_claim=None if clone else scratch_claim_name(name_of(pvc)), image=self._image)
-        ca = await ensure_ca(self._cluster, self._clock.now(), self._cdi_namespace)
-        for obj in (upload_server_secret(pvc, pod_name, inputs.service, ca, self._clock.now()),
+        issuer = await upload_issuer(self._cluster, self._clock.now(), self._cdi_namespace)
+        for obj in (upload_server_secret(pvc, pod_name, inputs.service, issuer, self._clock.now()),
                     upload_service(pvc, inputs.service)):
             try:
                 await self._cluster.create(obj)
