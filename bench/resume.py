@@ -12,8 +12,9 @@ importer fetched), the real `cdi-importer` runs:
     killed at 50 %    SIGKILLed once the relay has sent half the image, then run again on the same
                       volume; time is both attempts' (a pod restart's own delay is not counted)
 
-Printed as ratios (checkpoints / none, killed / uninterrupted, bytes fetched / image size) and
-written to `bench/results/<date>-resume.{md,json}`. No root needed; takes a minute or two.
+Each case runs `--repeat` times (default 3) and each column keeps its fastest run (the machine is
+shared). Printed as ratios (checkpoints / none, killed / uninterrupted, bytes fetched / image size) and
+written to `bench/results/<date>-resume.{md,json}`. No root needed; takes a few minutes.
 """
 
 from __future__ import annotations
@@ -120,6 +121,14 @@ class Importer:
         return time.monotonic() - started
 
 
+def best(rows: list[Row]) -> Row:
+    """Each column's fastest run (the machine is shared: the minimum is the least disturbed)."""
+    fastest = {field: min((getattr(r, field) for r in rows), key=lambda a: a.seconds)
+               for field in ("plain", "checkpointed", "resumed")}
+    return Row(rows[0].image, rows[0].wire_bytes, fastest["plain"], fastest["checkpointed"], fastest["resumed"],
+               rows[-1].resume_decision)
+
+
 def measure(work: Path, server: NginxServer, name: str, rate: float, interval: int) -> Row:
     wire = (server.docroot / name).stat().st_size
     with ShapedRelay("127.0.0.1", server.ports.plain, rate=rate) as relay:
@@ -136,11 +145,11 @@ def measure(work: Path, server: NginxServer, name: str, rate: float, interval: i
     return Row(name, wire, plain, checkpointed, resumed, decision)
 
 
-def report(rows: list[Row], size: int, rate: float, interval: int) -> str:
+def report(rows: list[Row], size: int, rate: float, interval: int, repeat: int) -> str:
     lines = [f"# Resume after a kill at 50 % ({datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC)", "",
              f"Machine: {platform.node()}, {os.cpu_count()} CPUs, {platform.platform()}; image {size // MiB} MiB "
              f"virtual (half data), link {rate / MiB:.0f} MiB/s through a throttling relay; checkpoints every "
-             f"{interval // MiB} MiB or 5 s.", "",
+             f"{interval // MiB} MiB or 5 s; fastest of {repeat} runs per column.", "",
              "| image | wire MiB | no checkpoints s | checkpoints s (ratio) | records, s syncing | killed + resumed s "
              "(ratio) | fetched / image (uninterrupted) | fetched / image (killed) | decision |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -156,9 +165,10 @@ def report(rows: list[Row], size: int, rate: float, interval: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", type=int, default=512, help="virtual size of the disk in MiB (default 512)")
+    parser.add_argument("--size", type=int, default=1024, help="virtual size of the disk in MiB (default 1024)")
     parser.add_argument("--rate", type=float, default=100, help="link rate in MiB/s (default 100)")
     parser.add_argument("--interval", type=int, default=64, help="checkpoint interval in MiB (default 64, as in pods)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per image; each column keeps its fastest")
     parser.add_argument("--only", default="", help="comma-separated image names (disk.raw, disk.raw.gz, disk.raw.zst)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cdi-resume-bench-") as tmp:
@@ -170,11 +180,13 @@ def main() -> None:
         (work / "pki").mkdir()
         pki = make_pki(work / "pki")
         with NginxServer(work / "images", work / "nginx", pki) as server:
-            rows = [measure(work, server, name, args.rate * MiB, args.interval * MiB) for name in names]
-    text = report(rows, args.size * MiB, args.rate * MiB, args.interval * MiB)
+            rows = [best([measure(work, server, name, args.rate * MiB, args.interval * MiB)
+                          for _ in range(args.repeat)]) for name in names]
+    text = report(rows, args.size * MiB, args.rate * MiB, args.interval * MiB, args.repeat)
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    stem = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d-%H%M}-resume" + ("-partial" if args.only else "")
+    partial = args.only or args.size != 1024 or args.rate != 100 or args.interval != 64
+    stem = f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d-%H%M}-resume" + ("-partial" if partial else "")
     (RESULTS / f"{stem}.md").write_text(text)
     (RESULTS / f"{stem}.json").write_text(json.dumps([asdict(r) for r in rows], indent=2))
 
