@@ -26,6 +26,7 @@ RUN_ROOT="${XDG_RUNTIME_DIR:-/run}/pycdi-podman-$(id -u)"
 BASE_REF="docker.io/library/debian:bookworm-slim"
 IMAGE_REPO="localhost/pycdi"
 BUILD_STAGE_REF="localhost/pycdi-build:cache"
+KEEP_BUILDS=3  # this build and the two before it (tail -n +3 skips the two newest older ones)
 # The name the manifests use by default (cdi/install/workloads.py), so a loaded image is found as is.
 DEFAULT_REF="docker.io/pycdi/pycdi:latest"
 CONTEXT_PATHS=(Dockerfile pyproject.toml README.md cdi importer uploadproxy)
@@ -172,9 +173,11 @@ build() {
         --file "$CONTEXT_DIR/Dockerfile" "$CONTEXT_DIR" </dev/null >&2
     done
     log "built $ref in $((SECONDS - start)) s"
-    # Older builds go, with the layers no tagged image uses.
-    for old in $(podman images --format '{{.Repository}}:{{.Tag}}' --filter "reference=$IMAGE_REPO"); do
-      [ "$old" != "$ref" ] && podman untag "$old" "$old" >/dev/null 2>&1 || true
+    # Older builds go, with the layers no tagged image uses; the two before this one stay a while, so
+    # that a test session or a pod runner started on one of them (by its tag) is not left without it.
+    for old in $(podman images --format '{{.CreatedAt}}|{{.Repository}}:{{.Tag}}' --filter "reference=$IMAGE_REPO" |
+                 LC_ALL=C sort -r | cut -d'|' -f2 | grep -vxF "$ref" | tail -n +"$KEEP_BUILDS"); do
+      podman untag "$old" "$old" >/dev/null 2>&1 || true
     done
     podman image prune --force >/dev/null
   fi

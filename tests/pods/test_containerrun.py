@@ -26,7 +26,7 @@ from cdi.embedded.pods.spec import Limits, RunAs, parse_pod
 from tests.pods.support import container, pod
 
 IMAGE = "localhost/pycdi:abc"
-MARKERS = {"PYCDI_POD_UID": "u1"}
+MARKERS = {"PYCDI_POD_UID": "u1", "PYCDI_POD_RUNNER_STATE": "/state"}
 
 
 def importer_pod(**container_fields: Any) -> dict[str, Any]:
@@ -60,12 +60,12 @@ def test_an_importer_container_is_planned_with_the_pods_paths_user_and_limits() 
     assert run == ContainerRun(
         name="pycdi-u1-importer", command=("cdi-importer", "-v=1", "http"),
         env={"CDI_TERMINATION_LOG": "/dev/termination-log", "CDI_DATA_PATH": "/dev/cdi-block-volume",
-             "CDI_METRICS_ADDR": "127.1.0.9:8443", "SOURCE": "http", "PYCDI_POD_UID": "u1"},
+             "CDI_METRICS_ADDR": "127.1.0.9:8443", "SOURCE": "http", **MARKERS},
         mounts=(Mount("/data", Path("/pools/pv-1"), own=True), Mount("/certs", Path("/state/certs"), True, True),
                 Mount("/dev/termination-log", Path("/state/termination/importer"), own=True)),
         devices=(Device("/dev/cdi-block-volume", Path("/dev/loop7")),), run_as=RunAs(107, None, 107),
         limits=Limits(600_000_000, 0.75), hostname="importer-dv",
-        labels={"pycdi.local/pod-uid": "u1"})
+        labels={"pycdi.local/pod-uid": "u1", "pycdi.local/state-dir": "/state"})
 
 
 def test_a_block_volume_that_is_a_plain_file_is_bound_at_the_device_path() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from cdi.embedded import EmbeddedCluster
 from cdi.embedded.pods.cgroups import CGROUP_ROOT, PARENT
 from cdi.embedded.pods.containerrun import LABEL_POD_UID
 from cdi.embedded.pods.containers import ContainerLauncher, podman, usage_of
+from cdi.embedded.pods.paths import log_path
 from cdi.embedded.pods.runner import PodRunner
 from tests.pods.support import (
     NAMESPACE,
@@ -191,3 +193,67 @@ async def test_a_block_volume_is_a_device_the_pods_user_can_write(cluster: Embed
     assert terminated["exitCode"] == 0, terminated
     with backing.open("rb") as f:
         assert f.read(26) == b"written through the device"
+
+
+# A pod runner with the container runtime in a process of its own: runs pod argv[3] in image argv[4]
+# until its container runs, says so, and waits to be killed.
+RUNNER_PROCESS = """
+import asyncio, os, sys
+from pathlib import Path
+from cdi.embedded import EmbeddedCluster
+from cdi.embedded.pods.containers import ContainerLauncher, PodmanSettings
+from cdi.embedded.pods.runner import PodRunner
+from cdi.runtime.types import Key
+
+async def main(db: str, state: str, name: str, image: str) -> None:
+    async with EmbeddedCluster(Path(db)) as cluster:
+        launcher = ContainerLauncher(PodmanSettings.from_environment(os.environ), image)
+        runner = PodRunner(cluster, Path(state), launcher=launcher)
+        while True:
+            await runner.reconcile(Key("default", name))
+            statuses = (await cluster.get("v1", "Pod", name, "default")).get("status", {}).get("containerStatuses")
+            if statuses and "running" in statuses[0]["state"]:
+                break
+            await asyncio.sleep(0.05)
+        print("running", flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+# First run: says so in argv[1] and blocks, like an import in progress. Later runs: finish.
+RESUMABLE = """
+import os, sys, time
+if not os.path.exists(sys.argv[1]):
+    open(sys.argv[1], "w").write(str(os.getpid()))
+    time.sleep(120)
+print("second run", flush=True)
+"""
+
+
+async def test_a_killed_runners_container_is_killed_and_replaced_by_the_next_runner(
+        cluster: EmbeddedCluster, runner: PodRunner, launcher: ContainerLauncher, state_dir: Path,
+        tmp_path: Path) -> None:
+    shared, volume, mount = exchange(tmp_path)
+    marker = shared / "first"
+    await cluster.create(pod("import", container(command=[*py(RESUMABLE), str(marker)], volumeMounts=[mount]),
+                             restart_policy="OnFailure", volumes=[volume]))
+    first = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", RUNNER_PROCESS, str(tmp_path / "cluster.db"), str(state_dir), "import", launcher.image,
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        assert first.stdout is not None
+        assert await asyncio.wait_for(first.stdout.readline(), 60) == b"running\n"
+        await wait_for_file(marker)
+    finally:
+        first.kill()  # the runner dies; podman's conmon keeps its container running
+        await first.wait()
+    stale = await cluster.get("v1", "Pod", "import", NAMESPACE)
+    uid = stale["metadata"]["uid"]
+    assert await names_left(launcher, uid) == [f"pycdi-{uid}-main"]
+
+    done = await settle(runner, cluster, "import", phase("Succeeded"), timeout=60)
+    main = container_status(done)
+    last = main["lastState"]["terminated"]
+    assert (main["restartCount"], last["exitCode"], last["message"]) == (1, 137, "the pod runner restarted")
+    assert log_path(runner.state_dir, NAMESPACE, "import", "main").read_text() == "second run\n"
+    assert await names_left(launcher, uid) == []

@@ -63,11 +63,16 @@ class MemoryCgroup:
         return (self._root if self._v2 else self._root / "memory") / PARENT / self.name
 
     @classmethod
+    def of(cls, name: str, root: Path = CGROUP_ROOT) -> MemoryCgroup:
+        """The cgroup of `name`, whether or not it exists."""
+        return cls(root, name, not (root / "memory").is_dir() and (root / "cgroup.controllers").exists())
+
+    @classmethod
     def open(cls, name: str, limit: int | None, root: Path = CGROUP_ROOT) -> MemoryCgroup | None:
         """A fresh cgroup for `name` (a leftover is removed first) with `limit` bytes, or None when
         the machine lets us create none."""
-        v2 = not (root / "memory").is_dir() and (root / "cgroup.controllers").exists()
-        cgroup = cls(root, name, v2)
+        cgroup = cls.of(name, root)
+        v2 = cgroup._v2
         cgroup.remove()
         try:
             if v2:

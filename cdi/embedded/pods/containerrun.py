@@ -30,6 +30,7 @@ from pathlib import Path
 from cdi.contracts import importer_env as env
 from cdi.embedded.pods.envvars import expand, image_entrypoint
 from cdi.embedded.pods.layout import METRICS_PORT, WELL_KNOWN_PATHS, LayoutError, LocalVolume
+from cdi.embedded.pods.node import MARKER_STATE_DIR
 from cdi.embedded.pods.spec import ContainerSpec, Limits, PodInfo, RunAs
 
 # podman reads these from its own environment: a pod variable of that name goes inline instead.
@@ -113,7 +114,8 @@ def container_run(pod: PodInfo, container: ContainerSpec, volumes: Mapping[str, 
         name=container_name(pod.uid, container.name), command=tuple(expand(w, own_env) for w in words),
         env=variables | dict(markers), mounts=tuple(mounts), devices=tuple(nodes), run_as=pod.run_as(container),
         limits=container.limits, workdir=container.working_dir, hostname=pod.name,
-        labels={LABEL_POD_UID: pod.uid})
+        labels={LABEL_POD_UID: pod.uid, **({LABEL_STATE_DIR: markers[MARKER_STATE_DIR]}
+                                           if MARKER_STATE_DIR in markers else {})})
 
 
 def run_argv(run: ContainerRun, image: str, *, podman: str = "podman", cgroup_parent: str = "",

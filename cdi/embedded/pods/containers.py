@@ -38,6 +38,7 @@ from pathlib import Path
 
 from cdi.embedded.pods.cgroups import MemoryCgroup, MemoryUsage, verdict
 from cdi.embedded.pods.containerrun import (
+    LABEL_STATE_DIR,
     ContainerRun,
     container_name,
     device_owner,
@@ -153,6 +154,7 @@ class ContainerLauncher:
         self._cgroups = cgroups
         self._init = init
         self.usage: dict[str, MemoryUsage] = {}
+        self._swept: set[str] = set()
 
     @property
     def image(self) -> str:
@@ -166,6 +168,7 @@ class ContainerLauncher:
         run = spec.container
         if run is None:
             raise StartFailed("the container runtime was given no container to run")
+        await self._sweep(run.labels.get(LABEL_STATE_DIR, ""))
         await podman(self._settings, "rm", "--force", "--ignore", run.name)
         cgroup = await asyncio.to_thread(MemoryCgroup.open, run.name, run.limits.memory) if self._cgroups else None
         margin = MEMORY_MARGIN if cgroup is not None and run.limits.memory is not None else 0
@@ -184,6 +187,20 @@ class ContainerLauncher:
                     await asyncio.to_thread(cgroup.remove)
                 raise StartFailed(f'exec: "{self._settings.podman}": {e.strerror or e}') from e
         return ContainerProcess(self, run, client, cgroup, spec.log)
+
+    async def _sweep(self, state_dir: str) -> None:
+        """Once per runner's state directory: remove the stopped containers (and their cgroups) an earlier
+        runner left (it died; the runner has killed their processes by their marker variables)."""
+        if not state_dir or state_dir in self._swept:
+            return
+        self._swept.add(state_dir)
+        code, out, _ = await podman(self._settings, "ps", "--all", "--filter", f"label={LABEL_STATE_DIR}={state_dir}",
+                                    "--filter", "status=exited", "--filter", "status=created", "--format",
+                                    "{{.Names}}")
+        for name in out.split() if code == 0 else ():
+            await podman(self._settings, "rm", "--force", "--ignore", name)
+            await asyncio.to_thread(MemoryCgroup.of(name).remove)
+            log.info("removed container %s, left by an earlier pod runner", name)
 
     async def finish(self, run: ContainerRun, client: asyncio.subprocess.Process, cgroup: MemoryCgroup | None,
                      log_file: Path) -> ExitStatus:
