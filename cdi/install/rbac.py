@@ -78,6 +78,7 @@ CONTROLLER_CLUSTER_RULES: tuple[Object, ...] = (
     # upload.controller: the upload server's Service and TLS Secret; hostclone.controller: the source pod's
     # client-certificate Secret. Both deleted when the transfer is done.
     rule(CORE, ["services", "secrets"], ["create", "delete"]),
+    # (upload.rotator renews a live upload server's TLS Secret by deleting and creating it: no update here.)
     # Secrets read in users' namespaces, one get each (never listed or watched, so never all of them):
     # dataimportcron.targets reads the credentials a cron's `secretRef` names, and hostclone.controller looks
     # whether its source pod's Secret exists yet (it could create and delete blindly instead).
@@ -124,6 +125,8 @@ CONTROLLER_NAMESPACE_RULES: tuple[Object, ...] = (
     # upload.credentials: the upload-server CA and the token key ring (created through the cluster rule);
     # cli.controller: cdi-api-signing-key, the key clone tokens are checked and extended with.
     rule(CORE, ["secrets"], ["get", "update"]),
+    # upload.rotator: the upload-server CA bundle a cluster's upload proxy mounts.
+    rule(CORE, ["configmaps"], ["get", "update"]),
 )
 APISERVER_CLUSTER_RULES: tuple[Object, ...] = (
     # cdi.apiserver.server: may the caller create uploadtokenrequests here? (TokenReview, should it ever

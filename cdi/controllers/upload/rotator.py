@@ -86,17 +86,17 @@ class CertificateRotator:
         servers = await self._live_server_secrets()
         client = await self._get_secret(creds.CLIENT_SECRET, self._namespace)
         client_cert = _data(client).get("tls.crt")
-        leaves = tuple(c for c in (client_cert, *(_data(s).get("tls.crt") for s in servers)) if c)
+        leaves = tuple(c for c in (client_cert, *(_data(s).get("tls.crt") for s, _ in servers)) if c)
         keys = await self._ca(found, leaves, now, policies)
         bundle = keys.bundle()
         await self._client(client, keys, servers, now, policies)
         await self._bundle_config_map(bundle)
-        for secret in servers:
+        for secret, _ in servers:
             await self._server(secret, keys, bundle, now, policies)
         certs = keys.certs
         pending_at = float("inf") if certs.pending is None else \
             (made(certs.pending) - now).total_seconds() + self._schedule.propagation
-        server_certs = tuple(c for c in (_data(s).get("tls.crt") for s in servers) if c)
+        server_certs = tuple(c for c in (_data(s).get("tls.crt") for s, _ in servers) if c)
         return min(cert_wake((certs.signer,), now, policies.ca), pending_at,
                    cert_wake((client_cert,) if client_cert else (), now, policies.client),
                    cert_wake(server_certs, now, policies.server))
@@ -123,10 +123,11 @@ class CertificateRotator:
         await self._cluster.update({**secret, "data": creds.encode(keys.data())})
         return keys
 
-    async def _client(self, secret: Object | None, keys: creds.CaKeys, servers: list[Object], now: datetime,
+    async def _client(self, secret: Object | None, keys: creds.CaKeys,
+                      servers: list[tuple[Object, datetime | None]], now: datetime,
                       policies: CertPolicies) -> None:
         cert = _data(secret).get("tls.crt")
-        trust = tuple(_trusted_at_start(s) for s in servers)
+        trust = tuple(_trusted_at_start(s, started) for s, started in servers)
         plan = plan_client(cert, keys.certs, trust, now, policies.client)
         bundle = keys.bundle()
         if secret is not None and creds.operator_managed(secret):
@@ -169,10 +170,16 @@ class CertificateRotator:
             updated |= {"tls.crt": pair.cert_pem, "tls.key": pair.key_pem}
             log.info("upload server certificate %s/%s renewed (%s)", namespace_of(secret), name_of(secret), reason)
         if updated != data:
-            await self._cluster.update({**secret, "data": creds.encode(updated)})
+            # Replaced, not updated: the controller may create and delete Secrets in users' namespaces but
+            # not rewrite them (cdi.install.rbac). Kubelet follows the Secret by name.
+            meta = {k: v for k, v in secret["metadata"].items()
+                    if k not in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation")}
+            await self._cluster.delete("v1", "Secret", name_of(secret), namespace_of(secret))
+            await self._cluster.create({**secret, "metadata": meta, "data": creds.encode(updated)})
 
-    async def _live_server_secrets(self) -> list[Object]:
-        """The TLS Secret of every upload server pod that has not finished (named after the pod)."""
+    async def _live_server_secrets(self) -> list[tuple[Object, datetime | None]]:
+        """The TLS Secret of every upload server pod that has not finished (named after the pod), with when
+        the pod was made."""
         pods = await self._cluster.list("v1", "Pod", label_selector={ann.LABEL_COMPONENT:
                                                                     str(ann.Component.UPLOAD_SERVER)})
         secrets = []
@@ -180,7 +187,7 @@ class CertificateRotator:
             if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                 continue
             if (secret := await self._get_secret(name_of(pod), namespace_of(pod))) is not None:
-                secrets.append(secret)
+                secrets.append((secret, _created(pod)))
         return secrets
 
     async def _get_secret(self, name: str, namespace: str) -> Object | None:
@@ -234,12 +241,11 @@ def _created(obj: Object) -> datetime | None:
     return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")) if stamp else None
 
 
-def _trusted_at_start(secret: Object) -> tuple[bytes, ...]:
-    """The CAs an upload server was started trusting: those in its `ca.crt` made before its Secret was (one
-    added to the file later may not have been read)."""
-    created = _created(secret)
+def _trusted_at_start(secret: Object, started: datetime | None) -> tuple[bytes, ...]:
+    """The CAs an upload server was started trusting: those in its Secret's `ca.crt` made before its pod was
+    (one added since may not have been read: an embedded pod never re-reads its files)."""
     return tuple(ca for ca in creds.bundle_certs(_data(secret).get("ca.crt", b""))
-                 if created is None or made(ca) <= created)
+                 if started is None or made(ca) <= started)
 
 
 def controllers(cluster: Cluster, clock: Clock, *, namespace: str, schedule: Schedule) -> list[ControllerSpec]:

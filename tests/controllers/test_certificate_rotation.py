@@ -1,0 +1,139 @@
+"""The rotation controller against both backends, on a fake clock: the Secrets it creates, stages,
+promotes and prunes, in the order an upload in flight needs — the upload server started before a CA
+rotation keeps a client certificate it trusts until it is gone — and token keys that verify every token
+signed before a rotation until it expires."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from cdi.cluster.errors import AlreadyExists
+from cdi.cluster.protocol import Cluster, Object
+from cdi.contracts import annotations as ann
+from cdi.controllers.upload import credentials as creds
+from cdi.controllers.upload.rotation import Schedule
+from cdi.controllers.upload.rotator import CertificateRotator
+from cdi.pki import expiry, signed_by, split_bundle
+from cdi.runtime.types import Key
+from cdi.tokens import TokenVerifier, issue_token, key_id, load_public_keys, upload_payload
+from tests.runtime.clock import FakeClock
+
+HOUR = 3600.0
+SCHEDULE = Schedule(refresh=60, propagation=180, token_interval=24 * HOUR, token_lifetime=310)
+CONFIG = Key("", "config")
+
+
+def data(secret: Object) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+
+async def secret(cluster: Cluster, name: str, namespace: str) -> dict[str, bytes]:
+    return data(await cluster.get("v1", "Secret", name, namespace))
+
+
+async def upload_server(cluster: Cluster, namespace: str, clock: FakeClock) -> str:
+    """An upload server pod as the upload controller makes it: its TLS Secret first, then the pod."""
+    name = f"cdi-upload-{uuid.uuid4().hex[:6]}"
+    claim = await cluster.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                                  "metadata": {"name": name, "namespace": "default"},
+                                  "spec": {"accessModes": ["ReadWriteOnce"],
+                                           "resources": {"requests": {"storage": "1Gi"}}}})
+    issuer = await creds.upload_issuer(cluster, clock.now(), namespace)
+    await cluster.create(creds.upload_server_secret(claim, name, name, issuer, clock.now()))
+    await cluster.create({"apiVersion": "v1", "kind": "Pod",
+                          "metadata": {"name": name, "namespace": "default",
+                                       "labels": {ann.LABEL_COMPONENT: str(ann.Component.UPLOAD_SERVER)}},
+                          "spec": {"containers": [{"name": "server", "image": "cdi-uploadserver"}]}})
+    return name
+
+
+async def test_a_rotation_never_leaves_a_live_upload_server_without_a_client_it_trusts(cluster: Cluster) -> None:
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    namespace = f"cdi-rotation-{uuid.uuid4().hex[:6]}"
+    try:
+        await cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    except AlreadyExists:
+        pass
+    rotator = CertificateRotator(cluster, clock, namespace, SCHEDULE)
+
+    wake = await rotator.reconcile(CONFIG)
+    first = await secret(cluster, creds.CA_SECRET, namespace)
+    old_ca = first["tls.crt"]
+    assert split_bundle(first[creds.BUNDLE_KEY]) == [old_ca]
+    client = await secret(cluster, creds.CLIENT_SECRET, namespace)
+    assert signed_by(client["tls.crt"], old_ca) and client["ca.crt"] == first[creds.BUNDLE_KEY]
+    assert wake.requeue_after == SCHEDULE.refresh
+    ring = creds.RingSecret.from_data(await secret(cluster, creds.TOKEN_KEYS_SECRET, namespace))
+    old_key = ring.ring.current
+    server = await upload_server(cluster, namespace, clock)
+
+    # 24 h in, within the CA's renewBefore: the next CA is published beside the signer, not used yet;
+    # the next token key is published to verifiers, not used yet.
+    clock.advance(24 * HOUR + 1)
+    await rotator.reconcile(CONFIG)
+    staged = await secret(cluster, creds.CA_SECRET, namespace)
+    assert staged["tls.crt"] == old_ca and "pending.crt" in staged
+    assert split_bundle(staged[creds.BUNDLE_KEY]) == [staged["pending.crt"], old_ca]
+    ring = creds.RingSecret.from_data(await secret(cluster, creds.TOKEN_KEYS_SECRET, namespace))
+    assert ring.ring.current.kid == old_key.kid and ring.pending is not None
+    token = issue_token(old_key, upload_payload("default", "disk"), clock.now().timestamp())
+
+    # Propagated: the new CA signs. The upload server started before it trusts only the old CA, so the
+    # client certificate stays under the old one; the server's own certificate (renewed at the last pass,
+    # when its 24 h were half gone, under the then signer) is still good, and its Secret gets the bundle.
+    clock.advance(SCHEDULE.propagation)
+    await rotator.reconcile(CONFIG)
+    promoted = await secret(cluster, creds.CA_SECRET, namespace)
+    new_ca = promoted["tls.crt"]
+    assert new_ca == staged["pending.crt"] and promoted["previous.crt"] == old_ca
+    assert split_bundle(promoted[creds.BUNDLE_KEY]) == [new_ca, old_ca]
+    client = await secret(cluster, creds.CLIENT_SECRET, namespace)
+    assert signed_by(client["tls.crt"], old_ca) and client["ca.crt"] == promoted[creds.BUNDLE_KEY]
+    pod_secret = await secret(cluster, server, "default")
+    assert signed_by(pod_secret["tls.crt"], old_ca) and pod_secret["ca.crt"] == promoted[creds.BUNDLE_KEY]
+    assert expiry(pod_secret["tls.crt"]) > clock.now() + timedelta(hours=23)
+    ring = creds.RingSecret.from_data(await secret(cluster, creds.TOKEN_KEYS_SECRET, namespace))
+    assert ring.ring.current.kid != old_key.kid and ring.pending is None
+    verifier = TokenVerifier.from_pem_bundle(ring.verification_pem())
+    assert verifier.verify(token, clock.now().timestamp()).name == "disk"  # signed before the rotation
+
+    # The upload ends: the client certificate moves to the new CA; then nothing is signed by the old one
+    # any more, and it leaves the bundle.
+    await cluster.delete("v1", "Pod", server, "default")
+    await rotator.reconcile(CONFIG)
+    client = await secret(cluster, creds.CLIENT_SECRET, namespace)
+    assert signed_by(client["tls.crt"], new_ca)
+    await rotator.reconcile(CONFIG)
+    assert split_bundle((await secret(cluster, creds.CA_SECRET, namespace))[creds.BUNDLE_KEY]) == [new_ca]
+
+    # A token lifetime after the key rotation the old key is forgotten, and the old token with it.
+    clock.advance(SCHEDULE.token_lifetime + 1)
+    await rotator.reconcile(CONFIG)
+    ring = creds.RingSecret.from_data(await secret(cluster, creds.TOKEN_KEYS_SECRET, namespace))
+    assert ring.ring.previous == ()
+    assert old_key.kid not in {key_id(k) for k in ring.ring.verification_keys}
+    assert old_key.kid not in {key_id(k) for k in load_public_keys(ring.verification_pem())}
+
+
+async def test_certconfig_of_the_cdi_resource_sets_the_lifetimes(cluster: Cluster) -> None:
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    namespace = f"cdi-rotation-{uuid.uuid4().hex[:6]}"
+    await cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    cdi = {"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "CDI", "metadata": {"name": f"cdi-{namespace}"},
+           "spec": {"certConfig": {"ca": {"duration": "2h", "renewBefore": "1h"},
+                                   "client": {"duration": "30m", "renewBefore": "10m"}}}}
+    if not await cluster.served("cdi.kubevirt.io/v1beta1", "CDI"):
+        pytest.skip("this backend serves no CDI kind")
+    created = await cluster.create(cdi)
+    try:
+        await CertificateRotator(cluster, clock, namespace, SCHEDULE).reconcile(CONFIG)
+        ca = await secret(cluster, creds.CA_SECRET, namespace)
+        client = await secret(cluster, creds.CLIENT_SECRET, namespace)
+        assert expiry(ca["tls.crt"]) == clock.now() + timedelta(hours=2)
+        assert expiry(client["tls.crt"]) == clock.now() + timedelta(minutes=30)
+    finally:
+        await cluster.delete("cdi.kubevirt.io/v1beta1", "CDI", created["metadata"]["name"])
