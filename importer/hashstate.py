@@ -25,6 +25,9 @@ from typing import Any
 _ALGORITHMS = {"md5": ("MD5", 92, 16), "sha1": ("SHA1", 96, 20), "sha256": ("SHA256", 112, 32),
                "sha512": ("SHA512", 216, 64)}
 _CONTEXT_NAMES = {"SHA1": "SHA"}  # SHA1_Init takes a SHA_CTX
+# Room past the struct sizes above, so that a libcrypto whose context grew writes into our buffer rather than
+# past it; the saved state would then be cut short, the self-test would fail, and resuming is turned off.
+_SLACK = 512
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,8 @@ class ResumableHash:
         self.algorithm = algorithm
         self._lib = lib
         self._functions = lib.functions[algorithm]
-        _, size, self._digest_size = _ALGORITHMS[algorithm]
-        self._context = ctypes.create_string_buffer(size)
+        _, self._size, self._digest_size = _ALGORITHMS[algorithm]
+        self._context = ctypes.create_string_buffer(self._size + _SLACK)
         self._functions.init(self._context)
 
     @classmethod
@@ -118,8 +121,8 @@ class ResumableHash:
         if version != hasher._lib.version:
             raise StateMismatch(f"the hash state was saved by {version or 'an unknown library'}, this importer has "
                                 f"{hasher._lib.version}")
-        if len(state) != len(hasher._context):
-            raise StateMismatch(f"a {algorithm} state is {len(hasher._context)} bytes, not {len(state)}")
+        if len(state) != hasher._size:
+            raise StateMismatch(f"a {algorithm} state is {hasher._size} bytes, not {len(state)}")
         ctypes.memmove(hasher._context, state, len(state))
         return hasher
 
@@ -127,7 +130,7 @@ class ResumableHash:
         self._functions.update(self._context, data, len(data))
 
     def state(self) -> bytes:
-        return self._context.raw
+        return self._context.raw[:self._size]
 
     def hexdigest(self) -> str:
         scratch = ctypes.create_string_buffer(self._context.raw, len(self._context))  # Final consumes a context
