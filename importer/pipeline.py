@@ -25,6 +25,7 @@ from cdi.sizing import usable_space
 from importer.blockio import no_space_guard, preallocate, supports_direct_io
 from importer.bridge import ChunkBridge
 from importer.checkpoint import Checkpoint, Checkpointer, RecordStore
+from importer.checkpointing import CheckpointPlan
 from importer.checksum import ChecksumSpec
 from importer.errors import ImportFailure, too_large
 from importer.imagecheck import check_image
@@ -34,7 +35,6 @@ from importer.sources.base import SourceStream
 from importer.target import Target, prepare_scratch
 from importer.transfer import (
     CONVERT_DOWNLOAD_SHARE,
-    CheckpointPlan,
     Destination,
     TransferPlan,
     TransferResult,

@@ -9,12 +9,11 @@ why. A qcow2 goes to scratch only when the streaming reader declines it before w
 (its L1 table after the data, tables too large to hold, unusual header fields); it then replays
 what it had read, so the download is still a single pass.
 
-Checkpoints (`importer.checkpoint`): when the plan carries a `Checkpointer`, raw and singly gzip- or
-xz-compressed raw images record after every interval, at the next point where the decoder can
-restart (any chunk for raw, the end of a gzip member or xz stream), the source and target offsets and
-the checksum's state, once the target is synced. `resume_transfer` continues such a record: the
-meter's hash and count are restored, the carried bytes are replayed above the meter (they were
-hashed before) and a fresh decoder starts at the boundary. Other shapes record why they cannot resume.
+Checkpoints: when the plan carries a `CheckpointPlan`, `importer.checkpointing` records how far the
+target is consistent as it is written (raw images, and raw images compressed once with gzip, xz or
+zstd). `resume_transfer` continues such a record: the meter's hash and count are restored, the
+carried bytes are replayed above the meter (they were hashed before) and a fresh decoder starts at
+the member, stream or frame boundary.
 
 `importer.pipeline` calls `transfer` via `asyncio.to_thread` with a reader bridged from the source,
 then runs the async steps (qemu-img, resize, commit) on what this returns.
@@ -28,9 +27,9 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 
-from importer import hashstate
+from importer import checkpointing, hashstate
 from importer.archive import extract_tar
-from importer.checkpoint import Checkpoint, Checkpointer, SourceIdentity
+from importer.checkpointing import CheckpointPlan
 from importer.checksum import ChecksumSpec, Hasher
 from importer.errors import ImageTooLarge
 from importer.formats import (
@@ -44,7 +43,6 @@ from importer.formats import (
 )
 from importer.qcow2header import Qcow2Header
 from importer.qcow2stream import Decline, DiskOutput, Qcow2Stream, SpoolExhausted, read_layout
-from importer.resume import not_resumable_reason
 from importer.target import Target
 from importer.writer import CHUNK, SparseWriter
 
@@ -68,17 +66,6 @@ class Destination(Enum):
     TARGET = "target"
     SCRATCH = "scratch"
     ARCHIVE = "archive"
-
-
-@dataclass(frozen=True)
-class CheckpointPlan:
-    """What a checkpointed import needs to know beyond the bytes: where records go and what the source
-    is; `resume` is the record this attempt continues (None: from the start)."""
-
-    checkpointer: Checkpointer
-    identity: SourceIdentity | None
-    source_resumable: bool
-    resume: Checkpoint | None = None
 
 
 @dataclass(frozen=True)
@@ -156,19 +143,13 @@ def _declined(decline: Decline) -> str:
     return f"the streaming qcow2 reader declined it: {decline.reason}"
 
 
-def _resumable_hasher(plan: TransferPlan) -> Hasher | None:
-    if plan.checksum is None or plan.checkpoints is None or not hashstate.supported(plan.checksum.algorithm):
-        return None
-    return hashstate.ResumableHash(plan.checksum.algorithm)
-
-
 def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float], None]) -> TransferResult:
     """`on_bytes(count, share)`: wire bytes so far, and the share of the progress bar the download owns."""
     share = 1.0
     metered = MeteredReader(source, plan.checksum, lambda count: on_bytes(count, share),
-                            hasher=_resumable_hasher(plan))
+                            hasher=checkpointing.resumable_hasher(plan.checksum, plan.checkpoints))
     image = open_image(metered)
-    _begin_checkpoints(plan, image, metered)
+    checkpointing.begin(plan.checkpoints, image, archive=plan.archive, checksum=plan.checksum, meter=metered)
     if plan.archive:
         written = extract_tar(image.reader, plan.target.data_path, plan.target.available)
         return _finish(metered, plan, TransferResult(Destination.ARCHIVE, image, written, 0))
@@ -185,7 +166,7 @@ def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float]
             written, spooled = _stream_qcow2(stream, image, plan)
             return _finish(metered, plan, TransferResult(Destination.TARGET, image, written, 0, spooled=spooled))
     if reason is None:
-        hook = _checkpoint_hook(plan, metered, image.layers)
+        hook = checkpointing.writer_hook(plan.checkpoints, metered, image.layers)
         return _finish(metered, plan, TransferResult(Destination.TARGET, image, _write_target(reader, plan, hook), 0))
     if plan.scratch_file is None or plan.scratch_space <= 0:
         raise ScratchSpaceRequired(image.description, reason, None if image.compression else image.format.value)
@@ -229,53 +210,6 @@ def _write_target(reader: Reader, plan: TransferPlan, hook: Callable[[SparseWrit
         os.close(fd)
 
 
-def _begin_checkpoints(plan: TransferPlan, image: OpenedImage, metered: MeteredReader) -> None:
-    """Write this attempt's first record: what it imports, or why a restart cannot continue it."""
-    checkpoints = plan.checkpoints
-    if checkpoints is None:
-        return
-    why = not_resumable_reason(image.format.value, tuple(c.value for c in image.compression), plan.archive,
-                               checkpoints.identity, checkpoints.source_resumable)
-    if why is None and plan.checksum is not None and metered.hash_state() is None:
-        why = f"the state of a {plan.checksum.algorithm} checksum cannot be saved by this importer"
-    identity = checkpoints.identity or SourceIdentity("")
-    checkpoints.checkpointer.begin(Checkpoint(
-        identity, image.format.value, image.compression[0].value if image.compression else None,
-        checksum=plan.checksum.text if plan.checksum else "", hash_library=hashstate.library_version(),
-        not_resumable=why))
-
-
-def _checkpoint_hook(plan: TransferPlan, metered: MeteredReader,
-                     layers: tuple[PrefixReader | DecompressingReader, ...]) -> Callable[[SparseWriter], None] | None:
-    """After each chunk written: when a record is due and the decoder is at a restart point, sync the
-    target and save the offsets, the bytes read past the restart point and the hash state.
-    `layers` are the readers from the wire up (`OpenedImage.layers`): [replay] for raw,
-    [replay, decompressor, replay] for a compressed raw image."""
-    if plan.checkpoints is None or not plan.checkpoints.checkpointer.active or len(layers) not in (1, 3):
-        return None
-    checkpointer = plan.checkpoints.checkpointer
-    wire = layers[0]
-    decoder, decoded = (layers[1], layers[2]) if len(layers) == 3 else (None, None)
-    assert isinstance(wire, PrefixReader)
-
-    def hook(writer: SparseWriter) -> None:
-        if not checkpointer.due(metered.count):
-            return
-        if isinstance(decoded, PrefixReader) and decoded.pending:
-            return
-        restart = decoder.boundary() if isinstance(decoder, DecompressingReader) else b""
-        if restart is None:
-            return
-        carry = restart + wire.pending
-        if decoder is None and metered.count - len(carry) != writer.offset:
-            return  # raw: the target offset is the source offset, or this is not a consistent point
-        started = checkpointer.now()
-        target_offset = writer.sync()
-        checkpointer.save(metered.count, target_offset, carry, metered.hash_state(), started)
-
-    return hook
-
-
 def resume_transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float], None]) -> TransferResult:
     """Continue the import `plan.checkpoints.resume` recorded; `source` starts at its wire offset."""
     assert plan.checkpoints is not None and plan.checkpoints.resume is not None
@@ -296,7 +230,8 @@ def resume_transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int,
         reader, layers = decoder, (wire, decoder, PrefixReader(b"", decoder))
     image = OpenedImage(reader, compression, ImageFormat(record.format), b"", layers)
     plan.checkpoints.checkpointer.begin(record)
-    written = _write_target(reader, plan, _checkpoint_hook(plan, metered, layers), start=record.target_offset)
+    hook = checkpointing.writer_hook(plan.checkpoints, metered, layers)
+    written = _write_target(reader, plan, hook, start=record.target_offset)
     return _finish(metered, plan, TransferResult(Destination.TARGET, image, written, 0))
 
 

@@ -1,12 +1,13 @@
-"""A killed importer resumes: the real `cdi-importer` is SIGKILLed at a random point of the download
-(chosen by bytes the server has sent), restarted on the same volume, and must produce a byte-identical
-disk while fetching in total no more than the image plus one checkpoint interval (plus the one read
-and, for compressed images, the one gzip member, xz stream or zstd frame in flight when the record
-was due). Sources: nginx, moto's
-S3 and the GCS emulator, each behind a throttling relay (`tests.support.shaper`) that counts what
-the importer fetched across both attempts. A source that changed between the attempts, and shapes
-that cannot resume (a single-member gzip, a qcow2 image), start over and say why in the termination
-message, which the controller turns into an event."""
+"""A killed importer resumes: the real `cdi-importer` is SIGKILLed at a random point of the download,
+restarted on the same volume, and must produce a byte-identical disk while fetching in total no more
+than the image plus one checkpoint interval (plus the one read and, for compressed images, the one
+gzip member, xz stream or zstd frame in flight when the record was due). Sources: nginx, moto's S3
+and the GCS emulator, each behind a throttling relay (`tests.support.shaper`) that counts what the
+importer fetched across both attempts. The kill point is a byte count: the relay holds there, and the
+importer is killed once its last record is within one interval of it (it has taken in what it got:
+on a busy machine a fixed pause is not enough, and bytes still in its socket would count as lost).
+A source that changed between the attempts, and shapes that cannot resume (a single-member gzip, a
+qcow2 image), start over and say why in the termination message, which becomes the claim's event."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ import pytest
 import zstandard
 
 from cdi.contracts.termination import TerminationMessage
-from importer.checkpoint import CheckpointStore
+from importer.checkpoint import Checkpoint, CheckpointCorrupt, CheckpointStore
 from importer.checkpointdevice import DeviceTailStore
 from importer.target import PARTIAL_NAME
 from tests.support.gcs import GcsEmulator
@@ -127,18 +128,21 @@ def volume(tmp_path: Path) -> Volume:
     return vol
 
 
-def kill_part_way(volume: Volume, env: dict[str, str], relay: ShapedRelay, at: int) -> str:
-    """Start the importer, hold the relay once it has sent `at` bytes, give the importer a moment to
-    consume them (so what it fetched is what it had), SIGKILL it and release the relay; returns its log."""
-    relay.hold_at = relay.downstream + at
+def kill_part_way(volume: Volume, env: dict[str, str], relay: ShapedRelay, at: int, *,
+                  caught_up: Callable[[int], bool] | None = None) -> str:
+    """Start the importer, hold the relay once it has sent `at` bytes, let the importer take in what it
+    got, SIGKILL it and release the relay; returns its log. `caught_up(held)` says when the importer
+    has taken it in (its last record is within an interval of the hold); without it, CONSUME seconds."""
+    relay.hold_at = held = relay.downstream + at
     try:
         proc = volume.start(env)
         deadline = time.monotonic() + 60
-        while relay.downstream < relay.hold_at:
+        while relay.downstream < held or (caught_up is not None and not caught_up(held)):
             assert proc.poll() is None, f"the importer ended before the kill at {at}: {proc.communicate()[1]}"
-            assert time.monotonic() < deadline, "the import did not get going"
-            time.sleep(0.002)
-        time.sleep(CONSUME)
+            assert time.monotonic() < deadline, f"the importer did not get to byte {at} with a recent checkpoint"
+            time.sleep(0.005)
+        if caught_up is None:
+            time.sleep(CONSUME)
         os.kill(proc.pid, signal.SIGKILL)
         _, log = proc.communicate(timeout=30)
     finally:
@@ -147,19 +151,30 @@ def kill_part_way(volume: Volume, env: dict[str, str], relay: ShapedRelay, at: i
     return log
 
 
+def recorded_within(load: Callable[[], Checkpoint | None], lag: int, start: int = 0) -> Callable[[int], bool]:
+    """Whether the record is at most `lag` bytes behind the relay's hold (`start`: relay bytes before)."""
+    def caught_up(held: int) -> bool:
+        try:
+            record = load()
+        except CheckpointCorrupt:
+            return False
+        return record is not None and record.wire_offset >= held - start - lag
+    return caught_up
+
+
 def disk_bytes(volume: Volume, length: int) -> bytes:
     with (volume.data / "disk.img").open("rb") as disk:
         return disk.read(length)
 
 
 def resume_after_kill(volume: Volume, env: dict[str, str], relay: ShapedRelay, wire_size: int,
-                      rng: random.Random) -> tuple[TerminationMessage, int]:
+                      rng: random.Random, member: int) -> tuple[TerminationMessage, int]:
     at = int(wire_size * rng.uniform(0.25, 0.85))
     relay.reset()
-    kill_part_way(volume, env, relay, at)
-    record = CheckpointStore.beside(volume.data).load()
-    assert record is not None and record.wire_offset > 0, f"no checkpoint by byte {at}"
-    assert record.wire_offset <= at
+    store = CheckpointStore.beside(volume.data)
+    kill_part_way(volume, env, relay, at, caught_up=recorded_within(store.load, INTERVAL + READ + member))
+    record = store.load()
+    assert record is not None and 0 < record.wire_offset <= at
     code, message, log = volume.run(env)
     assert code == 0, log
     assert message.message == "Import Complete"
@@ -179,7 +194,7 @@ def test_http_import_killed_at_a_random_point_resumes_byte_identical(
     with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
         env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/{name}",
                "IMPORTER_CHECKSUM": f"sha256:{checksum}"}
-        message, fetched = resume_after_kill(volume, env, relay, wire_size, rng)
+        message, fetched = resume_after_kill(volume, env, relay, wire_size, rng, member)
     assert message.resume_decision == "Resumed", message
     assert disk_bytes(volume, SIZE + 1) == (image_dir / "disk.raw").read_bytes()
     assert fetched <= wire_size + INTERVAL + READ + member + SLACK, (fetched, wire_size)
@@ -196,7 +211,7 @@ def test_s3_import_killed_at_a_random_point_resumes_byte_identical(
         env = {"IMPORTER_SOURCE": "s3", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/resume/disk.raw.gz",
                "IMPORTER_ACCESS_KEY_ID": "test-access", "IMPORTER_SECRET_KEY": "test-secret",
                "IMPORTER_CHECKSUM": "md5:" + hashlib.md5((image_dir / "disk.raw.gz").read_bytes()).hexdigest()}
-        message, fetched = resume_after_kill(volume, env, relay, wire_size, random.Random())
+        message, fetched = resume_after_kill(volume, env, relay, wire_size, random.Random(), MEMBER)
     assert message.resume_decision == "Resumed", message
     assert disk_bytes(volume, SIZE + 1) == (image_dir / "disk.raw").read_bytes()
     assert fetched <= wire_size + INTERVAL + READ + MEMBER + SLACK, (fetched, wire_size)
@@ -210,7 +225,7 @@ def test_gcs_import_killed_at_a_random_point_resumes_byte_identical(
     with ShapedRelay("127.0.0.1", port, rate=RATE) as relay:
         env = {"IMPORTER_SOURCE": "gcs", "IMPORTER_ENDPOINT": "gs://resume/disk.raw",
                "STORAGE_EMULATOR_HOST": f"127.0.0.1:{relay.port}"}
-        message, fetched = resume_after_kill(volume, env, relay, SIZE, random.Random())
+        message, fetched = resume_after_kill(volume, env, relay, SIZE, random.Random(), 0)
     assert message.resume_decision == "Resumed", message
     assert disk_bytes(volume, SIZE + 1) == (image_dir / "disk.raw").read_bytes()
     assert fetched <= SIZE + INTERVAL + READ + SLACK, fetched
@@ -270,8 +285,10 @@ def test_block_volume_import_killed_at_a_random_point_resumes_from_the_devices_t
     with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
         env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/disk.raw.gz",
                "CDI_DATA_PATH": str(loop_device)}
-        kill_part_way(volume, env, relay, int(wire_size * random.uniform(0.25, 0.85)))
-        record = DeviceTailStore(loop_device, 2 * SIZE).load()
+        device = DeviceTailStore(loop_device, 2 * SIZE)
+        kill_part_way(volume, env, relay, int(wire_size * random.uniform(0.25, 0.85)),
+                      caught_up=recorded_within(device.load, INTERVAL + READ + MEMBER))
+        record = device.load()
         assert record is not None and record.wire_offset > 0
         relay.reset()
         code, message, log = volume.run(env)
@@ -289,11 +306,14 @@ def test_killed_twice_resumes_twice(volume: Volume, server: NginxServer, image_d
     wire_size = (image_dir / "disk.raw.xz").stat().st_size
     with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
         env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/disk.raw.xz"}
-        kill_part_way(volume, env, relay, wire_size // 3)
-        first = CheckpointStore.beside(volume.data).load()
+        store = CheckpointStore.beside(volume.data)
+        kill_part_way(volume, env, relay, wire_size // 3, caught_up=recorded_within(store.load, INTERVAL + READ + MEMBER))
+        first = store.load()
+        assert first is not None
         relay.reset()
-        kill_part_way(volume, env, relay, wire_size // 3)
-        second = CheckpointStore.beside(volume.data).load()
+        kill_part_way(volume, env, relay, wire_size // 3,
+                      caught_up=recorded_within(store.load, INTERVAL + READ + MEMBER, start=-first.wire_offset))
+        second = store.load()
         assert first is not None and second is not None and second.wire_offset > first.wire_offset
         code, message, log = volume.run(env)
     assert code == 0, log
