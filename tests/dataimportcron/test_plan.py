@@ -9,7 +9,8 @@ from typing import Any
 from cdi.contracts import annotations as ann
 from cdi.controllers.dataimportcron.actions import Create, Delete, Patch
 from cdi.controllers.dataimportcron.collect import garbage
-from cdi.controllers.dataimportcron.plan import Observed, PollOutcome, plan, poll_due
+from cdi.controllers.dataimportcron.observed import Observed, PollOutcome
+from cdi.controllers.dataimportcron.plan import plan, poll_due
 
 NOW = datetime(2026, 11, 21, 6, 0, tzinfo=UTC)
 A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64

@@ -6,10 +6,12 @@ no CronJob and no poller pod; the controller itself polls the source at `storage
 
     schedule.py   pure: next fire time of a cron schedule (croniter; `@every`), timestamps
     naming.py     pure: import names (`<managedDataSource>-<12 digest chars>`), validator digests
-    pollers.py    the `SourcePoller` protocol, its errors, and the HTTP(S) and S3 pollers
+    polling.py    the `SourcePoller` protocol, its `PollTarget` and its errors
+    pollers.py    the HTTP(S) and S3 pollers, and the default set
     registry.py   the registry poller (tag → manifest digest, with the importer's registry client)
     targets.py    the template's source, Secret, CA and insecure flag resolved into a `PollTarget`
-    observe.py    reads one cron's world into a frozen `Observed`
+    observed.py   the frozen `Observed` (and the poll's `PollOutcome`) every pure step reads
+    observe.py    reads one cron's world into an `Observed`
     plan.py       pure: `Observed` → `Plan` (cron annotations and status, actions, events)
     actions.py    the plan's vocabulary (create, patch, delete, events) and the cron's resource labels
     render.py     pure: the import DataVolume, the snapshot, the managed DataSource

@@ -11,15 +11,12 @@ new class recorded — the digest is then imported again on the new class. Used 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from cdi.api.meta import CDI_API_VERSION
 from cdi.contracts import annotations as ann
 from cdi.controllers.dataimportcron.actions import Action, Delete, Event
+from cdi.controllers.dataimportcron.observed import Observed
 from cdi.controllers.meta import annotations_of, labels_of, name_of
-
-if TYPE_CHECKING:
-    from cdi.controllers.dataimportcron.plan import Observed
 
 SNAPSHOT_API = "snapshot.storage.k8s.io/v1"
 

@@ -34,8 +34,9 @@ from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.dataimportcron.actions import Action, Create, Delete, Patch
 from cdi.controllers.dataimportcron.observe import SNAPSHOT_API, get_or_none, observe
+from cdi.controllers.dataimportcron.observed import PollOutcome
 from cdi.controllers.dataimportcron.outdated import outdated_sample
-from cdi.controllers.dataimportcron.plan import Plan, PollOutcome, plan, poll_due
+from cdi.controllers.dataimportcron.plan import Plan, plan, poll_due
 from cdi.controllers.dataimportcron.pollers import PollError, SourcePoller, default_pollers
 from cdi.controllers.dataimportcron.targets import poll_target, pvc_digest, template_source
 from cdi.controllers.meta import annotations_of, is_deleting, labels_of, meta, name_of, namespace_of

@@ -19,7 +19,7 @@ from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.dataimportcron.naming import DigestError, import_name
-from cdi.controllers.dataimportcron.plan import Observed, PollOutcome
+from cdi.controllers.dataimportcron.observed import Observed, PollOutcome
 from cdi.controllers.datavolume.render import default_storage_class
 from cdi.controllers.meta import annotations_of, name_of, namespace_of
 

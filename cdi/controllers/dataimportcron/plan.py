@@ -6,7 +6,7 @@ a VolumeSnapshot of the claim, after which the claim goes); the managed DataSour
 `lastImportedPVC` only, so it never points at an import that has not succeeded; old imports are
 garbage-collected down to `importsToKeep`; a new `sourceDesiredDigest` sets `UpToDate` False `Outdated`
 and, once no import is running, creates the import `<managedDataSource>-<12 digest chars>` (or adopts
-a claim or snapshot already so named). The poll itself happened before (`PollOutcome`); this module
+a claim or snapshot already so named). The poll itself happened before (`PollOutcome`, `observed`); this module
 turns its result into `lastCronTime`, `sourceDesiredDigest` and `nextCronTime`. The old-import
 selection is in `cdi.controllers.dataimportcron.collect`; `controller` applies the plan.
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta
 from typing import Any
 
 from cdi.api.dataimportcron import DEFAULT_IMPORTS_TO_KEEP
@@ -30,6 +30,7 @@ from cdi.controllers.dataimportcron.actions import Action, Create, Delete, Event
 from cdi.controllers.dataimportcron.classchange import class_change
 from cdi.controllers.dataimportcron.collect import garbage
 from cdi.controllers.dataimportcron.naming import DigestError, import_name
+from cdi.controllers.dataimportcron.observed import Observed
 from cdi.controllers.dataimportcron.render import data_source_plan, import_data_volume, snapshot_of
 from cdi.controllers.dataimportcron.schedule import next_fire, parse_time, rfc3339, rfc3339_nano
 from cdi.controllers.meta import annotations_of, name_of, namespace_of, timestamp
@@ -44,34 +45,6 @@ SNAPSHOT_RECHECK = 2.0  # seconds: snapshots are polled while not ready (a clust
 NOT_FAILURES = ("", "Pending", "Completed", "ContainerCreating", "PodInitializing")
 # A poll that failed for good keeps saying why until the next poll, instead of a bare "No source digest".
 FINAL_POLL_REASONS = ("NotSupported", "NoChangeValidator")
-
-
-@dataclass(frozen=True)
-class PollOutcome:
-    """What polling the source found: a digest, or why there is none."""
-
-    digest: str | None = None
-    reason: str = ""
-    message: str = ""
-    retryable: bool = True
-
-
-@dataclass(frozen=True)
-class Observed:
-    doc: Object  # the cron as stored
-    now: datetime
-    source_format: str = "pvc"  # the desired class's StorageProfile `dataImportCronSourceFormat`
-    storage_class: str | None = None
-    snapshot_class: str | None = None
-    dv: Object | None = None  # the current import's DataVolume, claim and snapshot
-    pvc: Object | None = None
-    snapshot: Object | None = None
-    data_source: Object | None = None
-    adoptable: Object | None = None  # a claim or snapshot already named like the next import
-    import_pvcs: tuple[Object, ...] = ()  # everything labelled for this cron, for garbage collection
-    import_snapshots: tuple[Object, ...] = ()
-    poll: PollOutcome | None = None
-    zone: tzinfo = UTC
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,7 @@ certificates and the insecure flag resolved by the controller) into a digest str
     s3        beyond upstream: HeadObject; the versionId on a versioned bucket, else ETag and
               Last-Modified, hashed the same way
 
-Errors, each with the reason the cron's Warning event shows and a retryable flag:
-
-    PollError                 PollFailed              anything else (retryable)
-    ├── SourceUnreachable     ImportSourceUnavailable connect/TLS error, HTTP status, S3 error
-    ├── ImagePullFailed       ImagePullFailed         registry: unknown tag, denied, TLS
-    ├── NoChangeValidator     NoChangeValidator       the server gives no ETag/Last-Modified (not retryable)
-    └── UnsupportedSource     NotSupported            pullMethod: node, oci-archive, a source kind with no poller
+The errors and the `PollTarget`/`SourcePoller` types are in `polling`.
 
 `POLLERS` maps source kinds to pollers; tests inject their own `SourcePoller`s.
 """
@@ -27,64 +21,37 @@ import base64
 import ssl
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 
 from cdi.controllers.dataimportcron.naming import validator_digest
+from cdi.controllers.dataimportcron.polling import (
+    ImagePullFailed,
+    NoChangeValidator,
+    PollError,
+    PollTarget,
+    SourcePoller,
+    SourceUnreachable,
+    UnsupportedSource,
+)
+
+__all__ = [
+    "HttpPoller",
+    "ImagePullFailed",
+    "NoChangeValidator",
+    "PollError",
+    "PollTarget",
+    "S3Poller",
+    "SourcePoller",
+    "SourceUnreachable",
+    "UnsupportedSource",
+    "default_pollers",
+]
 
 TIMEOUT = aiohttp.ClientTimeout(total=60, sock_connect=20)
 USER_AGENT = "cdi-python-controller"
-
-
-class PollError(Exception):
-    reason = "PollFailed"
-    retryable = True
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class SourceUnreachable(PollError):
-    reason = "ImportSourceUnavailable"
-
-
-class ImagePullFailed(PollError):
-    reason = "ImagePullFailed"
-
-
-class NoChangeValidator(PollError):
-    reason = "NoChangeValidator"
-    retryable = False
-
-
-class UnsupportedSource(PollError):
-    reason = "NotSupported"
-    retryable = False
-
-
-@dataclass(frozen=True)
-class PollTarget:
-    """One source to poll, everything resolved: no cluster access is needed to poll it."""
-
-    kind: str  # "registry", "http" or "s3"
-    url: str
-    access_key_id: str = ""
-    secret_key: str = ""
-    ca_certificates: tuple[str, ...] = ()  # PEM texts from the CA ConfigMap
-    insecure: bool = False  # insecureSkipVerify, or a registry CDIConfig lists as insecure
-    extra_headers: tuple[str, ...] = ()
-
-    @property
-    def has_credentials(self) -> bool:
-        return bool(self.access_key_id and self.secret_key)
-
-
-class SourcePoller(Protocol):
-    async def poll(self, target: PollTarget) -> str: ...
 
 
 def ssl_context(target: PollTarget) -> ssl.SSLContext:

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from cdi.contracts import importer_env as env
-from cdi.controllers.dataimportcron.pollers import ImagePullFailed, PollTarget, UnsupportedSource
+from cdi.controllers.dataimportcron.polling import ImagePullFailed, PollTarget, UnsupportedSource
 from importer.config import load_config
 from importer.errors import ConfigurationError, ImportFailure
 from importer.sources.registry.client import MANIFEST_ACCEPT, RegistryClient

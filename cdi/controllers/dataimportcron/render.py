@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import copy
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cdi.api.meta import CDI_API_VERSION
 from cdi.cluster.protocol import Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.dataimportcron.actions import Action, Create, Event, Patch, resource_labels
 from cdi.controllers.dataimportcron.naming import untagged_url
+from cdi.controllers.dataimportcron.observed import Observed
 from cdi.controllers.dataimportcron.schedule import rfc3339_nano
 from cdi.controllers.meta import annotations_of, labels_of, name_of, namespace_of
-
-if TYPE_CHECKING:
-    from cdi.controllers.dataimportcron.plan import Observed
 
 SNAPSHOT_API = "snapshot.storage.k8s.io/v1"
 _CRON_LABELS = (*ann.DEFAULT_INSTANCETYPE_LABELS, ann.LABEL_DYNAMIC_CREDENTIALS_SUPPORT)

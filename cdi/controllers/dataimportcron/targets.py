@@ -18,7 +18,7 @@ from cdi.cluster.protocol import Cluster, Object
 from cdi.controllers.cdiconfig import CONFIG_NAME
 from cdi.controllers.dataimportcron.naming import UID_PREFIX
 from cdi.controllers.dataimportcron.observe import get_or_none
-from cdi.controllers.dataimportcron.pollers import PollTarget, SourceUnreachable, UnsupportedSource
+from cdi.controllers.dataimportcron.polling import PollTarget, SourceUnreachable, UnsupportedSource
 from cdi.controllers.meta import namespace_of, uid_of
 
 POLLED_KINDS = ("registry", "http", "s3")
