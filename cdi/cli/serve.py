@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdi.cli.daemon import run_until_stopped
+from cdi.cli.errors import CliError
 from cdi.cli.proxyhost import EmbeddedUploadProxy
 from cdi.cli.state import LOCK_FILE, clone_key_path, store_path, token_keys_path
 from cdi.cli.tokenkeys import TokenKeyFile
@@ -32,7 +33,7 @@ from cdi.controllers.setup import ControllerOptions, cdi_controllers, observe_cl
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.clonetokens import SigningKeyFile, clone_token_mutation
 from cdi.embedded.nodeagent import add_node_agent
-from cdi.embedded.pods.containers import DEFAULT_IMAGE, RUNTIMES, PodmanSettings, choose_launcher
+from cdi.embedded.pods.containers import DEFAULT_IMAGE, RUNTIMES, PodmanSettings, RuntimeUnavailable, choose_launcher
 from cdi.embedded.uploadtokens import KeyRingFile, upload_token_reviews
 from cdi.monitoring import ControlPlaneMetrics, MetricsServer
 from cdi.runtime.lock import ProcessLock
@@ -101,8 +102,11 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     await asyncio.to_thread(clone_key.ring)  # made now, not on the first clone
     metrics = ControlPlaneMetrics() if options.metrics_port is not None else None
     manager = Manager(cluster, clock=clock, metrics=metrics.runtime if metrics is not None else None)
-    launcher = await choose_launcher(options.pod_runtime, PodmanSettings.from_environment(os.environ),
-                                     options.pod_image)
+    try:
+        launcher = await choose_launcher(options.pod_runtime, PodmanSettings.from_environment(os.environ),
+                                         options.pod_image)
+    except RuntimeUnavailable as e:
+        raise CliError(str(e)) from e
     runner = await add_node_agent(manager, cluster, home, clock, backoff_base=options.pod_backoff_base,
                                   backoff_cap=options.pod_backoff_cap, launcher=launcher)
     await cdiconfig.ensure_config(cluster)
