@@ -1,5 +1,6 @@
 """The container runtime's pure half: a pod's container as a `podman run` command line, podman's
-State, why a program never ran, and when a container counts as OOMKilled."""
+State, why a program never ran, and when a container counts as OOMKilled; and where podman's settings
+are and which runtime `cdi serve --pod-runtime` gets on a machine without them."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from cdi.embedded.pods.containerrun import (
     run_argv,
     start_error,
 )
+from cdi.embedded.pods.containers import PodmanSettings, RuntimeUnavailable, choose_launcher
 from cdi.embedded.pods.layout import LayoutError, LocalVolume
 from cdi.embedded.pods.spec import Limits, RunAs, parse_pod
 from tests.pods.support import container, pod
@@ -166,3 +168,24 @@ def test_a_program_that_never_ran_is_found_in_the_end_of_the_log(log: str, progr
 ])
 def test_oom_killed_verdict(code: int, runtime: bool, usage: MemoryUsage | None, kills: int, oom: bool) -> None:
     assert verdict(code, runtime, usage, kills) is oom
+
+
+def test_podman_settings_are_image_sh_s() -> None:
+    assert PodmanSettings.from_environment({"PYCDI_PODMAN_HOME": "/p", "HOME": "/h"}).home == Path("/p")
+    assert PodmanSettings.from_environment({"XDG_CACHE_HOME": "/x", "HOME": "/h"}).home == Path("/x/pycdi/podman")
+    settings = PodmanSettings.from_environment({"HOME": "/h"})
+    assert settings.home == Path("/h/.cache/pycdi/podman")
+    assert settings.environ({"PATH": "/bin", "SECRET": "s"}) == {
+        "PATH": "/bin", "CONTAINERS_CONF": "/h/.cache/pycdi/podman/containers.conf",
+        "CONTAINERS_STORAGE_CONF": "/h/.cache/pycdi/podman/storage.conf"}
+
+
+async def test_the_runtime_is_chosen_by_what_the_machine_has(tmp_path: Path) -> None:
+    unconfigured = PodmanSettings(tmp_path / "no-podman-here")
+    assert await choose_launcher("process", unconfigured, IMAGE) is None
+    assert await choose_launcher("auto", unconfigured, IMAGE) is None  # falls back to processes
+    with pytest.raises(RuntimeUnavailable, match=r"cannot run: no podman configuration in .*: run `bash scripts/image\.sh` first"):
+        await choose_launcher("container", unconfigured, IMAGE)
+    missing = PodmanSettings(tmp_path, podman="no-such-podman-pycdi")
+    with pytest.raises(RuntimeUnavailable, match="no-such-podman-pycdi is not installed"):
+        await choose_launcher("container", missing, IMAGE)
