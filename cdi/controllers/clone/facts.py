@@ -15,6 +15,7 @@ from cdi.api.meta import CDI_API_VERSION
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts.annotations import ANN_PERMISSIVE_CLONE
+from cdi.controllers.activecdi import active_cdi_of
 from cdi.controllers.clone.strategy import (
     ClaimSource,
     ClassFacts,
@@ -113,11 +114,9 @@ async def snapshot_classes(cluster: Cluster) -> tuple[SnapshotClassFacts, ...]:
 
 
 async def clone_strategy_override(cluster: Cluster) -> str | None:
-    for cdi in (await cluster.list(CDI_API_VERSION, "CDI")).items:
-        value = (cdi.get("spec") or {}).get("cloneStrategyOverride")
-        if value:
-            return str(value)
-    return None
+    """The active CDI resource's `cloneStrategyOverride` (upstream's planner reads `GetActiveCDI` too)."""
+    value = ((await active_cdi_of(cluster) or {}).get("spec") or {}).get("cloneStrategyOverride")
+    return str(value) if value else None
 
 
 async def source_claim_facts(cluster: Cluster, claim: Object) -> ClaimSource:

@@ -24,6 +24,7 @@ from cdi.controllers.hostclone.plan import PROGRESS_INTERVAL, Act, Observation, 
 from cdi.controllers.hostclone.podspec import SourcePodInputs, source_pod, source_secret
 from cdi.controllers.hostclone.usage import pods_using
 from cdi.controllers.meta import annotations_of, meta, name_of, namespace_of, uid_of
+from cdi.controllers.placement import workload_placement
 from cdi.controllers.progress import ProgressScraper
 from cdi.controllers.upload.clonetarget import clone_client_name, clone_source_of
 from cdi.controllers.upload.credentials import CDI_NAMESPACE, ensure_ca
@@ -127,7 +128,7 @@ class CloneSourceReconciler:
             upload_ip=str((o.upload_pod.get("status") or {}).get("podIP") or ""),
             owner_uid=notes.get(ann.ANN_OWNER_UID) or uid_of(target), image=self._image,
             preallocation=notes.get(ann.ANN_PREALLOCATION_REQUESTED, str(config.preallocation).lower()) == "true",
-            resources=config.pod_resources)
+            resources=config.pod_resources, placement=await workload_placement(self._cluster))
         if not o.secret_exists:
             pair = issue(ca, clone_client_name(target), self._clock.now(), client=True, days=2)
             try:

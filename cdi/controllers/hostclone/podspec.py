@@ -7,8 +7,9 @@ pure: every input is explicit in `SourcePodInputs`.
               owner reference (owners cannot cross namespaces: the target's finalizer cleans up instead),
               `storage.ownerRef=<tgtNs>/<tgt>` so its changes reach the target's reconcile
     labels    app, `cdi.kubevirt.io=cdi-clone-source`, `hostAssistedSourcePodCloneSource=<source uid>`
-    affinity  as upstream: required to other source pods of a ReadWriteOnce source (they must share its
-              node), preferred (weight 100) to the target's upload pod
+    placement the CDI resource's `spec.workload` (`placement`), and, appended to its affinity as upstream
+              does: required pod affinity to other source pods of a ReadWriteOnce source (they must
+              share its node), preferred (weight 100) to the target's upload pod
     env       CLIENT_CERT / CLIENT_KEY from the Secret `<pod name>` (a client certificate whose CN is the
               clone's client name, signed by the upload-server CA), SERVER_CA_CERT (that CA),
               UPLOAD_URL (the upload pod's address: the embedded runtime has no Service DNS, and a pod IP
@@ -27,6 +28,7 @@ from cdi.contracts import clone_protocol as cp
 from cdi.contracts import importer_env as env
 from cdi.contracts import upload_protocol as up
 from cdi.controllers.meta import name_of, namespace_of, uid_of
+from cdi.controllers.placement import NO_PLACEMENT, Scheduling, merged
 from cdi.controllers.upload.credentials import encode
 from cdi.controllers.workerpodspec import WORKER_UID, is_block
 from cdi.pki import KeyPair
@@ -46,6 +48,7 @@ class SourcePodInputs:
     preallocation: bool
     image: str
     resources: dict[str, Any] | None = None
+    placement: Scheduling = NO_PLACEMENT  # the CDI resource's spec.workload
 
     @property
     def server_name(self) -> str:
@@ -99,7 +102,8 @@ def source_pod(inputs: SourcePodInputs) -> Object:
         "metadata": {"name": inputs.pod_name, "namespace": namespace_of(source), "labels": labels,
                      "annotations": {ann.ANN_OWNER_REF: owner_ref(inputs.target), **ann.POD_ANNOTATION_DEFAULTS}},
         "spec": {"containers": [container], "restartPolicy": "OnFailure", "enableServiceLinks": False,
-                 "automountServiceAccountToken": False, "affinity": _affinity(inputs),
+                 "automountServiceAccountToken": False,
+                 **merged(inputs.placement, Scheduling(affinity=_affinity(inputs))),
                  "volumes": [{"name": DATA_VOLUME, "persistentVolumeClaim": {"claimName": name_of(source),
                                                                              "readOnly": True}}],
                  "securityContext": {"runAsNonRoot": True, "runAsUser": WORKER_UID, "fsGroup": WORKER_UID}},

@@ -17,6 +17,7 @@ from cdi.controllers.meta import (
     name_of,
     uid_of,
 )
+from cdi.controllers.placement import workload_placement
 from cdi.controllers.workerpod import (
     WorkerPodReconciler,
     annotate,
@@ -64,7 +65,8 @@ class ImportPodReconciler(WorkerPodReconciler):
             pvc=pvc, pod_name=pod_name, config=config, image=self._image,
             scratch_claim=scratch_claim_name(name_of(pvc)) if needs_scratch else None,
             owner_uid=str(owners[0]["uid"]) if len(owners) == 1 else uid_of(pvc),
-            direct_io=notes.get(ann.ANN_REQUIRES_DIRECT_IO) == "true")
+            direct_io=notes.get(ann.ANN_REQUIRES_DIRECT_IO) == "true",
+            placement=await workload_placement(self._cluster))
         try:
             pod = await self._cluster.create(importer_pod(inputs))
         except AlreadyExists:

@@ -3,7 +3,7 @@ running `cdi-importer` with the env-var contract, the target volume at /data (Fi
 /dev/cdi-block-volume (Block), scratch at /scratch when asked for (and then, only then,
 CDI_SCRATCH_PATH=/scratch: the importer uses no scratch space it is not told about), the CA
 ConfigMap at /certs, a GCS Secret at /google, secret headers under /extraheaders, restartPolicy
-OnFailure and FallbackToLogsOnError. Pure."""
+OnFailure and FallbackToLogsOnError, placed by the CDI resource's `spec.workload` (`placement`). Pure."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from cdi.contracts import annotations as ann
 from cdi.contracts import importer_env as env
 from cdi.controllers.config_view import ConfigView
 from cdi.controllers.meta import annotations_of, labels_of, name_of, uid_of
+from cdi.controllers.placement import NO_PLACEMENT, Scheduling
 from cdi.controllers.workerpodspec import is_block, worker_pod
 
 DEFAULT_IMAGE = "pycdi/pycdi:latest"
@@ -32,6 +33,7 @@ class ImporterPodInputs:
     owner_uid: str = ""
     direct_io: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
+    placement: Scheduling = NO_PLACEMENT  # the CDI resource's spec.workload
 
 
 def importer_pod_name(pvc_name: str) -> str:
@@ -144,4 +146,5 @@ def importer_pod(inputs: ImporterPodInputs) -> Object:
     labels = {**labels_of(pvc), ann.LABEL_APP: ann.APP_NAME, ann.LABEL_COMPONENT: COMPONENT,
               ann.LABEL_PROMETHEUS: "true"}
     return worker_pod(pvc, inputs.pod_name, labels, container, volumes,
-                      {ann.ANN_CREATED_BY: "yes", **ann.POD_ANNOTATION_DEFAULTS}, service_account=True)
+                      {ann.ANN_CREATED_BY: "yes", **ann.POD_ANNOTATION_DEFAULTS}, service_account=True,
+                      placement=inputs.placement)

@@ -19,6 +19,7 @@ from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.contracts.upload_protocol import UPLOAD_CLIENT_NAME, upload_resource_name
 from cdi.controllers.meta import annotations_of, is_deleting, meta, name_of, namespace_of
+from cdi.controllers.placement import workload_placement
 from cdi.controllers.upload.clonetarget import clone_client_name, clone_source_of, incompatibility, is_clone_target
 from cdi.controllers.upload.credentials import CDI_NAMESPACE, upload_issuer, upload_server_secret
 from cdi.controllers.upload.podspec import DEFAULT_IMAGE, UploadPodInputs, upload_pod, upload_service
@@ -87,7 +88,8 @@ class UploadReconciler(WorkerPodReconciler):
         clone = is_clone_target(pvc) and ann.ANN_UPLOAD_REQUEST not in annotations_of(pvc)
         inputs = UploadPodInputs(pvc=pvc, pod_name=pod_name, tls_secret=pod_name, config=config,
                                  client_name=clone_client_name(pvc) if clone else UPLOAD_CLIENT_NAME,
-                                 scratch_claim=None if clone else scratch_claim_name(name_of(pvc)), image=self._image)
+                                 scratch_claim=None if clone else scratch_claim_name(name_of(pvc)), image=self._image,
+                                 placement=await workload_placement(self._cluster))
         issuer = await upload_issuer(self._cluster, self._clock.now(), self._cdi_namespace)
         for obj in (upload_server_secret(pvc, pod_name, inputs.service, issuer, self._clock.now()),
                     upload_service(pvc, inputs.service)):

@@ -20,7 +20,8 @@ Pod contract (the env names are `cdi.contracts.upload_protocol`'s, read by `impo
 
 Labels as upstream: app=containerized-data-importer, cdi.kubevirt.io=cdi-upload-server,
 service=<service name> (the Service's selector), cdi.kubevirt.io/uploadTarget=<PVC uid>.
-The Service maps port 443 to the pod's 8443, which is where upstream's proxy connects.
+The Service maps port 443 to the pod's 8443, which is where upstream's proxy connects. The pod is placed
+by the CDI resource's `spec.workload` (`placement`), as upstream's makeUploadPodSpec does.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from cdi.contracts import importer_env as env
 from cdi.contracts import upload_protocol as up
 from cdi.controllers.config_view import ConfigView
 from cdi.controllers.meta import annotations_of, controller_reference, name_of, namespace_of, uid_of
+from cdi.controllers.placement import NO_PLACEMENT, Scheduling
 from cdi.controllers.workerpodspec import is_block, worker_pod
 
 DEFAULT_IMAGE = "pycdi/pycdi:latest"
@@ -55,6 +57,7 @@ class UploadPodInputs:
     deadline: str | None = None
     service_name: str | None = None  # default: the pod name as a DNS label
     extra_env: dict[str, str] = field(default_factory=dict)
+    placement: Scheduling = NO_PLACEMENT  # the CDI resource's spec.workload
 
     @property
     def service(self) -> str:
@@ -124,7 +127,8 @@ def upload_pod(inputs: UploadPodInputs) -> Object:
         container["volumeDevices"] = devices
     annotations = {ann.ANN_CREATED_BY_UPLOAD: "yes", **ann.POD_ANNOTATION_DEFAULTS,
                    ann.ANN_OPEN_DEFAULT_PORTS: ann.UPLOAD_POD_OPEN_PORTS}
-    return worker_pod(pvc, inputs.pod_name, upload_labels(inputs), container, volumes, annotations)
+    return worker_pod(pvc, inputs.pod_name, upload_labels(inputs), container, volumes, annotations,
+                      placement=inputs.placement)
 
 
 def upload_service(pvc: Object, service_name: str | None = None) -> Object:
