@@ -36,7 +36,7 @@ from cdi.embedded.pods.podwrites import PodWriter
 from cdi.embedded.pods.processes import Launcher, ProcessLauncher
 from cdi.embedded.pods.records import PodRecord
 from cdi.embedded.pods.restarts import BackoffPolicy
-from cdi.embedded.pods.scheduling import UNSCHEDULABLE, observe_claims, plan_scheduling
+from cdi.embedded.pods.scheduling import UNSCHEDULABLE, observe_claims, observe_node_fit, plan_scheduling
 from cdi.embedded.pods.spec import PodInfo, PodSpecError, parse_pod
 from cdi.embedded.pods.starter import ContainerStarter, default_base_env
 from cdi.embedded.pods.status import scheduled_condition
@@ -145,7 +145,7 @@ class PodRunner:
 
     async def _schedule(self, obj: Object, pod: PodInfo) -> Object | None:
         """Bind the pod to our node when its claims allow it (the bound pod), else say why (None)."""
-        plan = plan_scheduling(await observe_claims(self._cluster, pod))
+        plan = plan_scheduling(await observe_claims(self._cluster, pod), await observe_node_fit(self._cluster, obj))
         for claim in plan.select_node_on:
             await self._cluster.patch("v1", "PersistentVolumeClaim", claim,
                                       {"metadata": {"annotations": {ANN_SELECTED_NODE: NODE_NAME}}}, pod.namespace)

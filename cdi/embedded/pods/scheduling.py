@@ -3,8 +3,10 @@
 A pod is bound to the node once every claim it uses is Bound. A Pending claim whose StorageClass
 binds WaitForFirstConsumer gets `volume.kubernetes.io/selected-node: pycdi-node`, which is what the
 provisioner waits for; the pod then waits, Pending with `PodScheduled=False` (reason Unschedulable)
-naming the claims, until a PVC change (`controller` maps it back to the pod) lets it bind.
-`observe_claims` reads; `plan_scheduling` is the pure decision; the runner applies it.
+naming the claims, until a PVC change (`controller` maps it back to the pod) lets it bind. Before the
+claims, the node itself must fit the pod (`nodefit`: its nodeSelector, required node affinity and
+tolerations against the Node's labels and taints); a pod that does not fit stays Pending the same way.
+`observe_claims` and `observe_node_fit` read; `plan_scheduling` is the pure decision; the runner applies it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts.annotations import ANN_DEFAULT_STORAGE_CLASS
 from cdi.embedded.pods.node import ANN_SELECTED_NODE, NODE_NAME
+from cdi.embedded.pods.nodefit import misfit
 from cdi.embedded.pods.spec import PodInfo
+from cdi.embedded.volumes.keys import HOSTNAME_LABEL
 
 WAIT_FOR_FIRST_CONSUMER = "WaitForFirstConsumer"
 UNSCHEDULABLE = "Unschedulable"
@@ -41,7 +45,9 @@ class SchedulingPlan:
     message: str = ""  # why not, for PodScheduled=False and the FailedScheduling event
 
 
-def plan_scheduling(claims: Sequence[ClaimView]) -> SchedulingPlan:
+def plan_scheduling(claims: Sequence[ClaimView], node_misfit: str = "") -> SchedulingPlan:
+    if node_misfit:
+        return SchedulingPlan(message=node_misfit)  # no node for it: no claim gets one selected either
     missing = [c.name for c in claims if not c.exists]
     if missing:
         return SchedulingPlan(message=f'0/1 nodes are available: persistentvolumeclaim "{missing[0]}" not found.')
@@ -60,6 +66,16 @@ def plan_scheduling(claims: Sequence[ClaimView]) -> SchedulingPlan:
         select_node_on=tuple(c.name for c in unbound if c.selected_node != NODE_NAME),
         message=f"waiting for the volumes of claims {', '.join(c.name for c in unbound)} to be provisioned on "
                 f"node {NODE_NAME}")
+
+
+async def observe_node_fit(cluster: Cluster, pod: Object) -> str:
+    """Why the pod does not fit our Node ("" when it does); without a Node object (a runner alone, in
+    tests), the node is its name and hostname label."""
+    try:
+        node = await cluster.get("v1", "Node", NODE_NAME)
+    except NotFound:
+        node = {"metadata": {"name": NODE_NAME, "labels": {HOSTNAME_LABEL: NODE_NAME}}}
+    return misfit(pod.get("spec") or {}, node)
 
 
 async def observe_claims(cluster: Cluster, pod: PodInfo) -> list[ClaimView]:
