@@ -39,7 +39,8 @@ def operator_bundle(namespace: str, image: str) -> list[Object]:
 
 
 def cdi_resource(name: str = "cdi") -> Object:
-    """Upstream's default CR, less `workload` placement (the controllers do not place worker pods yet)."""
+    """Upstream's default CR: control plane (`infra`) and worker pods (`workload`) on Linux nodes."""
     return document(CDI_API_VERSION, "CDI", {"name": name},
                     spec={"config": {"featureGates": ["HonorWaitForFirstConsumer"]},
-                          "imagePullPolicy": "IfNotPresent", "infra": {"nodeSelector": {"kubernetes.io/os": "linux"}}})
+                          "imagePullPolicy": "IfNotPresent", "infra": {"nodeSelector": {"kubernetes.io/os": "linux"}},
+                          "workload": {"nodeSelector": {"kubernetes.io/os": "linux"}}})

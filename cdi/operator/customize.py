@@ -18,8 +18,8 @@ refuse (each a sentence for the Degraded condition):
 
 `stamp` then marks each object as the operator's: a controller ownerReference to the CR and the
 `operator.cdi.kubevirt.io/createVersion` (kept from the stored object) and `updateVersion` labels.
-The `workload` placement is not applied: the worker pods are built by the controllers, which have no setting
-for it yet (a known gap, said in the README and reported as a problem when the CR sets it).
+The `workload` placement is not part of the install: the controllers read it from the active CR whenever they
+create a worker pod (`cdi.controllers.placement`).
 """
 
 from __future__ import annotations
@@ -67,10 +67,6 @@ def customize(documents: list[Object], spec: Mapping[str, Any]) -> tuple[list[Ob
             _deployment(doc, spec)
             if identifier and (customization.get("flags") or {}).get(FLAGS[doc["metadata"]["name"]]):
                 _annotate(doc, identifier)
-    workload = spec.get("workload") or {}
-    if any(workload.get(key) for key in ("nodeSelector", "affinity", "tolerations")):
-        problems.append("spec.workload is not applied: the controllers build importer, upload and clone pods "
-                        "without node placement")
     for patch in customization.get("patches") or []:
         problem = _patch(docs, patch)
         if problem is None and identifier:

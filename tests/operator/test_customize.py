@@ -152,11 +152,12 @@ def test_deployment_readiness(spec: dict[str, Any], status: dict[str, Any], gene
     assert deployment_ready({"metadata": {"generation": generation}, "spec": spec, "status": status}) is ready
 
 
-def test_workload_placement_is_reported_as_not_applied(documents: list[dict[str, Any]]) -> None:
-    docs, problems = customize(documents, {"workload": {"nodeSelector": {"role": "worker"}}})
+def test_workload_placement_is_left_to_the_controllers(documents: list[dict[str, Any]]) -> None:
+    """spec.workload places worker pods (`cdi.controllers.placement`), not the install: nothing changes, no problem."""
+    docs, problems = customize(documents, {"workload": {"nodeSelector": {"role": "worker"},
+                                                        "tolerations": [{"operator": "Exists"}]}})
     assert docs == documents
-    assert problems == ["spec.workload is not applied: the controllers build importer, upload and clone pods "
-                        "without node placement"]
+    assert problems == []
 
 
 def test_the_operator_bundle_installs_the_operator_and_the_cdi_kind_only() -> None:
