@@ -51,6 +51,8 @@ def leaf(ca: KeyPair, at: datetime, *, client: bool = True, life: timedelta = LE
     pytest.param(CaCerts(OLD.cert_pem), (), T0 + 23 * H, (), id="young signer: nothing"),
     pytest.param(CaCerts(OLD.cert_pem), (), T0 + 24 * H + timedelta(seconds=1), (StageCa(),),
                  id="within renewBefore: stage the next CA"),
+    pytest.param(CaCerts(new_ca("long", T0).cert_pem), (), T0 + H, (StageCa(),),
+                 id="made for longer than certConfig's duration (ten years): replaced"),
     pytest.param(CaCerts(OLD.cert_pem, NEW.cert_pem), (), T0 + 25 * H + timedelta(seconds=179), (),
                  id="staged, not yet propagated: keep signing with the old"),
     pytest.param(CaCerts(OLD.cert_pem, NEW.cert_pem), (), T0 + 25 * H + timedelta(seconds=180), (PromoteCa(),),
@@ -110,6 +112,8 @@ def test_client_plan(cert: bytes | None, servers: tuple[tuple[bytes, ...], ...],
     (leaf(OLD, NOW - H, client=False), NOW, None),  # the previous CA is still trusted
     (leaf(NEW, NOW - 12 * H, client=False), NOW, "Expiring"),
     (leaf(STRANGER, NOW - H, client=False), NOW, "UntrustedIssuer"),
+    (leaf(NEW, NOW - H, client=False, life=23 * H), NOW, None),  # shorter than the duration: fine
+    (leaf(NEW, NOW - H, client=False, life=25 * H), NOW, "Lifetime"),  # longer: made under another certConfig
 ])
 def test_leaf_due(cert: bytes | None, now: datetime, reason: str | None) -> None:
     assert leaf_due(cert, now, LEAF, ROTATED.bundle()) == reason

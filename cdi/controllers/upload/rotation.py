@@ -44,6 +44,7 @@ REFRESH_ENV: Final = "CDI_CREDENTIAL_REFRESH_INTERVAL"
 PROPAGATION_ENV: Final = "CDI_CREDENTIAL_PROPAGATION"
 TOKEN_ROTATION_ENV: Final = "CDI_TOKEN_KEY_ROTATION_INTERVAL"
 
+_SLACK = timedelta(seconds=2)  # certificate times are whole seconds
 _GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -62,7 +63,10 @@ class CertPolicy:
     renew_before: timedelta
 
     def due(self, cert_pem: bytes, now: datetime) -> bool:
-        return expiry(cert_pem) - now <= self.renew_before
+        """Within `renew_before` of its end, or issued for longer than `duration` (the certConfig was
+        shortened, or the certificate predates it): upstream re-issues on a config change too."""
+        ends = expiry(cert_pem)
+        return ends - now <= self.renew_before or ends - made(cert_pem) > self.duration + _SLACK
 
 
 @dataclass(frozen=True)
@@ -177,11 +181,14 @@ def _needed(ca_pem: bytes, leaves: tuple[bytes, ...], now: datetime) -> bool:
 # --- leaves -----------------------------------------------------------------------------------------------
 
 def leaf_due(cert: bytes | None, now: datetime, policy: CertPolicy, trusted: tuple[bytes, ...]) -> str | None:
-    """Why a leaf must be issued again — "Missing", "Expiring", "UntrustedIssuer" — or None."""
+    """Why a leaf must be issued again — "Missing", "Expiring", "Lifetime" (made for longer than the
+    certConfig's duration), "UntrustedIssuer" — or None."""
     if cert is None:
         return "Missing"
-    if policy.due(cert, now):
+    if expiry(cert) - now <= policy.renew_before:
         return "Expiring"
+    if policy.due(cert, now):
+        return "Lifetime"
     if not any(signed_by(cert, ca) for ca in trusted):
         return "UntrustedIssuer"
     return None
