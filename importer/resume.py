@@ -100,7 +100,10 @@ def not_resumable_reason(fmt: str, compression: tuple[str, ...], archive: bool,
         return "archive imports are not checkpointed (the extracted files are not a single stream position)"
     if not source_resumable:
         return "this source cannot continue from an offset"
-    if identity is None or not identity.validated:
+    if identity is None:
+        return ("the source did not show that it honours range requests for this object (Accept-Ranges, a "
+                "Content-Length and no Content-Encoding)")
+    if not identity.validated:
         return "the source has no ETag, Last-Modified or digest to show whether it changed"
     if fmt == "qcow2":
         return ("a qcow2 image is converted while it streams, and the converter's state (the tables read so far, "

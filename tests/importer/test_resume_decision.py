@@ -159,6 +159,7 @@ def test_confirming_the_ranged_answer(case: str, seen: SourceIdentity | None, st
     (("raw", ("gz", "xz"), False, IDENTITY, True), "more than once"),
     (("raw", (), True, IDENTITY, True), "archive"),
     (("raw", (), False, SourceIdentity("u", size=5), True), "no ETag"),
+    (("raw", (), False, None, True), "honours range requests"),
     (("raw", (), False, IDENTITY, False), "cannot continue"),
     (("vmdk", (), False, IDENTITY, True), "scratch space"),
 ])
