@@ -1,7 +1,9 @@
 """DataVolumes end to end with worker pods as podman containers (`cdi serve --pod-runtime container`): an
 http import from the session nginx and a `cdi image-upload`, bytes verified, with the importer and
-upload server running in the project's image as uid 107 under the default 600M limit; and an importer
-given too little memory (CDIConfig's podResourceRequirements) is OOMKilled, which the DataVolume says.
+upload server running in the project's image as uid 107 under the default 600M limit; a host-assisted
+clone from a Block source (the cloner reading the source's device, an upload server writing the
+target); and an importer given too little memory (CDIConfig's podResourceRequirements) is
+OOMKilled, which the DataVolume says.
 Skipped, with the reason, where podman cannot run or the image cannot be built (tests/image/building)."""
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.test_clone import SOURCE_NS, clone_dv, data_of, golden, leftovers, wait_succeeded
 from tests.e2e.test_upload import image_upload
 from tests.image.building import BuildFailed, build, unavailable_reason
 from tests.support.catalog import ImageSet
@@ -136,8 +139,22 @@ def test_an_upload_goes_through_an_upload_server_container(plane: ContainerPlane
     disk = plane.volume_path("uploaded") / "disk.img"
     assert sha256_prefix(disk, images.virtual_size) == images.reference_sha256
     assert disk.stat().st_uid == 107
-    events = plane.cdi("get", "events", "-n", "default").stdout
-    assert "Started container" in events
+    assert f"worker pods run as containers of {plane.image}" in plane.log.read_text()
+
+
+def test_a_host_assisted_clone_of_a_block_volume_runs_its_cloner_in_a_container(
+        plane: ContainerPlane, nginx: NginxServer, images: ImageSet) -> None:
+    plane.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": SOURCE_NS}})
+    plane.apply({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "StorageProfile", "metadata": {"name": "local"},
+                 "spec": {"cloneStrategy": "copy"}})
+    plane.apply(golden("golden", nginx.url("disk.qcow2"), mode="Block"))
+    wait_succeeded(plane, "golden", SOURCE_NS)
+    plane.apply(clone_dv("copy-of-golden", "golden", mode="Filesystem", size="512Mi"))
+    dv = wait_succeeded(plane, "copy-of-golden")
+    assert dv["metadata"]["annotations"]["cdi.kubevirt.io/cloneType"] == "copy"
+    assert data_of(plane, "copy-of-golden", "default", images.virtual_size) == images.reference_sha256
+    assert f"worker pods run as containers of {plane.image}" in plane.log.read_text()
+    plane.wait_for(lambda: not leftovers(plane, SOURCE_NS), "temporary clone objects to go", 30)
 
 
 def test_an_importer_with_too_little_memory_is_oom_killed_and_the_datavolume_says_so(
