@@ -1,10 +1,13 @@
 """CDI.spec.workload on both backends: with a CDI resource asking for a node placement, the importer pod of an
 import DataVolume and the upload server pod of an upload DataVolume carry its nodeSelector, affinity and
-tolerations; a change of spec.workload reaches the pods created afterwards and leaves existing ones alone."""
+tolerations; a change of spec.workload reaches the pods created afterwards and leaves existing ones alone. In
+embedded mode the pod runner then schedules the importer only where the placement matches the local Node."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +17,9 @@ from cdi.cluster.protocol import Cluster, Object
 from cdi.controllers.datavolume.controller import IMPORT_KIND, UPLOAD_KIND, DataVolumeReconciler
 from cdi.controllers.importpod.controller import ImportPodReconciler
 from cdi.controllers.upload.controller import UploadReconciler
+from cdi.embedded import EmbeddedCluster
+from cdi.embedded.nodeagent import register_node
+from cdi.embedded.pods.runner import PodRunner
 from cdi.runtime.types import Key
 from tests.controllers.conftest import FixedClock
 from tests.controllers.test_reconcilers import DV_API, NoProgress, setup_storage
@@ -88,3 +94,35 @@ async def test_no_cdi_resource_no_placement(cluster: Cluster, clock: FixedClock)
     importer = await pod_for(cluster, DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress()),
                              ImportPodReconciler(cluster, clock), "fedora", "importer-fedora")
     assert placement(importer) == {"nodeSelector": None, "tolerations": None, "affinity": None}
+
+
+@pytest.mark.parametrize(("selector", "scheduled"), [({"kubernetes.io/hostname": "pycdi-node"}, True),
+                                                     ({"role": "cdi-worker"}, False)])
+async def test_the_local_node_runs_an_importer_only_where_the_workload_allows(
+        tmp_path: Path, clock: FixedClock, selector: dict[str, str], scheduled: bool) -> None:
+    """Embedded mode end to end: the pod runner plays the scheduler for the importer the controller placed."""
+    async with EmbeddedCluster(tmp_path / "store.db") as cluster:
+        await register_node(cluster, datetime.now(UTC))
+        await cluster.create({"apiVersion": DV_API, "kind": "CDI", "metadata": {"name": "cdi"},
+                              "spec": {"workload": {"nodeSelector": selector}}})
+        await setup_storage(cluster, clock)
+        await data_volume(cluster, "fedora", {"http": {"url": "https://h/disk.qcow2"}})
+        await pod_for(cluster, DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress()),
+                      ImportPodReconciler(cluster, clock), "fedora", "importer-fedora")
+        runner = PodRunner(cluster, tmp_path / "node", retry_after=0.1)
+        try:
+            await runner.reconcile(Key(NS, "importer-fedora"))
+        finally:
+            await runner.close()
+        pod = await cluster.get("v1", "Pod", "importer-fedora", NS)
+        condition = next(c for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
+        events = {e["reason"]: e["message"] for e in (await cluster.list("v1", "Event", NS)).items
+                  if e["involvedObject"]["name"] == "importer-fedora"}
+        if scheduled:
+            assert (pod["spec"].get("nodeName"), condition["status"]) == ("pycdi-node", "True")
+            assert "FailedScheduling" not in events
+        else:
+            assert (pod["spec"].get("nodeName"), pod["status"]["phase"], condition["status"]) == (None, "Pending",
+                                                                                                  "False")
+            assert events["FailedScheduling"] == condition["message"] == \
+                "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
