@@ -14,6 +14,7 @@ import pytest
 
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster, Object
+from cdi.contracts import annotations as ann
 from cdi.controllers.datavolume.controller import IMPORT_KIND, UPLOAD_KIND, DataVolumeReconciler
 from cdi.controllers.importpod.controller import ImportPodReconciler
 from cdi.controllers.upload.controller import UploadReconciler
@@ -126,3 +127,6 @@ async def test_the_local_node_runs_an_importer_only_where_the_workload_allows(
                                                                                                   "False")
             assert events["FailedScheduling"] == condition["message"] == \
                 "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."
+            await ImportPodReconciler(cluster, clock).reconcile(Key(NS, "fedora"))  # the claim shows it
+            notes = (await cluster.get("v1", "PersistentVolumeClaim", "fedora", NS))["metadata"]["annotations"]
+            assert (notes[ann.ANN_POD_PHASE], notes[ann.ANN_POD_SCHEDULABLE]) == ("Pending", "false")
