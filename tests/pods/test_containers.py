@@ -181,6 +181,7 @@ def loop_device(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
 async def test_a_block_volume_is_a_device_the_pods_user_can_write(cluster: EmbeddedCluster, runner: PodRunner,
                                                                   loop_device: tuple[Path, Path]) -> None:
     device, backing = loop_device
+    owner = device.stat()
     await bound_claim(cluster, "blk", device, mode="Block")
     write = ("import os, stat\npath = os.environ['CDI_DATA_PATH']\nassert stat.S_ISBLK(os.stat(path).st_mode)\n"
              "with open(path, 'r+b') as f:\n    f.write(b'written through the device')\n    os.fsync(f.fileno())")
@@ -193,6 +194,8 @@ async def test_a_block_volume_is_a_device_the_pods_user_can_write(cluster: Embed
     assert terminated["exitCode"] == 0, terminated
     with backing.open("rb") as f:
         assert f.read(26) == b"written through the device"
+    after = device.stat()  # the host's node was the pod user's for the run only
+    assert (after.st_uid, after.st_gid, after.st_mode) == (owner.st_uid, owner.st_gid, owner.st_mode)
 
 
 # A pod runner with the container runtime in a process of its own: runs pod argv[3] in image argv[4]

@@ -9,8 +9,8 @@ podman settings of `scripts/image.sh` (`PodmanSettings`: the same private `conta
 
 - removes a leftover container of the same name (a runner that died) and makes the run's memory
   cgroup (`cgroups`), which holds the pod's memory limit; gives Block volumes' device nodes to the
-  pod's user, as containerd's device_ownership_from_security_context does (podman copies the host
-  node's owner into the container; the node is the PV's own loop device);
+  pod's user for the run, as containerd's device_ownership_from_security_context does (podman copies
+  the host node's owner into the container; the node is given back when the run ends);
 - starts `podman run` attached, as its own process group dying with the runner like a process
   container; the container's stdout+stderr go straight into the pod's log file (passthrough);
 - on `signal`, sends the signal to the container (`podman kill`), and SIGKILLs the podman client
@@ -32,6 +32,7 @@ import logging
 import os
 import shutil
 import signal
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,14 @@ async def choose_launcher(runtime: str, settings: PodmanSettings, image: str) ->
     return None
 
 
+@dataclass(frozen=True)
+class Owner:
+    path: Path
+    uid: int
+    gid: int
+    mode: int
+
+
 class ContainerLauncher:
     """Starts containers with podman; `usage` keeps each finished run's memory figures by container name."""
 
@@ -155,6 +164,7 @@ class ContainerLauncher:
         self._init = init
         self.usage: dict[str, MemoryUsage] = {}
         self._swept: set[str] = set()
+        self._devices: dict[str, list[Owner]] = {}  # device nodes' owners before a run took them
 
     @property
     def image(self) -> str:
@@ -174,7 +184,7 @@ class ContainerLauncher:
         margin = MEMORY_MARGIN if cgroup is not None and run.limits.memory is not None else 0
         argv, by_name = run_argv(run, self._image, podman=self._settings.podman,
                                  cgroup_parent=cgroup.parent if cgroup else "", memory_margin=margin, init=self._init)
-        await asyncio.to_thread(_prepare_mounts, run)
+        self._devices[run.name] = await asyncio.to_thread(_prepare_mounts, run)
         spec.log.parent.mkdir(parents=True, exist_ok=True)
         environ = self._settings.environ(os.environ) | by_name
         with open(spec.log, "ab") as out:
@@ -185,6 +195,7 @@ class ContainerLauncher:
             except OSError as e:
                 if cgroup is not None:
                     await asyncio.to_thread(cgroup.remove)
+                await asyncio.to_thread(_restore_owners, self._devices.pop(run.name, []))
                 raise StartFailed(f'exec: "{self._settings.podman}": {e.strerror or e}') from e
         return ContainerProcess(self, run, client, cgroup, spec.log)
 
@@ -217,6 +228,7 @@ class ContainerLauncher:
         usage = await asyncio.to_thread(cgroup.usage) if cgroup is not None else None
         if cgroup is not None:
             await asyncio.to_thread(cgroup.remove)
+        await asyncio.to_thread(_restore_owners, self._devices.pop(run.name, []))
         if usage is not None:
             self.usage[run.name] = usage
             log.info("container %s: peak memory %d bytes, limit %s", run.name, usage.peak, run.limits.memory)
@@ -268,18 +280,34 @@ class ContainerProcess:
         return await asyncio.shield(self._ended)
 
 
-def _prepare_mounts(run: ContainerRun) -> None:
+def _prepare_mounts(run: ContainerRun) -> list[Owner]:
     """Mount sources must exist before podman binds them (kubelet creates a missing subPath too); device
-    nodes go to the pod's user (podman copies the host node's owner and mode into the container)."""
+    nodes go to the pod's user for the run (podman copies the host node's owner and mode into the
+    container). Returns the nodes' owners before, for `_restore_owners`."""
     for mount in run.mounts:
         if not mount.host.exists():
             mount.host.mkdir(parents=True, exist_ok=True)
     owner = device_owner(run.run_as)
     if owner is None:
-        return
+        return []
+    before = []
     for device in run.devices:
+        info = device.host.stat()
+        before.append(Owner(device.host, info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)))
         os.chown(device.host, owner[0], owner[1])
         os.chmod(device.host, 0o660)
+    return before
+
+
+def _restore_owners(owners: list[Owner]) -> None:
+    """Give device nodes back once the run is over: the host's node must not stay the pod user's (the
+    next volume attached at it may be someone else's)."""
+    for owner in owners:
+        try:
+            os.chown(owner.path, owner.uid, owner.gid)
+            os.chmod(owner.path, owner.mode)
+        except OSError as e:
+            log.warning("could not give %s back to %d:%d: %s", owner.path, owner.uid, owner.gid, e)
 
 
 def usage_of(launcher: ContainerLauncher, pod_uid: str, container: str) -> MemoryUsage | None:
