@@ -147,8 +147,10 @@ class CertificateRotator:
             await self._cluster.update({**secret, "data": desired["data"]})
 
     async def _bundle_config_map(self, bundle: bytes) -> None:
+        # Past the manager's cache (`direct`): one get, instead of watching every ConfigMap of the cluster.
+        live: Cluster = getattr(self._cluster, "direct", self._cluster)
         try:
-            config_map = await self._cluster.get("v1", "ConfigMap", creds.BUNDLE_CONFIG_MAP, self._namespace)
+            config_map = await live.get("v1", "ConfigMap", creds.BUNDLE_CONFIG_MAP, self._namespace)
         except NotFound:
             return  # embedded: the proxy host reads the CA Secret itself
         data = config_map.get("data") or {}
