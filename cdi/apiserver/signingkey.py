@@ -4,8 +4,11 @@ Upstream's cdi-apiserver (`pkg/keys/keystore.go`) creates the Secret on first st
 `id_rsa` the private key (PKCS#1 PEM) and `id_rsa.pub` the public key (PKIX PEM) — and loads it on
 every later start; the upload proxy verifies tokens with `id_rsa.pub` (env `APISERVER_PUBLIC_KEY`,
 `cdi.install.workloads`). `ensure_signing_key` does the same through the `Cluster` seam; when two
-replicas race to create it, the loser loads the winner's. Unlike the embedded key ring it is not
-rotated (neither is upstream's).
+replicas race to create it, the loser loads the winner's. Unlike the upload token key ring
+(`cdi-upload-token-keys`, rotated by `cdi.controllers.upload.rotator`) it is not rotated, as upstream's is
+not: it also signs the clone tokens `cdi controller` extends into 10-year tokens and checks with this one
+key, so a new key would have to keep the old one verifying for ten years; and cdi-apiserver and cdi
+controller read it once, at start.
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ Embedded mode has one administrator, who may clone from any namespace, so the st
 `open_cluster`) allows every cross-namespace clone; it still adds the clone token
 (`cdi.admission.clonetoken`), so the clone controllers check the same token on both backends.
 
-The key is its own, not the upload token ring (which rotates daily and keeps one previous key: an extended
-clone token lives 10 years, as upstream's, whose `cdi-api-signing-key` never rotates either). It is an
+The key is its own, not the upload token ring (which rotates daily and keeps a retired key only for an
+upload token's lifetime), and it is not rotated: an extended clone token lives 10 years, as upstream's,
+whose `cdi-api-signing-key` never rotates either, so a rotated key would have to keep verifying for ten
+years — a ring that only grows, for no gain in safety while the old keys still verify. It is an
 RSA-2048 key in a PKCS#8 PEM file (`SigningKeyFile`, mode 0600), created by the first process that needs
 it — `cdi serve` at start, or a CLI command creating a clone DataVolume before any `cdi serve` ran — and
 never replaced: a second process racing to create it loads the winner's (the file is linked into place,
