@@ -44,7 +44,7 @@ from cdi.controllers.upload.credentials import (
 )
 from cdi.controllers.upload.resolver import ClusterUploadResolver
 from cdi.controllers.upload.rotation import Schedule, leaf_due
-from cdi.pki import KeyPair, issue
+from cdi.pki import KeyPair, issue, signed_by
 from cdi.runtime.types import Clock
 from uploadproxy.credentials import DEFAULT_INTERVAL, CredentialFiles
 from uploadproxy.main import ProxyConfig, ProxyServer
@@ -150,9 +150,10 @@ class EmbeddedUploadProxy:
         _write(self.files.upload_server_ca, ca.bundle())
         client = await self._client_secret(ca.signer, ca.bundle(), now, policies.client.duration)
         _write_pair(self.files.client_cert, self.files.client_key, KeyPair(client["tls.crt"], client["tls.key"]))
-        proxy_ca = await ensure_proxy_ca(self._cluster, now, self._namespace)
-        _write(self._proxy_ca_file, proxy_ca.cert_pem)
         current = _read_pair(self.files.server_cert, self.files.server_key)
+        earlier = current is not None and signed_by(current.cert_pem, ca.signer.cert_pem)
+        proxy_ca = await ensure_proxy_ca(self._cluster, now, self._namespace, adopt=ca.signer if earlier else None)
+        _write(self._proxy_ca_file, proxy_ca.cert_pem)
         if leaf_due(current.cert_pem if current else None, now, policies.server, (proxy_ca.cert_pem,)):
             names = SERVER_NAMES if self._address in SERVER_NAMES else (*SERVER_NAMES, self._address)
             pair = issue(proxy_ca, "cdi-uploadproxy", now, names=names, lifetime=policies.server.duration)

@@ -133,9 +133,15 @@ async def ensure_ca(cluster: Cluster, now: datetime, namespace: str = CDI_NAMESP
     return (await ensure_ca_keys(cluster, now, namespace)).signer
 
 
-async def ensure_proxy_ca(cluster: Cluster, now: datetime, namespace: str = CDI_NAMESPACE) -> KeyPair:
-    data = decode(await _get_or_create(cluster, _secret(PROXY_CA_SECRET, namespace, dict(
-        _pair_data(new_ca(PROXY_CA_COMMON_NAME, now))))))
+async def ensure_proxy_ca(cluster: Cluster, now: datetime, namespace: str = CDI_NAMESPACE, *,
+                          adopt: KeyPair | None = None) -> KeyPair:
+    """The embedded proxy's serving CA, made on first use — or `adopt`ed: a control plane from before this CA
+    existed signed the proxy with the upload-server CA, which clients of an upload in flight still pin."""
+    try:
+        data = decode(await cluster.get("v1", "Secret", PROXY_CA_SECRET, namespace))
+    except NotFound:
+        pair = adopt or new_ca(PROXY_CA_COMMON_NAME, now)
+        data = decode(await _get_or_create(cluster, _secret(PROXY_CA_SECRET, namespace, dict(_pair_data(pair)))))
     return KeyPair(data["tls.crt"], data["tls.key"])
 
 
