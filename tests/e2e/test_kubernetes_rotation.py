@@ -17,7 +17,14 @@ from typing import Any, TypeVar
 import pytest
 
 from cdi.contracts import deployment as dep
-from cdi.controllers.upload.credentials import BUNDLE_KEY, CA_SECRET, CLIENT_SECRET, TOKEN_KEYS_SECRET, RingSecret
+from cdi.controllers.upload.credentials import (
+    BUNDLE_CONFIG_MAP,
+    BUNDLE_KEY,
+    CA_SECRET,
+    CLIENT_SECRET,
+    TOKEN_KEYS_SECRET,
+    RingSecret,
+)
 from cdi.pki import signed_by, split_bundle
 from tests.support.backends import install_crds
 from tests.support.kubecluster import KubeBinariesUnavailable, KubeCluster, kube_binaries
@@ -57,6 +64,10 @@ def test_cdi_controller_rotates_the_upload_ca_client_certificate_and_token_keys(
         install_crds(cluster)
         cluster.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                        "metadata": {"name": dep.NAMESPACE}})
+        # As `cdi manifests` installs it, for a cluster's upload proxy to mount.
+        cluster.request("POST", f"/api/v1/namespaces/{dep.NAMESPACE}/configmaps", {
+            "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": BUNDLE_CONFIG_MAP},
+            "data": {BUNDLE_KEY: "stale"}})
         cluster.request("POST", "/apis/cdi.kubevirt.io/v1beta1/cdis", {
             "apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "CDI", "metadata": {"name": "cdi"},
             "spec": {"certConfig": {"ca": {"duration": "20s", "renewBefore": "10s"},
@@ -85,6 +96,12 @@ def test_cdi_controller_rotates_the_upload_ca_client_certificate_and_token_keys(
                 found = secret(cluster, CLIENT_SECRET)
                 return found if found and signed_by(found["tls.crt"], after["tls.crt"]) else None
 
+            def mounted() -> bytes | None:
+                found = cluster.request("GET", f"/api/v1/namespaces/{dep.NAMESPACE}/configmaps/{BUNDLE_CONFIG_MAP}")
+                bundle = str((found.get("data") or {}).get(BUNDLE_KEY, "")).encode()
+                return bundle if after["tls.crt"] in split_bundle(bundle) else None
+
+            wait("the proxy's mounted bundle to hold the new CA", mounted, deployment)
             assert after["tls.crt"] in split_bundle(wait("the client certificate under the new CA", moved,
                                                          deployment)["ca.crt"])
 

@@ -172,3 +172,11 @@ def test_schedule_from_the_environment() -> None:
     assert Schedule.from_environ({}) == Schedule()
     fast = Schedule.from_environ({"CDI_CREDENTIAL_REFRESH_INTERVAL": "0.5", "CDI_TOKEN_KEY_ROTATION_INTERVAL": "20"})
     assert (fast.refresh, fast.propagation, fast.token_interval) == (0.5, 1.5, 20.0)
+
+
+def test_the_secret_and_config_map_names_are_the_installs() -> None:
+    from cdi.controllers.upload import credentials as creds
+    from cdi.install import tls
+
+    assert (creds.CA_SECRET, creds.CLIENT_SECRET, creds.BUNDLE_CONFIG_MAP, creds.BUNDLE_KEY) == (
+        tls.UPLOADSERVER_CA_SECRET, tls.UPLOADSERVER_CLIENT_SECRET, tls.UPLOADSERVER_CA_BUNDLE, tls.BUNDLE_KEY)
