@@ -3,11 +3,12 @@ continues there instead of starting over.
 
 A record says: which source (identity: URL, ETag, Last-Modified, size, digest), how many of its bytes
 were consumed and hashed (`wire_offset`), how many decoded bytes are on the target and synced
-(`target_offset`), the wire bytes read past the decoder's restart point (`carry`: a gzip member or
-xz stream ends inside a read, so the bytes after it are kept here rather than hashed twice), the
-format, the compression layer, and the checksum's hash state (`importer.hashstate`). A record whose
-import cannot be resumed (qcow2, nested compression, zstd, no validators) still says so in
-`not_resumable`, so the next attempt can tell the user why it starts over.
+(`target_offset`), the wire bytes read past the decoder's restart point (`carry`: a gzip member, xz
+block or zstd frame ends inside a read, so the bytes after it are kept here rather than hashed
+twice), what the decoder needs to restart there (`decoder_state`: an xz stream's header and the
+blocks seen so far, for its index), the format, the compression layer, and the checksum's hash state
+(`importer.hashstate`). A record whose import cannot be resumed (qcow2, nested compression, no
+validators) still says so in `not_resumable`, so the next attempt can tell the user why it starts over.
 
 Order and atomicity (who calls: `importer.transfer` through `Checkpointer`): the target's data is
 written and fsynced first, then the record is written to a temporary file, fsynced, renamed over the
@@ -75,17 +76,21 @@ class Checkpoint:
     wire_offset: int = 0
     target_offset: int = 0
     carry: bytes = b""
+    decoder_state: bytes = b""  # what a decoder restarting at the boundary needs (an xz stream's header, blocks)
     hash_state: bytes | None = None
     hash_library: str = ""
     not_resumable: str | None = None
     version: int = field(default=VERSION)
 
-    def advanced(self, wire_offset: int, target_offset: int, carry: bytes, hash_state: bytes | None) -> Checkpoint:
-        return replace(self, wire_offset=wire_offset, target_offset=target_offset, carry=carry, hash_state=hash_state)
+    def advanced(self, wire_offset: int, target_offset: int, carry: bytes, hash_state: bytes | None,
+                 decoder_state: bytes = b"") -> Checkpoint:
+        return replace(self, wire_offset=wire_offset, target_offset=target_offset, carry=carry, hash_state=hash_state,
+                       decoder_state=decoder_state)
 
     def to_json(self) -> str:
         doc: dict[str, Any] = asdict(self)
         doc["carry"] = base64.b64encode(self.carry).decode()
+        doc["decoder_state"] = base64.b64encode(self.decoder_state).decode()
         doc["hash_state"] = base64.b64encode(self.hash_state).decode() if self.hash_state is not None else None
         return json.dumps(doc, separators=(",", ":"), sort_keys=True)
 
@@ -97,8 +102,9 @@ class Checkpoint:
                 raise CheckpointCorrupt(f"checkpoint version {doc.get('version')!r}, expected {VERSION}")
             identity = SourceIdentity(**doc.pop("identity"))
             carry = base64.b64decode(doc.pop("carry"), validate=True)
+            decoder_state = base64.b64decode(doc.pop("decoder_state", ""), validate=True)
             state = doc.pop("hash_state")
-            record = cls(identity=identity, carry=carry,
+            record = cls(identity=identity, carry=carry, decoder_state=decoder_state,
                          hash_state=base64.b64decode(state, validate=True) if state is not None else None, **doc)
         except CheckpointCorrupt:
             raise
@@ -204,10 +210,10 @@ class Checkpointer:
                 or (wire_offset > self._last_wire and self._clock() - self._last_time >= self._every_seconds))
 
     def save(self, wire_offset: int, target_offset: int, carry: bytes, hash_state: bytes | None,
-             started: float) -> None:
+             started: float, decoder_state: bytes = b"") -> None:
         """`started`: the clock when the caller began syncing the target (counted in `seconds`)."""
         assert self._base is not None
-        kept = self.store.save(self._base.advanced(wire_offset, target_offset, carry, hash_state))
+        kept = self.store.save(self._base.advanced(wire_offset, target_offset, carry, hash_state, decoder_state))
         now = self._clock()
         self.saved += kept
         self._stopped = not kept  # the store is full (a device's data reached its slots): no more syncs

@@ -2,7 +2,7 @@
 a restart cannot continue it), and the hook the writer calls after each chunk, which, when a record
 is due and the decoder can restart here, syncs the target and saves the offsets, the bytes read past
 the restart point and the checksum's state. Raw images restart at any consistent chunk; compressed
-raw images at the end of a gzip member, xz stream or zstd frame (`DecompressingReader.boundary`).
+raw images at the end of a gzip member, xz block or zstd frame (`DecompressingReader.boundary`).
 
 `importer.transfer` calls these for a fresh attempt and continues a record in `resume_transfer`;
 records and their stores are `importer.checkpoint`, the decision to resume is `importer.resume`.
@@ -88,6 +88,7 @@ def writer_hook(checkpoints: CheckpointPlan | None, meter: Meter,
             return  # raw: the target offset is the source offset, or this is not a consistent point
         started = checkpointer.now()
         target_offset = writer.sync()
-        checkpointer.save(meter.count, target_offset, carry, meter.hash_state(), started)
+        state = decoder.state() if isinstance(decoder, DecompressingReader) else b""
+        checkpointer.save(meter.count, target_offset, carry, meter.hash_state(), started, state)
 
     return hook

@@ -1,24 +1,26 @@
 """Image format detection by magic numbers, beneath any stack of gzip, xz and zstd.
 
 `open_image` peels compression layers one at a time (multi-member gzip, multi-stream xz and
-multi-frame zstd included, zstd frame by frame through `importer.zstdframes`), then names the image
-format of what is left; the decompressors say when they are between members, streams or frames
-(`boundary`), where a checkpoint can restart them. Unlike upstream, nested
-compression is unwrapped fully (up to `MAX_LAYERS`), ISO 9660 is recognised (its magic is at 0x8001,
-beyond upstream's 512-byte header), and formats we refuse to import are named here: LUKS and text
-VMDK descriptors (which point at other files) as unsafe, and every other format qemu-img's probing
-recognises by its header (qcow v1, QED, Parallels, Bochs, cloop, VMDK 3) as `Invalid format <name>`, the
-words upstream's qemu-img validation uses. Upstream sees those formats because qemu-img probes what
-it downloaded; we stream raw without asking qemu-img, so without this table they would be written
-to the volume as if they were raw disks. Only data that matches no magic at all is raw. (qemu
-recognises DMG by its file name, not its header, so a DMG is raw to both.) Runs in the transfer
-thread; its neighbour `importer.transfer` decides what to do with the detected format.
+multi-frame zstd included; xz block by block through `importer.xzblocks`, zstd frame by frame through
+`importer.zstdframes`), then names the image format of what is left; the decompressors say when they
+are between gzip members, xz blocks or zstd frames (`boundary`), where a checkpoint can restart them.
+Unlike upstream, nested compression is unwrapped fully (up to `MAX_LAYERS`), ISO 9660 is recognised
+(its magic is at 0x8001, beyond upstream's 512-byte header), and formats we refuse to import are
+named here: LUKS and text VMDK descriptors (which point at other files) as unsafe, and every other
+format qemu-img's probing recognises by its header (qcow v1, QED, Parallels, Bochs, cloop, VMDK 3) as
+`Invalid format <name>`, the words upstream's qemu-img validation uses. Upstream sees those formats
+because qemu-img probes what it downloaded; we stream raw without asking qemu-img, so without this
+table they would be written to the volume as if they were raw disks. Only data that matches no magic
+at all is raw. (qemu recognises DMG by its file name, not its header, so a DMG is raw to both.) Runs
+in the transfer thread; its neighbour `importer.transfer` decides what to do with the detected format.
 """
 
 from __future__ import annotations
 
 import lzma
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -26,6 +28,7 @@ from typing import Protocol
 import zstandard
 
 from importer.errors import InvalidImage, UnsafeImage
+from importer.xzblocks import XzBlocks, XzFormatError
 from importer.zstdframes import FrameError, ZstdFrames
 
 MIN_HEADER = 512
@@ -161,56 +164,48 @@ class PrefixReader:
 
 
 _EMPTY_GZIP = zlib.compress(b"", wbits=31)
-_EMPTY_XZ = lzma.compress(b"")
 
 
 class _MemberReader:
-    """gzip members or xz streams, one after another, through zlib/lzma decompressor objects fed 64 KiB
-    (gzip: zlib copies the unconsumed input on every call, so less is better) or 256 KiB (xz) at a
-    time. The stdlib file wrappers feed 8 KiB per call, which costs ~15% on a mostly-zero disk image.
-    Semantics are theirs: gzip's zero padding between members is skipped and anything else after a
-    member must be another member; bytes after the last complete xz stream that are not a stream are
-    ignored; input ending inside a member or stream raises EOFError.
-    Between members (streams), `boundary` gives the input read past the end of the last one: a
-    checkpoint can restart decompression there. `at_boundary=True` starts as if a member had just
-    ended (a resumed import), so zero padding and the end of the input are handled as between members."""
+    """gzip members one after another, through zlib decompressor objects fed 64 KiB at a time (zlib
+    copies the unconsumed input on every call, so less is better; the stdlib file wrapper feeds 8 KiB
+    per call, which costs ~15% on a mostly-zero disk image). Semantics are gzip's: zero padding
+    between members is skipped and anything else after a member must be another member; input
+    ending inside a member raises EOFError.
+    Between members, `boundary` gives the input read past the end of the last one: a checkpoint can
+    restart decompression there. `at_boundary=True` starts as if a member had just ended (a resumed
+    import), so zero padding and the end of the input are handled as between members."""
 
-    def __init__(self, kind: Compression, inner: Reader, *, at_boundary: bool = False) -> None:
-        self._kind = kind
+    def __init__(self, inner: Reader, *, at_boundary: bool = False) -> None:
         self._inner = inner
-        self._gzip = zlib.decompressobj(31) if kind is Compression.GZIP else None
-        self._xz = lzma.LZMADecompressor() if kind is Compression.XZ else None
-        if at_boundary and self._gzip is not None:
+        self._gzip = zlib.decompressobj(31)
+        if at_boundary:
             self._gzip.decompress(_EMPTY_GZIP)
-        if at_boundary and self._xz is not None:
-            self._xz.decompress(_EMPTY_XZ)
-        self._input_size = (64 if kind is Compression.GZIP else 256) << 10
         self._done = False
 
     def boundary(self) -> bytes | None:
         """The input read past the last complete member when between members, else None."""
-        member = self._gzip if self._gzip is not None else self._xz
-        if member is None or not member.eof:
-            return None
-        if self._gzip is not None and self._gzip.unconsumed_tail:
+        member = self._gzip
+        if not member.eof or member.unconsumed_tail:
             return None
         return member.unused_data
+
+    def state(self) -> bytes:
+        return b""
 
     def read(self, size: int = -1, /) -> bytes:
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(1 << 20), b""))
         while not self._done:
-            out = self._read_gzip(size) if self._gzip is not None else self._read_xz(size)
-            if out:
+            if out := self._read_gzip(size):
                 return out
         return b""
 
     def _more(self) -> bytes:
-        return self._inner.read(self._input_size)
+        return self._inner.read(64 << 10)
 
     def _read_gzip(self, size: int) -> bytes:
         member = self._gzip
-        assert member is not None
         if member.eof:
             data = member.unused_data.lstrip(b"\0")
             while not data:
@@ -227,48 +222,44 @@ class _MemberReader:
             raise EOFError("gzip member ended early")
         return out
 
-    def _read_xz(self, size: int) -> bytes:
-        stream = self._xz
-        assert stream is not None
-        if stream.eof:
-            data = stream.unused_data or self._more()
-            if not data:
-                self._done = True
-                return b""
-            self._xz = stream = lzma.LZMADecompressor()
-            try:
-                return stream.decompress(data, size)
-            except lzma.LZMAError:  # not another stream: trailing bytes, ignored as LZMAFile does
-                self._done = True
-                return b""
-        data = self._more() if stream.needs_input else b""
-        if stream.needs_input and not data:
-            raise EOFError("xz stream ended early")
-        return stream.decompress(data, size)
-
 
 class DecompressingReader:
     """A decompressor whose errors become import failures a user can act on."""
 
-    def __init__(self, kind: Compression, inner: Reader, *, at_boundary: bool = False) -> None:
+    def __init__(self, kind: Compression, inner: Reader, *, at_boundary: bool = False, state: bytes = b"") -> None:
+        """`at_boundary` (and, for xz, `state`): continue from a checkpoint's restart point."""
         self.kind = kind
         self._inner: Reader
-        self._members: _MemberReader | ZstdFrames
-        if kind in (Compression.GZIP, Compression.XZ):
-            self._inner = self._members = _MemberReader(kind, inner, at_boundary=at_boundary)
+        self._members: _MemberReader | XzBlocks | ZstdFrames
+        if kind is Compression.GZIP:
+            self._inner = self._members = _MemberReader(inner, at_boundary=at_boundary)
+        elif kind is Compression.XZ:
+            self._inner = self._members = XzBlocks(inner, at_boundary=at_boundary, state=state)
         else:  # a zstd reader starts between frames: `at_boundary` is how it always starts
             self._inner = self._members = ZstdFrames(inner)
 
     def boundary(self) -> bytes | None:
-        """The input read past the last complete member, stream or frame, when between them; else None."""
-        return self._members.boundary()
+        """The input read past the last complete member, block or frame, when between them; else None.
+        (Finding out may read a little further: the end of an xz block, a zstd frame's last byte.)"""
+        with self._translated():
+            return self._members.boundary()
+
+    def state(self) -> bytes:
+        """What a reader continuing from this boundary needs besides the input (an xz stream's header
+        and the blocks seen so far, for its index); empty for gzip and zstd."""
+        return self._members.state()
 
     def read(self, size: int = -1, /) -> bytes:
-        try:
+        with self._translated():
             return self._inner.read(size)
+
+    @contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
         except EOFError as e:
             raise InvalidImage(f"{self.kind} stream ended before its end marker: the image is truncated") from e
-        except (OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError, FrameError) as e:
+        except (OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError, FrameError, XzFormatError) as e:
             raise InvalidImage(f"{self.kind} stream is corrupt: {e}") from e
 
 

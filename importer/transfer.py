@@ -13,7 +13,7 @@ Checkpoints: when the plan carries a `CheckpointPlan`, `importer.checkpointing` 
 target is consistent as it is written (raw images, and raw images compressed once with gzip, xz or
 zstd). `resume_transfer` continues such a record: the meter's hash and count are restored, the
 carried bytes are replayed above the meter (they were hashed before) and a fresh decoder starts at
-the member, stream or frame boundary.
+the gzip member, xz block or zstd frame boundary.
 
 `importer.pipeline` calls `transfer` via `asyncio.to_thread` with a reader bridged from the source,
 then runs the async steps (qemu-img, resize, commit) on what this returns.
@@ -226,7 +226,7 @@ def resume_transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int,
     reader: Reader = wire
     if record.compression is not None:
         compression = (Compression(record.compression),)
-        decoder = DecompressingReader(compression[0], wire, at_boundary=True)
+        decoder = DecompressingReader(compression[0], wire, at_boundary=True, state=record.decoder_state)
         reader, layers = decoder, (wire, decoder, PrefixReader(b"", decoder))
     image = OpenedImage(reader, compression, ImageFormat(record.format), b"", layers)
     plan.checkpoints.checkpointer.begin(record)

@@ -156,6 +156,9 @@ class ZstdFrames:
             self._finish_frame()
         return self._split.pending()
 
+    def state(self) -> bytes:
+        return b""  # a fresh reader starts between frames: nothing else to carry
+
     def read(self, size: int = -1, /) -> bytes:
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(1 << 20), b""))

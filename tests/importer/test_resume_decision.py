@@ -21,7 +21,8 @@ from importer.resume import Decision, Observed, Outcome, confirm, decide, descri
 
 IDENTITY = SourceIdentity("http://example.test/disk.img", etag='"5f-abc"', last_modified="Tue, 01 Dec 2026", size=95)
 RECORD = Checkpoint(IDENTITY, "raw", "gz", checksum="sha256:" + "0" * 64, wire_offset=64, target_offset=128,
-                    carry=b"\x1f\x8b\x08", hash_state=b"\x01" * 112, hash_library="OpenSSL 3.0.19 27 Jan 2026")
+                    carry=b"\x1f\x8b\x08", decoder_state=b"\xfd7zXZ\x00\x00\x04", hash_state=b"\x01" * 112,
+                    hash_library="OpenSSL 3.0.19 27 Jan 2026")
 
 
 def test_record_round_trips_through_json() -> None:

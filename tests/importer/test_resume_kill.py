@@ -1,7 +1,7 @@
 """A killed importer resumes: the real `cdi-importer` is SIGKILLed at a random point of the download,
 restarted on the same volume, and must produce a byte-identical disk while fetching in total no more
 than the image plus one checkpoint interval (plus the one read and, for compressed images, the one
-gzip member, xz stream or zstd frame in flight when the record was due). Sources: nginx, moto's S3
+gzip member, xz block or zstd frame in flight when the record was due). Sources: nginx, moto's S3
 and the GCS emulator, each behind a throttling relay (`tests.support.shaper`) that counts what the
 importer fetched across both attempts. The kill point is a byte count: the relay holds there, and the
 importer is killed once its last record is within one interval of it (it has taken in what it got:
@@ -66,6 +66,9 @@ def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (directory / "disk.raw.gz").write_bytes(_members(data, lambda d: gzip.compress(d, 1)))
     (directory / "disk.raw.xz").write_bytes(_members(data, lambda d: lzma.compress(d, preset=0)))
     (directory / "disk.raw.zst").write_bytes(_members(data, zstandard.ZstdCompressor(level=1).compress))
+    blocks = directory / "blocks.raw"  # one xz stream of 1 MiB blocks, as `xz -T` writes them
+    blocks.write_bytes(data)
+    subprocess.run(["xz", "-0", "-T2", f"--block-size={MEMBER}", str(blocks)], check=True)
     (directory / "single.raw.gz").write_bytes(gzip.compress(data, 1))
     subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(directory / "disk.raw"),
                     str(directory / "disk.qcow2")], check=True)
@@ -182,7 +185,8 @@ def resume_after_kill(volume: Volume, env: dict[str, str], relay: ShapedRelay, w
     return message, relay.downstream
 
 
-CASES = [("disk.raw", 0), ("disk.raw.gz", MEMBER), ("disk.raw.xz", MEMBER), ("disk.raw.zst", MEMBER)]
+CASES = [("disk.raw", 0), ("disk.raw.gz", MEMBER), ("disk.raw.xz", MEMBER), ("blocks.raw.xz", MEMBER),
+         ("disk.raw.zst", MEMBER)]
 
 
 @pytest.mark.parametrize(("name", "member"), CASES)
