@@ -7,9 +7,10 @@ spec: stream header, block headers, LZMA2 chunk headers up to the end marker, bl
 check, index, stream footer) and decodes each block with a fresh `LZMADecompressor` fed the stream's
 header and that block alone: liblzma still checks the block header's CRC32 and the block's check
 (CRC64, SHA-256...) in C. The index is checked here against the blocks seen (sizes, count, CRC32),
-and the footer against the header, as liblzma would. Between blocks, `boundary()` gives the input
-read past the last block, and `state()` what a fresh reader needs to continue the stream (its header
-and the blocks seen, for the index check). Stream padding and several streams are read as before;
+and the footer against the header, as liblzma would (in constant memory: a count, size sums and a
+CRC32 of the records, however many blocks a hostile stream has). Between blocks, `boundary()` gives
+the input read past the last block, and `state()` what a fresh reader needs to continue the stream:
+its header and that summary of the blocks seen. Stream padding and several streams are read as before;
 bytes after the last stream that are not a stream are ignored (as `lzma.LZMAFile` does); input that
 ends inside a stream raises EOFError. Used by `importer.formats`.
 """
@@ -28,6 +29,30 @@ _MAGIC = b"\xfd7zXZ\x00"
 _CHECK_SIZES = (0, 4, 4, 4, 8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64)
 _INPUT = 256 << 10
 _RECORD = struct.Struct("<QQ")
+_SUMMARY = struct.Struct("<QQQI")  # blocks, unpadded sizes, uncompressed sizes, CRC32 of the records
+
+
+class _Blocks:
+    """The blocks of a stream as its index must list them, in constant memory (as liblzma's index
+    hash does): their count, the sums of their sizes and a CRC32 over the records."""
+
+    def __init__(self, summary: bytes = b"") -> None:
+        self.count, self.unpadded, self.uncompressed, self.crc = (
+            _SUMMARY.unpack(summary) if summary else (0, 0, 0, 0))
+
+    def add(self, unpadded: int, uncompressed: int) -> None:
+        self.count += 1
+        self.unpadded += unpadded
+        self.uncompressed += uncompressed
+        self.crc = zlib.crc32(_RECORD.pack(unpadded, uncompressed), self.crc)
+
+    def summary(self) -> bytes:
+        return _SUMMARY.pack(self.count, self.unpadded, self.uncompressed, self.crc)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Blocks) and self.summary() == other.summary()
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class XzFormatError(ValueError):
@@ -78,8 +103,7 @@ class XzBlocks:
         self._in = _Input(inner)
         self._streams = 1 if at_boundary else 0
         self._header = state[:12]  # the current stream's header; empty between streams
-        self._records: list[tuple[int, int]] = [
-            _RECORD.unpack_from(state, at) for at in range(12, len(state), _RECORD.size)]  # (unpadded, size)
+        self._blocks = _Blocks(state[12:])
         self._block: lzma.LZMADecompressor | None = None
         self._header_size = 0
         self._data = 0  # LZMA2 bytes of the current block walked so far; -1 once its end marker was seen
@@ -108,13 +132,13 @@ class XzBlocks:
                 self._stash += block.decompress(piece, _INPUT)  # nothing, in a valid stream
             if self._stash or not block.needs_input:
                 return None
-            self._records.append((self._unpadded, self._output))
+            self._blocks.add(self._unpadded, self._output)
             self._block = None
         return self._in.pending()
 
     def state(self) -> bytes:
         """What `XzBlocks(state=...)` needs to continue from this boundary."""
-        return self._header + b"".join(_RECORD.pack(*r) for r in self._records) if self._header else b""
+        return self._header + self._blocks.summary() if self._header else b""
 
     def read(self, size: int = -1, /) -> bytes:
         if size is None or size < 0:
@@ -151,7 +175,7 @@ class XzBlocks:
         header = self._in.take(12)
         if zlib.crc32(header[6:8]) != int.from_bytes(header[8:12], "little") or header[6] or header[7] & 0xF0:
             raise XzFormatError("xz stream header is corrupt or of an unsupported version")
-        self._header, self._records = header, []
+        self._header, self._blocks = header, _Blocks()
         self._streams += 1
 
     def _start_block(self) -> None:
@@ -210,7 +234,7 @@ class XzBlocks:
             elif piece := self._next_piece():
                 out = block.decompress(piece, size)
             else:  # all of the block was fed and decoded: liblzma has checked its check
-                self._records.append((self._unpadded, self._output))
+                self._blocks.add(self._unpadded, self._output)
                 self._block = None
                 return b""
             if out:
@@ -232,19 +256,21 @@ class XzBlocks:
     def _end_stream(self) -> None:
         """Check the index against the blocks seen, and the footer against the header."""
         index = bytearray(self._in.need(1))
-        if self._varint(index) != len(self._records):
+        if self._varint(index) != self._blocks.count:
             raise XzFormatError("xz index does not match the blocks of its stream")
-        records = [(self._varint(index), self._varint(index)) for _ in self._records]
+        records = _Blocks()
+        for _ in range(self._blocks.count):
+            records.add(self._varint(index), self._varint(index))
         padding = self._in.need(-len(index) % 4)
         index += padding
         crc = self._in.need(4)
         if any(padding) or zlib.crc32(index) != int.from_bytes(crc, "little"):
             raise XzFormatError("xz index is corrupt")
-        if records != self._records:
+        if records != self._blocks:
             raise XzFormatError("xz index does not match the blocks of its stream")
         footer = self._in.need(12)
         if (footer[10:12] != b"YZ" or footer[8:10] != self._header[6:8]
                 or zlib.crc32(footer[4:10]) != int.from_bytes(footer[0:4], "little")
                 or (int.from_bytes(footer[4:8], "little") + 1) * 4 != len(index) + 4):
             raise XzFormatError("xz stream footer is corrupt or does not match its header")
-        self._header, self._records = b"", []
+        self._header, self._blocks = b"", _Blocks()

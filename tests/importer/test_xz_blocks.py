@@ -9,6 +9,7 @@ import io
 import lzma
 import random
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,46 @@ def test_corruption_is_refused(blocks_xz: bytes, where: object, what: str) -> No
 def test_truncated_streams_are_refused(blocks_xz: bytes, cut: int) -> None:
     with pytest.raises(InvalidImage, match="truncated"):
         DecompressingReader(Compression.XZ, io.BytesIO(blocks_xz[:cut])).read()
+
+
+def _varints(data: bytes, at: int, count: int) -> tuple[list[int], int]:
+    values = []
+    for _ in range(count):
+        value, shift = 0, 0
+        while True:
+            byte = data[at]
+            at += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        values.append(value)
+    return values, at
+
+
+def _encode(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def test_an_index_that_lists_the_blocks_out_of_order_is_refused(blocks_xz: bytes) -> None:
+    """The index's CRC32 is valid, its sizes add up, but its records are not the blocks as they came."""
+    backward = (int.from_bytes(blocks_xz[-8:-4], "little") + 1) * 4
+    start = len(blocks_xz) - 12 - backward
+    index = blocks_xz[start:-12]
+    (count,), at = _varints(index, 1, 1)
+    fields, end = _varints(index, at, 2 * count)
+    records = list(zip(fields[::2], fields[1::2], strict=True))
+    other = next(i for i, record in enumerate(records) if record != records[0])
+    records[0], records[other] = records[other], records[0]
+    body = index[:at] + b"".join(_encode(u) + _encode(s) for u, s in records)
+    body += bytes(-len(body) % 4)
+    assert len(body) + 4 == backward
+    forged = blocks_xz[:start] + body + zlib.crc32(body).to_bytes(4, "little") + blocks_xz[-12:]
+    assert end <= len(index)
+    with pytest.raises(InvalidImage, match="does not match the blocks"):
+        DecompressingReader(Compression.XZ, io.BytesIO(forged)).read()
