@@ -165,6 +165,7 @@ class ContainerLauncher:
         self.usage: dict[str, MemoryUsage] = {}
         self._swept: set[str] = set()
         self._devices: dict[str, list[Owner]] = {}  # device nodes' owners before a run took them
+        self._kills_before: dict[str, int | None] = {}
 
     @property
     def image(self) -> str:
@@ -187,6 +188,7 @@ class ContainerLauncher:
         self._devices[run.name] = await asyncio.to_thread(_prepare_mounts, run)
         spec.log.parent.mkdir(parents=True, exist_ok=True)
         environ = self._settings.environ(os.environ) | by_name
+        self._kills_before[run.name] = oom_kills()  # the kernel's count before the run: see `finish`
         with open(spec.log, "ab") as out:
             try:
                 client = await asyncio.create_subprocess_exec(
@@ -216,7 +218,7 @@ class ContainerLauncher:
     async def finish(self, run: ContainerRun, client: asyncio.subprocess.Process, cgroup: MemoryCgroup | None,
                      log_file: Path) -> ExitStatus:
         """Wait for a run to end, read how it ended, and remove what is left of it."""
-        kills_before = oom_kills()
+        kills_before = self._kills_before.pop(run.name, None)
         returncode = await client.wait()
         code, out, _ = await podman(self._settings, "inspect", "--type", "container", run.name)
         state = parse_state(out) if code == 0 else None
