@@ -154,14 +154,16 @@ def kill_part_way(volume: Volume, env: dict[str, str], relay: ShapedRelay, at: i
     return log
 
 
-def recorded_within(load: Callable[[], Checkpoint | None], lag: int, start: int = 0) -> Callable[[int], bool]:
-    """Whether the record is at most `lag` bytes behind the relay's hold (`start`: relay bytes before)."""
+def recorded_within(load: Callable[[], Checkpoint | None], lag: int, start: int = 0,
+                    beyond: int = 0) -> Callable[[int], bool]:
+    """Whether there is a record past `beyond` at most `lag` bytes behind the relay's hold (`start`:
+    the source offset the relay's first byte had)."""
     def caught_up(held: int) -> bool:
         try:
             record = load()
         except CheckpointCorrupt:
             return False
-        return record is not None and record.wire_offset >= held - start - lag
+        return record is not None and record.wire_offset > beyond and record.wire_offset >= start + held - lag
     return caught_up
 
 
@@ -315,8 +317,9 @@ def test_killed_twice_resumes_twice(volume: Volume, server: NginxServer, image_d
         first = store.load()
         assert first is not None
         relay.reset()
-        kill_part_way(volume, env, relay, wire_size // 3,
-                      caught_up=recorded_within(store.load, INTERVAL + READ + MEMBER, start=-first.wire_offset))
+        kill_part_way(volume, env, relay, (wire_size - first.wire_offset) // 2,
+                      caught_up=recorded_within(store.load, INTERVAL + READ + MEMBER, start=first.wire_offset,
+                                                beyond=first.wire_offset))
         second = store.load()
         assert first is not None and second is not None and second.wire_offset > first.wire_offset
         code, message, log = volume.run(env)
