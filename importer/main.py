@@ -4,10 +4,11 @@ data path, serves progress, writes the termination message and exits with upstre
 JSON message the controller acts on), 1 on any other failure. `run` builds the real object graph;
 everything below it takes its collaborators as arguments.
 
-Before it reads the source, an importer looks for an earlier attempt's checkpoint on a Filesystem
-volume (`importer.checkpoint`), decides with `importer.resume` whether to continue it, asks the
-source for the rest (`open_at`) and confirms the answer; whichever way it goes, the decision and its
-reason go into the termination message (`resumeDecision`) for the controller's event."""
+Before it reads the source, an importer looks for an earlier attempt's checkpoint on its volume
+(`importer.checkpoint` beside the partial disk, `importer.checkpointdevice` at a Block volume's
+end), decides with `importer.resume` whether to continue it, asks the source for the rest (`open_at`)
+and confirms the answer; whichever way it goes, the decision and its reason go into the termination
+message (`resumeDecision`) for the controller's event."""
 
 from __future__ import annotations
 
