@@ -163,8 +163,8 @@ class ControlPlane:
         self.home.mkdir(parents=True)
         cdi = str(Path(sys.executable).with_name("cdi"))
         with (self.home / "serve.log").open("ab") as log:
-            self._process = subprocess.Popen(in_client([cdi, "serve"]), env=self.env, stdout=log,
-                                             stderr=subprocess.STDOUT)
+            self._process = subprocess.Popen(in_client([cdi, "serve", "--pod-runtime", "process"]), env=self.env,
+                                             stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.cdi("get", "cdiconfig", "config").returncode == 0 and "started" in self.log():

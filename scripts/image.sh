@@ -8,6 +8,9 @@
 #                                                      OPTIONS are passed to `podman run`
 #   bash scripts/image.sh podman ARGS...               any podman command on the private storage
 #                                                      (e.g. `podman save -o pycdi.tar REF`)
+#   bash scripts/image.sh ref                          the reference this tree builds to, without
+#                                                      building or installing anything (`cdi serve
+#                                                      --pod-runtime auto` runs pods only in it)
 #
 # Installs what it needs (podman, runc, mmdebstrap from apt; as root, only what is missing). podman's
 # storage and configuration live in a private directory (PYCDI_PODMAN_HOME, by default
@@ -204,14 +207,20 @@ run_in_image() {
     --entrypoint "$1" "$IMAGE_REF" "${@:2}"
 }
 
+print_ref() {
+  CONTEXT_DIR="$(mktemp -d "${TMPDIR:-/tmp}/pycdi-context.XXXXXX")"
+  echo "$IMAGE_REPO:$(stage_context "$CONTEXT_DIR")"
+}
+
 main() {
+  if [ "${1:-}" = ref ]; then print_ref; return; fi
   install_packages
   configure_podman
   case "${1:-build}" in
     build) build ;;
     run) shift; run_in_image "$@" ;;
     podman) shift; exec podman "$@" ;;
-    *) log "unknown command '$1' (build, run, podman)"; exit 2 ;;
+    *) log "unknown command '$1' (build, run, podman, ref)"; exit 2 ;;
   esac
 }
 

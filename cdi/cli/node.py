@@ -12,6 +12,8 @@ It also serves the one kubelet API path the API server needs for `kubectl logs`
 port) and records the port in the Node's status. Callers must present a client certificate signed by
 `--client-ca-file`, or by default by the cluster's client CA (the `client-ca-file` of
 `kube-system/extension-apiserver-authentication`); with neither, the API is not served and the log says so.
+`--pod-runtime`/`--pod-image` choose processes or podman containers for the pods, as for `cdi serve`
+(`cdi.cli.podruntime`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdi.cli import podruntime
 from cdi.cli.daemon import run_until_stopped
 from cdi.cluster.errors import ApiError
 from cdi.cluster.protocol import Cluster
@@ -58,26 +61,38 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--client-ca-file", type=Path, default=None,
                         help="CA that signs the API server's kubelet client certificate (default: the cluster's "
                              "client CA from kube-system/extension-apiserver-authentication)")
+    podruntime.add_options(parser)
     parser.set_defaults(run=lambda args, home: asyncio.run(run(
         args.kubeconfig, home, args.pod_backoff,
-        KubeletOptions(args.kubelet_address, args.kubelet_port, args.client_ca_file))))
+        KubeletOptions(args.kubelet_address, args.kubelet_port, args.client_ca_file),
+        PodRuntime(args.pod_runtime, args.pod_image))))
 
 
-async def run(kubeconfig: Path | None, home: Path, pod_backoff: float, kubelet: KubeletOptions) -> int:
+@dataclass(frozen=True)
+class PodRuntime:
+    runtime: str = "process"
+    image: str | None = None
+
+
+async def run(kubeconfig: Path | None, home: Path, pod_backoff: float, kubelet: KubeletOptions,
+              pods: PodRuntime) -> int:
     return await run_until_stopped(lambda stop: serve_node(kubeconfig, home, stop, pod_backoff=pod_backoff,
-                                                           kubelet=kubelet))
+                                                           kubelet=kubelet, pods=pods))
 
 
 async def serve_node(kubeconfig: Path | None, home: Path, stop: asyncio.Event, *, pod_backoff: float = 10.0,
-                     kubelet: KubeletOptions | None = None) -> None:
+                     kubelet: KubeletOptions | None = None, pods: PodRuntime | None = None) -> None:
     home.mkdir(parents=True, exist_ok=True)
     clock = SystemClock()
     kubelet = kubelet or KubeletOptions()
+    pods = pods or PodRuntime()
+    launcher = await podruntime.launcher_for(pods.runtime, pods.image)
     async with await connect(kubeconfig) as cluster:
         manager = Manager(cluster, clock=clock, lock_path=home / NODE_LOCK)
         api, port = await _start_kubelet_api(cluster, home, kubelet)
         try:
-            runner = await add_node_agent(manager, cluster, home, clock, backoff_base=pod_backoff, kubelet_port=port)
+            runner = await add_node_agent(manager, cluster, home, clock, backoff_base=pod_backoff, kubelet_port=port,
+                                          launcher=launcher)
             log.info("node agent for %s serving %s", cluster.transport.server, home)
             try:
                 await manager.run(stop)

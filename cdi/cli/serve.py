@@ -9,21 +9,20 @@ to a DataVolume created to clone from another namespace, signed with the clone k
 (`cdi.embedded.clonetokens`, created here at start if missing), which the controllers check. SIGINT/SIGTERM stop it
 gracefully; importer processes die with it and are restarted when it comes back. With `--metrics-port`
 (off by default; 0 picks a free port, logged) the control plane's Prometheus metrics are served on
-127.0.0.1 at `/metrics` (`cdi.monitoring`). `--pod-runtime` chooses how worker pods run: as processes (the default),
-as podman containers of the project's image (`container`, built by scripts/image.sh; `--pod-image`),
-or `auto` (containers where podman and the image are there, else processes)."""
+127.0.0.1 at `/metrics` (`cdi.monitoring`). `--pod-runtime` chooses how worker pods run (`cdi.cli.podruntime`):
+`auto` (the default) as podman containers of the image built from this code where it is built, else as
+processes; `container` insists on containers; `process` never uses them."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdi.cli import podruntime
 from cdi.cli.daemon import run_until_stopped
-from cdi.cli.errors import CliError
 from cdi.cli.proxyhost import EmbeddedUploadProxy
 from cdi.cli.state import LOCK_FILE, clone_key_path, store_path, token_keys_path
 from cdi.cli.tokenkeys import TokenKeyFile
@@ -33,7 +32,6 @@ from cdi.controllers.setup import ControllerOptions, cdi_controllers, observe_cl
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.clonetokens import SigningKeyFile, clone_token_mutation
 from cdi.embedded.nodeagent import add_node_agent
-from cdi.embedded.pods.containers import DEFAULT_IMAGE, RUNTIMES, PodmanSettings, RuntimeUnavailable, choose_launcher
 from cdi.embedded.uploadtokens import KeyRingFile, upload_token_reviews
 from cdi.monitoring import ControlPlaneMetrics, MetricsServer
 from cdi.runtime.lock import ProcessLock
@@ -51,7 +49,7 @@ class ServeOptions:
     uploadproxy_port: int = 31443
     metrics_port: int | None = None  # None: no metrics endpoint; 0: a free port
     pod_runtime: str = "process"  # "process", "container" or "auto"
-    pod_image: str = DEFAULT_IMAGE  # the image worker pods run in with the container runtime
+    pod_image: str | None = None  # the container runtime's image; None: this checkout's (`cdi.cli.podruntime`)
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,12 +60,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="port of the upload proxy on 127.0.0.1 (0 picks a free one; default 31443)")
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus metrics at 127.0.0.1:PORT/metrics (0 picks a free one; default off)")
-    parser.add_argument("--pod-runtime", choices=RUNTIMES, default="process",
-                        help="how worker pods run: process (default), container (podman, the project's image; "
-                             "fails where podman or the image is missing) or auto (container where possible)")
-    parser.add_argument("--pod-image", default=DEFAULT_IMAGE,
-                        help=f"the image of the container runtime (default {DEFAULT_IMAGE}, which "
-                             f"`bash scripts/image.sh` tags)")
+    podruntime.add_options(parser)
     parser.set_defaults(run=lambda args, home: asyncio.run(serve_forever(
         home, ServeOptions(pod_backoff_base=args.pod_backoff, uploadproxy_port=args.uploadproxy_port,
                            metrics_port=args.metrics_port, pod_runtime=args.pod_runtime,
@@ -102,11 +95,7 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     await asyncio.to_thread(clone_key.ring)  # made now, not on the first clone
     metrics = ControlPlaneMetrics() if options.metrics_port is not None else None
     manager = Manager(cluster, clock=clock, metrics=metrics.runtime if metrics is not None else None)
-    try:
-        launcher = await choose_launcher(options.pod_runtime, PodmanSettings.from_environment(os.environ),
-                                         options.pod_image)
-    except RuntimeUnavailable as e:
-        raise CliError(str(e)) from e
+    launcher = await podruntime.launcher_for(options.pod_runtime, options.pod_image)
     runner = await add_node_agent(manager, cluster, home, clock, backoff_base=options.pod_backoff_base,
                                   backoff_cap=options.pod_backoff_cap, launcher=launcher)
     await cdiconfig.ensure_config(cluster)

@@ -44,7 +44,7 @@ class MetricsControlPlane(ControlPlane):
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen([str(Path(sys.executable).with_name("cdi")), "serve", "--pod-backoff", str(self.pod_backoff),
+            self.process = subprocess.Popen([str(Path(sys.executable).with_name("cdi")), "serve", "--pod-runtime", "process", "--pod-backoff", str(self.pod_backoff),
                                              "--uploadproxy-port", "0", "--metrics-port", "0"],
                                             env=self.env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30

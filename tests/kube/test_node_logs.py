@@ -36,7 +36,7 @@ def node(kube_cluster: KubeCluster, tmp_path: Path) -> Iterator[Path]:
     home.mkdir()
     with (home / "node.log").open("ab") as out:
         process = subprocess.Popen([str(Path(sys.executable).with_name("cdi")), "node", "--kubeconfig",
-                                    str(kube_cluster.kubeconfig_path), "--kubelet-port", "0", "--pod-backoff", "0.5"],
+                                    str(kube_cluster.kubeconfig_path), "--kubelet-port", "0", "--pod-backoff", "0.5", "--pod-runtime", "process"],
                                    env={**os.environ, "CDI_HOME": str(home)}, stdout=out, stderr=subprocess.STDOUT)
     try:
         yield home

@@ -114,7 +114,7 @@ class KubeDeployment:
         for name, args in (("controller", ["controller", "--kubeconfig", str(controller), "--namespace",
                                            self.namespace, "--health-port", "0"]),
                            ("node", ["node", "--kubeconfig", str(self.kubeconfig), "--pod-backoff", "0.5",
-                                     "--kubelet-port", "0"])):
+                                     "--pod-runtime", "process", "--kubelet-port", "0"])):
             with (self.home / f"{name}.log").open("ab") as out:
                 self.processes.append(subprocess.Popen([_cdi(), *args], env=env, stdout=out,
                                                        stderr=subprocess.STDOUT))

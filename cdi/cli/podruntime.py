@@ -1,0 +1,68 @@
+"""`--pod-runtime` and `--pod-image` of `cdi serve` and `cdi node`: how the local node runs worker pods.
+
+`auto` (the default) runs them as podman containers where podman works and the image holds *this*
+code, and as processes otherwise, saying why in the log. "This code" matters: a container image built
+from an older tree would run older importers under newer controllers. In a checkout, the image is
+therefore the one `bash scripts/image.sh` builds from the tree as it is now (`image.sh ref` names it
+without building, by the same hash of the build context); when that one is not built, pods run as
+processes until it is. An installed package (no `scripts/`) uses `--pod-image` as given, by default
+the release's image. `container` insists (and fails with the reason); `process` never tries. The
+launcher itself is `cdi.embedded.pods.containers`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from cdi.cli.errors import CliError
+from cdi.embedded.pods.containers import (
+    DEFAULT_IMAGE,
+    RUNTIMES,
+    ContainerLauncher,
+    PodmanSettings,
+    RuntimeUnavailable,
+    choose_launcher,
+)
+
+log = logging.getLogger("cdi.node")
+IMAGE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "image.sh"
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pod-runtime", choices=RUNTIMES, default="auto",
+                        help="how worker pods run: auto (default: podman containers of the image of this code "
+                             "where it is built, processes otherwise), container (fails where it cannot) or "
+                             "process")
+    parser.add_argument("--pod-image", default=None,
+                        help="the image of the container runtime (default: the one `bash scripts/image.sh` builds "
+                             f"from this checkout, else {DEFAULT_IMAGE})")
+
+
+async def tree_image(script: Path = IMAGE_SCRIPT) -> str | None:
+    """The reference `scripts/image.sh` builds this checkout to; None outside a checkout."""
+    if not script.is_file():
+        return None
+    process = await asyncio.create_subprocess_exec("bash", str(script), "ref", stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        log.warning("`%s ref` failed (%s): worker pods cannot use this checkout's image", script,
+                    err.decode(errors="replace").strip())
+        return None
+    return out.decode().strip().splitlines()[-1] if out.strip() else None
+
+
+async def launcher_for(runtime: str, image: str | None) -> ContainerLauncher | None:
+    """The launcher `--pod-runtime`/`--pod-image` ask for (None: processes); `CliError` when `container`
+    cannot run."""
+    if runtime == "process":
+        return None
+    chosen = image or await tree_image() or DEFAULT_IMAGE
+    try:
+        return await choose_launcher(runtime, PodmanSettings.from_environment(os.environ), chosen)
+    except RuntimeUnavailable as e:
+        raise CliError(str(e)) from e
