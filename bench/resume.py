@@ -1,8 +1,9 @@
 """`python -m bench.resume`: what a checkpointed import costs, and what resuming after a kill saves
 (issue 15, part 1).
 
-For each image (raw, gzip in 8 MiB members, zstd in 8 MiB frames; a disk of `--size` MiB, half of it
-data sliced from the machine's own binaries, as `bench.images` builds them), served by nginx through
+For each image (raw, gzip in 8 MiB members, xz in 8 MiB blocks, zstd in 8 MiB frames; a disk of
+`--size` MiB, half of it data sliced from the machine's own binaries, as `bench.images` builds them),
+served by nginx through
 a throttling relay (`tests.support.shaper`, `--rate` MiB/s, which also counts every byte the
 importer fetched), the real `cdi-importer` runs:
 
@@ -73,7 +74,9 @@ def build_images(directory: Path, size: int) -> list[str]:
     compressor = zstandard.ZstdCompressor(level=3)
     (directory / "disk.raw.zst").write_bytes(b"".join(compressor.compress(data[i:i + MEMBER])
                                                       for i in range(0, len(data), MEMBER)))
-    return ["disk.raw", "disk.raw.gz", "disk.raw.zst"]
+    # One xz stream of 8 MiB blocks, as `xz -T` writes them (24 MiB blocks at its default level).
+    subprocess.run(["xz", "-k", "-1", "-T2", f"--block-size={MEMBER}", str(raw)], check=True)
+    return ["disk.raw", "disk.raw.gz", "disk.raw.xz", "disk.raw.zst"]
 
 
 class Importer:
@@ -169,7 +172,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100, help="link rate in MiB/s (default 100)")
     parser.add_argument("--interval", type=int, default=64, help="checkpoint interval in MiB (default 64, as in pods)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per image; each column keeps its fastest")
-    parser.add_argument("--only", default="", help="comma-separated image names (disk.raw, disk.raw.gz, disk.raw.zst)")
+    parser.add_argument("--only", default="",
+                        help="comma-separated image names (disk.raw, disk.raw.gz, disk.raw.xz, disk.raw.zst)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cdi-resume-bench-") as tmp:
         work = Path(tmp)
