@@ -1,13 +1,14 @@
 """`--pod-runtime` and `--pod-image` of `cdi serve` and `cdi node`: how the local node runs worker pods.
 
-`auto` (the default) runs them as podman containers where podman works and the image holds *this*
+`auto` (the default of `cdi serve`) runs them as podman containers where podman works and the image holds *this*
 code, and as processes otherwise, saying why in the log. "This code" matters: a container image built
 from an older tree would run older importers under newer controllers. In a checkout, the image is
 therefore the one `bash scripts/image.sh` builds from the tree as it is now (`image.sh ref` names it
 without building, by the same hash of the build context); when that one is not built, pods run as
 processes until it is. An installed package (no `scripts/`) uses `--pod-image` as given, by default
-the release's image. `container` insists (and fails with the reason); `process` never tries. The
-launcher itself is `cdi.embedded.pods.containers`.
+the release's image. `container` insists (and fails with the reason); `process` never tries. `cdi node`
+defaults to `process`: its pods in containers against a real API server are not proven by a test yet (an
+import there stalled). The launcher itself is `cdi.embedded.pods.containers`.
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ log = logging.getLogger("cdi.node")
 IMAGE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "image.sh"
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pod-runtime", choices=RUNTIMES, default="auto",
-                        help="how worker pods run: auto (default: podman containers of the image of this code "
-                             "where it is built, processes otherwise), container (fails where it cannot) or "
-                             "process")
+def add_options(parser: argparse.ArgumentParser, *, default: str = "auto") -> None:
+    parser.add_argument("--pod-runtime", choices=RUNTIMES, default=default,
+                        help=f"how worker pods run (default {default}): auto (podman containers of the image of "
+                             "this code where it is built, processes otherwise), container (fails where it "
+                             "cannot) or process")
     parser.add_argument("--pod-image", default=None,
                         help="the image of the container runtime (default: the one `bash scripts/image.sh` builds "
                              f"from this checkout, else {DEFAULT_IMAGE})")
