@@ -17,7 +17,7 @@ import tarfile
 from pathlib import Path
 
 from importer.errors import ImageTooLarge, InvalidImage, UnsafeArchive
-from importer.formats import Reader
+from importer.reader import Reader
 
 STAGING_NAME = ".cdi-archive-staging"
 # Members are checked by `_check_member` before extraction; tell Pythons that know about extraction

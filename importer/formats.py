@@ -23,21 +23,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
 
 import zstandard
 
 from importer.errors import InvalidImage, UnsafeImage
+from importer.reader import Reader
 from importer.xzblocks import XzBlocks, XzFormatError
 from importer.zstdframes import FrameError, ZstdFrames
 
 MIN_HEADER = 512
 PEEK_SIZE = 0x8001 + 5 + 1024  # room for the ISO 9660 volume descriptor magic
 MAX_LAYERS = 4
-
-
-class Reader(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
 
 
 class Compression(StrEnum):

@@ -38,11 +38,11 @@ from importer.formats import (
     ImageFormat,
     OpenedImage,
     PrefixReader,
-    Reader,
     open_image,
 )
 from importer.qcow2header import Qcow2Header
 from importer.qcow2stream import Decline, DiskOutput, Qcow2Stream, SpoolExhausted, read_layout
+from importer.reader import Reader
 from importer.target import Target
 from importer.writer import CHUNK, SparseWriter
 

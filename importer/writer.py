@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from importer.blockio import no_space_guard, zero_range
 from importer.errors import ImageTooLarge
-from importer.formats import Reader
+from importer.reader import Reader
 
 CHUNK = 1 << 20
 BLOCK = 64 << 10

@@ -23,7 +23,7 @@ import zlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from importer.formats import Reader
+    from importer.reader import Reader
 
 _MAGIC = b"\xfd7zXZ\x00"
 _CHECK_SIZES = (0, 4, 4, 4, 8, 8, 8, 16, 16, 16, 32, 32, 32, 64, 64, 64)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import zstandard
 
 if TYPE_CHECKING:
-    from importer.formats import Reader
+    from importer.reader import Reader
 
 _MAGIC = 0xFD2FB528
 _SKIPPABLE = 0x184D2A50  # low 4 bits are free

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from importer.formats import Reader, read_up_to
+from importer.formats import read_up_to
 from importer.qcow2stream.engine import Engine
 from importer.qcow2stream.layout import Decline, Layout, read_layout
 from importer.qcow2stream.output import DiskOutput
 from importer.qcow2stream.spool import MEMORY_LIMIT, Spool, SpoolExhausted
 from importer.qcow2stream.tables import corrupt, parse_l1
+from importer.reader import Reader
 
 __all__ = ["Decline", "DiskOutput", "Layout", "Qcow2Stream", "SpoolExhausted", "read_layout"]
 

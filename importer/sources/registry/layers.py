@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from importer.errors import ImportFailure, InvalidImage
-from importer.formats import DecompressingReader, PrefixReader, Reader, detect_compression, read_up_to
+from importer.formats import DecompressingReader, PrefixReader, detect_compression, read_up_to
+from importer.reader import Reader
 from importer.sources.registry.blobs import VerifyingReader
 from importer.sources.registry.image import LayerOpener
 from importer.sources.registry.manifest import Descriptor
