@@ -48,7 +48,9 @@ class Installer(Protocol):
 
 
 # The spec fields that shape Deployments and certificates, which the embedded control plane does not have.
-_CLUSTER_ONLY = ("infra", "imagePullPolicy", "customizeComponents", "certConfig", "priorityClass")
+# certConfig is not among them: the certificate rotation controller (`cdi.controllers.upload.rotator`) reads it
+# in both modes.
+_CLUSTER_ONLY = ("infra", "imagePullPolicy", "customizeComponents", "priorityClass")
 
 
 class EmbeddedInstaller:

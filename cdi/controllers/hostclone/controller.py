@@ -27,7 +27,7 @@ from cdi.controllers.meta import annotations_of, meta, name_of, namespace_of, ui
 from cdi.controllers.placement import workload_placement
 from cdi.controllers.progress import ProgressScraper
 from cdi.controllers.upload.clonetarget import clone_client_name, clone_source_of
-from cdi.controllers.upload.credentials import CDI_NAMESPACE, ensure_ca
+from cdi.controllers.upload.credentials import CDI_NAMESPACE, ensure_ca_keys
 from cdi.controllers.upload.podspec import DEFAULT_IMAGE
 from cdi.controllers.workerpod import annotate, config_view, delete_quietly
 from cdi.pki import issue
@@ -121,10 +121,13 @@ class CloneSourceReconciler:
     async def _start(self, target: Object, o: Observation, pod_name: str) -> None:
         assert o.source is not None and o.upload_pod is not None
         config = await config_view(self._cluster)
-        ca = await ensure_ca(self._cluster, self._clock.now(), self._cdi_namespace)
+        keys = await ensure_ca_keys(self._cluster, self._clock.now(), self._cdi_namespace)
+        ca = keys.signer
         notes = annotations_of(target)
+        # The source trusts the whole bundle: during a CA rotation the upload server's certificate may come from
+        # the CA before or after the one that signs now.
         inputs = SourcePodInputs(
-            target=target, source=o.source, pod_name=pod_name, ca_pem=ca.cert_pem.decode(),
+            target=target, source=o.source, pod_name=pod_name, ca_pem=keys.bundle().decode(),
             upload_ip=str((o.upload_pod.get("status") or {}).get("podIP") or ""),
             owner_uid=notes.get(ann.ANN_OWNER_UID) or uid_of(target), image=self._image,
             preallocation=notes.get(ann.ANN_PREALLOCATION_REQUESTED, str(config.preallocation).lower()) == "true",
