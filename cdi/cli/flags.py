@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import re
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+from cdi import goduration
+
 _PLAIN_SECONDS = re.compile(r"\d+(?:\.\d*)?|\.\d+")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _TRUE, _FALSE = ("true", "t", "1", "yes", "y"), ("false", "f", "0", "no", "n")
 
 DEFAULT_NAMESPACE = "default"
@@ -32,15 +32,11 @@ def parse_duration(text: str) -> float:
 def _go_duration(value: str) -> float:
     if not value:
         raise argparse.ArgumentTypeError("invalid duration '': it must not be empty")
-    position, total = 0, 0.0
-    while position < len(value):
-        part = _DURATION_PART.match(value, position)
-        if part is None:
-            raise argparse.ArgumentTypeError(
-                f"invalid duration {value!r}: use a number of seconds or a duration such as 30s, 5m, 1h30m")
-        total += float(part.group(1)) * _UNIT_SECONDS[part.group(2)]
-        position = part.end()
-    return total
+    try:
+        return goduration.parse(value).total_seconds()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {value!r}: use a number of seconds or a duration such as 30s, 5m, 1h30m") from None
 
 
 def parse_bool(text: str) -> bool:

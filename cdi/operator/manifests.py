@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster, DeleteOptions, Object
 from cdi.contracts import deployment as dep
+from cdi.goduration import parse as go_duration
 from cdi.install import InstallOptions, render_all
 from cdi.install.objects import INSTALL_KINDS, document, metadata
 from cdi.install.tls import RENEW_BEFORE, Credentials, Lifetime, Lifetimes, credentials
@@ -48,16 +48,6 @@ DEPLOYMENTS = (dep.CONTROLLER, dep.APISERVER, dep.UPLOADPROXY)
 # Kinds an install may leave behind, listed when looking for stale objects.
 _STALE_KINDS = (*((k.api_version, k.kind) for k in INSTALL_KINDS), ("v1", "Service"), ("v1", "Secret"),
                 ("v1", "ConfigMap"))
-_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def go_duration(text: str) -> timedelta:
-    """A Go duration ("48h", "1h30m", "90m"); ValueError when it is not one."""
-    parts = _GO_DURATION.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration such as 48h or 1h30m")
-    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
 
 
 def lifetimes(cert_config: Mapping[str, Any] | None) -> tuple[Lifetimes, list[str]]:

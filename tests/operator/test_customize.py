@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
+from cdi.goduration import parse as go_duration
 from cdi.install import InstallOptions, render_all
 from cdi.install.operatorbundle import operator_bundle
 from cdi.install.tls import Lifetime, Lifetimes, credentials
 from cdi.operator.customize import CUSTOMIZER_ANNOTATION, customize, stamp
-from cdi.operator.manifests import deployment_ready, go_duration, lifetimes, pki_secret
+from cdi.operator.manifests import deployment_ready, lifetimes, pki_secret
 
 NOW = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
 

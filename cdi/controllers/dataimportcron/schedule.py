@@ -15,23 +15,20 @@ to annotations are RFC 3339 in UTC. Used by `cdi.controllers.dataimportcron.plan
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from croniter import croniter
 
+from cdi import goduration
 from cdi.api.cron import CronError, parse_cron
 
-_GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 # robfig/cron rounds `@every` below one second up to one second.
 _MIN_EVERY = timedelta(seconds=1)
 
 
 def every_interval(text: str) -> timedelta:
     """A Go duration (`90s`, `1h30m`) as a timedelta."""
-    seconds = sum(float(value) * _GO_UNITS[unit] for value, unit in _GO_DURATION.findall(text))
-    return max(timedelta(seconds=seconds), _MIN_EVERY)
+    return max(goduration.parse(text), _MIN_EVERY)
 
 
 def next_fire(schedule: str, after: datetime, zone: tzinfo = UTC) -> datetime:

@@ -28,12 +28,12 @@ lifetime plus leeway after it stopped signing, so every token it signed verifies
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final
 
+from cdi.goduration import parse as go_duration
 from cdi.pki import expiry, made, signed_by
 from cdi.tokens import DEFAULT_LIFETIME, DEFAULT_ROTATION_INTERVAL, LEEWAY
 
@@ -45,16 +45,6 @@ PROPAGATION_ENV: Final = "CDI_CREDENTIAL_PROPAGATION"
 TOKEN_ROTATION_ENV: Final = "CDI_TOKEN_KEY_ROTATION_INTERVAL"
 
 _SLACK = timedelta(seconds=2)  # certificate times are whole seconds
-_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def go_duration(text: str) -> timedelta:
-    """A Go duration ("48h", "1h30m", "90s"); ValueError when it is not one."""
-    parts = _GO_DURATION.findall(text)
-    if not text or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"{text!r} is not a duration such as 48h or 1h30m")
-    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from cdi import goduration
+
 RESTART_ALWAYS, RESTART_ON_FAILURE, RESTART_NEVER = "Always", "OnFailure", "Never"
 
 
@@ -69,12 +71,5 @@ def _expired(entry: Backoff, finished: float, backoff: BackoffPolicy) -> bool:
 
 
 def go_duration(seconds: float) -> str:
-    """A duration as Go prints it ("10s", "2m40s", "5m0s", "200ms"), for kubelet's back-off message."""
-    if seconds < 1:
-        return f"{round(seconds * 1000)}ms"
-    minutes, rest = divmod(round(seconds, 3), 60)
-    text = f"{rest:g}s"
-    if minutes:
-        hours, minutes = divmod(int(minutes), 60)
-        text = f"{minutes}m{text}" if not hours else f"{hours}h{minutes}m{text}"
-    return text
+    """A duration as Go prints it, for kubelet's back-off message."""
+    return goduration.format(seconds)
