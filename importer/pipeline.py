@@ -8,8 +8,8 @@ before download and by `qemu-img info` and `check` after it.
 On any failure the partial disk and scratch file are removed, so nothing looks imported, except
 that a checkpointed import (`ImportRequest.checkpoints`, `importer.checkpoint`) keeps its partial
 disk and record when the source broke off (a retryable failure), so the restarted pod continues it.
-Called by `importer.main`; the upload server calls it with its request body as the stream (and no
-checkpoints).
+Called by `importer.main`; the upload server calls it with its request body as the stream (with
+checkpoints at each chunk's end for resumable uploads, `importer.uploadserver.durable`).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ class CheckpointSettings:
     every_seconds: float
     source_resumable: bool
     resume: Checkpoint | None = None
+    checkpointer: Checkpointer | None = None  # who decides when a record is due (None: every N bytes or seconds)
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,8 @@ def _checkpoint_plan(stream: SourceStream, request: ImportRequest) -> Checkpoint
     settings = request.checkpoints
     if settings is None:
         return None
-    checkpointer = Checkpointer(settings.store, every_bytes=settings.every_bytes, every_seconds=settings.every_seconds)
+    checkpointer = settings.checkpointer or Checkpointer(settings.store, every_bytes=settings.every_bytes,
+                                                         every_seconds=settings.every_seconds)
     return CheckpointPlan(checkpointer, stream.identity, settings.source_resumable, settings.resume)
 
 

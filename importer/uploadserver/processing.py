@@ -18,12 +18,13 @@ from __future__ import annotations
 import asyncio
 import errno
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cdi.contracts.termination import TerminationMessage
 from cdi.contracts.upload_protocol import UPLOAD_COMPLETE
 from importer.blockio import is_block_device
+from importer.checkpoint import RecordStore, SourceIdentity
 from importer.errors import (
     ChecksumMismatch,
     ImageTooLarge,
@@ -33,13 +34,16 @@ from importer.errors import (
     UnsafeArchive,
     UnsafeImage,
 )
-from importer.pipeline import ImportOutcome, ImportRequest, Pipeline
+from importer.main import checkpoint_store
+from importer.pipeline import CheckpointSettings, ImportOutcome, ImportRequest, Pipeline
 from importer.progress import Progress
 from importer.qemu import ImageInfo, QemuImg
+from importer.resume import Decision
 from importer.sources.base import SourceStream
 from importer.target import Target, discover_target
 from importer.transfer import ScratchSpaceRequired
 from importer.uploadserver.config import UploadServerConfig
+from importer.uploadserver.durable import describe_upload
 from importer.uploadserver.gate import ServerResult, UploadGate
 from importer.uploadserver.isocheck import IsoProbe
 
@@ -83,6 +87,7 @@ class Processing:
     task: asyncio.Task[ImportOutcome]
     validated: asyncio.Event
     acknowledged: bool = False  # a client was told 200 before the pipeline ended (async semantics)
+    resume_note: Decision | None = None  # what became of an earlier server's upload (UploadResumed/StartedOver)
 
     async def until_validated(self) -> None:
         """Wait until the image passed validation or the pipeline ended (check `task` for which)."""
@@ -99,23 +104,40 @@ class Processor:
         self._qemu = qemu
         self._progress = progress
 
-    def target(self) -> Target:
-        return discover_target(self._config.data_path, self._config.image_size)
+    def target(self, *, keep_partial: bool = False) -> Target:
+        return discover_target(self._config.data_path, self._config.image_size, keep_partial=keep_partial)
+
+    def record_store(self) -> tuple[RecordStore, bool] | None:
+        """Where this volume keeps an upload's checkpoint, and whether a partial disk is there (None: a
+        Block volume too small for records)."""
+        found = checkpoint_store(self._config.data_path)
+        if found is None:
+            return None
+        store, partial = found
+        return store, True if partial is None else partial
 
     @property
     def block_target(self) -> bool:
         return is_block_device(self._config.data_path)
 
     def start(self, chunks: AsyncIterator[bytes], *, archive: bool, total: int | None,
-              description: str) -> Processing:
+              description: str, checkpoints: CheckpointSettings | None = None,
+              identity: SourceIdentity | None = None) -> Processing:
+        """Run the pipeline on `chunks`; with `checkpoints` (resumable uploads) it records how far the
+        disk is consistent, and with `checkpoints.resume` it continues that record's partial disk
+        (`chunks` then start at its offset)."""
         probe = IsoProbe()
-        plain = self.target()
+        resume = checkpoints.resume if checkpoints is not None else None
+        plain = self.target(keep_partial=resume is not None)
         target = VerifiedTarget(plain.data_path, plain.block, plain.available, verify=probe.verify)
         request = ImportRequest(target=target, scratch_dir=self._config.scratch_path, archive=archive,
                                 image_size=self._config.image_size, overhead=self._config.filesystem_overhead,
-                                preallocate=self._config.preallocation, checksum=None)
+                                preallocate=self._config.preallocation, checksum=None, checkpoints=checkpoints)
         validated = asyncio.Event()
-        stream = SourceStream(probe.tap(chunks), total, description)
+        # a resumed stream does not start with the image's header: the ISO probe has nothing to see
+        tapped = probe.tap(chunks) if resume is None else chunks
+        stream = SourceStream(tapped, total, description, identity=identity,
+                              start=resume.wire_offset if resume is not None else 0)
         pipeline = Pipeline(SignallingQemu(self._qemu, validated), self._progress)
         return Processing(asyncio.create_task(pipeline.run(stream, request)), validated)
 
@@ -152,6 +174,14 @@ def failure_reason(error: BaseException) -> tuple[str, bool]:
     return ImportFailure.reason, False
 
 
+def _stamp(processing: Processing, message: TerminationMessage) -> TerminationMessage:
+    """Add what became of an earlier server's upload, as the importer does for its restarts."""
+    note = processing.resume_note
+    if note is None:
+        return message
+    return replace(message, resume_decision=note.outcome.value, resume_message=describe_upload(note))
+
+
 def settle(gate: UploadGate, processing: Processing) -> None:
     """What the end of a pipeline means for the server. Success finishes it (exit 0, upstream's
     "Upload Complete"). A failure after a client was already told 200 (async) is fatal: exit 1 with
@@ -162,11 +192,11 @@ def settle(gate: UploadGate, processing: Processing) -> None:
         if task.cancelled() or (error is not None and not processing.acknowledged):
             gate.release()
         elif error is None:
-            gate.finish(ServerResult(0, TerminationMessage(
-                message=UPLOAD_COMPLETE, preallocation_applied=task.result().preallocation_applied)))
+            gate.finish(ServerResult(0, _stamp(processing, TerminationMessage(
+                message=UPLOAD_COMPLETE, preallocation_applied=task.result().preallocation_applied))))
         else:
             reason, retryable = failure_reason(error)
-            gate.finish(ServerResult(1, TerminationMessage(
-                message=f"Unable to process data: {describe(error)}", reason=reason, retryable=retryable)))
+            gate.finish(ServerResult(1, _stamp(processing, TerminationMessage(
+                message=f"Unable to process data: {describe(error)}", reason=reason, retryable=retryable))))
 
     processing.task.add_done_callback(done)

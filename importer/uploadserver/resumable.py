@@ -27,8 +27,12 @@ Durability: a chunk is acknowledged only when all its bytes have been consumed b
 pipeline (the transfer thread's decompressor and writer, through a queue of a few pieces), which
 lives as long as the upload-server process and is independent of any connection: a dropped client,
 proxy or connection never loses acknowledged bytes, and the server waits `resume_timeout` (30 min by
-default) for the next chunk. Acknowledged bytes are not fsynced and are not kept across an
-upload-server restart: after a restart the server reports offset 0 and the client starts over.
+default) for the next chunk. Across an upload-server restart (the process or pod killed): for a raw
+image every chunk is synced with a checkpoint record on the volume before its 200
+(`importer.uploadserver.durable`), so a new server reports the last acknowledged offset and continues
+there, and the client re-sends at most the chunk it was sending; a compressed image continues from
+the last gzip member, xz block or zstd frame boundary that was synced; qcow2 (converted while it
+streams) and archives start over, and the reason is logged and put in the termination message.
 At most one request feeds at a time; a newer request supersedes (cancels) an older one that may still
 be stuck on a half-dead connection. Memory per upload stays at a few MiB whatever the chunk size.
 """
@@ -38,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,11 +50,23 @@ from typing import Any
 from aiohttp import web
 
 from cdi.contracts import upload_protocol as up
+from importer.checkpoint import Checkpoint, RecordStore
 from importer.errors import ConfigurationError, TransferInterrupted
+from importer.pipeline import CheckpointSettings
+from importer.resume import Decision, Outcome
 from importer.uploadserver.bodies import CountedBody
+from importer.uploadserver.durable import (
+    ChunkCheckpointer,
+    Recovered,
+    observe,
+    refuse_resume,
+    upload_identity,
+)
 from importer.uploadserver.feed import ChunkFeed, FeedClosed
 from importer.uploadserver.gate import GateClosed, GateState, UploadGate
 from importer.uploadserver.processing import Processing, Processor, http_failure
+
+log = logging.getLogger(__name__)
 
 FINAL_WAIT = 25.0
 CHUNK_READ_IDLE = 120.0
@@ -71,6 +88,7 @@ class Session:
     closer: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     feeding: asyncio.Task[None] | None = None
+    checkpointer: ChunkCheckpointer | None = None
 
     def supersede(self) -> None:
         if self.feeding is not None:
@@ -85,6 +103,11 @@ class ResumableUploads:
         self._resume_timeout = resume_timeout
         self._settle = settle
         self._session: Session | None = None
+        found = processor.record_store()
+        self._store: RecordStore | None = found[0] if found is not None else None
+        self._recovered: Recovered | None = observe(*found) if found is not None else None
+        if self._recovered is not None and self._recovered.message:
+            log.info("%s", self._recovered.message)
 
     async def handle(self, request: web.Request, archive: bool) -> web.StreamResponse:
         if request.method in ("GET", "HEAD"):
@@ -100,6 +123,8 @@ class ResumableUploads:
         session = self._session
         if session is None:
             done = self._gate.state is GateState.DONE
+            if not done and (record := self._resumable_record()) is not None:
+                return 200, Phase.RECEIVING, record.wire_offset, ""
             return 200, Phase.SUCCEEDED if done else Phase.IDLE, 0, ""
         task, feed = session.processing.task, session.feed
         if task.done():
@@ -123,22 +148,48 @@ class ResumableUploads:
         session = self._session
         return session if session is not None and not session.processing.task.done() else None
 
-    def _start(self, request: web.Request, archive: bool) -> Session:
+    def _resumable_record(self) -> Checkpoint | None:
+        """The record an earlier server left that this one can continue (None once anything else began)."""
+        return self._recovered.record if self._recovered is not None else None
+
+    def _start(self, request: web.Request, archive: bool, offset: int) -> Session:
+        """A new pipeline: continuing the earlier server's record when `offset` is its offset, else from 0."""
         self._gate.acquire("resumable upload")
         total_text = request.headers.get(up.TOTAL_HEADER, "")
+        total = int(total_text) if total_text.isdigit() else None
+        resume, note = self._resume_for(archive, total, offset)
         feed = ChunkFeed(self._resume_timeout)
+        feed.offset = resume.wire_offset if resume is not None else 0
+        checkpointer = ChunkCheckpointer(self._store, asyncio.get_running_loop()) if self._store else None
+        settings = CheckpointSettings(checkpointer.store, 0, 0.0, True, resume, checkpointer) if checkpointer else None
         try:
-            processing = self._processor.start(feed.chunks(), archive=archive,
-                                               total=int(total_text) if total_text.isdigit() else None,
-                                               description="resumable upload")
+            processing = self._processor.start(feed.chunks(), archive=archive, total=total,
+                                               description="resumable upload", checkpoints=settings,
+                                               identity=upload_identity(archive, total))
         except BaseException:
             self._gate.release()
             raise
+        processing.resume_note = note
+        self._recovered = None  # a record is continued at most once; the pipeline now owns the volume
         self._settle(processing)
-        session = Session(feed, processing)
+        session = Session(feed, processing, checkpointer=checkpointer)
         session.closer = asyncio.create_task(self._close_when_done(session))
         self._session = session
         return session
+
+    def _resume_for(self, archive: bool, total: int | None, offset: int) -> tuple[Checkpoint | None, Decision | None]:
+        """The record to continue and what to tell about it (None, None: nothing from an earlier server)."""
+        recovered = self._recovered
+        if recovered is None or recovered.decision.outcome is Outcome.FRESH:
+            return None, None
+        record = recovered.record
+        if record is None:
+            return None, recovered.decision
+        if offset != record.wire_offset:
+            return None, Decision.over(f"the client started again at byte {offset}, not at {record.wire_offset}")
+        if why := refuse_resume(record, archive, total if total is not None else record.identity.size):
+            return None, Decision.over(f"this is another upload: {why}")
+        return record, recovered.decision
 
     @staticmethod
     async def _close_when_done(session: Session) -> None:
@@ -158,11 +209,13 @@ class ResumableUploads:
             return self._reply(413, f"chunks may be at most {up.MAX_CHUNK} bytes")
         session = self._live()
         if session is None:
-            if offset != 0:  # nothing to resume: a failed upload reports its failure, anything else 409
+            record = self._resumable_record()
+            resuming = record is not None and offset == record.wire_offset
+            if offset != 0 and not resuming:  # a failed upload reports its failure, anything else 409
                 failed = self._session is not None and self._gate.state is not GateState.DONE
                 return self._reply(None if failed else 409)
             try:
-                session = self._start(request, archive)
+                session = self._start(request, archive, offset)
             except GateClosed as e:
                 return self._reply(e.status, e.message)
             except (ConfigurationError, OSError) as e:
@@ -190,6 +243,8 @@ class ResumableUploads:
                 return 409, f"the upload already ended at offset {expected}"
             if final and offset + length < expected:
                 return 409, f"a final chunk must end at or after {expected}, the bytes already received"
+            if session.checkpointer is not None:  # a record is due once the pipeline has read this chunk
+                session.checkpointer.feeding(expected, offset + length)
             body = CountedBody(request.content.read, idle_timeout=CHUNK_READ_IDLE)
             task = asyncio.create_task(self._consume(feed, body, expected - offset))
             session.feeding = task
@@ -208,6 +263,8 @@ class ResumableUploads:
                 raise error
             if final and error is None and not feed.ended:
                 await feed.end()
+            elif error is None and session.checkpointer is not None:
+                await session.checkpointer.until_durable(expected, feed.offset, session.processing.task)
         return None
 
     @staticmethod

@@ -1,0 +1,161 @@
+"""Resumable uploads that survive an upload-server restart: a checkpoint at every chunk's end before
+the chunk is acknowledged, and, in a new server process, the decision whether to continue the
+recorded upload.
+
+The transfer thread's writer calls the importer's checkpoint hook (`importer.checkpointing`) after
+each write; `ChunkCheckpointer` makes a record due whenever the pipeline has read up to the end of
+the chunk being fed (`flush_at`), rather than every N bytes (compressed: at the first restart point
+at or past the start of the chunk being fed, `floor`). For a raw image the hook then syncs the
+partial disk and writes the record, and `until_durable` lets the chunk's request wait for it before
+its 200, so a killed server loses no acknowledged byte and the client re-sends at most the chunk it
+was sending. Compressed images (gzip, xz, zstd) are checkpointed only at a member, block or frame
+boundary: their requests wait until a record at or past the chunk's start exists (or the pipeline
+read the whole chunk without meeting a restart point), so a restart continues at most about one chunk
+plus one member/block/frame back when members are smaller than chunks (a single-member gzip has no
+boundary and starts over). qcow2 uploads
+are converted while they stream and start over, with the reason, as in the importer.
+
+The source identity of an upload is the endpoint and the size the client announced
+(`X-Upload-Total`): a resumed upload must announce the same size. Called by
+`importer.uploadserver.resumable`; records and stores are `importer.checkpoint`, the decision rules
+`importer.resume`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from importer import hashstate
+from importer.checkpoint import Checkpoint, CheckpointCorrupt, Checkpointer, RecordStore, SourceIdentity
+from importer.resume import Decision, Observed, Outcome, decide
+
+log = logging.getLogger(__name__)
+
+DURABLE_WAIT = 60.0  # a safety net: a raw pipeline reaches the chunk's end within a few writes
+COMPRESSED_WAIT = 5.0  # a chunk ending inside a member's trailer may produce no write to look at
+
+
+def upload_identity(archive: bool, total: int | None) -> SourceIdentity:
+    """What a record of this upload is checked against when a new server continues it."""
+    kind = "upload-archive" if archive else "upload"
+    return SourceIdentity(f"{kind}:resumable", size=total, version=f"{kind}:{total}")
+
+
+class ChunkCheckpointer(Checkpointer):
+    """A record is due when the pipeline has read up to `flush_at` (the end of the chunk being fed).
+    `due` and `save` run on the transfer thread; `flush_at` and `until_durable` on the event loop."""
+
+    def __init__(self, store: RecordStore, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(store, every_bytes=1 << 62, every_seconds=math.inf)
+        self._loop = loop
+        self._changed = asyncio.Event()
+        self.flush_at = 0
+        self.floor = 0
+        self.seen = 0
+        self.durable = 0
+        self.raw = False
+        self.began = False
+
+    def begin(self, base: Checkpoint) -> None:
+        super().begin(base)
+        self.durable = base.wire_offset
+        self.began = True
+        self.raw = base.compression is None and base.format != "qcow2" and base.not_resumable is None
+        self._loop.call_soon_threadsafe(self._changed.set)
+
+    def due(self, wire_offset: int) -> bool:
+        self.seen = wire_offset
+        if not self.raw:
+            self._loop.call_soon_threadsafe(self._changed.set)  # a compressed chunk's request may wait for this
+        if not self.active or wire_offset <= self.durable:
+            return False
+        if self.raw:
+            return wire_offset >= self.flush_at
+        # compressed: the first restart point the decoder reaches at or past the chunk being fed began
+        return self.durable < self.floor <= wire_offset
+
+    def feeding(self, start: int, end: int) -> None:
+        """A request feeds bytes [start, end): when to make the next record (event loop)."""
+        self.floor = max(self.floor, start)
+        self.flush_at = max(self.flush_at, end)
+
+    def save(self, wire_offset: int, target_offset: int, carry: bytes, hash_state: bytes | None,
+             started: float, decoder_state: bytes = b"") -> None:
+        super().save(wire_offset, target_offset, carry, hash_state, started, decoder_state)
+        self.durable = wire_offset
+        self._loop.call_soon_threadsafe(self._changed.set)
+
+    async def until_durable(self, start: int, end: int, pipeline: asyncio.Future[Any]) -> bool:
+        """Before a chunk [start, end) is acknowledged: wait until a record covers it (raw: all of it;
+        compressed: a restart point at or past `start`, or the pipeline read all of it without meeting
+        one). False when it was not waited for: the pipeline ended, has not written its first record
+        yet (still detecting the format), is not checkpointed (qcow2), or the wait timed out."""
+        limit = DURABLE_WAIT if self.raw else COMPRESSED_WAIT
+        try:
+            async with asyncio.timeout(limit):
+                while True:
+                    if not self.began or not self.active:
+                        return False
+                    if self._covered(start, end):
+                        return True
+                    if pipeline.done():
+                        return False
+                    self._changed.clear()
+                    waiter = asyncio.ensure_future(self._changed.wait())
+                    try:
+                        await asyncio.wait({waiter, pipeline}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        waiter.cancel()
+        except TimeoutError:
+            if self.raw:
+                log.warning("chunk ending at %d acknowledged before its checkpoint (none after %.0f s)", end, limit)
+            return False
+
+    def _covered(self, start: int, end: int) -> bool:
+        if self.raw:
+            return self.durable >= end
+        return self.durable >= start or self.seen >= end
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What a new server found of an earlier server's upload: the decision, and its sentence."""
+
+    decision: Decision
+    message: str
+
+    @property
+    def record(self) -> Checkpoint | None:
+        return self.decision.record if self.decision.outcome is Outcome.RESUMED else None
+
+
+def observe(store: RecordStore, partial_exists: bool) -> Recovered:
+    """Read the record an earlier server left and decide (pure rules in `importer.resume`)."""
+    unreadable = None
+    try:
+        record = store.load()
+    except CheckpointCorrupt as e:
+        record, unreadable = None, str(e)
+    decision = decide(Observed(record, unreadable, partial_exists, "", "upload", True, hashstate.library_version()))
+    return Recovered(decision, describe_upload(decision))
+
+
+def describe_upload(decision: Decision) -> str:
+    """The sentence for the log and the termination message (UploadResumed / UploadStartedOver)."""
+    record = decision.record
+    if decision.outcome is Outcome.RESUMED and record is not None:
+        of = f" of {record.identity.size}" if record.identity.size is not None else ""
+        return (f"Resumed the upload after an upload-server restart at byte {record.wire_offset}{of} "
+                f"({record.target_offset} bytes of the disk were already written)")
+    if decision.outcome is Outcome.STARTED_OVER:
+        return f"Started the upload over after an upload-server restart: {decision.reason}"
+    return ""
+
+
+def refuse_resume(record: Checkpoint, archive: bool, total: int | None) -> str | None:
+    """Why a PUT at the recorded offset does not continue `record` (another upload), or None."""
+    return record.identity.differs(upload_identity(archive, total))

@@ -1,0 +1,175 @@
+"""An upload server killed (SIGKILL) in the middle of a resumable upload, and started again on the same
+volume: the new server continues at the last acknowledged chunk (raw) or from the last synced gzip
+member boundary, the real `cdi image-upload` client (`ResumableUploader`) rides through the restart
+(connection refused while no server listens), and the disk is byte-identical to the image. A qcow2
+upload cannot continue (it is converted while it streams): it starts over and says so in the log
+and the termination message."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import hashlib
+import json
+import os
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cdi.cli.uploadclient import ResumableUploader, UploadJob
+from cdi.contracts.termination import TerminationMessage
+from tests.support.tls import TestPKI
+from tests.upload.support import HOST, sha256_prefix, upload_env
+from tests.upload.test_uploadserver_process import free_port, volumes
+
+CHUNK = 1 << 20
+RESUMED = re.compile(r"Resumed the upload after an upload-server restart at byte (\d+)")
+
+
+def token() -> str:
+    claims = base64.urlsafe_b64encode(json.dumps({"exp": time.time() + 3600}).encode()).decode().rstrip("=")
+    return f"e30.{claims}.sig"
+
+
+async def tokens() -> str:
+    return token()
+
+
+class Server:
+    """One upload-server process after another on the same volume and port."""
+
+    def __init__(self, tmp_path: Path, pki: TestPKI) -> None:
+        self.data, self.scratch = volumes(tmp_path)
+        self.port = free_port()
+        self.env = upload_env(pki, self.data, self.scratch, LISTEN_PORT=str(self.port))
+        self.logs: list[Path] = []
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.data.parent / f"server-{len(self.logs)}.log"
+        self.logs.append(log)
+        with log.open("wb") as sink:
+            self.process = subprocess.Popen([str(Path(sys.executable).with_name("cdi-uploadserver"))],
+                                            env={"PATH": os.environ["PATH"], **self.env}, stdout=subprocess.DEVNULL,
+                                            stderr=sink)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def log(self, index: int) -> str:
+        return self.logs[index].read_text()
+
+    def termination(self) -> TerminationMessage:
+        return TerminationMessage.parse((self.data.parent / "termination-log").read_text())
+
+
+async def upload_with_kill(server: Server, image: Path, mtls: ssl.SSLContext, kill_at: float) -> tuple[int, int]:
+    """Upload `image` with the real client, SIGKILL the server once `kill_at` of it was acknowledged and
+    start a new one; returns (the last offset acknowledged before the kill, the server's exit code)."""
+    size = image.stat().st_size
+    acknowledged: list[int] = []
+    reached = asyncio.Event()
+
+    def progress(offset: int, total: int) -> None:
+        acknowledged.append(offset)
+        if offset >= kill_at * total:
+            reached.set()
+
+    job = UploadJob(f"https://{HOST}:{server.port}", "default", "disk", image, mtls, chunk_size=CHUNK)
+    uploader = ResumableUploader(job, tokens, progress)
+    server.start()
+    client = asyncio.create_task(uploader.run())
+    waiter = asyncio.create_task(reached.wait())
+    await asyncio.wait({client, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    assert not client.done(), "the upload finished before the kill; make the image larger"
+    server.kill()
+    before = max(acknowledged)
+    assert before < size
+    await asyncio.sleep(1.0)  # the client meets a refused connection and retries
+    server.start()
+    await asyncio.wait_for(client, 120)
+    assert server.process is not None
+    code = await asyncio.to_thread(server.process.wait, 60)
+    assert uploader.interruptions >= 1
+    return before, code
+
+
+def random_image(path: Path, size: int) -> bytes:
+    data = hashlib.shake_256(path.name.encode()).digest(size)
+    path.write_bytes(data)
+    return data
+
+
+async def test_raw_upload_resumes_at_the_last_acknowledged_chunk(tmp_path: Path, pki: TestPKI,
+                                                                 mtls: ssl.SSLContext) -> None:
+    image = tmp_path / "disk.raw"
+    data = random_image(image, 48 * CHUNK)
+    server = Server(tmp_path, pki)
+    try:
+        before, code = await upload_with_kill(server, image, mtls, 0.4)
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+    assert code == 0, server.log(1)
+    resumed = RESUMED.search(server.log(1))
+    assert resumed is not None, server.log(1)
+    offset = int(resumed.group(1))
+    # nothing acknowledged was lost: the client re-sends only the chunk it was sending
+    assert before <= offset <= before + CHUNK
+    assert offset % CHUNK == 0
+    assert sha256_prefix(server.data / "disk.img", len(data)) == hashlib.sha256(data).hexdigest()
+    message = server.termination()
+    assert message.resume_decision == "Resumed"
+    assert message.message == "Upload Complete"
+
+
+async def test_multi_member_gzip_upload_resumes_at_a_member_boundary(tmp_path: Path, pki: TestPKI,
+                                                                     mtls: ssl.SSLContext) -> None:
+    raw = hashlib.shake_256(b"gzip members").digest(40 * CHUNK)
+    members = [gzip.compress(raw[i:i + CHUNK // 2], compresslevel=1) for i in range(0, len(raw), CHUNK // 2)]
+    image = tmp_path / "disk.raw.gz"
+    image.write_bytes(b"".join(members))
+    server = Server(tmp_path, pki)
+    try:
+        before, code = await upload_with_kill(server, image, mtls, 0.4)
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+    assert code == 0, server.log(1)
+    resumed = RESUMED.search(server.log(1))
+    assert resumed is not None, server.log(1)
+    offset = int(resumed.group(1))  # the wire bytes past the member boundary are in the record (its carry)
+    longest = max(len(m) for m in members)
+    # at most the chunk being sent plus the bytes back to the member boundary
+    assert before - CHUNK - longest <= offset <= before + CHUNK
+    assert sha256_prefix(server.data / "disk.img", len(raw)) == hashlib.sha256(raw).hexdigest()
+    assert server.termination().resume_decision == "Resumed"
+
+
+async def test_qcow2_upload_killed_midway_starts_over_and_says_so(tmp_path: Path, pki: TestPKI,
+                                                                  mtls: ssl.SSLContext) -> None:
+    raw = tmp_path / "source.raw"
+    data = random_image(raw, 24 * CHUNK)
+    image = tmp_path / "disk.qcow2"
+    await asyncio.to_thread(subprocess.run, ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(image)],
+                            check=True)
+    server = Server(tmp_path, pki)
+    try:
+        _, code = await upload_with_kill(server, image, mtls, 0.3)
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+    assert code == 0, server.log(1)
+    assert "Started the upload over after an upload-server restart" in server.log(1)
+    assert "qcow2" in server.log(1)
+    message = server.termination()
+    assert message.resume_decision == "StartedOver"
+    assert "qcow2" in (message.resume_message or "")
+    assert sha256_prefix(server.data / "disk.img", len(data)) == hashlib.sha256(data).hexdigest()
