@@ -2,12 +2,14 @@
 
 What kubelet, kube-scheduler and a local CSI provisioner do for one node: `add_node_agent` opens the
 storage pool, makes sure the default StorageClasses exist, re-attaches the volumes PVs record, registers
-the `Node` object (Ready, with its address), and adds the volume provisioner, the snapshot controller
-(where the cluster serves VolumeSnapshots) and the pod runner to a manager. `cdi serve` runs it on the
-embedded store beside CDI's controllers; `cdi node --kubeconfig` runs it alone against a real API server
-that has no kubelet, so that a real cluster plus `cdi controller` and `cdi node` imports a disk with real
-worker processes. Both read the cluster directly (no cache), as kubelet and a provisioner read their own
-state.
+the `Node` object (Ready, with its address; lifting the `not-ready` taint the API server's
+TaintNodesByCondition admission puts on every new Node, as the node lifecycle controller would: a
+cluster without kubelets may not run one, and the pod runner's scheduler honours taints), and adds the
+volume provisioner, the snapshot controller (where the cluster serves VolumeSnapshots) and the pod
+runner to a manager. `cdi serve` runs it on the embedded store beside CDI's controllers; `cdi node
+--kubeconfig` runs it alone against a real API server that has no kubelet, so that a real cluster plus
+`cdi controller` and `cdi node` imports a disk with real worker processes. Both read the cluster
+directly (no cache), as kubelet and a provisioner read their own state.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from cdi.runtime.types import Clock
 
 log = logging.getLogger("cdi.node")
 POOL_DIR = "pools/default"
+# The taints kube-controller-manager's node lifecycle controller keeps in step with the Ready condition
+# (Ready False / Unknown); a Node that is Ready carries neither.
+READY_CONDITION_TAINTS = frozenset({"node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"})
 
 
 def node_object(now: datetime, kubelet_port: int = 0) -> Object:
@@ -52,8 +57,16 @@ def node_object(now: datetime, kubelet_port: int = 0) -> Object:
     }
 
 
+def ready_taints(taints: list[Object]) -> list[Object]:
+    """The Node's taints once it is Ready: without those of a Node that is not (`READY_CONDITION_TAINTS`,
+    any effect), as the node lifecycle controller leaves them; every other taint is kept, in order."""
+    return [taint for taint in taints if taint.get("key") not in READY_CONDITION_TAINTS]
+
+
 async def register_node(cluster: Cluster, now: datetime, kubelet_port: int = 0) -> None:
-    """Create the Node if missing, and mark it Ready (the status subresource, as kubelet does)."""
+    """Create the Node if missing, mark it Ready (the status subresource, as kubelet does) and lift the
+    taints of a Node that is not Ready (the node lifecycle controller's part: a real API server taints
+    every new Node `not-ready`, and the test clusters run no such controller)."""
     desired = node_object(now, kubelet_port)
     try:
         await cluster.get("v1", "Node", NODE_NAME)
@@ -62,7 +75,15 @@ async def register_node(cluster: Cluster, now: datetime, kubelet_port: int = 0) 
             await cluster.create({k: v for k, v in desired.items() if k != "status"})
         except AlreadyExists:
             pass
-    await cluster.patch_status("v1", "Node", NODE_NAME, {"status": desired["status"]})
+    node = await cluster.patch_status("v1", "Node", NODE_NAME, {"status": desired["status"]})
+    taints = list((node.get("spec") or {}).get("taints") or [])
+    if (kept := ready_taints(taints)) != taints:
+        # resourceVersion: a taint someone adds meanwhile is not dropped by this whole-list write (Conflict).
+        version = node["metadata"]["resourceVersion"]
+        await cluster.patch("v1", "Node", NODE_NAME, {"metadata": {"resourceVersion": version},
+                                                      "spec": {"taints": kept}})
+        log.info("lifted taints %s: the Node is Ready", ", ".join(
+            sorted({str(t.get("key")) for t in taints} - {str(t.get("key")) for t in kept})))
 
 
 async def add_node_agent(manager: Manager, cluster: Cluster, home: Path, clock: Clock, *,

@@ -104,6 +104,8 @@ class KubeDeployment:
     kubeconfig: Path  # the cluster admin's: the node agent runs with it, and it installs the controller's RBAC
     home: Path
     namespace: str = dep.NAMESPACE  # the CDI namespace: the controller's account, leader Lease and Secrets
+    pod_runtime: str = "process"  # `cdi node --pod-runtime`: the existing tests run worker pods as processes
+    pod_image: str | None = None  # `cdi node --pod-image` (None: the node's default)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __enter__(self) -> KubeDeployment:
@@ -114,7 +116,8 @@ class KubeDeployment:
         for name, args in (("controller", ["controller", "--kubeconfig", str(controller), "--namespace",
                                            self.namespace, "--health-port", "0"]),
                            ("node", ["node", "--kubeconfig", str(self.kubeconfig), "--pod-backoff", "0.5",
-                                     "--pod-runtime", "process", "--kubelet-port", "0"])):
+                                     "--pod-runtime", self.pod_runtime, "--kubelet-port", "0",
+                                     *(["--pod-image", self.pod_image] if self.pod_image else [])])):
             with (self.home / f"{name}.log").open("ab") as out:
                 self.processes.append(subprocess.Popen([_cdi(), *args], env=env, stdout=out,
                                                        stderr=subprocess.STDOUT))
