@@ -3,7 +3,9 @@ front-proxy flags an aggregated API needs, CDI's CRDs, `cdi apiserver` registere
 (tokens signed with its `cdi-api-signing-key`), `cdi controller` + `cdi node` (the upload server runs as
 a pod of this machine) and `cdi uploadproxy --kubeconfig` (finds the upload pod by its IP, verifies the
 token with the signing key's public half, presents a client certificate of the upload-server CA). The
-upload of a qcow2 ends with the DataVolume Succeeded and the image's bytes on the volume.
+upload of a qcow2 ends with the DataVolume Succeeded and the image's bytes on the volume; once with the
+upload server as a process, once as a podman container of the project's image (skipped where podman or
+the image is not available).
 
 Everything CDI runs keeps its Secrets and Lease in namespace `cdi`, as an install's would; the set-up of
 the aggregated API is `tests/kube/test_apiserver.py`'s."""
@@ -23,6 +25,7 @@ import pytest
 
 from tests.e2e.test_datavolume_import import sha256_prefix
 from tests.e2e.test_kubernetes import _volume_of, _wait_succeeded
+from tests.e2e.test_kubernetes_containers import worker_image_or_skip
 from tests.kube.test_apiserver import NAMESPACE, PROXY_NAME, cdi_apiserver, front_proxy_args
 from tests.support.backends import install_crds
 from tests.support.catalog import ImageSet
@@ -66,12 +69,16 @@ def cdi_uploadproxy(kubeconfig: Path, home: Path) -> Iterator[tuple[str, Path]]:
         yield url, log
 
 
-@pytest.fixture(scope="module")
-def upload_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UploadCluster]:
+@pytest.fixture(scope="module", params=["process", "container"])
+def upload_cluster(request: pytest.FixtureRequest,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[UploadCluster]:
+    """The cluster, with the upload server running as a process or as a container (`cdi node --pod-runtime`)."""
     try:
         binaries = kube_binaries()
     except KubeBinariesUnavailable as error:
         pytest.skip(str(error))
+    runtime: str = request.param
+    image = worker_image_or_skip() if runtime == "container" else None
     work = tmp_path_factory.mktemp("kube-upload")
     front = make_pki(work / "front-proxy")
     front_proxy = make_client_cert(front, PROXY_NAME)
@@ -83,7 +90,8 @@ def upload_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UploadC
                                                            "metadata": {"name": namespace}})
         kubeconfig = cluster.kubeconfig_path
         with cdi_apiserver(cluster, work) as (_, _, apiserver_log), \
-                KubeDeployment(kubeconfig, work / "node", namespace=NAMESPACE) as deployment, \
+                KubeDeployment(kubeconfig, work / "node", namespace=NAMESPACE, pod_runtime=runtime,
+                               pod_image=image) as deployment, \
                 cdi_uploadproxy(kubeconfig, work / "proxy") as (proxy_url, proxy_log):
             yield UploadCluster(cluster, deployment, proxy_url, [apiserver_log, proxy_log])
 
