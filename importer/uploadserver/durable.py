@@ -24,6 +24,7 @@ The source identity of an upload is the endpoint and the size the client announc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from dataclasses import dataclass
@@ -65,12 +66,12 @@ class ChunkCheckpointer(Checkpointer):
         self.durable = base.wire_offset
         self.began = True
         self.raw = base.compression is None and base.format != "qcow2" and base.not_resumable is None
-        self._loop.call_soon_threadsafe(self._changed.set)
+        self._wake()
 
     def due(self, wire_offset: int) -> bool:
         self.seen = wire_offset
         if not self.raw:
-            self._loop.call_soon_threadsafe(self._changed.set)  # a compressed chunk's request may wait for this
+            self._wake()  # a compressed chunk's request may wait for this
         if not self.active or wire_offset <= self.durable:
             return False
         if self.raw:
@@ -87,7 +88,7 @@ class ChunkCheckpointer(Checkpointer):
              started: float, decoder_state: bytes = b"") -> None:
         super().save(wire_offset, target_offset, carry, hash_state, started, decoder_state)
         self.durable = wire_offset
-        self._loop.call_soon_threadsafe(self._changed.set)
+        self._wake()
 
     async def until_durable(self, start: int, end: int, pipeline: asyncio.Future[Any]) -> bool:
         """Before a chunk [start, end) is acknowledged: wait until a record covers it (raw: all of it;
@@ -114,6 +115,11 @@ class ChunkCheckpointer(Checkpointer):
             if self.raw:
                 log.warning("chunk ending at %d acknowledged before its checkpoint (none after %.0f s)", end, limit)
             return False
+
+    def _wake(self) -> None:
+        """Tell a waiting request (transfer thread); the loop is gone only when the server stopped."""
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._changed.set)
 
     def _covered(self, start: int, end: int) -> bool:
         if self.raw:

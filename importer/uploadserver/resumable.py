@@ -105,9 +105,10 @@ class ResumableUploads:
         self._session: Session | None = None
         found = processor.record_store()
         self._store: RecordStore | None = found[0] if found is not None else None
-        self._recovered: Recovered | None = observe(*found) if found is not None else None
-        if self._recovered is not None and self._recovered.message:
-            log.info("%s", self._recovered.message)
+        self._earlier = found is not None  # until this server starts a pipeline, the volume is an earlier one's
+        recovered = self._recovery()
+        if recovered is not None and recovered.message:
+            log.info("%s", recovered.message)
 
     async def handle(self, request: web.Request, archive: bool) -> web.StreamResponse:
         if request.method in ("GET", "HEAD"):
@@ -150,7 +151,14 @@ class ResumableUploads:
 
     def _resumable_record(self) -> Checkpoint | None:
         """The record an earlier server left that this one can continue (None once anything else began)."""
-        return self._recovered.record if self._recovered is not None else None
+        recovered = self._recovery()
+        return recovered.record if recovered is not None else None
+
+    def _recovery(self) -> Recovered | None:
+        """What an earlier server left, read again each time (a single-request upload in between removes
+        it); None once this server started a pipeline of its own."""
+        found = self._processor.record_store() if self._earlier else None
+        return observe(*found) if found is not None else None
 
     def _start(self, request: web.Request, archive: bool, offset: int) -> Session:
         """A new pipeline: continuing the earlier server's record when `offset` is its offset, else from 0."""
@@ -170,7 +178,7 @@ class ResumableUploads:
             self._gate.release()
             raise
         processing.resume_note = note
-        self._recovered = None  # a record is continued at most once; the pipeline now owns the volume
+        self._earlier = False  # a record is continued at most once; the pipeline now owns the volume
         self._settle(processing)
         session = Session(feed, processing, checkpointer=checkpointer)
         session.closer = asyncio.create_task(self._close_when_done(session))
@@ -179,7 +187,7 @@ class ResumableUploads:
 
     def _resume_for(self, archive: bool, total: int | None, offset: int) -> tuple[Checkpoint | None, Decision | None]:
         """The record to continue and what to tell about it (None, None: nothing from an earlier server)."""
-        recovered = self._recovered
+        recovered = self._recovery()
         if recovered is None or recovered.decision.outcome is Outcome.FRESH:
             return None, None
         record = recovered.record
