@@ -19,7 +19,8 @@ Where it lives: on the volume itself, so it survives a pod restart (embedded: th
 device is mapped again; Kubernetes: the PVC is mounted again). Filesystem volumes: beside the partial
 disk, `.disk.img.checkpoint` in the volume's directory (`CheckpointStore`). Block volumes have no
 file system: two alternating slots in the device's last MiB (`importer.checkpointdevice`). The
-upload server shares `importer.target`, which removes a stale record with the partial disk. The
+upload server shares `importer.target`, which removes a stale record with the partial disk, except
+that its resumable uploads keep records too, one per chunk (`importer.uploadserver.durable`). The
 resume decision is `importer.resume`.
 """
 
