@@ -1,6 +1,6 @@
 """An upload server killed (SIGKILL) in the middle of a resumable upload, and started again on the same
 volume: the new server continues at the last acknowledged chunk (raw) or from the last synced gzip
-member boundary, the real `cdi image-upload` client (`ResumableUploader`) rides through the restart
+member, xz stream or zstd frame boundary, the real `cdi image-upload` client (`ResumableUploader`) rides through the restart
 (connection refused while no server listens), and the disk is byte-identical to the image. A qcow2
 upload cannot continue (it is converted while it streams): it starts over and says so in the log
 and the termination message."""
@@ -12,6 +12,7 @@ import base64
 import gzip
 import hashlib
 import json
+import lzma
 import os
 import re
 import signal
@@ -19,7 +20,11 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
+import zstandard
 
 from cdi.cli.uploadclient import ResumableUploader, UploadJob
 from cdi.contracts.termination import TerminationMessage
@@ -130,11 +135,19 @@ async def test_raw_upload_resumes_at_the_last_acknowledged_chunk(tmp_path: Path,
     assert message.message == "Upload Complete"
 
 
-async def test_multi_member_gzip_upload_resumes_at_a_member_boundary(tmp_path: Path, pki: TestPKI,
-                                                                     mtls: ssl.SSLContext) -> None:
-    raw = hashlib.shake_256(b"gzip members").digest(40 * CHUNK)
-    members = [gzip.compress(raw[i:i + CHUNK // 2], compresslevel=1) for i in range(0, len(raw), CHUNK // 2)]
-    image = tmp_path / "disk.raw.gz"
+COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
+    "gz": lambda piece: gzip.compress(piece, compresslevel=1),  # members
+    "xz": lambda piece: lzma.compress(piece, preset=0),  # streams
+    "zst": lambda piece: zstandard.ZstdCompressor(level=1).compress(piece),  # frames
+}
+
+
+@pytest.mark.parametrize("suffix", sorted(COMPRESSORS))
+async def test_a_compressed_upload_resumes_at_a_member_boundary(tmp_path: Path, pki: TestPKI, mtls: ssl.SSLContext,
+                                                                suffix: str) -> None:
+    raw = hashlib.shake_256(suffix.encode()).digest(40 * CHUNK)
+    members = [COMPRESSORS[suffix](raw[i:i + CHUNK // 2]) for i in range(0, len(raw), CHUNK // 2)]
+    image = tmp_path / f"disk.raw.{suffix}"
     image.write_bytes(b"".join(members))
     server = Server(tmp_path, pki)
     try:
