@@ -20,7 +20,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,15 +48,19 @@ async def tokens() -> str:
 class Server:
     """One upload-server process after another on the same volume and port."""
 
-    def __init__(self, tmp_path: Path, pki: TestPKI) -> None:
-        self.data, self.scratch = volumes(tmp_path)
+    def __init__(self, tmp_path: Path, pki: TestPKI, device: Path | None = None) -> None:
+        self.root = tmp_path
+        directory, self.scratch = volumes(tmp_path)
         self.port = free_port()
-        self.env = upload_env(pki, self.data, self.scratch, LISTEN_PORT=str(self.port))
+        self.env = upload_env(pki, directory, self.scratch, LISTEN_PORT=str(self.port))
+        if device is not None:
+            self.env["CDI_DATA_PATH"] = str(device)
+        self.data = device or directory
         self.logs: list[Path] = []
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        log = self.data.parent / f"server-{len(self.logs)}.log"
+        log = self.root / f"server-{len(self.logs)}.log"
         self.logs.append(log)
         with log.open("wb") as sink:
             self.process = subprocess.Popen([str(Path(sys.executable).with_name("cdi-uploadserver"))],
@@ -72,7 +76,7 @@ class Server:
         return self.logs[index].read_text()
 
     def termination(self) -> TerminationMessage:
-        return TerminationMessage.parse((self.data.parent / "termination-log").read_text())
+        return TerminationMessage.parse((self.root / "termination-log").read_text())
 
 
 async def upload_with_kill(server: Server, image: Path, mtls: ssl.SSLContext, kill_at: float) -> tuple[int, int]:
@@ -117,6 +121,34 @@ async def test_raw_upload_resumes_at_the_last_acknowledged_chunk(tmp_path: Path,
     image = tmp_path / "disk.raw"
     data = random_image(image, 48 * CHUNK)
     server = Server(tmp_path, pki)
+    await raw_upload_resumes(server, image, data, mtls)
+    assert sha256_prefix(server.data / "disk.img", len(data)) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def loop_device(tmp_path: Path) -> Iterator[Path]:
+    backing = tmp_path / "block.img"
+    backing.write_bytes(b"\xee" * (64 * CHUNK))  # stale bytes that must not show through
+    device = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    try:
+        yield Path(device)
+    finally:
+        subprocess.run(["losetup", "--detach", device], check=False)
+
+
+async def test_raw_upload_to_a_block_volume_resumes_from_the_devices_tail_record(
+        tmp_path: Path, pki: TestPKI, mtls: ssl.SSLContext, loop_device: Path) -> None:
+    image = tmp_path / "disk.raw"
+    data = random_image(image, 32 * CHUNK)
+    server = Server(tmp_path, pki, device=loop_device)
+    await raw_upload_resumes(server, image, data, mtls)
+    with loop_device.open("rb") as device:
+        assert device.read(len(data)) == data
+        assert b"PYCDICKP" not in device.read()  # the record slots are cleared after the upload
+
+
+async def raw_upload_resumes(server: Server, image: Path, data: bytes, mtls: ssl.SSLContext) -> None:
     try:
         before, code = await upload_with_kill(server, image, mtls, 0.4)
     finally:
@@ -129,7 +161,6 @@ async def test_raw_upload_resumes_at_the_last_acknowledged_chunk(tmp_path: Path,
     # nothing acknowledged was lost: the client re-sends only the chunk it was sending
     assert before <= offset <= before + CHUNK
     assert offset % CHUNK == 0
-    assert sha256_prefix(server.data / "disk.img", len(data)) == hashlib.sha256(data).hexdigest()
     message = server.termination()
     assert message.resume_decision == "Resumed"
     assert message.message == "Upload Complete"
