@@ -12,8 +12,8 @@ It also serves the one kubelet API path the API server needs for `kubectl logs`
 port) and records the port in the Node's status. Callers must present a client certificate signed by
 `--client-ca-file`, or by default by the cluster's client CA (the `client-ca-file` of
 `kube-system/extension-apiserver-authentication`); with neither, the API is not served and the log says so.
-`--pod-runtime`/`--pod-image` choose processes (the default here) or podman containers for the pods
-(`cdi.cli.podruntime`).
+`--pod-runtime`/`--pod-image` choose podman containers of the image of this code where it is built and
+processes otherwise (`auto`, the default, as under `cdi serve`), or insist on either (`cdi.cli.podruntime`).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--client-ca-file", type=Path, default=None,
                         help="CA that signs the API server's kubelet client certificate (default: the cluster's "
                              "client CA from kube-system/extension-apiserver-authentication)")
-    podruntime.add_options(parser, default="process")
+    podruntime.add_options(parser)
     parser.set_defaults(run=lambda args, home: asyncio.run(run(
         args.kubeconfig, home, args.pod_backoff,
         KubeletOptions(args.kubelet_address, args.kubelet_port, args.client_ca_file),

@@ -1,14 +1,15 @@
 """`--pod-runtime` and `--pod-image` of `cdi serve` and `cdi node`: how the local node runs worker pods.
 
-`auto` (the default of `cdi serve`) runs them as podman containers where podman works and the image holds *this*
+`auto` (the default of both) runs them as podman containers where podman works and the image holds *this*
 code, and as processes otherwise, saying why in the log. "This code" matters: a container image built
 from an older tree would run older importers under newer controllers. In a checkout, the image is
 therefore the one `bash scripts/image.sh` builds from the tree as it is now (`image.sh ref` names it
 without building, by the same hash of the build context); when that one is not built, pods run as
 processes until it is. An installed package (no `scripts/`) uses `--pod-image` as given, by default
-the release's image. `container` insists (and fails with the reason); `process` never tries. `cdi node`
-defaults to `process`: its pods in containers against a real API server are not proven by a test yet (an
-import there stalled). The launcher itself is `cdi.embedded.pods.containers`.
+the release's image. `container` insists (and fails with the reason); `process` never tries. Under
+`cdi node` against a real API server, an import and an upload in containers are tested end to end
+(tests/e2e/test_kubernetes_containers.py, test_kubernetes_upload.py). The launcher itself is
+`cdi.embedded.pods.containers`.
 """
 
 from __future__ import annotations
