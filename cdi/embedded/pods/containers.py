@@ -191,8 +191,11 @@ class ContainerLauncher:
         self._kills_before[run.name] = oom_kills()  # the kernel's count before the run: see `finish`
         with open(spec.log, "ab") as out:
             try:
+                # In the pod's own directory: conmon leaves files in its working directory (an `oom` marker
+                # when the container is OOM-killed), which must not land wherever `cdi serve` was started.
+                spec.cwd.mkdir(parents=True, exist_ok=True)
                 client = await asyncio.create_subprocess_exec(
-                    *argv, env=environ, stdin=asyncio.subprocess.DEVNULL, stdout=out,
+                    *argv, env=environ, stdin=asyncio.subprocess.DEVNULL, stdout=out, cwd=spec.cwd,
                     stderr=asyncio.subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent(os.getpid()))
             except OSError as e:
                 if cgroup is not None:
