@@ -97,7 +97,9 @@ def operator(control_plane: KubeCluster, tmp_path_factory: pytest.TempPathFactor
         yield log
 
 
-async def eventually(what: str, check: Callable[[], Awaitable[Any]], log: Path, timeout: float = 60.0) -> Any:
+async def eventually(what: str, check: Callable[[], Awaitable[Any]], log: Path | None = None,
+                     timeout: float = 60.0) -> Any:
+    """`check()` until it returns something (NotFound counts as nothing); on timeout the operator's log tail."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         try:
@@ -107,7 +109,8 @@ async def eventually(what: str, check: Callable[[], Awaitable[Any]], log: Path, 
         if found:
             return found
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{log.read_text(errors='replace')[-4000:]}")
+            tail = log.read_text(errors="replace")[-4000:] if log is not None else ""
+            raise AssertionError(f"timed out waiting for {what}\n{tail}")
         await asyncio.sleep(0.2)
 
 
@@ -201,7 +204,11 @@ async def test_the_operator_installs_refuses_a_second_cr_and_uninstalls_by_its_s
                 [("CDI", "cdi", uid, True)], (kind, name)
             assert meta["labels"]["operator.cdi.kubevirt.io/createVersion"] == VERSION, (kind, name)
             assert meta["labels"]["operator.cdi.kubevirt.io/updateVersion"] == VERSION, (kind, name)
-        assert (await cluster.get(CDI_API, "CDIConfig", "config"))["spec"] == CONFIG
+        async def configured() -> dict[str, Any] | None:
+            # The operator writes spec.config into CDIConfig after applying the install: wait for it.
+            config = await cluster.get(CDI_API, "CDIConfig", "config")
+            return config if config.get("spec") == CONFIG else None
+        await eventually("CDIConfig with spec.config", configured, operator)
         controller = await cluster.get("apps/v1", "Deployment", "cdi-deployment", NAMESPACE)
         pod = controller["spec"]["template"]["spec"]
         assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "node-role.kubernetes.io/infra": ""}

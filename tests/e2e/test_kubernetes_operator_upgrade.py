@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import os
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster
 from cdi.install.objects import install_kinds
 from cdi.kube import connect
+from tests.e2e.test_kubernetes_operator import eventually
 from tests.support.backends import install_crds
 from tests.support.daemon import CDI, running
 from tests.support.kubecluster import KubeBinariesUnavailable, KubeCluster, free_port, kube_binaries
@@ -60,20 +61,6 @@ def operator(control_plane: KubeCluster, work: Path, version: str) -> Any:
     argv = [CDI, "operator", "--kubeconfig", str(control_plane.kubeconfig_path), "--namespace", NAMESPACE,
             "--image", f"registry.example/pycdi:{version}", "--health-port", str(port), "--no-leader-elect"]
     return running(f"cdi operator {version}", argv, log, healthy, env={**os.environ, "OPERATOR_VERSION": version})
-
-
-async def eventually(what: str, check: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            found = await check()
-        except NotFound:
-            found = None
-        if found:
-            return found
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 async def set_ready(cluster: Cluster, name: str, ready: bool) -> None:
