@@ -1,4 +1,5 @@
-"""The importer's progress endpoint: `kubevirt_cdi_import_progress_total{ownerUID=...}` served over
+"""The importer's progress endpoint: `kubevirt_cdi_import_progress_total{ownerUID=...}` (and our byte
+counters `pycdi_transfer_bytes_done`/`_total`, see `cdi.contracts.metrics`) served over
 HTTPS with a freshly generated self-signed certificate, as upstream's importer does on :8443. The
 address comes from CDI_METRICS_ADDR so several local importers can run side by side (port 0 picks a
 free port; "off" disables the endpoint).
@@ -22,7 +23,17 @@ from pathlib import Path
 
 import h11
 
-from cdi.contracts.metrics import IMPORT_PROGRESS, METRICS_PATH, progress_line
+from cdi.contracts.metrics import (
+    IMPORT_PROGRESS,
+    IMPORT_PROGRESS_HELP,
+    METRICS_PATH,
+    TRANSFER_BYTES_DONE,
+    TRANSFER_BYTES_DONE_HELP,
+    TRANSFER_BYTES_TOTAL,
+    TRANSFER_BYTES_TOTAL_HELP,
+    bytes_line,
+    progress_line,
+)
 from importer.progress import Progress
 
 log = logging.getLogger("importer")
@@ -51,6 +62,19 @@ def self_signed_context(common_name: str = "cdi-importer") -> ssl.SSLContext:
     return context
 
 
+def progress_page(progress: Progress, owner_uid: str) -> bytes:
+    """The metrics page: upstream's percentage, then our byte counters (the total only when known).
+    The upload server serves the same page on its own port."""
+    lines = [f"# HELP {IMPORT_PROGRESS} {IMPORT_PROGRESS_HELP}", f"# TYPE {IMPORT_PROGRESS} counter",
+             progress_line(IMPORT_PROGRESS, owner_uid, progress.percent),
+             f"# HELP {TRANSFER_BYTES_DONE} {TRANSFER_BYTES_DONE_HELP}", f"# TYPE {TRANSFER_BYTES_DONE} gauge",
+             bytes_line(TRANSFER_BYTES_DONE, owner_uid, progress.done)]
+    if progress.total is not None:
+        lines += [f"# HELP {TRANSFER_BYTES_TOTAL} {TRANSFER_BYTES_TOTAL_HELP}", f"# TYPE {TRANSFER_BYTES_TOTAL} gauge",
+                  bytes_line(TRANSFER_BYTES_TOTAL, owner_uid, progress.total)]
+    return ("\n".join(lines) + "\n").encode()
+
+
 def parse_addr(addr: str) -> tuple[str, int] | None:
     if addr in ("", "off"):
         return None
@@ -68,9 +92,7 @@ class MetricsServer:
         self.port: int | None = None
 
     def body(self) -> bytes:
-        return (f"# HELP {IMPORT_PROGRESS} The import progress in percentage\n"
-                f"# TYPE {IMPORT_PROGRESS} counter\n"
-                f"{progress_line(IMPORT_PROGRESS, self._owner_uid, self._progress.percent)}\n").encode()
+        return progress_page(self._progress, self._owner_uid)
 
     async def start(self) -> None:
         if self._addr is None:

@@ -30,6 +30,7 @@ from importer.checksum import ChecksumSpec
 from importer.errors import ImportFailure, too_large
 from importer.imagecheck import check_image
 from importer.progress import Progress
+from importer.qcow2stream.restart import Restart
 from importer.qemu import QemuImg
 from importer.sources.base import SourceStream
 from importer.target import Target, prepare_scratch
@@ -55,6 +56,7 @@ class CheckpointSettings:
     source_resumable: bool
     resume: Checkpoint | None = None
     checkpointer: Checkpointer | None = None  # who decides when a record is due (None: every N bytes or seconds)
+    restart: Restart | None = None  # a qcow2 record's converter state, rebuilt from the image's metadata
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,7 @@ class Pipeline:
 
     async def _transfer(self, stream: SourceStream, plan: TransferPlan) -> TransferResult:
         def on_bytes(count: int, share: float) -> None:
+            self._progress.count(count, stream.total)
             if stream.total:
                 self._progress.raise_to(min(count, stream.total) * 100.0 * share / stream.total)
 
@@ -204,7 +207,7 @@ def _checkpoint_plan(stream: SourceStream, request: ImportRequest) -> Checkpoint
         return None
     checkpointer = settings.checkpointer or Checkpointer(settings.store, every_bytes=settings.every_bytes,
                                                          every_seconds=settings.every_seconds)
-    return CheckpointPlan(checkpointer, stream.identity, settings.source_resumable, settings.resume)
+    return CheckpointPlan(checkpointer, stream.identity, settings.source_resumable, settings.resume, settings.restart)
 
 
 def _keep_for_restart(error: BaseException, checkpoints: CheckpointPlan | None) -> bool:

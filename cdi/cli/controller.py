@@ -24,13 +24,16 @@ import os
 import socket
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from cdi.apiserver.signingkey import ensure_signing_key
 from cdi.cli.daemon import run_until_stopped
+from cdi.cli.flags import parse_duration
 from cdi.contracts.metrics import METRICS_PATH
 from cdi.controllers import cdiconfig
 from cdi.controllers.progress import HttpsProgressScraper
+from cdi.controllers.progresswatch import DEFAULT_STALL_TIMEOUT
 from cdi.controllers.setup import ControllerOptions, cdi_controllers, observe_cluster
 from cdi.kube import connect
 from cdi.monitoring import ControlPlaneMetrics, MetricsServer, metrics_handler
@@ -56,6 +59,7 @@ class ControllerCommand:
     burst: int
     leader_elect: bool
     metrics_port: int | None = None  # None (or the health port): on the health listener; -1: off; else its own
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT.total_seconds()  # `progresswatch`: seconds without progress
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,9 +78,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--burst", type=int, default=30, help="API requests allowed in a burst")
     parser.add_argument("--no-leader-elect", dest="leader_elect", action="store_false",
                         help="reconcile without taking the leader Lease (one replica only)")
+    parser.add_argument("--stall-timeout", type=parse_duration, default=DEFAULT_STALL_TIMEOUT.total_seconds(),
+                        help="a transfer moving no bytes this long gets a Stalled condition (default 10m)")
     parser.set_defaults(run=lambda args, home: asyncio.run(run(ControllerCommand(
         args.kubeconfig, args.namespace, args.image, args.uploadproxy_url, args.health_port, args.qps, args.burst,
-        args.leader_elect, args.metrics_port))))
+        args.leader_elect, args.metrics_port, args.stall_timeout))))
 
 
 async def run(command: ControllerCommand) -> int:
@@ -95,7 +101,8 @@ async def control(command: ControllerCommand, stop: asyncio.Event) -> None:
         for spec in cdi_controllers(manager.client(), clock, HttpsProgressScraper(),
                                     ControllerOptions(command.image, command.uploadproxy_url,
                                                       namespace=command.namespace, clone_tokens=clone_tokens,
-                                                      metrics=metrics)):
+                                                      metrics=metrics,
+                                                      stall_timeout=timedelta(seconds=command.stall_timeout))):
             manager.add(spec)
         if metrics is not None:
             await observe_cluster(metrics, cluster, manager.reader)

@@ -19,15 +19,18 @@ import argparse
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from cdi.cli import podruntime
 from cdi.cli.daemon import run_until_stopped
+from cdi.cli.flags import parse_duration
 from cdi.cli.proxyhost import EmbeddedUploadProxy
 from cdi.cli.state import LOCK_FILE, clone_key_path, store_path, token_keys_path
 from cdi.cli.tokenkeys import TokenKeyFile
 from cdi.controllers import cdiconfig
 from cdi.controllers.progress import HttpsProgressScraper
+from cdi.controllers.progresswatch import DEFAULT_STALL_TIMEOUT
 from cdi.controllers.setup import ControllerOptions, cdi_controllers, observe_cluster
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.clonetokens import SigningKeyFile, clone_token_mutation
@@ -50,6 +53,7 @@ class ServeOptions:
     metrics_port: int | None = None  # None: no metrics endpoint; 0: a free port
     pod_runtime: str = "process"  # "process", "container" or "auto"
     pod_image: str | None = None  # the container runtime's image; None: this checkout's (`cdi.cli.podruntime`)
+    stall_timeout: float = DEFAULT_STALL_TIMEOUT.total_seconds()  # `progresswatch`: seconds without progress
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -60,11 +64,13 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help="port of the upload proxy on 127.0.0.1 (0 picks a free one; default 31443)")
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus metrics at 127.0.0.1:PORT/metrics (0 picks a free one; default off)")
+    parser.add_argument("--stall-timeout", type=parse_duration, default=DEFAULT_STALL_TIMEOUT.total_seconds(),
+                        help="a transfer moving no bytes this long gets a Stalled condition (default 10m)")
     podruntime.add_options(parser)
     parser.set_defaults(run=lambda args, home: asyncio.run(serve_forever(
         home, ServeOptions(pod_backoff_base=args.pod_backoff, uploadproxy_port=args.uploadproxy_port,
                            metrics_port=args.metrics_port, pod_runtime=args.pod_runtime,
-                           pod_image=args.pod_image))))
+                           pod_image=args.pod_image, stall_timeout=args.stall_timeout))))
 
 
 async def serve_forever(home: Path, options: ServeOptions) -> int:
@@ -110,7 +116,8 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     for spec in cdi_controllers(manager.client(), clock, HttpsProgressScraper(),
                                 ControllerOptions(options.image, proxy.url, proxy.ca_pem,
                                                   clone_tokens=clone_key.clone_tokens(), metrics=metrics,
-                                                  embedded_operator=True)):
+                                                  embedded_operator=True,
+                                                  stall_timeout=timedelta(seconds=options.stall_timeout))):
         manager.add(spec)
     if metrics is not None:
         await observe_cluster(metrics, cluster, manager.reader, workers=True, single_node=True)

@@ -3,10 +3,10 @@
 These keys are a contract between processes: the DataVolume controllers write them on PVCs, the
 import/upload/clone controllers and worker pods read them, users set some on DataVolumes, and other
 tools (KubeVirt, HCO) rely on them. This is the only module allowed to spell a `cdi.kubevirt.io/...`
-key; everything else imports the constant. Groups follow upstream's layout: import source, worker and
-pod state, clone, DataVolume-level, DataImportCron, pass-through pod annotations, labels, finalizers.
-Quirky upstream spellings (`cdi.Kubervirt.io`, `cloneUniqeId`) are kept on purpose: they are on the
-wire.
+key (or one under our own `pycdi.io/` prefix); everything else imports the constant. Groups follow
+upstream's layout: import source, worker and pod state, clone, DataVolume-level, DataImportCron,
+pass-through pod annotations, labels, finalizers. Quirky upstream spellings (`cdi.Kubervirt.io`,
+`cloneUniqeId`) are kept on purpose: they are on the wire.
 """
 
 from __future__ import annotations
@@ -162,6 +162,20 @@ ANN_ALLOW_CLAIM_ADOPTION: Final = "cdi.kubevirt.io/allowClaimAdoption"
 ANN_CREATED_FOR_DATA_VOLUME: Final = "cdi.kubevirt.io/createdForDataVolume"
 ANN_EXTERNAL_POPULATION: Final = "cdi.kubevirt.io/externalPopulation"
 ANN_CONFIG_AUTHORITY: Final = "cdi.kubevirt.io/configAuthority"  # on the CDI CR
+
+# --- Ours, beyond upstream (under our own prefix, not `cdi.kubevirt.io`): transfer progress a user can act
+# on. The DataVolume CRD is upstream's exact schema and a real API server prunes unknown status fields, so
+# the DataVolume controllers publish bytes, rate and ETA as annotations on the DataVolume
+# (`cdi.controllers.progresswatch` computes them; `cdi get dv -o wide` renders them). Values are plain
+# integers: bytes, bytes per second, seconds. `ANN_STALL_TIMEOUT` is set by users on a DataVolume (a Go
+# duration, "15m") to override the controller's `--stall-timeout` for that transfer.
+OUR_PREFIX: Final = "pycdi.io/"
+ANN_TRANSFER_BYTES_DONE: Final = f"{OUR_PREFIX}transfer.bytesDone"
+ANN_TRANSFER_BYTES_TOTAL: Final = f"{OUR_PREFIX}transfer.bytesTotal"
+ANN_TRANSFER_RATE: Final = f"{OUR_PREFIX}transfer.bytesPerSecond"
+ANN_TRANSFER_ETA: Final = f"{OUR_PREFIX}transfer.etaSeconds"
+TRANSFER_ANNOTATIONS: Final = (ANN_TRANSFER_BYTES_DONE, ANN_TRANSFER_BYTES_TOTAL, ANN_TRANSFER_RATE, ANN_TRANSFER_ETA)
+ANN_STALL_TIMEOUT: Final = f"{OUR_PREFIX}stallTimeout"
 
 # --- DataImportCron: on the cron, on its DVs/PVCs/snapshots, and on StorageProfiles.
 ANN_SOURCE_DESIRED_DIGEST: Final = "cdi.kubevirt.io/storage.import.sourceDesiredDigest"

@@ -21,6 +21,16 @@ LABEL_CRON_NAME: Final = "cron_name"
 LABEL_PENDING: Final = "pending"
 
 
+# Ours, served beside the percentage by importers and upload servers (the percentage stays upstream's):
+# bytes of the source read (import) or received (upload) so far, and the size when the worker knows it
+# (Content-Length, a resumable upload's declared size). The DataVolume controller turns successive
+# readings into a rate and an ETA (`cdi.controllers.progresswatch`).
+TRANSFER_BYTES_DONE: Final = "pycdi_transfer_bytes_done"
+TRANSFER_BYTES_TOTAL: Final = "pycdi_transfer_bytes_total"
+TRANSFER_BYTES_DONE_HELP: Final = "Bytes transferred so far"
+TRANSFER_BYTES_TOTAL_HELP: Final = "Bytes the transfer will move in all, when known"
+
+
 def progress_line(metric: str, owner_uid: str, percent: float) -> str:
     return f'{metric}{{ownerUID="{owner_uid}"}} {percent:.2f}'
 
@@ -31,6 +41,16 @@ def parse_progress(text: str, owner_uid: str) -> float | None:
         rf'({IMPORT_PROGRESS}|{CLONE_PROGRESS})\{{ownerUID="{re.escape(owner_uid)}"\}} (\d{{1,3}}\.?\d*)')
     match = pattern.search(text)
     return float(match.group(2)) if match else None
+
+
+def bytes_line(metric: str, owner_uid: str, count: int) -> str:
+    return f'{metric}{{ownerUID="{owner_uid}"}} {count}'
+
+
+def parse_bytes(text: str, metric: str, owner_uid: str) -> int | None:
+    """One of the byte counters for `owner_uid` in a metrics page; None when the worker does not serve it."""
+    match = re.search(rf'^{metric}\{{ownerUID="{re.escape(owner_uid)}"\}} (\d+)(?:\.0*)?$', text, re.MULTILINE)
+    return int(match.group(1)) if match else None
 
 
 def format_progress(percent: float) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from cdi.api.meta import CDI_API_VERSION
 from cdi.cluster.protocol import Cluster
@@ -31,6 +32,7 @@ from cdi.controllers.hostclone import controller as host_clones
 from cdi.controllers.importpod import controller as import_pods
 from cdi.controllers.populators import controller as populators
 from cdi.controllers.progress import ProgressScraper
+from cdi.controllers.progresswatch import DEFAULT_STALL_TIMEOUT
 from cdi.controllers.upload import controller as uploads
 from cdi.controllers.upload import rotator as certificate_rotation
 from cdi.controllers.upload.rotation import Schedule
@@ -56,6 +58,9 @@ class ControllerOptions:
     # `cdi serve`: the process is the installed control plane, so it also reconciles the CDI resource
     # (`cdi.operator`, with the embedded installer). On a cluster `cdi operator` does, as a process of its own.
     embedded_operator: bool = False
+    # Ours: how long a running transfer may move no bytes before its DataVolume gets `Stalled=True`
+    # (`--stall-timeout`; a DataVolume's own annotation overrides it, `cdi.controllers.progresswatch`).
+    stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT
 
 
 def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
@@ -67,7 +72,7 @@ def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
             *uploads.controllers(cluster, clock, image=options.image, namespace=options.namespace),
             *certificate_rotation.controllers(cluster, clock, namespace=options.namespace,
                                               schedule=Schedule.from_environ(os.environ)),
-            *datavolumes.controllers(cluster, clock, scraper),
+            *datavolumes.controllers(cluster, clock, scraper, stall_timeout=options.stall_timeout),
             *clone_datavolumes.controllers(cluster, clock, authorization),
             *datasource.controllers(cluster, clock),
             *data_import_crons.controllers(cluster, clock, metrics=options.metrics),

@@ -3,13 +3,19 @@
 with the operation's annotations — the PVC-level import or upload controller then runs the worker pod —
 and derives the DataVolume's status, events and progress from the PVC. Keyed by DataVolume; watches the
 PVCs it owns and requeues every 2 s while the importer runs (ImportInProgress) so that progress stays
-live. Default instance type labels that reach the PVC (a registry image's) are copied onto the DataVolume."""
+live. Default instance type labels that reach the PVC (a registry image's) are copied onto the DataVolume.
+
+Ours: while an importer or upload server runs, its byte counters become bytes/rate/ETA annotations on the
+DataVolume and, when they stop moving for the stall timeout, a `Stalled` condition with an event
+(`cdi.controllers.datavolume.transfer` applies what `cdi.controllers.progresswatch` decides). Uploads are
+polled too (every 10 s until the first byte, then every 2 s); their `status.progress` stays N/A as upstream's."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from cdi.api import DataVolume, ManifestError, parse_object
 from cdi.api.meta import CDI_API_VERSION
@@ -17,18 +23,22 @@ from cdi.cluster.errors import AlreadyExists, Forbidden, Invalid, NotFound
 from cdi.cluster.events import record_event
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
+from cdi.contracts.upload_protocol import upload_resource_name
 from cdi.controllers.cdiconfig import CONFIG_NAME
 from cdi.controllers.config_view import ConfigView
 from cdi.controllers.datavolume.claim import import_source_kind, new_claim, source_annotations, upload_annotations
 from cdi.controllers.datavolume.render import RenderError, StorageView, render_pvc_spec
 from cdi.controllers.datavolume.status import IMPORT, UPLOAD, Observed, Operation, dv_status
+from cdi.controllers.datavolume.transfer import Transfer, TransferWatch
 from cdi.controllers.meta import annotations_of, is_controlled_by, is_deleting, labels_of, name_of, timestamp, uid_of
-from cdi.controllers.progress import ProgressScraper
+from cdi.controllers.progress import ProgressPage, ProgressScraper, TransferScraper
+from cdi.controllers.progresswatch import DEFAULT_STALL_TIMEOUT, StallPlan, Waiting
 from cdi.controllers.workerpod import add_missing_labels
 from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch, owner_keys
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL = 2.0
+IDLE_INTERVAL = 10.0  # an upload server waiting for its user's first byte
 
 
 @dataclass(frozen=True)
@@ -49,11 +59,13 @@ UPLOAD_KIND = DataVolumeKind("datavolume-upload-controller", lambda dv: bool(upl
 
 class DataVolumeReconciler:
     def __init__(self, cluster: Cluster, clock: Clock, kind: DataVolumeKind,
-                 scraper: ProgressScraper | None = None) -> None:
+                 scraper: ProgressScraper | None = None, *,
+                 stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT) -> None:
         self._cluster = cluster
         self._clock = clock
         self._kind = kind
         self._scraper = scraper
+        self._transfers = TransferWatch(cluster, clock, stall_timeout)
 
     async def reconcile(self, key: Key) -> Result:
         try:
@@ -67,16 +79,18 @@ class DataVolumeReconciler:
             return DONE
         assert isinstance(dv, DataVolume)
         if not self._kind.handles(dv) or is_deleting(doc):
+            self._transfers.forget(doc)
             return DONE
         pvc, problem = await self._claim(dv, doc)
         if pvc is not None:
             await add_missing_labels(self._cluster, doc, {k: v for k, v in labels_of(pvc).items()
                                                           if k in ann.DEFAULT_INSTANCETYPE_LABELS})
         storage_class = await self._storage_class(pvc)
-        progress = await self._progress(doc, pvc)
+        page = await self._read(doc, pvc)
+        stall = await self._watch(doc, pvc, page)
         wffc = bool(storage_class) and (storage_class or {}).get("volumeBindingMode") == "WaitForFirstConsumer"
-        plan = dv_status(Observed(doc, pvc, wffc, progress, problem, timestamp(self._clock.now())),
-                         self._kind.operation)
+        plan = dv_status(Observed(doc, pvc, wffc, page.percent if page else None, problem,
+                                  timestamp(self._clock.now()), stall), self._kind.operation)
         if doc.get("status") != plan.status:
             await self._cluster.patch_status(CDI_API_VERSION, "DataVolume", key.name, {"status": plan.status},
                                              key.namespace)
@@ -87,10 +101,11 @@ class DataVolumeReconciler:
             return Result(requeue_after=5.0)
         # Only the progress needs polling: every other change of phase comes from the PVC, which wakes us.
         # (Requeuing in every unfinished phase cost 1,000 in-flight DataVolumes 500 reconciles a second.)
-        operation = self._kind.operation
-        scraping = self._scraper is not None and operation.reports_progress
-        return Result(requeue_after=PROGRESS_INTERVAL) if scraping and plan.status["phase"] == operation.in_flight[-1] \
-            else DONE
+        # An upload whose user has not started is looked at less often: it has nothing to show yet.
+        if self._scraper is None or plan.status["phase"] != self._kind.operation.in_flight[-1]:
+            return DONE
+        idle = not self._kind.operation.reports_progress and not (page and page.done)
+        return Result(requeue_after=IDLE_INTERVAL if idle else PROGRESS_INTERVAL)
 
     async def _claim(self, dv: DataVolume, doc: Object) -> tuple[Object | None, tuple[str, str] | None]:
         meta = doc["metadata"]
@@ -130,13 +145,38 @@ class DataVolumeReconciler:
         class_name = ((pvc or {}).get("spec") or {}).get("storageClassName")
         return await self._get("storage.k8s.io/v1", "StorageClass", class_name) if class_name else None
 
-    async def _progress(self, doc: Object, pvc: Object | None) -> float | None:
+    def _pod_name(self, pvc: Object) -> str | None:
+        notes = annotations_of(pvc)
+        if self._kind.operation.reports_progress:
+            return notes.get(ann.ANN_IMPORT_POD)
+        return notes.get(ann.ANN_UPLOAD_POD) or upload_resource_name(name_of(pvc))
+
+    async def _read(self, doc: Object, pvc: Object | None) -> ProgressPage | None:
         if self._scraper is None or pvc is None or annotations_of(pvc).get(ann.ANN_POD_PHASE) != "Running":
             return None
-        pod_name = annotations_of(pvc).get(ann.ANN_IMPORT_POD)
+        pod_name = self._pod_name(pvc)
         pod = await self._get("v1", "Pod", pod_name, doc["metadata"]["namespace"]) if pod_name else None
         pod_ip = ((pod or {}).get("status") or {}).get("podIP")
-        return await self._scraper.scrape(str(pod_ip), uid_of(doc)) if pod_ip else None
+        if not pod_ip:
+            return None
+        if isinstance(self._scraper, TransferScraper):
+            return await self._scraper.read(str(pod_ip), uid_of(doc))
+        percent = await self._scraper.scrape(str(pod_ip), uid_of(doc))
+        return ProgressPage(percent, None, None) if percent is not None else None
+
+    async def _watch(self, doc: Object, pvc: Object | None, page: ProgressPage | None) -> StallPlan:
+        """Bytes, rate and ETA annotations and the Stalled condition (ours, `progresswatch`)."""
+        pod_phase = annotations_of(pvc).get(ann.ANN_POD_PHASE) if pvc is not None else None
+        if self._scraper is None or pod_phase != "Running":
+            return await self._transfers.ended(doc, succeeded=pod_phase == "Succeeded")
+        pod = f"pod/{self._pod_name(pvc or {})}"
+        namespace = doc["metadata"]["namespace"]
+        if self._kind.operation.reports_progress:
+            transfer = Transfer(page, Waiting.NO, f"the source may be unreachable: see `cdi logs {pod} -n {namespace}`")
+        else:
+            transfer = Transfer(page, Waiting.FOR_CLIENT, "the upload client may have stopped: resume the upload, "
+                                                          f"or see `cdi logs {pod} -n {namespace}`")
+        return await self._transfers.running(doc, transfer)
 
     async def _get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Object | None:
         try:
@@ -145,9 +185,12 @@ class DataVolumeReconciler:
             return None
 
 
-def controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper) -> list[ControllerSpec]:
+def controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper, *,
+                stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT) -> list[ControllerSpec]:
     claims = Watch("v1", "PersistentVolumeClaim", owner_keys("DataVolume"))
     return [ControllerSpec(IMPORT_KIND.name, CDI_API_VERSION, "DataVolume",
-                           DataVolumeReconciler(cluster, clock, IMPORT_KIND, scraper), watches=[claims], workers=3),
+                           DataVolumeReconciler(cluster, clock, IMPORT_KIND, scraper, stall_timeout=stall_timeout),
+                           watches=[claims], workers=3),
             ControllerSpec(UPLOAD_KIND.name, CDI_API_VERSION, "DataVolume",
-                           DataVolumeReconciler(cluster, clock, UPLOAD_KIND), watches=[claims], workers=2)]
+                           DataVolumeReconciler(cluster, clock, UPLOAD_KIND, scraper, stall_timeout=stall_timeout),
+                           watches=[claims], workers=2)]

@@ -1,7 +1,9 @@
 """A DataVolume's status as a pure function of what was observed: the phase (Pending,
 WaitForFirstConsumer, PVCBound, then the operation's own phases — ImportScheduled/ImportInProgress or
 UploadScheduled/UploadReady — and Succeeded/Failed), the three conditions Ready/Bound/Running with
-upstream's reasons and messages, restartCount and progress, plus the Events a transition deserves.
+upstream's reasons and messages, restartCount and progress, plus the Events a transition deserves;
+ours, a fourth condition `Stalled` once a transfer stalled (`Observed.stall`, decided by
+`cdi.controllers.progresswatch`).
 What differs between import and upload is one `Operation` value; the DataVolume controllers apply the
 result."""
 
@@ -15,6 +17,7 @@ from cdi.cluster.protocol import Object
 from cdi.contracts import annotations as ann
 from cdi.contracts.metrics import format_progress
 from cdi.controllers.meta import annotations_of, find_condition, name_of
+from cdi.controllers.progresswatch import STALLED, StallPlan
 
 TOO_SMALL = "DataVolume too small to contain image"
 _TOO_SMALL_REASONS = ("ImageTooLarge", "NoSpace")
@@ -85,6 +88,9 @@ class Observed:
     progress: float | None
     problem: tuple[str, str] | None  # (reason, message) when the claim could not be made
     now: str
+    # Ours: the `Stalled` condition (`cdi.controllers.progresswatch`); None or a plan without a condition
+    # keeps whatever the DataVolume has (a DataVolume that never stalled has no such condition).
+    stall: StallPlan | None = None
 
 
 @dataclass(frozen=True)
@@ -193,9 +199,21 @@ def dv_status(obs: Observed, op: Operation) -> StatusPlan:
         "conditions": [_condition(conditions, "Ready", ready, obs.now), _condition(conditions, "Bound", bound, obs.now),
                        _condition(conditions, "Running", running, obs.now)],
     }
+    if stalled := _stalled(obs, conditions):
+        status["conditions"].append(stalled)
     if obs.pvc is not None:
         status["claimName"] = name_of(obs.pvc)
-    return StatusPlan(status, _events(obs, op, old_phase, phase, conditions, bound, running))
+    events = _events(obs, op, old_phase, phase, conditions, bound, running)
+    if obs.stall is not None and obs.stall.event is not None:
+        events = (*events, obs.stall.event)
+    return StatusPlan(status, events)
+
+
+def _stalled(obs: Observed, conditions: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if obs.stall is not None and obs.stall.condition is not None:
+        return _condition(conditions, STALLED, obs.stall.condition, obs.now)
+    old = find_condition(conditions, STALLED)
+    return dict(old) if old is not None else None
 
 
 def _events(obs: Observed, op: Operation, old_phase: str, phase: str, conditions: list[dict[str, Any]],
