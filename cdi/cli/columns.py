@@ -3,7 +3,9 @@
 `columns_for(kind, wide=...)` picks them: Kubernetes' own kinds get kubectl's built-in columns (from
 `cdi.cli.kubernetes_columns`); CDI's kinds get NAME plus the CRD's additionalPrinterColumns from
 `cdi.api.kinds.KINDS`, evaluated with `cdi.cli.jsonpath` (a `date` column shows an age; a missing value
-is an empty cell); any other kind gets NAME and AGE, as a CRD without printer columns does.
+is an empty cell), and DataVolumes with `-o wide` also BYTES, RATE and ETA from our transfer annotations
+(`cdi.controllers.progresswatch` writes and formats them); any other kind gets NAME and AGE, as a CRD
+without printer columns does.
 `table_rows` turns objects into the rows `cdi.cli.output.format_table` lays out.
 """
 
@@ -14,11 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cdi.api.kinds import KINDS, PrinterColumn
+from cdi.api.meta import CDI_GROUP
 from cdi.cli import kubernetes_columns as k8s
 from cdi.cli.ages import since
 from cdi.cli.jsonpath import compile_path, render_value
 from cdi.cluster.kinds import ResourceKind
 from cdi.cluster.protocol import Object
+from cdi.contracts import annotations as ann
+from cdi.controllers.progresswatch import human_bytes, human_eta, human_rate
 
 Cell = Callable[[Object, datetime], str]
 
@@ -82,6 +87,41 @@ _BUILT_IN: dict[tuple[str, str], tuple[Column, ...]] = {
 }
 
 
+def _annotation_int(obj: Object, key: str) -> int | None:
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(key)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def transfer_bytes(obj: Object, _now: datetime) -> str:
+    """"1.2Gi/4.0Gi" (or "1.2Gi" with no known total) from the DataVolume controller's annotations."""
+    done = _annotation_int(obj, ann.ANN_TRANSFER_BYTES_DONE)
+    if done is None:
+        return ""
+    total = _annotation_int(obj, ann.ANN_TRANSFER_BYTES_TOTAL)
+    return human_bytes(done) + (f"/{human_bytes(total)}" if total is not None else "")
+
+
+def transfer_rate(obj: Object, _now: datetime) -> str:
+    rate = _annotation_int(obj, ann.ANN_TRANSFER_RATE)
+    return human_rate(rate) if rate is not None else ""
+
+
+def transfer_eta(obj: Object, _now: datetime) -> str:
+    eta = _annotation_int(obj, ann.ANN_TRANSFER_ETA)
+    return human_eta(eta) if eta is not None else ""
+
+
+# Ours, beyond upstream's printer columns: `-o wide` on DataVolumes adds what the transfer is doing.
+_WIDE_EXTRAS: dict[tuple[str, str], tuple[Column, ...]] = {
+    (CDI_GROUP, "DataVolume"): (Column("BYTES", transfer_bytes, wide_only=True),
+                                Column("RATE", transfer_rate, wide_only=True),
+                                Column("ETA", transfer_eta, wide_only=True)),
+}
+
+
 def printer_column(column: PrinterColumn) -> Column:
     """A CRD printer column: the JSONPath's first match, or the age of a `date` value."""
     path = compile_path(column.json_path)
@@ -101,7 +141,8 @@ def kind_columns(kind: ResourceKind) -> tuple[Column, ...]:
         return built_in
     info = KINDS.get(kind.kind)
     if info is not None and info.group == kind.group and info.printer_columns:
-        return (NAME, *(printer_column(column) for column in info.printer_columns))
+        return (NAME, *(printer_column(column) for column in info.printer_columns),
+                *_WIDE_EXTRAS.get((kind.group, kind.kind), ()))
     return (NAME, AGE)
 
 

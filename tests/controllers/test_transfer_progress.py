@@ -1,0 +1,153 @@
+"""Progress a user can act on, end to end through the import controllers on both backends: a real importer
+metrics endpoint (`importer.metrics.MetricsServer`, HTTPS on loopback at the pod's IP) serves bytes that
+advance, then stop, then move again; the DataVolume gets bytes/rate/ETA annotations, then `Stalled=True`
+with one Warning event, then `Stalled=False` with a Normal one. The controller's clock is injected and
+stepped; nothing waits in real time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from cdi.cluster.protocol import Cluster
+from cdi.contracts import annotations as ann
+from cdi.controllers.datavolume.controller import IMPORT_KIND, DataVolumeReconciler
+from cdi.controllers.importpod.controller import ImportPodReconciler
+from cdi.controllers.progress import HttpsProgressScraper
+from importer.metrics import MetricsServer
+from importer.progress import Progress
+from tests.controllers.test_reconcilers import DV_API, KEY, bind, create_dv, set_container, setup_storage, step
+
+MI = 1 << 20
+POD_IP = "127.1.0.9"  # the address `set_container` gives the importer pod
+
+
+@dataclass
+class SteppedClock:
+    seconds: float = 0.0
+
+    def now(self) -> datetime:
+        return datetime(2026, 11, 21, 6, 0, tzinfo=UTC) + timedelta(seconds=self.seconds)
+
+    def monotonic(self) -> float:
+        return self.seconds
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[list[MetricsServer]]:
+    started: list[MetricsServer] = []
+    yield started
+    for server in started:
+        await server.stop()
+
+
+async def running_import(cluster: Cluster, clock: SteppedClock, servers: list[MetricsServer],
+                         stall_timeout: timedelta, notes: dict[str, str] | None = None,
+                         ) -> tuple[DataVolumeReconciler, Progress]:
+    """The importer's endpoint labels its lines with the DataVolume's uid, so it starts once the DataVolume
+    exists."""
+    await setup_storage(cluster, clock)  # type: ignore[arg-type]
+    await create_dv(cluster)
+    if notes:
+        await cluster.patch(DV_API, "DataVolume", KEY.name, {"metadata": {"annotations": notes}}, KEY.namespace)
+    progress = Progress()
+    server = MetricsServer(progress, (await dv(cluster))["metadata"]["uid"], f"{POD_IP}:0")
+    servers.append(server)
+    await server.start()
+    assert server.port is not None
+    dvs = DataVolumeReconciler(cluster, clock, IMPORT_KIND, HttpsProgressScraper(server.port),
+                               stall_timeout=stall_timeout)
+    pods = ImportPodReconciler(cluster, clock)
+    await step(dvs, pods, 1)
+    await bind(cluster)
+    await step(dvs, pods)
+    await set_container(cluster, "Running", {"running": {"startedAt": "2026-11-21T06:00:00Z"}})
+    await pods.reconcile(KEY)
+    return dvs, progress
+
+
+async def dv(cluster: Cluster) -> dict[str, Any]:
+    return await cluster.get(DV_API, "DataVolume", KEY.name, KEY.namespace)
+
+
+def transfer_notes(doc: dict[str, Any]) -> dict[str, str]:
+    notes = doc["metadata"].get("annotations") or {}
+    return {k: notes[k] for k in ann.TRANSFER_ANNOTATIONS if k in notes}
+
+
+def stalled(doc: dict[str, Any]) -> dict[str, Any] | None:
+    return next((c for c in doc.get("status", {}).get("conditions", []) if c["type"] == "Stalled"), None)
+
+
+async def stall_events(cluster: Cluster) -> list[tuple[str, str]]:
+    events = (await cluster.list("v1", "Event", KEY.namespace)).items
+    return sorted((e["type"], e["reason"]) for e in events if e["reason"].startswith("Transfer"))
+
+
+async def at(dvs: DataVolumeReconciler, clock: SteppedClock, seconds: float) -> None:
+    clock.seconds = seconds
+    await dvs.reconcile(KEY)
+
+
+async def test_bytes_rate_eta_then_stalled_then_moving_again(cluster: Cluster, servers: list[MetricsServer]) -> None:
+    clock = SteppedClock()
+    dvs, progress = await running_import(cluster, clock, servers, timedelta(minutes=10))
+
+    progress.bytes_done(100 * MI, 1000 * MI)
+    await at(dvs, clock, 0.0)
+    doc = await dv(cluster)
+    assert doc["status"]["phase"] == "ImportInProgress"
+    assert doc["status"]["progress"] == "10.00%"  # upstream's percentage, unchanged
+    assert transfer_notes(doc) == {ann.ANN_TRANSFER_BYTES_DONE: str(100 * MI),
+                                   ann.ANN_TRANSFER_BYTES_TOTAL: str(1000 * MI)}  # no rate from one reading
+
+    progress.bytes_done(300 * MI, 1000 * MI)
+    await at(dvs, clock, 10.0)
+    assert transfer_notes(await dv(cluster)) == {
+        ann.ANN_TRANSFER_BYTES_DONE: str(300 * MI), ann.ANN_TRANSFER_BYTES_TOTAL: str(1000 * MI),
+        ann.ANN_TRANSFER_RATE: str(20 * MI), ann.ANN_TRANSFER_ETA: "35"}
+    version = (await dv(cluster))["metadata"]["resourceVersion"]
+    await at(dvs, clock, 11.0)  # the same bytes a second later: nothing to write
+    assert (await dv(cluster))["metadata"]["resourceVersion"] == version
+
+    for seconds in (60.0, 300.0, 609.0):  # the source stops sending
+        await at(dvs, clock, seconds)
+        assert stalled(await dv(cluster)) is None
+    await at(dvs, clock, 610.0)
+    await at(dvs, clock, 612.0)
+    doc = await dv(cluster)
+    condition = stalled(doc)
+    assert condition is not None
+    assert (condition["status"], condition["reason"]) == ("True", "TransferStalled")
+    assert condition["message"] == ("no progress for 10m0s at 300Mi of 1000Mi; the source may be unreachable: "
+                                    "see `cdi logs pod/importer-fedora -n default`")
+    assert transfer_notes(doc)[ann.ANN_TRANSFER_RATE] == "0" and ann.ANN_TRANSFER_ETA not in transfer_notes(doc)
+    assert await stall_events(cluster) == [("Warning", "TransferStalled")]  # one, not one per reconcile
+
+    progress.bytes_done(310 * MI, 1000 * MI)
+    await at(dvs, clock, 620.0)
+    await at(dvs, clock, 622.0)
+    condition = stalled(await dv(cluster))
+    assert condition is not None
+    assert (condition["status"], condition["reason"]) == ("False", "TransferProgressing")
+    assert await stall_events(cluster) == [("Normal", "TransferProgressing"), ("Warning", "TransferStalled")]
+
+
+async def test_a_data_volume_can_shorten_its_own_stall_timeout(cluster: Cluster,
+                                                               servers: list[MetricsServer]) -> None:
+    clock = SteppedClock()
+    dvs, progress = await running_import(cluster, clock, servers, timedelta(minutes=10),
+                                         {ann.ANN_STALL_TIMEOUT: "1m"})
+    progress.bytes_done(5 * MI, None)
+    await at(dvs, clock, 0.0)
+    await at(dvs, clock, 59.0)
+    assert stalled(await dv(cluster)) is None
+    await at(dvs, clock, 60.0)
+    condition = stalled(await dv(cluster))
+    assert condition is not None and condition["status"] == "True"
+    assert condition["message"].startswith("no progress for 1m0s at 5.0Mi;")  # no total known
+    assert transfer_notes(await dv(cluster))[ann.ANN_TRANSFER_BYTES_DONE] == str(5 * MI)
