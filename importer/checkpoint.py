@@ -71,13 +71,13 @@ class SourceIdentity:
 @dataclass(frozen=True)
 class Checkpoint:
     identity: SourceIdentity
-    format: str  # "raw" ("iso" is raw too); qcow2 records are never resumable
+    format: str  # "raw" ("iso" is raw too) or "qcow2"
     compression: str | None  # "gz", "xz", "zst", or None
     checksum: str = ""  # the spec as given (algo:hex): another checksum means another import
     wire_offset: int = 0
     target_offset: int = 0
     carry: bytes = b""
-    decoder_state: bytes = b""  # what a decoder restarting at the boundary needs (an xz stream's header, blocks)
+    decoder_state: bytes = b""  # what a decoder restarting there needs (an xz stream's blocks; qcow2 tables' place)
     hash_state: bytes | None = None
     hash_library: str = ""
     not_resumable: str | None = None
@@ -134,6 +134,11 @@ class RecordStore(Protocol):
         """Forget the record; `data_end`: where the imported disk ends (a device keeps what is past it)."""
         ...
 
+    @property
+    def data_limit(self) -> int | None:
+        """Disk bytes at or past this offset would overwrite records (None: records live elsewhere)."""
+        ...
+
 
 class CheckpointStore:
     """One record in a file, replaced atomically."""
@@ -171,6 +176,10 @@ class CheckpointStore:
             os.close(directory)
         return True
 
+    @property
+    def data_limit(self) -> int | None:
+        return None
+
     def clear(self, data_end: int | None = None) -> None:
         self.path.unlink(missing_ok=True)
         self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)
@@ -203,6 +212,23 @@ class Checkpointer:
         self._base = base
         self._last_wire, self._last_time = base.wire_offset, self._clock()
         self.store.save(base)
+
+    @property
+    def every_bytes(self) -> int:
+        return self._every_bytes
+
+    @property
+    def last_wire(self) -> int:
+        """The source offset of the last record (or of the start of this attempt)."""
+        return self._last_wire
+
+    def since_last(self, wire_offset: int) -> int:
+        return wire_offset - self._last_wire
+
+    def retire(self) -> None:
+        """No more records in this attempt, and forget the last one (its place is about to be overwritten)."""
+        self._stopped = True
+        self.store.clear()
 
     def due(self, wire_offset: int) -> bool:
         if not self.active:

@@ -42,6 +42,10 @@ class DeviceTailStore:
         """Records are kept only for data that ends before this offset."""
         return self._size - RESERVED
 
+    @property
+    def data_limit(self) -> int | None:
+        return self.limit
+
     def _slot(self, index: int) -> int:
         return self.limit + index * SLOT
 

@@ -2,7 +2,9 @@
 a restart cannot continue it), and the hook the writer calls after each chunk, which, when a record
 is due and the decoder can restart here, syncs the target and saves the offsets, the bytes read past
 the restart point and the checksum's state. Raw images restart at any consistent chunk; compressed
-raw images at the end of a gzip member, xz block or zstd frame (`DecompressingReader.boundary`).
+raw images at the end of a gzip member, xz block or zstd frame (`DecompressingReader.boundary`);
+qcow2 images at a host cluster boundary where the streaming converter holds nothing back
+(`Qcow2Checkpoints`; the record names the metadata a restart reads again, `importer.qcow2stream.restart`).
 
 `importer.transfer` calls these for a fresh attempt and continues a record in `resume_transfer`;
 records and their stores are `importer.checkpoint`, the decision to resume is `importer.resume`.
@@ -10,6 +12,7 @@ records and their stores are `importer.checkpoint`, the decision to resume is `i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -18,8 +21,13 @@ from importer import hashstate
 from importer.checkpoint import Checkpoint, Checkpointer, SourceIdentity
 from importer.checksum import ChecksumSpec, Hasher
 from importer.formats import DecompressingReader, OpenedImage, PrefixReader
+from importer.qcow2stream import DiskOutput, Qcow2Stream
+from importer.qcow2stream.restart import Restart
 from importer.resume import not_resumable_reason
 from importer.writer import SparseWriter
+
+log = logging.getLogger(__name__)
+HELD_BACK_LOG = 4  # intervals without a record, because the converter holds data back, before the log says so
 
 
 @dataclass(frozen=True)
@@ -31,6 +39,7 @@ class CheckpointPlan:
     identity: SourceIdentity | None
     source_resumable: bool
     resume: Checkpoint | None = None
+    restart: Restart | None = None  # a qcow2 record's converter state, rebuilt from the image's metadata
 
 
 class Meter(Protocol):
@@ -92,3 +101,56 @@ def writer_hook(checkpoints: CheckpointPlan | None, meter: Meter,
         checkpointer.save(meter.count, target_offset, carry, meter.hash_state(), started, state)
 
     return hook
+
+
+class Qcow2Checkpoints:
+    """The streaming qcow2 converter's checkpoints (`importer.qcow2stream.ClusterHook`): after a host
+    cluster, when a record is due and the converter holds nothing back, sync the disk and record the
+    host offset, the guest high-water mark and where the metadata a restart reads again lies. On a Block
+    volume the records live in the device's last MiB, which guest data may reach at any time (the
+    converter writes in host order): before the first write there, the records are cleared and stop."""
+
+    def __init__(self, checkpointer: Checkpointer, meter: Meter, wire: PrefixReader) -> None:
+        self._checkpointer = checkpointer
+        self._meter = meter
+        self._wire = wire
+        self._told = -1  # the record offset the log last explained a missing checkpoint after
+
+    def attach(self, output: DiskOutput) -> None:
+        if (limit := self._checkpointer.store.data_limit) is not None:
+            output.guard(limit, self._retire)
+
+    def _retire(self) -> None:
+        log.info("no more checkpoints: the disk's data reaches the records' place at the device's end")
+        self._checkpointer.retire()
+
+    def __call__(self, stream: Qcow2Stream) -> None:
+        checkpointer, meter = self._checkpointer, self._meter
+        if not checkpointer.due(meter.count):
+            return
+        if why := stream.held_back():
+            self._explain(why)
+            return
+        carry = self._wire.pending
+        if meter.count - len(carry) != stream.position:
+            return
+        started = checkpointer.now()
+        high_water = stream.sync()
+        checkpointer.save(meter.count, high_water, carry, meter.hash_state(), started, stream.restart_state())
+
+    def _explain(self, why: str) -> None:
+        checkpointer = self._checkpointer
+        if checkpointer.last_wire != self._told and checkpointer.since_last(self._meter.count) >= \
+                HELD_BACK_LOG * checkpointer.every_bytes:
+            self._told = checkpointer.last_wire
+            log.info("no checkpoint since source byte %d: %s", checkpointer.last_wire, why)
+
+
+def qcow2_checkpoints(checkpoints: CheckpointPlan | None, meter: Meter,
+                      layers: tuple[PrefixReader | DecompressingReader, ...]) -> Qcow2Checkpoints | None:
+    """The converter's hook, or None when this attempt records nothing more (a compressed qcow2)."""
+    if checkpoints is None or not checkpoints.checkpointer.active or len(layers) != 1:
+        return None
+    wire = layers[0]
+    assert isinstance(wire, PrefixReader)
+    return Qcow2Checkpoints(checkpoints.checkpointer, meter, wire)

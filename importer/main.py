@@ -7,8 +7,9 @@ everything below it takes its collaborators as arguments.
 Before it reads the source, an importer looks for an earlier attempt's checkpoint on its volume
 (`importer.checkpoint` beside the partial disk, `importer.checkpointdevice` at a Block volume's
 end), decides with `importer.resume` whether to continue it, asks the source for the rest (`open_at`)
-and confirms the answer; whichever way it goes, the decision and its reason go into the termination
-message (`resumeDecision`) for the controller's event."""
+and confirms the answer (a qcow2 record first has the image's tables read again, to rebuild the
+converter's state: `qcow2_restart`); whichever way it goes, the decision and its reason go into the
+termination message (`resumeDecision`) for the controller's event."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from cdi.contracts.termination import IMPORT_COMPLETE, TerminationMessage
 from importer import hashstate, ranged
 from importer.blank import create_blank
 from importer.blockio import device_size, is_block_device
-from importer.checkpoint import CheckpointCorrupt, CheckpointStore, RecordStore
+from importer.checkpoint import Checkpoint, CheckpointCorrupt, CheckpointStore, RecordStore
 from importer.checkpointdevice import DeviceTailStore
 from importer.checksum import parse_checksum
 from importer.config import ImporterConfig, load_config
@@ -34,6 +35,7 @@ from importer.errors import ChecksumMismatch, ConfigurationError, ImportFailure,
 from importer.metrics import MetricsServer
 from importer.pipeline import CheckpointSettings, ImportOutcome, ImportRequest, Pipeline
 from importer.progress import Progress
+from importer.qcow2stream.restart import Restart, RestartMismatch, RestartRecord, plan_restart
 from importer.qemu import QemuImg
 from importer.ranged import RangedAccess
 from importer.resume import Decision, Observed, Outcome, confirm, decide, describe
@@ -56,9 +58,11 @@ def write_termination(path: Path, message: TerminationMessage) -> None:
 
 @dataclass
 class Attempt:
-    """What this attempt decided about an earlier one (for the termination message, even on failure)."""
+    """What this attempt decided about an earlier one (for the termination message, even on failure);
+    `restart`: a qcow2 record's converter state, rebuilt from the image's metadata."""
 
     decision: Decision = field(default_factory=lambda: Decision(Outcome.FRESH))
+    restart: Restart | None = None
 
     def stamp(self, message: TerminationMessage) -> TerminationMessage:
         if self.decision.outcome is Outcome.FRESH:
@@ -111,6 +115,12 @@ async def open_source(source: Source, attempt: Attempt) -> AsyncIterator[SourceS
     """The source from the checkpoint on when the decision is to resume and the source confirms it is
     unchanged and honours the range; otherwise from the start, with the reason in `attempt`."""
     record = attempt.decision.record
+    if attempt.decision.outcome is Outcome.RESUMED and record is not None and isinstance(source, ResumableSource) \
+            and record.format == "qcow2":
+        attempt.restart, why = await qcow2_restart(source, record)
+        if why is not None:
+            attempt.decision = Decision.over(why)
+    record = attempt.decision.record
     if attempt.decision.outcome is Outcome.RESUMED and record is not None and isinstance(source, ResumableSource):
         async with source.open_at(record.wire_offset, record.identity) as stream:
             why = confirm(record, stream.identity, stream.start)
@@ -124,6 +134,40 @@ async def open_source(source: Source, attempt: Attempt) -> AsyncIterator[SourceS
     _log_decision(attempt.decision)
     async with source.open() as stream:
         yield stream
+
+
+async def qcow2_restart(source: ResumableSource, record: Checkpoint) -> tuple[Restart | None, str | None]:
+    """Read again the metadata a qcow2 record names (ranged requests pinned to the recorded version of
+    the source) and rebuild the converter's state at the checkpoint; or why it cannot continue."""
+    try:
+        kept = RestartRecord.decode(record.decoder_state)
+    except RestartMismatch as e:
+        return None, e.reason
+    fetched: dict[int, bytes] = {}
+    for start, end in kept.ranges:
+        async with source.open_at(start, record.identity, end) as stream:
+            if why := confirm(record, stream.identity, stream.start, start):
+                return None, why
+            data = await _gather(stream.chunks, end - start)
+        if len(data) < end - start:
+            return None, f"the source ended at byte {start + len(data)}, inside the image's tables at {start}-{end - 1}"
+        fetched[start] = data
+    log.info("read the image's tables again: %d bytes in %d ranges", sum(map(len, fetched.values())), len(fetched))
+    try:
+        return plan_restart(record.wire_offset - len(record.carry), fetched, kept.spooled), None
+    except RestartMismatch as e:
+        return None, e.reason
+
+
+async def _gather(chunks: AsyncIterator[bytes], length: int) -> bytes:
+    """The first `length` bytes of a stream (a server that ignores the range's end sends more)."""
+    parts, got = [], 0
+    async for chunk in chunks:
+        parts.append(chunk[:length - got])
+        got += len(parts[-1])
+        if got >= length:
+            break
+    return b"".join(parts)
 
 
 def _log_decision(decision: Decision) -> None:
@@ -165,7 +209,9 @@ async def execute(config: ImporterConfig, progress: Progress, qemu: QemuImg,
     try:
         async with open_source(source, attempt) as stream:
             resume = attempt.decision.record if attempt.decision.outcome is Outcome.RESUMED else None
-            request = replace(request, checkpoints=replace(settings, resume=resume) if settings else None)
+            restart = attempt.restart if resume is not None else None
+            checkpoints = replace(settings, resume=resume, restart=restart) if settings else None
+            request = replace(request, checkpoints=checkpoints)
             return await pipeline.run(stream, request), dict(stream.labels)
     except ScratchSpaceRequired as e:
         access = getattr(source, "ranged_access", None)

@@ -69,14 +69,16 @@ def decide(seen: Observed) -> Decision:
     return Decision(Outcome.RESUMED, record=record)
 
 
-def confirm(record: Checkpoint, seen: SourceIdentity | None, start: int) -> str | None:
-    """Why the answer to the ranged request cannot continue `record` (None: it can)."""
+def confirm(record: Checkpoint, seen: SourceIdentity | None, start: int, offset: int | None = None) -> str | None:
+    """Why the answer to the ranged request for bytes from `offset` (default: the record's wire offset)
+    cannot continue `record` (None: it can)."""
+    offset = record.wire_offset if offset is None else offset
     if seen is None:
         return "the source did not identify itself (no ETag, Last-Modified or digest)"
     if why := record.identity.differs(seen):
         return f"the source changed since the checkpoint: {why}"
-    if start != record.wire_offset:
-        return (f"the source answered the request for bytes from {record.wire_offset} with bytes from {start} "
+    if start != offset:
+        return (f"the source answered the request for bytes from {offset} with bytes from {start} "
                 f"(it does not honour range requests)")
     return None
 
@@ -105,9 +107,9 @@ def not_resumable_reason(fmt: str, compression: tuple[str, ...], archive: bool,
                 "Content-Length and no Content-Encoding)")
     if not identity.validated:
         return "the source has no ETag, Last-Modified or digest to show whether it changed"
-    if fmt == "qcow2":
-        return ("a qcow2 image is converted while it streams, and the converter's state (the tables read so far, "
-                "clusters held back for later) is not checkpointed")
+    if fmt == "qcow2" and compression:
+        return ("a compressed qcow2 image is not checkpointed (the converter's restart points and the "
+                "decompressor's would both have to line up)")
     if fmt in ("vmdk", "vdi", "vpc", "vhdx"):
         return f"a {fmt} image is converted by qemu-img from scratch space"
     if len(compression) > 1:

@@ -10,10 +10,11 @@ why. A qcow2 goes to scratch only when the streaming reader declines it before w
 what it had read, so the download is still a single pass.
 
 Checkpoints: when the plan carries a `CheckpointPlan`, `importer.checkpointing` records how far the
-target is consistent as it is written (raw images, and raw images compressed once with gzip, xz or
-zstd). `resume_transfer` continues such a record: the meter's hash and count are restored, the
-carried bytes are replayed above the meter (they were hashed before) and a fresh decoder starts at
-the gzip member, xz block or zstd frame boundary.
+target is consistent as it is written (raw images, raw images compressed once with gzip, xz or
+zstd, and plain qcow2). `resume_transfer` continues such a record: the meter's hash and count are
+restored, the carried bytes are replayed above the meter (they were hashed before) and a fresh decoder
+starts at the gzip member, xz block or zstd frame boundary, or the qcow2 converter continues with the
+state `importer.main` rebuilt from the image's metadata.
 
 `importer.pipeline` calls `transfer` via `asyncio.to_thread` with a reader bridged from the source,
 then runs the async steps (qemu-img, resize, commit) on what this returns.
@@ -41,7 +42,7 @@ from importer.formats import (
     open_image,
 )
 from importer.qcow2header import Qcow2Header
-from importer.qcow2stream import Decline, DiskOutput, Qcow2Stream, SpoolExhausted, read_layout
+from importer.qcow2stream import ClusterHook, Decline, DiskOutput, Qcow2Stream, SpoolExhausted, read_layout
 from importer.reader import Reader
 from importer.target import Target
 from importer.writer import CHUNK, SparseWriter
@@ -163,7 +164,8 @@ def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float]
         except Decline as e:  # nothing is lost: replay what the reader consumed into scratch space
             reader, reason = PrefixReader(stream.prefix, image.reader), _declined(e)
         else:
-            written, spooled = _stream_qcow2(stream, image, plan)
+            written, spooled = _stream_qcow2(stream, image, plan,
+                                             checkpointing.qcow2_checkpoints(plan.checkpoints, metered, image.layers))
             return _finish(metered, plan, TransferResult(Destination.TARGET, image, written, 0, spooled=spooled))
     if reason is None:
         hook = checkpointing.writer_hook(plan.checkpoints, metered, image.layers)
@@ -182,14 +184,16 @@ def _finish(metered: MeteredReader, plan: TransferPlan, result: TransferResult) 
     return replace(result, wire_bytes=metered.count)
 
 
-def _stream_qcow2(stream: Qcow2Stream, image: OpenedImage, plan: TransferPlan) -> tuple[int, int]:
+def _stream_qcow2(stream: Qcow2Stream, image: OpenedImage, plan: TransferPlan, hook: ClusterHook | None,
+                  start: int | None = None) -> tuple[int, int]:
+    """Convert onto the target, from the beginning or (`start`) continuing an earlier attempt's disk."""
     target = plan.target
     spool_dir = plan.scratch_file.parent if plan.scratch_file is not None and plan.scratch_space > 0 else None
-    fd = target.open_for_write()
+    fd = target.open_for_write() if start is None else target.open_for_resume(start)
     try:
         output = DiskOutput(fd, block_device=target.block, sparse=not (target.block and plan.preallocate),
                             virtual_size=stream.layout.virtual_size, what=str(target.disk_path))
-        return stream.run(output, spool_dir), stream.spilled
+        return stream.run(output, spool_dir, hook=hook), stream.spilled
     except SpoolExhausted as e:
         raise ScratchSpaceRequired(image.description, f"the streaming qcow2 reader ran out of room: {e.reason}") \
             from e
@@ -221,6 +225,8 @@ def resume_transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int,
     metered = MeteredReader(source, plan.checksum, lambda count: on_bytes(count, 1.0), hasher=hasher,
                             count=record.wire_offset)
     wire = PrefixReader(record.carry, metered)
+    if record.format == ImageFormat.QCOW2.value:
+        return _resume_qcow2(metered, wire, plan)
     layers: tuple[PrefixReader | DecompressingReader, ...] = (wire,)
     compression: tuple[Compression, ...] = ()
     reader: Reader = wire
@@ -233,6 +239,20 @@ def resume_transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int,
     hook = checkpointing.writer_hook(plan.checkpoints, metered, layers)
     written = _write_target(reader, plan, hook, start=record.target_offset)
     return _finish(metered, plan, TransferResult(Destination.TARGET, image, written, 0))
+
+
+def _resume_qcow2(metered: MeteredReader, wire: PrefixReader, plan: TransferPlan) -> TransferResult:
+    """Continue a qcow2 record: the converter's state was rebuilt from the image's metadata
+    (`importer.qcow2stream.restart`, fetched again by `importer.main`); the disk keeps what it has."""
+    assert plan.checkpoints is not None and plan.checkpoints.resume is not None
+    record, restart = plan.checkpoints.resume, plan.checkpoints.restart
+    assert restart is not None  # importer.main rebuilds it before it resumes a qcow2 record
+    image = OpenedImage(wire, (), ImageFormat.QCOW2, b"", (wire,))
+    plan.checkpoints.checkpointer.begin(record)
+    hook = checkpointing.qcow2_checkpoints(plan.checkpoints, metered, image.layers)
+    written, spooled = _stream_qcow2(Qcow2Stream.restarted(wire, restart), image, plan, hook,
+                                     start=record.target_offset)
+    return _finish(metered, plan, TransferResult(Destination.TARGET, image, written, 0, spooled=spooled))
 
 
 def _write_file(reader: Reader, path: Path, limit: int, what: str) -> int:

@@ -10,26 +10,42 @@ still accept is unusual); nothing is lost then, as `prefix` holds every byte rea
 scratch-space path. `run` raises `SpoolExhausted` when too much data arrives before its L2 table
 and there is no scratch space to keep it in.
 
+Checkpoints: `run` calls a `ClusterHook` after every host cluster; where nothing is held back
+(`held_back`), `sync` makes the disk durable and `restart_state` names the metadata a restart needs.
+`Qcow2Stream.restarted` continues such a checkpoint with the state `restart` rebuilt.
+
 Modules: `layout` (header), `tables` (L1/L2 entries), `compressed` (deflate/zstd clusters), `engine`
-(the pass), `spool` (clusters seen before their table), `output` (sparse positioned writes).
+(the pass), `spool` (clusters seen before their table), `output` (sparse positioned writes),
+`restart` (the pass's state at a checkpoint, rebuilt from the image's metadata).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from importer.formats import read_up_to
 from importer.qcow2stream.engine import Engine
 from importer.qcow2stream.layout import Decline, Layout, read_layout
 from importer.qcow2stream.output import DiskOutput
+from importer.qcow2stream.restart import Restart, RestartRecord, metadata_ranges
 from importer.qcow2stream.spool import MEMORY_LIMIT, Spool, SpoolExhausted
 from importer.qcow2stream.tables import corrupt, parse_l1
 from importer.reader import Reader
 
-__all__ = ["Decline", "DiskOutput", "Layout", "Qcow2Stream", "SpoolExhausted", "read_layout"]
+__all__ = ["ClusterHook", "Decline", "DiskOutput", "Layout", "Qcow2Stream", "SpoolExhausted", "read_layout"]
 
 PREFIX_LIMIT = 16 << 20  # the L1 table must end within this many bytes of the start
 TABLE_MEMORY_LIMIT = 64 << 20  # L2 tables the pass may have to hold at once
+
+
+class ClusterHook(Protocol):
+    """Who takes checkpoints (`importer.checkpointing`): told the output before the pass starts, and
+    called after every host cluster once the prefix is through."""
+
+    def attach(self, output: DiskOutput) -> None: ...
+
+    def __call__(self, stream: Qcow2Stream) -> None: ...
 
 
 class Qcow2Stream:
@@ -37,8 +53,39 @@ class Qcow2Stream:
         self.layout = layout
         self.prefix = b""
         self.spilled = 0
+        self.position = 0  # host bytes fed to the engine
         self._reader = reader
         self._tables: list[tuple[int, int]] = []
+        self._restart: Restart | None = None
+        self._engine: Engine | None = None
+        self._output: DiskOutput | None = None
+
+    @classmethod
+    def restarted(cls, reader: Reader, restart: Restart) -> Qcow2Stream:
+        """Continue at a checkpoint: `reader` starts at `restart.position`."""
+        stream = cls(reader, restart.layout)
+        stream._tables, stream._restart, stream.position = restart.tables, restart, restart.position
+        return stream
+
+    def held_back(self) -> str | None:
+        """Why no checkpoint can be taken after the clusters fed so far (None: one can)."""
+        if self._engine is None or self.prefix:
+            return "the image's first clusters are still being read"
+        return self._engine.held_back()
+
+    def sync(self) -> int:
+        """Wait for inflated clusters, make the disk durable; returns how far guest data reaches."""
+        assert self._engine is not None and self._output is not None
+        self._engine.drain()
+        return self._output.sync()
+
+    def restart_state(self) -> bytes:
+        """What a record keeps for a restart here: where the metadata it will read again is."""
+        assert self._engine is not None
+        partial = [(start, self.position) for start in self._engine.partial_starts()]
+        spooled = self._engine.spooled()
+        ranges = metadata_ranges(self.layout, self._tables, self.position, partial, spooled)
+        return RestartRecord(list(ranges), spooled).encode()
 
     def prepare(self) -> None:
         """Read the image up to the end of its L1 table and decide whether one pass can convert it."""
@@ -56,15 +103,21 @@ class Qcow2Stream:
             raise Decline(f"its {len(self._tables)} L2 tables take {len(self._tables) * cs >> 20} MiB, more than "
                           f"the {TABLE_MEMORY_LIMIT >> 20} MiB a single pass may hold, so it needs random access")
 
-    def run(self, output: DiskOutput, spool_dir: Path | None, *, spool_memory: int = MEMORY_LIMIT) -> int:
+    def run(self, output: DiskOutput, spool_dir: Path | None, *, spool_memory: int = MEMORY_LIMIT,
+            hook: ClusterHook | None = None) -> int:
         """Convert the rest of the stream; returns the virtual size. `spool_dir` is scratch space, if any."""
         layout = self.layout
         cs = layout.cluster_size
         spool = Spool(cs, spool_dir, memory_limit=spool_memory)
-        engine = Engine(layout, self._tables, output, spool)
-        output.prepare()
+        restart = self._restart
+        engine = Engine(layout, self._tables, output, spool, restart.rebuilt if restart is not None else None)
+        self._engine, self._output = engine, output
+        if restart is None:
+            output.prepare()  # a restart continues the disk the earlier attempt prepared
+        if hook is not None:
+            hook.attach(output)
         try:
-            end = self._pump(engine, cs)
+            end = self._pump(engine, cs, hook)
             engine.finish(end)
             output.finish()
         finally:
@@ -74,22 +127,26 @@ class Qcow2Stream:
             spool.clear()
         return layout.virtual_size
 
-    def _pump(self, engine: Engine, cs: int) -> int:
+    def _pump(self, engine: Engine, cs: int, hook: ClusterHook | None) -> int:
         """Feed the prefix, then the rest of the stream, a cluster at a time; returns where it stopped."""
         prefix, self.prefix = memoryview(self.prefix), b""
-        cluster = 0
-        position = 0
+        position = self.position
+        cluster = position // cs
         while position < len(prefix):
             piece = prefix[position:position + cs]
             engine.feed(cluster, piece)
             cluster, position = cluster + 1, position + len(piece)
             if len(piece) < cs:
                 return position
+        self.position = position
         while not engine.done:
             data = read_up_to(self._reader, cs)
             if data:
                 engine.feed(cluster, data)
             cluster, position = cluster + 1, position + len(data)
+            self.position = position
             if len(data) < cs:
                 break
+            if hook is not None:
+                hook(self)
         return position

@@ -25,6 +25,39 @@ from importer.qcow2stream.tables import ALL_SUBCLUSTERS, COMPRESSED, OFFSET_MASK
 FREE, SEEN, SPOOLED, META, DATA, CDATA = range(6)
 _ROLE = {SPOOLED: "unclaimed data", META: "metadata", DATA: "another guest cluster", CDATA: "compressed data"}
 _REFTABLE_CLUSTERS_READ = 64
+SPOOL_REREAD_LIMIT = 4 << 20  # spooled bytes a checkpoint may leave for its restart to read again
+
+
+def reftable_clusters(layout: Layout) -> range:
+    """The refcount table clusters the pass reads (to know which clusters further on are refcount blocks)."""
+    first = layout.cluster_of(layout.refcount_table_offset)
+    return range(first, first + min(layout.refcount_table_clusters, _REFTABLE_CLUSTERS_READ))
+
+
+def metadata_clusters(layout: Layout, l2_clusters: list[int]) -> list[int]:
+    """The clusters the header and L1 table name as metadata: header, L1, L2 tables, refcount table."""
+    l1_clusters = range(layout.cluster_of(layout.l1_offset), layout.cluster_of(max(layout.l1_end - 1, 0)) + 1)
+    reftable = [c for c in reftable_clusters(layout) if c < plausible_end(layout) >> layout.cluster_bits]
+    return [0, *l1_clusters, *l2_clusters, *reftable]
+
+
+def plausible_end(layout: Layout) -> int:
+    """No plausible image is larger than this many bytes."""
+    return 4 * layout.virtual_size + (1 << 30)
+
+
+@dataclass
+class Restarted:
+    """What the pass knew at a checkpoint, rebuilt from the image's metadata (`importer.qcow2stream.restart`):
+    each host cluster's state up to there, the L2 tables already passed (cursors at their first extent
+    at or past the checkpoint), how many L2 tables that is, the compressed clusters that run on past
+    the checkpoint with their bytes before it, and the clusters the spool held."""
+
+    states: bytearray
+    tables: list[L2Table]
+    tables_passed: int
+    partial: list[tuple[Extent, bytes]] = field(default_factory=list)
+    spooled: list[tuple[int, bytes]] = field(default_factory=list)  # clusters the spool held, read again
 
 
 @dataclass
@@ -36,12 +69,14 @@ class _Active:
 class Engine:
     """Consumes host clusters in order through `feed`, then `finish` at the end of the stream."""
 
-    def __init__(self, layout: Layout, tables: list[tuple[int, int]], output: DiskOutput, spool: Spool) -> None:
+    def __init__(self, layout: Layout, tables: list[tuple[int, int]], output: DiskOutput, spool: Spool,
+                 restart: Restarted | None = None) -> None:
+        """`restart`: continue at a checkpoint, with what the pass up to there knew (`importer.qcow2stream.restart`)."""
         self._layout = layout
         self._cs = layout.cluster_size
         self._output = output
         self._spool = spool
-        self._limit = 4 * layout.virtual_size + (1 << 30)  # no plausible image is larger than this
+        self._limit = plausible_end(layout)
         self._state = bytearray()
         self._zeros = bytes(self._cs)
         self.inflater = Inflater(self._cs, layout.compression, output.write_cluster)
@@ -56,16 +91,45 @@ class Engine:
             self._l2_at[offset >> layout.cluster_bits] = index
         self._ahead = sorted(self._l2_at)
         self._ahead_pos = 0
-        first_rt = layout.cluster_of(layout.refcount_table_offset)
-        self._reftable = range(first_rt, first_rt + min(layout.refcount_table_clusters, _REFTABLE_CLUSTERS_READ))
-        l1_clusters = range(layout.cluster_of(layout.l1_offset), layout.cluster_of(max(layout.l1_end - 1, 0)) + 1)
-        reftable = [c for c in self._reftable if c < self._limit // self._cs]
-        for cluster in (0, *l1_clusters, *self._ahead, *reftable):
+        self._reftable = reftable_clusters(layout)
+        if restart is not None:
+            self._state = restart.states
+            self._ahead_pos = restart.tables_passed
+            self._active = [_Active(extent, [memoryview(head)]) for extent, head in restart.partial]
+            for cluster, data in restart.spooled:
+                spool.put(cluster, data, f"host cluster {cluster * self._cs:#x} was held back at the checkpoint")
+            for table in restart.tables:
+                self._push(table)
+            return
+        for cluster in metadata_clusters(layout, self._ahead):
             self._mark(cluster, META)
 
     @property
     def done(self) -> bool:
         return not self._heap and not self._active and self._ahead_pos >= len(self._ahead)
+
+    def held_back(self) -> str | None:
+        """Why no checkpoint may be taken after the clusters fed so far (None: one may). What the pass
+        holds is the image's own bytes, which a restart reads again: the first parts of compressed
+        clusters that run on (`partial_starts`) and spooled clusters (`spooled`), as long as there are
+        few of those."""
+        if len(self._spool) * self._cs > SPOOL_REREAD_LIMIT:
+            return (f"{len(self._spool)} host clusters that came before the L2 table mapping them are held back "
+                    f"until it arrives (a restart reads at most {SPOOL_REREAD_LIMIT >> 20} MiB of them again)")
+        return None
+
+    def spooled(self) -> list[int]:
+        """The host clusters held for an L2 table further on."""
+        return self._spool.clusters()
+
+    def partial_starts(self) -> list[int]:
+        """Where the compressed clusters that run on past the clusters fed so far begin (a restart reads
+        their first part again)."""
+        return [active.extent.start for active in self._active]
+
+    def drain(self) -> None:
+        """Let every compressed cluster submitted so far be inflated and written."""
+        self.inflater.drain()
 
     def feed(self, cluster: int, data: bytes | memoryview) -> None:
         start = cluster * self._cs
@@ -187,6 +251,7 @@ class Engine:
             parts.append(memoryview(kept)[low:high] if kept is not None else bytes(high - low))
             if extent.kind != COMPRESSED:
                 self._mark(cluster, DATA)
+                self._spool.discard(cluster)  # a guest cluster's data now: nothing else may claim it
         self._emit(extent, parts)
 
     def _claim(self, cluster: int, extent: Extent) -> None:
@@ -198,6 +263,7 @@ class Engine:
 
     def _emit(self, extent: Extent, parts: list[bytes | memoryview]) -> None:
         data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._output.reach(extent.guest + (self._cs if extent.kind == COMPRESSED else len(data)))
         if extent.kind == COMPRESSED:
             data = bytes(data).ljust(extent.end - extent.start, b"\0")  # qemu reads past EOF as zeros
             self.inflater.submit(extent.guest, data)

@@ -13,6 +13,7 @@ is its sequential sibling.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from importer.blockio import no_space_guard, write_zeros, zero_range
 from importer.writer import BLOCK, WriteQueue
@@ -34,6 +35,8 @@ class DiskOutput:
         self._run_start = 0
         self._run_end = 0
         self._queue = WriteQueue(fd, depth=_QUEUE_DEPTH)
+        self.high_water = 0  # where the furthest guest data handed to us so far ends
+        self._guard: tuple[int, Callable[[], None]] | None = None
 
     def prepare(self) -> None:
         """Make every guest byte read as zero before data arrives."""
@@ -44,6 +47,29 @@ class DiskOutput:
                 write_zeros(self._fd, 0, self.virtual_size)
         except OSError as e:
             raise no_space_guard(e, self._what) from e
+
+    def guard(self, offset: int, before: Callable[[], None]) -> None:
+        """Call `before` once, before the first guest data at or past `offset` is written (a Block
+        volume's checkpoint slots live there: they are cleared before the disk's bytes reach them)."""
+        self._guard = (offset, before)
+        self.reach(0)
+
+    def reach(self, end: int) -> None:
+        """Guest data up to `end` is about to be written (the engine says so before writing or inflating it)."""
+        self.high_water = max(self.high_water, min(end, self.virtual_size))
+        if self._guard is not None and self.high_water > self._guard[0]:
+            before, self._guard = self._guard[1], None
+            before()
+
+    def sync(self) -> int:
+        """Make everything handed over so far durable; returns the high-water mark."""
+        self.flush()
+        try:
+            self._queue.drain()
+            os.fsync(self._fd)
+        except OSError as e:
+            raise no_space_guard(e, self._what) from e
+        return self.high_water
 
     def write(self, guest: int, data: bytes | memoryview) -> None:
         """Write guest bytes at `guest`, clipped to the virtual size; zero blocks are skipped."""
@@ -98,7 +124,11 @@ class DiskOutput:
                 raise no_space_guard(e, self._what) from e
 
     def finish(self) -> None:
-        """Flush, set a file's length to the virtual size and make it durable."""
+        """Flush, set a file's length to the virtual size and make it durable. A guard inside the disk
+        that never fired fires now: nothing was written there, so its bytes must read as the disk's hole."""
+        if self._guard is not None and self._guard[0] < self.virtual_size:
+            before, self._guard = self._guard[1], None
+            before()
         self.flush()
         try:
             self._queue.drain()

@@ -6,6 +6,8 @@ the host cluster just before a new L2 table, a refcount block), so clusters live
 `MEMORY_LIMIT`. Past that the spool spills to a sparse file in scratch space when the import has
 some; without it the import cannot continue in one pass and `SpoolExhausted` says why, so the
 controller retries with scratch space. All-zero clusters are never kept: they read back as zeros.
+A cluster taken as a guest cluster's data is dropped at once (nothing else may claim it); what is left
+is the image's own bytes, which a restart at a checkpoint reads again (`clusters`).
 Used by `importer.qcow2stream.engine`.
 """
 
@@ -58,6 +60,18 @@ class Spool:
 
     def __contains__(self, cluster: int) -> bool:
         return cluster in self._memory or cluster in self._on_disk
+
+    def __len__(self) -> int:
+        return len(self._memory) + len(self._on_disk)
+
+    def clusters(self) -> list[int]:
+        return sorted({*self._memory, *self._on_disk})
+
+    def discard(self, cluster: int) -> None:
+        """A kept cluster that nothing can claim any more (it became a guest cluster's data)."""
+        if (data := self._memory.pop(cluster, None)) is not None:
+            self._memory_bytes -= len(data)
+        self._on_disk.discard(cluster)
 
     def _spill(self, why: str) -> None:
         if self._scratch_dir is None:

@@ -8,7 +8,8 @@ stream breaks off.
 A source that can continue from an offset (a ranged request) also has `open_at(offset, identity)`
 (`ResumableSource`): its stream then starts at `start` (the offset, or 0 when the source sent the
 whole of it instead), and every stream says which version of the source it is (`identity`) so that
-`importer.resume` can tell whether a checkpoint still applies.
+`importer.resume` can tell whether a checkpoint still applies. With an `end` it asks for just that
+range (a restarted qcow2 import reads its tables again that way).
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ class ResumableSource(Protocol):
 
     def open(self) -> AbstractAsyncContextManager[SourceStream]: ...
 
-    def open_at(self, offset: int, identity: SourceIdentity) -> AbstractAsyncContextManager[SourceStream]:
-        """The source from `offset` on if it is still `identity` and can send a range, else from 0."""
+    def open_at(self, offset: int, identity: SourceIdentity,
+                end: int | None = None) -> AbstractAsyncContextManager[SourceStream]:
+        """The source from `offset` on (up to `end`, exclusive, when given) if it is still `identity` and
+        can send a range, else from 0."""
         ...

@@ -152,12 +152,13 @@ class GcsSource:
             yield stream
 
     @asynccontextmanager
-    async def open_at(self, offset: int, identity: SourceIdentity) -> AsyncIterator[SourceStream]:
-        async with self._open(offset) as stream:
+    async def open_at(self, offset: int, identity: SourceIdentity,
+                      end: int | None = None) -> AsyncIterator[SourceStream]:
+        async with self._open(offset, end) as stream:
             yield stream
 
     @asynccontextmanager
-    async def _open(self, offset: int | None) -> AsyncIterator[SourceStream]:
+    async def _open(self, offset: int | None, end: int | None = None) -> AsyncIterator[SourceStream]:
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=self._idle_timeout)
         connector = aiohttp.TCPConnector(ssl=build_ssl_context(self._config))
         async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=True,
@@ -177,7 +178,8 @@ class GcsSource:
                                       response.headers.get("x-goog-stored-content-encoding"))
             else:
                 identity = await self._metadata(session, headers)
-                response = await self._get(session, {**headers, "Range": f"bytes={offset}-"}, identity.version)
+                byte_range = f"bytes={offset}-{'' if end is None else end - 1}"
+                response = await self._get(session, {**headers, "Range": byte_range}, identity.version)
                 start, total = _extent(response), identity.size
                 found = None, f"the import resumed at byte {start}, and the stored hashes cover the whole object"
             try:

@@ -41,6 +41,11 @@ _REDIRECTS = {301, 302, 303, 307, 308}
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
+def byte_range(offset: int, end: int | None) -> str:
+    """A Range header's value for [offset, end), or from `offset` to the end."""
+    return f"bytes={offset}-{'' if end is None else end - 1}"
+
+
 def parse_header_line(line: str) -> tuple[str, str]:
     name, sep, value = line.partition(":")
     if not sep or not name.strip():
@@ -103,9 +108,10 @@ class HttpSource:
             yield stream
 
     @asynccontextmanager
-    async def open_at(self, offset: int, identity: SourceIdentity) -> AsyncIterator[SourceStream]:
+    async def open_at(self, offset: int, identity: SourceIdentity,
+                      end: int | None = None) -> AsyncIterator[SourceStream]:
         validator = identity.etag if identity.etag and not identity.etag.startswith("W/") else identity.last_modified
-        headers = [("Range", f"bytes={offset}-")] + ([("If-Range", validator)] if validator else [])
+        headers = [("Range", byte_range(offset, end))] + ([("If-Range", validator)] if validator else [])
         async with self._open(headers) as stream:
             yield stream
 

@@ -211,12 +211,13 @@ class S3Source:
             yield stream
 
     @asynccontextmanager
-    async def open_at(self, offset: int, identity: SourceIdentity) -> AsyncIterator[SourceStream]:
-        async with self._open((offset, identity)) as stream:
+    async def open_at(self, offset: int, identity: SourceIdentity,
+                      end: int | None = None) -> AsyncIterator[SourceStream]:
+        async with self._open((offset, identity, end)) as stream:
             yield stream
 
     @asynccontextmanager
-    async def _open(self, resume: tuple[int, SourceIdentity] | None) -> AsyncIterator[SourceStream]:
+    async def _open(self, resume: tuple[int, SourceIdentity, int | None] | None) -> AsyncIterator[SourceStream]:
         location = self._location
         credentials = {}
         if self._config.has_credentials:
@@ -239,13 +240,13 @@ class S3Source:
                     identity=_identity(location, response, total), start=start) as stream:
                 yield stream
 
-    async def _get_from(self, client: Any, resume: tuple[int, SourceIdentity] | None) -> dict[str, Any]:
-        """The object from the checkpoint's offset if it is still the same one, else all of it."""
+    async def _get_from(self, client: Any, resume: tuple[int, SourceIdentity, int | None] | None) -> dict[str, Any]:
+        """The object from the checkpoint's offset (to `end`) if it is still the same one, else all of it."""
         if resume is None or not resume[1].etag:
             return await self._get(client)
-        offset, etag = resume[0], resume[1].etag
+        offset, etag, end = resume[0], resume[1].etag, resume[2]
         try:
-            return await self._get(client, Range=f"bytes={offset}-", IfMatch=etag)
+            return await self._get(client, Range=f"bytes={offset}-{'' if end is None else end - 1}", IfMatch=etag)
         except SourceUnavailable as e:
             cause = e.__cause__
             if not isinstance(cause, botocore.exceptions.ClientError) or _status(cause) not in (412, 416):

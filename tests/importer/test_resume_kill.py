@@ -6,8 +6,9 @@ and the GCS emulator, each behind a throttling relay (`tests.support.shaper`) th
 importer fetched across both attempts. The kill point is a byte count: the relay holds there, and the
 importer is killed once its last record is within one interval of it (it has taken in what it got:
 on a busy machine a fixed pause is not enough, and bytes still in its socket would count as lost).
-A source that changed between the attempts, and shapes that cannot resume (a single-member gzip, a
-qcow2 image), start over and say why in the termination message, which becomes the claim's event."""
+A source that changed between the attempts, and shapes that cannot resume (a single-member gzip),
+start over and say why in the termination message, which becomes the claim's event (qcow2 resumes:
+`test_qcow2_resume_kill`)."""
 
 from __future__ import annotations
 
@@ -257,7 +258,6 @@ def test_a_source_that_changed_between_attempts_starts_over_and_says_so(
 
 @pytest.mark.parametrize(("name", "why"), [
     ("single.raw.gz", "stopped before its first checkpoint"),
-    ("disk.qcow2", "a qcow2 image is converted while it streams"),
 ])
 def test_shapes_that_cannot_resume_start_over_and_say_why(name: str, why: str, volume: Volume,
                                                           server: NginxServer, image_dir: Path) -> None:
