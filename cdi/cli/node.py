@@ -12,6 +12,10 @@ It also serves the one kubelet API path the API server needs for `kubectl logs`
 port) and records the port in the Node's status. Callers must present a client certificate signed by
 `--client-ca-file`, or by default by the cluster's client CA (the `client-ca-file` of
 `kube-system/extension-apiserver-authentication`); with neither, the API is not served and the log says so.
+It keeps the node's heartbeat as kubelet does (`cdi.embedded.nodeheartbeat`): the Lease named after the
+node in `kube-node-lease`, renewed every quarter of `--node-lease-duration-seconds` (40: every 10 s), and
+the Node's conditions, written when one changes or every `--node-status-report-frequency` (5m). On
+shutdown it stops renewing and leaves the Lease to expire, as kubelet does.
 `--pod-runtime`/`--pod-image` choose podman containers of the image of this code where it is built and
 processes otherwise (`auto`, the default, as under `cdi serve`), or insist on either (`cdi.cli.podruntime`).
 """
@@ -26,10 +30,12 @@ from pathlib import Path
 
 from cdi.cli import podruntime
 from cdi.cli.daemon import run_until_stopped
+from cdi.cli.flags import parse_duration
 from cdi.cluster.errors import ApiError
 from cdi.cluster.protocol import Cluster
 from cdi.embedded.kubeletapi import KubeletApi
 from cdi.embedded.nodeagent import add_node_agent
+from cdi.embedded.nodeheartbeat import HeartbeatSettings
 from cdi.embedded.pods.node import HOST_IP, NODE_NAME
 from cdi.kube import connect
 from cdi.runtime.manager import Manager
@@ -61,27 +67,46 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--client-ca-file", type=Path, default=None,
                         help="CA that signs the API server's kubelet client certificate (default: the cluster's "
                              "client CA from kube-system/extension-apiserver-authentication)")
+    parser.add_argument("--node-lease-duration-seconds", type=_positive_seconds,
+                        default=HeartbeatSettings.node_lease_duration_seconds, metavar="SECONDS",
+                        help="the node Lease's duration; it is renewed every quarter of it (kubelet: 40)")
+    parser.add_argument("--node-status-report-frequency", type=parse_duration,
+                        default=HeartbeatSettings.node_status_report_frequency, metavar="DURATION",
+                        help="how often the Node's conditions are reported when none changes (kubelet: 5m)")
     podruntime.add_options(parser)
     parser.set_defaults(run=lambda args, home: asyncio.run(run(
         args.kubeconfig, home, args.pod_backoff,
         KubeletOptions(args.kubelet_address, args.kubelet_port, args.client_ca_file),
-        PodRuntime(args.pod_runtime, args.pod_image))))
+        PodRuntime(args.pod_runtime, args.pod_image, args.stop_pods_on_exit),
+        HeartbeatSettings(args.node_lease_duration_seconds, args.node_status_report_frequency))))
+
+
+def _positive_seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}: use a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid number of seconds {text!r}: it must be positive")
+    return value
 
 
 @dataclass(frozen=True)
 class PodRuntime:
     runtime: str = "process"
     image: str | None = None
+    stop_on_exit: bool = False  # stop the pods' containers on the way out (default: the next run picks them up)
 
 
 async def run(kubeconfig: Path | None, home: Path, pod_backoff: float, kubelet: KubeletOptions,
-              pods: PodRuntime) -> int:
+              pods: PodRuntime, heartbeat: HeartbeatSettings) -> int:
     return await run_until_stopped(lambda stop: serve_node(kubeconfig, home, stop, pod_backoff=pod_backoff,
-                                                           kubelet=kubelet, pods=pods))
+                                                           kubelet=kubelet, pods=pods, heartbeat=heartbeat))
 
 
 async def serve_node(kubeconfig: Path | None, home: Path, stop: asyncio.Event, *, pod_backoff: float = 10.0,
-                     kubelet: KubeletOptions | None = None, pods: PodRuntime | None = None) -> None:
+                     kubelet: KubeletOptions | None = None, pods: PodRuntime | None = None,
+                     heartbeat: HeartbeatSettings | None = None) -> None:
     home.mkdir(parents=True, exist_ok=True)
     clock = SystemClock()
     kubelet = kubelet or KubeletOptions()
@@ -92,12 +117,12 @@ async def serve_node(kubeconfig: Path | None, home: Path, stop: asyncio.Event, *
         api, port = await _start_kubelet_api(cluster, home, kubelet)
         try:
             runner = await add_node_agent(manager, cluster, home, clock, backoff_base=pod_backoff, kubelet_port=port,
-                                          launcher=launcher)
+                                          launcher=launcher, heartbeat=heartbeat)
             log.info("node agent for %s serving %s", cluster.transport.server, home)
             try:
                 await manager.run(stop)
             finally:
-                await runner.close()
+                await podruntime.stop_pods(runner, pods.stop_on_exit, home)
         finally:
             if api is not None:
                 await api.close()
