@@ -9,8 +9,10 @@ then write the termination message and exit, as upstream's `cmd/cdi-uploadserver
     bad configuration            exit 1
 
 Failures answered to a client (sync uploads, and async ones before their 200) leave the server
-running for a retry. `UploadServer` is the object graph, startable in-process (tests, `cdi serve`);
-`run` is what the console script calls.
+running for a retry. Ours: `GET /metrics` on the same port serves the importer's progress page (bytes
+received so far, and the size when the client declared it), labelled with OWNER_UID, which the
+DataVolume controller scrapes for bytes, rate, ETA and stalls. `UploadServer` is the object graph,
+startable in-process (tests, `cdi serve`); `run` is what the console script calls.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from pathlib import Path
 from aiohttp import web
 
 from cdi.contracts import importer_env
+from cdi.contracts.metrics import METRICS_PATH
 from cdi.contracts.termination import DEADLINE_PASSED, TerminationMessage
 from importer.errors import ConfigurationError
 from importer.main import write_termination
+from importer.metrics import progress_page
 from importer.progress import Progress
 from importer.qemu import QemuImg
 from importer.uploadserver.config import UploadServerConfig, load_config
@@ -47,10 +51,13 @@ def _utcnow() -> datetime.datetime:
 
 
 class UploadServer:
-    def __init__(self, config: UploadServerConfig, *, qemu: QemuImg | None = None, clock: Clock = _utcnow) -> None:
+    def __init__(self, config: UploadServerConfig, *, qemu: QemuImg | None = None, clock: Clock = _utcnow,
+                 owner_uid: str = "") -> None:
         self.config = config
         self._qemu = qemu or QemuImg()
         self._clock = clock
+        self._owner_uid = owner_uid
+        self.progress = Progress()
         self._runner: web.AppRunner | None = None
         self._handlers: UploadHandlers | None = None
         self._gate: UploadGate | None = None
@@ -61,8 +68,10 @@ class UploadServer:
         """Listen (port 0 picks a free one) and return the port."""
         context = server_context(self.config.tls) if self.config.tls is not None else None
         self._gate = UploadGate()
-        self._handlers = UploadHandlers(self.config, Processor(self.config, self._qemu, Progress()), self._gate)
-        self._runner = web.AppRunner(self._handlers.app(), access_log=None, shutdown_timeout=5.0)
+        self._handlers = UploadHandlers(self.config, Processor(self.config, self._qemu, self.progress), self._gate)
+        app = self._handlers.app()
+        app.router.add_get(METRICS_PATH, self._metrics)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.listen_address, self.config.listen_port, ssl_context=context)
         await site.start()
@@ -73,6 +82,12 @@ class UploadServer:
         log.info("listening on %s:%d (%s)", self.config.listen_address, self.port,
                  "TLS" if context else "plain HTTP, insecure test mode")
         return self.port
+
+    async def _metrics(self, _request: web.Request) -> web.Response:
+        """The importer's progress page (ours for uploads: upstream's upload server serves none), open to
+        any client as the importer's is: it tells only how far the upload got."""
+        return web.Response(body=progress_page(self.progress, self._owner_uid),
+                            content_type="text/plain", charset="utf-8")
 
     async def wait(self) -> ServerResult:
         assert self._gate is not None, "start() first"
@@ -99,8 +114,8 @@ class UploadServer:
             self._gate.finish(ServerResult(0, TerminationMessage(message=DEADLINE_PASSED, deadline_passed=True)))
 
 
-async def serve(config: UploadServerConfig) -> ServerResult:
-    server = UploadServer(config)
+async def serve(config: UploadServerConfig, owner_uid: str = "") -> ServerResult:
+    server = UploadServer(config, owner_uid=owner_uid)
     await server.start()
     try:
         return await server.wait()
@@ -112,7 +127,7 @@ async def run(environ: Mapping[str, str]) -> int:
     termination_log = Path(environ.get(importer_env.TERMINATION_LOG, importer_env.DEFAULT_TERMINATION_LOG))
     try:
         config = load_config(environ)
-        result = await serve(config)
+        result = await serve(config, environ.get(importer_env.OWNER_UID, ""))
     except ConfigurationError as e:
         log.error("%s", e.message)
         write_termination(termination_log, TerminationMessage(message=e.message, reason=e.reason, retryable=False))

@@ -2,7 +2,8 @@
 metrics endpoint (`importer.metrics.MetricsServer`, HTTPS on loopback at the pod's IP) serves bytes that
 advance, then stop, then move again; the DataVolume gets bytes/rate/ETA annotations, then `Stalled=True`
 with one Warning event, then `Stalled=False` with a Normal one. The controller's clock is injected and
-stepped; nothing waits in real time."""
+stepped; nothing waits in real time. An upload whose user has not started is never stalled; one whose
+client stopped midway is."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ import pytest
 
 from cdi.cluster.protocol import Cluster
 from cdi.contracts import annotations as ann
-from cdi.controllers.datavolume.controller import IMPORT_KIND, DataVolumeReconciler
+from cdi.controllers.datavolume.controller import IMPORT_KIND, UPLOAD_KIND, DataVolumeReconciler
 from cdi.controllers.importpod.controller import ImportPodReconciler
 from cdi.controllers.progress import HttpsProgressScraper
+from cdi.controllers.upload.controller import UploadReconciler
 from importer.metrics import MetricsServer
 from importer.progress import Progress
 from tests.controllers.test_reconcilers import DV_API, KEY, bind, create_dv, set_container, setup_storage, step
@@ -151,3 +153,43 @@ async def test_a_data_volume_can_shorten_its_own_stall_timeout(cluster: Cluster,
     assert condition is not None and condition["status"] == "True"
     assert condition["message"].startswith("no progress for 1m0s at 5.0Mi;")  # no total known
     assert transfer_notes(await dv(cluster))[ann.ANN_TRANSFER_BYTES_DONE] == str(5 * MI)
+
+
+async def test_an_upload_waiting_for_its_user_is_not_stalled_but_one_whose_client_stopped_is(
+        cluster: Cluster, servers: list[MetricsServer]) -> None:
+    clock = SteppedClock()
+    await setup_storage(cluster, clock)  # type: ignore[arg-type]
+    await create_dv(cluster, {"upload": {}})
+    progress = Progress()
+    server = MetricsServer(progress, (await dv(cluster))["metadata"]["uid"], f"{POD_IP}:0")
+    servers.append(server)
+    await server.start()
+    assert server.port is not None
+    dvs = DataVolumeReconciler(cluster, clock, UPLOAD_KIND, HttpsProgressScraper(server.port),
+                               stall_timeout=timedelta(minutes=10))
+    uploads = UploadReconciler(cluster, clock, namespace=KEY.namespace)
+    await dvs.reconcile(KEY)
+    await bind(cluster)
+    for _ in range(2):
+        await uploads.reconcile(KEY)
+        await dvs.reconcile(KEY)
+    await cluster.patch_status("v1", "Pod", "cdi-upload-fedora", {"status": {
+        "phase": "Running", "podIP": POD_IP, "containerStatuses": [
+            {"name": "cdi-upload-server", "ready": True, "restartCount": 0,
+             "state": {"running": {"startedAt": "2026-11-21T06:00:00Z"}}}]}}, KEY.namespace)
+    await uploads.reconcile(KEY)
+    await at(dvs, clock, 0.0)
+    assert (await dv(cluster))["status"]["phase"] == "UploadReady"
+    await at(dvs, clock, 3600.0)  # an hour without a byte: the user has not started
+    doc = await dv(cluster)
+    assert stalled(doc) is None and doc["status"]["progress"] == "N/A"  # upstream's N/A for uploads stays
+    assert transfer_notes(doc) == {ann.ANN_TRANSFER_BYTES_DONE: "0", ann.ANN_TRANSFER_RATE: "0"}
+
+    progress.bytes_done(64 * MI, 256 * MI)
+    await at(dvs, clock, 3610.0)
+    assert transfer_notes(await dv(cluster))[ann.ANN_TRANSFER_BYTES_TOTAL] == str(256 * MI)
+    await at(dvs, clock, 4210.0)
+    condition = stalled(await dv(cluster))
+    assert condition is not None and condition["status"] == "True"
+    assert condition["message"] == ("no progress for 10m0s at 64Mi of 256Mi; the upload client may have stopped: "
+                                    "resume the upload, or see `cdi logs pod/cdi-upload-fedora -n default`")

@@ -39,7 +39,7 @@ def test_filesystem_upload_pod() -> None:
         "DESTINATION": "/data/disk.img", "TLS_KEY_FILE": "/etc/tls/tls.key", "TLS_CERT_FILE": "/etc/tls/tls.crt",
         "CLIENT_CERT_FILE": "/etc/tls/ca.crt", "CLIENT_NAME": "client.upload-server.cdi.kubevirt.io",
         "UPLOAD_IMAGE_SIZE": "10Gi", "FILESYSTEM_OVERHEAD": "0.055", "PREALLOCATION": "true",
-        "DEADLINE": "2030-01-01T00:00:00Z", "CDI_SCRATCH_PATH": "/scratch"}
+        "OWNER_UID": "pvc-uid", "DEADLINE": "2030-01-01T00:00:00Z", "CDI_SCRATCH_PATH": "/scratch"}
     container = pod["spec"]["containers"][0]
     assert container["command"] == ["cdi-uploadserver"]
     assert container["volumeMounts"] == [{"name": "cdi-data-vol", "mountPath": "/data"},

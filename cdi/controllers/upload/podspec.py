@@ -14,6 +14,8 @@ Pod contract (the env names are `cdi.contracts.upload_protocol`'s, read by `impo
     UPLOAD_IMAGE_SIZE, FILESYSTEM_OVERHEAD (0 for Block), PREALLOCATION   as for the importer
     DEADLINE         RFC 3339, when given: after it the server exits "Deadline Passed" (cert refresh)
     CDI_SCRATCH_PATH /scratch, only when a scratch claim is mounted there (no variable: no scratch)
+    OWNER_UID        ours: the uid of the PVC's controller (its DataVolume), else the PVC's; the server labels
+                     its `/metrics` byte counters with it, as the importer does, for the DataVolume controller
     mounts           the PVC at /data or /dev/cdi-block-volume, scratch at /scratch when given, the
                      TLS Secret read-only at /etc/tls
     readiness        HTTPS GET /healthz on 8443 (2 s initial delay, every 5 s); restartPolicy OnFailure
@@ -34,7 +36,7 @@ from cdi.contracts import annotations as ann
 from cdi.contracts import importer_env as env
 from cdi.contracts import upload_protocol as up
 from cdi.controllers.config_view import ConfigView
-from cdi.controllers.meta import annotations_of, controller_reference, name_of, namespace_of, uid_of
+from cdi.controllers.meta import annotations_of, controller_reference, controller_uid, name_of, namespace_of, uid_of
 from cdi.controllers.placement import NO_PLACEMENT, Scheduling
 from cdi.controllers.workerpodspec import is_block, worker_pod
 
@@ -80,6 +82,7 @@ def upload_env(inputs: UploadPodInputs) -> list[dict[str, Any]]:
         env.FILESYSTEM_OVERHEAD: "0" if block else str(inputs.config.overhead(spec.get("storageClassName"))),
         env.PREALLOCATION: annotations_of(pvc).get(ann.ANN_PREALLOCATION_REQUESTED,
                                                    "true" if inputs.config.preallocation else "false"),
+        env.OWNER_UID: controller_uid(pvc) or uid_of(pvc),
     }
     if inputs.deadline:
         values[up.DEADLINE] = inputs.deadline
