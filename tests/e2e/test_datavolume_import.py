@@ -53,6 +53,15 @@ spec:
 """
 
 
+def parse_rate(text: str) -> float:
+    """"1.0Mi/s" -> bytes per second."""
+    number = text.removesuffix("/s")
+    for unit, scale in (("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30)):
+        if number.endswith(unit):
+            return float(number.removesuffix(unit)) * scale
+    return float(number.removesuffix("B"))
+
+
 def phase(plane: ControlPlane, name: str) -> str:
     dv = plane.get("dv", name)
     return str(((dv or {}).get("status") or {}).get("phase") or "")
@@ -117,10 +126,21 @@ def test_404_keeps_retrying_with_a_rising_restart_count(control_plane: ControlPl
     assert "expected status code 200, got 404" in events
 
 
+def wide_row(plane: ControlPlane, name: str) -> dict[str, str]:
+    """`cdi get dv NAME -o wide` as header -> cell (empty cells dropped from the end: split on blanks)."""
+    lines = plane.cdi("get", "dv", name, "-o", "wide").stdout.splitlines()
+    return dict(zip(lines[0].split(), lines[1].split(), strict=False)) if len(lines) == 2 else {}
+
+
 def test_deleting_a_datavolume_mid_import_removes_its_pod_and_volume(control_plane: ControlPlane,
                                                                       nginx: NginxServer) -> None:
     control_plane.apply(SEED_HTTP.format(url=nginx.url("disk.raw", location=Location.SLOW)).replace("10Gi", "128Mi"))
     wait_phase(control_plane, "fedora-dv", "ImportInProgress")
+    # The import is shaped to 1 MiB/s: `-o wide` shows how far it got of the 64 MiB, how fast, and when it ends.
+    control_plane.wait_for(lambda: len(wide_row(control_plane, "fedora-dv")) == 8, "BYTES, RATE and ETA", timeout=60)
+    row = wide_row(control_plane, "fedora-dv")
+    assert row["BYTES"].endswith("/64Mi") and row["RATE"].endswith("/s") and row["ETA"][-1] == "s", row
+    assert 256 << 10 <= parse_rate(row["RATE"]) <= 4 << 20, row  # nginx's limit_rate, roughly
     volume = control_plane.volume_path("fedora-dv")
     control_plane.cdi("delete", "dv", "fedora-dv", "--timeout=60s")
     control_plane.wait_for(lambda: control_plane.get("pod", "importer-fedora-dv") is None, "importer pod gone")
