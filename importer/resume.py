@@ -16,6 +16,9 @@ from enum import StrEnum
 
 from importer.checkpoint import Checkpoint, SourceIdentity
 
+# Uploads' identities (`importer.uploadserver.durable.upload_identity`) name no place to read from again.
+UPLOAD_IDENTITY_PREFIX = "upload"
+
 
 class Outcome(StrEnum):
     FRESH = "Fresh"  # nothing from an earlier attempt: nothing to say
@@ -110,6 +113,9 @@ def not_resumable_reason(fmt: str, compression: tuple[str, ...], archive: bool,
     if fmt == "qcow2" and compression:
         return ("a compressed qcow2 image is not checkpointed (the converter's restart points and the "
                 "decompressor's would both have to line up)")
+    if fmt == "qcow2" and identity.url.startswith(UPLOAD_IDENTITY_PREFIX):
+        return ("a qcow2 upload is converted while it streams, and a restart would need the image's tables "
+                "again, which only the client has")
     if fmt in ("vmdk", "vdi", "vpc", "vhdx"):
         return f"a {fmt} image is converted by qemu-img from scratch space"
     if len(compression) > 1:

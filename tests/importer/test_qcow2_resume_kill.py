@@ -33,7 +33,7 @@ from tests.importer.test_resume_kill import (
     s3,
 )
 from tests.streaming.qcow2_builders import convert_with_stream, patterned, qemu_img, qemu_raw
-from tests.streaming.test_qcow2_restart import allocation, swap_l2_with_its_last_data
+from tests.streaming.test_qcow2_restart import Watch, allocation, convert, swap_l2_with_its_last_data
 from tests.support.gcs import GcsEmulator
 from tests.support.nginx import NginxServer
 from tests.support.s3 import MotoS3
@@ -72,8 +72,10 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, options in IMAGES.items():
         qemu_img("convert", "-f", "raw", "-O", "qcow2", *options, raw, directory / name)
     swap_l2_with_its_last_data(directory / "late.qcow2", 1)  # guest 2-4 MiB: its table after its data
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=16384", raw, directory / "held.qcow2")
+    swap_l2_with_its_last_data(directory / "held.qcow2", 0)  # one table for the disk, after all its data
     (directory / "compressed.qcow2.gz").write_bytes(gzip.compress((directory / "compressed.qcow2").read_bytes(), 1))
-    for name in IMAGES:
+    for name in (*IMAGES, "held.qcow2"):
         assert qemu_raw(directory / name, directory / f"{name}.raw") == raw.read_bytes()
         convert_with_stream(directory / name, directory / f"{name}.stream")  # the holes of an uninterrupted run
     return directory
@@ -168,6 +170,31 @@ def test_gcs_qcow2_import_killed_part_way_resumes_with_the_same_disk(
     assert_same_disk(volume, images, name)
     size = (images / name).stat().st_size
     assert fetched <= size + INTERVAL + READ + CLUSTER + SLACK + reread(record), (fetched, size)
+
+
+def test_a_stretch_without_checkpoints_is_logged_and_a_kill_there_resumes_from_the_one_before(
+        volume: Volume, server: NginxServer, images: Path, tmp_path: Path) -> None:
+    """All data before its one L2 table: past 4 MiB of it held back, no checkpoint until the table."""
+    name, interval = "held.qcow2", 128 << 10
+    survey = Watch()
+    convert(images / name, tmp_path / "survey.raw", survey)
+    refused = [position for position, why in survey.seen if why is not None]
+    assert refused and refused[-1] - refused[0] > 6 * interval
+    store = CheckpointStore.beside(volume.data)
+    with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
+        env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/{name}",
+               "CDI_CHECKPOINT_INTERVAL": str(interval)}
+        first_log = kill_part_way(volume, env, relay, (refused[0] + refused[-1]) // 2)
+        record = store.load()
+        assert record is not None and refused[0] - interval - 4 * CLUSTER <= record.wire_offset < refused[0]
+        code, message, log = volume.run(env)
+    assert f"no checkpoint since source byte {record.wire_offset}: " in first_log, first_log
+    assert "held back until it arrives" in first_log
+    assert code == 0, log
+    assert message.resume_decision == "Resumed", message
+    assert message.resume_message is not None and f"at source byte {record.wire_offset} " in message.resume_message
+    assert len(RestartRecord.decode(record.decoder_state).spooled) * 16384 > 3 * MiB  # read again
+    assert_same_disk(volume, images, name)
 
 
 def test_a_compressed_qcow2_starts_over_and_says_why(volume: Volume, server: NginxServer, images: Path) -> None:

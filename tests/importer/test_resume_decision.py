@@ -157,6 +157,7 @@ def test_confirming_the_ranged_answer(case: str, seen: SourceIdentity | None, st
     (("raw", ("gz",), False, IDENTITY, True), None),
     (("qcow2", (), False, IDENTITY, True), None),
     (("qcow2", ("gz",), False, IDENTITY, True), "compressed qcow2"),
+    (("qcow2", (), False, SourceIdentity("upload:resumable", size=9, version="upload:9"), True), "qcow2 upload"),
     (("raw", ("zst",), False, IDENTITY, True), None),
     (("raw", ("gz", "xz"), False, IDENTITY, True), "more than once"),
     (("raw", (), True, IDENTITY, True), "archive"),
