@@ -10,6 +10,9 @@ the exit code is 1 if any failed.
 (`cdi.cli.merging`), retrying when another writer (a controller in `cdi serve`) wins the race
 (`Conflict`). `create` only creates; `cdi create configmap|secret generic NAME --from-file/--from-literal`
 builds the object from files and literals instead (`cdi.cli.configdata`).
+
+With `--kubeconfig FILE` the command works on that cluster's API server instead of the embedded store
+under `--home` (`cdi.cli.state.connect_cluster`), with the same output.
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from typing import Literal
 
 from cdi.cli import configdata
 from cdi.cli.errors import CliError
-from cdi.cli.flags import DEFAULT_NAMESPACE, add_filenames, add_namespace
+from cdi.cli.flags import DEFAULT_NAMESPACE, add_filenames, add_kubeconfig, add_namespace
 from cdi.cli.manifests import Manifest, read_manifests
 from cdi.cli.merging import last_applied, three_way_patch, with_last_applied, without_server_fields
 from cdi.cli.output import object_name
-from cdi.cli.state import open_cluster
+from cdi.cli.state import connect_cluster
 from cdi.cluster.errors import AlreadyExists, ApiError, BadRequest, Conflict, Forbidden, Invalid, NotFound
 from cdi.cluster.kinds import ResourceKind, lookup
 from cdi.cluster.protocol import Cluster, Object
@@ -59,6 +62,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser = commands.add_parser(verb, help=help_text)
         add_filenames(parser, required=verb == "apply")
         add_namespace(parser)
+        add_kubeconfig(parser)
         if verb == "create":
             configdata.add_parsers(parser)
         parser.set_defaults(run=lambda args, home, verb=verb: asyncio.run(run(args, home, verb)))
@@ -136,7 +140,7 @@ async def create_from_data(args: argparse.Namespace, home: Path) -> int:
         raise CliError(f"-f cannot be combined with `create {args.create_kind}`")
     namespace = args.namespace or DEFAULT_NAMESPACE
     obj = configdata.build(args, namespace)
-    async with open_cluster(home, busy_timeout=args.request_timeout, create=True) as cluster:
+    async with connect_cluster(home, args.kubeconfig, busy_timeout=args.request_timeout, create=True) as cluster:
         written = await cluster.create(obj)
     print(f"{object_name(lookup('v1', obj['kind']), written['metadata']['name'])} created", flush=True)
     return 0
@@ -153,7 +157,7 @@ async def run(args: argparse.Namespace, home: Path, verb: str) -> int:
     write: Callable[[Cluster, Target], Awaitable[tuple[Outcome, Object]]] = (
         apply_object if verb == "apply" else create_object)
     failed = 0
-    async with open_cluster(home, busy_timeout=args.request_timeout, create=True) as cluster:
+    async with connect_cluster(home, args.kubeconfig, busy_timeout=args.request_timeout, create=True) as cluster:
         for manifest in manifests:
             failed += not await _handle(cluster, manifest, args.namespace, write)
     return 1 if failed else 0

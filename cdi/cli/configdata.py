@@ -138,6 +138,8 @@ def _add_sources(parser: argparse.ArgumentParser) -> None:
                         help="a key and its literal value (repeatable)")
     # Also accepted after the subcommand; SUPPRESS keeps a -n given before it.
     parser.add_argument("-n", "--namespace", default=argparse.SUPPRESS, help="the namespace (default: default)")
+    parser.add_argument("--kubeconfig", type=Path, default=argparse.SUPPRESS, metavar="FILE",
+                        help="create it on the cluster of this kubeconfig (default: the embedded store)")
 
 
 def build(args: argparse.Namespace, namespace: str) -> Object:

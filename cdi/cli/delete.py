@@ -6,6 +6,9 @@ with `--wait` (the default, as in kubectl) the command follows the store's watch
 until every deleted object has disappeared, or reports kubectl's timeout error after `--timeout`
 (default 60s). Objects that do not exist are reported one line each (unless `--ignore-not-found`) and
 make the exit code 1 without stopping the rest.
+
+With `--kubeconfig FILE` the command works on that cluster's API server instead of the embedded store
+under `--home` (`cdi.cli.state.connect_cluster`), with the same output.
 """
 
 from __future__ import annotations
@@ -19,11 +22,11 @@ from pathlib import Path
 
 from cdi.cli.apply import resolve_target
 from cdi.cli.errors import CliError
-from cdi.cli.flags import add_filenames, add_namespace, namespace_of, parse_bool, parse_duration
+from cdi.cli.flags import add_filenames, add_kubeconfig, add_namespace, namespace_of, parse_bool, parse_duration
 from cdi.cli.get import split_kind
 from cdi.cli.manifests import read_manifests
 from cdi.cli.output import kind_label
-from cdi.cli.state import open_cluster
+from cdi.cli.state import connect_cluster
 from cdi.cli.waiting import wait_for
 from cdi.cluster.errors import NotFound
 from cdi.cluster.kinds import ResourceKind
@@ -47,6 +50,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("names", nargs="*", metavar="NAME")
     add_filenames(parser, required=False)
     add_namespace(parser)
+    add_kubeconfig(parser)
     parser.add_argument("-l", "--selector", default=None, help="delete the objects matching this label selector")
     parser.add_argument("--all", action="store_true", help="delete every object of the kind in the namespace")
     parser.add_argument("--wait", type=parse_bool, nargs="?", const=True, default=True, metavar="BOOL",
@@ -105,7 +109,7 @@ def _gone(before: Object, now: Object | None) -> bool:
 
 async def run(args: argparse.Namespace, home: Path) -> int:
     failed = False
-    async with open_cluster(home, busy_timeout=args.request_timeout) as cluster:
+    async with connect_cluster(home, args.kubeconfig, busy_timeout=args.request_timeout) as cluster:
         doomed = _from_manifests(args) if args.filenames else await _from_arguments(cluster, args)
         deleted: list[tuple[Doomed, Object]] = []
         for item in doomed:

@@ -6,6 +6,9 @@ and Annotations first, then every other field as an indented "Key: value" tree w
 table, and the `Events:` table (Type, Reason, Age, From, Message) of the v1 Events whose
 involvedObject.uid is the object's, oldest first. `cdi.cli.tabwriter` aligns the result as kubectl's
 tabwriter does. As in kubectl, a NAME that matches no object exactly describes those it prefixes.
+
+With `--kubeconfig FILE` the command works on that cluster's API server instead of the embedded store
+under `--home` (`cdi.cli.state.connect_cluster`), with the same output.
 """
 
 from __future__ import annotations
@@ -20,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from cdi.cli.ages import since
-from cdi.cli.flags import add_namespace, namespace_of
+from cdi.cli.flags import add_kubeconfig, add_namespace, namespace_of
 from cdi.cli.get import split_kind
 from cdi.cli.jsonpath import render_value
 from cdi.cli.merging import LAST_APPLIED
-from cdi.cli.state import open_cluster
+from cdi.cli.state import connect_cluster
 from cdi.cli.tabwriter import align
 from cdi.cluster.errors import NotFound
 from cdi.cluster.kinds import ResourceKind
@@ -43,6 +46,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("kind", metavar="KIND")
     parser.add_argument("names", nargs="*", metavar="NAME")
     add_namespace(parser)
+    add_kubeconfig(parser)
     parser.add_argument("-l", "--selector", default=None, help="label selector")
     parser.set_defaults(run=lambda args, home: asyncio.run(run(args, home)))
 
@@ -157,7 +161,7 @@ def select(items: list[Object], names: list[str], kind: ResourceKind) -> list[Ob
 async def run(args: argparse.Namespace, home: Path) -> int:
     kind, names = split_kind(args.kind, args.names)
     namespace = namespace_of(args) if kind.namespaced else None
-    async with open_cluster(home, busy_timeout=args.request_timeout) as cluster:
+    async with connect_cluster(home, args.kubeconfig, busy_timeout=args.request_timeout) as cluster:
         listed = await cluster.list(kind.api_version, kind.kind, namespace, args.selector)
         objects = select(listed.items, names, kind)
         if not objects:

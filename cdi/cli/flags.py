@@ -3,13 +3,14 @@
 `parse_duration` reads kubectl's (Go's) durations — "30s", "5m", "1h30m", "500ms" — and plain seconds;
 `parse_bool` reads `--wait=false`-style values. Both raise `argparse.ArgumentTypeError`, so argparse
 reports a bad value as a usage error. The subcommand modules (`get`, `apply`, `delete`, `wait`...) add
-their namespace and file flags through `add_namespace` and `add_filenames`.
+their namespace, file and cluster flags through `add_namespace`, `add_filenames` and `add_kubeconfig`.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 
 from cdi import goduration
 
@@ -68,3 +69,12 @@ def namespace_of(args: argparse.Namespace) -> str:
     """The namespace the user asked for with -n, else "default"."""
     namespace: str | None = args.namespace
     return namespace or DEFAULT_NAMESPACE
+
+
+def add_kubeconfig(parser: argparse.ArgumentParser) -> None:
+    """`--kubeconfig FILE`: work on the cluster of that kubeconfig instead of the embedded store under
+    `--home`. Only the flag switches backends: unlike kubectl, $KUBECONFIG and ~/.kube/config are not read,
+    so a command never reaches a cluster by accident (`cdi.cli.state.connect_cluster`)."""
+    parser.add_argument("--kubeconfig", type=Path, default=None, metavar="FILE",
+                        help="work on the Kubernetes cluster of this kubeconfig (default: the embedded store "
+                             "under --home; $KUBECONFIG is not read)")

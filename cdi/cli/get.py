@@ -8,6 +8,9 @@ by a blank line, with names qualified by their kind (`datavolume.cdi.kubevirt.io
 for the document formats, as kubectl does. Objects named but absent are reported as
 `error: <resource> "NAME" not found` after the others are printed, and the exit code is 1; an empty
 list prints kubectl's "No resources found" on stderr and succeeds.
+
+With `--kubeconfig FILE` the command works on that cluster's API server instead of the embedded store
+under `--home` (`cdi.cli.state.connect_cluster`), with the same output.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 from cdi.cli.columns import columns_for, header, row
 from cdi.cli.errors import CliError
-from cdi.cli.flags import add_namespace, namespace_of, parse_duration
+from cdi.cli.flags import add_kubeconfig, add_namespace, namespace_of, parse_duration
 from cdi.cli.output import (
     format_table,
     is_document_output,
@@ -33,7 +36,7 @@ from cdi.cli.output import (
     to_json,
     to_yaml,
 )
-from cdi.cli.state import open_cluster
+from cdi.cli.state import connect_cluster
 from cdi.cluster.kinds import ResourceKind, resolve
 from cdi.cluster.protocol import Cluster, Object, WatchEvent
 
@@ -50,6 +53,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                         help='a kind ("dv", "pvc", "datavolumes"), kinds ("dv,pvc") or KIND/NAME')
     parser.add_argument("names", nargs="*", metavar="NAME")
     add_namespace(parser, all_namespaces=True)
+    add_kubeconfig(parser)
     parser.add_argument("-o", "--output", type=parse_output, default=None, metavar="FORMAT",
                         help="wide, yaml, json, name or jsonpath=TEMPLATE (e.g. jsonpath='{.items[*].metadata.name}')")
     parser.add_argument("-l", "--selector", default=None, help="label selector, e.g. app=web,tier!=db")
@@ -174,7 +178,7 @@ async def run(args: argparse.Namespace, home: Path) -> int:
     single = not several and len(wanted[0].names) == 1
     printers = [Printer(w.kind, args.output, all_namespaces=args.all_namespaces, headers=not args.no_headers,
                         qualified=several) for w in wanted]
-    async with open_cluster(home, busy_timeout=args.request_timeout) as cluster:
+    async with connect_cluster(home, args.kubeconfig, busy_timeout=args.request_timeout) as cluster:
         found: list[list[Object]] = []
         missing: list[str] = []
         resource_version = ""

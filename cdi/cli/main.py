@@ -5,8 +5,10 @@ Each subcommand module registers itself with `add_parser(commands)` and sets `ru
 returns the exit code. Only the module of the command being run is imported (`COMMANDS`): loading
 the control plane for `cdi get` would cost most of a second per command; help and unknown commands
 load them all. The kubectl-like ones (`apply`, `create`, `get`, `describe`, `delete`, `wait`,
-`logs`) work on the embedded store under the home directory (`cdi.cli.state`); their failures arrive
-here as `ApiError` (from the store) or `CliError` (from the CLI) and become `error: <message>`.
+`logs`) work on the embedded store under the home directory, or with `--kubeconfig FILE` on that
+cluster's API server (`cdi.cli.state.connect_cluster`; only the flag switches, $KUBECONFIG is not
+read); their failures arrive here as `ApiError` (from the store or the API server: a request RBAC
+refuses is a `Forbidden` like any other) or `CliError` (from the CLI) and become `error: <message>`.
 Command-line mistakes are one line too (`UsageParser`): `error: <problem>; see 'cdi get --help'`, exit 2.
 """
 

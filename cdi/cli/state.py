@@ -20,8 +20,11 @@ that has none says so (`NoStore`) rather than leaving an empty database behind. 
 stderr line, when no `cdi serve` holds the controller lock (`cdi.runtime.lock.ProcessLock`): objects
 written then are stored, but nothing reconciles them until a control plane starts.
 
-`connect_cluster` is the choice for commands that also work on a real API server (`cdi image-upload
---kubeconfig FILE`): the Kubernetes backend for the kubeconfig when one is given, else `open_cluster`.
+`connect_cluster` is the choice for commands that also work on a real API server (`apply`, `create`,
+`get`, `describe`, `delete`, `wait`, `logs`, `image-upload`, each with `--kubeconfig FILE`): the
+Kubernetes backend for the kubeconfig when one is given, else `open_cluster`. Only an explicit
+kubeconfig switches backends ($KUBECONFIG is not consulted), so a command meant for the embedded store
+never lands on a cluster. A kubeconfig that cannot be loaded is a `CliError` naming the file.
 """
 
 from __future__ import annotations
@@ -141,9 +144,15 @@ async def connect_cluster(home: Path, kubeconfig: Path | None, *, busy_timeout: 
         async with open_cluster(home, busy_timeout=busy_timeout, create=create) as store:
             yield store
         return
-    from cdi.kube import connect  # the Kubernetes client costs import time no embedded command should pay
+    # The Kubernetes client costs import time no embedded command should pay.
+    from cdi.kube import connect
+    from cdi.kube.config import KubeConfigError
 
-    async with await connect(kubeconfig) as cluster:
+    try:
+        opened = await connect(kubeconfig)
+    except KubeConfigError as e:
+        raise CliError(str(e)) from e
+    async with opened as cluster:
         yield cluster
 
 

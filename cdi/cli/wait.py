@@ -11,6 +11,9 @@ Unlike kubectl, waiting for a condition or JSONPath that is not met stops at onc
 will not progress (`cdi.contracts.conditions.wont_progress`: a NotSupported condition on any kind, or a
 DataVolume's phase Failed): `error: datavolumes/NAME will not progress: <reason>: <message>`,
 exit code 1. A predicate already met still succeeds (`--for=jsonpath={.status.phase}=Failed`).
+
+With `--kubeconfig FILE` the command works on that cluster's API server instead of the embedded store
+under `--home` (`cdi.cli.state.connect_cluster`), with the same output.
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdi.cli.errors import CliError
-from cdi.cli.flags import add_namespace, namespace_of, parse_duration
+from cdi.cli.flags import add_kubeconfig, add_namespace, namespace_of, parse_duration
 from cdi.cli.jsonpath import JsonPath, JsonPathError, compile_path, render_value
 from cdi.cli.output import object_name
-from cdi.cli.state import open_cluster
+from cdi.cli.state import connect_cluster
 from cdi.cli.waiting import Predicate, current_state, wait_for
 from cdi.cluster.errors import NotFound
 from cdi.cluster.kinds import ResourceKind, resolve
@@ -133,6 +136,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = commands.add_parser("wait", help="wait for objects to reach a condition")
     parser.add_argument("targets", nargs="+", metavar="KIND/NAME", help="KIND/NAME..., or KIND NAME...")
     add_namespace(parser)
+    add_kubeconfig(parser)
     parser.add_argument("--for", dest="wait_for", type=parse_for, required=True, metavar="CONDITION",
                         help="condition=Ready[=False], jsonpath={.status.phase}=Succeeded, delete or create")
     parser.add_argument("--timeout", type=parse_duration, default=DEFAULT_TIMEOUT,
@@ -157,7 +161,7 @@ def parse_targets(words: list[str]) -> list[tuple[ResourceKind, str]]:
 async def run(args: argparse.Namespace, home: Path) -> int:
     targets = parse_targets(args.targets)
     wanted: WaitFor = args.wait_for
-    async with open_cluster(home, busy_timeout=args.request_timeout) as cluster:
+    async with connect_cluster(home, args.kubeconfig, busy_timeout=args.request_timeout) as cluster:
         for kind, name in targets:
             namespace = namespace_of(args) if kind.namespaced else None
             initial = await current_state(cluster, kind, name, namespace)

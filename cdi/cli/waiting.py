@@ -1,9 +1,11 @@
 """Waiting for one object to reach a state, driven by the store's watch rather than polling.
 
-`wait_for` lists the object's namespace once, checks the predicate on what it finds, then follows the
-watch from that list's resourceVersion and re-checks on every change to the object (None once it is
-gone), relisting if the watch reports `Gone`. `cdi wait` and `cdi delete --wait` build their
-predicates on it; a timeout raises `WaitTimeout` with kubectl's wording.
+`wait_for` lists the object once (a list and a watch with the field selector `metadata.name=NAME`, as
+kubectl wait does, so an identity needs list and watch on the kind, not the whole namespace's objects),
+checks the predicate on what it finds, then follows the watch from that list's resourceVersion and
+re-checks on every change to the object (None once it is gone), relisting if the watch reports
+`Gone`. `cdi wait`, `cdi delete --wait` and `cdi logs -f` build their predicates on it, on the
+embedded store and on a real API server alike; a timeout raises `WaitTimeout` with kubectl's wording.
 """
 
 from __future__ import annotations
@@ -23,9 +25,13 @@ def _named(items: list[Object], name: str) -> Object | None:
     return next((obj for obj in items if obj["metadata"]["name"] == name), None)
 
 
+def _by_name(name: str) -> str:
+    return f"metadata.name={name}"
+
+
 async def current_state(cluster: Cluster, kind: ResourceKind, name: str, namespace: str | None) -> Object | None:
     """The object as stored now, or None."""
-    listed = await cluster.list(kind.api_version, kind.kind, namespace)
+    listed = await cluster.list(kind.api_version, kind.kind, namespace, field_selector=_by_name(name))
     return _named(listed.items, name)
 
 
@@ -35,7 +41,7 @@ async def wait_for(cluster: Cluster, kind: ResourceKind, name: str, namespace: s
 
     Raises `WaitTimeout` after `timeout` seconds (None: wait as long as it takes).
     """
-    listed = await cluster.list(kind.api_version, kind.kind, namespace)
+    listed = await cluster.list(kind.api_version, kind.kind, namespace, field_selector=_by_name(name))
     state = _named(listed.items, name)
     if predicate(state):
         return state
@@ -51,7 +57,7 @@ async def _follow(cluster: Cluster, kind: ResourceKind, name: str, namespace: st
     while True:
         try:
             async for event in cluster.watch(kind.api_version, kind.kind, resource_version=resource_version,
-                                             namespace=namespace):
+                                             namespace=namespace, field_selector=_by_name(name)):
                 if event.object["metadata"]["name"] != name:
                     continue
                 state = None if event.type == "DELETED" else event.object
@@ -59,7 +65,7 @@ async def _follow(cluster: Cluster, kind: ResourceKind, name: str, namespace: st
                     return state
             raise CliError(f"the watch on {kind.resource} ended before {name} was ready")
         except Gone:
-            listed = await cluster.list(kind.api_version, kind.kind, namespace)
+            listed = await cluster.list(kind.api_version, kind.kind, namespace, field_selector=_by_name(name))
             state, resource_version = _named(listed.items, name), listed.resource_version
             if predicate(state):
                 return state

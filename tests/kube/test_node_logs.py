@@ -1,6 +1,7 @@
 """`kubectl logs` on a real API server for pods `cdi node` runs: the API server calls the kubelet API the
 node agent serves (`cdi.embedded.kubeletapi`) with its kubelet client certificate; anyone else calling it
-directly is refused unless the cluster's RBAC lets them get `nodes/proxy`."""
+directly is refused unless the cluster's RBAC lets them get `nodes/proxy`. `cdi logs --kubeconfig` reads
+the same logs through the API server, and follows them with `-f`."""
 
 from __future__ import annotations
 
@@ -138,3 +139,26 @@ def _answer(url: str, context: ssl.SSLContext) -> tuple[int, str]:
     except urllib.error.HTTPError as error:
         with error:
             return error.code, error.read().decode()
+
+
+def _cdi_logs(home: Path, kubeconfig: Path, namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(Path(sys.executable).with_name("cdi")), "logs", "--kubeconfig", str(kubeconfig),
+                           "-n", namespace, *args], env={**os.environ, "CDI_HOME": str(home / "cli-home")},
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+async def test_cdi_logs_reads_and_follows_through_the_api_server(kube_cluster: KubeCluster, kube_namespace: str,
+                                                                 node: Path) -> None:
+    kubeconfig = kube_cluster.kubeconfig_path
+    async with await connect(kubeconfig) as cluster:
+        await cluster.create(_pod("done", kube_namespace, "echo one; echo two; echo three"))
+        await cluster.create(_pod("slow", kube_namespace, "echo first; sleep 3; echo second"))
+    await _wait_phase(kubeconfig, kube_namespace, "done", ("Succeeded",), node)
+    done = await asyncio.to_thread(_cdi_logs, node, kubeconfig, kube_namespace, "done")
+    assert (done.returncode, done.stdout, done.stderr) == (0, "one\ntwo\nthree\n", "")
+    await _wait_phase(kubeconfig, kube_namespace, "slow", ("Running",), node)
+    followed = await asyncio.to_thread(_cdi_logs, node, kubeconfig, kube_namespace, "pod/slow", "-f")
+    assert (followed.returncode, followed.stdout) == (0, "first\nsecond\n"), followed.stderr
+    wrong = await asyncio.to_thread(_cdi_logs, node, kubeconfig, kube_namespace, "done", "-c", "nope")
+    assert (wrong.returncode, wrong.stderr) == (1, "error: container nope is not valid for pod done\n")
+    assert not (node / "cli-home").exists()  # nothing went near an embedded store
