@@ -12,7 +12,7 @@
 #                                                      building or installing anything (`cdi serve
 #                                                      --pod-runtime auto` runs pods only in it)
 #
-# Installs what it needs (podman, runc, mmdebstrap from apt; as root, only what is missing). podman's
+# Installs what it needs (podman, runc, catatonit for --init, mmdebstrap from apt; as root, only what is missing). podman's
 # storage and configuration live in a private directory (PYCDI_PODMAN_HOME, by default
 # ${XDG_CACHE_HOME:-$HOME/.cache}/pycdi/podman), so the machine's own podman set-up is neither used
 # nor changed. The Dockerfile's `FROM debian:bookworm-slim` is pulled when a registry is reachable;
@@ -39,7 +39,7 @@ log() { echo "image.sh: $*" >&2; }
 
 install_packages() {
   local pkg missing=()
-  for pkg in podman runc mmdebstrap; do
+  for pkg in podman runc catatonit mmdebstrap; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
   done
   [ "${#missing[@]}" -eq 0 ] && return 0

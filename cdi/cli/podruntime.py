@@ -9,7 +9,8 @@ processes until it is. An installed package (no `scripts/`) uses `--pod-image` a
 the release's image. `container` insists (and fails with the reason); `process` never tries. Under
 `cdi node` against a real API server, an import and an upload in containers are tested end to end
 (tests/e2e/test_kubernetes_containers.py, test_kubernetes_upload.py). The launcher itself is
-`cdi.embedded.pods.containers`.
+`cdi.embedded.pods.containers`. `--stop-pods-on-exit` (`stop_pods`) decides what happens to running
+worker pods when the command stops: by default they keep running and the next run re-attaches to them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from cdi.embedded.pods.containers import (
     RuntimeUnavailable,
     choose_launcher,
 )
+from cdi.embedded.pods.runner import PodRunner
 
 log = logging.getLogger("cdi.node")
 IMAGE_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "image.sh"
@@ -42,6 +44,21 @@ def add_options(parser: argparse.ArgumentParser, *, default: str = "auto") -> No
     parser.add_argument("--pod-image", default=None,
                         help="the image of the container runtime (default: the one `bash scripts/image.sh` builds "
                              f"from this checkout, else {DEFAULT_IMAGE})")
+    parser.add_argument("--stop-pods-on-exit", action="store_true",
+                        help="stop the worker pods' containers when stopping (default: they keep running, and the "
+                             "next run on this home picks them up, so restarts and upgrades interrupt nothing)")
+
+
+async def stop_pods(runner: PodRunner, stop: bool, home: Path) -> None:
+    """On the way out: leave the worker pods' containers running for the next run to pick up (the
+    default), or stop them (`--stop-pods-on-exit`)."""
+    if stop:
+        await runner.close()
+        return
+    left = await runner.detach()
+    if left:
+        log.info("%d worker container(s) keep running: the next run on %s picks them up "
+                 "(--stop-pods-on-exit stops them)", left, home)
 
 
 async def tree_image(script: Path = IMAGE_SCRIPT) -> str | None:

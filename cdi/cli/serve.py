@@ -7,7 +7,9 @@ proxy on 127.0.0.1. The store answers UploadTokenRequests in the create response
 token key ring this process copies next to the store (`cdi.cli.tokenkeys`). The store adds a clone token
 to a DataVolume created to clone from another namespace, signed with the clone key next to the store
 (`cdi.embedded.clonetokens`, created here at start if missing), which the controllers check. SIGINT/SIGTERM stop it
-gracefully; importer processes die with it and are restarted when it comes back. With `--metrics-port`
+gracefully; worker pods keep running (their shim or podman's conmon holds them) and the next
+`cdi serve` on the same home re-attaches to them, so a restart or an upgrade interrupts no import or
+upload (`--stop-pods-on-exit` stops them instead). With `--metrics-port`
 (off by default; 0 picks a free port, logged) the control plane's Prometheus metrics are served on
 127.0.0.1 at `/metrics` (`cdi.monitoring`). `--pod-runtime` chooses how worker pods run (`cdi.cli.podruntime`):
 `auto` (the default) as podman containers of the image built from this code where it is built, else as
@@ -54,6 +56,7 @@ class ServeOptions:
     pod_runtime: str = "process"  # "process", "container" or "auto"
     pod_image: str | None = None  # the container runtime's image; None: this checkout's (`cdi.cli.podruntime`)
     stall_timeout: float = DEFAULT_STALL_TIMEOUT.total_seconds()  # `progresswatch`: seconds without progress
+    stop_pods_on_exit: bool = False  # stop the worker pods' containers too, instead of leaving them to the next run
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -70,7 +73,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(run=lambda args, home: asyncio.run(serve_forever(
         home, ServeOptions(pod_backoff_base=args.pod_backoff, uploadproxy_port=args.uploadproxy_port,
                            metrics_port=args.metrics_port, pod_runtime=args.pod_runtime,
-                           pod_image=args.pod_image, stall_timeout=args.stall_timeout))))
+                           pod_image=args.pod_image, stall_timeout=args.stall_timeout,
+                           stop_pods_on_exit=args.stop_pods_on_exit))))
 
 
 async def serve_forever(home: Path, options: ServeOptions) -> int:
@@ -125,7 +129,7 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     try:
         await manager.run(stop)
     finally:
-        await runner.close()
+        await podruntime.stop_pods(runner, options.stop_pods_on_exit, home)
         await proxy.stop()
         if metrics_server is not None:
             await metrics_server.stop()

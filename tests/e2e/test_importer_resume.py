@@ -57,7 +57,7 @@ def test_a_killed_importer_pod_resumes_from_its_checkpoint(control_plane: Contro
         control_plane.wait_for(lambda: relay.downstream >= size * 7 // 8, "the relay to reach 7/8 of the image")
         time.sleep(0.5)  # the importer takes in what it was sent
         pid = int(str(container_status(control_plane)["containerID"]).removeprefix("pycdi://"))
-        os.kill(pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)  # the container: its shim leads the process group
         relay.hold_at = None
         control_plane.wait_for(lambda: phase(control_plane) == "Succeeded", "the DataVolume to succeed", timeout=180)
         fetched = relay.downstream

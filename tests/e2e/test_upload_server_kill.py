@@ -96,7 +96,7 @@ async def test_a_sigkilled_upload_server_resumes_and_the_client_resends_at_most_
             "--chunk-size", "4Mi", "--uploadproxy-url", f"https://127.0.0.1:{relay.port}"))
         await asyncio.wait_for(relay.held.wait(), 180)
         pid = int(str(container_status(control_plane)["containerID"]).removeprefix("pycdi://"))
-        os.kill(pid, signal.SIGKILL)
+        os.killpg(pid, signal.SIGKILL)  # the container: its shim leads the process group
         await asyncio.to_thread(control_plane.wait_for, lambda: container_status(control_plane).get("restartCount")
                                 == 1 and "running" in (container_status(control_plane).get("state") or {}),
                                 "the restarted upload server")

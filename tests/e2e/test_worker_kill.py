@@ -45,7 +45,7 @@ def test_a_sigkilled_importer_is_reported_as_killed(control_plane: ControlPlane,
                            (control_plane.get("dv", "slow-dv") or {}).get("status", {}).get("phase")
                            == "ImportInProgress", "the importer to run")
     pid = int(str(container_status(control_plane)["containerID"]).removeprefix("pycdi://"))
-    os.kill(pid, signal.SIGKILL)
+    os.killpg(pid, signal.SIGKILL)  # the container: its shim leads the process group
     last = control_plane.wait_for(lambda: (container_status(control_plane).get("lastState") or {}).get("terminated"),
                                   "the killed run in lastState")
     assert (last["exitCode"], last.get("signal"), last["reason"]) == (137, 9, "Error")

@@ -98,7 +98,7 @@ def test_importer_killed_half_way_restarts_clean_and_succeeds(control_plane: Con
     control_plane.wait_for(lambda: written(volume) >= IMAGE_SIZE // 2, "half the image written", timeout=120)
     pid = importer_pid(control_plane, "importer-big-dv")
     assert pid is not None
-    os.kill(pid, signal.SIGKILL)
+    os.killpg(pid, signal.SIGKILL)  # the container: its shim leads the process group
     control_plane.wait_for(lambda: (control_plane.get("dv", "big-dv") or {}).get("status", {}).get("phase")
                            in ("Succeeded", "Failed"), "the DataVolume to finish", timeout=240)
     dv = control_plane.get("dv", "big-dv")

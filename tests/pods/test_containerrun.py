@@ -181,7 +181,7 @@ def test_podman_settings_are_image_sh_s() -> None:
 
 
 async def test_the_runtime_is_chosen_by_what_the_machine_has(tmp_path: Path) -> None:
-    unconfigured = PodmanSettings(tmp_path / "no-podman-here")
+    unconfigured = PodmanSettings(tmp_path / "no-podman-here", podman="true")  # any program: podman need not be here
     assert await choose_launcher("process", unconfigured, IMAGE) is None
     assert await choose_launcher("auto", unconfigured, IMAGE) is None  # falls back to processes
     with pytest.raises(RuntimeUnavailable, match=r"cannot run: no podman configuration in .*: run `bash scripts/image\.sh` first"):

@@ -223,22 +223,23 @@ async def main(db: str, state: str, name: str, image: str) -> None:
 
 asyncio.run(main(*sys.argv[1:]))
 """
-# First run: says so in argv[1] and blocks, like an import in progress. Later runs: finish.
+# Says so in argv[1] and blocks until argv[2] exists, like an import in progress; then finishes.
 RESUMABLE = """
 import os, sys, time
-if not os.path.exists(sys.argv[1]):
-    open(sys.argv[1], "w").write(str(os.getpid()))
-    time.sleep(120)
-print("second run", flush=True)
+open(sys.argv[1], "w").write(str(os.getpid()))
+print("started", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.05)
+print("finished", flush=True)
 """
 
 
-async def test_a_killed_runners_container_is_killed_and_replaced_by_the_next_runner(
+async def test_a_killed_runners_container_keeps_running_and_the_next_runner_picks_it_up(
         cluster: EmbeddedCluster, runner: PodRunner, launcher: ContainerLauncher, state_dir: Path,
         tmp_path: Path) -> None:
     shared, volume, mount = exchange(tmp_path)
-    marker = shared / "first"
-    await cluster.create(pod("import", container(command=[*py(RESUMABLE), str(marker)], volumeMounts=[mount]),
+    marker, go = shared / "first", shared / "go"
+    await cluster.create(pod("import", container(command=[*py(RESUMABLE), str(marker), str(go)], volumeMounts=[mount]),
                              restart_policy="OnFailure", volumes=[volume]))
     first = await asyncio.create_subprocess_exec(
         sys.executable, "-c", RUNNER_PROCESS, str(tmp_path / "cluster.db"), str(state_dir), "import", launcher.image,
@@ -254,9 +255,11 @@ async def test_a_killed_runners_container_is_killed_and_replaced_by_the_next_run
     uid = stale["metadata"]["uid"]
     assert await names_left(launcher, uid) == [f"pycdi-{uid}-main"]
 
+    await settle(runner, cluster, "import", running(), timeout=60)  # re-attached by name: still the same run
+    go.touch()
     done = await settle(runner, cluster, "import", phase("Succeeded"), timeout=60)
     main = container_status(done)
-    last = main["lastState"]["terminated"]
-    assert (main["restartCount"], last["exitCode"], last["message"]) == (1, 137, "the pod runner restarted")
-    assert log_path(runner.state_dir, NAMESPACE, "import", "main").read_text() == "second run\n"
+    assert (main["restartCount"], main["state"]["terminated"]["exitCode"]) == (0, 0)
+    assert main["containerID"] == container_status(stale)["containerID"]
+    assert log_path(runner.state_dir, NAMESPACE, "import", "main").read_text() == "started\nfinished\n"
     assert await names_left(launcher, uid) == []

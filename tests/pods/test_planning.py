@@ -132,7 +132,7 @@ def test_adopting_a_running_container_takes_it_as_killed_by_the_restart() -> Non
          "lastState": {"terminated": DONE_BAD.to_dict()}},
     ]}
     record = adopt(pod, status, now="t9", monotonic=50.0)
-    assert record.adopted
+    assert record.lost == {"a"}  # its leftovers are killed before it runs again
     a, b, fresh = (record.containers[name] for name in "abc")
     assert a.exited == Terminated(137, "Error", "the pod runner restarted", "t3", "t9", "pycdi://9", signal=9)
     assert (a.last, a.restart_count) == (DONE_BAD, 2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,10 @@ from typing import Any
 
 import yaml
 
+from cdi.embedded.pods import orphans
+from cdi.embedded.pods.containerrun import LABEL_STATE_DIR
+from cdi.embedded.pods.containers import PodmanSettings
+from cdi.embedded.pods.node import MARKER_STATE_DIR
 from cdi.embedded.pods.volumes import pv_path
 
 
@@ -29,6 +34,9 @@ class ControlPlane:
     pod_backoff: float = 0.5
     process: subprocess.Popen[bytes] | None = None
     log: Path = field(init=False)
+    uploadproxy_port: int = 0  # 0: a free one (a restart then gets another)
+    serve_env: dict[str, str] = field(default_factory=dict)  # extra variables for `cdi serve` only
+    serve_command: list[str] = field(default_factory=lambda: [_cdi_binary()])  # what runs `cdi`, for `serve`
 
     def __post_init__(self) -> None:
         self.log = self.home / "serve.log"
@@ -39,15 +47,17 @@ class ControlPlane:
 
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        before = self.log.stat().st_size if self.log.exists() else 0  # a restart: only this run's lines count
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen([_cdi_binary(), "serve", "--pod-runtime", "process", "--pod-backoff", str(self.pod_backoff),
-                                             "--uploadproxy-port", "0"],
-                                            env=self.env, stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen([*self.serve_command, "serve", "--pod-runtime", "process",
+                                             "--pod-backoff", str(self.pod_backoff),
+                                             "--uploadproxy-port", str(self.uploadproxy_port)],
+                                            env=self.env | self.serve_env, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
             if self.cdi("get", "cdiconfig", "config", "-o", "json", check=False).returncode == 0 and \
-                    "started" in self.log.read_text():
+                    b"started" in self.log.read_bytes()[before:]:
                 return
             time.sleep(0.2)
         raise AssertionError(f"cdi serve did not become ready:\n{self.log.read_text()}")
@@ -101,12 +111,41 @@ class ControlPlane:
         return Path(pv_path(pv) or "")
 
 
+def stop_workers(home: Path) -> None:
+    """Kill the worker pods that a `cdi serve`/`cdi node` with its state under `home` left running (they
+    outlive it on purpose), found by the marker variables in their environment, and remove their podman
+    containers."""
+    prefix = str(home.absolute())
+    marked = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            environ = orphans.parse_environ((entry / "environ").read_bytes()) if entry.name.isdigit() else {}
+        except OSError:
+            continue
+        state = environ.get(MARKER_STATE_DIR, "")
+        if state == prefix or state.startswith(prefix + "/"):
+            marked[int(entry.name)] = state
+    orphans.kill_all(marked)
+    settings = PodmanSettings.from_environment(os.environ)
+    if shutil.which(settings.podman) is None or not settings.containers_conf.is_file():
+        return
+    listed = subprocess.run([settings.podman, "ps", "--all", "--format", "{{.Names}} {{.Labels}}"],
+                            env=settings.environ(os.environ), capture_output=True, text=True, check=False)
+    names = [line.split()[0] for line in listed.stdout.splitlines()
+             if f"{LABEL_STATE_DIR}:{prefix}" in line]
+    for name in names:
+        subprocess.run([settings.podman, "rm", "--force", "--ignore", name], env=settings.environ(os.environ),
+                       capture_output=True, check=False)
+
+
 def release_storage(root: Path) -> None:
-    """Unmount every filesystem and detach every loop device backed by files under `root`. The devices
-    are listed first: once the pool's reflink filesystem (which holds the volume images) is unmounted,
-    lazily as its images are still attached, the kernel names their backing files relative to it."""
+    """Stop the workers left running (`stop_workers`), then unmount every filesystem and detach every loop
+    device backed by files under `root`. The devices are listed first: once the pool's reflink filesystem
+    (which holds the volume images) is unmounted, lazily as its images are still attached, the kernel
+    names their backing files relative to it."""
     if not root.exists():
         return
+    stop_workers(root)
     real = str(root.resolve())
     listing = subprocess.run(["losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE"],
                              capture_output=True, text=True, check=False).stdout

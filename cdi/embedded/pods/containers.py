@@ -48,10 +48,13 @@ from cdi.embedded.pods.containerrun import (
     start_error,
 )
 from cdi.embedded.pods.processes import (
+    RUNTIME_CONTAINER,
     START_FAILED_EXIT_CODE,
     ExitStatus,
     LaunchSpec,
     Process,
+    ProcessLauncher,
+    RunHandle,
     StartFailed,
     die_with_parent,
     exit_status,
@@ -185,7 +188,7 @@ class ContainerLauncher:
         margin = MEMORY_MARGIN if cgroup is not None and run.limits.memory is not None else 0
         argv, by_name = run_argv(run, self._image, podman=self._settings.podman,
                                  cgroup_parent=cgroup.parent if cgroup else "", memory_margin=margin, init=self._init)
-        self._devices[run.name] = await asyncio.to_thread(_prepare_mounts, run)
+        owners = self._devices[run.name] = await asyncio.to_thread(_prepare_mounts, run)
         spec.log.parent.mkdir(parents=True, exist_ok=True)
         environ = self._settings.environ(os.environ) | by_name
         self._kills_before[run.name] = oom_kills()  # the kernel's count before the run: see `finish`
@@ -202,7 +205,29 @@ class ContainerLauncher:
                     await asyncio.to_thread(cgroup.remove)
                 await asyncio.to_thread(_restore_owners, self._devices.pop(run.name, []))
                 raise StartFailed(f'exec: "{self._settings.podman}": {e.strerror or e}') from e
-        return ContainerProcess(self, run, client, cgroup, spec.log)
+        handle = RunHandle(RUNTIME_CONTAINER, name=run.name, program=run.command[0] if run.command else "",
+                           memory_limit=run.limits.memory,
+                           owners=tuple((str(o.path), o.uid, o.gid, o.mode) for o in owners))
+        return ContainerProcess(self, handle, client, cgroup, spec.log)
+
+    async def reattach(self, handle: RunHandle) -> Process | ExitStatus | None:
+        """The container an earlier runner started, by name: still running (watched from now on), ended
+        meanwhile (its exit code read and the container removed), or gone (None)."""
+        if handle.runtime != RUNTIME_CONTAINER:
+            return await ProcessLauncher().reattach(handle)  # started before containers could be used here
+        if not handle.name:
+            return None
+        code, out, _ = await podman(self._settings, "inspect", "--type", "container", handle.name)
+        if code != 0 or parse_state(out) is None:
+            return None
+        self._devices[handle.name] = [Owner(Path(path), uid, gid, mode) for path, uid, gid, mode in handle.owners]
+        cgroup = MemoryCgroup.of(handle.name) if self._cgroups else None
+        process = ContainerProcess(self, handle, None, cgroup, Path(os.devnull))
+        state = parse_state(out)
+        if state is not None and state.running:
+            log.info("re-attached to container %s", handle.name)
+            return process
+        return await process.wait()
 
     async def _sweep(self, state_dir: str) -> None:
         """Once per runner's state directory: remove the stopped containers (and their cgroups) an earlier
@@ -218,27 +243,29 @@ class ContainerLauncher:
             await asyncio.to_thread(MemoryCgroup.of(name).remove)
             log.info("removed container %s, left by an earlier pod runner", name)
 
-    async def finish(self, run: ContainerRun, client: asyncio.subprocess.Process, cgroup: MemoryCgroup | None,
+    async def finish(self, handle: RunHandle, client: asyncio.subprocess.Process | None, cgroup: MemoryCgroup | None,
                      log_file: Path) -> ExitStatus:
-        """Wait for a run to end, read how it ended, and remove what is left of it."""
-        kills_before = self._kills_before.pop(run.name, None)
-        returncode = await client.wait()
-        code, out, _ = await podman(self._settings, "inspect", "--type", "container", run.name)
+        """Wait for a run to end, read how it ended, and remove what is left of it. Without a client (a
+        container an earlier runner started) it waits on podman alone."""
+        name = handle.name
+        kills_before = self._kills_before.pop(name, None)
+        returncode = await client.wait() if client is not None else 0
+        code, out, _ = await podman(self._settings, "inspect", "--type", "container", name)
         state = parse_state(out) if code == 0 else None
-        if state is not None and state.running:  # the client died, the container did not
-            await podman(self._settings, "wait", run.name, timeout=365 * 86400.0)
-            code, out, _ = await podman(self._settings, "inspect", "--type", "container", run.name)
+        if state is not None and state.running:  # the client died (or is an earlier runner's), the container did not
+            await podman(self._settings, "wait", name, timeout=365 * 86400.0)
+            code, out, _ = await podman(self._settings, "inspect", "--type", "container", name)
             state = parse_state(out) if code == 0 else state
-        await podman(self._settings, "rm", "--force", "--ignore", run.name)
+        await podman(self._settings, "rm", "--force", "--ignore", name)
         usage = await asyncio.to_thread(cgroup.usage) if cgroup is not None else None
         if cgroup is not None:
             await asyncio.to_thread(cgroup.remove)
-        await asyncio.to_thread(_restore_owners, self._devices.pop(run.name, []))
+        await asyncio.to_thread(_restore_owners, self._devices.pop(name, []))
         if usage is not None:
-            self.usage[run.name] = usage
-            log.info("container %s: peak memory %d bytes, limit %s", run.name, usage.peak, run.limits.memory)
+            self.usage[name] = usage
+            log.info("container %s: peak memory %d bytes, limit %s", name, usage.peak, handle.memory_limit)
         if state is None or not state.started or state.exit_code == 1:
-            why = start_error(await asyncio.to_thread(log_tail, log_file), run.command[0] if run.command else "")
+            why = start_error(await asyncio.to_thread(log_tail, log_file), handle.program)
             if why is not None or state is None or not state.started:
                 return ExitStatus(START_FAILED_EXIT_CODE, 0, False, "StartError",
                                   why or f"podman run failed ({exit_status(returncode).code}): see the log")
@@ -248,12 +275,12 @@ class ContainerLauncher:
 
 
 class ContainerProcess:
-    """A container being run by a `podman run` client of ours."""
+    """A container being run by a `podman run` client of ours, or re-attached to by name (no client)."""
 
-    def __init__(self, launcher: ContainerLauncher, run: ContainerRun, client: asyncio.subprocess.Process,
+    def __init__(self, launcher: ContainerLauncher, handle: RunHandle, client: asyncio.subprocess.Process | None,
                  cgroup: MemoryCgroup | None, log_file: Path) -> None:
         self._launcher = launcher
-        self._run = run
+        self._handle = handle
         self._client = client
         self._cgroup = cgroup
         self._log = log_file
@@ -261,27 +288,32 @@ class ContainerProcess:
 
     @property
     def pid(self) -> int:
-        """The podman client's pid (the container's processes live in their own pid namespace)."""
-        return self._client.pid
+        """The podman client's pid, 0 without one (the container's processes live in their own pid namespace)."""
+        return self._client.pid if self._client is not None else 0
 
     @property
     def name(self) -> str:
-        return self._run.name
+        return self._handle.name
 
     @property
     def container_id(self) -> str:
-        return f"podman://{self._run.name}"
+        return f"podman://{self._handle.name}"
+
+    @property
+    def handle(self) -> RunHandle:
+        return self._handle
 
     async def signal(self, signum: int) -> None:
-        if self._client.returncode is not None:
+        if self._ended is not None and self._ended.done():
             return
-        code, _, _ = await podman(self._launcher.settings, "kill", "--signal", str(signum), self._run.name)
-        if code != 0 and signum == signal.SIGKILL:
+        code, _, _ = await podman(self._launcher.settings, "kill", "--signal", str(signum), self._handle.name)
+        if code != 0 and signum == signal.SIGKILL and self._client is not None and self._client.returncode is None:
             signal_group(self._client.pid, signal.SIGKILL)  # not created yet: stop the client creating it
 
     async def wait(self) -> ExitStatus:
         if self._ended is None:
-            self._ended = asyncio.ensure_future(self._launcher.finish(self._run, self._client, self._cgroup, self._log))
+            self._ended = asyncio.ensure_future(self._launcher.finish(self._handle, self._client, self._cgroup,
+                                                                      self._log))
         return await asyncio.shield(self._ended)
 
 

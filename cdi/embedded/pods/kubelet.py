@@ -5,12 +5,15 @@ out the back-off, leave terminated), take the finalizer and a pod IP before the 
 set up the volumes, start what should run, then publish the status. `terminate` stops a deleted pod
 (SIGTERM, SIGKILL after the grace period), publishes its final status and lets it go. Each started
 process gets a watcher task that records its exit (code, signal, reason, termination message) and
-asks for the pod to be reconciled again. The store writes live in `podwrites`; the runner (`runner`) routes pods here.
+asks for the pod to be reconciled again, and a run record (`reattach`) by which `adopt` finds it again
+after the runner restarts: containers outlive the runner, and a new one carries on watching them.
+The store writes live in `podwrites`; the runner (`runner`) routes pods here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import signal
 from collections.abc import Callable
@@ -31,7 +34,8 @@ from cdi.embedded.pods.processes import (
     oom_kills,
     termination_message,
 )
-from cdi.embedded.pods.records import ContainerRecord, PodRecord, adopt, view
+from cdi.embedded.pods.reattach import RunRecord, find_runs, write_record
+from cdi.embedded.pods.records import ContainerRecord, Found, PodRecord, adopt, view
 from cdi.embedded.pods.restarts import BackoffPolicy, Decision, decide
 from cdi.embedded.pods.spec import ContainerSpec, PodInfo
 from cdi.embedded.pods.starter import ContainerStarter
@@ -39,6 +43,8 @@ from cdi.embedded.pods.status import CONFIG_ERROR, CONTAINER_CREATING, TERMINAL,
 from cdi.embedded.pods.volumes import VolumeError, prepare_volumes
 from cdi.embedded.semantics import format_time
 from cdi.runtime.types import DONE, Clock, Key, Result
+
+log = logging.getLogger("cdi.pods")
 
 
 class Kubelet:
@@ -53,8 +59,27 @@ class Kubelet:
         self._changed = changed
         self._writer = writer
 
-    def adopt(self, pod: PodInfo, obj: Object) -> PodRecord:
-        return adopt(pod, obj.get("status") or {}, self._now(), self._clock.monotonic())
+    async def adopt(self, pod: PodInfo, obj: Object) -> PodRecord:
+        """What an earlier runner left of the pod: its stored status, and the runs it recorded that the
+        launcher finds again (still running: watched from now on; ended meanwhile: reported)."""
+        paths = PodPaths(self._state_dir, pod.namespace, pod.name)
+        found: dict[str, Found] = {}
+        specs = {c.name: c for c in pod.containers}
+        for name, (run, outcome) in (await find_runs(self._starter.launcher, pod, paths)).items():
+            if isinstance(outcome, ExitStatus):
+                ended = await self._terminated(specs[name], outcome, run.started_at, run.container_id, paths)
+                found[name] = Found(run.container_id, run.started_at, ended)
+            else:
+                found[name] = Found(run.container_id, run.started_at, outcome)
+                log.info("re-attached to container %s of pod %s/%s (%s, running since %s)", name, pod.namespace,
+                         pod.name, run.container_id, run.started_at)
+        record = adopt(pod, obj.get("status") or {}, self._now(), self._clock.monotonic(), found)
+        key = Key(pod.namespace, pod.name)
+        for container in pod.containers:
+            state = record.container(container.name)
+            if state.process is not None:
+                state.watcher = asyncio.create_task(self._watch(key, pod.uid, container, state, state.process, paths))
+        return record
 
     async def sync(self, obj: Object, pod: PodInfo, record: PodRecord) -> Result:
         if (obj.get("status") or {}).get("phase") in TERMINAL:
@@ -62,9 +87,9 @@ class Kubelet:
             await self._writer.drop_finalizer(pod)
             return DONE
         paths = PodPaths(self._state_dir, pod.namespace, pod.name)
-        if record.adopted:
-            await asyncio.to_thread(_kill_marked, self._state_dir, pod.uid)
-            record.adopted = False
+        if record.lost:
+            await asyncio.to_thread(_kill_marked, self._state_dir, pod.uid, record.lost)
+            record.lost = set()
         decisions = self._decisions(pod, record)
         to_start = [c for c in pod.containers if not record.container(c.name).live
                     and (c.name not in decisions or decisions[c.name].action == "restart")]
@@ -113,6 +138,16 @@ class Kubelet:
         if watchers:
             await asyncio.gather(*watchers, return_exceptions=True)
 
+    async def let_go(self, record: PodRecord) -> int:
+        """Stop watching the pod's containers and leave them running; how many run."""
+        for task in record.stopping:
+            task.cancel()
+        watchers = [c.watcher for c in record.containers.values() if c.watcher is not None]
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*record.stopping, *watchers, return_exceptions=True)
+        return len(record.live())
+
     def _decisions(self, pod: PodInfo, record: PodRecord) -> dict[str, Decision]:
         now = self._clock.monotonic()
         return {name: decide(pod.restart_policy, c.exited.exit_code, c.finished, c.backoff, now, self._backoff)
@@ -150,22 +185,34 @@ class Kubelet:
                 await self._writer.event(obj, "Warning", "Failed", f"Error: {e}", KUBELET)
                 continue
             state.begin(process, self._now(), backoff)
-            state.watcher = asyncio.create_task(self._watch(Key(pod.namespace, pod.name), container, state,
+            await asyncio.to_thread(write_record, paths.run_record(container.name),
+                                    RunRecord(state.container_id, state.started_at, process.handle))
+            state.watcher = asyncio.create_task(self._watch(Key(pod.namespace, pod.name), pod.uid, container, state,
                                                             process, paths))
             await self._writer.event(obj, "Normal", "Started", f"Started container {container.name}", KUBELET)
         return waits
 
-    async def _watch(self, key: Key, container: ContainerSpec, state: ContainerRecord, process: Process,
+    async def _watch(self, key: Key, uid: str, container: ContainerSpec, state: ContainerRecord, process: Process,
                      paths: PodPaths) -> None:
         kills_before = oom_kills()
         ended = await process.wait()
+        if ended.signal == signal.SIGKILL:  # its shim may have died with it, leaving the rest of it running
+            await asyncio.to_thread(_kill_marked, self._state_dir, uid, {container.name})
+        termination = await self._terminated(container, ended, state.started_at, state.container_id, paths,
+                                             kills_before, oom_kills())
+        if state.process is process:
+            state.end(termination, self._clock.monotonic())
+        self._changed(key)
+
+    async def _terminated(self, container: ContainerSpec, ended: ExitStatus, started_at: str, container_id: str,
+                          paths: PodPaths, kills_before: int | None = None,
+                          kills_after: int | None = None) -> Terminated:
+        """A run's end as kubelet reports it: reason, and the termination message (file, or log tail)."""
         message = ended.message or await asyncio.to_thread(
             termination_message, paths.termination(container.name), paths.log(container.name), ended.code,
             container.fallback_to_logs_on_error)
-        if state.process is process:
-            state.end(Terminated(ended.code, _reason(ended, kills_before, oom_kills()), message, state.started_at,
-                                 self._now(), state.container_id, ended.signal), self._clock.monotonic())
-        self._changed(key)
+        return Terminated(ended.code, _reason(ended, kills_before, kills_after), message, started_at,
+                          ended.finished_at or self._now(), container_id, ended.signal)
 
     async def _escalate(self, containers: list[ContainerRecord], grace: float) -> None:
         watchers = {c.watcher for c in containers if c.watcher is not None}
@@ -203,8 +250,8 @@ def _process(container: ContainerRecord) -> Process:
     return container.process
 
 
-def _kill_marked(state_dir: Path, uid: str) -> None:
-    orphans.kill_all(orphans.marked_processes(state_dir, {uid}))
+def _kill_marked(state_dir: Path, uid: str, containers: set[str] | None = None) -> None:
+    orphans.kill_all(orphans.marked_processes(state_dir, {uid}, containers=containers))
 
 
 def _own_directory(paths: PodPaths, uid: str, state_dir: Path) -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "FINALIZER",
     "HOST_IP",
     "KUBELET",
+    "MARKER_CONTAINER",
     "MARKER_POD_UID",
     "MARKER_STATE_DIR",
     "NODE_NAME",
@@ -32,3 +33,4 @@ KUBELET: Final = "kubelet"  # Events' source component for container events
 SCHEDULER: Final = "default-scheduler"  # ... and for scheduling events
 MARKER_STATE_DIR: Final = "PYCDI_POD_RUNNER_STATE"  # env marker: which runner started a process
 MARKER_POD_UID: Final = "PYCDI_POD_UID"  # env marker: for which pod
+MARKER_CONTAINER: Final = "PYCDI_CONTAINER"  # env marker: for which of its containers

@@ -1,10 +1,11 @@
 """Finding processes a previous pod runner left behind, by the marker variables it gave them.
 
-A container's main process dies with the runner (PR_SET_PDEATHSIG), but programs it started (an
-importer's qemu-img) may outlive it and keep writing to the volume. Every process the runner starts
-carries `PYCDI_POD_RUNNER_STATE` and `PYCDI_POD_UID` in its environment, which its children inherit;
-before a restarted runner runs a pod's containers again, or lets a deleted pod go, it kills whatever
-still carries that pod's markers (`/proc/<pid>/environ`, readable for our own processes). Called by
+Containers outlive the runner on purpose (their shim re-attaches, `processes`), but one the next runner
+cannot re-attach to (its shim was killed, its record lost) may still have programs running (an
+importer's qemu-img) that keep writing to the volume. Every process the runner starts carries
+`PYCDI_POD_RUNNER_STATE`, `PYCDI_POD_UID` and `PYCDI_CONTAINER` in its environment, which its children
+inherit; before a restarted runner runs such a container again, or lets a deleted pod go, it kills
+whatever still carries its markers (`/proc/<pid>/environ`, readable for our own processes). Called by
 the runner.
 """
 
@@ -15,25 +16,29 @@ import signal
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from cdi.embedded.pods.node import MARKER_POD_UID, MARKER_STATE_DIR
+from cdi.embedded.pods.node import MARKER_CONTAINER, MARKER_POD_UID, MARKER_STATE_DIR
 
 PROC = Path("/proc")
 
 
-def markers(state_dir: Path, pod_uid: str) -> dict[str, str]:
-    """The marker variables of the processes of pod `pod_uid` started by the runner of `state_dir`."""
-    return {MARKER_STATE_DIR: str(state_dir), MARKER_POD_UID: pod_uid}
+def markers(state_dir: Path, pod_uid: str, container: str) -> dict[str, str]:
+    """The marker variables of the processes of container `container` of pod `pod_uid` started by the
+    runner of `state_dir`."""
+    return {MARKER_STATE_DIR: str(state_dir), MARKER_POD_UID: pod_uid, MARKER_CONTAINER: container}
 
 
-def marked_processes(state_dir: Path, pod_uids: set[str] | None = None, proc: Path = PROC) -> dict[int, str]:
+def marked_processes(state_dir: Path, pod_uids: set[str] | None = None, proc: Path = PROC, *,
+                     containers: set[str] | None = None) -> dict[int, str]:
     """pid → pod uid of every live process started by the runner of `state_dir` (for `pod_uids` only,
-    when given)."""
+    and of those pods' `containers` only, when given)."""
     found = {}
     for pid, environ in _environments(proc):
         if environ.get(MARKER_STATE_DIR) != str(state_dir):
             continue
         uid = environ.get(MARKER_POD_UID, "")
-        if pod_uids is None or uid in pod_uids:
+        if pod_uids is not None and uid not in pod_uids:
+            continue
+        if containers is None or environ.get(MARKER_CONTAINER, "") in containers:
             found[pid] = uid
     return found
 

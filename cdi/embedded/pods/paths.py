@@ -5,6 +5,8 @@
         <container>.log                  stdout+stderr of the current run (`cdi logs`)
         <container>.previous.log         ... of the run before (`cdi logs --previous`)
         termination/<container>          the container's terminationMessagePath
+        runs/<container>.json            the running container's handle, to re-attach after a restart
+        exits/<container>                its exit status, written by the process launcher's shim
         volumes/<volume>/                emptyDir, and Secret/ConfigMap volumes materialised as files
         root/<container>/...             the container's mount points as links (see `layout`)
         tmp/                             TMPDIR and working directory
@@ -53,6 +55,12 @@ class PodPaths:
 
     def termination(self, container: str) -> Path:
         return self.root / "termination" / container
+
+    def run_record(self, container: str) -> Path:
+        return self.root / "runs" / f"{container}.json"
+
+    def exit_file(self, container: str) -> Path:
+        return self.root / "exits" / container
 
     def volume(self, name: str) -> Path:
         return self.root / "volumes" / name

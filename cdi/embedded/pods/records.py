@@ -5,12 +5,15 @@ that ended and has not been restarted yet (`exited`), the run before that (`last
 `lastState`), the restart count and the back-off entry. `view` turns a record into the
 `status.ContainerView` kubelet would report, given the restart decision for it.
 
-`adopt` rebuilds a record from a pod's stored status when the runner has none (it was restarted):
-a container the status shows running has no process of ours any more (the runner SIGKILLs what is
-left of it), so it is taken as terminated with exit code 137, signal 9, reason Error and "the pod
-runner restarted", and the restart policy applies to
-it like to any other exit; a crash-looping container restarts at once (its back-off is forgotten,
-as kubelet forgets it when it restarts).
+`adopt` rebuilds a record from a pod's stored status when the runner has none (it was restarted),
+with what `reattach` found of the runs an earlier runner recorded (`Found`, by containerID): a run
+that still goes on is picked up as it is (the container keeps running, restart count and all); one
+that ended meanwhile is reported as it ended. A container the status shows running whose run cannot
+be found (its shim was killed, or an earlier version of the runner took its processes with it) is
+taken as terminated with exit code 137, signal 9, reason Error and "the pod runner restarted", and
+listed in `lost` so that the runner SIGKILLs what is left of it; the restart policy applies to it
+like to any other exit. A crash-looping container restarts at once (its back-off is forgotten, as
+kubelet forgets it when it restarts).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cdi.embedded.pods.processes import Process
+from cdi.embedded.pods.processes import KILLED_EXIT_CODE, Process
 from cdi.embedded.pods.restarts import Backoff, Decision, go_duration
 from cdi.embedded.pods.spec import ContainerSpec, PodInfo
 from cdi.embedded.pods.status import (
@@ -34,7 +37,15 @@ from cdi.embedded.pods.status import (
 )
 
 RUNNER_RESTARTED = "the pod runner restarted"
-KILLED_EXIT_CODE = 137
+
+
+@dataclass(frozen=True)
+class Found:
+    """A run an earlier runner recorded, as the launcher found it again."""
+
+    container_id: str
+    started_at: str
+    outcome: Process | Terminated  # still running, or how it ended
 
 
 @dataclass
@@ -83,7 +94,7 @@ class ContainerRecord:
 class PodRecord:
     uid: str
     containers: dict[str, ContainerRecord] = field(default_factory=dict)
-    adopted: bool = False  # rebuilt from a status some earlier runner wrote: sweep for leftovers first
+    lost: set[str] = field(default_factory=set)  # containers an earlier runner lost: kill their leftovers first
     stopping: set[asyncio.Task[None]] = field(default_factory=set)
 
     def live(self) -> list[ContainerRecord]:
@@ -93,30 +104,55 @@ class PodRecord:
         return self.containers.setdefault(name, ContainerRecord(name))
 
 
-def adopt(pod: PodInfo, status: Mapping[str, Any], now: str, monotonic: float) -> PodRecord:
+def adopt(pod: PodInfo, status: Mapping[str, Any], now: str, monotonic: float,
+          found: Mapping[str, Found] | None = None) -> PodRecord:
     entries = {str(e.get("name")): e for e in status.get("containerStatuses") or ()}
-    record = PodRecord(pod.uid, adopted=bool(entries))
+    record = PodRecord(pod.uid)
     for container in pod.containers:
-        record.containers[container.name] = _adopt_container(container.name, entries.get(container.name), now,
-                                                             monotonic)
+        state, lost = _adopt_container(container.name, entries.get(container.name), now, monotonic,
+                                       (found or {}).get(container.name))
+        record.containers[container.name] = state
+        if lost:
+            record.lost.add(container.name)
     return record
 
 
-def _adopt_container(name: str, entry: Mapping[str, Any] | None, now: str, monotonic: float) -> ContainerRecord:
+def _adopt_container(name: str, entry: Mapping[str, Any] | None, now: str, monotonic: float,
+                     found: Found | None) -> tuple[ContainerRecord, bool]:
+    """The container's record, and whether a run of it was lost (its leftovers must go)."""
     if not entry:
-        return ContainerRecord(name)
+        record, lost = ContainerRecord(name), False
+    else:
+        record, lost = _from_status(name, entry, now, monotonic, found)
+    if found is None or isinstance(found.outcome, Terminated):
+        return record, lost
+    if record.process is None:  # a run the stored status never showed (the runner died before writing it)
+        record.begin(found.outcome, found.started_at, None)
+    return record, False
+
+
+def _from_status(name: str, entry: Mapping[str, Any], now: str, monotonic: float,
+                 found: Found | None) -> tuple[ContainerRecord, bool]:
     state, previous = entry.get("state") or {}, (entry.get("lastState") or {}).get("terminated")
     record = ContainerRecord(name, restart_count=int(entry.get("restartCount") or 0), finished=monotonic,
                              last=Terminated.from_dict(previous) if previous else None)
+    container_id = str(entry.get("containerID") or "")
     if "running" in state:
-        record.exited = Terminated(KILLED_EXIT_CODE, "Error", RUNNER_RESTARTED,
-                                   str(state["running"].get("startedAt") or now), now,
-                                   str(entry.get("containerID") or ""), signal.SIGKILL)
-    elif "terminated" in state:
+        started = str(state["running"].get("startedAt") or now)
+        if found is not None and found.container_id == container_id:
+            if isinstance(found.outcome, Terminated):
+                record.exited = found.outcome
+            else:
+                record.process, record.started_at, record.container_id = found.outcome, started, container_id
+            return record, False
+        record.exited = Terminated(KILLED_EXIT_CODE, "Error", RUNNER_RESTARTED, started, now, container_id,
+                                   signal.SIGKILL)
+        return record, True
+    if "terminated" in state:
         record.exited = Terminated.from_dict(state["terminated"])
     elif previous:  # waiting to restart after `previous`
         record.exited, record.last = record.last, None
-    return record
+    return record, False
 
 
 def view(pod: PodInfo, container: ContainerSpec, record: ContainerRecord, decision: Decision | None,

@@ -13,9 +13,12 @@ and the processes this runner has:
   writes it (`status`). The pod holds our finalizer while it has processes.
 
 A process that exits calls `on_change(key)` (the manager wires it to the work queue), so its pod is
-reconciled again. After a restart of the runner, pods whose status says a container runs are
-picked up through `records.adopt`. `close` kills every process, as the runner dying would (the
-processes also die with it by PR_SET_PDEATHSIG); a new runner then restarts them by their policy.
+reconciled again. Containers outlive the runner (the process launcher's shim, podman's conmon):
+after a restart, the first reconcile of each pod re-attaches to the runs an earlier runner recorded
+(`kubelet.adopt`, `reattach`), so an import or upload in flight carries on, and runs that cannot be
+found count as killed and restart by their policy (`records.adopt`). `detach` lets go of every
+container and leaves it running (`cdi serve` and `cdi node` stopping, or being upgraded); `close`
+kills them (tests, and `--stop-pods-on-exit`).
 """
 
 from __future__ import annotations
@@ -95,11 +98,19 @@ class PodRunner:
             return await self._reconcile(key)
 
     async def close(self) -> None:
-        """Kill every process this runner started, without touching the store (as if it died)."""
+        """Kill every container this runner runs, without touching the store."""
         self._on_change = None
         records = list(self._records.values())
         self._records.clear()
         await asyncio.gather(*(self._kubelet.kill_now(record) for record in records))
+
+    async def detach(self) -> int:
+        """Stop watching every container and leave it running, for the next runner to re-attach to, without
+        touching the store (as if this runner died); how many were left running."""
+        self._on_change = None
+        records = list(self._records.values())
+        self._records.clear()
+        return sum([await self._kubelet.let_go(record) for record in records])
 
     def _changed(self, key: Key) -> None:
         if self._on_change is not None:
@@ -124,7 +135,7 @@ class PodRunner:
         if pod.deleting:
             if not pod.node_name:
                 return DONE  # never ours: nothing ran
-            record = self._record(key, pod, obj)
+            record = await self._record(key, pod, obj)
             if await self._kubelet.terminate(obj, pod, record):
                 self._records.pop(key, None)
                 return DONE
@@ -134,13 +145,13 @@ class PodRunner:
             if scheduled is None:
                 return Result(requeue_after=self._retry_after)
             obj, pod = scheduled, parse_pod(scheduled)
-        return await self._kubelet.sync(obj, pod, self._record(key, pod, obj))
+        return await self._kubelet.sync(obj, pod, await self._record(key, pod, obj))
 
-    def _record(self, key: Key, pod: PodInfo, obj: Object) -> PodRecord:
-        """What we know of the pod's containers; rebuilt from its status when we know nothing."""
+    async def _record(self, key: Key, pod: PodInfo, obj: Object) -> PodRecord:
+        """What we know of the pod's containers; when we know nothing, what an earlier runner left."""
         record = self._records.get(key)
         if record is None:
-            record = self._records[key] = self._kubelet.adopt(pod, obj)
+            record = self._records[key] = await self._kubelet.adopt(pod, obj)
         return record
 
     async def _schedule(self, obj: Object, pod: PodInfo) -> Object | None:

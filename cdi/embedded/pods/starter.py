@@ -73,6 +73,10 @@ class ContainerStarter:
         self._launcher = launcher
         self._base_env = dict(base_env)
 
+    @property
+    def launcher(self) -> Launcher:
+        return self._launcher
+
     async def start(self, pod: PodInfo, container: ContainerSpec, volumes: Mapping[str, LocalVolume],
                     pod_ip: str, paths: PodPaths) -> Process:
         sources = EnvSources(
@@ -85,7 +89,7 @@ class ContainerStarter:
         argv = command_line(container, own_env, layout, image_entrypoint(container.image))
         if not argv:
             raise StartFailed("the container has neither a command nor an image naming a program")
-        marks = markers(self._state_dir, pod.uid)
+        marks = markers(self._state_dir, pod.uid, container.name)
         environ = process_env(self._base_env, own_env, layout, marks)
         environ |= {"HOSTNAME": pod.name, "TMPDIR": str(paths.tmp)}
         run = container_run(pod, container, volumes, own_env=own_env, markers=marks,
@@ -99,7 +103,8 @@ class ContainerStarter:
             not_found = str(e)
         cwd = _working_dir(container, layout, paths)
         _lay_out(layout, paths, container.name)
-        return await self._launcher.start(LaunchSpec(argv, environ, cwd, paths.log(container.name), run, not_found))
+        return await self._launcher.start(LaunchSpec(argv, environ, cwd, paths.log(container.name), run, not_found,
+                                                     paths.exit_file(container.name)))
 
 
 def _device_nodes(container: ContainerSpec, volumes: Mapping[str, LocalVolume]) -> set[Path]:
