@@ -70,7 +70,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--node-lease-duration-seconds", type=_positive_seconds,
                         default=HeartbeatSettings.node_lease_duration_seconds, metavar="SECONDS",
                         help="the node Lease's duration; it is renewed every quarter of it (kubelet: 40)")
-    parser.add_argument("--node-status-report-frequency", type=parse_duration,
+    parser.add_argument("--node-status-report-frequency", type=_report_frequency,
                         default=HeartbeatSettings.node_status_report_frequency, metavar="DURATION",
                         help="how often the Node's conditions are reported when none changes (kubelet: 5m)")
     podruntime.add_options(parser)
@@ -79,6 +79,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         KubeletOptions(args.kubelet_address, args.kubelet_port, args.client_ca_file),
         PodRuntime(args.pod_runtime, args.pod_image, args.stop_pods_on_exit),
         HeartbeatSettings(args.node_lease_duration_seconds, args.node_status_report_frequency))))
+
+
+def _report_frequency(text: str) -> float:
+    # lastHeartbeatTime has whole seconds: a shorter period would rewrite the Node as fast as the API allows.
+    seconds = parse_duration(text)
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"invalid report frequency {text!r}: it must be at least 1s")
+    return seconds
 
 
 def _positive_seconds(text: str) -> int:

@@ -58,6 +58,14 @@ class HeartbeatSettings:
     node_status_report_frequency: float = 300.0
     namespace: str = NODE_LEASE_NAMESPACE
 
+    def __post_init__(self) -> None:
+        if self.node_lease_duration_seconds <= 0:
+            raise ValueError(f"the node lease duration must be positive, not {self.node_lease_duration_seconds}")
+        if self.node_status_report_frequency < 1:
+            # lastHeartbeatTime has whole seconds: a shorter period would rewrite the Node without pause.
+            raise ValueError(f"the node status report frequency must be at least 1s, not "
+                             f"{self.node_status_report_frequency}s")
+
     @property
     def renew_interval(self) -> float:
         return self.node_lease_duration_seconds * RENEW_FRACTION

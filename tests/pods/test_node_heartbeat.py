@@ -268,3 +268,9 @@ async def test_failed_renewals_are_retried_with_backoff_and_recover(tmp_path: Pa
         assert (await beat.reconcile(Key("", NAME))).requeue_after == 10.0
         renewed = await store.get("coordination.k8s.io/v1", "Lease", NAME, "kube-node-lease")
         assert renewed["spec"]["renewTime"] == at(10)
+
+
+@pytest.mark.parametrize(("duration", "frequency"), [(0, 300.0), (-1, 300.0), (40, 0.5), (40, 0.0)])
+def test_settings_that_would_spin_are_refused(duration: int, frequency: float) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        HeartbeatSettings(node_lease_duration_seconds=duration, node_status_report_frequency=frequency)
