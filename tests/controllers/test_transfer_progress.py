@@ -16,6 +16,7 @@ import pytest
 
 from cdi.cluster.protocol import Cluster
 from cdi.contracts import annotations as ann
+from cdi.contracts.termination import TerminationMessage
 from cdi.controllers.datavolume.controller import IMPORT_KIND, UPLOAD_KIND, DataVolumeReconciler
 from cdi.controllers.importpod.controller import ImportPodReconciler
 from cdi.controllers.progress import HttpsProgressScraper
@@ -49,7 +50,7 @@ async def servers() -> AsyncIterator[list[MetricsServer]]:
 
 async def running_import(cluster: Cluster, clock: SteppedClock, servers: list[MetricsServer],
                          stall_timeout: timedelta, notes: dict[str, str] | None = None,
-                         ) -> tuple[DataVolumeReconciler, Progress]:
+                         ) -> tuple[DataVolumeReconciler, Progress, ImportPodReconciler]:
     """The importer's endpoint labels its lines with the DataVolume's uid, so it starts once the DataVolume
     exists."""
     await setup_storage(cluster, clock)  # type: ignore[arg-type]
@@ -69,7 +70,7 @@ async def running_import(cluster: Cluster, clock: SteppedClock, servers: list[Me
     await step(dvs, pods)
     await set_container(cluster, "Running", {"running": {"startedAt": "2026-11-21T06:00:00Z"}})
     await pods.reconcile(KEY)
-    return dvs, progress
+    return dvs, progress, pods
 
 
 async def dv(cluster: Cluster) -> dict[str, Any]:
@@ -97,7 +98,7 @@ async def at(dvs: DataVolumeReconciler, clock: SteppedClock, seconds: float) -> 
 
 async def test_bytes_rate_eta_then_stalled_then_moving_again(cluster: Cluster, servers: list[MetricsServer]) -> None:
     clock = SteppedClock()
-    dvs, progress = await running_import(cluster, clock, servers, timedelta(minutes=10))
+    dvs, progress, pods = await running_import(cluster, clock, servers, timedelta(minutes=10))
 
     progress.bytes_done(100 * MI, 1000 * MI)
     await at(dvs, clock, 0.0)
@@ -138,12 +139,23 @@ async def test_bytes_rate_eta_then_stalled_then_moving_again(cluster: Cluster, s
     assert (condition["status"], condition["reason"]) == ("False", "TransferProgressing")
     assert await stall_events(cluster) == [("Normal", "TransferProgressing"), ("Warning", "TransferStalled")]
 
+    done = TerminationMessage("Import Complete", scratch_space_required=False, preallocation_applied=False)
+    await set_container(cluster, "Succeeded", {"terminated": {"exitCode": 0, "reason": "Completed",
+                                                              "message": done.to_json()}})
+    await pods.reconcile(KEY)
+    await at(dvs, clock, 630.0)
+    doc = await dv(cluster)
+    assert doc["status"]["phase"] == "Succeeded"
+    # finished: all bytes done, nothing left to estimate
+    assert transfer_notes(doc) == {ann.ANN_TRANSFER_BYTES_DONE: str(1000 * MI),
+                                   ann.ANN_TRANSFER_BYTES_TOTAL: str(1000 * MI)}
+
 
 async def test_a_data_volume_can_shorten_its_own_stall_timeout(cluster: Cluster,
                                                                servers: list[MetricsServer]) -> None:
     clock = SteppedClock()
-    dvs, progress = await running_import(cluster, clock, servers, timedelta(minutes=10),
-                                         {ann.ANN_STALL_TIMEOUT: "1m"})
+    dvs, progress, _ = await running_import(cluster, clock, servers, timedelta(minutes=10),
+                                            {ann.ANN_STALL_TIMEOUT: "1m"})
     progress.bytes_done(5 * MI, None)
     await at(dvs, clock, 0.0)
     await at(dvs, clock, 59.0)

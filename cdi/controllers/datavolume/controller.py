@@ -71,6 +71,7 @@ class DataVolumeReconciler:
         try:
             doc = await self._cluster.get(CDI_API_VERSION, "DataVolume", key.name, key.namespace)
         except NotFound:
+            self._transfers.forget(key.namespace, key.name)
             return DONE
         try:
             dv = parse_object(doc)
@@ -79,7 +80,7 @@ class DataVolumeReconciler:
             return DONE
         assert isinstance(dv, DataVolume)
         if not self._kind.handles(dv) or is_deleting(doc):
-            self._transfers.forget(doc)
+            self._transfers.forget(key.namespace, key.name)
             return DONE
         pvc, problem = await self._claim(dv, doc)
         if pvc is not None:

@@ -4,7 +4,8 @@ when `progresswatch.due` says so, and return the `Stalled` condition's plan for 
 publish. The decisions are `cdi.controllers.progresswatch`'s; this module only observes and applies.
 
 Called by `cdi.controllers.datavolume.controller` (imports and uploads). Tracks live in memory, keyed by
-the DataVolume's uid, and are dropped when the transfer ends."""
+the DataVolume's namespace and name (and checked against its uid), and are dropped when the transfer ends
+or the DataVolume goes."""
 
 from __future__ import annotations
 
@@ -36,31 +37,33 @@ class TransferWatch:
         self._cluster = cluster
         self._clock = clock
         self._stall_timeout = stall_timeout
-        self._tracks: dict[str, pw.Track] = {}
+        self._tracks: dict[tuple[str, str], tuple[str, pw.Track]] = {}  # (namespace, name) -> (uid, track)
 
-    def forget(self, doc: Object) -> None:
-        self._tracks.pop(uid_of(doc), None)
+    def forget(self, namespace: str, name: str) -> None:
+        self._tracks.pop((namespace, name), None)
 
     async def running(self, doc: Object, transfer: Transfer) -> pw.StallPlan:
         """A transfer whose worker runs: record the reading, publish, decide about stalls."""
         page, now = transfer.page, self._clock.monotonic()
         if page is None or page.done is None:
             return pw.StallPlan(None)
-        uid = uid_of(doc)
-        track = pw.advance(self._tracks.get(uid), pw.Reading(now, page.done, page.total, page.percent))
+        key, uid = (namespace_of(doc), name_of(doc)), uid_of(doc)
+        kept = self._tracks.get(key)
+        previous = kept[1] if kept is not None and kept[0] == uid else None  # not a namesake's that was deleted
+        track = pw.advance(previous, pw.Reading(now, page.done, page.total, page.percent))
         f = pw.figures(track)
         current, wanted = annotations_of(doc), pw.published(f)
         if pw.due(track, now, current, wanted):
             await self._annotate(doc, pw.changes(current, wanted))
             track = replace(track, published_at=now)
-        self._tracks[uid] = track
+        self._tracks[key] = (uid, track)
         timeout = self._timeout(doc)
         verdict = pw.stalled(track, now, timeout, transfer.waiting)
         return pw.stall_plan(_stalled_status(doc), verdict, f, timeout, transfer.hint)
 
     async def ended(self, doc: Object, succeeded: bool) -> pw.StallPlan:
         """A transfer that is not running (any more): no rate or ETA to show; all bytes done on success."""
-        self.forget(doc)
+        self.forget(namespace_of(doc), name_of(doc))
         current = annotations_of(doc)
         if ann.ANN_TRANSFER_BYTES_DONE in current:
             wanted: dict[str, str | None] = {ann.ANN_TRANSFER_RATE: None, ann.ANN_TRANSFER_ETA: None}
