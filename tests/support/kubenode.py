@@ -107,21 +107,37 @@ class KubeDeployment:
     pod_runtime: str = "process"  # `cdi node --pod-runtime`: the existing tests run worker pods as processes
     pod_image: str | None = None  # `cdi node --pod-image` (None: the node's default)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    commands: dict[str, list[str]] = field(default_factory=dict)  # by name: controller, node
 
     def __enter__(self) -> KubeDeployment:
         self.home.mkdir(parents=True, exist_ok=True)
         controller = service_account_kubeconfig(self.kubeconfig, self.namespace, dep.CONTROLLER_SA,
                                                 self.home / "controller.kubeconfig")
-        env = {**os.environ, "CDI_HOME": str(self.home)}
-        for name, args in (("controller", ["controller", "--kubeconfig", str(controller), "--namespace",
-                                           self.namespace, "--health-port", "0"]),
-                           ("node", ["node", "--kubeconfig", str(self.kubeconfig), "--pod-backoff", "0.5",
-                                     "--pod-runtime", self.pod_runtime, "--kubelet-port", "0",
-                                     *(["--pod-image", self.pod_image] if self.pod_image else [])])):
-            with (self.home / f"{name}.log").open("ab") as out:
-                self.processes.append(subprocess.Popen([_cdi(), *args], env=env, stdout=out,
-                                                       stderr=subprocess.STDOUT))
+        self.commands = {"controller": ["controller", "--kubeconfig", str(controller), "--namespace", self.namespace,
+                                        "--health-port", "0"],
+                         "node": ["node", "--kubeconfig", str(self.kubeconfig), "--pod-backoff", "0.5",
+                                  "--pod-runtime", self.pod_runtime, "--kubelet-port", "0",
+                                  *(["--pod-image", self.pod_image] if self.pod_image else [])]}
+        for name in self.commands:
+            self.processes.append(self._start(name))
         return self
+
+    def _start(self, name: str) -> subprocess.Popen[bytes]:
+        with (self.home / f"{name}.log").open("ab") as out:
+            return subprocess.Popen([_cdi(), *self.commands[name]], env={**os.environ, "CDI_HOME": str(self.home)},
+                                    stdout=out, stderr=subprocess.STDOUT)
+
+    def restart(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """Stop `cdi controller` or `cdi node` (SIGTERM, or `sig`) and start it again, as a rollout would."""
+        index = list(self.commands).index(name)
+        process = self.processes[index]
+        process.send_signal(sig)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        self.processes[index] = self._start(name)
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  traceback: TracebackType | None) -> None:
