@@ -79,7 +79,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--no-leader-elect", dest="leader_elect", action="store_false",
                         help="reconcile without taking the leader Lease (one replica only)")
     parser.add_argument("--stall-timeout", type=parse_duration, default=DEFAULT_STALL_TIMEOUT.total_seconds(),
-                        help="a transfer moving no bytes this long gets a Stalled condition (default 10m)")
+                        help="a transfer moving no bytes this long gets a Stalled condition (default 10m; 0: never)")
     parser.set_defaults(run=lambda args, home: asyncio.run(run(ControllerCommand(
         args.kubeconfig, args.namespace, args.image, args.uploadproxy_url, args.health_port, args.qps, args.burst,
         args.leader_elect, args.metrics_port, args.stall_timeout))))

@@ -68,7 +68,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="serve Prometheus metrics at 127.0.0.1:PORT/metrics (0 picks a free one; default off)")
     parser.add_argument("--stall-timeout", type=parse_duration, default=DEFAULT_STALL_TIMEOUT.total_seconds(),
-                        help="a transfer moving no bytes this long gets a Stalled condition (default 10m)")
+                        help="a transfer moving no bytes this long gets a Stalled condition (default 10m; 0: never)")
     podruntime.add_options(parser)
     parser.set_defaults(run=lambda args, home: asyncio.run(serve_forever(
         home, ServeOptions(pod_backoff_base=args.pod_backoff, uploadproxy_port=args.uploadproxy_port,

@@ -141,7 +141,10 @@ class Waiting(enum.Enum):
 
 def stalled(track: Track, now: float, timeout: timedelta, waiting: Waiting = Waiting.NO) -> bool | None:
     """True: nothing moved for `timeout`; False: bytes moved within it; None: not known yet (a fresh track
-    that has not seen movement, or an upload whose user has not started)."""
+    that has not seen movement, or an upload whose user has not started). A zero timeout turns the check
+    off: never stalled."""
+    if timeout <= timedelta(0):
+        return False
     if waiting is Waiting.FOR_CLIENT and track.readings[-1].done == 0:
         return None
     last_change = track.moved_at if track.moved_at is not None else track.started
@@ -181,18 +184,14 @@ def ended(previous: str | None) -> StallPlan:
 
 
 def stall_timeout(annotation: str | None, default: timedelta) -> tuple[timedelta, str | None]:
-    """The DataVolume's own `ANN_STALL_TIMEOUT` when it is a positive Go duration, else `default`; the
-    second value says why an annotation was ignored."""
+    """The DataVolume's own `ANN_STALL_TIMEOUT` when it is a Go duration ("0s": never stalled), else
+    `default`; the second value says why an annotation was ignored."""
     if annotation is None:
         return default, None
     try:
-        value = goduration.parse(annotation.strip())
+        return goduration.parse(annotation.strip()), None
     except ValueError as e:
         return default, f"{ann.ANN_STALL_TIMEOUT}: {e}; using {goduration.format(default.total_seconds())}"
-    if value <= timedelta(0):
-        return default, (f"{ann.ANN_STALL_TIMEOUT}: {annotation!r} is not positive; "
-                         f"using {goduration.format(default.total_seconds())}")
-    return value, None
 
 
 _UNITS: Final = ("Ki", "Mi", "Gi", "Ti", "Pi", "Ei")

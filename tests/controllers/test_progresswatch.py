@@ -77,6 +77,10 @@ def test_stall_decision(readings: list[tuple[float, int]], now: float, waiting: 
     assert pw.stalled(track_of(*readings), now, TEN_MINUTES, waiting) is expected
 
 
+def test_a_zero_timeout_never_stalls() -> None:
+    assert pw.stalled(track_of((0.0, 0)), 1e6, timedelta(0)) is False
+
+
 def test_percent_moving_counts_as_progress() -> None:
     """qemu-img converting from scratch space moves the percentage, not the downloaded bytes."""
     track = pw.advance(pw.advance(None, pw.Reading(0.0, GI, GI, 50.0)), pw.Reading(590.0, GI, GI, 70.0))
@@ -118,7 +122,7 @@ def test_an_ended_transfer_is_not_stalled() -> None:
     ("15m", timedelta(minutes=15), None),
     ("90s", timedelta(seconds=90), None),
     ("soon", TEN_MINUTES, "pycdi.io/stallTimeout: 'soon' is not a duration such as 48h or 1h30m; using 10m0s"),
-    ("0s", TEN_MINUTES, "pycdi.io/stallTimeout: '0s' is not positive; using 10m0s"),
+    ("0s", timedelta(0), None),  # off for this DataVolume
 ])
 def test_stall_timeout_per_data_volume(annotation: str | None, timeout: timedelta, problem: str | None) -> None:
     assert pw.stall_timeout(annotation, TEN_MINUTES) == (timeout, problem)
