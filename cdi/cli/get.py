@@ -5,7 +5,8 @@ the store's watch.
 Kind words resolve through `cdi.cluster.kinds.resolve` ("dv", "pvc", "sc", "datavolumes"...). Columns
 come from `cdi.cli.columns`, layout from `cdi.cli.output`. Several kinds print one table each, separated
 by a blank line, with names qualified by their kind (`datavolume.cdi.kubevirt.io/NAME`), and one List
-for the document formats, as kubectl does. Objects named but absent are reported as
+for the document formats, as kubectl does. Objects asked for by name are read one GET each (a list
+only with `-w`), so `get` on them is all an identity needs, as with kubectl. Objects named but absent are reported as
 `error: <resource> "NAME" not found` after the others are printed, and the exit code is 1; an empty
 list prints kubectl's "No resources found" on stderr and succeeds.
 
@@ -37,6 +38,7 @@ from cdi.cli.output import (
     to_yaml,
 )
 from cdi.cli.state import connect_cluster
+from cdi.cluster.errors import NotFound
 from cdi.cluster.kinds import ResourceKind, resolve
 from cdi.cluster.protocol import Cluster, Object, WatchEvent
 
@@ -184,11 +186,14 @@ async def run(args: argparse.Namespace, home: Path) -> int:
         resource_version = ""
         for want in wanted:
             namespace = None if args.all_namespaces or not want.kind.namespaced else namespace_of(args)
-            listed = await cluster.list(want.kind.api_version, want.kind.kind, namespace, args.selector)
-            objects, absent = _pick(listed.items, list(want.names))
+            if want.names and not args.watch:
+                objects, absent = await _get_named(cluster, want.kind, namespace, want.names)
+            else:
+                listed = await cluster.list(want.kind.api_version, want.kind.kind, namespace, args.selector)
+                objects, absent = _pick(listed.items, list(want.names))
+                resource_version = listed.resource_version
             found.append(objects)
             missing.extend(f'error: {want.kind.resource} "{name}" not found' for name in absent)
-            resource_version = listed.resource_version
         _print(printers, found, single=single, streaming=args.watch)
         if not any(found) and not args.watch and not any(w.names for w in wanted):
             print(_no_resources(None if args.all_namespaces else namespace_of(args)), file=sys.stderr)
@@ -213,6 +218,20 @@ def _print(printers: list[Printer], found: list[list[Object]], *, single: bool, 
         text = ("\n" if printers[0].tabular else "").join(blocks)
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+async def _get_named(cluster: Cluster, kind: ResourceKind, namespace: str | None,
+                     names: Sequence[str]) -> tuple[list[Object], list[str]]:
+    """The objects named, one GET each as kubectl does (so a role granting `get` on them, even by
+    resourceNames, suffices), and the names not found."""
+    objects: list[Object] = []
+    absent: list[str] = []
+    for name in names:
+        try:
+            objects.append(await cluster.get(kind.api_version, kind.kind, name, namespace))
+        except NotFound:
+            absent.append(name)
+    return objects, absent
 
 
 def _pick(items: list[Object], names: list[str]) -> tuple[list[Object], list[str]]:

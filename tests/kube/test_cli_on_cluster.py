@@ -140,3 +140,28 @@ def test_without_the_flag_the_embedded_store_is_meant(kube_cluster: KubeCluster,
                             env={**_env(home), "KUBECONFIG": str(kube_cluster.kubeconfig_path)}, check=False)
     assert result.returncode == 1
     assert result.stderr.startswith(f"error: there is no object store in {home}")
+
+
+async def test_objects_named_need_only_get(kube_cluster: KubeCluster, kube_namespace: str, home: Path,
+                                           tmp_path: Path) -> None:
+    """A Role granting `get` on one DataVolume by resourceNames (never list) lets `cdi get dv NAME` read it, as
+    kubectl's; listing them all is refused on one line."""
+    manifest = tmp_path / "dv.yaml"
+    manifest.write_text(_manifest("mine", kube_namespace))
+    assert cdi(home, "apply", "-f", str(manifest), "--kubeconfig", str(kube_cluster.kubeconfig_path)).returncode == 0
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{kube_namespace}"
+    kube_cluster.request("POST", f"{rbac}/roles", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "get-mine"},
+        "rules": [{"apiGroups": ["cdi.kubevirt.io"], "resources": ["datavolumes"], "resourceNames": ["mine"],
+                   "verbs": ["get"]}]})
+    kube_cluster.request("POST", f"{rbac}/rolebindings", {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "get-mine"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "get-mine"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "reader"}]})
+    reader = ("--kubeconfig", str(kube_cluster.kubeconfig_for("reader")), "-n", kube_namespace)
+    named = cdi(home, "get", "dv", "mine", "-o", "name", *reader)
+    assert (named.returncode, named.stdout, named.stderr) == (0, "datavolume.cdi.kubevirt.io/mine\n", "")
+    listed = cdi(home, "get", "dv", *reader)
+    assert listed.returncode == 1 and listed.stderr.splitlines() == [
+        'error: datavolumes.cdi.kubevirt.io is forbidden: User "reader" cannot list resource "datavolumes" in API '
+        f'group "cdi.kubevirt.io" in the namespace "{kube_namespace}"']
