@@ -92,9 +92,14 @@ def figures(track: Track) -> Figures:
 
 
 def published(f: Figures) -> dict[str, str | None]:
-    """The annotations for `f`; None removes a key (no total, rate or ETA known)."""
+    """The annotations for `f`; None removes a key (no total, rate or ETA known). A worker that has counted
+    nothing and knows no total (an upload not started; qemu-img converting in place, which moves only the
+    percentage) publishes nothing: empty cells say more than "0 at 0B/s"."""
     def text(value: int | None) -> str | None:
         return None if value is None else str(value)
+
+    if f.done == 0 and f.total is None:
+        return dict.fromkeys(ann.TRANSFER_ANNOTATIONS)
 
     return {ann.ANN_TRANSFER_BYTES_DONE: str(f.done), ann.ANN_TRANSFER_BYTES_TOTAL: text(f.total),
             ann.ANN_TRANSFER_RATE: text(f.rate), ann.ANN_TRANSFER_ETA: text(f.eta)}

@@ -41,6 +41,7 @@ def test_published_annotations_are_integers_and_unknowns_are_removed() -> None:
         ann.ANN_TRANSFER_BYTES_DONE: "1288490188", ann.ANN_TRANSFER_BYTES_TOTAL: str(4 * GI),
         ann.ANN_TRANSFER_RATE: "47185920", ann.ANN_TRANSFER_ETA: "70"}
     assert pw.published(pw.Figures(5, None, None, None))[ann.ANN_TRANSFER_ETA] is None
+    assert set(pw.published(pw.Figures(0, None, 0, None)).values()) == {None}  # nothing counted, nothing known
 
 
 def notes(done: int, rate: int | None = 10 * MI, total: int = 4 * GI) -> dict[str, str]:
@@ -48,7 +49,7 @@ def notes(done: int, rate: int | None = 10 * MI, total: int = 4 * GI) -> dict[st
 
 
 @pytest.mark.parametrize(("published_at", "now", "current", "wanted", "expected"), [
-    (None, 0.0, {}, notes(0, None), True),  # first publication
+    (None, 0.0, {}, notes(MI, None), True),  # first publication
     (None, 0.0, notes(GI), notes(GI), False),  # identical content: never written
     (10.0, 12.0, notes(GI), notes(2 * GI), False),  # within the interval: wait
     (10.0, 15.0, notes(GI), notes(2 * GI), True),
