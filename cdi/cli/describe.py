@@ -5,7 +5,8 @@ and Annotations first, then every other field as an indented "Key: value" tree w
 ("creationTimestamp" -> "Creation Timestamp", "apiVersion" -> "API Version"), `status.conditions` as a
 table, and the `Events:` table (Type, Reason, Age, From, Message) of the v1 Events whose
 involvedObject.uid is the object's, oldest first. `cdi.cli.tabwriter` aligns the result as kubectl's
-tabwriter does. As in kubectl, a NAME that matches no object exactly describes those it prefixes.
+tabwriter does. As in kubectl, each NAME is read with a GET, and one that matches no object exactly
+describes those it prefixes (found in a list).
 
 With `--kubeconfig FILE` the command works on that cluster's API server instead of the embedded store
 under `--home` (`cdi.cli.state.connect_cluster`), with the same output.
@@ -136,12 +137,29 @@ def describe_object(obj: Object, events: Iterable[Object], now: datetime) -> str
 
 
 async def events_about(cluster: Cluster, obj: Object, kind: ResourceKind) -> list[Object]:
-    """The v1 Events whose involvedObject is `obj` (by uid)."""
+    """The v1 Events whose involvedObject is `obj` (by uid; selected by the server, as kubectl asks)."""
     meta = obj.get("metadata") or {}
     namespace = meta.get("namespace") if kind.namespaced else None
-    listed = await cluster.list("v1", "Event", namespace)
+    listed = await cluster.list("v1", "Event", namespace, field_selector=f"involvedObject.uid={meta.get('uid')}")
     return [event for event in listed.items
             if (event.get("involvedObject") or {}).get("uid") == meta.get("uid")]
+
+
+async def _named(cluster: Cluster, kind: ResourceKind, namespace: str | None, names: list[str],
+                 selector: str | None) -> list[Object]:
+    """The objects `names` name: one GET each, as kubectl; a name that is no object's is looked up as a
+    prefix in a list (`select`)."""
+    if not names or selector:
+        listed = await cluster.list(kind.api_version, kind.kind, namespace, selector)
+        return select(listed.items, names, kind)
+    chosen: list[Object] = []
+    for name in names:
+        try:
+            found = [await cluster.get(kind.api_version, kind.kind, name, namespace)]
+        except NotFound:
+            found = select((await cluster.list(kind.api_version, kind.kind, namespace)).items, [name], kind)
+        chosen.extend(obj for obj in found if obj not in chosen)
+    return chosen
 
 
 def select(items: list[Object], names: list[str], kind: ResourceKind) -> list[Object]:
@@ -162,8 +180,7 @@ async def run(args: argparse.Namespace, home: Path) -> int:
     kind, names = split_kind(args.kind, args.names)
     namespace = namespace_of(args) if kind.namespaced else None
     async with connect_cluster(home, args.kubeconfig, busy_timeout=args.request_timeout) as cluster:
-        listed = await cluster.list(kind.api_version, kind.kind, namespace, args.selector)
-        objects = select(listed.items, names, kind)
+        objects = await _named(cluster, kind, namespace, names, args.selector)
         if not objects:
             where = f" in {namespace} namespace" if namespace else ""
             print(f"No resources found{where}.", file=sys.stderr)

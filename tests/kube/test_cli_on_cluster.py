@@ -73,12 +73,24 @@ async def test_everyday_verbs_on_a_cluster(kube_cluster: KubeCluster, kube_names
     assert document["spec"]["source"] == {"blank": {}}
     assert cdi(home, "get", "dv", "-o", "name", *on_cluster).stdout == "datavolume.cdi.kubevirt.io/blank-disk\n"
 
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    async with await connect(kube_cluster.kubeconfig_path) as cluster:
+        for name, uid in (("about-it", document["metadata"]["uid"]), ("about-another", "another-uid")):
+            await cluster.create({
+                "apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": kube_namespace},
+                "involvedObject": {"apiVersion": DV_API, "kind": "DataVolume", "name": "blank-disk",
+                                   "namespace": kube_namespace, "uid": uid},
+                "type": "Normal", "reason": "Tested", "message": f"event {name}", "source": {"component": "a-test"},
+                "firstTimestamp": now, "lastTimestamp": now, "count": 1})
     described = cdi(home, "describe", "dv", "blank-disk", *on_cluster)
     assert described.returncode == 0, described.stderr
     lines = described.stdout.splitlines()
     assert lines[0].split() == ["Name:", "blank-disk"] and lines[1].split() == ["Namespace:", kube_namespace]
     assert ["UID:", document["metadata"]["uid"]] in [line.split() for line in lines]
-    assert lines[-1].split() == ["Events:", "<none>"]
+    assert lines[-4].split() == ["Events:"] and lines[-1].split()[:2] == ["Normal", "Tested"]
+    assert lines[-1].split()[-3:] == ["a-test", "event", "about-it"]
+    by_prefix = cdi(home, "describe", "dv", "blank", *on_cluster).stdout.splitlines()  # as kubectl, a prefix
+    assert by_prefix[:-1] == lines[:-1] and by_prefix[-1].split()[-3:] == lines[-1].split()[-3:]  # the age moves
 
     await _wait_for_a_condition(home, kube_cluster, kube_namespace, on_cluster)
 
