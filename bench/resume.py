@@ -1,17 +1,18 @@
 """`python -m bench.resume`: what a checkpointed import costs, and what resuming after a kill saves
 (issue 15, part 1).
 
-For each image (raw, gzip in 8 MiB members, xz in 8 MiB blocks, zstd in 8 MiB frames; a disk of
-`--size` MiB, half of it data sliced from the machine's own binaries, as `bench.images` builds them),
-served by nginx through
-a throttling relay (`tests.support.shaper`, `--rate` MiB/s, which also counts every byte the
+For each image (raw, gzip in 8 MiB members, xz in 8 MiB blocks, zstd in 8 MiB frames, qcow2 from
+`qemu-img convert` plain and with compressed clusters (`-c`); a disk of `--size` MiB, half of it data
+sliced from the machine's own binaries, as `bench.images` builds them), served by nginx through a
+throttling relay (`tests.support.shaper`, `--rate` MiB/s, which also counts every byte the
 importer fetched), the real `cdi-importer` runs:
 
     no checkpoints    CDI_CHECKPOINT_INTERVAL=0: the import as it was before checkpoints
     checkpoints       every `--interval` MiB (default 64, as in pods) or 5 s: records written, and the
                       time syncing and writing them took
     killed at 50 %    SIGKILLed once the relay has sent half the image, then run again on the same
-                      volume; time is both attempts' (a pod restart's own delay is not counted)
+                      volume; time is both attempts' (a pod restart's own delay is not counted); a
+                      qcow2 restart reads the image's tables again, which the bytes fetched include
 
 Each case runs `--repeat` times (default 3) and each column keeps its fastest run (the machine is
 shared). Printed as ratios (checkpoints / none, killed / uninterrupted, bytes fetched / image size) and
@@ -76,7 +77,12 @@ def build_images(directory: Path, size: int) -> list[str]:
                                                       for i in range(0, len(data), MEMBER)))
     # One xz stream of 8 MiB blocks, as `xz -T` writes them (24 MiB blocks at its default level).
     subprocess.run(["xz", "-k", "-1", "-T2", f"--block-size={MEMBER}", str(raw)], check=True)
-    return ["disk.raw", "disk.raw.gz", "disk.raw.xz", "disk.raw.zst"]
+    # qcow2 as qemu-img writes it, and with compressed clusters (as cloud images are shipped).
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(raw), str(directory / "disk.qcow2")],
+                   check=True)
+    subprocess.run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", str(raw),
+                    str(directory / "disk-compressed.qcow2")], check=True)
+    return ["disk.raw", "disk.raw.gz", "disk.raw.xz", "disk.raw.zst", "disk.qcow2", "disk-compressed.qcow2"]
 
 
 class Importer:
@@ -173,7 +179,8 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=64, help="checkpoint interval in MiB (default 64, as in pods)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per image; each column keeps its fastest")
     parser.add_argument("--only", default="",
-                        help="comma-separated image names (disk.raw, disk.raw.gz, disk.raw.xz, disk.raw.zst)")
+                        help="comma-separated image names (disk.raw, disk.raw.gz, disk.raw.xz, disk.raw.zst, "
+                             "disk.qcow2, disk-compressed.qcow2)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cdi-resume-bench-") as tmp:
         work = Path(tmp)

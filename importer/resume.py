@@ -91,8 +91,9 @@ def describe(decision: Decision) -> str:
     if decision.outcome is Outcome.RESUMED and decision.record is not None:
         record = decision.record
         of = f" of {record.identity.size}" if record.identity.size is not None else ""
-        return (f"Resumed the import after a restart at source byte {record.wire_offset}{of} "
-                f"({record.target_offset} bytes of the disk were already written)")
+        done = (f"the disk's data already reached byte {record.target_offset}" if record.format == "qcow2" else
+                f"{record.target_offset} bytes of the disk were already written")
+        return f"Resumed the import after a restart at source byte {record.wire_offset}{of} ({done})"
     if decision.outcome is Outcome.STARTED_OVER:
         return f"Started the import over: {decision.reason}"
     return ""

@@ -186,6 +186,9 @@ def test_the_decision_reaches_the_claim_as_an_event() -> None:
                               resume_message=describe(Decision.over("the source changed")))
     assert resume_event(over) == (("Warning", "ImportStartedOver", "Started the import over: the source changed"),)
     assert resume_event(TerminationMessage(message="Import Complete")) == ()
+    qcow2 = Decision(Outcome.RESUMED, record=replace(RECORD, format="qcow2", compression=None))
+    assert describe(qcow2) == ("Resumed the import after a restart at source byte 64 of 95 (the disk's data "
+                               "already reached byte 128)")
 
 
 def _succeeded_importer(message: TerminationMessage) -> dict[str, object]:
