@@ -9,6 +9,10 @@ which kept every non-zero cluster nobody had claimed while an L2 table was still
 cluster is claimed once (metadata, data, or shared by compressed clusters), so overlapping or
 self-referencing tables are refused as qemu-img check would, and extents the stream never reaches
 mean a truncated image. Guest clusters never mentioned stay holes. Called by `importer.qcow2stream`.
+
+A checkpoint may follow any host cluster unless too much is spooled (`held_back`); what the pass
+holds then is the image's own bytes, so `importer.qcow2stream.restart` rebuilds it (`Restarted`)
+from those bytes read again, and an engine built with it continues at the checkpoint.
 """
 
 from __future__ import annotations
