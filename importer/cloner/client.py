@@ -12,9 +12,11 @@ BIO, no event loop between the bytes and the kernel), which is what makes the cl
 page cache and the cipher allow. Begin, state and finish go over one connection; extents over a
 second one upgraded to the server's blocking extent reader (`cp.UPGRADE_PATH`), or over the first
 when the server answers the upgrade with anything but 101 (an older server). Extents are pipelined
-one deep (`push`): the next request is written before the previous answer is read, so the server
-always has the next extent queued in the socket while it writes the last one; the server handles a
-connection's requests in order, so ordering holds.
+one deep (`push`, `send_extent`): the next request is written before the previous answer is read, so
+the server always has the next extent queued in the socket while it writes the last one; the server
+handles a connection's requests in order, so ordering holds. `send_extent` (the sender's path) hashes
+the body piece by piece just before each piece is encrypted, so a piece is read from memory once and
+is still in the CPU's cache when `SSL_write` encrypts it.
 Certificates arrive as PEM contents (upstream's contract); `ssl` loads a client pair only from files,
 so they are written to a private temporary directory for the moment it takes. Used by
 `importer.cloner.sender`.
@@ -23,20 +25,26 @@ so they are written to a private temporary directory for the moment it takes. Us
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import socket
 import ssl
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from cdi.contracts import clone_protocol as cp
 from importer.errors import ImportFailure
 
 TIMEOUT = 60.0
+PIECE = 1 << 20  # hashed, then written to the TLS socket: fits the CPU's cache between the two
 _HEAD_LIMIT = 64 << 10
+
+
+class Hasher(Protocol):
+    def update(self, data: memoryview, /) -> None: ...
 
 
 class CloneRefused(ImportFailure):
@@ -86,6 +94,15 @@ class _Connection:
             return
         self.sock.sendall(head)
         self.sock.sendall(memoryview(body))
+
+    def send_hashed(self, target: str, body: memoryview, hasher: Hasher) -> None:
+        """PUT `body`, feeding each piece to `hasher` just before it is written."""
+        self.sock.sendall(f"PUT {target} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
+                          f"Content-Type: application/octet-stream\r\n\r\n".encode())
+        for start in range(0, len(body), PIECE):
+            piece = body[start:start + PIECE]
+            hasher.update(piece)
+            self.sock.sendall(piece)
 
     def receive(self) -> tuple[int, str, bool]:
         """(status, body, whether the server will close the connection)."""
@@ -220,6 +237,21 @@ class CloneClient:
                                                                               "application/octet-stream"))
         self._outstanding += 1
         return self._answer(f"PUT {target}", extent=True) if self._outstanding > 1 else None
+
+    def send_extent(self, offset: int, data: memoryview) -> tuple[bytes, cp.State | None]:
+        """Blocking (the sender's worker thread): send an extent, hashing it as it goes; its sha256, and
+        the answer to the extent sent before it when one was outstanding."""
+        target = f"{cp.EXTENT_PATH}?{cp.OFFSET_PARAM}={offset}"
+        hasher = hashlib.sha256()
+        self.sent += len(data)
+        self._guarded(f"PUT {target}", lambda: self._extent_connection().send_hashed(target, data, hasher))
+        self._outstanding += 1
+        answer = self._answer(f"PUT {target}", extent=True) if self._outstanding > 1 else None
+        return hasher.digest(), answer
+
+    def drain_blocking(self) -> cp.State | None:
+        """Blocking: wait for every extent sent; the last answer (None when nothing was outstanding)."""
+        return self._drain_sync()
 
     async def begin(self, begin: cp.Begin) -> cp.State:
         return await asyncio.to_thread(self._call, "POST", cp.BEGIN_PATH, json.dumps(begin.to_json()).encode())

@@ -1,12 +1,14 @@
 """The clone source's data, as the extents the cloner sends: where the data is (SEEK_DATA/SEEK_HOLE on
 a file; a block device reports everything as data), which of it is zeros (absolute-aligned
-`ZERO_BLOCK`s compared with memcmp speed), cut at every multiple of `EXTENT_ALIGN`. Each extent comes
-with the sha256 of its bytes, computed on the reading thread.
+`ZERO_BLOCK`s compared with memcmp speed), cut at every multiple of `EXTENT_ALIGN`. `Windows.spans`
+reads each window into one reusable buffer and yields views of it (what the sender streams, hashing as
+it sends: no allocation or copy per extent); `extents` copies them out with their sha256 (tests, the
+benchmark's layout check).
 
 The decomposition is a pure function of the source's content and layout: enumerating from any extent
 boundary yields exactly the extents that enumerating from zero yields past it, which is what lets
 the cloner resume from the server's acknowledged offset (`cdi.contracts.clone_protocol`). Memory is
-one window (at most `EXTENT_ALIGN` bytes) per extent being produced. With detection off (upstream's
+one window (at most `EXTENT_ALIGN` bytes). With detection off (upstream's
 behaviour, for comparison) every byte is an extent. Used by `importer.cloner.sender`.
 """
 
@@ -34,19 +36,14 @@ class Extent:
         return self.offset + len(self.data)
 
 
-def read_exactly(fd: int, offset: int, length: int) -> bytes:
-    data = os.pread(fd, length, offset)
-    if len(data) == length:
-        return data
-    parts = [data]
-    done = len(data)
-    while done < length:
-        more = os.pread(fd, length - done, offset + done)
-        if not more:
-            raise OSError(errno.EIO, f"the clone source ended at {offset + done}, before {offset + length}")
-        parts.append(more)
-        done += len(more)
-    return b"".join(parts)
+def read_into(fd: int, view: memoryview, offset: int) -> None:
+    """Fill `view` from `offset`; a source that ends first is EIO."""
+    done = 0
+    while done < len(view):
+        n = os.preadv(fd, [view[done:]], offset + done)
+        if not n:
+            raise OSError(errno.EIO, f"the clone source ended at {offset + done}, before {offset + len(view)}")
+        done += n
 
 
 def data_ranges(fd: int, size: int, start: int, *, seek: bool) -> Iterator[tuple[int, int]]:
@@ -74,15 +71,16 @@ def data_ranges(fd: int, size: int, start: int, *, seek: bool) -> Iterator[tuple
         position = hole
 
 
-def nonzero_runs(window: bytes, base: int) -> Iterator[tuple[int, int]]:
-    """(start, end) within `window` of the runs not made of whole zero blocks, blocks aligned to
-    absolute offsets (`base` is the window's offset in the image)."""
-    length = len(window)
+def nonzero_runs(window: bytes | bytearray, base: int, length: int | None = None) -> Iterator[tuple[int, int]]:
+    """(start, end) within the first `length` bytes of `window` (all of it by default) of the runs not
+    made of whole zero blocks, blocks aligned to absolute offsets (`base` is the window's offset in the
+    image)."""
+    length = len(window) if length is None else length
     run_start = -1
     i = 0
     while i < length:
         j = min(length, (base + i) // ZERO_BLOCK * ZERO_BLOCK + ZERO_BLOCK - base)
-        zero = window.startswith(_ZEROS if j - i == ZERO_BLOCK else _ZEROS[:j - i], i)
+        zero = window.startswith(_ZEROS if j - i == ZERO_BLOCK else _ZEROS[:j - i], i, j)
         if zero and run_start >= 0:
             yield run_start, i
             run_start = -1
@@ -102,17 +100,34 @@ def windows(start: int, end: int) -> Iterator[tuple[int, int]]:
         position = stop
 
 
+class Windows:
+    """One source's windows, read one at a time into a buffer reused for the whole clone."""
+
+    def __init__(self, fd: int, size: int, *, detect: bool = True) -> None:
+        self._fd = fd
+        self._size = size
+        self._detect = detect
+        self._buffer = bytearray(EXTENT_ALIGN)
+
+    def spans(self, start: int = 0) -> Iterator[tuple[int, memoryview]]:
+        """(offset, data) of the extents to send, in order, from `start` (an extent boundary, or 0).
+        Each view is valid until the next one is asked for."""
+        buffer = self._buffer
+        for first, last in data_ranges(self._fd, self._size, start, seek=self._detect):
+            for begin, stop in windows(first, last):
+                view = memoryview(buffer)[:stop - begin]
+                read_into(self._fd, view, begin)
+                if not self._detect:
+                    yield begin, view
+                    continue
+                for run_start, run_end in nonzero_runs(buffer, begin, stop - begin):
+                    yield begin + run_start, view[run_start:run_end]
+
+
 def extents(fd: int, size: int, start: int = 0, *, detect: bool = True) -> Iterator[Extent]:
-    """The extents to send, in order, from `start` (an extent boundary, or 0)."""
-    for first, last in data_ranges(fd, size, start, seek=detect):
-        for begin, stop in windows(first, last):
-            window = read_exactly(fd, begin, stop - begin)
-            if not detect:
-                yield Extent(begin, window, hashlib.sha256(window).digest())
-                continue
-            for run_start, run_end in nonzero_runs(window, begin):
-                data = window if run_end - run_start == len(window) else window[run_start:run_end]
-                yield Extent(begin + run_start, data, hashlib.sha256(data).digest())
+    """The extents to send, in order, from `start` (an extent boundary, or 0), copied out with their sha256."""
+    for offset, view in Windows(fd, size, detect=detect).spans(start):
+        yield Extent(offset, bytes(view), hashlib.sha256(view).digest())
 
 
 def data_total(fd: int, size: int, *, detect: bool) -> int:

@@ -7,9 +7,12 @@ state (after the upload server restarted it starts a fresh one at offset 0). Ext
 from min(what the server acknowledged, what we already folded into our digest), so after a restart of
 the cloner itself the extents before the acknowledged offset are read and hashed again but not sent.
 Failures in a row are bounded (`max_failures`, with exponential backoff); any acknowledged progress
-resets the count. A digest mismatch (the server forgot the clone) starts over once. While one extent
-is on the wire the next is read and hashed on a worker thread, and the client keeps one more extent
-queued behind the one the server is writing (`CloneClient.push`), so memory stays at three windows.
+resets the count. A digest mismatch (the server forgot the clone) starts over once.
+
+An attempt's extents are sent by one worker thread, without a hop through the event loop per extent:
+each window is read into one reusable buffer (`extents.Windows`), and each extent is hashed piece by
+piece as it is written to the TLS socket (`CloneClient.send_extent`), while the client keeps one more
+extent queued behind the one the server is writing. Memory: one window, whatever the clone's size.
 Used by `importer.cloner.main`.
 """
 
@@ -17,13 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from cdi.contracts import clone_protocol as cp
 from importer.cloner.client import CloneClient, CloneRefused, Retry
-from importer.cloner.extents import Extent, data_ranges, extents
+from importer.cloner.extents import Windows, data_ranges
 from importer.errors import TransferInterrupted
 from importer.progress import Progress
 
@@ -65,17 +70,6 @@ class ProgressMap:
         return done * 100.0 / self.total
 
 
-async def _prefetched(source: Iterator[Extent]) -> AsyncIterator[Extent]:
-    pending = asyncio.ensure_future(asyncio.to_thread(next, source, None))
-    try:
-        while (extent := await pending) is not None:
-            pending = asyncio.ensure_future(asyncio.to_thread(next, source, None))
-            yield extent
-    finally:
-        if not pending.done():
-            await asyncio.wait({pending})  # the reading thread must not outlive this pass
-
-
 class Sender:
     def __init__(self, client: CloneClient, fd: int, size: int, mode: cp.VolumeMode, progress: Progress, *,
                  detect: bool = True, sleep: Sleep = asyncio.sleep, max_failures: int = MAX_FAILURES) -> None:
@@ -87,8 +81,10 @@ class Sender:
         self._sleep = sleep
         self._max_failures = max_failures
         self._map = ProgressMap(list(data_ranges(fd, size, 0, seek=detect)))
+        self._windows = Windows(fd, size, detect=detect)
         self._digest = cp.LayoutDigest(size)
         self._hashed_until = 0
+        self._stop = threading.Event()  # set when `run` is cancelled: the worker thread stops between extents
         self._progressed = False  # an extent was acknowledged since the last failure
 
     async def run(self) -> CloneReport:
@@ -117,19 +113,32 @@ class Sender:
                 self._digest, self._hashed_until = cp.LayoutDigest(self._begin.virtual_size), 0
 
     async def _send_from(self, state: cp.State) -> cp.State:
+        work = asyncio.ensure_future(asyncio.to_thread(self._send_blocking, state))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            self._stop.set()
+            await asyncio.wait({work})  # the thread must not outlive the attempt (it uses the client)
+            raise
+
+    def _send_blocking(self, state: cp.State) -> cp.State:
         acknowledged = state.next
         if acknowledged:
             log.info("resuming at offset %d (%d data bytes already acknowledged)", acknowledged, state.received)
-        source = extents(self._fd, self._begin.virtual_size, min(self._hashed_until, acknowledged),
-                         detect=self._detect)
-        async for extent in _prefetched(source):
-            if extent.offset >= self._hashed_until:
-                self._digest.add(extent.offset, len(extent.data), extent.sha256)
-                self._hashed_until = extent.end
-            if extent.end > acknowledged:
-                state = self._acknowledged(state, await self._client.push(extent.offset, extent.data))
-            self._progress.raise_to(min(99.99, self._map.percent(extent.end)))
-        return self._acknowledged(state, await self._client.drain())
+        for offset, data in self._windows.spans(min(self._hashed_until, acknowledged)):
+            if self._stop.is_set():
+                raise Retry("the clone was cancelled")
+            end = offset + len(data)
+            if end > acknowledged:
+                data_sha256, answer = self._client.send_extent(offset, data)
+                state = self._acknowledged(state, answer)
+            else:  # acknowledged before this process started: only folded into our digest
+                data_sha256 = hashlib.sha256(data).digest()
+            if offset >= self._hashed_until:
+                self._digest.add(offset, len(data), data_sha256)
+                self._hashed_until = end
+            self._progress.raise_to(min(99.99, self._map.percent(end)))
+        return self._acknowledged(state, self._client.drain_blocking())
 
     def _acknowledged(self, state: cp.State, answer: cp.State | None) -> cp.State:
         if answer is None:
