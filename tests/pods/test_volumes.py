@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -9,6 +10,9 @@ import pytest
 
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.pods.controller import controllers
+from cdi.embedded.pods.paths import log_path
+from cdi.embedded.pods.processes import Launcher
+from cdi.embedded.pods.projection import project
 from cdi.embedded.pods.runner import PodRunner
 from cdi.embedded.pods.spec import KeyToPath, Volume
 from cdi.embedded.pods.volumes import VolumeError, key_data, volume_files
@@ -24,6 +28,7 @@ from tests.pods.support import (
     phase,
     pod,
     py,
+    running,
     secret,
     settle,
     storage_class,
@@ -31,13 +36,15 @@ from tests.pods.support import (
 )
 
 # Reports what it sees as JSON in its termination message: selected variables and the files under
-# the directories named by IMPORTER_CERT_DIR and CDI_EXTRA_HEADERS_DIR (path -> [mode, content]).
+# the directories named by IMPORTER_CERT_DIR and CDI_EXTRA_HEADERS_DIR (path -> [mode, content]), read
+# as a program reads kubelet's Secret volumes: through their links, skipping the hidden `..data` versions.
 INSPECT = """
 import json, os
 report = {name: os.environ.get(name) for name in ("ACCESS", "POD", "NS", "IP", "CDI_METRICS_ADDR")}
 for variable in ("IMPORTER_CERT_DIR", "CDI_EXTRA_HEADERS_DIR"):
     root = os.environ[variable]
-    for directory, _, files in os.walk(root):
+    for directory, subdirectories, files in os.walk(root, followlinks=True):
+        subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
         for name in files:
             path = os.path.join(directory, name)
             report[variable + ":" + os.path.relpath(path, root)] = [oct(os.stat(path).st_mode & 0o777),
@@ -75,6 +82,62 @@ async def test_secrets_and_config_maps_become_files_and_variables(cluster: Embed
         "IMPORTER_CERT_DIR:ca/ca.pem": ["0o440", "PEM"],  # items and defaultMode honoured
         "CDI_EXTRA_HEADERS_DIR:secret0/h1": ["0o644", "X-Token: abc"],  # /extraheaders/<n> as upstream mounts it
     }
+
+
+# Prints the file argv[1] each time it changes; exits once it reads argv[2].
+FOLLOW = """
+import sys, time
+seen = None
+while True:
+    try:
+        text = open(sys.argv[1]).read()
+    except OSError:
+        text = None
+    if text != seen:
+        print(text, flush=True)
+        seen = text
+    if text == sys.argv[2]:
+        break
+    time.sleep(0.05)
+"""
+
+
+@both_runtimes
+async def test_a_running_container_sees_its_secret_change(cluster: EmbeddedCluster, state_dir: Path,
+                                                          launcher: Launcher | None) -> None:
+    runner = PodRunner(cluster, state_dir, retry_after=0.2, launcher=launcher, refresh_after=0.2)
+    try:
+        await cluster.create(secret("serving", {"tls.crt": b"first certificate"}))
+        await cluster.create(pod("server", container(command=[*py(FOLLOW), "/certs/tls.crt", "rotated certificate"],
+                                                     volumeMounts=[{"name": "certs", "mountPath": "/certs"}]),
+                                 volumes=[{"name": "certs", "secret": {"secretName": "serving"}}]))
+        await settle(runner, cluster, "server", running())
+        log = log_path(state_dir, NAMESPACE, "server", "main")
+        await settle(runner, cluster, "server", lambda _: log.exists() and "first certificate" in log.read_text())
+        rotated = await cluster.get("v1", "Secret", "serving", NAMESPACE)
+        rotated["data"] = {"tls.crt": base64.b64encode(b"rotated certificate").decode()}
+        await cluster.update(rotated)
+        done = await settle(runner, cluster, "server", phase("Succeeded", "Failed"))
+        assert done is not None and done["status"]["phase"] == "Succeeded"  # the same run read the new file
+        assert container_status(done)["restartCount"] == 0
+        assert log.read_text() == "first certificate\nrotated certificate\n"
+    finally:
+        await runner.close()
+
+
+def test_projected_files_change_in_one_step_and_only_when_they_differ(tmp_path: Path) -> None:
+    directory = tmp_path / "certs"
+    assert project(directory, [("tls.crt", b"one", 0o640), ("nested/ca.pem", b"ca", 0o644)])
+    inode = directory.stat().st_ino
+    assert not project(directory, [("nested/ca.pem", b"ca", 0o644), ("tls.crt", b"one", 0o640)])  # same files
+    assert (directory / "tls.crt").read_bytes() == b"one" and (directory / "nested" / "ca.pem").read_bytes() == b"ca"
+    assert oct((directory / "tls.crt").stat().st_mode & 0o777) == "0o640"
+    assert project(directory, [("tls.crt", b"two", 0o640)])
+    assert directory.stat().st_ino == inode  # the directory itself stays: a bind mount keeps seeing it
+    assert (directory / "tls.crt").read_bytes() == b"two"
+    assert not (directory / "nested").exists()  # a name the new version lacks is gone
+    assert sorted(p.name for p in directory.iterdir() if p.name.startswith("..")) == \
+        sorted(["..data", str((directory / "..data").readlink())])  # one version kept
 
 
 @both_runtimes

@@ -40,7 +40,7 @@ from cdi.embedded.pods.restarts import BackoffPolicy, Decision, decide
 from cdi.embedded.pods.spec import ContainerSpec, PodInfo
 from cdi.embedded.pods.starter import ContainerStarter
 from cdi.embedded.pods.status import CONFIG_ERROR, CONTAINER_CREATING, TERMINAL, ContainerView, Terminated, Waiting
-from cdi.embedded.pods.volumes import VolumeError, prepare_volumes
+from cdi.embedded.pods.volumes import PROJECTED, VolumeError, prepare_volumes, refresh_projections
 from cdi.embedded.semantics import format_time
 from cdi.runtime.types import DONE, Clock, Key, Result
 
@@ -49,8 +49,10 @@ log = logging.getLogger("cdi.pods")
 
 class Kubelet:
     def __init__(self, cluster: Cluster, state_dir: Path, starter: ContainerStarter, writer: PodWriter,
-                 clock: Clock, backoff: BackoffPolicy, retry_after: float, changed: Callable[[Key], None]) -> None:
+                 clock: Clock, backoff: BackoffPolicy, retry_after: float, changed: Callable[[Key], None],
+                 refresh_after: float = 60.0) -> None:
         self._cluster = cluster
+        self._refresh_after = refresh_after
         self._state_dir = state_dir
         self._starter = starter
         self._clock = clock
@@ -99,6 +101,11 @@ class Kubelet:
             obj = await self._writer.ensure_finalizer(pod)
             obj, pod_ip = await self._writer.ensure_address(obj, pod)
             waits += await self._start(obj, pod, record, to_start, decisions, paths, pod_ip)
+        elif record.live() and any(v.kind in PROJECTED for v in pod.volumes):
+            # kubelet's periodic sync: Secrets and ConfigMaps a running container mounts follow their objects
+            if changed := await refresh_projections(self._cluster, pod, paths):
+                log.info("updated volumes %s of pod %s/%s", ", ".join(changed), pod.namespace, pod.name)
+            waits.append(self._refresh_after)
         await self._report_backoff(obj, pod, record)
         phase = await self._writer.publish(obj, pod, self._views(pod, record, terminating=False))
         if phase in TERMINAL:

@@ -10,7 +10,8 @@ and the processes this runner has:
   annotation, and the pod is bound once its claims are Bound;
 - on our node → each container that should run is started (`starter`), exited ones are restarted
   by the restart policy with crash-loop back-off (`restarts`), and the status is written as kubelet
-  writes it (`status`). The pod holds our finalizer while it has processes.
+  writes it (`status`). The pod holds our finalizer while it has processes. A running pod's Secret and
+  ConfigMap volumes are brought up to date every `refresh_after` seconds (kubelet's sync period).
 
 A process that exits calls `on_change(key)` (the manager wires it to the work queue), so its pod is
 reconciled again. Containers outlive the runner (the process launcher's shim, podman's conmon):
@@ -53,7 +54,7 @@ class PodRunner:
     def __init__(self, cluster: Cluster, state_dir: Path, *, clock: Clock | None = None,
                  on_change: Callable[[Key], None] | None = None, backoff_base: float = 10.0,
                  backoff_cap: float = 300.0, retry_after: float = 5.0, launcher: Launcher | None = None,
-                 base_env: Mapping[str, str] | None = None) -> None:
+                 base_env: Mapping[str, str] | None = None, refresh_after: float = 60.0) -> None:
         self._cluster = cluster
         self._state_dir = Path(state_dir).absolute()
         self._clock = clock or SystemClock()
@@ -68,7 +69,7 @@ class PodRunner:
                                    default_base_env(os.environ) if base_env is None else base_env)
         self._writer = PodWriter(cluster, self._clock)
         self._kubelet = Kubelet(cluster, self._state_dir, starter, self._writer, self._clock,
-                                BackoffPolicy(backoff_base, backoff_cap), retry_after, self._changed)
+                                BackoffPolicy(backoff_base, backoff_cap), retry_after, self._changed, refresh_after)
 
     @property
     def state_dir(self) -> Path:

@@ -5,17 +5,18 @@ ConfigMaps) and returns a `LocalVolume` per volume: a claim is its bound PV's pa
 current path, the `pycdi.local/volume-path` annotation, which its `spec.csi` PVs carry; else
 `spec.local.path`, as PVs of earlier versions and static local PVs have; else `spec.hostPath.path`), Block
 when the claim asks for it; an emptyDir is a directory of the pod; a Secret or ConfigMap is materialised there
-as one file per key (or per `items` entry) with `defaultMode`/`mode`, the way kubelet projects them. A volume
-that cannot be set up raises `VolumeError`; the runner leaves the container ContainerCreating
+as one file per key (or per `items` entry) with `defaultMode`/`mode`, the way kubelet projects them (its
+atomic-writer layout, `projection`), and `refresh_projections` brings them up to date under a running
+container, as kubelet's periodic sync does (a rotated certificate reaches a running upload server). A
+volume that cannot be set up raises `VolumeError`; the runner leaves the container ContainerCreating
 and says why in a FailedMount event. `volume_files` is the pure half; `fetch_key_data` is also how
 `starter` reads the objects env variables refer to.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import os
-import shutil
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
@@ -24,9 +25,11 @@ from cdi.cluster.protocol import Cluster, Object
 from cdi.embedded.pods.layout import LocalVolume
 from cdi.embedded.pods.node import ANN_VOLUME_PATH
 from cdi.embedded.pods.paths import PodPaths
+from cdi.embedded.pods.projection import project
 from cdi.embedded.pods.spec import KeyToPath, PodInfo, Volume
 
 KeyData = Mapping[str, bytes]
+PROJECTED = ("secret", "configMap")
 
 
 class VolumeError(Exception):
@@ -81,13 +84,8 @@ async def prepare_volumes(cluster: Cluster, pod: PodInfo, paths: PodPaths) -> di
         elif volume.kind == "emptyDir":
             paths.volume(volume.name).mkdir(parents=True, exist_ok=True)
             prepared[volume.name] = LocalVolume(paths.volume(volume.name))
-        elif volume.kind in ("secret", "configMap"):
-            kind = "Secret" if volume.kind == "secret" else "ConfigMap"
-            data = await fetch_key_data(cluster, kind, pod.namespace, volume.ref)
-            if data is None and not volume.optional:
-                raise VolumeError(f'MountVolume.SetUp failed for volume "{volume.name}": {_what(volume)} '
-                                  f'"{volume.ref}" not found')
-            write_files(paths.volume(volume.name), volume_files(volume, data or {}))
+        elif volume.kind in PROJECTED:
+            await _project(cluster, pod, volume, paths)
             prepared[volume.name] = LocalVolume(paths.volume(volume.name), materialised=True)
         else:
             raise VolumeError(f'volume "{volume.name}": {volume.kind} volumes are not supported by the local '
@@ -95,22 +93,29 @@ async def prepare_volumes(cluster: Cluster, pod: PodInfo, paths: PodPaths) -> di
     return prepared
 
 
-def write_files(directory: Path, files: list[tuple[str, bytes, int]]) -> None:
-    """Replace `directory` with exactly `files`, built beside it first so it is never half-written."""
-    staging = directory.with_name(directory.name + ".new")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    for relative, content, mode in files:
-        target = staging / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(content)
-        os.chmod(target, mode)
-    old = directory.with_name(directory.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if directory.exists():
-        directory.rename(old)
-    staging.rename(directory)
-    shutil.rmtree(old, ignore_errors=True)
+async def refresh_projections(cluster: Cluster, pod: PodInfo, paths: PodPaths) -> list[str]:
+    """Rewrite the pod's Secret and ConfigMap volumes whose objects changed; the names of those rewritten.
+    A Secret that went away (or lost a key) leaves the files as they were, as kubelet keeps them."""
+    changed = []
+    for volume in pod.volumes:
+        if volume.kind not in PROJECTED:
+            continue
+        try:
+            if await _project(cluster, pod, volume, paths):
+                changed.append(volume.name)
+        except VolumeError:
+            continue
+    return changed
+
+
+async def _project(cluster: Cluster, pod: PodInfo, volume: Volume, paths: PodPaths) -> bool:
+    kind = "Secret" if volume.kind == "secret" else "ConfigMap"
+    data = await fetch_key_data(cluster, kind, pod.namespace, volume.ref)
+    if data is None and not volume.optional:
+        raise VolumeError(f'MountVolume.SetUp failed for volume "{volume.name}": {_what(volume)} '
+                          f'"{volume.ref}" not found')
+    files = volume_files(volume, data or {})
+    return await asyncio.to_thread(project, paths.volume(volume.name), files)
 
 
 async def _claim(cluster: Cluster, namespace: str, volume: Volume) -> LocalVolume:
