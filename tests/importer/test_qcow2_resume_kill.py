@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
 import random
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,19 +127,20 @@ def assert_same_disk(volume: Volume, images: Path, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list(IMAGES))
-@pytest.mark.parametrize("at", [0.3, 0.7])
-def test_http_qcow2_import_killed_part_way_resumes_with_the_same_disk(
-        name: str, at: float, volume: Volume, server: NginxServer, images: Path) -> None:
+@pytest.mark.parametrize("band", [(0.2, 0.5), (0.5, 0.85)], ids=["early", "late"])
+def test_http_qcow2_import_killed_at_a_random_point_resumes_with_the_same_disk(
+        name: str, band: tuple[float, float], volume: Volume, server: NginxServer, images: Path) -> None:
     image = images / name
+    at = random.uniform(*band)
     checksum = hashlib.sha256(image.read_bytes()).hexdigest()
     with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
         env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/{name}",
                "IMPORTER_CHECKSUM": f"sha256:{checksum}"}
         record, fetched, log = kill_and_resume(volume, env, relay, image, at)
-    assert "read the image's tables again" in log, log
+    assert "read the image's tables again" in log, (at, log)
     assert_same_disk(volume, images, name)
     size = image.stat().st_size
-    assert fetched <= size + INTERVAL + READ + CLUSTER + SLACK + reread(record), (fetched, size, reread(record))
+    assert fetched <= size + INTERVAL + READ + CLUSTER + SLACK + reread(record), (at, fetched, size, reread(record))
     ranged = [line for line in server.access_log_lines() if f"/{name} " in line and '"bytes=' in line]
     assert len(ranged) >= 2 and all(" 206 " in line for line in ranged[-2:]), ranged
 
@@ -195,6 +198,25 @@ def test_a_stretch_without_checkpoints_is_logged_and_a_kill_there_resumes_from_t
     assert message.resume_message is not None and f"at source byte {record.wire_offset} " in message.resume_message
     assert len(RestartRecord.decode(record.decoder_state).spooled) * 16384 > 3 * MiB  # read again
     assert_same_disk(volume, images, name)
+
+
+def test_a_qcow2_replaced_between_attempts_starts_over_when_its_tables_are_read_again(
+        volume: Volume, server: NginxServer, images: Path) -> None:
+    changing = images / "changing.qcow2"
+    changing.write_bytes((images / "plain.qcow2").read_bytes())
+    store = CheckpointStore.beside(volume.data)
+    with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
+        env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/changing.qcow2"}
+        kill_part_way(volume, env, relay, changing.stat().st_size // 2,
+                      caught_up=recorded_within(store.load, INTERVAL + READ + CLUSTER))
+        changing.write_bytes((images / "late.qcow2").read_bytes())
+        os.utime(changing, (time.time() + 5, time.time() + 5))  # a new Last-Modified, hence a new ETag
+        relay.rate = None
+        code, message, log = volume.run(env)
+    assert code == 0, log
+    assert message.resume_decision == "StartedOver", message
+    assert message.resume_message is not None and "the source changed since the checkpoint" in message.resume_message
+    assert disk_bytes(volume, SIZE + 1) == (images / "disk.raw").read_bytes()
 
 
 def test_a_compressed_qcow2_starts_over_and_says_why(volume: Volume, server: NginxServer, images: Path) -> None:
