@@ -46,6 +46,7 @@ from importer.transfer import ScratchSpaceRequired
 
 log = logging.getLogger("importer")
 PROGRESS_INTERVAL = 1.0
+RANGES_AT_ONCE = 4  # ranged requests a qcow2 restart keeps open at once
 
 
 def write_termination(path: Path, message: TerminationMessage) -> None:
@@ -138,25 +139,34 @@ async def open_source(source: Source, attempt: Attempt) -> AsyncIterator[SourceS
 
 async def qcow2_restart(source: ResumableSource, record: Checkpoint) -> tuple[Restart | None, str | None]:
     """Read again the metadata a qcow2 record names (ranged requests pinned to the recorded version of
-    the source) and rebuild the converter's state at the checkpoint; or why it cannot continue."""
+    the source, a few at a time: a large image has an L2 table every 512 MiB) and rebuild the
+    converter's state at the checkpoint; or why it cannot continue."""
     try:
         kept = RestartRecord.decode(record.decoder_state)
     except RestartMismatch as e:
         return None, e.reason
-    fetched: dict[int, bytes] = {}
-    for start, end in kept.ranges:
-        async with source.open_at(start, record.identity, end) as stream:
-            if why := confirm(record, stream.identity, stream.start, start):
-                return None, why
-            data = await _gather(stream.chunks, end - start)
-        if len(data) < end - start:
-            return None, f"the source ended at byte {start + len(data)}, inside the image's tables at {start}-{end - 1}"
-        fetched[start] = data
+    gate = asyncio.Semaphore(RANGES_AT_ONCE)
+    answers = await asyncio.gather(*(_read_range(source, record, start, end, gate) for start, end in kept.ranges))
+    if why := next((answer for answer in answers if isinstance(answer, str)), None):
+        return None, why
+    fetched = {start: data for (start, _), data in zip(kept.ranges, answers, strict=True) if isinstance(data, bytes)}
     log.info("read the image's tables again: %d bytes in %d ranges", sum(map(len, fetched.values())), len(fetched))
     try:
         return plan_restart(record.wire_offset - len(record.carry), fetched, kept.spooled), None
     except RestartMismatch as e:
         return None, e.reason
+
+
+async def _read_range(source: ResumableSource, record: Checkpoint, start: int, end: int,
+                      gate: asyncio.Semaphore) -> bytes | str:
+    """Bytes [start, end) of the recorded version of the source, or why they cannot be had."""
+    async with gate, source.open_at(start, record.identity, end) as stream:
+        if why := confirm(record, stream.identity, stream.start, start):
+            return why
+        data = await _gather(stream.chunks, end - start)
+    if len(data) < end - start:
+        return f"the source ended at byte {start + len(data)}, inside the image's tables at {start}-{end - 1}"
+    return data
 
 
 async def _gather(chunks: AsyncIterator[bytes], length: int) -> bytes:
