@@ -11,11 +11,12 @@ Two authorities, as upstream keeps its signers apart:
   trusts it for upload servers. Its key never reaches the proxy or the API server.
 
 `credentials()` is pure apart from drawing keys (lifetimes per kind come from the operator's `certConfig`,
-`Lifetimes`, defaulting to a static install's): it reuses what a previous run stored (`cdi manifests
---ca-dir`) while it is still good — signed by the CA, naming this namespace's Services, valid for more
-than `RENEW_BEFORE` — and issues the rest, so re-applying rotates nothing until it must.
-`tls_objects()` renders the Secrets and ConfigMaps. The CLI (`cdi.cli.installmanifests`) reads and
-writes the PEM files.
+`Lifetimes`, any `timedelta`, defaulting to a static install's): it reuses what a previous run stored (`cdi
+manifests --ca-dir`) while it is still good — signed by the CA, naming this namespace's Services, not issued
+for longer than its lifetime now says, and not yet within its `renew_before` — and issues the rest, so
+re-applying rotates nothing until it must. `next_renewal()` says when the earliest of them falls due (the
+operator wakes itself then). `tls_objects()` renders the Secrets and ConfigMaps. The CLI
+(`cdi.cli.installmanifests`) reads and writes the PEM files.
 """
 
 from __future__ import annotations
@@ -32,11 +33,14 @@ from cryptography.hazmat.primitives import serialization
 from cdi.contracts import deployment as dep
 from cdi.contracts import upload_protocol as up
 from cdi.install.objects import Object, document, metadata
-from cdi.pki import KeyPair, issue, needs_renewal, new_ca
+from cdi.pki import KeyPair, issue, made, new_ca
 
-CA_DAYS = 3650
-LEAF_DAYS = 365  # nothing rotates a static install's certificates: re-run `cdi manifests --ca-dir` within a year
+CA_LIFETIME = datetime.timedelta(days=3650)
+# Nothing rotates a static install's certificates: re-run `cdi manifests --ca-dir` within a year.
+LEAF_LIFETIME = datetime.timedelta(days=365)
 RENEW_BEFORE = datetime.timedelta(days=30)
+# Certificate times are whole seconds: a certificate issued for exactly its lifetime may read a second longer.
+_SLACK = datetime.timedelta(seconds=2)
 CA_COMMON_NAME = "cdi-install-signer"
 UPLOADSERVER_CA_COMMON_NAME = "cdi-uploadserver-signer"
 
@@ -98,40 +102,46 @@ def _key_matches(pair: KeyPair) -> bool:
 
 @dataclass(frozen=True)
 class Lifetime:
-    """How long a certificate is issued for, and how long before its end it is replaced."""
+    """How long a certificate is issued for, and how long before its end it is replaced (any durations: the
+    operator's certConfig may ask for 1h30m renewed 30m before its end)."""
 
-    days: int
+    duration: datetime.timedelta
     renew_before: datetime.timedelta = RENEW_BEFORE
+
+    def renews_at(self, pair: KeyPair) -> datetime.datetime:
+        return pair.expires() - self.renew_before
 
 
 @dataclass(frozen=True)
 class Lifetimes:
     """Per kind of certificate (the CDI resource's `certConfig`: ca, server, client); the defaults are a static
-    install's. `pki.issue` works in whole days, so shorter durations are the caller's to round up."""
+    install's."""
 
-    ca: Lifetime = Lifetime(CA_DAYS)
-    server: Lifetime = Lifetime(LEAF_DAYS)
-    client: Lifetime = Lifetime(LEAF_DAYS)
+    ca: Lifetime = Lifetime(CA_LIFETIME)
+    server: Lifetime = Lifetime(LEAF_LIFETIME)
+    client: Lifetime = Lifetime(LEAF_LIFETIME)
 
 
-def _good(pair: KeyPair | None, now: datetime.datetime, before: datetime.timedelta = RENEW_BEFORE) -> bool:
-    """Present, matching its key, already valid and not due for renewal."""
+def _good(pair: KeyPair | None, now: datetime.datetime, lifetime: Lifetime) -> bool:
+    """Present, matching its key, already valid, not issued for longer than `lifetime` now says (the certConfig
+    was shortened: upstream re-issues on such a change too) and not yet due: due at `renews_at` exactly."""
     return pair is not None and _key_matches(pair) and pair.certificate.not_valid_before_utc <= now \
-        and not needs_renewal(pair, now, before=before)
+        and pair.expires() - made(pair.cert_pem) <= lifetime.duration + _SLACK and now < lifetime.renews_at(pair)
 
 
 def _leaf(stored: KeyPair | None, ca: KeyPair, common_name: str, now: datetime.datetime, *,
-          names: tuple[str, ...] = (), client: bool = False, lifetime: Lifetime = Lifetime(LEAF_DAYS)) -> KeyPair:
-    if stored is not None and _good(stored, now, lifetime.renew_before) and _issued_by(stored, ca) \
+          names: tuple[str, ...] = (), client: bool = False,
+          lifetime: Lifetime = Lifetime(LEAF_LIFETIME)) -> KeyPair:
+    if stored is not None and _good(stored, now, lifetime) and _issued_by(stored, ca) \
             and set(names) <= _dns_names(stored):
         return stored
-    return issue(ca, common_name, now, names=names, client=client, days=lifetime.days)
+    return issue(ca, common_name, now, names=names, client=client, lifetime=lifetime.duration)
 
 
 def _ca(stored: KeyPair | None, common_name: str, now: datetime.datetime, lifetime: Lifetime) -> KeyPair:
-    if stored is not None and _good(stored, now, lifetime.renew_before):
+    if stored is not None and _good(stored, now, lifetime):
         return stored
-    return new_ca(common_name, now, days=lifetime.days)
+    return new_ca(common_name, now, lifetime=lifetime.duration)
 
 
 def credentials(namespace: str, now: datetime.datetime, stored: Mapping[str, KeyPair] | None = None,
@@ -152,6 +162,12 @@ def credentials(namespace: str, now: datetime.datetime, stored: Mapping[str, Key
         uploadserver_client=_leaf(stored.get("uploadserver-client"), upload_ca, up.UPLOAD_CLIENT_NAME, now,
                                   client=True, lifetime=lifetimes.client),
     )
+
+
+def next_renewal(creds: Credentials, lifetimes: Lifetimes = Lifetimes()) -> datetime.datetime:
+    """When the first of `creds` falls due under `lifetimes` (`credentials()` then issues it again)."""
+    kinds = {"ca": lifetimes.ca, "uploadserver-ca": lifetimes.ca, "uploadserver-client": lifetimes.client}
+    return min(kinds.get(stem, lifetimes.server).renews_at(pair) for stem, pair in creds.pairs().items())
 
 
 def _b64(data: bytes) -> str:

@@ -40,6 +40,7 @@ UNINSTALL_BLOCKED_MESSAGE: Final = _UNINSTALL_BLOCKED_MESSAGE
 DOWNGRADE_REFUSED: Final = "DowngradeRefused"
 UNINSTALL_BLOCKED: Final = "UninstallBlocked"
 CUSTOMIZATION_REFUSED: Final = "CustomizationRefused"
+INVALID_CERT_CONFIG: Final = "InvalidCertConfig"
 NOT_READY: Final = "ComponentsNotReady"
 
 

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
-from cdi.operator.plan import ObjectRef
+from cdi.operator import contract as c
+from cdi.operator.plan import ObjectRef, Problem
 from cdi.runtime.types import Watch
 
 EMBEDDED_COMPONENT = "cdi serve"
@@ -29,8 +31,9 @@ EMBEDDED_COMPONENT = "cdi serve"
 @dataclass(frozen=True)
 class InstallState:
     components: Mapping[str, bool] = field(default_factory=dict)  # component → ready
-    problems: tuple[str, ...] = ()
+    problems: tuple[Problem, ...] = ()
     stale: tuple[ObjectRef, ...] = ()
+    renew_at: datetime | None = None  # when the first certificate the installation holds falls due
 
 
 class Installer(Protocol):
@@ -62,8 +65,10 @@ class EmbeddedInstaller:
     async def observe(self, cr: Mapping[str, Any], version: str) -> InstallState:
         spec = cr.get("spec") or {}
         ignored = [name for name in _CLUSTER_ONLY if spec.get(name)]
-        problems = (f"spec.{', spec.'.join(ignored)} shape(s) the cluster install's Deployments and certificates; "
-                    "the embedded control plane (cdi serve) has none and ignores them",) if ignored else ()
+        problems = (Problem(c.CUSTOMIZATION_REFUSED,
+                            f"spec.{', spec.'.join(ignored)} shape(s) the cluster install's Deployments and "
+                            "certificates; the embedded control plane (cdi serve) has none and ignores them"),) \
+            if ignored else ()
         return InstallState({EMBEDDED_COMPONENT: True}, problems)
 
     async def install(self, cr: Mapping[str, Any], version: str) -> None:

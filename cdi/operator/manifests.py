@@ -2,11 +2,12 @@
 
 `ManifestInstaller` renders `cdi.install.render_all` for the operator's namespace and image, with the
 certificates kept in Secret `cdi-operator-pki` (so a reconcile reuses them and rotates only what is due, by
-the CR's `certConfig` lifetimes), customizes the documents (`cdi.operator.customize`), stamps each with the
-CR's controller ownerReference and the version labels, and applies them one by one with server-side apply
-(field manager `cdi-operator`, forced: the operator owns what it renders; drift is reverted at the next
-reconcile). Not applied: the Namespace (the operator's own, where it runs, which must outlive the CR) and the
-CDI CRD (it comes with the operator).
+the CR's `certConfig` lifetimes, exactly as given; the reconciler wakes when the first falls due), customizes
+the documents (`cdi.operator.customize`), stamps each with the CR's controller ownerReference
+and the version labels, and applies them one by one with server-side apply (field manager `cdi-operator`,
+forced: the operator owns what it renders; drift is reverted at the next reconcile). Not applied: the
+Namespace (the operator's own, where it runs, which must outlive the CR) and the CDI CRD (it comes with the
+operator).
 
 Readiness is upstream's `CheckDeploymentReady` for the three Deployments, plus a finished rollout. Stale
 objects are those labelled with a createVersion and controlled by the CR that this version no longer renders;
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import math
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,11 +30,11 @@ from cdi.contracts import deployment as dep
 from cdi.goduration import parse as go_duration
 from cdi.install import InstallOptions, render_all
 from cdi.install.objects import INSTALL_KINDS, document, metadata
-from cdi.install.tls import RENEW_BEFORE, Credentials, Lifetime, Lifetimes, credentials
+from cdi.install.tls import Credentials, Lifetime, Lifetimes, credentials, next_renewal
 from cdi.operator import contract as c
 from cdi.operator.customize import customize, stamp
 from cdi.operator.installer import InstallState
-from cdi.operator.plan import ObjectRef
+from cdi.operator.plan import ObjectRef, Problem
 from cdi.operator.reconciler import cdi_owner_keys, controlled_by, owner_ref
 from cdi.pki import KeyPair
 from cdi.runtime.types import Watch
@@ -50,28 +50,61 @@ _STALE_KINDS = (*((k.api_version, k.kind) for k in INSTALL_KINDS), ("v1", "Servi
                 ("v1", "ConfigMap"))
 
 
+# CDI's own operator takes any certConfig (a renewBefore not shorter than the duration then rotates at every
+# sync); upstream's HyperConverged webhook, which validates the certConfig it passes on to CDI, refuses it, and a
+# leaf outliving its CA, in the words used here. It also wants at least 10 minutes; we only want more than
+# nothing, as the upload path's rotator (`cdi.controllers.upload.rotation`), which reads the same certConfig and
+# whose tests run on seconds. Refused entries are said in Degraded (`InvalidCertConfig`) and keep a static
+# install's lifetime meanwhile.
+MIN_CERT_DURATION = timedelta(seconds=1)
+
+
+def _cert_entry(kind: str, entry: Mapping[str, Any]) -> tuple[timedelta | None, timedelta | None]:
+    """The entry's duration and renewBefore (None where unset); ValueError with upstream's words otherwise."""
+    read: dict[str, timedelta | None] = {}
+    for field in ("duration", "renewBefore"):
+        text = entry.get(field)
+        try:
+            read[field] = value = go_duration(text) if text else None
+        except ValueError as e:
+            raise ValueError(f"spec.certConfig.{kind}.{field}: {e}") from e
+        if value is not None and value < MIN_CERT_DURATION:
+            raise ValueError(f"spec.certConfig.{kind}.{field}: value is too small ({text}; at least 1s)")
+    duration, before = read["duration"], read["renewBefore"]
+    if duration is not None and before is not None and before >= duration:
+        raise ValueError(f"spec.certConfig.{kind}: duration is smaller than renewBefore"
+                         f" ({entry['duration']} is not longer than {entry['renewBefore']})")
+    return duration, before
+
+
 def lifetimes(cert_config: Mapping[str, Any] | None) -> tuple[Lifetimes, list[str]]:
-    """The CR's certConfig as `Lifetimes` (durations rounded up to whole days: certificates are issued by the
-    day; unset kinds keep a static install's lifetimes), and the entries that could not be read."""
+    """The CR's certConfig as `Lifetimes`, exactly (any Go duration: 1h30m renewed 30m before its end), and the
+    entries refused (unreadable, zero, renewBefore not shorter than the duration, a leaf outliving the CA),
+    which keep a static install's lifetime. Only a duration: renewed half-way; only renewBefore: the default
+    duration."""
     defaults, problems = Lifetimes(), []
     chosen: dict[str, Lifetime] = {}
     for kind in ("ca", "server", "client"):
-        entry = (cert_config or {}).get(kind) or {}
         default: Lifetime = getattr(defaults, kind)
         try:
-            duration = go_duration(entry["duration"]) if entry.get("duration") else None
-            before = go_duration(entry["renewBefore"]) if entry.get("renewBefore") else None
+            duration, before = _cert_entry(kind, (cert_config or {}).get(kind) or {})
+            if duration is None and before is not None and before >= default.duration:
+                raise ValueError(f"spec.certConfig.{kind}: duration is smaller than renewBefore")
         except ValueError as e:
-            problems.append(f"certConfig.{kind}: {e}")
+            problems.append(str(e))
             continue
-        days = max(1, math.ceil(duration / timedelta(days=1))) if duration else default.days
-        chosen[kind] = Lifetime(days, before or (duration / 2 if duration else RENEW_BEFORE))
+        if duration is not None or before is not None:
+            chosen[kind] = Lifetime(duration or default.duration,
+                                    before or (duration / 2 if duration else default.renew_before))
     ca = chosen.get("ca", defaults.ca)
-    # A certificate never outlives its CA (`pki.issue` caps it), so a leaf renewed earlier than the CA would be
-    # reissued at every reconcile while the CA nears its end: leaves renew within half the CA's window.
     for kind in ("server", "client"):
         leaf: Lifetime = chosen.get(kind, getattr(defaults, kind))
-        chosen[kind] = Lifetime(leaf.days, min(leaf.renew_before, ca.renew_before / 2))
+        if kind in chosen and leaf.duration > ca.duration:  # upstream's webhook: "ca.duration is smaller than ..."
+            problems.append(f"spec.certConfig: ca.duration is smaller than {kind}.duration")
+            leaf = getattr(defaults, kind)
+        # A certificate never outlives its CA (`pki.issue` caps it), so a leaf due before its CA would be issued
+        # again at every reconcile while the CA nears its end: a leaf renews no earlier than the CA does.
+        chosen[kind] = Lifetime(leaf.duration, min(leaf.renew_before, ca.renew_before))
     return Lifetimes(**chosen), problems
 
 
@@ -116,10 +149,11 @@ class ManifestInstaller:
     def watches(self) -> Sequence[Watch]:
         return (Watch("apps/v1", "Deployment", cdi_owner_keys, namespace=self._namespace),)
 
-    async def desired(self, cr: Mapping[str, Any]) -> tuple[list[Object], list[str]]:
-        """The documents to apply for `cr` (unstamped), and what of the CR was refused."""
+    async def desired(self, cr: Mapping[str, Any]) -> tuple[list[Object], list[Problem], datetime]:
+        """The documents to apply for `cr` (unstamped), what of the CR was refused, and when the first of the
+        certificates they hold falls due."""
         spec = cr.get("spec") or {}
-        chosen, problems = lifetimes(spec.get("certConfig"))
+        chosen, invalid = lifetimes(spec.get("certConfig"))
         try:
             stored = _pairs_from(await self._cluster.get("v1", "Secret", PKI_SECRET, self._namespace))
         except NotFound:
@@ -128,10 +162,12 @@ class ManifestInstaller:
         rendered = [d for d in render_all(InstallOptions(creds, self._namespace, self._image, self._monitoring))
                     if d["kind"] != "Namespace" and d["metadata"]["name"] != CDI_CRD]
         documents, refused = customize([pki_secret(self._namespace, creds), *rendered], spec)
-        return documents, [*problems, *refused]
+        problems = [*(Problem(c.INVALID_CERT_CONFIG, x) for x in invalid),
+                    *(Problem(c.CUSTOMIZATION_REFUSED, x) for x in refused)]
+        return documents, problems, next_renewal(creds, chosen)
 
     async def observe(self, cr: Mapping[str, Any], version: str) -> InstallState:
-        documents, problems = await self.desired(cr)
+        documents, problems, renew_at = await self.desired(cr)
         components = {}
         for name in DEPLOYMENTS:
             try:
@@ -139,7 +175,7 @@ class ManifestInstaller:
                                                                             self._namespace))
             except NotFound:
                 components[name] = False
-        return InstallState(components, tuple(problems), tuple(await self._stale(cr, documents)))
+        return InstallState(components, tuple(problems), tuple(await self._stale(cr, documents)), renew_at)
 
     async def _stale(self, cr: Mapping[str, Any], documents: list[Object]) -> list[ObjectRef]:
         wanted = {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in documents}
@@ -157,7 +193,7 @@ class ManifestInstaller:
         return stale
 
     async def install(self, cr: Mapping[str, Any], version: str) -> None:
-        documents, _problems = await self.desired(cr)
+        documents, _problems, _renew_at = await self.desired(cr)
         owner = owner_ref(cr)
         for doc in documents:
             meta = doc["metadata"]

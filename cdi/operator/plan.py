@@ -14,7 +14,11 @@
   X"); the installation is applied and the CDIConfig synced; once every component is ready the stale objects
   of older versions are deleted (upgrade), observedVersion becomes the operator's version and the phase
   `Deployed` (DeployCompleted "Deployment Completed"). A Deployed installation whose components stop being
-  ready is Degraded.
+  ready is Degraded; so is one whose CR the installer had to refuse in part (`Problem`: its reason, e.g.
+  CustomizationRefused or InvalidCertConfig, and message), with a Warning event when that changes.
+
+`wake_after` combines the plan's own requeue with the resync interval and the installer's next certificate
+renewal, so a short-lived certificate is renewed when it falls due, not at the next resync.
 
 The reconciler (`cdi.operator.reconciler`) observes and applies; nothing here reads a clock or a cluster.
 """
@@ -56,6 +60,14 @@ class ObjectRef:
 
 
 @dataclass(frozen=True)
+class Problem:
+    """A part of the CR the installer could not honour: the Degraded reason and what to tell the user."""
+
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything a decision needs, read before deciding."""
 
@@ -67,7 +79,7 @@ class Observed:
     workloads_exist: bool = False  # any DataVolume, in any namespace
     config_in_sync: bool = True  # CDIConfig.spec already equals what the CR asks for
     has_config_authority: bool = True  # the CR carries the configAuthority annotation
-    problems: tuple[str, ...] = ()  # parts of the CR the installer refused (e.g. strategic patches)
+    problems: tuple[Problem, ...] = ()  # parts of the CR the installer refused (e.g. an invalid certConfig)
     stale: tuple[ObjectRef, ...] = ()  # objects the CR controls that this version no longer installs
 
 
@@ -265,11 +277,19 @@ def _update(observed: Observed) -> Plan:
     else:
         requeue = 30.0  # the Deployments' watch wakes us; this is a safety net
     if observed.problems:
-        set_condition(status.setdefault("conditions", []), c.DEGRADED, True, now, c.CUSTOMIZATION_REFUSED,
-                      "; ".join(observed.problems))
-        if (condition(old, c.DEGRADED) or {}).get("reason") != c.CUSTOMIZATION_REFUSED:
-            actions.append(RecordEvent("Warning", c.CUSTOMIZATION_REFUSED, "; ".join(observed.problems)))
+        reason, message = observed.problems[0].reason, "; ".join(x.message for x in observed.problems)
+        set_condition(status.setdefault("conditions", []), c.DEGRADED, True, now, reason, message)
+        said = condition(old, c.DEGRADED) or {}
+        if (said.get("reason"), said.get("message")) != (reason, message):
+            actions.append(RecordEvent("Warning", reason, message))
     return Plan(tuple(_with_status(actions, old, status)), requeue_after=requeue)
+
+
+def wake_after(planned: float | None, resync: float | None, renew_in: float | None) -> float | None:
+    """When to reconcile again (seconds), whatever happens meanwhile: the earliest of the plan's requeue, the
+    resync interval and the next certificate renewal (never negative); None: only when something changes."""
+    chosen = [x for x in (planned, resync, None if renew_in is None else max(renew_in, 0.0)) if x is not None]
+    return min(chosen) if chosen else None
 
 
 def _deployed(status: Status, now: str, version: str) -> list[Action]:

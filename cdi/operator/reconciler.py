@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
 from cdi.api.meta import CDI_API_VERSION
@@ -60,7 +61,7 @@ class OperatorReconciler:
         self._clock, self._installer = clock, installer
         self._namespace, self._version = namespace, version
         # Reconcile a CR again after this long even if nothing changed (upstream's perishables sync): drift is
-        # reverted and certificates due for renewal are reissued without waiting for an event.
+        # reverted without waiting for an event. Sooner when a certificate falls due before (`plan.wake_after`).
         self._resync = resync
 
     async def reconcile(self, key: Key) -> Result:
@@ -68,16 +69,20 @@ class OperatorReconciler:
             cr = await self._cluster.get(CDI_API_VERSION, "CDI", key.name)
         except NotFound:
             return DONE
-        observed = await self.observe(cr)
+        observed, renew_at = await self._observe(cr)
         todo = p.plan(observed)
         for action in todo.actions:
             cr = await self._apply(action, cr)
-        if todo.requeue_after is None and observed.standing is p.Standing.ACTIVE and not observed.cr["metadata"].get(
-                "deletionTimestamp"):
-            return Result(self._resync)
-        return Result(todo.requeue_after)
+        if observed.standing is not p.Standing.ACTIVE or observed.cr["metadata"].get("deletionTimestamp"):
+            return Result(todo.requeue_after)
+        renew_in = (renew_at - self._clock.now()).total_seconds() if renew_at is not None else None
+        return Result(p.wake_after(todo.requeue_after, self._resync, renew_in))
 
     async def observe(self, cr: Object) -> p.Observed:
+        return (await self._observe(cr))[0]
+
+    async def _observe(self, cr: Object) -> tuple[p.Observed, datetime | None]:
+        """What the planner decides on, and when the installation's first certificate falls due."""
         standing = await self._standing(cr)
         deleting = bool(cr["metadata"].get("deletionTimestamp"))
         state = InstallState()
@@ -90,7 +95,7 @@ class OperatorReconciler:
             components=state.components, problems=state.problems, stale=state.stale,
             workloads_exist=bool((await self._cluster.list(CDI_API_VERSION, "DataVolume", limit=1)).items),
             config_in_sync=config is not None and (config.get("spec") or {}) == _desired_config(cr),
-            has_config_authority=ANN_CONFIG_AUTHORITY in annotations)
+            has_config_authority=ANN_CONFIG_AUTHORITY in annotations), state.renew_at
 
     async def _standing(self, cr: Object) -> p.Standing:
         try:

@@ -1,5 +1,5 @@
-"""The CDI resource's spec applied to the rendered install (`cdi.operator.customize`), and its certConfig
-read as certificate lifetimes (`cdi.operator.manifests.lifetimes`): pure, on the real `render_all` output."""
+"""The CDI resource's spec applied to the rendered install (`cdi.operator.customize`): pure, on the real
+`render_all` output. certConfig's lifetimes are tests/operator/test_cert_lifetimes.py's."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from cdi.goduration import parse as go_duration
 from cdi.install import InstallOptions, render_all
 from cdi.install.operatorbundle import operator_bundle
-from cdi.install.tls import Lifetime, Lifetimes, credentials
+from cdi.install.tls import credentials
 from cdi.operator.customize import CUSTOMIZER_ANNOTATION, customize, stamp
-from cdi.operator.manifests import deployment_ready, lifetimes, pki_secret
+from cdi.operator.manifests import deployment_ready
 
 NOW = datetime(2026, 12, 2, 6, 0, tzinfo=UTC)
 
@@ -112,31 +112,6 @@ def test_go_durations(text: str, seconds: float) -> None:
 def test_not_go_durations(text: str) -> None:
     with pytest.raises(ValueError, match="is not a duration"):
         go_duration(text)
-
-
-def test_cert_config_becomes_lifetimes_rounded_up_to_days() -> None:
-    chosen, problems = lifetimes({"ca": {"duration": "48h", "renewBefore": "24h"}, "server": {"duration": "25h"},
-                                  "client": {"duration": "soon"}})
-    # Leaves renew within half the CA's renewal window (12h here), or a leaf capped at the CA's end would be
-    # reissued at every reconcile; the unreadable client entry keeps the static lifetime.
-    assert chosen == Lifetimes(ca=Lifetime(2, timedelta(hours=24)), server=Lifetime(2, timedelta(hours=12)),
-                               client=Lifetime(365, timedelta(hours=12)))
-    assert problems == ["certConfig.client: 'soon' is not a duration such as 48h or 1h30m"]
-    assert lifetimes(None) == (Lifetimes(server=Lifetime(365, timedelta(days=15)),
-                                         client=Lifetime(365, timedelta(days=15))), [])
-
-
-def test_certificates_follow_the_lifetimes_and_are_reused_until_due() -> None:
-    chosen, _ = lifetimes({"ca": {"duration": "48h", "renewBefore": "24h"},
-                           "server": {"duration": "24h", "renewBefore": "12h"}})
-    creds = credentials("cdi", NOW, None, chosen)
-    assert creds.ca.expires() - NOW == timedelta(days=2)
-    assert creds.apiserver.expires() - NOW == timedelta(days=1)
-    assert credentials("cdi", NOW + timedelta(hours=11), creds.pairs(), chosen) == creds  # nothing due yet
-    later = credentials("cdi", NOW + timedelta(hours=13), creds.pairs(), chosen)
-    assert later.ca == creds.ca and later.apiserver != creds.apiserver  # the server certificate rotated
-    secret = pki_secret("cdi", creds)
-    assert set(secret["data"]) >= {"ca.crt", "ca.key", "apiserver.crt", "apiserver.key"}
 
 
 @pytest.mark.parametrize(("spec", "status", "generation", "ready"), [

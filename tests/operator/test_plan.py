@@ -183,13 +183,37 @@ def test_config_authority_is_taken_once_and_the_config_synced() -> None:
 
 
 def test_refused_customizations_degrade_with_the_reason_and_one_event() -> None:
-    problems = ('strategic patches are not supported: Deployment cdi-deployment',)
+    problems = (p.Problem("CustomizationRefused", "json patch of Deployment cdi-deployment: no such path /x"),)
     plan = p.plan(observed(cr(deployed()), components={"cdi-deployment": True}, problems=problems))
     status = status_of(plan)
-    assert conditions(status)["Degraded"] == ("True", "CustomizationRefused", problems[0])
-    assert p.RecordEvent("Warning", "CustomizationRefused", problems[0]) in plan.actions
+    message = problems[0].message
+    assert conditions(status)["Degraded"] == ("True", "CustomizationRefused", message)
+    assert p.RecordEvent("Warning", "CustomizationRefused", message) in plan.actions
     again = p.plan(observed(cr(status), components={"cdi-deployment": True}, problems=problems))
     assert kinds(again) == ["Install"]
+
+
+def test_an_invalid_cert_config_degrades_with_its_own_reason_first() -> None:
+    problems = (p.Problem("InvalidCertConfig", "spec.certConfig.server: duration is smaller than renewBefore"),
+                p.Problem("CustomizationRefused", "flags.bogus: no such component"))
+    plan = p.plan(observed(cr(deployed()), components={"cdi-deployment": True}, problems=problems))
+    message = "spec.certConfig.server: duration is smaller than renewBefore; flags.bogus: no such component"
+    assert conditions(status_of(plan))["Degraded"] == ("True", "InvalidCertConfig", message)
+    assert p.RecordEvent("Warning", "InvalidCertConfig", message) in plan.actions
+
+
+@pytest.mark.parametrize(("planned", "resync", "renew_in", "wake"), [
+    (None, 600.0, None, 600.0),  # nothing due: the resync
+    (None, 600.0, 3600.0, 600.0),  # a renewal after the resync: the resync comes first
+    (None, 600.0, 120.5, 120.5),  # a renewal before it: then
+    (None, 600.0, -3.0, 0.0),  # already due (the clock moved on while reconciling): at once
+    (30.0, 600.0, 120.0, 30.0),  # the plan's own requeue is sooner
+    (None, None, 90.0, 90.0),  # no resync configured, a certificate still renews in time
+    (None, None, None, None),
+])
+def test_the_reconciler_wakes_at_the_earliest_of_requeue_resync_and_renewal(
+        planned: float | None, resync: float | None, renew_in: float | None, wake: float | None) -> None:
+    assert p.wake_after(planned, resync, renew_in) == wake
 
 
 BLOCK = {"uninstallStrategy": "BlockUninstallIfWorkloadsExist"}
