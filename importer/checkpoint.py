@@ -3,12 +3,14 @@ continues there instead of starting over.
 
 A record says: which source (identity: URL, ETag, Last-Modified, size, digest), how many of its bytes
 were consumed and hashed (`wire_offset`), how many decoded bytes are on the target and synced
-(`target_offset`), the wire bytes read past the decoder's restart point (`carry`: a gzip member, xz
-block or zstd frame ends inside a read, so the bytes after it are kept here rather than hashed
-twice), what the decoder needs to restart there (`decoder_state`: an xz stream's header and the
-blocks seen so far, for its index), the format, the compression layer, and the checksum's hash state
-(`importer.hashstate`). A record whose import cannot be resumed (qcow2, nested compression, no
-validators) still says so in `not_resumable`, so the next attempt can tell the user why it starts over.
+(`target_offset`; for qcow2, written in guest order as the host order has it, where the synced data
+reaches), the wire bytes read past the decoder's restart point (`carry`: a gzip member, xz block or
+zstd frame ends inside a read, so the bytes after it are kept here rather than hashed twice), what
+the decoder needs to restart there (`decoder_state`: an xz stream's header and the blocks seen so
+far, for its index; for qcow2, where the metadata lies that the restart reads again), the format,
+the compression layer, and the checksum's hash state (`importer.hashstate`). A record whose import
+cannot be resumed (compressed qcow2, nested compression, no validators) still says so in
+`not_resumable`, so the next attempt can tell the user why it starts over.
 
 Order and atomicity (who calls: `importer.transfer` through `Checkpointer`): the target's data is
 written and fsynced first, then the record is written to a temporary file, fsynced, renamed over the
