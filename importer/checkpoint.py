@@ -3,7 +3,7 @@ continues there instead of starting over.
 
 A record says: which source (identity: URL, ETag, Last-Modified, size, digest), how many of its bytes
 were consumed and hashed (`wire_offset`), how many decoded bytes are on the target and synced
-(`target_offset`; for qcow2, written in guest order as the host order has it, where the synced data
+(`target_offset`; for qcow2, whose guest data arrives in host order, how far the synced data
 reaches), the wire bytes read past the decoder's restart point (`carry`: a gzip member, xz block or
 zstd frame ends inside a read, so the bytes after it are kept here rather than hashed twice), what
 the decoder needs to restart there (`decoder_state`: an xz stream's header and the blocks seen so
