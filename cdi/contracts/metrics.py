@@ -21,9 +21,10 @@ LABEL_CRON_NAME: Final = "cron_name"
 LABEL_PENDING: Final = "pending"
 
 
-# Ours, served beside the percentage by importers and upload servers (the percentage stays upstream's):
-# bytes of the source read (import) or received (upload) so far, and the size when the worker knows it
-# (Content-Length, a resumable upload's declared size). The DataVolume controller turns successive
+# Ours, served beside the percentage by importers, upload servers and the clone source pod (the percentage
+# stays upstream's): bytes of the source read (import), received (upload) or sent (host-assisted clone) so
+# far, and the size when the worker knows it (Content-Length, a resumable upload's declared size, the clone
+# source's data extents). The DataVolume controller turns successive
 # readings into a rate and an ETA (`cdi.controllers.progresswatch`).
 TRANSFER_BYTES_DONE: Final = "pycdi_transfer_bytes_done"
 TRANSFER_BYTES_TOTAL: Final = "pycdi_transfer_bytes_total"
@@ -45,6 +46,17 @@ def parse_progress(text: str, owner_uid: str) -> float | None:
 
 def bytes_line(metric: str, owner_uid: str, count: int) -> str:
     return f'{metric}{{ownerUID="{owner_uid}"}} {count}'
+
+
+def transfer_lines(owner_uid: str, done: int, total: int | None) -> list[str]:
+    """The byte counters as a worker's metrics page carries them beside its percentage (the total only
+    when known). Served by importers, upload servers and the clone source (`cdi-cloner`)."""
+    lines = [f"# HELP {TRANSFER_BYTES_DONE} {TRANSFER_BYTES_DONE_HELP}", f"# TYPE {TRANSFER_BYTES_DONE} gauge",
+             bytes_line(TRANSFER_BYTES_DONE, owner_uid, done)]
+    if total is not None:
+        lines += [f"# HELP {TRANSFER_BYTES_TOTAL} {TRANSFER_BYTES_TOTAL_HELP}", f"# TYPE {TRANSFER_BYTES_TOTAL} gauge",
+                  bytes_line(TRANSFER_BYTES_TOTAL, owner_uid, total)]
+    return lines
 
 
 def parse_bytes(text: str, metric: str, owner_uid: str) -> int | None:

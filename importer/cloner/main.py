@@ -1,8 +1,12 @@
 """`cdi-cloner`: the clone source pod's entrypoint. Reads the environment, serves
 `kubevirt_cdi_clone_progress_total{ownerUID=...}` on the importer's metrics endpoint (CDI_METRICS_ADDR,
-default :8443), sends the source, writes the termination message and exits with the importer's codes:
-0 and "Clone Complete" on success; 1 with the failure's message, reason and retryable flag otherwise
-(the pod's restart is the retry, and it resumes where the server stopped acknowledging).
+default :8443) and, ours, the byte counters beside it (`pycdi_transfer_bytes_done`: bytes of the
+source's data extents sent so far, those an earlier attempt had acknowledged included, zero runs found in
+them counted as passed; `pycdi_transfer_bytes_total`: those extents in all as SEEK_DATA finds them, or the
+whole volume, an upper bound, when extents are not detected), sends the source, writes the termination
+message and exits with the importer's codes: 0 and "Clone Complete" on success; 1 with the failure's
+message, reason and retryable flag otherwise (the pod's restart is the retry, and it resumes where the
+server stopped acknowledging).
 `run` builds the real object graph; `clone` takes its collaborators as arguments (tests, the benchmark).
 """
 
@@ -19,7 +23,7 @@ from pathlib import Path
 
 from cdi.contracts import clone_protocol as cp
 from cdi.contracts import importer_env
-from cdi.contracts.metrics import CLONE_PROGRESS, progress_line
+from cdi.contracts.metrics import CLONE_PROGRESS, CLONE_PROGRESS_HELP, progress_line, transfer_lines
 from cdi.contracts.termination import TerminationMessage
 from importer.blockio import device_size, is_block_device
 from importer.cloner.client import CloneClient, client_context
@@ -34,7 +38,8 @@ log = logging.getLogger("cloner")
 
 
 class CloneMetricsServer(MetricsServer):
-    """The importer's endpoint, serving the clone's metric instead of the import's."""
+    """The importer's endpoint, serving the clone's percentage instead of the import's, and the same byte
+    counters (the DataVolume controller reads them for bytes, rate, ETA and stalls)."""
 
     def __init__(self, progress: Progress, owner_uid: str, addr: str) -> None:
         super().__init__(progress, owner_uid, addr)
@@ -42,9 +47,11 @@ class CloneMetricsServer(MetricsServer):
         self._clone_owner = owner_uid
 
     def body(self) -> bytes:
-        return (f"# HELP {CLONE_PROGRESS} The clone progress in percentage\n"
-                f"# TYPE {CLONE_PROGRESS} counter\n"
-                f"{progress_line(CLONE_PROGRESS, self._clone_owner, self._clone_progress.percent)}\n").encode()
+        progress = self._clone_progress
+        lines = [f"# HELP {CLONE_PROGRESS} {CLONE_PROGRESS_HELP}", f"# TYPE {CLONE_PROGRESS} counter",
+                 progress_line(CLONE_PROGRESS, self._clone_owner, progress.percent),
+                 *transfer_lines(self._clone_owner, progress.done, progress.total)]
+        return ("\n".join(lines) + "\n").encode()
 
 
 def _source_size(path: Path) -> int:

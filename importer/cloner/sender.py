@@ -47,7 +47,8 @@ class CloneReport:
 
 
 class ProgressMap:
-    """Progress as the share of the source's data ranges below a position, so holes count for nothing."""
+    """Progress as the share of the source's data ranges below a position, so holes count for nothing;
+    `done` is the bytes of those ranges below it (what the metrics page serves as bytes done, of `total`)."""
 
     def __init__(self, ranges: list[tuple[int, int]]) -> None:
         self._starts = [start for start, _ in ranges]
@@ -59,15 +60,15 @@ class ProgressMap:
             total += end - start
         self.total = total
 
-    def percent(self, position: int) -> float:
-        if self.total == 0:
-            return 100.0
+    def done(self, position: int) -> int:
         index = bisect.bisect_right(self._starts, position) - 1
         if index < 0:
-            return 0.0
+            return 0
         start, end = self._ranges[index]
-        done = self._before[index] + min(position, end) - start
-        return done * 100.0 / self.total
+        return self._before[index] + min(position, end) - start
+
+    def percent(self, position: int) -> float:
+        return 100.0 if self.total == 0 else self.done(position) * 100.0 / self.total
 
 
 class Sender:
@@ -81,6 +82,7 @@ class Sender:
         self._sleep = sleep
         self._max_failures = max_failures
         self._map = ProgressMap(list(data_ranges(fd, size, 0, seek=detect)))
+        progress.count(0, self._map.total)
         self._windows = Windows(fd, size, detect=detect)
         self._digest = cp.LayoutDigest(size)
         self._hashed_until = 0
@@ -95,6 +97,7 @@ class Sender:
                 state = await self._client.begin(self._begin)
                 state = await self._send_from(state)
                 await self._client.finish(self._digest.hexdigest())
+                self._progress.count(self._map.total, self._map.total)
                 self._progress.raise_to(100.0)
                 return CloneReport(self._begin.virtual_size, state.received, self._client.sent, attempts)
             except Retry as e:
@@ -137,6 +140,7 @@ class Sender:
             if offset >= self._hashed_until:
                 self._digest.add(offset, len(data), data_sha256)
                 self._hashed_until = end
+            self._progress.count(self._map.done(end), self._map.total)
             self._progress.raise_to(min(99.99, self._map.percent(end)))
         return self._acknowledged(state, self._client.drain_blocking())
 

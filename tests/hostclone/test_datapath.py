@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cdi.contracts import clone_protocol as cp
+from cdi.contracts.metrics import TRANSFER_BYTES_DONE, TRANSFER_BYTES_TOTAL, parse_bytes
 from cdi.contracts.termination import TerminationMessage
 from importer.cloner.client import CloneClient, CloneRefused, client_context
 from importer.cloner.config import load_config
@@ -271,6 +272,41 @@ def test_progress_metric_uses_the_clone_name() -> None:
     progress.raise_to(45.2678)
     body = CloneMetricsServer(progress, "uid-1", "off").body().decode()
     assert 'kubevirt_cdi_clone_progress_total{ownerUID="uid-1"} 45.27' in body
+
+
+async def test_the_metrics_page_carries_the_bytes_of_the_source_data_sent(
+        pki: TestPKI, clone_cert: ClientCert, clone_target: StartTarget, tmp_path: Path) -> None:
+    """Bytes done and total count the source's data extents (what SEEK_DATA finds: the layout's extents,
+    the zero-filled one included, rounded out to filesystem blocks), never its holes; the page the
+    controller scrapes carries them beside the percentage, and on success done equals total."""
+    source = source_dir(tmp_path)
+    target = await clone_target(UPLOAD_IMAGE_SIZE="64Mi")
+    progress = Progress()
+    pages: list[tuple[int, int | None]] = []
+    server = CloneMetricsServer(progress, "uid-1", "off")
+
+    async def watch() -> None:
+        while True:
+            body = server.body().decode()
+            pages.append((parse_bytes(body, TRANSFER_BYTES_DONE, "uid-1") or 0,
+                          parse_bytes(body, TRANSFER_BYTES_TOTAL, "uid-1")))
+            await asyncio.sleep(0)
+
+    watching = asyncio.create_task(watch())
+    try:
+        await run_clone(cloner_env(pki, clone_cert, target.port, source), progress)
+    finally:
+        watching.cancel()
+    extents = sum(length for _, length, _ in LAYOUT)
+    total = progress.total
+    assert total is not None and extents <= total <= extents + 2 * 4096 * len(LAYOUT) < SOURCE_SIZE
+    assert progress.done == total and progress.percent == 100.0
+    body = server.body().decode()
+    assert f'pycdi_transfer_bytes_done{{ownerUID="uid-1"}} {total}' in body
+    assert f'pycdi_transfer_bytes_total{{ownerUID="uid-1"}} {total}' in body
+    # before the extents are read nothing is known; from then on the total is, before the first byte is sent
+    assert all(page == (0, None) or page[1] == total for page in pages), set(pages)
+    assert [done for done, _ in pages] == sorted(done for done, _ in pages)  # never backwards
 
 
 async def test_the_console_script_reports_a_failure_like_the_importer(pki: TestPKI, clone_cert: ClientCert,
