@@ -121,7 +121,8 @@ class Qcow2Checkpoints:
             output.guard(limit, self._retire)
 
     def _retire(self) -> None:
-        log.info("no more checkpoints: the disk's data reaches the records' place at the device's end")
+        log.info("no more checkpoints: the records' place at the device's end is part of the disk, which is about "
+                 "to be written there or finished")
         self._checkpointer.retire()
 
     def __call__(self, stream: Qcow2Stream) -> None:

@@ -76,9 +76,13 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     swap_l2_with_its_last_data(directory / "late.qcow2", 1)  # guest 2-4 MiB: its table after its data
     qemu_img("convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=16384", raw, directory / "held.qcow2")
     swap_l2_with_its_last_data(directory / "held.qcow2", 0)  # one table for the disk, after all its data
+    holetail = directory / "holetail.raw"  # the disk's last 2 MiB a hole
+    holetail.write_bytes(raw.read_bytes()[:SIZE - 2 * MiB] + bytes(2 * MiB))
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=65536", holetail, directory / "holetail.qcow2")
     (directory / "compressed.qcow2.gz").write_bytes(gzip.compress((directory / "compressed.qcow2").read_bytes(), 1))
-    for name in (*IMAGES, "held.qcow2"):
-        assert qemu_raw(directory / name, directory / f"{name}.raw") == raw.read_bytes()
+    for name in (*IMAGES, "held.qcow2", "holetail.qcow2"):
+        assert qemu_raw(directory / name, directory / f"{name}.raw") == (holetail if name == "holetail.qcow2"
+                                                                          else raw).read_bytes()
         convert_with_stream(directory / name, directory / f"{name}.stream")  # the holes of an uninterrupted run
     return directory
 
@@ -245,10 +249,14 @@ def exact_device(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["losetup", "--detach", device], check=False)
 
 
+@pytest.mark.parametrize("name", ["compressed.qcow2", "holetail.qcow2"])
 def test_block_volume_qcow2_import_resumes_and_its_records_never_stay_in_the_disk(
-        exact_device: Path, tmp_path: Path, server: NginxServer, images: Path) -> None:
-    name = "compressed.qcow2"
+        name: str, exact_device: Path, tmp_path: Path, server: NginxServer, images: Path) -> None:
+    """The disk's last MiB holds the records until guest data is about to land there (compressed.qcow2
+    has data at the very end), or until the end of the import (holetail.qcow2 has a hole there, which
+    must read as zeros, not as records or stale bytes)."""
     volume = Volume(tmp_path)
+    expected = (images / f"{name}.raw").read_bytes()
     with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
         env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/{name}",
                "CDI_DATA_PATH": str(exact_device)}
@@ -262,4 +270,6 @@ def test_block_volume_qcow2_import_resumes_and_its_records_never_stay_in_the_dis
     assert message.resume_decision == "Resumed", message
     assert "no more checkpoints" in log, log
     with exact_device.open("rb") as disk:
-        assert disk.read() == (images / "disk.raw").read_bytes()
+        assert disk.read() == expected
+    if name == "holetail.qcow2":
+        assert expected[-2 * MiB:] == bytes(2 * MiB)
