@@ -15,8 +15,8 @@ when the server answers the upgrade with anything but 101 (an older server). Ext
 one deep (`push`, `send_extent`): the next request is written before the previous answer is read, so
 the server always has the next extent queued in the socket while it writes the last one; the server
 handles a connection's requests in order, so ordering holds. `send_extent` (the sender's path) hashes
-the body piece by piece just before each piece is encrypted, so a piece is read from memory once and
-is still in the CPU's cache when `SSL_write` encrypts it.
+each piece of the body on a second thread while the piece is encrypted and written, both reading it
+from the CPU's cache.
 Certificates arrive as PEM contents (upstream's contract); `ssl` loads a client pair only from files,
 so they are written to a private temporary directory for the moment it takes. Used by
 `importer.cloner.sender`.
@@ -31,6 +31,7 @@ import os
 import socket
 import ssl
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -39,7 +40,7 @@ from cdi.contracts import clone_protocol as cp
 from importer.errors import ImportFailure
 
 TIMEOUT = 60.0
-PIECE = 1 << 20  # hashed, then written to the TLS socket: fits the CPU's cache between the two
+PIECE = 1 << 20  # hashed and written to the TLS socket side by side; small enough to stay in the CPU cache
 _HEAD_LIMIT = 64 << 10
 
 
@@ -95,14 +96,20 @@ class _Connection:
         self.sock.sendall(head)
         self.sock.sendall(memoryview(body))
 
-    def send_hashed(self, target: str, body: memoryview, hasher: Hasher) -> None:
-        """PUT `body`, feeding each piece to `hasher` just before it is written."""
+    def send_hashed(self, target: str, body: memoryview, hasher: Hasher, hashing: ThreadPoolExecutor) -> None:
+        """PUT `body`, each piece hashed on `hashing` (one thread, so in order) while it is written:
+        sha256 and SSL_write both release the GIL, so the two run on two cores side by side."""
         self.sock.sendall(f"PUT {target} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
                           f"Content-Type: application/octet-stream\r\n\r\n".encode())
-        for start in range(0, len(body), PIECE):
-            piece = body[start:start + PIECE]
-            hasher.update(piece)
-            self.sock.sendall(piece)
+        jobs: list[Future[None]] = []
+        try:
+            for start in range(0, len(body), PIECE):
+                piece = body[start:start + PIECE]
+                jobs.append(hashing.submit(hasher.update, piece))
+                self.sock.sendall(piece)
+        finally:
+            for job in jobs:
+                job.result()  # no hashing outlives the call (the window is reused next)
 
     def receive(self) -> tuple[int, str, bool]:
         """(status, body, whether the server will close the connection)."""
@@ -161,12 +168,14 @@ class CloneClient:
         self._upgrade = upgrade  # until a server answers the upgrade with anything but 101
         self._outstanding = 0  # extent requests written whose answers are not read yet
         self.sent = 0  # extent bytes put on the wire (counting re-sends)
+        self._hashing = ThreadPoolExecutor(1, thread_name_prefix="clone-hash")
 
     async def __aenter__(self) -> CloneClient:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
         self._drop()
+        self._hashing.shutdown(wait=True)
 
     def _drop(self) -> None:
         for conn in (self._conn, self._data):
@@ -244,7 +253,8 @@ class CloneClient:
         target = f"{cp.EXTENT_PATH}?{cp.OFFSET_PARAM}={offset}"
         hasher = hashlib.sha256()
         self.sent += len(data)
-        self._guarded(f"PUT {target}", lambda: self._extent_connection().send_hashed(target, data, hasher))
+        self._guarded(f"PUT {target}",
+                      lambda: self._extent_connection().send_hashed(target, data, hasher, self._hashing))
         self._outstanding += 1
         answer = self._answer(f"PUT {target}", extent=True) if self._outstanding > 1 else None
         return hasher.digest(), answer
