@@ -1,8 +1,9 @@
 """cdi-apiserver's HTTPS application: webhooks, the aggregated upload token API, discovery and health.
 
 `ApiServer` holds what the handlers need — the cluster (for SubjectAccessReviews and the webhooks'
-reads), the signing key (upload tokens, and the clone tokens of the datavolume-mutate webhook), the
-front proxy we trust and a clock — and builds the aiohttp application;
+reads), the signing key (the clone tokens of the datavolume-mutate webhook; upload tokens too, unless
+`upload_key` gives the rotating ring's current key, `cdi.apiserver.uploadkeys`), the front proxy we
+trust and a clock — and builds the aiohttp application;
 `serving_context` is its TLS (our serving certificate; client certificates requested, and verified
 against the request-header CA when there is one); `start` binds it. Routes:
 
@@ -49,8 +50,10 @@ def _utc_now() -> datetime:
 class ApiServer:
     def __init__(self, cluster: Cluster, signing_key: SigningKey, auth: RequestHeaderAuth | None, *,
                  clock: Callable[[], datetime] = _utc_now, judge: Admit = admit,
-                 lifetime: float = DEFAULT_LIFETIME) -> None:
+                 lifetime: float = DEFAULT_LIFETIME,
+                 upload_key: Callable[[], Awaitable[SigningKey]] | None = None) -> None:
         self._cluster, self._key, self._auth, self._clock = cluster, signing_key, auth, clock
+        self._upload_key = upload_key
         clone_tokens = CloneTokens.from_key(signing_key, lifetime=lifetime)
         self._webhooks = Webhooks(cluster, judge=judge, clone_tokens=clone_tokens,
                                   clock=lambda: self._clock().timestamp())
@@ -81,7 +84,8 @@ class ApiServer:
                 raise ServerError(f"could not authorize the request: {e.message}") from e
             check_access(answer, user, namespace)
             body = decode_object(await request.read(), "UploadTokenRequest")
-            issued = answer_token_request(body, namespace, self._key, self._clock().timestamp(), self._lifetime)
+            key = await self._upload_key() if self._upload_key is not None else self._key
+            issued = answer_token_request(body, namespace, key, self._clock().timestamp(), self._lifetime)
         except ApiError as error:
             return _failure(error)
         log.info("issued an upload token for %s/%s to %s", namespace, issued["spec"]["pvcName"], user.name)

@@ -3,7 +3,8 @@
 Serves CDI's admission webhooks and the aggregated `upload.cdi.kubevirt.io` API (`cdi.apiserver`) over
 HTTPS on `--port` (upstream's 8443), with the serving certificate the install mounts (`--tls-cert-file`,
 `--tls-private-key-file`). At start it loads — or creates, RSA-2048 — the token signing key in Secret
-`cdi-api-signing-key` of `--namespace`, and reads the front proxy it trusts from ConfigMap
+`cdi-api-signing-key` of `--namespace` (clone tokens; upload tokens until the rotating key ring of the
+controller exists, then its current key: `cdi.apiserver.uploadkeys`), and reads the front proxy it trusts from ConfigMap
 `kube-system/extension-apiserver-authentication` (without a request-header CA there, every token request
 is 401 and a warning says why). The cluster is reached through the Kubernetes backend (`cdi.kube`): in a
 pod with its service account when no `--kubeconfig` is given. SIGINT/SIGTERM stop it.
@@ -22,11 +23,13 @@ from pathlib import Path
 from cdi.apiserver.frontproxy import CONFIG_MAP, RequestHeaderAuth
 from cdi.apiserver.server import ApiServer, serving_context, start
 from cdi.apiserver.signingkey import ensure_signing_key
+from cdi.apiserver.uploadkeys import RingSigningKey
 from cdi.cli.daemon import run_until_stopped
 from cdi.cli.errors import CliError
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster
 from cdi.contracts.deployment import APISERVER_PORT, APISERVER_SERVING_SECRET, NAMESPACE, SIGNING_KEY_SECRET
+from cdi.controllers.upload.rotation import Schedule
 from cdi.kube import connect
 
 log = logging.getLogger("cdi.apiserver")
@@ -73,7 +76,9 @@ async def serve(command: ApiServerCommand, stop: asyncio.Event) -> None:
     async with await connect(command.kubeconfig) as cluster:
         key = await ensure_signing_key(cluster, command.namespace, time.time())
         auth = await front_proxy(cluster)
-        server = ApiServer(cluster, key, auth)
+        ring = RingSigningKey(cluster, command.namespace, key,
+                              propagation=Schedule.from_environ(os.environ).propagation)
+        server = ApiServer(cluster, key, auth, upload_key=ring.current)
         context = serving_context(command.tls_cert_file, command.tls_private_key_file, auth)
         runner, port = await start(server, command.bind_address, command.port, context)
         log.info("cdi-apiserver serving https://%s:%d (signing key %s)", command.bind_address, port, key.kid)
