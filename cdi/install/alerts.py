@@ -122,11 +122,12 @@ def prometheus_rule(namespace: str) -> Object:
 
 
 def service_monitor(namespace: str) -> Object:
-    """Scrape the controller's `/metrics` through the `cdi-prometheus-metrics` Service (its only Service)."""
+    """Scrape `/metrics` of every pod behind the Services labelled as upstream labels `cdi-prometheus-metrics`
+    (`prometheus.cdi.kubevirt.io: "true"`): the controller's and the operator's, whose `up` series
+    `cluster:kubevirt_cdi_operator_up:sum` counts."""
     return document(MONITORING_API, "ServiceMonitor", _meta(SERVICE_MONITOR_NAME, namespace),
                     spec={"namespaceSelector": {"matchNames": [namespace]},
-                          "selector": {"matchLabels": {ann.LABEL_APP: ann.APP_NAME,
-                                                       dep.COMPONENT_LABEL: dep.CONTROLLER}},
+                          "selector": {"matchLabels": {PROMETHEUS_LABEL: "true"}},
                           "endpoints": [{"port": "metrics", "scheme": "http", "path": m.METRICS_PATH}]})
 
 

@@ -4,7 +4,10 @@ CDI (upstream's `cdi-cr.yaml`): `operator_bundle(namespace, image)` and `cdi_res
 The bundle is the Namespace, the CDI resource's own CRD (the other CRDs are the operator's to apply, under the
 CR), the operator's service account and roles (`cdi.install.rbac.operator_rbac`) and its Deployment
 `cdi-operator` running `cdi operator` from the same image as every component (uid 1001, the restricted Pod
-Security profile, health probes). `cdi operator --print-manifests` prints both, for `kubectl apply
+Security profile, health probes). Its pods carry upstream's `prometheus.cdi.kubevirt.io: "true"` and its port
+8080 is named `metrics` (health and `/metrics` share it), so the install's `cdi-prometheus-metrics` Service and
+the ServiceMonitor (`cdi manifests --monitoring`, `cdi operator --monitoring`) scrape it: the `up` series
+behind `CDIOperatorDown`. `cdi operator --print-manifests` prints both, for `kubectl apply
 --server-side -f -`. Pure.
 """
 
@@ -15,7 +18,7 @@ from cdi.install import namespace_object
 from cdi.install.crds import crds
 from cdi.install.objects import Object, document
 from cdi.install.rbac import OPERATOR_ROLE, operator_rbac
-from cdi.install.workloads import deployment
+from cdi.install.workloads import METRICS_PORT_NAME, SCRAPED, deployment
 
 OPERATOR = OPERATOR_ROLE  # the Deployment, its container and service account share the name
 OPERATOR_HEALTH_PORT = 8080
@@ -26,10 +29,10 @@ def operator_deployment(namespace: str, image: str) -> Object:
     container = {"name": OPERATOR, "image": image, "command": ["cdi"],
                  "args": ["operator", "--namespace", namespace, "--image", image,
                           "--health-port", str(OPERATOR_HEALTH_PORT)],
-                 "ports": [{"name": "health", "containerPort": OPERATOR_HEALTH_PORT, "protocol": "TCP"}],
+                 "ports": [{"name": METRICS_PORT_NAME, "containerPort": OPERATOR_HEALTH_PORT, "protocol": "TCP"}],
                  "livenessProbe": {"httpGet": {"path": "/healthz", "port": OPERATOR_HEALTH_PORT},
                                    "initialDelaySeconds": 15, "periodSeconds": 10}}
-    return deployment(OPERATOR, namespace, OPERATOR, container, [])
+    return deployment(OPERATOR, namespace, OPERATOR, container, [], pod_labels=SCRAPED)
 
 
 def operator_bundle(namespace: str, image: str) -> list[Object]:

@@ -1,8 +1,10 @@
 """CDI's three Deployments and their Services, all from one image.
 
 * `cdi-deployment` runs `cdi controller` (leader election through a Lease, so replicas are safe); its
-  health port serves `/healthz` (liveness) and `/readyz` (ready while it leads) and is what
-  `cdi-prometheus-metrics` points at.
+  health port, named `metrics`, serves `/healthz` (liveness), `/readyz` (ready while it leads) and `/metrics`.
+  As upstream, `cdi-prometheus-metrics` selects every pod labelled `prometheus.cdi.kubevirt.io: "true"` on its
+  port named `metrics`: the controller's and the operator's (`cdi.install.operatorbundle`), so Prometheus
+  has an `up` series for `cdi-operator-*` pods and `CDIOperatorDown` means something.
 * `cdi-apiserver` runs `cdi apiserver` on `APISERVER_PORT`: admission webhooks and the upload token API
   behind Service `cdi-api` (443 → 8443), with its serving certificate and CA bundle mounted where
   upstream mounts them.
@@ -22,6 +24,7 @@ from pathlib import PurePosixPath
 
 from cdi.contracts import deployment as dep
 from cdi.contracts import upload_protocol as up
+from cdi.install.alerts import PROMETHEUS_LABEL
 from cdi.install.objects import Object, document, metadata
 from cdi.install.tls import BUNDLE_KEY, UPLOADSERVER_CA_BUNDLE, UPLOADSERVER_CLIENT_SECRET
 
@@ -30,6 +33,8 @@ USER_ID = 1001  # the Dockerfile's USER
 SERVICE_PORT = 443
 CERTS_DIR = "/var/run/certs"  # upstream's mount point for certificate volumes
 REQUESTS = {"cpu": "10m", "memory": "150Mi"}
+SCRAPED = {PROMETHEUS_LABEL: "true"}  # upstream's label on the pods (and Service) Prometheus scrapes
+METRICS_PORT_NAME = "metrics"
 _TLS_FILES = ("tls.crt", "tls.key")
 SIGNING_PUBLIC_KEY = "id_rsa.pub"  # key of dep.SIGNING_KEY_SECRET holding the public half
 
@@ -85,7 +90,7 @@ _LEADING = ("name", "image", "command", "args", "env")
 
 
 def deployment(component: str, namespace: str, service_account: str, container: Object,
-               mounts: list[tuple[Object, Object]]) -> Object:
+               mounts: list[tuple[Object, Object]], *, pod_labels: dict[str, str] | None = None) -> Object:
     volumes = [_tmp(), *mounts]
     container = {**{key: container[key] for key in ("name", "image", "command", "args") if key in container},
                  "imagePullPolicy": "IfNotPresent", "env": [*_common_env(), *container.get("env", [])],
@@ -95,7 +100,8 @@ def deployment(component: str, namespace: str, service_account: str, container: 
     pod = {"serviceAccountName": service_account, "securityContext": pod_security_context(),
            "nodeSelector": {"kubernetes.io/os": "linux"}, "containers": [container],
            "volumes": [volume for volume, _mount in volumes]}
-    template = {"metadata": {"labels": metadata(component, component=component)["labels"]}, "spec": pod}
+    template = {"metadata": {"labels": metadata(component, component=component, extra_labels=pod_labels)["labels"]},
+                "spec": pod}
     return document("apps/v1", "Deployment", metadata(component, namespace, component=component),
                     spec={"replicas": 1, "selector": {"matchLabels": selector(component)}, "template": template})
 
@@ -104,9 +110,9 @@ def controller(namespace: str, image: str) -> Object:
     container = {"name": dep.CONTROLLER, "image": image, "command": ["cdi"],
                  "args": ["controller", "--namespace", namespace, "--image", image,
                           "--health-port", str(dep.HEALTH_PORT)],
-                 "ports": [{"name": "http", "containerPort": dep.HEALTH_PORT, "protocol": "TCP"}],
+                 "ports": [{"name": METRICS_PORT_NAME, "containerPort": dep.HEALTH_PORT, "protocol": "TCP"}],
                  **_probes("/healthz", "/readyz", dep.HEALTH_PORT)}
-    return deployment(dep.CONTROLLER, namespace, dep.CONTROLLER_SA, container, [])
+    return deployment(dep.CONTROLLER, namespace, dep.CONTROLLER_SA, container, [], pod_labels=SCRAPED)
 
 
 def apiserver(namespace: str, image: str) -> Object:
@@ -156,10 +162,19 @@ def service(name: str, namespace: str, component: str, port: int, target: int, p
                           "ports": [{"name": port_name, "port": port, "targetPort": target, "protocol": "TCP"}]})
 
 
+def metrics_service(namespace: str) -> Object:
+    """Upstream's `cdi-prometheus-metrics`: every scraped pod (controller and operator), by port name."""
+    return document("v1", "Service", metadata(dep.METRICS_SERVICE, namespace, component=dep.CONTROLLER,
+                                              extra_labels=SCRAPED),
+                    spec={"type": "ClusterIP", "selector": dict(SCRAPED),
+                          "ports": [{"name": METRICS_PORT_NAME, "port": dep.METRICS_PORT,
+                                     "targetPort": METRICS_PORT_NAME, "protocol": "TCP"}]})
+
+
 def services(namespace: str) -> list[Object]:
     return [service(dep.APISERVER_SERVICE, namespace, dep.APISERVER, SERVICE_PORT, dep.APISERVER_PORT, "https"),
             service(dep.UPLOADPROXY_SERVICE, namespace, dep.UPLOADPROXY, SERVICE_PORT, dep.UPLOADPROXY_PORT, "https"),
-            service(dep.METRICS_SERVICE, namespace, dep.CONTROLLER, dep.METRICS_PORT, dep.METRICS_PORT, "metrics")]
+            metrics_service(namespace)]
 
 
 def workloads(namespace: str, image: str) -> list[Object]:

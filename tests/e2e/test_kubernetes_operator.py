@@ -37,11 +37,13 @@ import pytest
 from cdi.cluster.errors import ApiError, NotFound
 from cdi.cluster.protocol import Cluster
 from cdi.install import InstallOptions, render_all
+from cdi.install.alerts import ALERTS, recording_rules
 from cdi.install.objects import install_kinds
 from cdi.install.rbac import operator_rbac
 from cdi.install.serverside import apply_documents
 from cdi.install.tls import credentials
 from cdi.kube import connect
+from tests.monitoring.promql import Sample, evaluate, parse_exposition, record
 from tests.support.backends import install_crds
 from tests.support.daemon import CDI, running
 from tests.support.kubecluster import KubeBinariesUnavailable, KubeCluster, free_port, kube_binaries
@@ -80,8 +82,15 @@ async def _apply(kubeconfig: Path, documents: list[dict[str, Any]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def operator(control_plane: KubeCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    port, log = free_port(), tmp_path_factory.mktemp("operator") / "operator.log"
+def operator_port() -> int:
+    """The operator's health port, where it also serves /metrics (as its Deployment runs it)."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def operator(control_plane: KubeCluster, operator_port: int, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[Path]:
+    port, log = operator_port, tmp_path_factory.mktemp("operator") / "operator.log"
 
     def healthy(_process: object) -> bool:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
@@ -166,8 +175,19 @@ def cdi_apiserver(control_plane: KubeCluster, *, cluster_secret: dict[str, Any],
         yield
 
 
+def scrape(port: int) -> list[Sample]:
+    """A scrape as Prometheus makes it, parsed with prometheus_client's parser (`tests.monitoring.promql`)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        return parse_exposition(reply.read().decode())
+
+
+def value(samples: list[Sample], metric: str, **labels: str) -> float | None:
+    found = [s.value for s in samples if s.name == metric and labels.items() <= s.labels.items()]
+    return sum(found) if found else None
+
+
 async def test_the_operator_installs_refuses_a_second_cr_and_uninstalls_by_its_strategy(
-        control_plane: KubeCluster, operator: Path, tmp_path: Path) -> None:
+        control_plane: KubeCluster, operator: Path, operator_port: int, tmp_path: Path) -> None:
     async with await connect(control_plane.kubeconfig_path, kinds=install_kinds()) as cluster:
         await cluster.create({"apiVersion": CDI_API, "kind": "DataVolume",
                               "metadata": {"name": "precious", "namespace": "vms"},
@@ -190,6 +210,11 @@ async def test_the_operator_installs_refuses_a_second_cr_and_uninstalls_by_its_s
                                    "Progressing": ("True", "DeployStarted", "Started Deployment"),
                                    "Degraded": ("False", None, None)}
         assert (cdi["status"]["operatorVersion"], cdi["status"]["targetVersion"]) == (VERSION, VERSION)
+        # The operator's own page: the CR is not Available (no kubelet runs the Deployments' pods), and its
+        # controller has reconciled.
+        samples = scrape(operator_port)
+        assert value(samples, "kubevirt_cdi_cr_ready") == 0.0
+        assert (value(samples, "controller_runtime_reconcile_total", controller="cdi-operator") or 0) > 0
 
         # Every object of the install appears, controlled by the CR and labelled with the versions.
         for api_version, kind, name, namespace in expected_objects():
@@ -279,3 +304,43 @@ async def test_the_operator_installs_refuses_a_second_cr_and_uninstalls_by_its_s
                 return True
 
         assert await datavolumes_gone()
+
+
+def _operator_down(up: list[Sample], samples: list[Sample]) -> bool:
+    db = record([(rule.name, rule.expr) for rule in recording_rules(NAMESPACE)], [*samples, *up])
+    return bool(evaluate(next(a for a in ALERTS if a.name == "CDIOperatorDown").expr, db))
+
+
+def prometheus_scrape(port: int) -> tuple[list[Sample], list[Sample]]:
+    """What Prometheus records for one scrape of an operator pod's target: its samples, and `up` (1 when the
+    page was served and parsed, 0 when not), labelled with the pod name its Deployment would give it."""
+    try:
+        samples, answered = scrape(port), 1.0
+    except OSError:
+        samples, answered = [], 0.0
+    return samples, [Sample({"__name__": "up", "namespace": NAMESPACE, "pod": "cdi-operator-6d9f8b7c5-x2kqz",
+                             "service": "cdi-prometheus-metrics", "endpoint": "metrics"}, answered)]
+
+
+async def test_the_operators_metrics_page_and_cdi_operator_down(control_plane: KubeCluster, operator: Path,
+                                                                 operator_port: int) -> None:
+    """`cdi operator` serves upstream's operator series, controller-runtime's for its controller and
+    `process_*`; `CDIOperatorDown` evaluated over what Prometheus records scraping it, and a dead one."""
+    samples, up = prometheus_scrape(operator_port)
+    names = {s.name for s in samples}
+    assert {"kubevirt_cdi_cr_ready", "controller_runtime_reconcile_total", "controller_runtime_reconcile_errors_total",
+            "controller_runtime_reconcile_time_seconds_bucket", "controller_runtime_max_concurrent_reconciles",
+            "controller_runtime_active_workers", "workqueue_depth", "workqueue_adds_total",
+            "workqueue_queue_duration_seconds_bucket", "workqueue_work_duration_seconds_bucket",
+            "workqueue_retries_total", "workqueue_unfinished_work_seconds",
+            "workqueue_longest_running_processor_seconds", "process_cpu_seconds_total"} <= names
+    assert value(samples, "controller_runtime_max_concurrent_reconciles", controller="cdi-operator") == 1.0
+    assert value(samples, "workqueue_depth", name="cdi-operator") is not None
+    async with await connect(control_plane.kubeconfig_path) as cluster:
+        cdis = (await cluster.list(CDI_API, "CDI")).items
+    if not cdis:  # after the install test: no CDI resource, not "not ready" (CDINotReady stays quiet)
+        assert value(samples, "kubevirt_cdi_cr_ready") == -1.0
+    assert [s.value for s in up] == [1.0] and not _operator_down(up, samples)
+    _nothing, dead = prometheus_scrape(free_port())  # nothing listens there: an operator that is down
+    assert [s.value for s in dead] == [0.0] and _operator_down(dead, [])
+    assert _operator_down([], [])  # no operator target at all

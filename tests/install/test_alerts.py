@@ -111,6 +111,7 @@ def test_service_monitor_scrapes_the_metrics_service() -> None:
     assert (monitor["kind"], monitor["metadata"]["name"]) == ("ServiceMonitor", "service-monitor-cdi")
     assert monitor["spec"]["endpoints"] == [{"port": "metrics", "scheme": "http", "path": "/metrics"}]
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert monitor["spec"]["selector"] == {"matchLabels": {"prometheus.cdi.kubevirt.io": "true"}}  # as upstream
 
 
 def test_only_with_monitoring(creds: Credentials) -> None:
