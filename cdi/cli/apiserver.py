@@ -29,8 +29,10 @@ from cdi.cli.errors import CliError
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster
 from cdi.contracts.deployment import APISERVER_PORT, APISERVER_SERVING_SECRET, NAMESPACE, SIGNING_KEY_SECRET
+from cdi.controllers.upload.credentials import read_key_ring
 from cdi.controllers.upload.rotation import Schedule
 from cdi.kube import connect
+from cdi.tokens import KeyRing
 
 log = logging.getLogger("cdi.apiserver")
 # Where the install mounts the serving certificate (upstream's mount point for certificate volumes).
@@ -64,6 +66,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         args.tls_private_key_file))))
 
 
+async def _token_key_ring(cluster: Cluster, namespace: str) -> KeyRing | None:
+    found = await read_key_ring(cluster, namespace)
+    return found[1].ring if found is not None else None
+
+
 async def run(command: ApiServerCommand) -> int:
     return await run_until_stopped(lambda stop: serve(command, stop))
 
@@ -76,7 +83,7 @@ async def serve(command: ApiServerCommand, stop: asyncio.Event) -> None:
     async with await connect(command.kubeconfig) as cluster:
         key = await ensure_signing_key(cluster, command.namespace, time.time())
         auth = await front_proxy(cluster)
-        ring = RingSigningKey(cluster, command.namespace, key,
+        ring = RingSigningKey(lambda: _token_key_ring(cluster, command.namespace), key,
                               propagation=Schedule.from_environ(os.environ).propagation)
         server = ApiServer(cluster, key, auth, upload_key=ring.current)
         context = serving_context(command.tls_cert_file, command.tls_private_key_file, auth)

@@ -5,7 +5,7 @@ within its refresh time; a token issued before a rotation still verifies with th
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,10 +14,17 @@ import pytest
 from cdi.apiserver.frontproxy import RequestHeaderAuth
 from cdi.apiserver.server import ApiServer, serving_context, start
 from cdi.apiserver.uploadkeys import RingSigningKey
-from cdi.controllers.upload.credentials import TOKEN_KEYS_SECRET, RingSecret, decode, encode, ensure_ring_secret
+from cdi.controllers.upload.credentials import (
+    TOKEN_KEYS_SECRET,
+    RingSecret,
+    decode,
+    encode,
+    ensure_ring_secret,
+    read_key_ring,
+)
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.reviews import DEFAULT_REVIEWS
-from cdi.tokens import InvalidToken, TokenVerifier, generate_signing_key, load_public_keys
+from cdi.tokens import InvalidToken, KeyRing, TokenVerifier, generate_signing_key, load_public_keys
 from tests.apiserver.test_server import AS_ALICE, PROXY_NAME, TOKENS, Served, token_request
 from tests.support.tls import TestPKI, make_client_cert, make_pki
 
@@ -43,6 +50,13 @@ async def rotate(cluster: EmbeddedCluster, created: float) -> RingSecret:
     return rotated
 
 
+def reader(cluster: EmbeddedCluster) -> Callable[[], Awaitable[KeyRing | None]]:
+    async def read() -> KeyRing | None:
+        found = await read_key_ring(cluster, NAMESPACE)
+        return found[1].ring if found is not None else None
+    return read
+
+
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[EmbeddedCluster]:
     async with EmbeddedCluster(tmp_path / "store.db", reviews=dict(DEFAULT_REVIEWS)) as store:
@@ -52,7 +66,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[EmbeddedCluster]:
 async def test_the_signing_key_follows_the_ring_within_its_refresh(cluster: EmbeddedCluster) -> None:
     fallback, ticks, wall = generate_signing_key(time.time()), Ticks(), Ticks()
     wall.now = time.time()
-    keys = RingSigningKey(cluster, NAMESPACE, fallback, refresh=10.0, propagation=180.0, monotonic=ticks, clock=wall)
+    keys = RingSigningKey(reader(cluster), fallback, refresh=10.0, propagation=180.0, monotonic=ticks, clock=wall)
     assert (await keys.current()).kid == fallback.kid  # no ring yet: upstream's key
     ring = await ensure_ring_secret(cluster, datetime.now(UTC), NAMESPACE)
     assert (await keys.current()).kid == fallback.kid  # read less than `refresh` ago
@@ -71,7 +85,7 @@ async def test_tokens_from_before_a_rotation_still_verify_and_new_ones_use_the_n
     fallback = generate_signing_key(time.time())
     await ensure_ring_secret(cluster, datetime.now(UTC), NAMESPACE)
     auth = RequestHeaderAuth(front.ca_pem().decode(), frozenset({PROXY_NAME}))
-    keys = RingSigningKey(cluster, NAMESPACE, fallback, refresh=0.0, propagation=0.0)
+    keys = RingSigningKey(reader(cluster), fallback, refresh=0.0, propagation=0.0)
     runner, port = await start(ApiServer(cluster, fallback, auth, upload_key=keys.current), "127.0.0.1", 0,
                                serving_context(pki.server_cert, pki.server_key, auth))
     try:
