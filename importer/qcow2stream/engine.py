@@ -26,8 +26,26 @@ from importer.qcow2stream.output import DiskOutput
 from importer.qcow2stream.spool import Spool
 from importer.qcow2stream.tables import ALL_SUBCLUSTERS, COMPRESSED, OFFSET_MASK, Extent, L2Table, _words, corrupt
 
-FREE, SEEN, SPOOLED, META, DATA, CDATA = range(6)
-_ROLE = {SPOOLED: "unclaimed data", META: "metadata", DATA: "another guest cluster", CDATA: "compressed data"}
+# Host cluster states. SHARED_C/SHARED_D: spooled, and part of it already holds compressed data
+# (more compressed data may follow) or a guest cluster's data (nothing else may).
+FREE, SEEN, SPOOLED, META, DATA, CDATA, SHARED_C, SHARED_D = range(8)
+KEPT = (SPOOLED, SHARED_C, SHARED_D)
+_ROLE = {SPOOLED: "unclaimed data", META: "metadata", DATA: "another guest cluster", CDATA: "compressed data",
+         SHARED_C: "compressed data", SHARED_D: "another guest cluster"}
+
+
+def spooled_state(state: int) -> int:
+    """A cluster's state once it is spooled, from its state before (claimed in part, or not)."""
+    return SHARED_C if state == CDATA else SHARED_D if state == DATA else SPOOLED
+
+
+def earlier_claim(state: int, kind: int) -> int | None:
+    """A passed cluster's state after an L2 table read later claims data in it (None: it may not)."""
+    if state == SEEN or (state == SPOOLED and kind != COMPRESSED):
+        return DATA if kind != COMPRESSED else state
+    if state in (SPOOLED, SHARED_C) and kind == COMPRESSED:
+        return SHARED_C
+    return None
 _REFTABLE_CLUSTERS_READ = 64
 SPOOL_REREAD_LIMIT = 4 << 20  # spooled bytes a checkpoint may leave for its restart to read again
 
@@ -236,7 +254,7 @@ class Engine:
                 return
         self._spool.put(cluster, bytes(data), f"host cluster {cluster * self._cs:#x} precedes the L2 table "
                                               f"that may map it")
-        self._mark(cluster, SPOOLED)
+        self._mark(cluster, spooled_state(state))
 
     def _nonzero(self, view: memoryview) -> bool:
         return bytes(view) != self._zeros[:len(view)]  # bytes compare with memcmp; memoryviews do not
@@ -247,14 +265,15 @@ class Engine:
         parts: list[bytes | memoryview] = []
         for cluster in range(extent.start // self._cs, (extent.end - 1) // self._cs + 1):
             state = self._state_of(cluster)
-            if state not in (SEEN, SPOOLED):
+            after = earlier_claim(state, extent.kind)
+            if after is None:
                 raise _overlap(cluster * self._cs, extent, state)
-            kept = self._spool.get(cluster) if state == SPOOLED else None
+            kept = self._spool.get(cluster) if state in KEPT else None
             base = cluster * self._cs
             low, high = max(extent.start, base) - base, min(extent.end, base + self._cs) - base
             parts.append(memoryview(kept)[low:high] if kept is not None else bytes(high - low))
-            if extent.kind != COMPRESSED:
-                self._mark(cluster, DATA)
+            self._mark(cluster, after)
+            if after == DATA:
                 self._spool.discard(cluster)  # a guest cluster's data now: nothing else may claim it
         self._emit(extent, parts)
 

@@ -33,10 +33,13 @@ from importer.qcow2stream.engine import (
     FREE,
     META,
     SEEN,
-    SPOOLED,
+    SHARED_C,
+    SHARED_D,
     Restarted,
+    earlier_claim,
     metadata_clusters,
     plausible_end,
+    spooled_state,
 )
 from importer.qcow2stream.engine import reftable_clusters as _reftable_clusters
 from importer.qcow2stream.layout import Decline, Layout, read_layout
@@ -183,7 +186,7 @@ class _Rebuild:
 
     def _passed(self, cluster: int, spooled: bool) -> L2Table | None:
         if spooled:
-            self._mark(cluster, SPOOLED)
+            self._mark(cluster, spooled_state(self._state(cluster)))
             return None
         return self._read_l2(cluster)
 
@@ -217,10 +220,11 @@ class _Rebuild:
     def _earlier(self, extent: Extent) -> None:
         """Data the stream passed before its table: the pass took it from the spool (or as zeros)."""
         for cluster in self._spanned(extent):
-            if self._state(cluster) not in (FREE, SPOOLED):
-                raise _overlap(cluster * self._cs, extent, self._state(cluster))
-            if extent.kind != COMPRESSED:
-                self._mark(cluster, DATA)
+            state = self._state(cluster)
+            after = earlier_claim(SEEN if state == FREE else state, extent.kind)  # FREE here: SEEN in the pass
+            if after is None:
+                raise _overlap(cluster * self._cs, extent, state)
+            self._mark(cluster, FREE if after == SEEN else after)
 
     def _run_on(self, extent: Extent) -> None:
         """A compressed cluster the checkpoint cuts: claimed so far, assembled from its first part."""
@@ -258,7 +262,8 @@ class _Rebuild:
         self._states[cluster] = state
 
 
-_ROLE = {META: "metadata", DATA: "another guest cluster", CDATA: "compressed data"}
+_ROLE = {META: "metadata", DATA: "another guest cluster", CDATA: "compressed data", SHARED_C: "compressed data",
+         SHARED_D: "another guest cluster"}
 
 
 def _overlap(host: int, extent: Extent, state: int) -> Exception:

@@ -46,8 +46,8 @@ class Killed(Exception):
 @dataclass
 class Watch:
     """A checkpoint hook that notes every point where one could be taken; with `stop_at`, it syncs at
-    the first such point at or past that offset, then lets `extra` more clusters through and stops
-    the pass (what a SIGKILL leaves: the synced disk plus some later writes)."""
+    the first such point at or past that offset, then lets `extra` more clusters through (-1: none)
+    and stops the pass (what a SIGKILL leaves: the synced disk plus some later writes)."""
 
     stop_at: int | None = None
     extra: int = 3
@@ -78,6 +78,8 @@ class Watch:
             engine = stream._engine
             assert engine is not None
             self.snapshot = _engine_view(engine, stream.position // stream.layout.cluster_size)
+            if self.extra < 0:
+                raise Killed  # killed right after the record
 
 
 def _engine_view(engine: Engine, first: int) -> View:
@@ -137,8 +139,8 @@ def fetch(image: Path, ranges: list[tuple[int, int]]) -> dict[int, bytes]:
         return {start: os.pread(f.fileno(), end - start, start) for start, end in ranges}
 
 
-def kill_and_restart(image: Path, out: Path, stop_at: int) -> tuple[Watch, Restarted]:
-    watch = Watch(stop_at=stop_at)
+def kill_and_restart(image: Path, out: Path, stop_at: int, extra: int = 3) -> tuple[Watch, Restarted]:
+    watch = Watch(stop_at=stop_at, extra=extra)
     with pytest.raises(Killed):
         convert(image, out, watch)
     assert watch.taken is not None
@@ -334,3 +336,37 @@ def test_rebuild_refuses_what_the_pass_refuses(reference: Path, tmp_path: Path) 
     clusters = {o // 4096: data for o, data in fetch(image, [(o, o + 4096) for _, o in tables]).items()}
     with pytest.raises(RestartMismatch, match="at host offset 0x1000 was not fetched again"):
         rebuild(layout, tables, position, clusters)  # the refcount table is needed too
+
+
+def test_a_cluster_shared_by_compressed_data_and_a_standard_cluster_is_refused_before_and_after_a_restart(
+        reference: Path, tmp_path: Path) -> None:
+    """A host cluster holding compressed data of two L2 tables (qemu packs them so) that a later table
+    also maps as a standard cluster: qemu-img check calls that an overlap; the pass refuses it, and so
+    does a pass restarted at a checkpoint taken while that cluster waited in the spool."""
+    image = tmp_path / "shared.qcow2"
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", "-c", "-o", "cluster_size=4096", reference, image)
+    spooled: list[tuple[int, list[int]]] = []
+
+    class Spy(Watch):
+        def __call__(self, stream: Qcow2Stream) -> None:
+            assert stream._engine is not None
+            spooled.append((stream.position, stream._engine.spooled()))
+
+    convert(image, tmp_path / "spy.raw", Spy())
+    position, shared = next((p, clusters) for p, clusters in spooled if clusters)
+    cluster = shared[0]
+    tables = sorted(e & L2_OFFSET_MASK for e in l1_entries(image) if e & L2_OFFSET_MASK)
+    later = min(t for t in tables if t > cluster * 4096)
+    with image.open("r+b") as f:
+        entries = struct.unpack(">512Q", os.pread(f.fileno(), 4096, later))
+        free = entries.index(0)
+        os.pwrite(f.fileno(), struct.pack(">Q", cluster * 4096 | 1 << 63), later + 8 * free)
+    survey = Watch()
+    with pytest.raises(InvalidImage, match="is also compressed data"):
+        convert(image, tmp_path / "whole.raw", survey)
+    stop = next(p for p in survey.points if position <= p <= later)  # X spooled, its table still ahead
+    restarted = tmp_path / "restarted.raw"
+    with pytest.raises(InvalidImage, match="is also compressed data") as refused:
+        kill_and_restart(image, restarted, stop, extra=-1)
+    assert any(frame.name == "run_stream" and frame.locals.get("fresh") is False
+               for frame in refused.traceback), "refused by the restarted pass"
