@@ -2,8 +2,8 @@
 `GET https://<podIP>:8443/metrics`, certificate not verified (the importer's is self-signed and
 throwaway), 2 s timeout, and the `kubevirt_cdi_*_progress_total{ownerUID=...}` line parsed.
 
-`read` (ours) returns the same page's byte counters too (`pycdi_transfer_bytes_*`, served by importers
-and upload servers), from which the DataVolume controllers compute rate, ETA and stalls
+`read` (ours) returns the same page's byte counters too (`pycdi_transfer_bytes_*`, served by importers,
+upload servers and clone source pods), from which the DataVolume controllers compute rate, ETA and stalls
 (`cdi.controllers.progresswatch`). `TransferScraper` is the richer protocol; a scraper that only knows
 percentages (`ProgressScraper`) still drives `status.progress`."""
 
@@ -50,6 +50,14 @@ class TransferScraper(Protocol):
     async def scrape(self, pod_ip: str, owner_uid: str) -> float | None: ...
 
     async def read(self, pod_ip: str, owner_uid: str) -> ProgressPage | None: ...
+
+
+async def read_page(scraper: ProgressScraper, pod_ip: str, owner_uid: str) -> ProgressPage | None:
+    """One scrape: the whole page from a `TransferScraper`, only the percentage from any other."""
+    if isinstance(scraper, TransferScraper):
+        return await scraper.read(pod_ip, owner_uid)
+    percent = await scraper.scrape(pod_ip, owner_uid)
+    return ProgressPage(percent, None, None) if percent is not None else None
 
 
 class HttpsProgressScraper:

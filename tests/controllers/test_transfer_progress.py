@@ -3,7 +3,8 @@ metrics endpoint (`importer.metrics.MetricsServer`, HTTPS on loopback at the pod
 advance, then stop, then move again; the DataVolume gets bytes/rate/ETA annotations, then `Stalled=True`
 with one Warning event, then `Stalled=False` with a Normal one. The controller's clock is injected and
 stepped; nothing waits in real time. An upload whose user has not started is never stalled; one whose
-client stopped midway is."""
+client stopped midway is. A host-assisted clone is watched the same way through its `cdi-cloner` source
+pod's endpoint, and only while that pod copies."""
 
 from __future__ import annotations
 
@@ -17,10 +18,15 @@ import pytest
 from cdi.cluster.protocol import Cluster
 from cdi.contracts import annotations as ann
 from cdi.contracts.termination import TerminationMessage
+from cdi.controllers.clone.authorization import CloneAuthorization
+from cdi.controllers.clone.datavolume import CloneDataVolumeReconciler
 from cdi.controllers.datavolume.controller import IMPORT_KIND, UPLOAD_KIND, DataVolumeReconciler
+from cdi.controllers.hostclone.controller import CloneSourceReconciler
 from cdi.controllers.importpod.controller import ImportPodReconciler
 from cdi.controllers.progress import HttpsProgressScraper
 from cdi.controllers.upload.controller import UploadReconciler
+from cdi.runtime.types import Result
+from importer.cloner.main import CloneMetricsServer
 from importer.metrics import MetricsServer
 from importer.progress import Progress
 from tests.controllers.test_reconcilers import DV_API, KEY, bind, create_dv, set_container, setup_storage, step
@@ -91,7 +97,7 @@ async def stall_events(cluster: Cluster) -> list[tuple[str, str]]:
     return sorted((e["type"], e["reason"]) for e in events if e["reason"].startswith("Transfer"))
 
 
-async def at(dvs: DataVolumeReconciler, clock: SteppedClock, seconds: float) -> None:
+async def at(dvs: DataVolumeReconciler | CloneDataVolumeReconciler, clock: SteppedClock, seconds: float) -> None:
     clock.seconds = seconds
     await dvs.reconcile(KEY)
 
@@ -205,3 +211,102 @@ async def test_an_upload_waiting_for_its_user_is_not_stalled_but_one_whose_clien
     assert condition is not None and condition["status"] == "True"
     assert condition["message"] == ("no progress for 10m0s at 64Mi of 256Mi; the upload client may have stopped: "
                                     "resume the upload, or see `cdi logs pod/cdi-upload-fedora -n default`")
+
+
+async def pod_running(cluster: Cluster, name: str, ip: str) -> None:
+    await cluster.patch_status("v1", "Pod", name, {"status": {"phase": "Running", "podIP": ip, "containerStatuses": [
+        {"name": "c", "ready": True, "restartCount": 0,
+         "state": {"running": {"startedAt": "2026-11-21T06:00:00Z"}}}]}}, KEY.namespace)
+
+
+async def test_a_host_assisted_clone_shows_bytes_and_stalls_only_while_its_source_pod_copies(
+        cluster: Cluster, servers: list[MetricsServer]) -> None:
+    """A clone into a class without a CSI driver (upstream's NoPopulator fallback: a host-assisted copy straight
+    into the target claim), driven through the clone DataVolume, upload and clone source controllers. While its
+    source is in use by another pod (`CloneSourceInUse`) nothing runs and nothing stalls; then the real
+    `cdi-cloner` metrics endpoint serves bytes that advance, stop and move again."""
+    clock = SteppedClock()
+    await setup_storage(cluster, clock)  # type: ignore[arg-type]
+    await cluster.create({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                          "metadata": {"name": "golden", "namespace": KEY.namespace},
+                          "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
+    await cluster.patch_status("v1", "PersistentVolumeClaim", "golden",
+                               {"status": {"phase": "Bound", "capacity": {"storage": "1Gi"}}}, KEY.namespace)
+    await create_dv(cluster, {"pvc": {"namespace": KEY.namespace, "name": "golden"}})
+    authorization = CloneAuthorization(None, lambda: clock.now().timestamp())
+    await CloneDataVolumeReconciler(cluster, clock, "PersistentVolumeClaim", authorization).reconcile(KEY)
+    await bind(cluster)
+    target = await cluster.get("v1", "PersistentVolumeClaim", KEY.name, KEY.namespace)
+    owner_uid = target["metadata"]["annotations"].get(ann.ANN_OWNER_UID) or target["metadata"]["uid"]
+    progress = Progress()
+    server = CloneMetricsServer(progress, owner_uid, f"{POD_IP}:0")
+    servers.append(server)
+    await server.start()
+    assert server.port is not None
+    scraper = HttpsProgressScraper(server.port)
+    dvs = CloneDataVolumeReconciler(cluster, clock, "PersistentVolumeClaim", authorization, scraper=scraper,
+                                    stall_timeout=timedelta(minutes=10))
+    uploads = UploadReconciler(cluster, clock, namespace=KEY.namespace)
+    clones = CloneSourceReconciler(cluster, clock, scraper, image="img", namespace=KEY.namespace)
+    await uploads.reconcile(KEY)
+    await pod_running(cluster, "cdi-upload-fedora", "127.1.0.5")
+    await uploads.reconcile(KEY)
+    await cluster.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "app", "namespace": KEY.namespace},
+                          "spec": {"containers": [{"name": "c", "image": "i"}], "volumes": [
+                              {"name": "v", "persistentVolumeClaim": {"claimName": "golden"}}]}})
+    await pod_running(cluster, "app", "127.1.0.6")
+    await clones.reconcile(KEY)
+    await at(dvs, clock, 0.0)
+    await at(dvs, clock, 3600.0)  # an hour waiting for its source: not a transfer that stalls
+    doc = await dv(cluster)
+    assert doc["status"]["phase"] == "CloneInProgress"
+    assert stalled(doc) is None and transfer_notes(doc) == {}
+    assert ("Warning", "CloneSourceInUse") in {(e["type"], e["reason"])
+                                               for e in (await cluster.list("v1", "Event", KEY.namespace)).items}
+
+    await cluster.delete("v1", "Pod", "app", KEY.namespace)
+    await clones.reconcile(KEY)
+    source_pod = f"{target['metadata']['uid']}-source-pod"
+    await pod_running(cluster, source_pod, POD_IP)
+    progress.bytes_done(100 * MI, 1000 * MI)
+    await clones.reconcile(KEY)  # upstream's percentage reaches the claim, and the DataVolume
+    clock.seconds = 3700.0
+    assert await dvs.reconcile(KEY) == Result(requeue_after=2.0)  # looked at again while the copy runs
+    doc = await dv(cluster)
+    assert doc["status"]["progress"] == "10.00%"
+    assert transfer_notes(doc) == {ann.ANN_TRANSFER_BYTES_DONE: str(100 * MI),
+                                   ann.ANN_TRANSFER_BYTES_TOTAL: str(1000 * MI)}
+    progress.bytes_done(300 * MI, 1000 * MI)
+    await at(dvs, clock, 3710.0)
+    assert transfer_notes(await dv(cluster)) == {
+        ann.ANN_TRANSFER_BYTES_DONE: str(300 * MI), ann.ANN_TRANSFER_BYTES_TOTAL: str(1000 * MI),
+        ann.ANN_TRANSFER_RATE: str(20 * MI), ann.ANN_TRANSFER_ETA: "35"}
+
+    await at(dvs, clock, 4309.0)  # the copy stops
+    assert stalled(await dv(cluster)) is None
+    await at(dvs, clock, 4310.0)
+    await at(dvs, clock, 4312.0)
+    condition = stalled(await dv(cluster))
+    assert condition is not None and (condition["status"], condition["reason"]) == ("True", "TransferStalled")
+    assert condition["message"] == (f"no progress for 10m0s at 300Mi of 1000Mi; the clone source may not reach its "
+                                    f"target: see `cdi logs pod/{source_pod} -n default` and the target's upload pod")
+    assert await stall_events(cluster) == [("Warning", "TransferStalled")]
+
+    progress.bytes_done(310 * MI, 1000 * MI)
+    await at(dvs, clock, 4320.0)
+    condition = stalled(await dv(cluster))
+    assert condition is not None and (condition["status"], condition["reason"]) == ("False", "TransferProgressing")
+    assert await stall_events(cluster) == [("Normal", "TransferProgressing"), ("Warning", "TransferStalled")]
+
+    done = TerminationMessage("Clone Complete", preallocation_applied=False).to_json()
+    await cluster.patch_status("v1", "Pod", "cdi-upload-fedora", {"status": {"phase": "Succeeded", "containerStatuses": [
+        {"name": "c", "ready": False, "restartCount": 0,
+         "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": done}}}]}}, KEY.namespace)
+    await uploads.reconcile(KEY)
+    await clones.reconcile(KEY)
+    clock.seconds = 4330.0
+    assert await dvs.reconcile(KEY) == Result()
+    doc = await dv(cluster)
+    assert doc["status"]["phase"] == "Succeeded"
+    assert transfer_notes(doc) == {ann.ANN_TRANSFER_BYTES_DONE: str(1000 * MI),
+                                   ann.ANN_TRANSFER_BYTES_TOTAL: str(1000 * MI)}

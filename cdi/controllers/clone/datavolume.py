@@ -16,6 +16,11 @@ The DataVolume's status follows the claim (`cdi.controllers.datavolume.status` w
 phases: CloneScheduled, SnapshotForSmartCloneInProgress, CloneFromSnapshotSourceInProgress,
 CSICloneInProgress, PrepClaimInProgress, RebindInProgress, CloneInProgress, Succeeded), the chosen
 `cloneType` is copied onto it, and once it Succeeded (or is deleted) the VolumeCloneSource goes.
+
+Ours: while a host-assisted copy runs (straight into the claim, or into the populator's temporary claim),
+its source pod's byte counters become bytes/rate/ETA annotations on the DataVolume and, when they stop
+moving for the stall timeout, a `Stalled` condition with an event, as for imports
+(`cdi.controllers.clone.transfer`); the copy is polled every 2 s while it runs.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from cdi.api import DataVolume, ManifestError, parse_object
@@ -38,6 +44,7 @@ from cdi.controllers.clone.facts import SNAPSHOT_API, capacity_of, get_or_none, 
 from cdi.controllers.clone.plans import SNAPSHOT_SOURCE, clone_source_name
 from cdi.controllers.clone.populator import CLONE_SOURCE_KIND
 from cdi.controllers.clone.strategy import Fallback
+from cdi.controllers.clone.transfer import REQUEUE, HostCopyWatch
 from cdi.controllers.config_view import ConfigView
 from cdi.controllers.datavolume.claim import new_claim
 from cdi.controllers.datavolume.render import RenderError, StorageView, render_pvc_spec
@@ -54,6 +61,8 @@ from cdi.controllers.meta import (
     timestamp,
     uid_of,
 )
+from cdi.controllers.progress import ProgressScraper
+from cdi.controllers.progresswatch import DEFAULT_STALL_TIMEOUT
 from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch, owner_keys
 from cdi.tokens import TokenRejected
 
@@ -146,8 +155,10 @@ def progress_of(claim: Object | None) -> float | None:
 
 class CloneDataVolumeReconciler:
     def __init__(self, cluster: Cluster, clock: Clock, source_kind: str, authorization: CloneAuthorization,
-                 waiting_on: SourceRefIndex | None = None) -> None:
+                 waiting_on: SourceRefIndex | None = None, *, scraper: ProgressScraper | None = None,
+                 stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT) -> None:
         self._cluster = cluster
+        self._copies = HostCopyWatch(cluster, clock, scraper, stall_timeout)
         self._clock = clock
         self._authorization = authorization
         self._waiting_on = waiting_on or SourceRefIndex()
@@ -158,6 +169,7 @@ class CloneDataVolumeReconciler:
     async def reconcile(self, key: Key) -> Result:
         doc = await get_or_none(self._cluster, CDI_API_VERSION, "DataVolume", key.name, key.namespace)
         if doc is None:
+            self._copies.forget(key.namespace, key.name)
             return DONE
         try:
             dv = parse_object(doc)
@@ -170,6 +182,7 @@ class CloneDataVolumeReconciler:
         if source is None or source.kind != self._source_kind:
             return DONE
         if is_deleting(doc):
+            self._copies.forget(key.namespace, key.name)
             await self._release(doc, source)
             return DONE
         claim, problem = await self._claim(dv, doc, source, waiting)
@@ -179,7 +192,8 @@ class CloneDataVolumeReconciler:
         storage_class = await get_or_none(self._cluster, "storage.k8s.io/v1", "StorageClass", class_name) \
             if class_name else None
         wffc = (storage_class or {}).get("volumeBindingMode") == "WaitForFirstConsumer"
-        plan = dv_status(Observed(doc, claim, wffc, progress_of(claim), problem, timestamp(self._clock.now())),
+        copying, stall = await self._copies.observe(doc, claim)
+        plan = dv_status(Observed(doc, claim, wffc, progress_of(claim), problem, timestamp(self._clock.now()), stall),
                          clone_operation(source, key.namespace, key.name))
         if doc.get("status") != plan.status:
             await self._cluster.patch_status(CDI_API_VERSION, "DataVolume", key.name, {"status": plan.status},
@@ -189,7 +203,9 @@ class CloneDataVolumeReconciler:
         await self._copy_clone_type(doc, claim)
         if plan.status.get("phase") == "Succeeded":
             await self._release(doc, source)
-        return Result(requeue_after=5.0) if problem else DONE
+        if problem:
+            return Result(requeue_after=5.0)
+        return Result(requeue_after=REQUEUE[copying]) if copying in REQUEUE else DONE
 
     async def _through_data_source(self, dv: DataVolume,
                                    key: Key) -> tuple[CloneSourceRef | None, tuple[str, str] | None]:
@@ -430,13 +446,18 @@ class SourceRefIndex:
         return sorted(self._users.get((namespace_of(obj), name_of(obj)), set()))
 
 
-def controllers(cluster: Cluster, clock: Clock, authorization: CloneAuthorization) -> list[ControllerSpec]:
+def controllers(cluster: Cluster, clock: Clock, authorization: CloneAuthorization,
+                scraper: ProgressScraper | None = None, *,
+                stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT) -> list[ControllerSpec]:
+    """`scraper`: reads host-assisted copies' source pods for bytes, rate, ETA and stalls; None: not watched."""
     claims = Watch("v1", "PersistentVolumeClaim", owner_keys("DataVolume"))
     index = SourceRefIndex()
     data_sources = Watch(CDI_API_VERSION, "DataSource", index.users_of)
     return [ControllerSpec("datavolume-pvc-clone-controller", CDI_API_VERSION, "DataVolume",
-                           CloneDataVolumeReconciler(cluster, clock, "PersistentVolumeClaim", authorization, index),
+                           CloneDataVolumeReconciler(cluster, clock, "PersistentVolumeClaim", authorization, index,
+                                                     scraper=scraper, stall_timeout=stall_timeout),
                            watches=[claims, data_sources]),
             ControllerSpec("datavolume-snapshot-clone-controller", CDI_API_VERSION, "DataVolume",
-                           CloneDataVolumeReconciler(cluster, clock, SNAPSHOT_SOURCE, authorization, index),
+                           CloneDataVolumeReconciler(cluster, clock, SNAPSHOT_SOURCE, authorization, index,
+                                                     scraper=scraper, stall_timeout=stall_timeout),
                            watches=[claims, data_sources])]

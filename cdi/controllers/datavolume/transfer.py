@@ -3,9 +3,10 @@ counters, keep each transfer's `progresswatch.Track`, write bytes/rate/ETA annot
 when `progresswatch.due` says so, and return the `Stalled` condition's plan for `status.dv_status` to
 publish. The decisions are `cdi.controllers.progresswatch`'s; this module only observes and applies.
 
-Called by `cdi.controllers.datavolume.controller` (imports and uploads). Tracks live in memory, keyed by
-the DataVolume's namespace and name (and checked against its uid), and are dropped when the transfer ends
-or the DataVolume goes."""
+Called by `cdi.controllers.datavolume.controller` (imports and uploads) and, through
+`cdi.controllers.clone.transfer`, by the clone DataVolume controllers (host-assisted copies). Tracks live
+in memory, keyed by the DataVolume's namespace and name (and checked against its uid), and are dropped
+when the transfer ends or the DataVolume goes."""
 
 from __future__ import annotations
 

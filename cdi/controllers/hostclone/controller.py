@@ -21,7 +21,7 @@ from cdi.contracts import annotations as ann
 from cdi.contracts import clone_protocol as cp
 from cdi.contracts import upload_protocol as up
 from cdi.controllers.hostclone.plan import PROGRESS_INTERVAL, Act, Observation, Plan, plan, same_namespace_only
-from cdi.controllers.hostclone.podspec import SourcePodInputs, source_pod, source_secret
+from cdi.controllers.hostclone.podspec import SourcePodInputs, owner_uid_of, source_pod, source_secret
 from cdi.controllers.hostclone.usage import pods_using
 from cdi.controllers.meta import annotations_of, meta, name_of, namespace_of, uid_of
 from cdi.controllers.placement import workload_placement
@@ -96,7 +96,7 @@ class CloneSourceReconciler:
         if key in self._scraped and now - self._scraped[key] < PROGRESS_INTERVAL:
             return None
         self._scraped[key] = now
-        return await self._scraper.scrape(str(ip), _owner_uid(pod))
+        return await self._scraper.scrape(str(ip), owner_uid_of(pod))
 
     async def _apply(self, target: Object, o: Observation, decided: Plan, pod_name: str) -> None:
         source_ns = (clone_source_of(target) or (namespace_of(target), ""))[0]
@@ -163,14 +163,6 @@ class CloneSourceReconciler:
             if fresh is None:
                 return
             target = fresh
-
-
-def _owner_uid(pod: Object) -> str:
-    for container in (pod.get("spec") or {}).get("containers") or []:
-        for var in container.get("env") or []:
-            if var.get("name") == cp.OWNER_UID:
-                return str(var.get("value") or "")
-    return ""
 
 
 def controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper, *, image: str = DEFAULT_IMAGE,

@@ -59,6 +59,15 @@ def owner_ref(target: Object) -> str:
     return f"{namespace_of(target)}/{name_of(target)}"
 
 
+def owner_uid_of(pod: Object) -> str:
+    """The OWNER_UID a source pod was started with: the label of its metrics lines."""
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for var in container.get("env") or []:
+            if var.get("name") == cp.OWNER_UID:
+                return str(var.get("value") or "")
+    return ""
+
+
 def source_secret(inputs: SourcePodInputs, pair: KeyPair) -> Object:
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": {"name": inputs.pod_name, "namespace": namespace_of(inputs.source),
