@@ -3,8 +3,9 @@ a restart cannot continue it), and the hook the writer calls after each chunk, w
 is due and the decoder can restart here, syncs the target and saves the offsets, the bytes read past
 the restart point and the checksum's state. Raw images restart at any consistent chunk; compressed
 raw images at the end of a gzip member, xz block or zstd frame (`DecompressingReader.boundary`);
-qcow2 images at a host cluster boundary where the streaming converter holds nothing back
-(`Qcow2Checkpoints`; the record names the metadata a restart reads again, `importer.qcow2stream.restart`).
+qcow2 images at a host cluster boundary, unless the streaming converter holds back more data than a
+restart would read again (`Qcow2Checkpoints`; the record names the metadata and held-back clusters a
+restart reads again, `importer.qcow2stream.restart`).
 
 `importer.transfer` calls these for a fresh attempt and continues a record in `resume_transfer`;
 records and their stores are `importer.checkpoint`, the decision to resume is `importer.resume`.
@@ -105,8 +106,9 @@ def writer_hook(checkpoints: CheckpointPlan | None, meter: Meter,
 
 class Qcow2Checkpoints:
     """The streaming qcow2 converter's checkpoints (`importer.qcow2stream.ClusterHook`): after a host
-    cluster, when a record is due and the converter holds nothing back, sync the disk and record the
-    host offset, the guest high-water mark and where the metadata a restart reads again lies. On a Block
+    cluster, when a record is due and the converter does not hold back too much (`held_back`), sync the
+    disk and record the host offset, the guest high-water mark and where the bytes lie that a restart
+    reads again (or log, once per stretch, why no record could be taken for a long while). On a Block
     volume the records live in the device's last MiB, which guest data may reach at any time (the
     converter writes in host order): before the first write there, the records are cleared and stop."""
 
