@@ -10,8 +10,8 @@ still accept is unusual); nothing is lost then, as `prefix` holds every byte rea
 scratch-space path. `run` raises `SpoolExhausted` when too much data arrives before its L2 table
 and there is no scratch space to keep it in.
 
-Checkpoints: `run` calls a `ClusterHook` after every host cluster; where nothing is held back
-(`held_back`), `sync` makes the disk durable and `restart_state` names the metadata a restart needs.
+Checkpoints: `run` calls a `ClusterHook` after every host cluster; unless too much is held back
+(`held_back`), `sync` makes the disk durable and `restart_state` names the bytes a restart reads again.
 `Qcow2Stream.restarted` continues such a checkpoint with the state `restart` rebuilt.
 
 Modules: `layout` (header), `tables` (L1/L2 entries), `compressed` (deflate/zstd clusters), `engine`
