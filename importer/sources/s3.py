@@ -232,8 +232,10 @@ class S3Source:
             client.meta.events.register("before-sign.s3.GetObject", _request_checksums)
             response = await self._get_from(client, resume)
             start, total = _extent(response)
-            found = stored_digest(response) if start == 0 else (
-                None, f"the import resumed at byte {start}, and the stored digest covers the whole object")
+            length = response.get("ContentLength")
+            found = stored_digest(response) if start == 0 and length == total else (
+                None, f"the import resumed at byte {start}, and the stored digest covers the whole object" if start
+                else f"only the first {length} bytes of the object are read here, and the stored digest covers it all")
             async with response["Body"] as body, checked_stream(
                     self._read(body), found, what=f"s3://{location.bucket}/{location.key}",
                     total=total, description=str(location), user_checksum=bool(self._config.checksum),
