@@ -11,9 +11,9 @@ refuse (each a sentence for the Degraded condition):
   args, `-k value` for a one-letter key and `--key value` otherwise (our components parse GNU-style options;
   upstream's Go components take `-key value`); an empty value is a bare switch;
 * `customizeComponents.patches` apply to the object of `resourceType` (its kind) and `resourceName`: `json`
-  (RFC 6902) and `merge` (RFC 7386). `strategic` is refused: a strategic merge needs each kind's patch
-  strategy (the Go types' struct tags), which we do not carry. A patch whose target is not part of the
-  install, or that does not apply, is refused too. Objects changed by customization carry upstream's
+  (RFC 6902), `merge` (RFC 7386) and `strategic` (Kubernetes' strategic merge patch, with the Go types'
+  merge keys: `cdi.operator.strategicmerge`), as upstream applies them. A patch whose target is not part of
+  the install, or that does not apply, is refused. Objects changed by customization carry upstream's
   `cdi.kubevirt.io/customizer-identifier` annotation, a hash of the customization.
 
 `stamp` then marks each object as the operator's: a controller ownerReference to the CR and the
@@ -34,6 +34,7 @@ from cdi.cluster.errors import ApiError
 from cdi.contracts import deployment as dep
 from cdi.embedded.jsonpatch import apply_json_patch
 from cdi.operator import contract as c
+from cdi.operator.strategicmerge import StrategicMergeError, strategic_merge
 
 Object = dict[str, Any]
 CUSTOMIZER_ANNOTATION = "cdi.kubevirt.io/customizer-identifier"
@@ -116,8 +117,6 @@ def _targets(docs: list[Object], patch: Mapping[str, Any]) -> list[Object]:
 def _patch(docs: list[Object], patch: Mapping[str, Any]) -> str | None:
     """Apply one patch in place; the reason it was refused, or None."""
     what = f"customizeComponents patch of {patch.get('resourceType')} {patch.get('resourceName')}"
-    if patch.get("type") == "strategic":
-        return f"{what}: strategic merge patches are not supported, use a json or merge patch"
     targets = _targets(docs, patch)
     if not targets:
         return f"{what}: no such object in the install"
@@ -127,9 +126,17 @@ def _patch(docs: list[Object], patch: Mapping[str, Any]) -> str | None:
         return f"{what}: the patch is not JSON ({e.msg})"
     for doc in targets:
         try:
-            patched = apply_json_patch(doc, body) if patch.get("type") == "json" else merge_patch(doc, body)
+            match patch.get("type"):
+                case "json":
+                    patched = apply_json_patch(doc, body)
+                case "strategic":
+                    patched = strategic_merge(doc, body)
+                case _:
+                    patched = merge_patch(doc, body)
         except ApiError as e:
             return f"{what}: {e.message}"
+        except StrategicMergeError as e:
+            return f"{what}: {e}"
         doc.clear()
         doc.update(patched)
     return None

@@ -66,7 +66,7 @@ def test_flags_are_appended_to_their_component_only(documents: list[dict[str, An
     assert CUSTOMIZER_ANNOTATION in find(docs, "Deployment", "cdi-deployment")["metadata"]["annotations"]
 
 
-def test_json_and_merge_patches_apply_and_strategic_is_refused(documents: list[dict[str, Any]]) -> None:
+def test_json_merge_and_strategic_patches_apply_and_bad_ones_are_refused(documents: list[dict[str, Any]]) -> None:
     patches = [
         {"resourceName": "cdi-uploadproxy", "resourceType": "Deployment", "type": "json",
          "patch": json.dumps([{"op": "add", "path": "/spec/template/metadata/annotations",
@@ -74,7 +74,8 @@ def test_json_and_merge_patches_apply_and_strategic_is_refused(documents: list[d
         {"resourceName": "cdi-api", "resourceType": "Service", "type": "merge",
          "patch": json.dumps({"metadata": {"labels": {"exposed": "yes"}}})},
         {"resourceName": "cdi-apiserver", "resourceType": "Deployment", "type": "strategic",
-         "patch": json.dumps({"spec": {"replicas": 5}})},
+         "patch": json.dumps({"spec": {"replicas": 5, "template": {"spec": {"containers": [
+             {"name": "cdi-apiserver", "resources": {"limits": {"memory": "1Gi"}}}]}}}})},
         {"resourceName": "nope", "resourceType": "Deployment", "type": "merge", "patch": "{}"},
         {"resourceName": "cdi-deployment", "resourceType": "Deployment", "type": "json", "patch": "not json"},
     ]
@@ -82,12 +83,14 @@ def test_json_and_merge_patches_apply_and_strategic_is_refused(documents: list[d
     proxy = find(docs, "Deployment", "cdi-uploadproxy")
     assert proxy["spec"]["template"]["metadata"]["annotations"] == {"team": "storage"}
     assert find(docs, "Service", "cdi-api")["metadata"]["labels"]["exposed"] == "yes"
-    assert find(docs, "Deployment", "cdi-apiserver")["spec"]["replicas"] == 1
-    assert problems[0] == ("customizeComponents patch of Deployment cdi-apiserver: strategic merge patches are "
-                           "not supported, use a json or merge patch")
-    assert problems[1] == "customizeComponents patch of Deployment nope: no such object in the install"
-    assert problems[2].startswith("customizeComponents patch of Deployment cdi-deployment: the patch is not JSON")
-    assert len(problems) == 3
+    apiserver = find(docs, "Deployment", "cdi-apiserver")
+    (container,) = apiserver["spec"]["template"]["spec"]["containers"]
+    assert apiserver["spec"]["replicas"] == 5
+    assert container["resources"] == {"requests": {"cpu": "10m", "memory": "150Mi"}, "limits": {"memory": "1Gi"}}
+    assert container["image"] == "registry.example/pycdi:v1"  # merged into the container by name, not replaced
+    assert problems[0] == "customizeComponents patch of Deployment nope: no such object in the install"
+    assert problems[1].startswith("customizeComponents patch of Deployment cdi-deployment: the patch is not JSON")
+    assert len(problems) == 2
     assert CUSTOMIZER_ANNOTATION in proxy["metadata"]["annotations"]
 
 
