@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.e2e.test_datavolume_import import wide_row
 from tests.support.catalog import ImageSet
 from tests.support.controlplane import ControlPlane
 from tests.support.nginx import NginxServer
@@ -304,17 +305,62 @@ def test_a_control_plane_killed_in_each_phase_finishes_the_clone(control_plane: 
     assert len(volumes) == 2, [v["metadata"]["name"] for v in volumes]  # the source's and the clone's, no strays
 
 
+def container_pid(plane: ControlPlane, pod_name: str, namespace: str = "default") -> int | None:
+    """The process of a running embedded pod's container (its shim, which leads the process group)."""
+    pod: dict[str, Any] | None = plane.get("pod", pod_name, namespace)
+    statuses = ((pod or {}).get("status") or {}).get("containerStatuses") or []
+    if not statuses or "running" not in (statuses[0].get("state") or {}):
+        return None
+    container_id = str(statuses[0].get("containerID") or "")
+    return int(container_id.removeprefix("pycdi://")) if container_id.startswith("pycdi://") else None
+
+
+def stalled_status(plane: ControlPlane, name: str) -> str | None:
+    dv = plane.get("dv", name) or {}
+    return next((str(c["status"]) for c in (dv.get("status") or {}).get("conditions") or []
+                 if c["type"] == "Stalled"), None)
+
+
 def test_a_class_without_a_csi_driver_falls_back_to_a_host_assisted_copy(
         control_plane: ControlPlane, nginx: NginxServer, images: ImageSet, source_namespace: str) -> None:
     """The provisioner's pre-CSI name has no CSIDriver object: upstream's NoPopulator fallback, a copy straight
-    into the target claim (`k8s.io/CloneRequest`)."""
+    into the target claim (`k8s.io/CloneRequest`). A pod holding the source read-write makes the copy wait
+    (CloneSourceInUse, never Stalled); meanwhile the target's upload server is frozen (SIGSTOP), so that once
+    the holder goes the copy starts and can move no byte: `cdi get dv -o wide` shows its BYTES and, past the
+    DataVolume's own 1 s stall timeout, it is Stalled. Thawed, it finishes with bytes done = total."""
     control_plane.apply({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "in-tree"},
                          "provisioner": "pycdi.local/hostpath"})
     import_golden(control_plane, nginx)
+    control_plane.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "holder", "namespace": SOURCE_NS},
+                         "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
+                                  "volumes": [{"name": "disk", "persistentVolumeClaim": {"claimName": "golden"}}],
+                                  "containers": [{"name": "main", "image": "quay.io/example/app:v1",
+                                                  "command": ["sleep", "300"],
+                                                  "volumeMounts": [{"name": "disk", "mountPath": "/data"}]}]}})
     dv = clone_dv("legacy", "golden", size="512Mi")
     dv["spec"]["storage"]["storageClassName"] = "in-tree"
+    dv["metadata"]["annotations"] = {"pycdi.io/stallTimeout": "1s"}
     control_plane.apply(dv)
+    control_plane.wait_for(lambda: ("CloneSourceInUse", f"pod {SOURCE_NS}/holder using PersistentVolumeClaim golden")
+                           in events_of(control_plane, "legacy"), "CloneSourceInUse", 60)
+    upload_server = control_plane.wait_for(lambda: container_pid(control_plane, "cdi-upload-legacy"),
+                                           "the upload server running", 60)
+    os.killpg(upload_server, signal.SIGSTOP)
+    try:
+        assert stalled_status(control_plane, "legacy") is None  # waiting for its source is not stalling
+        control_plane.cdi("delete", "pod", "holder", "-n", SOURCE_NS, "--timeout=60s")
+        control_plane.wait_for(lambda: wide_row(control_plane, "legacy").get("BYTES", "").startswith("0/"),
+                               "BYTES of the frozen copy", 60)
+        control_plane.wait_for(lambda: stalled_status(control_plane, "legacy") == "True", "Stalled", 60)
+    finally:
+        os.killpg(upload_server, signal.SIGCONT)
     done = wait_succeeded(control_plane, "legacy")
+    progress = {k.removeprefix("pycdi.io/transfer."): v for k, v in done["metadata"]["annotations"].items()
+                if k.startswith("pycdi.io/transfer.")}
+    assert progress.keys() == {"bytesDone", "bytesTotal"} and progress["bytesDone"] == progress["bytesTotal"], progress
+    assert 0 < int(progress["bytesTotal"]) < images.virtual_size  # the golden's data extents, not its holes
+    assert stalled_status(control_plane, "legacy") == "False"
+    assert "TransferStalled" in {reason for reason, _ in events_of(control_plane, "legacy")}
     assert done["metadata"]["annotations"]["cdi.kubevirt.io/cloneType"] == "copy"
     claim = control_plane.get("pvc", "legacy")
     assert claim is not None
