@@ -39,6 +39,7 @@ from importer.qcow2stream.restart import Restart, RestartMismatch, RestartRecord
 from importer.qemu import QemuImg
 from importer.ranged import RangedAccess
 from importer.resume import Decision, Observed, Outcome, confirm, decide, describe
+from importer.signals import run_main
 from importer.sources import Source, SourceStream, source_factory
 from importer.sources.base import ResumableSource
 from importer.target import PARTIAL_NAME, discover_target
@@ -297,7 +298,7 @@ async def run(environ: Mapping[str, str], qemu: QemuImg | None = None) -> int:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.exit(asyncio.run(run(os.environ)))
+    sys.exit(run_main(run(os.environ)))
 
 
 if __name__ == "__main__":
