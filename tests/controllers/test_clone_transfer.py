@@ -65,6 +65,7 @@ def test_the_source_pod_lives_in_the_source_namespace_named_for_the_copy_claim()
     (Seen("CloneInProgress", FALLBACK, FALLBACK, pod("Running", None)), Stage.WAITING),  # no address yet
     (Seen("CloneInProgress", FALLBACK, FALLBACK, pod("Running", deleting=True)), Stage.WAITING),
     (Seen("CloneInProgress", FALLBACK, FALLBACK, pod("Failed")), Stage.WAITING),  # restarting
+    (Seen("Failed", FALLBACK, FALLBACK, None), Stage.IDLE),  # a fatal failure ended it
     (Seen("CloneInProgress", POPULATED, TMP, pod("Running")), Stage.RUNNING),
     (Seen("CloneInProgress", POPULATED, None, None), Stage.IDLE),  # the temporary claim is not there yet
     (Seen("CSICloneInProgress", claim("fedora", **{ann.ANN_CLONE_PHASE: "CSIClone"}), None, None), Stage.IDLE),

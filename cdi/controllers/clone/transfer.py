@@ -86,7 +86,7 @@ def _succeeded(claim: Object | None) -> bool:
 def stage(seen: Seen) -> Stage:
     if seen.dv_phase == "Succeeded" or _succeeded(seen.claim) or _succeeded(seen.copy_claim):
         return Stage.SUCCEEDED
-    if seen.copy_claim is None:
+    if seen.copy_claim is None or seen.dv_phase == "Failed":  # failed for good: nothing to watch or poll
         return Stage.IDLE
     status = (seen.pod or {}).get("status") or {}
     if seen.pod is not None and not is_deleting(seen.pod) and status.get("phase") == "Running" \
