@@ -219,8 +219,10 @@ def _report(rows: list[dict[str, object]], size: int, data: int,
         lines.append(f"| {row['method']} | {seconds:.2f} | {seconds / cp_time:.2f}× | {cpu:.2f} | {wire_text} | "
                      f"{ratio} |")
     ours = next(r for r in rows if str(r["method"]).startswith("ours"))
-    lines += ["", f"Targets: ours ≤ 1.2× cp: **{float(ours['seconds']) / cp_time:.2f}×** "  # type: ignore[arg-type]
-                  f"({'met' if float(ours['seconds']) <= 1.2 * cp_time else 'NOT met'}); "  # type: ignore[arg-type]
+    ratios = sorted(float(o["seconds"]) / float(c["seconds"]) for c, o in pairs)  # type: ignore[arg-type]
+    median = ratios[len(ratios) // 2]  # the median of the side-by-side ratios: both measured under the same load
+    lines += ["", f"Targets: ours ≤ 1.2× cp (median of the rounds' ratios): **{median:.2f}×** "
+                  f"({'met' if median <= 1.2 else 'NOT met'}); "
                   f"wire ≤ data + 1%: **{int(ours['wire']) / data:.4f}×** "  # type: ignore[call-overload]
                   f"({'met' if int(ours['wire']) <= data * 1.01 else 'NOT met'})."]  # type: ignore[call-overload]
     return "\n".join(lines + _rounds(pairs)) + "\n"
