@@ -6,11 +6,14 @@ target's data is (SEEK_DATA/SEEK_HOLE), compared with what the source holds."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mmap
 import os
 from decimal import Decimal
 from pathlib import Path
+
+import pytest
 
 from cdi.contracts import clone_protocol as cp
 from importer.cloner.client import CloneClient, client_context
@@ -19,7 +22,15 @@ from importer.target import Target
 from importer.uploadserver.clonedisk import DIRECT_ALIGN, ClonedDisk, Sizing
 from importer.uploadserver.clonestream import SLOT
 from tests.hostclone.conftest import StartTarget
-from tests.hostclone.support import CountingRelay, MiB, cloner_env, pattern, sha256_of, write_layout
+from tests.hostclone.support import (
+    CountingRelay,
+    MiB,
+    cloner_env,
+    loop_device,
+    pattern,
+    sha256_of,
+    write_layout,
+)
 from tests.hostclone.test_datapath import data_cuts, run_clone
 from tests.support.tls import ClientCert, TestPKI
 
@@ -103,25 +114,32 @@ def test_target_writes_aligned_slots_around_the_page_cache_and_the_rest_through_
     assert DIRECT_ALIGN == BLOCK
 
 
+@pytest.mark.parametrize("mode", ["filesystem", "block"])
 async def test_unaligned_extents_spanning_receive_slots_land_exactly(
-        pki: TestPKI, clone_cert: ClientCert, clone_target: StartTarget) -> None:
+        pki: TestPKI, clone_cert: ClientCert, clone_target: StartTarget, tmp_path: Path, mode: str) -> None:
     size = 12 * MiB
     sent = [(100, 2 * SLOT + 12345), (3 * MiB + 4095, SLOT + 1), (5 * MiB, 2 * SLOT), (8 * MiB + 512, 3 * MiB)]
     expected = bytearray(size)
     digest = cp.LayoutDigest(size)
-    target = await clone_target()
-    context = client_context(clone_cert.cert.read_text(), clone_cert.key.read_text(), pki.ca_cert.read_text())
-    async with CloneClient(f"https://127.0.0.1:{target.port}", context) as client:
-        await client.begin(cp.Begin(size, cp.VolumeMode.FILESYSTEM))
-        for offset, length in sent:
-            data = pattern(length, 0x70, offset)
-            expected[offset:offset + length] = data
-            digest.add(offset, length, hashlib.sha256(data).digest())
-            await client.put(offset, data)
-        await client.finish(digest.hexdigest())
-    assert (await target.result()).exit_code == 0
-    assert target.disk.read_bytes() == bytes(expected)
-    assert stored_ranges(target.disk, size) == block_ranges([(o, o + n) for o, n in sent])
+    with contextlib.ExitStack() as stack:
+        # A Block target starts full of stale bytes: its holes must be zeroed around the direct writes.
+        device = stack.enter_context(loop_device(tmp_path / "target.img", size)) if mode == "block" else None
+        target = await (clone_target(CDI_DATA_PATH=str(device)) if device else clone_target())
+        context = client_context(clone_cert.cert.read_text(), clone_cert.key.read_text(), pki.ca_cert.read_text())
+        async with CloneClient(f"https://127.0.0.1:{target.port}", context) as client:
+            await client.begin(cp.Begin(size, cp.VolumeMode.FILESYSTEM))
+            for offset, length in sent:
+                data = pattern(length, 0x70, offset)
+                expected[offset:offset + length] = data
+                digest.add(offset, length, hashlib.sha256(data).digest())
+                await client.put(offset, data)
+            await client.finish(digest.hexdigest())
+        assert (await target.result()).exit_code == 0
+        written = device if device else target.disk
+        with written.open("rb") as f:
+            assert f.read(size) == bytes(expected)
+    if mode == "filesystem":
+        assert stored_ranges(target.disk, size) == block_ranges([(o, o + n) for o, n in sent])
 
 
 async def test_a_cut_inside_a_receive_slot_resumes_to_the_same_bytes_and_holes(
