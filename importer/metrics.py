@@ -27,12 +27,8 @@ from cdi.contracts.metrics import (
     IMPORT_PROGRESS,
     IMPORT_PROGRESS_HELP,
     METRICS_PATH,
-    TRANSFER_BYTES_DONE,
-    TRANSFER_BYTES_DONE_HELP,
-    TRANSFER_BYTES_TOTAL,
-    TRANSFER_BYTES_TOTAL_HELP,
-    bytes_line,
     progress_line,
+    transfer_lines,
 )
 from importer.progress import Progress
 
@@ -67,11 +63,7 @@ def progress_page(progress: Progress, owner_uid: str) -> bytes:
     The upload server serves the same page on its own port."""
     lines = [f"# HELP {IMPORT_PROGRESS} {IMPORT_PROGRESS_HELP}", f"# TYPE {IMPORT_PROGRESS} counter",
              progress_line(IMPORT_PROGRESS, owner_uid, progress.percent),
-             f"# HELP {TRANSFER_BYTES_DONE} {TRANSFER_BYTES_DONE_HELP}", f"# TYPE {TRANSFER_BYTES_DONE} gauge",
-             bytes_line(TRANSFER_BYTES_DONE, owner_uid, progress.done)]
-    if progress.total is not None:
-        lines += [f"# HELP {TRANSFER_BYTES_TOTAL} {TRANSFER_BYTES_TOTAL_HELP}", f"# TYPE {TRANSFER_BYTES_TOTAL} gauge",
-                  bytes_line(TRANSFER_BYTES_TOTAL, owner_uid, progress.total)]
+             *transfer_lines(owner_uid, progress.done, progress.total)]
     return ("\n".join(lines) + "\n").encode()
 
 
