@@ -22,8 +22,10 @@ device is mapped again; Kubernetes: the PVC is mounted again). Filesystem volume
 disk, `.disk.img.checkpoint` in the volume's directory (`CheckpointStore`). Block volumes have no
 file system: two alternating slots in the device's last MiB (`importer.checkpointdevice`). The
 upload server shares `importer.target`, which removes a stale record with the partial disk, except
-that its resumable uploads keep records too, one per chunk (`importer.uploadserver.durable`). The
-resume decision is `importer.resume`.
+that its resumable uploads keep records too, one per chunk (`importer.uploadserver.durable`); a qcow2
+upload also keeps the image ranges its restart reads again beside the record (`Checkpointer.ranges`,
+`importer.checkpointranges`), which `CheckpointStore.clear` removes with it. The resume decision is
+`importer.resume`.
 """
 
 from __future__ import annotations
@@ -35,9 +37,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from importer.checkpointranges import RangeStore
 
 CHECKPOINT_NAME = ".disk.img.checkpoint"
+RANGES_SUFFIX = ".ranges"  # an upload's kept qcow2 ranges beside the record (`importer.checkpointranges`)
 VERSION = 1
 
 
@@ -183,8 +189,10 @@ class CheckpointStore:
         return None
 
     def clear(self, data_end: int | None = None) -> None:
-        self.path.unlink(missing_ok=True)
-        self.path.with_name(self.path.name + ".tmp").unlink(missing_ok=True)
+        """Forget the record, and the qcow2 ranges an upload kept beside it."""
+        for name in (self.path.name, self.path.name + ".tmp", self.path.name + RANGES_SUFFIX,
+                     self.path.name + RANGES_SUFFIX + ".tmp"):
+            self.path.with_name(name).unlink(missing_ok=True)
 
 
 class Checkpointer:
@@ -204,6 +212,7 @@ class Checkpointer:
         self.saved = 0
         self.seconds = 0.0  # spent syncing and writing records
         self._stopped = False
+        self.ranges: RangeStore | None = None  # a qcow2 upload's kept ranges (imports read them from the source)
 
     @property
     def active(self) -> bool:
@@ -248,6 +257,9 @@ class Checkpointer:
         self._stopped = not kept  # the store is full (a device's data reached its slots): no more syncs
         self.seconds += now - started
         self._last_wire, self._last_time = wire_offset, now
+
+    def skip(self, wire_offset: int) -> None:
+        """A record was due at `wire_offset` and none could be taken there (the caller logged why)."""
 
     def now(self) -> float:
         return self._clock()

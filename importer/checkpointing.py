@@ -14,7 +14,7 @@ records and their stores are `importer.checkpoint`, the decision to resume is `i
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,7 +23,7 @@ from importer.checkpoint import Checkpoint, Checkpointer, SourceIdentity
 from importer.checksum import ChecksumSpec, Hasher
 from importer.formats import DecompressingReader, OpenedImage, PrefixReader
 from importer.qcow2stream import DiskOutput, Qcow2Stream
-from importer.qcow2stream.restart import Restart
+from importer.qcow2stream.restart import Restart, RestartRecord
 from importer.resume import not_resumable_reason
 from importer.writer import SparseWriter
 
@@ -64,7 +64,8 @@ def begin(checkpoints: CheckpointPlan | None, image: OpenedImage, *, archive: bo
     if checkpoints is None:
         return
     why = not_resumable_reason(image.format.value, tuple(c.value for c in image.compression), archive,
-                               checkpoints.identity, checkpoints.source_resumable)
+                               checkpoints.identity, checkpoints.source_resumable,
+                               ranges_kept=checkpoints.checkpointer.ranges is not None)
     if why is None and checksum is not None and meter.hash_state() is None:
         why = f"the state of a {checksum.algorithm} checksum cannot be saved by this importer"
     checkpoints.checkpointer.begin(Checkpoint(
@@ -110,13 +111,20 @@ class Qcow2Checkpoints:
     disk and record the host offset, the guest high-water mark and where the bytes lie that a restart
     reads again (or log, once per stretch, why no record could be taken for a long while). On a Block
     volume the records live in the device's last MiB, which guest data may reach at any time (the
-    converter writes in host order): before the first write there, the records are cleared and stop."""
+    converter writes in host order): before the first write there, the records are cleared and stop.
+
+    With a range store (`Checkpointer.ranges`, a qcow2 upload: its client cannot be asked for ranges
+    again), the table clusters are kept as they pass and the record's ranges made durable before the
+    record; and a record may also be taken inside a cluster (a chunk rarely ends at a cluster
+    boundary), at the wire offset reached, with the bytes read of that cluster in its carry."""
 
     def __init__(self, checkpointer: Checkpointer, meter: Meter, wire: PrefixReader) -> None:
         self._checkpointer = checkpointer
         self._meter = meter
         self._wire = wire
         self._told = -1  # the record offset the log last explained a missing checkpoint after
+        self._ranges = checkpointer.ranges
+        self._watching = False
 
     def attach(self, output: DiskOutput) -> None:
         if (limit := self._checkpointer.store.data_limit) is not None:
@@ -127,26 +135,59 @@ class Qcow2Checkpoints:
                  "to be written there or finished")
         self._checkpointer.retire()
 
+    def passed(self, stream: Qcow2Stream, start: int, data: bytes | memoryview) -> None:
+        if self._ranges is None or not self._checkpointer.active:
+            return
+        if not self._watching:
+            self._ranges.watch(stream.layout, stream.tables)
+            self._watching = True
+        self._ranges.passed(start, data)
+
     def __call__(self, stream: Qcow2Stream) -> None:
+        self._take(stream, ())
+
+    def inside(self, stream: Qcow2Stream, tail: Sequence[bytes]) -> None:
+        if self._ranges is not None:
+            self._take(stream, tail)
+
+    def _take(self, stream: Qcow2Stream, tail: Sequence[bytes]) -> None:
         checkpointer, meter = self._checkpointer, self._meter
         if not checkpointer.due(meter.count):
             return
         if why := stream.held_back():
             self._explain(why)
+            checkpointer.skip(meter.count)
             return
-        carry = self._wire.pending
+        carry = b"".join(tail) + self._wire.pending
         if meter.count - len(carry) != stream.position:
             return
         started = checkpointer.now()
-        high_water = stream.sync()
-        checkpointer.save(meter.count, high_water, carry, meter.hash_state(), started, stream.restart_state())
+        state = stream.restart_state()
+        if self._ranges is not None:
+            needed = RestartRecord.decode(state).ranges
+            high_water = stream.sync()
+            if why := self._ranges.keep(needed, stream.restart_pieces()):
+                self._explain(why, at_once=True)
+                checkpointer.skip(meter.count)
+                return
+        else:
+            high_water = stream.sync()
+        checkpointer.save(meter.count, high_water, carry, meter.hash_state(), started, state)
 
-    def _explain(self, why: str) -> None:
+    def _explain(self, why: str, *, at_once: bool = False) -> None:
         checkpointer = self._checkpointer
-        if checkpointer.last_wire != self._told and checkpointer.since_last(self._meter.count) >= \
-                HELD_BACK_LOG * checkpointer.every_bytes:
+        if checkpointer.last_wire != self._told and (at_once or checkpointer.since_last(self._meter.count) >=
+                                                     HELD_BACK_LOG * checkpointer.every_bytes):
             self._told = checkpointer.last_wire
             log.info("no checkpoint since source byte %d: %s", checkpointer.last_wire, why)
+
+
+def no_record_before(checkpoints: CheckpointPlan | None, offset: int | None) -> None:
+    """Tell the checkpointer that no qcow2 record can be taken before wire offset `offset` (the image's
+    first clusters, which the converter reads before it starts) or, with None, any more (the converter
+    is done; what follows is only drained): an upload's chunk ending there is not held for one."""
+    if checkpoints is not None:
+        checkpoints.checkpointer.skip(offset if offset is not None else 1 << 62)
 
 
 def qcow2_checkpoints(checkpoints: CheckpointPlan | None, meter: Meter,
@@ -156,4 +197,9 @@ def qcow2_checkpoints(checkpoints: CheckpointPlan | None, meter: Meter,
         return None
     wire = layers[0]
     assert isinstance(wire, PrefixReader)
+    ranges = checkpoints.checkpointer.ranges
+    if ranges is not None and checkpoints.resume is not None:
+        ranges.resume(RestartRecord.decode(checkpoints.resume.decoder_state).ranges)
+    elif ranges is not None:
+        ranges.reset()
     return Qcow2Checkpoints(checkpoints.checkpointer, meter, wire)

@@ -29,13 +29,14 @@ from importer.blank import create_blank
 from importer.blockio import device_size, is_block_device
 from importer.checkpoint import Checkpoint, CheckpointCorrupt, CheckpointStore, RecordStore
 from importer.checkpointdevice import DeviceTailStore
+from importer.checkpointrestart import SourceRanges, rebuild
 from importer.checksum import parse_checksum
 from importer.config import ImporterConfig, load_config
 from importer.errors import ChecksumMismatch, ConfigurationError, ImportFailure, NoSpace
 from importer.metrics import MetricsServer
 from importer.pipeline import CheckpointSettings, ImportOutcome, ImportRequest, Pipeline
 from importer.progress import Progress
-from importer.qcow2stream.restart import Restart, RestartMismatch, RestartRecord, plan_restart
+from importer.qcow2stream.restart import Restart
 from importer.qemu import QemuImg
 from importer.ranged import RangedAccess
 from importer.resume import Decision, Observed, Outcome, confirm, decide, describe
@@ -47,7 +48,6 @@ from importer.transfer import ScratchSpaceRequired
 
 log = logging.getLogger("importer")
 PROGRESS_INTERVAL = 1.0
-RANGES_AT_ONCE = 4  # ranged requests a qcow2 restart keeps open at once
 
 
 def write_termination(path: Path, message: TerminationMessage) -> None:
@@ -140,45 +140,9 @@ async def open_source(source: Source, attempt: Attempt) -> AsyncIterator[SourceS
 
 async def qcow2_restart(source: ResumableSource, record: Checkpoint) -> tuple[Restart | None, str | None]:
     """Read again the metadata a qcow2 record names (ranged requests pinned to the recorded version of
-    the source, a few at a time: a large image has an L2 table every 512 MiB) and rebuild the
-    converter's state at the checkpoint; or why it cannot continue."""
-    try:
-        kept = RestartRecord.decode(record.decoder_state)
-    except RestartMismatch as e:
-        return None, e.reason
-    gate = asyncio.Semaphore(RANGES_AT_ONCE)
-    answers = await asyncio.gather(*(_read_range(source, record, start, end, gate) for start, end in kept.ranges))
-    if why := next((answer for answer in answers if isinstance(answer, str)), None):
-        return None, why
-    fetched = {start: data for (start, _), data in zip(kept.ranges, answers, strict=True) if isinstance(data, bytes)}
-    log.info("read the image's tables again: %d bytes in %d ranges", sum(map(len, fetched.values())), len(fetched))
-    try:
-        return plan_restart(record.wire_offset - len(record.carry), fetched, kept.spooled), None
-    except RestartMismatch as e:
-        return None, e.reason
-
-
-async def _read_range(source: ResumableSource, record: Checkpoint, start: int, end: int,
-                      gate: asyncio.Semaphore) -> bytes | str:
-    """Bytes [start, end) of the recorded version of the source, or why they cannot be had."""
-    async with gate, source.open_at(start, record.identity, end) as stream:
-        if why := confirm(record, stream.identity, stream.start, start):
-            return why
-        data = await _gather(stream.chunks, end - start)
-    if len(data) < end - start:
-        return f"the source ended at byte {start + len(data)}, inside the image's tables at {start}-{end - 1}"
-    return data
-
-
-async def _gather(chunks: AsyncIterator[bytes], length: int) -> bytes:
-    """The first `length` bytes of a stream (a server that ignores the range's end sends more)."""
-    parts, got = [], 0
-    async for chunk in chunks:
-        parts.append(chunk[:length - got])
-        got += len(parts[-1])
-        if got >= length:
-            break
-    return b"".join(parts)
+    the source) and rebuild the converter's state at the checkpoint; or why it cannot continue. The
+    rebuild is the one the upload server uses with its own kept ranges (`importer.checkpointrestart`)."""
+    return await rebuild(record, SourceRanges(source, record))
 
 
 def _log_decision(decision: Decision) -> None:

@@ -100,8 +100,11 @@ def describe(decision: Decision) -> str:
 
 
 def not_resumable_reason(fmt: str, compression: tuple[str, ...], archive: bool,
-                         identity: SourceIdentity | None, source_resumable: bool) -> str | None:
-    """Why an import of this shape is not checkpointed (the record says so for the next attempt)."""
+                         identity: SourceIdentity | None, source_resumable: bool, *,
+                         ranges_kept: bool = False) -> str | None:
+    """Why an import of this shape is not checkpointed (the record says so for the next attempt).
+    `ranges_kept`: the bytes a qcow2 restart reads again are kept beside the record (an upload onto a
+    Filesystem volume, `importer.checkpointranges`), since an upload's client cannot be asked for them."""
     if archive:
         return "archive imports are not checkpointed (the extracted files are not a single stream position)"
     if not source_resumable:
@@ -114,9 +117,10 @@ def not_resumable_reason(fmt: str, compression: tuple[str, ...], archive: bool,
     if fmt == "qcow2" and compression:
         return ("a compressed qcow2 image is not checkpointed (the converter's restart points and the "
                 "decompressor's would both have to line up)")
-    if fmt == "qcow2" and identity.url.startswith(UPLOAD_IDENTITY_PREFIX):
-        return ("a qcow2 upload is converted while it streams, and a restart would need the image's tables "
-                "again, which only the client has")
+    if fmt == "qcow2" and identity.url.startswith(UPLOAD_IDENTITY_PREFIX) and not ranges_kept:
+        return ("a qcow2 upload onto a Block volume is converted while it streams, and a restart would need "
+                "the image's tables again, which only the client has (a Filesystem volume keeps them beside "
+                "the checkpoint)")
     if fmt in ("vmdk", "vdi", "vpc", "vhdx"):
         return f"a {fmt} image is converted by qemu-img from scratch space"
     if len(compression) > 1:

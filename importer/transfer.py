@@ -159,10 +159,12 @@ def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float]
     reader, reason = image.reader, scratch_reason(image)
     if image.format is ImageFormat.QCOW2 and reason is None:
         stream = Qcow2Stream(image.reader, read_layout(image.header))
+        checkpointing.no_record_before(plan.checkpoints, stream.prefix_end)
         try:
             stream.prepare()
         except Decline as e:  # nothing is lost: replay what the reader consumed into scratch space
             reader, reason = PrefixReader(stream.prefix, image.reader), _declined(e)
+            checkpointing.no_record_before(plan.checkpoints, None)
         else:
             written, spooled = _stream_qcow2(stream, image, plan,
                                              checkpointing.qcow2_checkpoints(plan.checkpoints, metered, image.layers))
@@ -193,7 +195,9 @@ def _stream_qcow2(stream: Qcow2Stream, image: OpenedImage, plan: TransferPlan, h
     try:
         output = DiskOutput(fd, block_device=target.block, sparse=not (target.block and plan.preallocate),
                             virtual_size=stream.layout.virtual_size, what=str(target.disk_path))
-        return stream.run(output, spool_dir, hook=hook), stream.spilled
+        written = stream.run(output, spool_dir, hook=hook)
+        checkpointing.no_record_before(plan.checkpoints, None)  # what follows the image is only drained
+        return written, stream.spilled
     except SpoolExhausted as e:
         raise ScratchSpaceRequired(image.description, f"the streaming qcow2 reader ran out of room: {e.reason}") \
             from e

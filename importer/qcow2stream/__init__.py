@@ -12,7 +12,10 @@ and there is no scratch space to keep it in.
 
 Checkpoints: `run` calls a `ClusterHook` after every host cluster; unless too much is held back
 (`held_back`), `sync` makes the disk durable and `restart_state` names the bytes a restart reads again.
-`Qcow2Stream.restarted` continues such a checkpoint with the state `restart` rebuilt.
+`Qcow2Stream.restarted` continues such a checkpoint with the state `restart` rebuilt. An upload,
+whose client cannot be asked for those bytes again, keeps them as they pass (the hook's `passed`,
+and `restart_pieces` for the cut compressed cluster and the spool) and may take a record inside a
+cluster (the hook's `inside`), where its chunk ended.
 
 Modules: `layout` (header), `tables` (L1/L2 entries), `compressed` (deflate/zstd clusters), `engine`
 (the pass), `spool` (clusters seen before their table), `output` (sparse positioned writes),
@@ -21,6 +24,7 @@ Modules: `layout` (header), `tables` (L1/L2 entries), `compressed` (deflate/zstd
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -40,12 +44,18 @@ TABLE_MEMORY_LIMIT = 64 << 20  # L2 tables the pass may have to hold at once
 
 
 class ClusterHook(Protocol):
-    """Who takes checkpoints (`importer.checkpointing`): told the output before the pass starts, and
-    called after every host cluster once the prefix is through."""
+    """Who takes checkpoints (`importer.checkpointing`): told the output before the pass starts, shown
+    every piece the pass is fed (`passed`: an upload keeps the table clusters a restart will want),
+    called after every host cluster once the prefix is through, and after each read that leaves a
+    cluster incomplete (`inside`: `tail` holds the bytes read of it so far)."""
 
     def attach(self, output: DiskOutput) -> None: ...
 
+    def passed(self, stream: Qcow2Stream, start: int, data: bytes | memoryview) -> None: ...
+
     def __call__(self, stream: Qcow2Stream) -> None: ...
+
+    def inside(self, stream: Qcow2Stream, tail: Sequence[bytes]) -> None: ...
 
 
 class Qcow2Stream:
@@ -87,6 +97,23 @@ class Qcow2Stream:
         ranges = metadata_ranges(self.layout, self._tables, self.position, partial, spooled)
         return RestartRecord(list(ranges), spooled).encode()
 
+    @property
+    def prefix_end(self) -> int:
+        """Where `prepare` stops reading: the end of the cluster holding the L1 table's end."""
+        cs = self.layout.cluster_size
+        return max(-(-self.layout.l1_end // cs), 1) * cs
+
+    @property
+    def tables(self) -> list[tuple[int, int]]:
+        """(L1 index, host offset) of every L2 table, from the L1 table."""
+        return self._tables
+
+    def restart_pieces(self) -> list[tuple[int, bytes]]:
+        """The bytes of the ranges `restart_state` names that are not the image's tables: the first
+        parts of compressed clusters cut at `position`, and the spooled clusters (start, bytes)."""
+        assert self._engine is not None
+        return self._engine.partial_heads() + self._engine.spooled_data()
+
     def prepare(self) -> None:
         """Read the image up to the end of its L1 table and decide whether one pass can convert it."""
         layout = self.layout
@@ -95,7 +122,7 @@ class Qcow2Stream:
                           f"of the image (metadata written after the data, as in a resized image), so it "
                           f"needs random access")
         cs = layout.cluster_size
-        self.prefix = read_up_to(self._reader, max(-(-layout.l1_end // cs), 1) * cs)
+        self.prefix = read_up_to(self._reader, self.prefix_end)
         if len(self.prefix) < layout.l1_end:
             raise corrupt(f"the stream ended at byte {len(self.prefix)}, inside the L1 table")
         self._tables = parse_l1(self.prefix[layout.l1_offset:layout.l1_end], layout)
@@ -135,14 +162,18 @@ class Qcow2Stream:
         while position < len(prefix):
             piece = prefix[position:position + cs]
             engine.feed(cluster, piece)
+            if hook is not None:
+                hook.passed(self, position, piece)
             cluster, position = cluster + 1, position + len(piece)
             if len(piece) < cs:
                 return position
         self.position = position
         while not engine.done:
-            data = read_up_to(self._reader, cs)
+            data = read_up_to(self._reader, cs) if hook is None else self._read_cluster(cs, hook)
             if data:
                 engine.feed(cluster, data)
+                if hook is not None:
+                    hook.passed(self, position, data)
             cluster, position = cluster + 1, position + len(data)
             self.position = position
             if len(data) < cs:
@@ -150,3 +181,17 @@ class Qcow2Stream:
             if hook is not None:
                 hook(self)
         return position
+
+    def _read_cluster(self, cs: int, hook: ClusterHook) -> bytes:
+        """One host cluster (less at the end of the stream), telling `hook` after each incomplete read."""
+        parts: list[bytes] = []
+        got = 0
+        while got < cs:
+            piece = self._reader.read(cs - got)
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
+            if got < cs:
+                hook.inside(self, parts)
+        return parts[0] if len(parts) == 1 else b"".join(parts)

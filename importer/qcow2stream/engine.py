@@ -149,6 +149,19 @@ class Engine:
         their first part again)."""
         return [active.extent.start for active in self._active]
 
+    def partial_heads(self) -> list[tuple[int, bytes]]:
+        """(start, bytes) of the compressed clusters that run on past the clusters fed so far, as far as fed."""
+        return [(active.extent.start, b"".join(active.parts)) for active in self._active]
+
+    def spooled_data(self) -> list[tuple[int, bytes]]:
+        """(host offset, bytes) of the clusters held for an L2 table further on."""
+        found = []
+        for cluster in self._spool.clusters():
+            data = self._spool.get(cluster)
+            if data is not None:
+                found.append((cluster * self._cs, data))
+        return found
+
     def drain(self) -> None:
         """Let every compressed cluster submitted so far be inflated and written."""
         self.inflater.drain()

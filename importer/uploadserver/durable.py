@@ -12,8 +12,11 @@ was sending. Compressed images (gzip, xz, zstd) are checkpointed only at a membe
 boundary: their requests wait until a record at or past the chunk's start exists (or the pipeline
 read the whole chunk without meeting a restart point), so a restart continues at most about one chunk
 plus one member/block/frame back when members are smaller than chunks (a single-member gzip has no
-boundary and starts over). qcow2 uploads
-are converted while they stream and start over, with the reason, as in the importer.
+boundary and starts over). qcow2 uploads (converted while they stream) are checkpointed at the
+chunk's end too: the converter's state at the last host cluster boundary, the bytes read past it in
+the record's carry, and, since a restart cannot ask the client for the image's tables again, the
+ranges it reads again kept beside the record first (`importer.checkpointranges`); on a Block volume
+(no place for them) and inside compression (qcow2.gz) they start over, with the reason.
 
 The source identity of an upload is the endpoint and the size the client announced
 (`X-Upload-Total`): a resumed upload must announce the same size. Called by
@@ -27,17 +30,21 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from importer import hashstate
 from importer.checkpoint import Checkpoint, CheckpointCorrupt, Checkpointer, RecordStore, SourceIdentity
+from importer.checkpointranges import RangeStore
+from importer.formats import PEEK_SIZE
 from importer.resume import Decision, Observed, Outcome, decide
 
 log = logging.getLogger(__name__)
 
 DURABLE_WAIT = 60.0  # a safety net: a raw pipeline reaches the chunk's end within a few writes
 COMPRESSED_WAIT = 5.0  # a chunk ending inside a member's trailer may produce no write to look at
+BEGIN_WITHIN = 4 * PEEK_SIZE  # past this many bytes a pipeline has detected the format (decompressed, if need be)
 
 
 def upload_identity(archive: bool, total: int | None) -> SourceIdentity:
@@ -50,7 +57,7 @@ class ChunkCheckpointer(Checkpointer):
     """A record is due when the pipeline has read up to `flush_at` (the end of the chunk being fed).
     `due` and `save` run on the transfer thread; `flush_at` and `until_durable` on the event loop."""
 
-    def __init__(self, store: RecordStore, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, store: RecordStore, loop: asyncio.AbstractEventLoop, ranges: RangeStore | None = None) -> None:
         super().__init__(store, every_bytes=1 << 62, every_seconds=math.inf)
         self._loop = loop
         self._changed = asyncio.Event()
@@ -58,14 +65,19 @@ class ChunkCheckpointer(Checkpointer):
         self.floor = 0
         self.seen = 0
         self.durable = 0
+        self.skipped = 0  # a qcow2 record was due up to here and could not be taken (the log says why)
         self.raw = False
+        self.qcow2 = False
         self.began = False
+        self.ranges = ranges
 
     def begin(self, base: Checkpoint) -> None:
         super().begin(base)
         self.durable = base.wire_offset
         self.began = True
-        self.raw = base.compression is None and base.format != "qcow2" and base.not_resumable is None
+        plain = base.compression is None and base.not_resumable is None
+        self.raw = plain and base.format != "qcow2"
+        self.qcow2 = plain and base.format == "qcow2"
         self._wake()
 
     def due(self, wire_offset: int) -> bool:
@@ -74,7 +86,7 @@ class ChunkCheckpointer(Checkpointer):
             self._wake()  # a compressed chunk's request may wait for this
         if not self.active or wire_offset <= self.durable:
             return False
-        if self.raw:
+        if self.raw or self.qcow2:
             return wire_offset >= self.flush_at
         # compressed: the first restart point the decoder reaches at or past the chunk being fed began
         return self.durable < self.floor <= wire_offset
@@ -83,6 +95,10 @@ class ChunkCheckpointer(Checkpointer):
         """A request feeds bytes [start, end): when to make the next record (event loop)."""
         self.floor = max(self.floor, start)
         self.flush_at = max(self.flush_at, end)
+
+    def skip(self, wire_offset: int) -> None:
+        self.skipped = max(self.skipped, wire_offset)
+        self._wake()
 
     def save(self, wire_offset: int, target_offset: int, carry: bytes, hash_state: bytes | None,
              started: float, decoder_state: bytes = b"") -> None:
@@ -93,17 +109,31 @@ class ChunkCheckpointer(Checkpointer):
     async def until_durable(self, start: int, end: int, pipeline: asyncio.Future[Any]) -> bool:
         """Before a chunk [start, end) is acknowledged: wait until a record covers it (raw: all of it;
         compressed: a restart point at or past `start`, or the pipeline read all of it without meeting
-        one). False when it was not waited for: the pipeline ended, has not written its first record
-        yet (still detecting the format), is not checkpointed (qcow2), or the wait timed out."""
-        limit = DURABLE_WAIT if self.raw else COMPRESSED_WAIT
+        one; qcow2: all of it, the bytes past the last cluster boundary in the record's carry, unless
+        no record could be taken there). False when it was not waited for: the pipeline ended, is
+        still detecting the format within the image's first bytes, is not checkpointed (archives,
+        qcow2.gz, qcow2 onto a Block volume), or the wait timed out. A pipeline that has the bytes to
+        detect the format but has not written its first record yet (the transfer thread lags behind
+        the queue of pieces) is waited for."""
+        if not self.began and end >= BEGIN_WITHIN:
+            await self._wait(lambda: self.began, COMPRESSED_WAIT, pipeline)
+        if not self.began or not self.active:
+            return False
+        limit = DURABLE_WAIT if self.raw or self.qcow2 else COMPRESSED_WAIT
+        if await self._wait(lambda: self.active and self._covered(start, end), limit, pipeline):
+            return not self.qcow2 or self.durable >= end  # qcow2: False when no record could be taken there
+        if (self.raw or self.qcow2) and self.active and not pipeline.done():
+            log.warning("chunk ending at %d acknowledged before its checkpoint (none after %.0f s)", end, limit)
+        return False
+
+    async def _wait(self, ready: Callable[[], bool], limit: float, pipeline: asyncio.Future[Any]) -> bool:
+        """Wait until `ready()` (True), the pipeline ended, the checkpointer stopped or `limit` seconds."""
         try:
             async with asyncio.timeout(limit):
                 while True:
-                    if not self.began or not self.active:
-                        return False
-                    if self._covered(start, end):
+                    if ready():
                         return True
-                    if pipeline.done():
+                    if pipeline.done() or (self.began and not self.active):
                         return False
                     self._changed.clear()
                     waiter = asyncio.ensure_future(self._changed.wait())
@@ -112,8 +142,6 @@ class ChunkCheckpointer(Checkpointer):
                     finally:
                         waiter.cancel()
         except TimeoutError:
-            if self.raw:
-                log.warning("chunk ending at %d acknowledged before its checkpoint (none after %.0f s)", end, limit)
             return False
 
     def _wake(self) -> None:
@@ -124,6 +152,8 @@ class ChunkCheckpointer(Checkpointer):
     def _covered(self, start: int, end: int) -> bool:
         if self.raw:
             return self.durable >= end
+        if self.qcow2:
+            return self.durable >= end or self.skipped >= end
         return self.durable >= start or self.seen >= end
 
 
@@ -155,8 +185,9 @@ def describe_upload(decision: Decision) -> str:
     record = decision.record
     if decision.outcome is Outcome.RESUMED and record is not None:
         of = f" of {record.identity.size}" if record.identity.size is not None else ""
-        return (f"Resumed the upload after an upload-server restart at byte {record.wire_offset}{of} "
-                f"({record.target_offset} bytes of the disk were already written)")
+        done = (f"the disk's data already reached byte {record.target_offset}" if record.format == "qcow2" else
+                f"{record.target_offset} bytes of the disk were already written")
+        return f"Resumed the upload after an upload-server restart at byte {record.wire_offset}{of} ({done})"
     if decision.outcome is Outcome.STARTED_OVER:
         return f"Started the upload over after an upload-server restart: {decision.reason}"
     return ""

@@ -26,6 +26,7 @@ class ChunkFeed:
     def __init__(self, idle_timeout: float) -> None:
         self.offset = 0
         self.ended = False
+        self.abandoned = False  # no chunk came for `idle_timeout`: the client gave the upload up
         self._idle_timeout = idle_timeout
         self._piece: bytes | None = None
         self._closed = False
@@ -40,6 +41,7 @@ class ChunkFeed:
                     async with asyncio.timeout(self._idle_timeout):
                         await self._cond.wait_for(lambda: self._piece is not None or self.ended or bool(self._abort))
                 except TimeoutError as e:
+                    self.abandoned = True
                     raise TransferInterrupted(f"resumable upload abandoned: no chunk arrived for "
                                               f"{self._idle_timeout:.0f}s at offset {self.offset}") from e
                 if self._abort is not None:

@@ -31,8 +31,11 @@ default) for the next chunk. Across an upload-server restart (the process or pod
 image every chunk is synced with a checkpoint record on the volume before its 200
 (`importer.uploadserver.durable`), so a new server reports the last acknowledged offset and continues
 there, and the client re-sends at most the chunk it was sending; a compressed image continues from
-the last gzip member, xz block or zstd frame boundary that was synced; qcow2 (converted while it
-streams) and archives start over, and the reason is logged and put in the termination message.
+the last gzip member, xz block or zstd frame boundary that was synced; a qcow2 (converted while it
+streams) continues where its chunk ended too, its converter rebuilt from the image's ranges the
+server kept beside the record (Filesystem volumes; `importer.checkpointrestart`,
+`importer.checkpointranges`); archives, qcow2.gz and qcow2 onto a Block volume start over, and the
+reason is logged and put in the termination message.
 At most one request feeds at a time; a newer request supersedes (cancels) an older one that may still
 be stuck on a half-dead connection. Memory per upload stays at a few MiB whatever the chunk size.
 """
@@ -50,7 +53,9 @@ from typing import Any
 from aiohttp import web
 
 from cdi.contracts import upload_protocol as up
-from importer.checkpoint import Checkpoint, RecordStore
+from importer.checkpoint import Checkpoint, CheckpointStore, RecordStore
+from importer.checkpointranges import RANGE_STORE_LIMIT, LocalRanges, RangeStore
+from importer.checkpointrestart import rebuild
 from importer.errors import ConfigurationError, TransferInterrupted
 from importer.pipeline import CheckpointSettings
 from importer.resume import Decision, Outcome
@@ -97,8 +102,9 @@ class Session:
 
 class ResumableUploads:
     def __init__(self, processor: Processor, gate: UploadGate, resume_timeout: float,
-                 settle: Callable[[Processing], None]) -> None:
+                 settle: Callable[[Processing], None], range_limit: int = RANGE_STORE_LIMIT) -> None:
         self._processor = processor
+        self._range_limit = range_limit
         self._gate = gate
         self._resume_timeout = resume_timeout
         self._settle = settle
@@ -160,16 +166,29 @@ class ResumableUploads:
         found = self._processor.record_store() if self._earlier else None
         return observe(*found) if found is not None else None
 
-    def _start(self, request: web.Request, archive: bool, offset: int) -> Session:
+    async def _start(self, request: web.Request, archive: bool, offset: int) -> Session:
         """A new pipeline: continuing the earlier server's record when `offset` is its offset, else from 0."""
         self._gate.acquire("resumable upload")
-        total_text = request.headers.get(up.TOTAL_HEADER, "")
-        total = int(total_text) if total_text.isdigit() else None
-        resume, note = self._resume_for(archive, total, offset)
+        try:
+            total_text = request.headers.get(up.TOTAL_HEADER, "")
+            total = int(total_text) if total_text.isdigit() else None
+            resume, note = self._resume_for(archive, total, offset)
+            restart = None
+            if resume is not None and resume.format == "qcow2":
+                ranges = self._ranges()
+                restart, why = await rebuild(resume, LocalRanges(ranges)) if ranges is not None else \
+                    (None, "the image's tables were not kept beside the checkpoint")
+                if why is not None:
+                    resume, note = None, Decision.over(why)
+        except BaseException:
+            self._gate.release()
+            raise
         feed = ChunkFeed(self._resume_timeout)
         feed.offset = resume.wire_offset if resume is not None else 0
-        checkpointer = ChunkCheckpointer(self._store, asyncio.get_running_loop()) if self._store else None
-        settings = CheckpointSettings(checkpointer.store, 0, 0.0, True, resume, checkpointer) if checkpointer else None
+        checkpointer = ChunkCheckpointer(self._store, asyncio.get_running_loop(), self._ranges()) \
+            if self._store else None
+        settings = CheckpointSettings(checkpointer.store, 0, 0.0, True, resume, checkpointer, restart) \
+            if checkpointer else None
         try:
             processing = self._processor.start(feed.chunks(), archive=archive, total=total,
                                                description="resumable upload", checkpoints=settings,
@@ -185,6 +204,12 @@ class ResumableUploads:
         self._session = session
         return session
 
+    def _ranges(self) -> RangeStore | None:
+        """Where a qcow2 upload keeps the ranges its restart reads again: beside a Filesystem volume's
+        record (a Block volume's records live in its last MiB, with no room for them)."""
+        store = self._store
+        return RangeStore.beside(store.path, self._range_limit) if isinstance(store, CheckpointStore) else None
+
     def _resume_for(self, archive: bool, total: int | None, offset: int) -> tuple[Checkpoint | None, Decision | None]:
         """The record to continue and what to tell about it (None, None: nothing from an earlier server)."""
         recovered = self._recovery()
@@ -199,10 +224,18 @@ class ResumableUploads:
             return None, Decision.over(f"this is another upload: {why}")
         return record, recovered.decision
 
-    @staticmethod
-    async def _close_when_done(session: Session) -> None:
+    async def _close_when_done(self, session: Session) -> None:
         await asyncio.wait({session.processing.task})
         await session.feed.close()
+        if session.feed.abandoned and self._session is session:
+            self._forget()
+
+    def _forget(self) -> None:
+        """An upload the client abandoned (DELETE, or no chunk for `resume_timeout`): its partial disk,
+        record and kept ranges go, as after a failure, rather than wait for a restart that will not come."""
+        if self._store is not None:
+            self._store.clear()
+        self._processor.target().discard()
 
     async def _put(self, request: web.Request, archive: bool) -> web.Response:
         try:
@@ -223,7 +256,7 @@ class ResumableUploads:
                 failed = self._session is not None and self._gate.state is not GateState.DONE
                 return self._reply(None if failed else 409)
             try:
-                session = self._start(request, archive, offset)
+                session = await self._start(request, archive, offset)
             except GateClosed as e:
                 return self._reply(e.status, e.message)
             except (ConfigurationError, OSError) as e:
@@ -293,6 +326,7 @@ class ResumableUploads:
             await session.feed.abort("upload cancelled by the client")
             await asyncio.wait({session.processing.task})
             self._session = None
+            self._forget()
         return self._reply(200)
 
     async def close(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,12 @@ class Watch:
     snapshot: View | None = None
 
     def attach(self, output: DiskOutput) -> None:
+        pass
+
+    def passed(self, stream: Qcow2Stream, start: int, data: bytes | memoryview) -> None:
+        pass
+
+    def inside(self, stream: Qcow2Stream, tail: Sequence[bytes]) -> None:
         pass
 
     def __call__(self, stream: Qcow2Stream) -> None:

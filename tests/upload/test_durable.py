@@ -96,11 +96,49 @@ async def test_a_raw_chunk_is_acknowledged_once_its_record_is_saved(tmp_path: Pa
     timer.join()
 
 
-async def test_a_qcow2_or_undetected_upload_is_not_waited_for(tmp_path: Path) -> None:
+async def test_an_upload_detecting_its_format_within_the_chunk_or_not_checkpointed_is_not_waited_for(
+        tmp_path: Path) -> None:
     loop = asyncio.get_running_loop()
     pipeline: asyncio.Future[None] = loop.create_future()
     detecting = ChunkCheckpointer(CheckpointStore.beside(tmp_path), loop)
-    assert not await asyncio.wait_for(detecting.until_durable(0, MIB, pipeline), 1)
+    assert not await asyncio.wait_for(detecting.until_durable(0, 16 << 10, pipeline), 1)
     qcow2 = ChunkCheckpointer(CheckpointStore.beside(tmp_path), loop)
-    qcow2.begin(record(0, fmt="qcow2", not_resumable="qcow2"))
+    qcow2.begin(record(0, fmt="qcow2", not_resumable="qcow2 onto a Block volume"))
     assert not await asyncio.wait_for(qcow2.until_durable(0, MIB, pipeline), 1)
+
+
+async def test_a_chunk_waits_for_a_pipeline_that_lags_behind_before_its_first_record(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    checkpointer = ChunkCheckpointer(CheckpointStore.beside(tmp_path), loop)
+    checkpointer.feeding(0, 2 * MIB)
+    pipeline: asyncio.Future[None] = loop.create_future()
+
+    def lagging() -> None:  # the transfer thread detects the format, then reaches the chunk's end
+        checkpointer.begin(record(0))
+        checkpointer.save(2 * MIB, 2 * MIB, b"", None, checkpointer.now())
+
+    timer = threading.Timer(0.3, lagging)
+    timer.start()
+    assert await checkpointer.until_durable(0, 2 * MIB, pipeline)
+    timer.join()
+
+
+async def test_a_qcow2_chunk_waits_for_its_record_or_for_the_reason_there_is_none(tmp_path: Path) -> None:
+    loop = asyncio.get_running_loop()
+    checkpointer = ChunkCheckpointer(CheckpointStore.beside(tmp_path), loop)
+    checkpointer.begin(record(0, fmt="qcow2"))
+    checkpointer.skip(3 * 65536)  # the image's first clusters: no record can be taken there
+    pipeline: asyncio.Future[None] = loop.create_future()
+    assert not await asyncio.wait_for(checkpointer.until_durable(0, 65536, pipeline), 1)
+    checkpointer.feeding(0, 3 * MIB + 5)
+    assert not checkpointer.due(3 * MIB)
+    assert checkpointer.due(3 * MIB + 5)  # at the chunk's end, inside a cluster (the rest in the carry)
+    timer = threading.Timer(0.2, lambda: checkpointer.save(3 * MIB + 5, 3 * MIB, b"x" * 5, None, checkpointer.now()))
+    timer.start()
+    assert await checkpointer.until_durable(0, 3 * MIB + 5, pipeline)
+    timer.join()
+    checkpointer.feeding(3 * MIB + 5, 6 * MIB)
+    timer = threading.Timer(0.2, lambda: checkpointer.skip(6 * MIB))  # held back: the log says why
+    timer.start()
+    assert not await asyncio.wait_for(checkpointer.until_durable(3 * MIB + 5, 6 * MIB, pipeline), 2)
+    timer.join()
