@@ -5,7 +5,10 @@ the restart point and the checksum's state. Raw images restart at any consistent
 raw images at the end of a gzip member, xz block or zstd frame (`DecompressingReader.boundary`);
 qcow2 images at a host cluster boundary, unless the streaming converter holds back more data than a
 restart would read again (`Qcow2Checkpoints`; the record names the metadata and held-back clusters a
-restart reads again, `importer.qcow2stream.restart`).
+restart reads again, `importer.qcow2stream.restart`). A qcow2 upload, whose client cannot be asked for
+those bytes again, keeps them beside the record first (`Checkpointer.ranges`,
+`importer.checkpointranges`) and takes its record where the chunk ended, inside a cluster if need be
+(the bytes read of that cluster go in the carry).
 
 `importer.transfer` calls these for a fresh attempt and continues a record in `resume_transfer`;
 records and their stores are `importer.checkpoint`, the decision to resume is `importer.resume`.

@@ -9,6 +9,7 @@ the cut cluster travel in the record's carry)."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import random
 import re
@@ -125,7 +126,6 @@ async def test_a_qcow2_upload_resumes_after_the_upload_server_is_killed(
 
 async def test_a_compressed_qcow2_upload_still_starts_over_and_says_so(
         tmp_path: Path, pki: TestPKI, mtls: ssl.SSLContext, images: Path) -> None:
-    import gzip
     image = tmp_path / "disk.qcow2.gz"
     image.write_bytes(gzip.compress((images / "plain.qcow2").read_bytes(), 1))
     server = Server(tmp_path, pki)
