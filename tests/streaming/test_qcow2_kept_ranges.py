@@ -7,7 +7,8 @@ most fall inside a cluster, with the bytes read of it in the carry), keeping the
 ranges is the one rebuilt from the image's own bytes (what ranged requests return), and continuing
 with it gives `qemu-img convert -O raw`'s disk with an uninterrupted pass's holes. When a record
 would need more kept bytes than the bound, no record is taken and the log says why; old pieces
-are pruned from the file once newer records no longer name them."""
+are pruned from the file once newer records no longer name them. Images: `qemu-img convert` plain,
+with compressed clusters, and with an L2 table moved behind its data (clusters spooled at the record)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from importer.target import discover_target
 from importer.transfer import TransferPlan, resume_transfer, transfer
 from importer.uploadserver.durable import upload_identity
 from tests.streaming.qcow2_builders import MiB, convert_with_stream, patterned, qemu_img, qemu_raw
-from tests.streaming.test_qcow2_restart import FileFrom, _restarted_view, allocation
+from tests.streaming.test_qcow2_restart import FileFrom, _restarted_view, allocation, swap_l2_with_its_last_data
 
 SIZE = 12 * MiB
 
@@ -64,6 +65,11 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           "compressed": ("-c", "-o", "cluster_size=4096")}.items():
         qemu_img("convert", "-f", "raw", "-O", "qcow2", *options, raw, directory / f"{name}.qcow2")
         qemu_raw(directory / f"{name}.qcow2", directory / f"{name}.qemu.raw")
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", raw, directory / "late.qcow2")
+    old, new = swap_l2_with_its_last_data(directory / "late.qcow2", 1)  # guest 2-4 MiB: its table after its data
+    (directory / "late.between").write_text(str((old + new) // 2))
+    qemu_raw(directory / "late.qcow2", directory / "late.qemu.raw")
+    for name in ("plain", "compressed", "late"):
         convert_with_stream(directory / f"{name}.qcow2", directory / f"{name}.stream")
     return directory
 
@@ -95,16 +101,19 @@ def run_until(data: Path, image: Path, stop: int, limit: int = 64 << 20) -> Chec
     return checkpointer
 
 
-@pytest.mark.parametrize("name", ["plain", "compressed"])
-@pytest.mark.parametrize("at", [0.3, 0.7])
+@pytest.mark.parametrize(("name", "at"), [("plain", 0.3), ("plain", 0.7), ("compressed", 0.3), ("compressed", 0.7),
+                                         ("late", None)])
 def test_kept_ranges_rebuild_the_converter_the_image_rebuilds_and_the_disk_comes_out_whole(
-        tmp_path: Path, images: Path, name: str, at: float) -> None:
+        tmp_path: Path, images: Path, name: str, at: float | None) -> None:
     image = images / f"{name}.qcow2"
     data = tmp_path / "data"
     data.mkdir()
-    run_until(data, image, int(image.stat().st_size * at))
+    # late: stopped while clusters wait for the L2 table behind them (the spool's bytes are kept too)
+    run_until(data, image, int(image.stat().st_size * at) if at is not None else
+              int((images / "late.between").read_text()))
     record = CheckpointStore.beside(data).load()
     assert record is not None and record.format == "qcow2" and record.wire_offset > 0, record
+    assert at is not None or RestartRecord.decode(record.decoder_state).spooled
     kept = RangeStore.beside(CheckpointStore.beside(data).path)
     from_store, why = asyncio.run(rebuild(record, LocalRanges(kept)))
     from_image, why_image = asyncio.run(rebuild(record, ImageRanges(image)))
