@@ -2,7 +2,8 @@
 new server rebuilds the streaming converter from the image's ranges it kept beside its record
 (`importer.checkpointranges`), reports the record's offset, and the real `cdi image-upload` client
 (`ResumableUploader`) continues there. The disk is `qemu-img convert -O raw`'s, with the holes of an
-uninterrupted streaming conversion, and the client re-sends at most the chunk it was sending.
+uninterrupted streaming conversion, and the client re-sends at most the chunk it was sending (a relay
+counts what it sent in all).
 Chunks are not a multiple of the cluster size, so records fall inside clusters (the bytes read of
 the cut cluster travel in the record's carry)."""
 
@@ -15,6 +16,7 @@ import random
 import re
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,7 @@ from cdi.cli.uploadclient import ResumableUploader, UploadJob
 from importer.checkpoint import CHECKPOINT_NAME, RANGES_SUFFIX
 from tests.streaming.qcow2_builders import convert_with_stream, patterned, qemu_img, qemu_raw
 from tests.streaming.test_qcow2_restart import allocation
+from tests.support.relay import LoopbackRelay, stop_pumps
 from tests.support.tls import TestPKI
 from tests.upload.support import HOST, sha256_prefix
 from tests.upload.test_server_restart import Server, tokens
@@ -64,9 +67,48 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-async def upload_with_kill(server: Server, image: Path, mtls: ssl.SSLContext, kill_at: float) -> int:
+class CountingRelay(LoopbackRelay):
+    """Between the client and the server (TCP, so TLS passes through): counts the client's bytes."""
+
+    def __init__(self, upstream_port: int) -> None:
+        super().__init__(HOST, upstream_port)
+        self.sent = 0
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     up_reader: asyncio.StreamReader, up_writer: asyncio.StreamWriter, context: Any) -> None:
+        pumps = [asyncio.create_task(self._copy(reader, up_writer, count=True)),
+                 asyncio.create_task(self._copy(up_reader, writer, count=False))]
+        closing = asyncio.create_task(self._closing.wait())
+        try:
+            await asyncio.wait({*pumps, closing}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            await stop_pumps(pumps)
+
+    async def _copy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, count: bool) -> None:
+        try:
+            while data := await reader.read(64 * 1024):
+                writer.write(data)
+                await writer.drain()
+                if count:
+                    self.sent += len(data)
+        except OSError:
+            return
+
+
+async def upload_with_kill(server: Server, image: Path, mtls: ssl.SSLContext, kill_at: float) -> tuple[int, int]:
     """Upload `image` with the real client in `CHUNK`s, SIGKILL the server once `kill_at` of it was
-    acknowledged, start a new one; returns the last offset acknowledged before the kill."""
+    acknowledged, start a new one; returns the last offset acknowledged before the kill and the bytes
+    the client sent in all (TLS and HTTP framing included)."""
+    relay = CountingRelay(server.port)
+    await relay.start()
+    try:
+        return await _upload_with_kill(server, image, mtls, kill_at, relay.port), relay.sent
+    finally:
+        await relay.close()
+
+
+async def _upload_with_kill(server: Server, image: Path, mtls: ssl.SSLContext, kill_at: float, port: int) -> int:
     size = image.stat().st_size
     acknowledged: list[int] = []
     reached = asyncio.Event()
@@ -76,7 +118,7 @@ async def upload_with_kill(server: Server, image: Path, mtls: ssl.SSLContext, ki
         if offset >= kill_at * total:
             reached.set()
 
-    job = UploadJob(f"https://{HOST}:{server.port}", "default", "disk", image, mtls, chunk_size=CHUNK)
+    job = UploadJob(f"https://{HOST}:{port}", "default", "disk", image, mtls, chunk_size=CHUNK)
     uploader = ResumableUploader(job, tokens, progress)
     server.start()
     client = asyncio.create_task(uploader.run())
@@ -103,7 +145,7 @@ async def test_a_qcow2_upload_resumes_after_the_upload_server_is_killed(
     image = images / f"{name}.qcow2"
     server = Server(tmp_path, pki)
     try:
-        before = await upload_with_kill(server, image, mtls, kill_at)
+        before, sent = await upload_with_kill(server, image, mtls, kill_at)
     finally:
         if server.process is not None and server.process.poll() is None:
             server.kill()
@@ -112,6 +154,8 @@ async def test_a_qcow2_upload_resumes_after_the_upload_server_is_killed(
     offset = int(resumed.group(1))
     # nothing acknowledged was lost, and the client re-sent at most the chunk it was sending
     assert before <= offset <= before + CHUNK, (before, offset)
+    size = image.stat().st_size
+    assert sent <= size + CHUNK + size // 100, f"the client sent {sent} bytes for {size}"  # + TLS and HTTP
     assert offset == image.stat().st_size or offset % CHUNK == 0, offset  # the record is at a chunk's end
     assert "read the image's tables again from the ranges kept beside the checkpoint" in server.log(1)
     message = server.termination()
@@ -130,11 +174,12 @@ async def test_a_compressed_qcow2_upload_still_starts_over_and_says_so(
     image.write_bytes(gzip.compress((images / "plain.qcow2").read_bytes(), 1))
     server = Server(tmp_path, pki)
     try:
-        await upload_with_kill(server, image, mtls, 0.4)
+        _, sent = await upload_with_kill(server, image, mtls, 0.4)
     finally:
         if server.process is not None and server.process.poll() is None:
             server.kill()
     assert "Started the upload over after an upload-server restart" in server.log(1)
+    assert sent > image.stat().st_size * 1.3  # the bytes before the kill were sent again
     message = server.termination()
     assert message.resume_decision == "StartedOver"
     assert "compressed qcow2" in (message.resume_message or "")
