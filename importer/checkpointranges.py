@@ -103,9 +103,12 @@ class RangeStore:
         have = [(s, s + n) for s, n in self._stored.items()] + [(s, s + len(d)) for s, d in fresh.items()]
         if gap := _first_gap(needed, have):
             return f"the bytes at {gap[0]}-{gap[1] - 1} of the image were not kept"
-        self._append(fresh)
+        try:
+            self._append(fresh)
+            self._compact(needed)
+        except OSError as e:  # a full volume: no record here, rather than a failed upload
+            return f"the image's ranges could not be kept beside the record: {e}"
         self._pending.clear()
-        self._compact(needed)
         self._needed = list(needed)
         return None
 
@@ -150,8 +153,12 @@ class RangeStore:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         try:
             blob = b"".join(_entry(start, data) for start, data in sorted(pieces.items()))
-            os.write(fd, blob)
-            os.fsync(fd)
+            try:
+                _write_all(fd, blob)
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, self._size)  # a torn entry would hide every later one from `read`
+                raise
         finally:
             os.close(fd)
         self._size += len(blob)
@@ -176,7 +183,7 @@ class RangeStore:
         blob = MAGIC + b"".join(_entry(start, data) for start, data in pieces)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(fd, blob)
+            _write_all(fd, blob)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -193,6 +200,12 @@ class LocalRanges:
 
     async def fetch(self, ranges: Sequence[tuple[int, int]]) -> Mapping[int, bytes]:
         return await asyncio.to_thread(self._store.read, ranges)
+
+
+def _write_all(fd: int, blob: bytes) -> None:
+    view = memoryview(blob)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _entry(start: int, data: bytes) -> bytes:

@@ -18,6 +18,8 @@ import logging
 import math
 import os
 import random
+import resource
+import signal
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -186,3 +188,22 @@ def test_a_torn_last_piece_is_ignored_and_a_missing_store_means_starting_over(tm
                         decoder_state=RestartRecord([(0, 100)], []).encode())
     restart, why = asyncio.run(rebuild(record, LocalRanges(store)))
     assert restart is None and why is not None and "gone" in why
+
+
+def test_a_full_volume_skips_the_record_and_leaves_the_kept_pieces_readable(tmp_path: Path) -> None:
+    store = RangeStore(tmp_path / "kept")
+    store.reset()
+    assert store.keep([(0, 4096)], [(0, b"h" * 4096)]) is None
+    limit = store.path.stat().st_size + 1000  # the next append runs out of room half way (EFBIG, as ENOSPC)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        why = store.keep([(0, 4096), (65536, 65536 + 8192)], [(65536, b"c" * 8192)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert why is not None and "could not be kept" in why
+    assert store.path.stat().st_size < limit  # the torn entry is gone
+    assert store.keep([(0, 4096), (131072, 131072 + 100)], [(131072, b"d" * 100)]) is None
+    assert store.read([(0, 4096), (131072, 131172)]) == {0: b"h" * 4096, 131072: b"d" * 100}
