@@ -15,6 +15,7 @@ import hashlib
 import random
 import re
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,19 +97,21 @@ class CountingRelay(LoopbackRelay):
             return
 
 
-async def upload_with_kill(server: Server, image: Path, mtls: ssl.SSLContext, kill_at: float) -> tuple[int, int]:
+async def upload_with_kill(server: Server, image: Path, mtls: ssl.SSLContext, kill_at: float,
+                           between: Callable[[], None] = lambda: None) -> tuple[int, int]:
     """Upload `image` with the real client in `CHUNK`s, SIGKILL the server once `kill_at` of it was
     acknowledged, start a new one; returns the last offset acknowledged before the kill and the bytes
     the client sent in all (TLS and HTTP framing included)."""
     relay = CountingRelay(server.port)
     await relay.start()
     try:
-        return await _upload_with_kill(server, image, mtls, kill_at, relay.port), relay.sent
+        return await _upload_with_kill(server, image, mtls, kill_at, relay.port, between), relay.sent
     finally:
         await relay.close()
 
 
-async def _upload_with_kill(server: Server, image: Path, mtls: ssl.SSLContext, kill_at: float, port: int) -> int:
+async def _upload_with_kill(server: Server, image: Path, mtls: ssl.SSLContext, kill_at: float, port: int,
+                            between: Callable[[], None]) -> int:
     size = image.stat().st_size
     acknowledged: list[int] = []
     reached = asyncio.Event()
@@ -129,6 +132,7 @@ async def _upload_with_kill(server: Server, image: Path, mtls: ssl.SSLContext, k
     before = max(acknowledged)
     assert before < size
     await asyncio.sleep(1.0)  # the client meets a refused connection and retries
+    between()
     server.start()
     await asyncio.wait_for(client, 120)
     assert server.process is not None
@@ -183,5 +187,27 @@ async def test_a_compressed_qcow2_upload_still_starts_over_and_says_so(
     message = server.termination()
     assert message.resume_decision == "StartedOver"
     assert "compressed qcow2" in (message.resume_message or "")
+    assert sha256_prefix(server.data / "disk.img", SIZE) == \
+        hashlib.sha256((images / "plain.qemu.raw").read_bytes()).hexdigest()
+
+
+async def test_kept_ranges_gone_after_the_kill_mean_starting_over_with_the_reason(
+        tmp_path: Path, pki: TestPKI, mtls: ssl.SSLContext, images: Path) -> None:
+    image = images / "plain.qcow2"
+    server = Server(tmp_path, pki)
+    kept = server.data / (CHECKPOINT_NAME + RANGES_SUFFIX)
+
+    def lose_the_kept_ranges() -> None:
+        assert kept.exists()
+        kept.unlink()
+
+    try:
+        await upload_with_kill(server, image, mtls, 0.5, lose_the_kept_ranges)
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+    message = server.termination()
+    assert message.resume_decision == "StartedOver", message
+    assert "the image's tables kept beside the checkpoint are gone" in (message.resume_message or "")
     assert sha256_prefix(server.data / "disk.img", SIZE) == \
         hashlib.sha256((images / "plain.qemu.raw").read_bytes()).hexdigest()
