@@ -71,6 +71,9 @@ class Kubelet:
             if isinstance(outcome, ExitStatus):
                 ended = await self._terminated(specs[name], outcome, run.started_at, run.container_id, paths)
                 found[name] = Found(run.container_id, run.started_at, ended)
+                if (obj.get("status") or {}).get("phase") not in TERMINAL:
+                    log.info("container %s of pod %s/%s (%s) ended with exit code %d while no runner watched it",
+                             name, pod.namespace, pod.name, run.container_id, outcome.code)
             else:
                 found[name] = Found(run.container_id, run.started_at, outcome)
                 log.info("re-attached to container %s of pod %s/%s (%s, running since %s)", name, pod.namespace,
