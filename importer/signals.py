@@ -5,8 +5,8 @@ signals it handles: with no handler, SIGTERM is ignored and the pod sits out its
 until SIGKILL. `run_main` runs an entrypoint's main coroutine with handlers for both: the first one
 cancels the coroutine, so its `finally` blocks run (progress written, metrics server stopped, nothing
 more acknowledged or written after the last checkpoint) and the process exits with 128 + the signal
-(143 for SIGTERM), as a container runtime reports a process a signal ended. Called by `cdi-importer`'s
-`main`; the upload server and the cloner use it the same way.
+(143 for SIGTERM), as a container runtime reports a process a signal ended. Called by the `main` of
+`cdi-importer`, `cdi-uploadserver` and `cdi-cloner`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ APT_PACKAGES=(
   curl ca-certificates openssl
   tar gzip xz-utils zstd
   docker-registry apache2-utils
-  nbdkit iproute2
+  nbdkit iproute2 iptables
   tinyproxy
 )
 

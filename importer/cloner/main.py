@@ -33,6 +33,7 @@ from importer.errors import ConfigurationError, ImportFailure, NoSpace
 from importer.main import failure_message, write_termination
 from importer.metrics import MetricsServer
 from importer.progress import Progress
+from importer.signals import run_main
 
 log = logging.getLogger("cloner")
 
@@ -120,7 +121,7 @@ async def run(environ: Mapping[str, str]) -> int:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.exit(asyncio.run(run(os.environ)))
+    sys.exit(run_main(run(os.environ)))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from importer.main import write_termination
 from importer.metrics import progress_page
 from importer.progress import Progress
 from importer.qemu import QemuImg
+from importer.signals import run_main
 from importer.uploadserver.config import UploadServerConfig, load_config
 from importer.uploadserver.gate import ServerResult, UploadGate
 from importer.uploadserver.handlers import UploadHandlers
@@ -144,7 +145,7 @@ async def run(environ: Mapping[str, str]) -> int:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.exit(asyncio.run(run(os.environ)))
+    sys.exit(run_main(run(os.environ)))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`cdi-importer` as a container's PID 1 (a kubelet without an init process) stops on SIGTERM: a PID 1
+"""`cdi-importer` (and the upload server) as a container's PID 1 (a kubelet without an init) stop on SIGTERM: a PID 1
 gets only the signals it handles, so without a handler the pod would sit out its grace period until
 SIGKILL. Here the importer runs as PID 1 of a new pid namespace (`unshare --pid --fork`), fetching a
 64 MiB image at 1 MiB/s, and exits with 143 (128 + SIGTERM) within seconds of the signal."""
@@ -53,3 +53,28 @@ def test_the_importer_as_pid_1_stops_on_sigterm(tmp_path: Path, nginx: NginxServ
             wrapper.wait()
         log.close()
     assert "SIGTERM received: stopping" in (tmp_path / "importer.log").read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare(1)")
+def test_the_upload_server_as_pid_1_stops_on_sigterm(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    environ = {"PATH": os.environ["PATH"], "CDI_UPLOAD_INSECURE": "true", "LISTEN_ADDRESS": "127.0.0.1",
+               "LISTEN_PORT": "0", "CDI_DATA_PATH": str(data), "UPLOAD_IMAGE_SIZE": "64Mi", "FILESYSTEM_OVERHEAD": "0",
+               "CDI_TERMINATION_LOG": str(tmp_path / "log")}
+    log = (tmp_path / "server.log").open("wb")
+    wrapper = subprocess.Popen(["unshare", "--pid", "--fork", sys.executable, "-c",
+                                "from importer.uploadserver.main import main; main()"], env=environ, stdout=log,
+                               stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while (pid_1 := child_of(wrapper.pid)) is None or "listening" not in (tmp_path / "server.log").read_text():
+            assert time.monotonic() < deadline and wrapper.poll() is None, (tmp_path / "server.log").read_text()
+            time.sleep(0.1)
+        os.kill(pid_1, signal.SIGTERM)
+        assert wrapper.wait(10) == 128 + signal.SIGTERM, (tmp_path / "server.log").read_text()
+    finally:
+        if wrapper.poll() is None:
+            wrapper.kill()
+            wrapper.wait()
+        log.close()
