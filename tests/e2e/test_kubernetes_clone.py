@@ -38,6 +38,19 @@ def clone(name: str, namespace: str, source: dict[str, Any], class_name: str | N
     return dv
 
 
+async def _until_resized(cluster: Any, namespace: str, claim: str, timeout: float = 60) -> None:
+    """Until the claim shows no expansion under way (Resizing or FileSystemResizePending)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = await cluster.get("v1", "PersistentVolumeClaim", claim, namespace)
+        pending = {c.get("type") for c in (found.get("status") or {}).get("conditions") or ()} & {
+            "Resizing", "FileSystemResizePending"}
+        if not pending:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{claim} still {pending}"
+        await asyncio.sleep(0.5)
+
+
 async def test_clones_through_a_real_api_server(kube_control_plane: KubeCluster, tmp_path: Path, nginx: NginxServer,
                                                 images: ImageSet) -> None:
     kubeconfig, namespace = kube_control_plane.kubeconfig_path, "e2e-clones"
@@ -68,7 +81,12 @@ async def test_clones_through_a_real_api_server(kube_control_plane: KubeCluster,
                 assert chosen == {"by-snapshot": "snapshot", "by-csi-clone": "csi-clone", "by-copy": "copy",
                                   "from-snapshot": "snapshot"}
                 for name in names:
+                    # A clone bigger than its snapshot is expanded; where ext4 cannot grow mounted, the node grows
+                    # it unmounted for a moment, which a reader of the host path (as here, not a pod) could see.
+                    await _until_resized(cluster, namespace, name)
                     disk = await _volume_of(kubeconfig, namespace, name) / "disk.img"
+                    assert disk.exists(), (f"{name}: {disk} missing (mounted: {disk.parent.is_mount()}, holds: "
+                                           f"{sorted(p.name for p in disk.parent.iterdir())})\n{deployment.logs()}")
                     assert sha256_prefix(disk, images.virtual_size) == images.reference_sha256, name
 
                 async def leftovers() -> list[str]:
