@@ -50,7 +50,7 @@ metadata:
 spec:
   podResourceRequirements:
     limits:
-      memory: 16M
+      memory: 8M
 """
 
 
@@ -161,8 +161,8 @@ def test_an_importer_with_too_little_memory_is_oom_killed_and_the_datavolume_say
         plane: ContainerPlane, nginx: NginxServer) -> None:
     plane.apply(TIGHT_CONFIG)
     plane.wait_for(lambda: ((plane.get("cdiconfig", "config", namespace="") or {}).get("status") or {})
-                   .get("defaultPodResourceRequirements", {}).get("limits", {}).get("memory") == "16M",
-                   "CDIConfig to take the 16M limit")
+                   .get("defaultPodResourceRequirements", {}).get("limits", {}).get("memory") == "8M",
+                   "CDIConfig to take the 8M limit")
     plane.apply(IMPORT.format(name="starved", url=nginx.url("disk.qcow2.gz")))
 
     def oom_condition() -> dict[str, Any] | None:
