@@ -1,9 +1,11 @@
 """Image format detection by magic numbers, beneath any stack of gzip, xz and zstd.
 
 `open_image` peels compression layers one at a time (multi-member gzip, multi-stream xz and
-multi-frame zstd included; xz block by block through `importer.xzblocks`, zstd frame by frame through
-`importer.zstdframes`), then names the image format of what is left; the decompressors say when they
-are between gzip members, xz blocks or zstd frames (`boundary`), where a checkpoint can restart them.
+multi-frame zstd included; gzip DEFLATE block by block through `importer.gzipblocks`, xz block by
+block through `importer.xzblocks`, zstd frame by frame through `importer.zstdframes`), then names the
+image format of what is left; the decompressors say when they are between gzip DEFLATE blocks (or
+members, when the system zlib cannot be loaded: `_MemberReader`), xz blocks or zstd frames
+(`boundary`), where a checkpoint can restart them.
 Unlike upstream, nested compression is unwrapped fully (up to `MAX_LAYERS`), ISO 9660 is recognised
 (its magic is at 0x8001, beyond upstream's 512-byte header), and formats we refuse to import are
 named here: LUKS and text VMDK descriptors (which point at other files) as unsafe, and every other
@@ -17,6 +19,8 @@ in the transfer thread; its neighbour `importer.transfer` decides what to do wit
 
 from __future__ import annotations
 
+import functools
+import logging
 import lzma
 import zlib
 from collections.abc import Iterator
@@ -26,7 +30,9 @@ from enum import StrEnum
 
 import zstandard
 
+from importer import inflate
 from importer.errors import InvalidImage, UnsafeImage
+from importer.gzipblocks import GzipBlocks, GzipFormatError
 from importer.reader import Reader
 from importer.xzblocks import XzBlocks, XzFormatError
 from importer.zstdframes import FrameError, ZstdFrames
@@ -34,6 +40,7 @@ from importer.zstdframes import FrameError, ZstdFrames
 MIN_HEADER = 512
 PEEK_SIZE = 0x8001 + 5 + 1024  # room for the ISO 9660 volume descriptor magic
 MAX_LAYERS = 4
+log = logging.getLogger(__name__)
 
 
 class Compression(StrEnum):
@@ -163,7 +170,8 @@ _EMPTY_GZIP = zlib.compress(b"", wbits=31)
 
 
 class _MemberReader:
-    """gzip members one after another, through zlib decompressor objects fed 64 KiB at a time (zlib
+    """The fallback when the system zlib cannot be loaded for `GzipBlocks` (`importer.inflate`): gzip
+    members one after another, through zlib decompressor objects fed 64 KiB at a time (zlib
     copies the unconsumed input on every call, so less is better; the stdlib file wrapper feeds 8 KiB
     per call, which costs ~15% on a mostly-zero disk image). Semantics are gzip's: zero padding
     between members is skipped and anything else after a member must be another member; input
@@ -226,9 +234,9 @@ class DecompressingReader:
         """`at_boundary` (and, for xz, `state`): continue from a checkpoint's restart point."""
         self.kind = kind
         self._inner: Reader
-        self._members: _MemberReader | XzBlocks | ZstdFrames
+        self._members: GzipBlocks | _MemberReader | XzBlocks | ZstdFrames
         if kind is Compression.GZIP:
-            self._inner = self._members = _MemberReader(inner, at_boundary=at_boundary)
+            self._inner = self._members = _gzip_reader(inner, at_boundary, state)
         elif kind is Compression.XZ:
             self._inner = self._members = XzBlocks(inner, at_boundary=at_boundary, state=state)
         else:  # a zstd reader starts between frames: `at_boundary` is how it always starts
@@ -241,8 +249,9 @@ class DecompressingReader:
             return self._members.boundary()
 
     def state(self) -> bytes:
-        """What a reader continuing from this boundary needs besides the input (an xz stream's header
-        and the blocks seen so far, for its index); empty for gzip and zstd."""
+        """What a reader continuing from this boundary needs besides the input (inside a gzip member:
+        the DEFLATE position, window, CRC-32 and length; an xz stream's header and the blocks seen so
+        far, for its index); empty between gzip members and for zstd."""
         return self._members.state()
 
     def read(self, size: int = -1, /) -> bytes:
@@ -255,8 +264,25 @@ class DecompressingReader:
             yield
         except EOFError as e:
             raise InvalidImage(f"{self.kind} stream ended before its end marker: the image is truncated") from e
-        except (OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError, FrameError, XzFormatError) as e:
+        except (OSError, zlib.error, lzma.LZMAError, zstandard.ZstdError, FrameError, XzFormatError,
+                GzipFormatError, inflate.InflateError) as e:
             raise InvalidImage(f"{self.kind} stream is corrupt: {e}") from e
+
+
+def _gzip_reader(inner: Reader, at_boundary: bool, state: bytes) -> GzipBlocks | _MemberReader:
+    """Block boundaries through the system zlib; whole members, with the reason logged, without it."""
+    why = inflate.unavailable()
+    if why is None:
+        return GzipBlocks(inner, at_boundary=at_boundary, state=state)
+    if state:  # importer.resume refuses such a record before it gets here
+        raise GzipFormatError(f"cannot continue inside a gzip member: {why}")
+    _warn_once(why)
+    return _MemberReader(inner, at_boundary=at_boundary)
+
+
+@functools.cache
+def _warn_once(why: str) -> None:
+    log.warning("%s; gzip images are checkpointed at member ends only", why)
 
 
 @dataclass(frozen=True)
