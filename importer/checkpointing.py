@@ -2,11 +2,13 @@
 a restart cannot continue it), and the hook the writer calls after each chunk, which, when a record
 is due and the decoder can restart here, syncs the target and saves the offsets, the bytes read past
 the restart point and the checksum's state. Raw images restart at any consistent chunk; compressed
-raw images at the end of a gzip member, xz block or zstd frame (`DecompressingReader.boundary`);
-qcow2 images at a host cluster boundary, unless the streaming converter holds back more data than a
-restart would read again (`Qcow2Checkpoints`; the record names the metadata and held-back clusters a
-restart reads again, `importer.qcow2stream.restart`). A qcow2 upload, whose client cannot be asked for
-those bytes again, keeps them beside the record first (`Checkpointer.ranges`,
+raw images at the end of a gzip DEFLATE block (a member's end is one too; `importer.gzipblocks`: the
+record's decoder state then holds the last 32 KiB of output and the bit position), xz block or zstd
+frame (`DecompressingReader.boundary`, which, when there is none right here, makes the next read stop
+at the next gzip block end); qcow2 images at a host cluster boundary, unless the streaming converter
+holds back more data than a restart would read again (`Qcow2Checkpoints`; the record names the metadata
+and held-back clusters a restart reads again, `importer.qcow2stream.restart`). A qcow2 upload, whose
+client cannot be asked for those bytes again, keeps them beside the record first (`Checkpointer.ranges`,
 `importer.checkpointranges`) and takes its record where the chunk ended, inside a cluster if need be
 (the bytes read of that cluster go in the carry).
 

@@ -236,7 +236,8 @@ class DecompressingReader:
         self._inner: Reader
         self._members: GzipBlocks | _MemberReader | XzBlocks | ZstdFrames
         if kind is Compression.GZIP:
-            self._inner = self._members = _gzip_reader(inner, at_boundary, state)
+            with self._translated():  # a restart state that does not fit
+                self._inner = self._members = _gzip_reader(inner, at_boundary, state)
         elif kind is Compression.XZ:
             self._inner = self._members = XzBlocks(inner, at_boundary=at_boundary, state=state)
         else:  # a zstd reader starts between frames: `at_boundary` is how it always starts

@@ -93,17 +93,23 @@ class GzipBlocks:
 
     def boundary(self) -> bytes | None:
         """The input not taken yet when at a block boundary or between members; else None, and the next
-        read stops at the end of the current block. A member whose output has all been read has its
-        trailer checked here, so every member end is seen."""
+        read stops at the end of the current block. What produces no output (a block's end code, the
+        final block's end, the trailer) is taken here first, so a read that ended with a block's last
+        byte is at its boundary, and a member whose output has all been read at its end."""
         member = self._member
         if member is None:
             return self._buf
-        if member.inflater.eof:
+        inflater = member.inflater
+        if not inflater.eof and not inflater.at_block_boundary:
+            if inflater.needs_input and (data := self._more()):
+                inflater.feed(data)
+            inflater.inflate(0, stop_at_block=True)
+        if inflater.eof:
             self._end_member()
             return self._buf
-        if member.inflater.at_block_boundary:
+        if inflater.at_block_boundary:
             self._armed = False
-            return member.inflater.unconsumed
+            return inflater.unconsumed
         self._armed = True
         return None
 
@@ -207,11 +213,9 @@ class GzipBlocks:
                 member.crc = zlib.crc32(out, member.crc)
                 member.length += len(out)
                 return out
-            if block and inflater.at_block_boundary:
-                # A boundary with no output before it in this read (the last one ended at the block's
-                # end): a read cannot return nothing, so pass it; `boundary()` arms for the next one.
-                self._armed = False
-            elif not inflater.needs_input and not inflater.eof:
+            # A boundary with no output before it in this read (the last read ended at the block's end,
+            # or the block was empty): a read cannot return nothing, so go on to the next block's end.
+            if not (block and inflater.at_block_boundary) and not inflater.needs_input and not inflater.eof:
                 raise GzipFormatError("the DEFLATE data makes no progress")
 
     def _end_member(self) -> None:

@@ -122,8 +122,8 @@ class Inflater:
         block ended); with `stop_at_block`, output stops at the end of the next block."""
         if self.eof:
             return b""
-        if len(self._out) < size:
-            self._out = bytearray(size)
+        if len(self._out) < max(size, 1):  # zlib wants somewhere to write, even for no output
+            self._out = bytearray(max(size, 1))
             self._out_address = ctypes.addressof(ctypes.c_char.from_buffer(self._out))
         stream = self._stream
         stream.next_out, stream.avail_out = self._out_address, size

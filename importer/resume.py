@@ -4,8 +4,9 @@ because ...". `importer.main` observes (reads the record with `importer.checkpoi
 partial disk, opens the source) and applies; tests check these tables directly.
 
 Two steps, because the second needs the network: `decide` before anything is fetched (is there a
-usable record at all?), `confirm` once the ranged request was answered (is it still the same source,
-and did it honour the range?). The reason for starting over travels in the termination message
+usable record at all, and can this importer's decoder continue inside the gzip member it names?),
+`confirm` once the ranged request was answered (is it still the same source, and did it honour the
+range?). The reason for starting over travels in the termination message
 (`resumeDecision`, `resumeMessage`) so the controller records it as an event on the claim.
 """
 
@@ -15,6 +16,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from importer.checkpoint import Checkpoint, SourceIdentity
+from importer.gzipblocks import restart_problem
+
+# Why a compressed stream had no restart point before the kill (its decoder restarts only at their ends).
+_NO_BOUNDARY_YET = {
+    "xz": " (an xz stream restarts at block ends, and single-threaded xz writes a single block)",
+    "zst": " (a zstd stream restarts at frame ends, and the zstd tool writes one frame per file)",
+}
 
 # Uploads' identities (`importer.uploadserver.durable.upload_identity`) name no place to read from again.
 UPLOAD_IDENTITY_PREFIX = "upload"
@@ -59,7 +67,8 @@ def decide(seen: Observed) -> Decision:
     if record.not_resumable is not None:
         return Decision.over(record.not_resumable)
     if record.wire_offset == 0:
-        return Decision.over("the previous attempt stopped before its first checkpoint")
+        return Decision.over("the previous attempt stopped before its first checkpoint"
+                             + _NO_BOUNDARY_YET.get(record.compression or "", ""))
     if not seen.partial_exists:
         return Decision.over("the partly written disk of the previous attempt is gone")
     if record.checksum != seen.checksum:
@@ -69,6 +78,8 @@ def decide(seen: Observed) -> Decision:
                              f"and this importer has {seen.hash_library or 'none that can continue it'}")
     if not seen.source_resumable:
         return Decision.over(f"the {seen.source_kind} source cannot continue from an offset")
+    if record.compression == "gz" and (why := restart_problem(record.decoder_state, record.target_offset)):
+        return Decision.over(why)
     return Decision(Outcome.RESUMED, record=record)
 
 

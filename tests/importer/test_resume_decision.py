@@ -20,7 +20,7 @@ from importer.checkpointdevice import SLOT, DeviceTailStore
 from importer.resume import Decision, Observed, Outcome, confirm, decide, describe, not_resumable_reason
 
 IDENTITY = SourceIdentity("http://example.test/disk.img", etag='"5f-abc"', last_modified="Tue, 01 Dec 2026", size=95)
-RECORD = Checkpoint(IDENTITY, "raw", "gz", checksum="sha256:" + "0" * 64, wire_offset=64, target_offset=128,
+RECORD = Checkpoint(IDENTITY, "raw", "xz", checksum="sha256:" + "0" * 64, wire_offset=64, target_offset=128,
                     carry=b"\x1f\x8b\x08", decoder_state=b"\xfd7zXZ\x00\x00\x04", hash_state=b"\x01" * 112,
                     hash_library="OpenSSL 3.0.19 27 Jan 2026")
 
@@ -112,6 +112,14 @@ DECISIONS = [
      Outcome.STARTED_OVER, "qcow2 is converted"),
     ("killed before the first interval", replace(SEEN, record=replace(RECORD, wire_offset=0)), Outcome.STARTED_OVER,
      "before its first checkpoint"),
+    ("single-block xz", replace(SEEN, record=replace(RECORD, wire_offset=0)), Outcome.STARTED_OVER,
+     "single-threaded xz writes a single block"),
+    ("single-frame zstd", replace(SEEN, record=replace(RECORD, wire_offset=0, compression="zst")),
+     Outcome.STARTED_OVER, "one frame per file"),
+    ("gzip inside a member, unusable state", replace(SEEN, record=replace(RECORD, compression="gz")),
+     Outcome.STARTED_OVER, "gzip state is unusable"),
+    ("gzip between members", replace(SEEN, record=replace(RECORD, compression="gz", decoder_state=b"")),
+     Outcome.RESUMED, None),
     ("partial disk gone", replace(SEEN, partial_exists=False), Outcome.STARTED_OVER, "partly written disk"),
     ("checksum changed", replace(SEEN, checksum="md5:" + "0" * 32), Outcome.STARTED_OVER, "checksum to verify"),
     ("no hash state", replace(SEEN, record=replace(RECORD, hash_state=None)), Outcome.STARTED_OVER, "hash state"),
