@@ -1,13 +1,14 @@
 """A killed importer resumes: the real `cdi-importer` is SIGKILLed at a random point of the download,
 restarted on the same volume, and must produce a byte-identical disk while fetching in total no more
 than the image plus one checkpoint interval (plus the one read and, for compressed images, the one
-gzip member, xz block or zstd frame in flight when the record was due). Sources: nginx, moto's S3
+gzip member or DEFLATE block, xz block or zstd frame in flight when the record was due). Sources: nginx, moto's S3
 and the GCS emulator, each behind a throttling relay (`tests.support.shaper`) that counts what the
 importer fetched across both attempts. The kill point is a byte count: the relay holds there, and the
 importer is killed once its last record is within one interval of it (it has taken in what it got:
 on a busy machine a fixed pause is not enough, and bytes still in its socket would count as lost).
-A source that changed between the attempts, and shapes that cannot resume (a single-member gzip),
-start over and say why in the termination message, which becomes the claim's event (qcow2 resumes:
+A single-member gzip resumes inside its member (at a DEFLATE block boundary, `importer.gzipblocks`),
+on a Filesystem and a Block volume. A source that changed between the attempts, and shapes that
+cannot resume (a single-block xz, a single-frame zstd), start over and say why in the termination message, which becomes the claim's event (qcow2 resumes:
 `test_qcow2_resume_kill`)."""
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ SIZE = 8 * MiB
 INTERVAL = MiB // 2
 READ = MiB  # the writer's read size: a record falls due only between reads
 MEMBER = MiB  # uncompressed bytes per gzip member / xz stream in the test images
+BLOCK = 64 << 10  # bound on a DEFLATE block of single.raw.gz (gzip -1 writes ~17 KiB ones here), and an input read
 SLACK = 64 << 10  # response heads
 RATE = 12 * MiB
 CONSUME = 0.3  # seconds the importer gets to take in what the held relay sent before it is killed
@@ -71,6 +73,8 @@ def image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     blocks.write_bytes(data)
     subprocess.run(["xz", "-0", "-T2", f"--block-size={MEMBER}", str(blocks)], check=True)
     (directory / "single.raw.gz").write_bytes(gzip.compress(data, 1))
+    (directory / "single.raw.xz").write_bytes(lzma.compress(data, preset=0))  # one block, as plain `xz` writes
+    (directory / "single.raw.zst").write_bytes(zstandard.ZstdCompressor(level=1).compress(data))
     subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(directory / "disk.raw"),
                     str(directory / "disk.qcow2")], check=True)
     return directory
@@ -174,7 +178,7 @@ def disk_bytes(volume: Volume, length: int) -> bytes:
 
 
 def resume_after_kill(volume: Volume, env: dict[str, str], relay: ShapedRelay, wire_size: int,
-                      rng: random.Random, member: int) -> tuple[TerminationMessage, int]:
+                      rng: random.Random, member: int) -> tuple[TerminationMessage, int, Checkpoint]:
     at = int(wire_size * rng.uniform(0.25, 0.85))
     relay.reset()
     store = CheckpointStore.beside(volume.data)
@@ -185,11 +189,11 @@ def resume_after_kill(volume: Volume, env: dict[str, str], relay: ShapedRelay, w
     assert code == 0, log
     assert message.message == "Import Complete"
     assert not (volume.data / PARTIAL_NAME).exists() and not CheckpointStore.beside(volume.data).path.exists()
-    return message, relay.downstream
+    return message, relay.downstream, record
 
 
-CASES = [("disk.raw", 0), ("disk.raw.gz", MEMBER), ("disk.raw.xz", MEMBER), ("blocks.raw.xz", MEMBER),
-         ("disk.raw.zst", MEMBER)]
+CASES = [("disk.raw", 0), ("disk.raw.gz", MEMBER), ("single.raw.gz", BLOCK), ("disk.raw.xz", MEMBER),
+         ("blocks.raw.xz", MEMBER), ("disk.raw.zst", MEMBER)]
 
 
 @pytest.mark.parametrize(("name", "member"), CASES)
@@ -201,8 +205,10 @@ def test_http_import_killed_at_a_random_point_resumes_byte_identical(
     with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
         env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/{name}",
                "IMPORTER_CHECKSUM": f"sha256:{checksum}"}
-        message, fetched = resume_after_kill(volume, env, relay, wire_size, rng, member)
+        message, fetched, record = resume_after_kill(volume, env, relay, wire_size, rng, member)
     assert message.resume_decision == "Resumed", message
+    if name == "single.raw.gz":  # inside its only member: the DEFLATE position and window
+        assert len(record.decoder_state) > 32 << 10 and record.target_offset >= 32 << 10
     assert disk_bytes(volume, SIZE + 1) == (image_dir / "disk.raw").read_bytes()
     assert fetched <= wire_size + INTERVAL + READ + member + SLACK, (fetched, wire_size)
     ranged = [line for line in server.access_log_lines() if f"/{name} " in line and '"bytes=' in line]
@@ -218,7 +224,7 @@ def test_s3_import_killed_at_a_random_point_resumes_byte_identical(
         env = {"IMPORTER_SOURCE": "s3", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/resume/disk.raw.gz",
                "IMPORTER_ACCESS_KEY_ID": "test-access", "IMPORTER_SECRET_KEY": "test-secret",
                "IMPORTER_CHECKSUM": "md5:" + hashlib.md5((image_dir / "disk.raw.gz").read_bytes()).hexdigest()}
-        message, fetched = resume_after_kill(volume, env, relay, wire_size, random.Random(), MEMBER)
+        message, fetched, _ = resume_after_kill(volume, env, relay, wire_size, random.Random(), MEMBER)
     assert message.resume_decision == "Resumed", message
     assert disk_bytes(volume, SIZE + 1) == (image_dir / "disk.raw").read_bytes()
     assert fetched <= wire_size + INTERVAL + READ + MEMBER + SLACK, (fetched, wire_size)
@@ -232,7 +238,7 @@ def test_gcs_import_killed_at_a_random_point_resumes_byte_identical(
     with ShapedRelay("127.0.0.1", port, rate=RATE) as relay:
         env = {"IMPORTER_SOURCE": "gcs", "IMPORTER_ENDPOINT": "gs://resume/disk.raw",
                "STORAGE_EMULATOR_HOST": f"127.0.0.1:{relay.port}"}
-        message, fetched = resume_after_kill(volume, env, relay, SIZE, random.Random(), 0)
+        message, fetched, _ = resume_after_kill(volume, env, relay, SIZE, random.Random(), 0)
     assert message.resume_decision == "Resumed", message
     assert disk_bytes(volume, SIZE + 1) == (image_dir / "disk.raw").read_bytes()
     assert fetched <= SIZE + INTERVAL + READ + SLACK, fetched
@@ -257,7 +263,8 @@ def test_a_source_that_changed_between_attempts_starts_over_and_says_so(
 
 
 @pytest.mark.parametrize(("name", "why"), [
-    ("single.raw.gz", "stopped before its first checkpoint"),
+    ("single.raw.xz", "stopped before its first checkpoint (an xz stream restarts at block ends"),
+    ("single.raw.zst", "stopped before its first checkpoint (a zstd stream restarts at frame ends"),
 ])
 def test_shapes_that_cannot_resume_start_over_and_say_why(name: str, why: str, volume: Volume,
                                                           server: NginxServer, image_dir: Path) -> None:
@@ -284,18 +291,20 @@ def loop_device(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["losetup", "--detach", device], check=False)
 
 
+@pytest.mark.parametrize(("name", "member"), [("disk.raw.gz", MEMBER), ("single.raw.gz", BLOCK)])
 def test_block_volume_import_killed_at_a_random_point_resumes_from_the_devices_tail_record(
-        loop_device: Path, tmp_path: Path, server: NginxServer, image_dir: Path) -> None:
+        name: str, member: int, loop_device: Path, tmp_path: Path, server: NginxServer, image_dir: Path) -> None:
     volume = Volume(tmp_path)
-    wire_size = (image_dir / "disk.raw.gz").stat().st_size
+    wire_size = (image_dir / name).stat().st_size
     with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
-        env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/disk.raw.gz",
+        env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/{name}",
                "CDI_DATA_PATH": str(loop_device)}
         device = DeviceTailStore(loop_device, 2 * SIZE)
         kill_part_way(volume, env, relay, int(wire_size * random.uniform(0.25, 0.85)),
-                      caught_up=recorded_within(device.load, INTERVAL + READ + MEMBER))
+                      caught_up=recorded_within(device.load, INTERVAL + READ + member))
         record = device.load()
         assert record is not None and record.wire_offset > 0
+        assert record.decoder_state or name != "single.raw.gz"  # inside its only member
         relay.reset()
         code, message, log = volume.run(env)
     assert code == 0, log
