@@ -15,8 +15,8 @@ when the server answers the upgrade with anything but 101 (an older server). Ext
 one deep (`push`, `send_extent`): the next request is written before the previous answer is read, so
 the server always has the next extent queued in the socket while it writes the last one; the server
 handles a connection's requests in order, so ordering holds. `send_extent` (the sender's path) hashes
-each piece of the body on a second thread while the piece is encrypted and written, both reading it
-from the CPU's cache.
+each piece of the body (with the digest algorithm negotiated at begin) on a second thread while the
+piece is encrypted and written, both reading it from the CPU's cache.
 Certificates arrive as PEM contents (upstream's contract); `ssl` loads a client pair only from files,
 so they are written to a private temporary directory for the moment it takes. Used by
 `importer.cloner.sender`.
@@ -25,7 +25,6 @@ so they are written to a private temporary directory for the moment it takes. Us
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import socket
@@ -33,7 +32,7 @@ import ssl
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from cdi.contracts import clone_protocol as cp
@@ -42,10 +41,6 @@ from importer.errors import ImportFailure
 TIMEOUT = 60.0
 PIECE = 1 << 20  # hashed and written to the TLS socket side by side; small enough to stay in the CPU cache
 _HEAD_LIMIT = 64 << 10
-
-
-class Hasher(Protocol):
-    def update(self, data: memoryview, /) -> None: ...
 
 
 class CloneRefused(ImportFailure):
@@ -96,12 +91,12 @@ class _Connection:
         self.sock.sendall(head)
         self.sock.sendall(memoryview(body))
 
-    def send_hashed(self, target: str, body: memoryview, hasher: Hasher, hashing: ThreadPoolExecutor) -> None:
+    def send_hashed(self, target: str, body: memoryview, hasher: cp.DataHash, hashing: ThreadPoolExecutor) -> None:
         """PUT `body`, each piece hashed on `hashing` (one thread, so in order) while it is written:
-        sha256 and SSL_write both release the GIL, so the two run on two cores side by side."""
+        the hash (sha256 or BLAKE3) and SSL_write both release the GIL, so the two run side by side."""
         self.sock.sendall(f"PUT {target} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
                           f"Content-Type: application/octet-stream\r\n\r\n".encode())
-        jobs: list[Future[None]] = []
+        jobs: list[Future[object]] = []
         try:
             for start in range(0, len(body), PIECE):
                 piece = body[start:start + PIECE]
@@ -247,11 +242,12 @@ class CloneClient:
         self._outstanding += 1
         return self._answer(f"PUT {target}", extent=True) if self._outstanding > 1 else None
 
-    def send_extent(self, offset: int, data: memoryview) -> tuple[bytes, cp.State | None]:
-        """Blocking (the sender's worker thread): send an extent, hashing it as it goes; its sha256, and
-        the answer to the extent sent before it when one was outstanding."""
+    def send_extent(self, offset: int, data: memoryview,
+                    algorithm: str = cp.DIGEST_ALGORITHM) -> tuple[bytes, cp.State | None]:
+        """Blocking (the sender's worker thread): send an extent, hashing it as it goes; its hash (the
+        clone's negotiated algorithm), and the answer to the extent sent before it when one was outstanding."""
         target = f"{cp.EXTENT_PATH}?{cp.OFFSET_PARAM}={offset}"
-        hasher = hashlib.sha256()
+        hasher = cp.data_hash(algorithm)
         self.sent += len(data)
         self._guarded(f"PUT {target}",
                       lambda: self._extent_connection().send_hashed(target, data, hasher, self._hashing))

@@ -1,14 +1,14 @@
 """The clone source's data, as the extents the cloner sends: where the data is (SEEK_DATA/SEEK_HOLE on
 a file; a block device reports everything as data), which of it is zeros (absolute-aligned
 `ZERO_BLOCK`s compared with memcmp speed), cut at every multiple of `EXTENT_ALIGN`. `Windows.spans`
-reads each window into one reusable buffer and yields views of it (what the sender streams, hashing as
-it sends: no allocation or copy per extent); `extents` copies them out with their sha256 (tests, the
-benchmark's layout check).
+reads each window into one of two reusable buffers (the next one ahead, on a reader thread) and yields
+views of it (what the sender streams, hashing as it sends: no allocation or copy per extent);
+`extents` copies them out with their sha256 (tests, the benchmark's layout check).
 
 The decomposition is a pure function of the source's content and layout: enumerating from any extent
 boundary yields exactly the extents that enumerating from zero yields past it, which is what lets
 the cloner resume from the server's acknowledged offset (`cdi.contracts.clone_protocol`). Memory is
-one window (at most `EXTENT_ALIGN` bytes). With detection off (upstream's
+two windows (at most `EXTENT_ALIGN` bytes each). With detection off (upstream's
 behaviour, for comparison) every byte is an extent. Used by `importer.cloner.sender`.
 """
 
@@ -18,6 +18,7 @@ import errno
 import hashlib
 import os
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from cdi.contracts.clone_protocol import EXTENT_ALIGN, ZERO_BLOCK
@@ -101,27 +102,43 @@ def windows(start: int, end: int) -> Iterator[tuple[int, int]]:
 
 
 class Windows:
-    """One source's windows, read one at a time into a buffer reused for the whole clone."""
+    """One source's windows, read into two buffers reused for the whole clone: while the extents of one
+    window are sent, the next window is read into the other buffer on a reader thread (pread releases
+    the GIL), so reading the source overlaps with encrypting and sending."""
 
     def __init__(self, fd: int, size: int, *, detect: bool = True) -> None:
         self._fd = fd
         self._size = size
         self._detect = detect
-        self._buffer = bytearray(EXTENT_ALIGN)
+        self._buffers = (bytearray(EXTENT_ALIGN), bytearray(EXTENT_ALIGN))
 
     def spans(self, start: int = 0) -> Iterator[tuple[int, memoryview]]:
         """(offset, data) of the extents to send, in order, from `start` (an extent boundary, or 0).
         Each view is valid until the next one is asked for."""
-        buffer = self._buffer
-        for first, last in data_ranges(self._fd, self._size, start, seek=self._detect):
-            for begin, stop in windows(first, last):
+        cuts = (cut for first, last in data_ranges(self._fd, self._size, start, seek=self._detect)
+                for cut in windows(first, last))
+        with ThreadPoolExecutor(1, thread_name_prefix="clone-read") as reader:
+            turn = 0
+            pending = self._read(reader, next(cuts, None), turn)
+            while pending is not None:
+                (begin, stop), reading = pending
+                reading.result()
+                buffer = self._buffers[turn]
+                turn ^= 1
+                pending = self._read(reader, next(cuts, None), turn)  # the other buffer's views are done with
                 view = memoryview(buffer)[:stop - begin]
-                read_into(self._fd, view, begin)
                 if not self._detect:
                     yield begin, view
                     continue
                 for run_start, run_end in nonzero_runs(buffer, begin, stop - begin):
                     yield begin + run_start, view[run_start:run_end]
+
+    def _read(self, reader: ThreadPoolExecutor, cut: tuple[int, int] | None,
+              turn: int) -> tuple[tuple[int, int], Future[None]] | None:
+        if cut is None:
+            return None
+        begin, stop = cut
+        return cut, reader.submit(read_into, self._fd, memoryview(self._buffers[turn])[:stop - begin], begin)
 
 
 def extents(fd: int, size: int, start: int = 0, *, detect: bool = True) -> Iterator[Extent]:

@@ -9,10 +9,14 @@ the cloner itself the extents before the acknowledged offset are read and hashed
 Failures in a row are bounded (`max_failures`, with exponential backoff); any acknowledged progress
 resets the count. A digest mismatch (the server forgot the clone) starts over once.
 
+The begin request offers the digest algorithms this build knows (`cp.DIGESTS`, BLAKE3 first); the
+server's answer names the one it chose (an earlier build names none: sha256).
+
 An attempt's extents are sent by one worker thread, without a hop through the event loop per extent:
-each window is read into one reusable buffer (`extents.Windows`), and each extent is hashed piece by
-piece as it is written to the TLS socket (`CloneClient.send_extent`), while the client keeps one more
-extent queued behind the one the server is writing. Memory: one window, whatever the clone's size.
+each window is read into one of two reusable buffers, the next one ahead (`extents.Windows`), and each
+extent is hashed piece by piece as it is written to the TLS socket (`CloneClient.send_extent`), while
+the client keeps one more extent queued behind the one the server is writing. Memory: two windows,
+whatever the clone's size.
 Used by `importer.cloner.main`.
 """
 
@@ -20,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import hashlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -76,7 +79,7 @@ class Sender:
                  detect: bool = True, sleep: Sleep = asyncio.sleep, max_failures: int = MAX_FAILURES) -> None:
         self._client = client
         self._fd = fd
-        self._begin = cp.Begin(size, mode)
+        self._begin = cp.Begin(size, mode, offers=cp.DIGESTS)
         self._progress = progress
         self._detect = detect
         self._sleep = sleep
@@ -94,7 +97,7 @@ class Sender:
         while True:
             attempts += 1
             try:
-                state = await self._client.begin(self._begin)
+                state = self._negotiated(await self._client.begin(self._begin))
                 state = await self._send_from(state)
                 await self._client.finish(self._digest.hexdigest())
                 self._progress.count(self._map.total, self._map.total)
@@ -113,7 +116,19 @@ class Sender:
                     raise
                 log.warning("%s", e.message)
                 restarted = True
-                self._digest, self._hashed_until = cp.LayoutDigest(self._begin.virtual_size), 0
+                self._digest, self._hashed_until = cp.LayoutDigest(self._begin.virtual_size, self._digest.algorithm), 0
+
+    def _negotiated(self, state: cp.State) -> cp.State:
+        """Hash with the algorithm the server chose (sha256 when it is of an earlier build and names
+        none); a change of algorithm between attempts (a server of another build took over) starts our
+        digest over: the acknowledged extents are read and hashed again, not sent."""
+        if state.digest not in self._begin.acceptable:
+            raise CloneRefused(f"the upload server chose digest {state.digest!r}, which was not offered",
+                               "CloneDigestUnsupported")
+        if state.digest != self._digest.algorithm:
+            log.info("end-to-end digest: %s", state.digest)
+            self._digest, self._hashed_until = cp.LayoutDigest(self._begin.virtual_size, state.digest), 0
+        return state
 
     async def _send_from(self, state: cp.State) -> cp.State:
         work = asyncio.ensure_future(asyncio.to_thread(self._send_blocking, state))
@@ -133,12 +148,14 @@ class Sender:
                 raise Retry("the clone was cancelled")
             end = offset + len(data)
             if end > acknowledged:
-                data_sha256, answer = self._client.send_extent(offset, data)
+                data_digest, answer = self._client.send_extent(offset, data, self._digest.algorithm)
                 state = self._acknowledged(state, answer)
             else:  # acknowledged before this process started: only folded into our digest
-                data_sha256 = hashlib.sha256(data).digest()
+                hasher = cp.data_hash(self._digest.algorithm)
+                hasher.update(data)
+                data_digest = hasher.digest()
             if offset >= self._hashed_until:
-                self._digest.add(offset, len(data), data_sha256)
+                self._digest.add(offset, len(data), data_digest)
                 self._hashed_until = end
             self._progress.count(self._map.done(end), self._map.total)
             self._progress.raise_to(min(99.99, self._map.percent(end)))

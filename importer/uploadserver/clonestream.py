@@ -2,8 +2,8 @@
 `cdi.contracts.clone_protocol`): after `POST /v1beta1/clone/upgrade` answered 101, the TCP connection
 leaves aiohttp, a fresh mutual-TLS handshake runs on it, and its extent PUTs are read here straight
 from the TLS socket into a few reusable page-aligned slots, one being received while the others are
-hashed and written (sha256 and pwrite release the GIL, so decryption, hashing and writing overlap on
-different cores). The slots are page-aligned so that `ClonedDisk.write_aligned` can hand them to the
+hashed and written (sha256, BLAKE3 and pwrite release the GIL, so decryption, hashing and writing
+overlap on different cores). The slots are page-aligned so that `ClonedDisk.write_aligned` can hand them to the
 target with O_DIRECT: no copy into the page cache, no writeback left for the end.
 
 Why: asyncio's TLS decrypts on the event loop thread through memory BIOs, record by record, and that
@@ -16,7 +16,6 @@ Memory: `SLOTS` slots of `SLOT` bytes per connection.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import mmap
 import socket
@@ -122,14 +121,15 @@ class ExtentBody:
             raise TransferInterrupted(f"extent at {offset} interrupted after {done + got} of {length} bytes "
                                       f"({type(e).__name__}: {e})") from e
 
-    def receive(self, disk: ClonedDisk, offset: int, length: int) -> bytes:
-        """Read `length` body bytes into the disk at `offset`; the sha256 of the bytes. Each slot, once
-        full, is hashed on one thread and written on another while the next slot fills. Slots after the
-        first start at DIRECT_ALIGN-aligned offsets of the image (the first is cut short to get there),
-        so an extent that starts unaligned still goes around the page cache from its second slot on."""
+    def receive(self, disk: ClonedDisk, offset: int, length: int, algorithm: str = cp.DIGEST_ALGORITHM) -> bytes:
+        """Read `length` body bytes into the disk at `offset`; their hash (`cp.data_hash(algorithm)`, the
+        clone's negotiated digest). Each slot, once full, is hashed on one thread and written on another
+        while the next slot fills. Slots after the first start at DIRECT_ALIGN-aligned offsets of the image
+        (the first is cut short to get there), so an extent that starts unaligned still goes around the
+        page cache from its second slot on."""
         self.consumed = True
-        digest = hashlib.sha256()
-        busy: list[list[Future[None]]] = [[] for _ in self._slots]
+        digest = cp.data_hash(algorithm)
+        busy: list[list[Future[object]]] = [[] for _ in self._slots]
         done, turn = 0, 0
         first = SLOT - offset % DIRECT_ALIGN if offset % DIRECT_ALIGN else SLOT
         try:

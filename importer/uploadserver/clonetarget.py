@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -52,7 +51,8 @@ def failure(status: int, reason: str, message: str, *, retryable: bool = False) 
 
 
 def _state(session: CloneSession) -> web.Response:
-    state = cp.State(session.begin.virtual_size, session.next, session.received, session.done)
+    state = cp.State(session.begin.virtual_size, session.next, session.received, session.done,
+                     session.digest.algorithm)
     return web.json_response(state.to_json())
 
 
@@ -95,11 +95,13 @@ class CloneTarget:
             return failure(400, "CloneContentTypeNotSupported",
                            f"host-assisted clone of content type {wanted.content_type!r} is not supported: only "
                            f"{importer_env.CONTENT_KUBEVIRT!r} (disk image) volumes can be cloned")
-        if wanted.digest != cp.DIGEST_ALGORITHM:
-            return failure(400, "InvalidRequest", f"digest {wanted.digest!r} is not supported")
+        try:
+            algorithm = wanted.negotiate()
+        except ValueError as e:
+            return failure(400, "InvalidRequest", str(e))
         session = self._session
         if session is not None:
-            if session.begin != wanted:
+            if not wanted.joins(session.begin, session.digest.algorithm):
                 return failure(409, "CloneInProgress", "another clone of different parameters is in progress")
             self._touch(session)
             return _state(session)
@@ -115,11 +117,12 @@ class CloneTarget:
         except OSError as e:
             self._gate.release()
             return failure(500, "CloneTargetFailed", f"cannot open the clone target: {e}", retryable=True)
-        session = CloneSession(wanted, disk, cp.LayoutDigest(wanted.virtual_size))
+        session = CloneSession(wanted, disk, cp.LayoutDigest(wanted.virtual_size, algorithm))
         self._touch(session)
         self._session = session
         self._watchdog = asyncio.create_task(self._watch(session))
-        log.info("clone begun: %d bytes from a %s volume", wanted.virtual_size, wanted.source_volume_mode)
+        log.info("clone begun: %d bytes from a %s volume, digest %s", wanted.virtual_size,
+                 wanted.source_volume_mode, algorithm)
         return _state(session)
 
     def _open(self, wanted: cp.Begin) -> ClonedDisk:
@@ -180,16 +183,17 @@ class CloneTarget:
         disk = session.disk
         if offset > session.next:
             await asyncio.to_thread(disk.hole, session.next, offset - session.next)
-        work = asyncio.ensure_future(asyncio.to_thread(body.receive, disk, offset, length))
+        work = asyncio.ensure_future(asyncio.to_thread(body.receive, disk, offset, length,
+                                                       session.digest.algorithm))
         try:
-            data_sha256 = await asyncio.shield(work)
+            data_digest = await asyncio.shield(work)
         except asyncio.CancelledError:
             body.abort()  # unblocks the receiving thread; its bytes never count
             await asyncio.wait({work})
             if not work.cancelled():
                 work.exception()
             raise
-        session.digest.add(offset, length, data_sha256)
+        session.digest.add(offset, length, data_digest)
         session.next = offset + length
         session.received += length
 
@@ -229,7 +233,7 @@ class CloneTarget:
         disk = session.disk
         if offset > session.next:
             await asyncio.to_thread(disk.hole, session.next, offset - session.next)
-        data_hash = hashlib.sha256()
+        data_hash = cp.data_hash(session.digest.algorithm)
         position = offset
         pending: asyncio.Future[None] | None = None
 
