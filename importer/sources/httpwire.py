@@ -11,7 +11,9 @@ Go's and curl's clients read them (`HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY`, either
 URLs, with credentials; https targets through a CONNECT tunnel); a connect timeout and an idle
 timeout on every read. h11 bounds the response head (16 KiB), decodes Content-Length, chunked and
 close-delimited bodies, and turns a body cut short into an error, so a truncated image never looks
-complete. Used by `importer.sources.http`.
+complete. A body of known length skips both h11 and the stream reader: once the head is parsed the
+connection is handed to `importer.sources.httpbody`, which receives straight into a reused buffer.
+Used by `importer.sources.http`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import h11
+
+from importer.sources.httpbody import BodyProtocol
 
 READ_SIZE = 1 << 20
 STREAM_LIMIT = 4 << 20  # what asyncio buffers from the socket before pausing it
@@ -220,15 +224,41 @@ class _Connection:
             first = bytes(buffered[:remaining])
             remaining -= len(first)
             yield first
+        if remaining > 0:
+            async for chunk in self._received_body(remaining, length):
+                yield chunk
+        self._h11 = h11.Connection(h11.CLIENT)  # the connection is not reused: nothing may read h11's stale state
+
+    async def _received_body(self, remaining: int, length: int) -> AsyncIterator[bytes]:
+        """The rest of a counted body, received by `BodyProtocol` straight into its buffers: the stream
+        reader's own buffer is handed over first, then the transport talks to the body protocol."""
+        leftover = self._reader_leftover()
+        if len(leftover) > remaining:
+            raise WireError("the server sent more than its Content-Length")
+        body = BodyProtocol(remaining - len(leftover))
+        transport = self._writer.transport
+        transport.set_protocol(body)
+        body.connection_made(transport)
+        if self._reader.exception() is not None or self._reader.at_eof():  # it ended before the hand-over
+            body.connection_lost(self._reader.exception())
+        if leftover:
+            remaining -= len(leftover)
+            yield leftover
         while remaining > 0:
             async with asyncio.timeout(self._idle_timeout):
-                chunk = await self._reader.read(min(READ_SIZE, remaining))
+                chunk = await body.next_chunk()
             if not chunk:  # h11's own words for the same truncation
                 raise h11.RemoteProtocolError("peer closed connection without sending complete message body: "
                                               f"received {length - remaining} bytes, expected {length}")
             remaining -= len(chunk)
             yield chunk
-        self._h11 = h11.Connection(h11.CLIENT)  # the connection is not reused: nothing may read h11's stale state
+
+    def _reader_leftover(self) -> bytes:
+        """What the stream reader holds unread (asyncio has no public call that returns it without waiting)."""
+        pending: bytearray = self._reader._buffer  # type: ignore[attr-defined]
+        data = bytes(pending)
+        pending.clear()
+        return data
 
     def close(self) -> None:
         self._writer.transport.abort()
