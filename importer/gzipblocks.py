@@ -162,10 +162,12 @@ class GzipBlocks:
             if not self._buf:
                 self._done = True
                 return
+        self._fill(10)
+        if not b"\x1f\x8b".startswith(self._buf[:2]):  # not a member at all, however short
+            raise GzipFormatError("incorrect header check")
         header = self._need(10)
-        if header[:3] != b"\x1f\x8b\x08" or header[3] & 0xE0:
-            raise GzipFormatError("incorrect header check" if header[:2] != b"\x1f\x8b" else
-                                  "unknown compression method or header flags")
+        if header[2] != 8 or header[3] & 0xE0:
+            raise GzipFormatError("unknown compression method or header flags")
         flags, crc = header[3], zlib.crc32(header)
         if flags & _FEXTRA:
             extra = self._need(2)
