@@ -89,6 +89,7 @@ class Sender:
         self._windows = Windows(fd, size, detect=detect)
         self._digest = cp.LayoutDigest(size)
         self._hashed_until = 0
+        self._announced = ""  # the digest algorithm last logged
         self._stop = threading.Event()  # set when `run` is cancelled: the worker thread stops between extents
         self._progressed = False  # an extent was acknowledged since the last failure
 
@@ -126,8 +127,10 @@ class Sender:
             raise CloneRefused(f"the upload server chose digest {state.digest!r}, which was not offered",
                                "CloneDigestUnsupported")
         if state.digest != self._digest.algorithm:
-            log.info("end-to-end digest: %s", state.digest)
             self._digest, self._hashed_until = cp.LayoutDigest(self._begin.virtual_size, state.digest), 0
+        if state.digest != self._announced:
+            log.info("end-to-end digest: %s", state.digest)
+            self._announced = state.digest
         return state
 
     async def _send_from(self, state: cp.State) -> cp.State:
