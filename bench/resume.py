@@ -1,7 +1,8 @@
 """`python -m bench.resume`: what a checkpointed import costs, and what resuming after a kill saves
 (issue 15, part 1).
 
-For each image (raw, gzip in 8 MiB members, xz in 8 MiB blocks, zstd in 8 MiB frames, qcow2 from
+For each image (raw, gzip in 8 MiB members, gzip in a single member (restarted at DEFLATE block
+boundaries, `importer.gzipblocks`), xz in 8 MiB blocks, zstd in 8 MiB frames, qcow2 from
 `qemu-img convert` plain and with compressed clusters (`-c`); a disk of `--size` MiB, half of it data
 sliced from the machine's own binaries, as `bench.images` builds them), served by nginx through a
 throttling relay (`tests.support.shaper`, `--rate` MiB/s, which also counts every byte the
@@ -15,8 +16,12 @@ importer fetched), the real `cdi-importer` runs:
                       qcow2 restart reads the image's tables again, which the bytes fetched include
 
 Each case runs `--repeat` times (default 3) and each column keeps its fastest run (the machine is
-shared). Printed as ratios (checkpoints / none, killed / uninterrupted, bytes fetched / image size) and
-written to `bench/results/<date>-resume.{md,json}`. No root needed; takes a few minutes.
+shared). `--decode` adds, for the gzip images, decompression alone in this process, side by side per
+round: Python's zlib (`zlib.decompressobj`, the member-boundary reader and fallback), the block-boundary
+reader (`importer.gzipblocks` through ctypes), and the same asked for a boundary every `--interval` of
+input as the checkpoint hook asks, with how many it found and how far apart they were (`bench.gzipdecode`).
+Printed as ratios (checkpoints / none, killed / uninterrupted, bytes fetched / image size) and written to
+`bench/results/<date>-resume.{md,json}`. No root needed; takes a few minutes.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from pathlib import Path
 
 import zstandard
 
+from bench import gzipdecode
 from bench.images import _corpus, write_disk
 from tests.support.nginx import NginxServer
 from tests.support.shaper import ShapedRelay
@@ -72,6 +78,7 @@ def build_images(directory: Path, size: int) -> list[str]:
     data = raw.read_bytes()
     (directory / "disk.raw.gz").write_bytes(b"".join(gzip.compress(data[i:i + MEMBER], 1)
                                                      for i in range(0, len(data), MEMBER)))
+    (directory / "disk-single.raw.gz").write_bytes(gzip.compress(data, 1))
     compressor = zstandard.ZstdCompressor(level=3)
     (directory / "disk.raw.zst").write_bytes(b"".join(compressor.compress(data[i:i + MEMBER])
                                                       for i in range(0, len(data), MEMBER)))
@@ -82,7 +89,8 @@ def build_images(directory: Path, size: int) -> list[str]:
                    check=True)
     subprocess.run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", str(raw),
                     str(directory / "disk-compressed.qcow2")], check=True)
-    return ["disk.raw", "disk.raw.gz", "disk.raw.xz", "disk.raw.zst", "disk.qcow2", "disk-compressed.qcow2"]
+    return ["disk.raw", "disk.raw.gz", "disk-single.raw.gz", "disk.raw.xz", "disk.raw.zst", "disk.qcow2",
+            "disk-compressed.qcow2"]
 
 
 class Importer:
@@ -179,8 +187,10 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=64, help="checkpoint interval in MiB (default 64, as in pods)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per image; each column keeps its fastest")
     parser.add_argument("--only", default="",
-                        help="comma-separated image names (disk.raw, disk.raw.gz, disk.raw.xz, disk.raw.zst, "
-                             "disk.qcow2, disk-compressed.qcow2)")
+                        help="comma-separated image names (disk.raw, disk.raw.gz, disk-single.raw.gz, disk.raw.xz, "
+                             "disk.raw.zst, disk.qcow2, disk-compressed.qcow2)")
+    parser.add_argument("--decode", action="store_true",
+                        help="also time gzip decompression alone: Python's zlib against the block-boundary reader")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cdi-resume-bench-") as tmp:
         work = Path(tmp)
@@ -193,7 +203,9 @@ def main() -> None:
         with NginxServer(work / "images", work / "nginx", pki) as server:
             rows = [best([measure(work, server, name, args.rate * MiB, args.interval * MiB)
                           for _ in range(args.repeat)]) for name in names]
-    text = report(rows, args.size * MiB, args.rate * MiB, args.interval * MiB, args.repeat)
+        decoding = (gzipdecode.report([work / "images" / n for n in names if n.endswith(".gz")],
+                                      args.interval * MiB, args.repeat) if args.decode else "")
+    text = report(rows, args.size * MiB, args.rate * MiB, args.interval * MiB, args.repeat) + decoding
     print(text)
     RESULTS.mkdir(exist_ok=True)
     partial = args.only or args.size != 1024 or args.rate != 100 or args.interval != 64
