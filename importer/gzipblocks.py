@@ -68,8 +68,8 @@ def _decode(state: bytes) -> tuple[int, int, int, int, bytes]:
 class _Member:
     """The member being inflated: its DEFLATE stream and the CRC-32 and length of its output so far."""
 
-    def __init__(self, crc: int = 0, length: int = 0) -> None:
-        self.inflater = Inflater()
+    def __init__(self, inflater: Inflater, crc: int = 0, length: int = 0) -> None:
+        self.inflater = inflater
         self.crc = crc
         self.length = length
 
@@ -84,11 +84,13 @@ class GzipBlocks:
         self._buf = b""  # input read and not given to an inflater (headers, trailers, what follows)
         self._members = 1 if at_boundary else 0
         self._member: _Member | None = None
+        self._inflater: Inflater | None = None  # one for all members (its buffers are reused)
         self._armed = False
         self._done = False
         if state:
             bits, byte, crc, length, window = _decode(state)
-            self._member = _Member(crc, length)
+            self._inflater = Inflater()
+            self._member = _Member(self._inflater, crc, length)
             self._member.inflater.restart(bits, byte, window)
 
     def boundary(self) -> bytes | None:
@@ -178,7 +180,11 @@ class GzipBlocks:
                 crc = self._skip_string(crc)
         if flags & _FHCRC and int.from_bytes(self._need(2), "little") != crc & 0xFFFF:
             raise GzipFormatError("header crc mismatch")
-        self._member = _Member()
+        if self._inflater is None:
+            self._inflater = Inflater()
+        else:
+            self._inflater.reset()
+        self._member = _Member(self._inflater)
         self._members += 1
 
     def _skip(self, count: int, crc: int) -> int:

@@ -48,6 +48,7 @@ def _library() -> ctypes.CDLL | str:
         lib.inflatePrime.argtypes = [stream, ctypes.c_int, ctypes.c_int]
         lib.inflateSetDictionary.argtypes = [stream, ctypes.c_void_p, ctypes.c_uint]
         lib.inflateGetDictionary.argtypes = [stream, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint)]
+        lib.inflateReset.argtypes = [stream]
         lib.inflateEnd.argtypes = [stream]
         version = lib.zlibVersion()
     except (OSError, AttributeError) as e:  # no such library, or one without inflateGetDictionary (< 1.2.8)
@@ -86,6 +87,12 @@ class Inflater:
         self._out = bytearray(0)
         self._out_address = 0
         self.eof = False  # the final block has ended
+
+    def reset(self) -> None:
+        """Start another DEFLATE stream (the next gzip member), keeping the window and output buffers."""
+        self._check(self._lib.inflateReset(ctypes.byref(self._stream)))
+        self._stream.avail_in, self._stream.data_type = 0, 0
+        self._input, self._last_byte, self.eof = b"", 0, False
 
     def restart(self, bits: int, byte: int, window: bytes) -> None:
         """Continue at a block boundary: `bits` unused bits of `byte` (the input byte before the next
