@@ -10,7 +10,10 @@ only while the synced data ends before the slots; once the image's data reaches 
 stop (the last stretch of a device-filling image is not resumable), and image bytes written over a
 slot simply make it invalid. On completion, slots past the end of the imported disk are zeroed, so
 nothing of ours is left on the volume; slots the image covers are left alone (they are image data).
-Used by `importer.main` for Block volumes; `importer.checkpoint` is the file-based sibling.
+An upload pod's store also names where a qcow2 upload keeps the image ranges its restart reads again
+(`ranges_path`, on the pod's scratch volume: the slots have no room for them), and `clear` removes
+them with the record. Used by `importer.main` for Block volumes; `importer.checkpoint` is the
+file-based sibling.
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ from pathlib import Path
 from importer.checkpoint import Checkpoint, CheckpointCorrupt
 
 SLOT = 512 << 10
+DEVICE_RANGES_NAME = ".disk.checkpoint.ranges"  # on the upload pod's scratch volume
 RESERVED = 2 * SLOT
 _MAGIC = b"PYCDICKP"
 _HEAD = len(_MAGIC) + 8 + 4 + 32
 
 
 class DeviceTailStore:
-    def __init__(self, device: Path, size: int) -> None:
+    def __init__(self, device: Path, size: int, ranges_path: Path | None = None) -> None:
         self.device = device
+        self.ranges_path = ranges_path
         self._size = size
         self._sequence = 0
 
@@ -81,6 +86,9 @@ class DeviceTailStore:
         return True
 
     def clear(self, data_end: int | None = None) -> None:
+        if self.ranges_path is not None:
+            for path in (self.ranges_path, self.ranges_path.with_name(self.ranges_path.name + ".tmp")):
+                path.unlink(missing_ok=True)
         if not self.usable:
             return
         for index in (0, 1):

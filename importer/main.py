@@ -28,7 +28,7 @@ from importer import hashstate, ranged
 from importer.blank import create_blank
 from importer.blockio import device_size, is_block_device
 from importer.checkpoint import Checkpoint, CheckpointCorrupt, CheckpointStore, RecordStore
-from importer.checkpointdevice import DeviceTailStore
+from importer.checkpointdevice import DEVICE_RANGES_NAME, DeviceTailStore
 from importer.checkpointrestart import SourceRanges, rebuild
 from importer.checksum import parse_checksum
 from importer.config import ImporterConfig, load_config
@@ -81,11 +81,13 @@ def failure_message(error: ImportFailure, attempt: Attempt | None = None) -> Ter
     return attempt.stamp(message) if attempt else message
 
 
-def checkpoint_store(data: Path) -> tuple[RecordStore, bool | None] | None:
+def checkpoint_store(data: Path, ranges_dir: Path | None = None) -> tuple[RecordStore, bool | None] | None:
     """Where this volume keeps records, and whether an earlier attempt's disk is there to continue
-    (None: a device always is, so the record alone says whether there was an earlier attempt)."""
+    (None: a device always is, so the record alone says whether there was an earlier attempt).
+    `ranges_dir`: where a Block volume's upload keeps a qcow2 image's ranges (the upload pod's scratch)."""
     if is_block_device(data):
-        store = DeviceTailStore(data, device_size(data))
+        ranges = ranges_dir / DEVICE_RANGES_NAME if ranges_dir is not None else None
+        store = DeviceTailStore(data, device_size(data), ranges)
         return (store, None) if store.usable else None
     if data.is_dir():
         return CheckpointStore.beside(data), (data / PARTIAL_NAME).is_file()

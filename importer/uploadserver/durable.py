@@ -15,8 +15,9 @@ plus one member/block/frame back when members are smaller than chunks (a single-
 boundary and starts over). qcow2 uploads (converted while they stream) are checkpointed at the
 chunk's end too: the converter's state at the last host cluster boundary, the bytes read past it in
 the record's carry, and, since a restart cannot ask the client for the image's tables again, the
-ranges it reads again kept beside the record first (`importer.checkpointranges`); on a Block volume
-(no place for them) and inside compression (qcow2.gz) they start over, with the reason.
+ranges it reads again kept beside the record first (`importer.checkpointranges`; on a Block volume,
+on the pod's scratch volume); without a place for them (a Block volume and no scratch) and inside
+compression (qcow2.gz) they start over, with the reason.
 
 The source identity of an upload is the endpoint and the size the client announced
 (`X-Upload-Total`): a resumed upload must announce the same size. Called by

@@ -110,7 +110,7 @@ class Processor:
     def record_store(self) -> tuple[RecordStore, bool] | None:
         """Where this volume keeps an upload's checkpoint, and whether a partial disk is there (None: a
         Block volume too small for records)."""
-        found = checkpoint_store(self._config.data_path)
+        found = checkpoint_store(self._config.data_path, self._config.scratch_path)
         if found is None:
             return None
         store, partial = found

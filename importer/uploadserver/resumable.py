@@ -33,9 +33,9 @@ image every chunk is synced with a checkpoint record on the volume before its 20
 there, and the client re-sends at most the chunk it was sending; a compressed image continues from
 the last gzip member, xz block or zstd frame boundary that was synced; a qcow2 (converted while it
 streams) continues where its chunk ended too, its converter rebuilt from the image's ranges the
-server kept beside the record (Filesystem volumes; `importer.checkpointrestart`,
-`importer.checkpointranges`); archives, qcow2.gz and qcow2 onto a Block volume start over, and the
-reason is logged and put in the termination message.
+server kept beside the record (`importer.checkpointrestart`, `importer.checkpointranges`; on a Block
+volume they are kept on the pod's scratch volume); archives, qcow2.gz and a qcow2 onto a Block volume
+of a pod without scratch start over, and the reason is logged and put in the termination message.
 At most one request feeds at a time; a newer request supersedes (cancels) an older one that may still
 be stuck on a half-dead connection. Memory per upload stays at a few MiB whatever the chunk size.
 """
@@ -54,6 +54,7 @@ from aiohttp import web
 
 from cdi.contracts import upload_protocol as up
 from importer.checkpoint import Checkpoint, CheckpointStore, RecordStore
+from importer.checkpointdevice import DeviceTailStore
 from importer.checkpointranges import RANGE_STORE_LIMIT, LocalRanges, RangeStore
 from importer.checkpointrestart import rebuild
 from importer.errors import ConfigurationError, TransferInterrupted
@@ -206,9 +207,14 @@ class ResumableUploads:
 
     def _ranges(self) -> RangeStore | None:
         """Where a qcow2 upload keeps the ranges its restart reads again: beside a Filesystem volume's
-        record (a Block volume's records live in its last MiB, with no room for them)."""
+        record, or on the pod's scratch volume for a Block volume (whose records live in its last MiB,
+        with no room for them); None for a Block volume without scratch."""
         store = self._store
-        return RangeStore.beside(store.path, self._range_limit) if isinstance(store, CheckpointStore) else None
+        if isinstance(store, CheckpointStore):
+            return RangeStore.beside(store.path, self._range_limit)
+        if isinstance(store, DeviceTailStore) and store.ranges_path is not None:
+            return RangeStore(store.ranges_path, self._range_limit)
+        return None
 
     def _resume_for(self, archive: bool, total: int | None, offset: int) -> tuple[Checkpoint | None, Decision | None]:
         """The record to continue and what to tell about it (None, None: nothing from an earlier server)."""

@@ -15,7 +15,8 @@ import hashlib
 import random
 import re
 import ssl
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pytest
 
 from cdi.cli.uploadclient import ResumableUploader, UploadJob
 from importer.checkpoint import CHECKPOINT_NAME, RANGES_SUFFIX
+from importer.checkpointdevice import DEVICE_RANGES_NAME
 from tests.streaming.qcow2_builders import convert_with_stream, patterned, qemu_img, qemu_raw
 from tests.streaming.test_qcow2_restart import allocation
 from tests.support.relay import LoopbackRelay, stop_pumps
@@ -170,6 +172,46 @@ async def test_a_qcow2_upload_resumes_after_the_upload_server_is_killed(
     assert allocation(disk) == allocation(images / f"{name}.stream")
     assert not (server.data / CHECKPOINT_NAME).exists()
     assert not (server.data / (CHECKPOINT_NAME + RANGES_SUFFIX)).exists()  # removed with the record
+
+
+@pytest.fixture
+def block_device(tmp_path: Path) -> Iterator[Path]:
+    """A loop device a little larger than the disk, full of stale bytes that must not show through."""
+    backing = tmp_path / "block.img"
+    backing.write_bytes(b"\xee" * (SIZE + 8 * MiB))
+    device = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    try:
+        yield Path(device)
+    finally:
+        subprocess.run(["losetup", "--detach", device], check=False)
+
+
+@pytest.mark.parametrize("name", ["plain", "compressed"])
+async def test_a_qcow2_upload_onto_a_block_volume_resumes_with_its_ranges_on_scratch(
+        tmp_path: Path, pki: TestPKI, mtls: ssl.SSLContext, images: Path, name: str, block_device: Path) -> None:
+    image = images / f"{name}.qcow2"
+    server = Server(tmp_path, pki, device=block_device)
+    kept = server.scratch / DEVICE_RANGES_NAME
+    seen: list[bool] = []
+    try:
+        before, sent = await upload_with_kill(server, image, mtls, 0.5, lambda: seen.append(kept.is_file()))
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+    assert seen == [True]  # the tables were on the scratch volume when the server was killed
+    resumed = RESUMED.search(server.log(1))
+    assert resumed is not None, server.log(1)
+    assert before <= int(resumed.group(1)) <= before + CHUNK
+    size = image.stat().st_size
+    assert sent <= size + CHUNK + size // 100, f"the client sent {sent} bytes for {size}"
+    message = server.termination()
+    assert (message.resume_decision, message.message) == ("Resumed", "Upload Complete"), message
+    with block_device.open("rb") as device:
+        assert hashlib.sha256(device.read(SIZE)).hexdigest() == \
+            hashlib.sha256((images / f"{name}.qemu.raw").read_bytes()).hexdigest()
+        assert b"PYCDICKP" not in device.read()  # the record slots are cleared after the upload
+    assert not kept.exists()  # and the kept ranges with them
 
 
 async def test_a_compressed_qcow2_upload_still_starts_over_and_says_so(
