@@ -111,7 +111,7 @@ class GzipBlocks:
             return self._buf
         if inflater.at_block_boundary:
             self._armed = False
-            return inflater.unconsumed
+            return inflater.unconsumed + self._buf
         self._armed = True
         return None
 
