@@ -5,8 +5,9 @@ namespace, name), with `uid` indexed for garbage collection; `changes` is the lo
 (resourceVersion, ADDED/MODIFIED/DELETED, the object and its previous version); `owner_refs` indexes
 ownerReferences by owner uid; `counters` holds the last resourceVersion handed out and the highest
 one compaction removed. All writes go through `BEGIN IMMEDIATE` so several processes (`cdi serve`
-and a `cdi apply`) serialise on SQLite's write lock, waiting up to the busy timeout; WAL mode lets
-readers and watchers proceed meanwhile.
+and a `cdi apply`) serialise on SQLite's write lock, waiting up to the busy timeout, and take turns
+through `cdi.embedded.writegate` first (a waiting writer goes as soon as the lock is free, where
+SQLite's busy wait sleeps up to 100 ms at a time); WAL mode lets readers and watchers proceed meanwhile.
 
 `Database` runs every call on its own thread so sqlite never blocks the event loop; `Transaction` is
 what the write and read functions of `cdi.embedded.mutations` and `cdi.embedded.watch` receive there.
@@ -26,6 +27,7 @@ from typing import TypeVar
 from cdi.cluster.errors import ApiError
 from cdi.cluster.protocol import EventType, Object
 from cdi.embedded.semantics import owner_uids
+from cdi.embedded.writegate import GateTimeout, WriteGate
 
 T = TypeVar("T")
 
@@ -212,6 +214,7 @@ class Database:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdi-embedded-sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._gate: WriteGate | None = None
         self._closed = False
         # Opening blocks the caller briefly (it may wait for another process's schema write) so that a
         # bad path fails here rather than at the first call.
@@ -227,7 +230,7 @@ class Database:
 
     async def write(self, fn: Callable[[Transaction], T], changed_at: float) -> T:
         """Run `fn` in a write transaction holding the file's write lock; rolls back if `fn` raises."""
-        return await self._call(lambda conn: self._transaction(conn, "BEGIN IMMEDIATE", fn, changed_at))
+        return await self._call(lambda conn: self._gated(conn, fn, changed_at))
 
     async def data_version(self) -> int:
         """SQLite's `PRAGMA data_version` on our connection: it changes when another connection commits."""
@@ -251,12 +254,32 @@ class Database:
                 conn.execute("ROLLBACK")
             conn.close()
             raise StoreUnavailable(f"cannot open the embedded store {self.path}: {e}") from e
+        try:
+            self._gate = WriteGate(self.path, busy_timeout)
+        except OSError:
+            self._gate = None  # e.g. a directory we may not create files in: SQLite's own lock still serialises
         self._conn = conn
 
     def _close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None
+
+    def _gated(self, conn: sqlite3.Connection, fn: Callable[[Transaction], T], changed_at: float) -> T:
+        gate = self._gate
+        if gate is None:
+            return self._transaction(conn, "BEGIN IMMEDIATE", fn, changed_at)
+        try:
+            gate.acquire()
+        except GateTimeout as e:
+            raise StoreUnavailable(f"embedded store {self.path}: {e}") from e
+        try:
+            return self._transaction(conn, "BEGIN IMMEDIATE", fn, changed_at)
+        finally:
+            gate.release()
 
     async def _call(self, job: Callable[[sqlite3.Connection], T]) -> T:
         if self._closed:

@@ -2,17 +2,19 @@
 
 Reconcilers get this instead of the raw `Cluster`: `get` and `list` of a kind are served from a shared,
 cluster-wide informer of that kind (started on first use; the first read waits until it has listed), so
-a reconcile costs no request to the API server unless it writes. Writes, deletes, reviews, logs and
-discovery go straight through. Reads the cache cannot answer faithfully — a field selector, paging —
-also go to the server. Like controller-runtime's cache, reads may lag a write by a moment: reconcilers
-already treat `AlreadyExists`/`Conflict`/`NotFound` after a write as "try again", and the watch that
-brings their own write wakes them again.
+a reconcile costs no request to the API server unless it writes. Writes, deletes, reviews and logs go
+straight through; discovery answers (`served`) are kept for `SERVED_TTL` seconds, as client-go's cached
+discovery keeps them (a CRD installed later is seen within that time). Reads the cache cannot answer
+faithfully — a field selector, paging — also go to the server. Like controller-runtime's cache, reads may
+lag a write by a moment: reconcilers already treat `AlreadyExists`/`Conflict`/`NotFound` after a write as
+"try again", and the watch that brings their own write wakes them again.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from cdi.cluster.errors import NotFound
@@ -20,13 +22,18 @@ from cdi.cluster.protocol import Cluster, DeleteOptions, Object, ObjectList, Pat
 from cdi.runtime.informer import Informer, SharedInformers
 from cdi.runtime.types import Key
 
+SERVED_TTL = 30.0
+
 
 class CachedCluster:
     """A `Cluster` whose reads come from `informers` and whose writes go to `cluster`."""
 
-    def __init__(self, cluster: Cluster, informers: SharedInformers, *, uncached: frozenset[str] = frozenset()) -> None:
+    def __init__(self, cluster: Cluster, informers: SharedInformers, *, uncached: frozenset[str] = frozenset(),
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._cluster, self._informers = cluster, informers
         self._uncached = uncached  # kinds always read from the server (e.g. Secrets, not worth caching)
+        self._clock = clock
+        self._served: dict[tuple[str, str], tuple[bool, float]] = {}  # answer, when it was asked
 
     @property
     def direct(self) -> Cluster:
@@ -113,4 +120,10 @@ class CachedCluster:
                                             tail_lines=tail_lines)
 
     async def served(self, api_version: str, kind: str) -> bool:
-        return await self._cluster.served(api_version, kind)
+        now = self._clock()
+        known = self._served.get((api_version, kind))
+        if known is not None and now - known[1] < SERVED_TTL:
+            return known[0]
+        answer = await self._cluster.served(api_version, kind)
+        self._served[(api_version, kind)] = (answer, now)
+        return answer

@@ -8,7 +8,11 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from cdi.embedded import EmbeddedCluster
+from cdi.embedded.sqlite import StoreUnavailable
+from tests.cluster.conftest import FakeClock
 from tests.cluster.watching import take_events
 
 # Runs in a child process: open the store, say "ready", wait for a line on stdin, then create `count`
@@ -82,3 +86,69 @@ async def test_concurrent_writers_lose_nothing(cluster: EmbeddedCluster, db_path
     mine = await cluster.create({"apiVersion": "v1", "kind": "ConfigMap",
                                  "metadata": {"name": "after", "namespace": "default"}})
     assert int(mine["metadata"]["resourceVersion"]) == versions[-1] + 1
+
+
+# Runs in a child process: hold the store's write gate, and with "sqlite" SQLite's write lock too (as a
+# writer in the middle of a transaction does), say "held", release both when a line arrives on stdin.
+HOLDER = """
+import sqlite3, sys
+from pathlib import Path
+from cdi.embedded.writegate import WriteGate
+
+gate = WriteGate(Path(sys.argv[1]), 30.0)
+gate.acquire()
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+if sys.argv[2] == "sqlite":
+    conn.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+sys.stdin.readline()
+if conn.in_transaction:
+    conn.execute("COMMIT")
+gate.release()
+print("released", flush=True)
+sys.stdin.readline()
+"""
+
+
+async def test_a_writer_waiting_for_another_process_goes_as_soon_as_it_commits(cluster: EmbeddedCluster,
+                                                                               db_path: Path) -> None:
+    waits = [await _wait_behind_another_writer(cluster, db_path, f"waited-{round_}") for round_ in range(6)]
+    # SQLite's own busy wait is asleep 100 ms at a time by then: ~50 ms after the commit on average
+    assert sorted(waits)[len(waits) // 2] < 0.025, [f"{w * 1000:.0f} ms" for w in waits]
+
+
+async def _wait_behind_another_writer(cluster: EmbeddedCluster, db_path: Path, name: str) -> float:
+    """How long after another process's commit a write that waited for it completes."""
+    holder = await asyncio.create_subprocess_exec(sys.executable, "-c", HOLDER, str(db_path), "sqlite",
+                                                  stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert holder.stdin is not None and holder.stdout is not None
+    assert await holder.stdout.readline() == b"held\n"
+    write = asyncio.create_task(cluster.create({"apiVersion": "v1", "kind": "ConfigMap",
+                                                "metadata": {"name": name, "namespace": "default"}}))
+    await asyncio.sleep(0.5)
+    assert not write.done()
+    loop = asyncio.get_running_loop()
+    holder.stdin.write(b"go\n")
+    assert await holder.stdout.readline() == b"released\n"
+    released = loop.time()
+    await write
+    waited = loop.time() - released
+    holder.stdin.write(b"exit\n")
+    await holder.wait()
+    return waited
+
+
+async def test_a_store_held_past_the_busy_timeout_is_unavailable_with_the_reason(db_path: Path,
+                                                                                clock: FakeClock) -> None:
+    holder = await asyncio.create_subprocess_exec(sys.executable, "-c", HOLDER, str(db_path), "gate",
+                                                  stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert holder.stdin is not None and holder.stdout is not None
+    assert await holder.stdout.readline() == b"held\n"
+    try:
+        async with EmbeddedCluster(db_path, clock=clock, busy_timeout=0.3) as short:
+            with pytest.raises(StoreUnavailable, match=r"writing to the store for over 0\.3 s"):
+                await short.create({"apiVersion": "v1", "kind": "ConfigMap",
+                                    "metadata": {"name": "never", "namespace": "default"}})
+    finally:
+        holder.kill()
+        await holder.wait()

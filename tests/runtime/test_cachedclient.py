@@ -13,7 +13,7 @@ import pytest
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import ObjectList, WatchEvent
 from cdi.embedded import EmbeddedCluster
-from cdi.runtime.cachedclient import CachedCluster
+from cdi.runtime.cachedclient import SERVED_TTL, CachedCluster
 from cdi.runtime.informer import SharedInformers
 
 
@@ -86,3 +86,32 @@ async def test_reads_come_from_the_cache_and_writes_go_through(tmp_path: Path) -
             await eventually(gone)
         finally:
             await informers.stop()
+
+
+class CountingDiscovery:
+    """Answers `served` from a set of kinds that can change, and counts the questions."""
+
+    def __init__(self) -> None:
+        self.kinds = {("cdi.kubevirt.io/v1beta1", "CDI")}
+        self.asked = 0
+
+    async def served(self, api_version: str, kind: str) -> bool:
+        self.asked += 1
+        return (api_version, kind) in self.kinds
+
+
+async def test_discovery_answers_are_kept_for_a_while_then_asked_again() -> None:
+    now = [100.0]
+    discovery = CountingDiscovery()
+    cached = CachedCluster(discovery, SharedInformers(discovery), clock=lambda: now[0])  # type: ignore[arg-type]
+    snapshots = ("snapshot.storage.k8s.io/v1", "VolumeSnapshot")
+    for _ in range(50):  # one question per kind, however many reconciles ask
+        assert await cached.served("cdi.kubevirt.io/v1beta1", "CDI")
+        assert not await cached.served(*snapshots)
+    assert discovery.asked == 2
+    discovery.kinds.add(snapshots)  # a CRD installed later
+    now[0] += SERVED_TTL - 1
+    assert not await cached.served(*snapshots)
+    now[0] += 2
+    assert await cached.served(*snapshots)  # seen once the answer is older than SERVED_TTL
+    assert discovery.asked == 3
