@@ -10,8 +10,10 @@ Side by side, on the same machine, with the source's data in the page cache (a w
     upstream-style        every byte read and sent over mutual TLS in one streaming POST to a receiver
                           that discards it (`bench.clone_full`): it does not even write the target
 
-The machine is shared and its load moves, so cp and ours run in alternating pairs (`--rounds`, 3 by
-default); the table shows each method's median round and every pair's ratio is listed under it.
+The machine is shared and its load moves, so cp and ours run in pairs (`--rounds`, 3 by default),
+the order within a pair alternating from round to round, each method after an untimed `sync` so that
+neither is timed while the other's writes are still being flushed (the loop device's backing file
+included); the table shows each method's median round and every pair's ratio is listed under it.
 
 Targets: ours ≤ 1.2× cp's time; bytes on the wire ≤ 2 GiB + 1%. Bytes on the wire are counted by an
 iptables rule on the loopback interface for the server's port: every IP packet from client to
@@ -228,23 +230,34 @@ def _report(rows: list[dict[str, object]], size: int, data: int,
     return "\n".join(lines + _rounds(pairs)) + "\n"
 
 
-def _pair(source: Path, dirs: dict[str, Path], pki: dict[str, Path], size: int,
-          work: Path) -> tuple[dict[str, object], dict[str, object]]:
-    """One round: cp, then ours, each into an empty directory; ours is checked against the source."""
+def _settled() -> None:
+    """Untimed, before each method: nothing of the previous one (its target's removal, the loop
+    device's backing file) is still being written back while the next one is timed."""
+    os.sync()
+
+
+def _pair(source: Path, dirs: dict[str, Path], pki: dict[str, Path], size: int, work: Path,
+          ours_first: bool) -> tuple[dict[str, object], dict[str, object]]:
+    """One round: cp and ours, each into an empty directory, each after a `sync`, in the order given
+    (the rounds alternate it); ours is checked against the source."""
     for name in ("cp", "ours"):
         shutil.rmtree(dirs[name])
         dirs[name].mkdir()
-    cpu = _cpu()
-    seconds = _cp(source, dirs["cp"] / "disk.img")
-    cp_row: dict[str, object] = {"method": "cp --sparse=always (+ sync)", "seconds": seconds, "wire": None,
-                                 "cpu": _cpu() - cpu, "load": os.getloadavg()[0]}
-    cpu = _cpu()
-    seconds, wire = _ours(dirs["source"], dirs["ours"], pki, size, work)
-    ours: dict[str, object] = {"method": "ours: cdi-cloner → cdi-uploadserver, mTLS", "seconds": seconds,
-                               "wire": wire, "cpu": _cpu() - cpu, "load": os.getloadavg()[0]}
+    rows: dict[str, dict[str, object]] = {}
+    for name in ("ours", "cp") if ours_first else ("cp", "ours"):
+        _settled()
+        cpu = _cpu()
+        if name == "cp":
+            seconds, wire = _cp(source, dirs["cp"] / "disk.img"), None
+            method = "cp --sparse=always (+ sync)"
+        else:
+            seconds, wire = _ours(dirs["source"], dirs["ours"], pki, size, work)
+            method = "ours: cdi-cloner → cdi-uploadserver, mTLS"
+        rows[name] = {"method": method, "seconds": seconds, "wire": wire, "cpu": _cpu() - cpu,
+                      "load": os.getloadavg()[0]}
     if _layout_digest(dirs["ours"] / "disk.img", size) != _layout_digest(source, size):
         raise RuntimeError("the clone differs from its source")
-    return cp_row, ours
+    return rows["cp"], rows["ours"]
 
 
 def main() -> None:
@@ -272,7 +285,7 @@ def main() -> None:
         _make_source(source, size, data)
         _cp(source, dirs["warm"] / "disk.img")  # warm-up: the source's data into the page cache
         (dirs["warm"] / "disk.img").unlink()
-        pairs = [_pair(source, dirs, pki, size, work) for _ in range(max(1, args.rounds))]
+        pairs = [_pair(source, dirs, pki, size, work, ours_first=bool(i % 2)) for i in range(max(1, args.rounds))]
         rows: list[dict[str, object]] = [_median([cp_row for cp_row, _ in pairs]), _median([ours for _, ours in pairs])]
         if not args.skip_full:
             cpu = _cpu()

@@ -16,6 +16,10 @@ receive buffer to the device without being copied into the page cache and writte
 which on a busy node costs as much CPU as the transfer itself and leaves the whole clone to flush at
 the end. Pieces that are not aligned to `DIRECT_ALIGN` (an unaligned extent's first or last bytes)
 and targets that refuse O_DIRECT (tmpfs) are written through the page cache; `commit` fsyncs both.
+A Filesystem target is not sized before the data arrives: each extent lands at or past the file's end,
+so a direct write extends the file instead of filling a hole inside it, which ext4 does through an
+unwritten extent converted after every write (measured at half the throughput through a loop device).
+`commit` sizes it.
 """
 
 from __future__ import annotations
@@ -135,8 +139,6 @@ class ClonedDisk:
         self._fd = target.open_for_write()
         self._written_until = 0  # nothing past this was ever written: holes there need no work
         try:
-            if not target.block:
-                os.ftruncate(self._fd, virtual_size)
             self._direct = _open_direct(target)
         except BaseException:
             os.close(self._fd)

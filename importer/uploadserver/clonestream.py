@@ -1,10 +1,11 @@
 """The clone's data connection, served by a blocking thread instead of the event loop (the upgrade of
 `cdi.contracts.clone_protocol`): after `POST /v1beta1/clone/upgrade` answered 101, the TCP connection
-leaves aiohttp, a fresh mutual-TLS handshake runs on it, and its extent PUTs are read here straight
-from the TLS socket into a few reusable page-aligned slots, one being received while the others are
-hashed and written (sha256, BLAKE3 and pwrite release the GIL, so decryption, hashing and writing
-overlap on different cores). The slots are page-aligned so that `ClonedDisk.write_aligned` can hand them to the
-target with O_DIRECT: no copy into the page cache, no writeback left for the end.
+leaves aiohttp, a fresh mutual-TLS handshake runs on it (`clonetls`: OpenSSL over memory BIOs, the
+socket read in large pieces), and its extent PUTs are decrypted here straight into a few reusable
+page-aligned slots, one being received while the others are hashed and written (sha256, BLAKE3 and
+pwrite release the GIL, so decryption, hashing and writing overlap on different cores). The slots are
+page-aligned so that `ClonedDisk.write_aligned` can hand them to the target with O_DIRECT: no copy
+into the page cache, no writeback left for the end.
 
 Why: asyncio's TLS decrypts on the event loop thread through memory BIOs, record by record, and that
 single thread was the clone's bottleneck. Only the framing lives here; what an extent means (order,
@@ -29,6 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 from cdi.contracts import clone_protocol as cp
 from importer.errors import TransferInterrupted
 from importer.uploadserver.clonedisk import DIRECT_ALIGN, ClonedDisk
+from importer.uploadserver.clonetls import Channel, TlsChannel
 
 log = logging.getLogger(__name__)
 # A slot is hashed and written as one piece: large enough that the per-piece thread hand-offs cost
@@ -46,7 +48,7 @@ class Wire:
     """Reads a connection: request heads line by line, bodies straight into the caller's memory (only
     what the head's last read took beyond the head is copied; the rest goes socket → slot)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: Channel) -> None:
         self.sock = sock
         self._pending = bytearray()  # bytes received beyond what was consumed
 
@@ -163,7 +165,7 @@ def _head(wire: Wire) -> tuple[str, str, dict[str, str]] | None:
     return method, target, headers
 
 
-def _answer(sock: socket.socket, status: int, body: bytes, *, close: bool = False) -> None:
+def _answer(sock: Channel, status: int, body: bytes, *, close: bool = False) -> None:
     reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}.get(status, "Error")
     connection = "Connection: close\r\n" if close else ""
     head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
@@ -186,13 +188,14 @@ class StreamConnection:
         threading.Thread(target=self._serve, name="clone-stream", daemon=True).start()
 
     def _serve(self) -> None:
-        sock = self._raw
+        sock: Channel = self._raw
         try:
-            sock.setblocking(True)
-            sock.settimeout(READ_IDLE)
+            self._raw.setblocking(True)
+            self._raw.settimeout(READ_IDLE)
             if self._context is not None:
-                sock = self._context.wrap_socket(sock, server_side=True)
-                if not self._allowed(sock.getpeercert()):
+                sock = tls = TlsChannel(self._raw, self._context)
+                tls.handshake()
+                if not self._allowed(tls.getpeercert()):
                     log.warning("refused an upgraded clone connection: wrong client certificate")
                     _answer(sock, 401, b'{"reason": "CloneUnauthorized", "message": "Unauthorized"}', close=True)
                     return
@@ -202,7 +205,7 @@ class StreamConnection:
         finally:
             sock.close()
 
-    def _requests(self, sock: socket.socket) -> None:
+    def _requests(self, sock: Channel) -> None:
         wire = Wire(sock)
         body = ExtentBody(wire)
         try:
