@@ -7,6 +7,7 @@ target's data is (SEEK_DATA/SEEK_HOLE), compared with what the source holds."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import mmap
 import os
@@ -165,3 +166,26 @@ async def test_a_cut_inside_a_receive_slot_resumes_to_the_same_bytes_and_holes(
     data = sum(end - start for start, end in sent_ranges(source, FAST_SIZE))
     assert report.data_bytes == data
     assert report.wire_bytes <= data + 3 * 2 * cp.EXTENT_ALIGN  # a cut costs what was in flight, no more
+
+
+def test_windows_off_the_page_size_are_read_and_a_shrunk_source_is_eio(tmp_path: Path) -> None:
+    """Mapped windows need page-aligned offsets and a source that still holds them: from an offset off
+    the page size the window is read instead (same bytes), and a source that shrank under the cloner is
+    an EIO naming where it ended, never a fault on a mapping past its end."""
+    source = tmp_path / "disk.img"
+    write_layout(source, FAST_SIZE, FAST_LAYOUT)
+    content = source.read_bytes()
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        start = 1 * MiB + 512
+        spans = [(offset, bytes(view)) for offset, view in Windows(fd, FAST_SIZE).spans(start)]
+        assert spans[0][0] == start and all(data == content[offset:offset + len(data)] for offset, data in spans)
+        boundary = (start // cp.EXTENT_ALIGN + 1) * cp.EXTENT_ALIGN  # from here on, mapped windows again
+        assert [span for span in spans if span[0] >= boundary] == [
+            (extent.offset, extent.data) for extent in extents(fd, FAST_SIZE) if extent.offset >= boundary]
+        os.truncate(source, 20 * MiB)
+        with pytest.raises(OSError, match="the clone source ended at 20971520") as ended:
+            list(Windows(fd, FAST_SIZE, detect=False).spans())  # every byte: no SEEK_DATA to stop at the end
+        assert ended.value.errno == errno.EIO
+    finally:
+        os.close(fd)
