@@ -67,10 +67,23 @@ class ApiModel(BaseModel):
         # changed in place (`dv.status.conditions.append(...)`) must still be written out, so any
         # field whose value now differs from its default counts as set.
         fields_set = self.model_fields_set
-        for name, field in type(self).model_fields.items():
-            if name not in fields_set and getattr(self, name) != field.get_default(call_default_factory=True):
+        for name, default in _defaults_of(type(self)).items():
+            if name not in fields_set and getattr(self, name) != default:
                 fields_set.add(name)
         return handler(self)
+
+
+_DEFAULTS: dict[type[ApiModel], dict[str, Any]] = {}
+
+
+def _defaults_of(model: type[ApiModel]) -> dict[str, Any]:
+    """Each field's default, made once per class (a default factory may build a whole sub-model, and
+    every dump compares every unset field): only compared against, never handed out or changed."""
+    found = _DEFAULTS.get(model)
+    if found is None:
+        found = _DEFAULTS[model] = {name: field.get_default(call_default_factory=True)
+                                    for name, field in model.model_fields.items()}
+    return found
 
 
 class OwnerReference(ApiModel):
