@@ -15,7 +15,6 @@ import hashlib
 import random
 import re
 import ssl
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import pytest
 from cdi.cli.uploadclient import ResumableUploader, UploadJob
 from importer.checkpoint import CHECKPOINT_NAME, RANGES_SUFFIX
 from importer.checkpointdevice import DEVICE_RANGES_NAME
+from tests.hostclone.support import loop_device
 from tests.streaming.qcow2_builders import convert_with_stream, patterned, qemu_img, qemu_raw
 from tests.streaming.test_qcow2_restart import allocation
 from tests.support.relay import LoopbackRelay, stop_pumps
@@ -177,14 +177,8 @@ async def test_a_qcow2_upload_resumes_after_the_upload_server_is_killed(
 @pytest.fixture
 def block_device(tmp_path: Path) -> Iterator[Path]:
     """A loop device a little larger than the disk, full of stale bytes that must not show through."""
-    backing = tmp_path / "block.img"
-    backing.write_bytes(b"\xee" * (SIZE + 8 * MiB))
-    device = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True,
-                            check=True).stdout.strip()
-    try:
-        yield Path(device)
-    finally:
-        subprocess.run(["losetup", "--detach", device], check=False)
+    with loop_device(tmp_path / "block.img", SIZE + 8 * MiB) as device:
+        yield device
 
 
 @pytest.mark.parametrize("name", ["plain", "compressed"])
