@@ -194,3 +194,25 @@ async def test_a_compressed_upload_resumes_at_a_member_boundary(tmp_path: Path, 
     assert before - CHUNK - longest <= offset <= before + CHUNK
     assert sha256_prefix(server.data / "disk.img", len(raw)) == hashlib.sha256(raw).hexdigest()
     assert server.termination().resume_decision == "Resumed"
+
+
+async def test_a_single_member_gzip_upload_resumes_inside_its_member(tmp_path: Path, pki: TestPKI,
+                                                                     mtls: ssl.SSLContext) -> None:
+    """One gzip member (what `gzip` writes) restarts at a DEFLATE block boundary (`importer.gzipblocks`)."""
+    raw = hashlib.shake_256(b"single").digest(20 * CHUNK) + bytes(20 * CHUNK)
+    image = tmp_path / "disk.raw.gz"
+    image.write_bytes(gzip.compress(raw, compresslevel=6))
+    server = Server(tmp_path, pki)
+    try:
+        before, code = await upload_with_kill(server, image, mtls, 0.4)
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+    assert code == 0, server.log(1)
+    resumed = RESUMED.search(server.log(1))
+    assert resumed is not None, server.log(1)
+    offset = int(resumed.group(1))
+    # at most the chunk being sent plus the bytes back to the block boundary (blocks of ~64 KiB here at most)
+    assert before - CHUNK - (64 << 10) <= offset <= before + CHUNK and offset > 0, (before, offset)
+    assert sha256_prefix(server.data / "disk.img", len(raw)) == hashlib.sha256(raw).hexdigest()
+    assert server.termination().resume_decision == "Resumed"
