@@ -8,11 +8,12 @@ the chunk being fed (`flush_at`), rather than every N bytes (compressed: at the 
 at or past the start of the chunk being fed, `floor`). For a raw image the hook then syncs the
 partial disk and writes the record, and `until_durable` lets the chunk's request wait for it before
 its 200, so a killed server loses no acknowledged byte and the client re-sends at most the chunk it
-was sending. Compressed images (gzip, xz, zstd) are checkpointed only at a member, block or frame
-boundary: their requests wait until a record at or past the chunk's start exists (or the pipeline
-read the whole chunk without meeting a restart point), so a restart continues at most about one chunk
-plus one member/block/frame back when members are smaller than chunks (a single-member gzip has no
-boundary and starts over). qcow2 uploads (converted while they stream) are checkpointed at the
+was sending. Compressed images are checkpointed only where their decoder can restart: gzip at any
+DEFLATE block boundary (`importer.gzipblocks`, single-member files included), xz at a block and zstd
+at a frame boundary. Their requests wait until a record at or past the chunk's start exists (or the
+pipeline read the whole chunk without meeting a restart point), so a restart continues at most about
+one chunk plus one block/frame back (a single-block xz or single-frame zstd has no restart point and
+starts over). qcow2 uploads (converted while they stream) are checkpointed at the
 chunk's end too: the converter's state at the last host cluster boundary, the bytes read past it in
 the record's carry, and, since a restart cannot ask the client for the image's tables again, the
 ranges it reads again kept beside the record first (`importer.checkpointranges`; on a Block volume,

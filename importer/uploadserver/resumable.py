@@ -31,7 +31,7 @@ default) for the next chunk. Across an upload-server restart (the process or pod
 image every chunk is synced with a checkpoint record on the volume before its 200
 (`importer.uploadserver.durable`), so a new server reports the last acknowledged offset and continues
 there, and the client re-sends at most the chunk it was sending; a compressed image continues from
-the last gzip member, xz block or zstd frame boundary that was synced; a qcow2 (converted while it
+the last gzip DEFLATE block, xz block or zstd frame boundary that was synced; a qcow2 (converted while it
 streams) continues where its chunk ended too, its converter rebuilt from the image's ranges the
 server kept beside the record (`importer.checkpointrestart`, `importer.checkpointranges`; on a Block
 volume they are kept on the pod's scratch volume); archives, qcow2.gz and a qcow2 onto a Block volume
