@@ -13,10 +13,10 @@ The begin request offers the digest algorithms this build knows (`cp.DIGESTS`, B
 server's answer names the one it chose (an earlier build names none: sha256).
 
 An attempt's extents are sent by one worker thread, without a hop through the event loop per extent:
-each window is read into one of two reusable buffers, the next one ahead (`extents.Windows`), and each
-extent is hashed piece by piece as it is written to the TLS socket (`CloneClient.send_extent`), while
-the client keeps one more extent queued behind the one the server is writing. Memory: two windows,
-whatever the clone's size.
+each window is mapped (or, where it cannot be, read) one ahead on a reader thread (`extents.Windows`),
+and each extent is hashed piece by piece as it is written to the TLS socket (`CloneClient.send_extent`),
+while the client keeps one more extent queued behind the one the server is writing. Memory: two
+windows, whatever the clone's size.
 Used by `importer.cloner.main`.
 """
 
