@@ -10,7 +10,10 @@ the decoder needs to restart there (`decoder_state`: an xz stream's header and t
 far, for its index; for qcow2, where the metadata lies that the restart reads again), the format,
 the compression layer, and the checksum's hash state (`importer.hashstate`). A record whose import
 cannot be resumed (compressed qcow2, nested compression, no validators) still says so in
-`not_resumable`, so the next attempt can tell the user why it starts over.
+`not_resumable`, so the next attempt can tell the user why it starts over. A source that restarts
+from its own saved state rather than from an offset alone (a registry layer: the blob offset, gzip
+state and blob hash of a point at or before `wire_offset`; `importer.sources.registry.restart`) has it
+in `source_state`, opaque here (about 33 KiB with a gzip window, so a record still fits a device slot).
 
 Order and atomicity (who calls: `importer.transfer` through `Checkpointer`): the target's data is
 written and fsynced first, then the record is written to a temporary file, fsynced, renamed over the
@@ -89,17 +92,19 @@ class Checkpoint:
     hash_state: bytes | None = None
     hash_library: str = ""
     not_resumable: str | None = None
+    source_state: bytes = b""  # the source's own restart point at or before wire_offset (registry layers)
     version: int = field(default=VERSION)
 
     def advanced(self, wire_offset: int, target_offset: int, carry: bytes, hash_state: bytes | None,
-                 decoder_state: bytes = b"") -> Checkpoint:
+                 decoder_state: bytes = b"", source_state: bytes = b"") -> Checkpoint:
         return replace(self, wire_offset=wire_offset, target_offset=target_offset, carry=carry, hash_state=hash_state,
-                       decoder_state=decoder_state)
+                       decoder_state=decoder_state, source_state=source_state)
 
     def to_json(self) -> str:
         doc: dict[str, Any] = asdict(self)
         doc["carry"] = base64.b64encode(self.carry).decode()
         doc["decoder_state"] = base64.b64encode(self.decoder_state).decode()
+        doc["source_state"] = base64.b64encode(self.source_state).decode()
         doc["hash_state"] = base64.b64encode(self.hash_state).decode() if self.hash_state is not None else None
         return json.dumps(doc, separators=(",", ":"), sort_keys=True)
 
@@ -112,8 +117,9 @@ class Checkpoint:
             identity = SourceIdentity(**doc.pop("identity"))
             carry = base64.b64decode(doc.pop("carry"), validate=True)
             decoder_state = base64.b64decode(doc.pop("decoder_state", ""), validate=True)
+            source_state = base64.b64decode(doc.pop("source_state", ""), validate=True)
             state = doc.pop("hash_state")
-            record = cls(identity=identity, carry=carry, decoder_state=decoder_state,
+            record = cls(identity=identity, carry=carry, decoder_state=decoder_state, source_state=source_state,
                          hash_state=base64.b64decode(state, validate=True) if state is not None else None, **doc)
         except CheckpointCorrupt:
             raise
@@ -213,6 +219,7 @@ class Checkpointer:
         self.seconds = 0.0  # spent syncing and writing records
         self._stopped = False
         self.ranges: RangeStore | None = None  # a qcow2 upload's kept ranges (imports read them from the source)
+        self.source_state = b""  # the source's restart point for the next record (`importer.checkpointing`)
 
     @property
     def active(self) -> bool:
@@ -251,7 +258,8 @@ class Checkpointer:
              started: float, decoder_state: bytes = b"") -> None:
         """`started`: the clock when the caller began syncing the target (counted in `seconds`)."""
         assert self._base is not None
-        kept = self.store.save(self._base.advanced(wire_offset, target_offset, carry, hash_state, decoder_state))
+        kept = self.store.save(self._base.advanced(wire_offset, target_offset, carry, hash_state, decoder_state,
+                                                   self.source_state))
         now = self._clock()
         self.saved += kept
         self._stopped = not kept  # the store is full (a device's data reached its slots): no more syncs

@@ -10,7 +10,9 @@ holds back more data than a restart would read again (`Qcow2Checkpoints`; the re
 and held-back clusters a restart reads again, `importer.qcow2stream.restart`). A qcow2 upload, whose
 client cannot be asked for those bytes again, keeps them beside the record first (`Checkpointer.ranges`,
 `importer.checkpointranges`) and takes its record where the chunk ended, inside a cluster if need be
-(the bytes read of that cluster go in the carry).
+(the bytes read of that cluster go in the carry). A source that keeps its own restart points (a
+registry layer, `CheckpointPlan.source_points`) gives each record the newest one at or before its
+offset; where it has none yet, no record is taken.
 
 `importer.transfer` calls these for a fresh attempt and continues a record in `resume_transfer`;
 records and their stores are `importer.checkpoint`, the decision to resume is `importer.resume`.
@@ -30,6 +32,7 @@ from importer.formats import DecompressingReader, OpenedImage, PrefixReader
 from importer.qcow2stream import DiskOutput, Qcow2Stream
 from importer.qcow2stream.restart import Restart, RestartRecord
 from importer.resume import not_resumable_reason
+from importer.sources.base import SourcePoints
 from importer.writer import SparseWriter
 
 log = logging.getLogger(__name__)
@@ -46,6 +49,7 @@ class CheckpointPlan:
     source_resumable: bool
     resume: Checkpoint | None = None
     restart: Restart | None = None  # a qcow2 record's converter state, rebuilt from the image's metadata
+    source_points: SourcePoints | None = None  # the source's own restart points (registry layers)
 
 
 class Meter(Protocol):
@@ -68,9 +72,11 @@ def begin(checkpoints: CheckpointPlan | None, image: OpenedImage, *, archive: bo
     """Write this attempt's first record: what it imports, or why a restart cannot continue it."""
     if checkpoints is None:
         return
-    why = not_resumable_reason(image.format.value, tuple(c.value for c in image.compression), archive,
-                               checkpoints.identity, checkpoints.source_resumable,
-                               ranges_kept=checkpoints.checkpointer.ranges is not None)
+    points = checkpoints.source_points
+    why = (points.unavailable if points is not None else None) or not_resumable_reason(
+        image.format.value, tuple(c.value for c in image.compression), archive, checkpoints.identity,
+        checkpoints.source_resumable, ranges_kept=checkpoints.checkpointer.ranges is not None,
+        ranged_reads=points is None)
     if why is None and checksum is not None and meter.hash_state() is None:
         why = f"the state of a {checksum.algorithm} checksum cannot be saved by this importer"
     checkpoints.checkpointer.begin(Checkpoint(
@@ -87,6 +93,7 @@ def writer_hook(checkpoints: CheckpointPlan | None, meter: Meter,
     if checkpoints is None or not checkpoints.checkpointer.active or len(layers) not in (1, 3):
         return None
     checkpointer = checkpoints.checkpointer
+    points = checkpoints.source_points
     wire = layers[0]
     decoder, decoded = (layers[1], layers[2]) if len(layers) == 3 else (None, None)
     assert isinstance(wire, PrefixReader)
@@ -102,9 +109,13 @@ def writer_hook(checkpoints: CheckpointPlan | None, meter: Meter,
         carry = restart + wire.pending
         if decoder is None and meter.count - len(carry) != writer.offset:
             return  # raw: the target offset is the source offset, or this is not a consistent point
+        source_state = points.at_or_before(meter.count) if points is not None else b""
+        if source_state is None:
+            return  # the source has no restart point this far yet
         started = checkpointer.now()
         target_offset = writer.sync()
         state = decoder.state() if isinstance(decoder, DecompressingReader) else b""
+        checkpointer.source_state = source_state
         checkpointer.save(meter.count, target_offset, carry, meter.hash_state(), started, state)
 
     return hook

@@ -8,7 +8,8 @@ Before it reads the source, an importer looks for an earlier attempt's checkpoin
 (`importer.checkpoint` beside the partial disk, `importer.checkpointdevice` at a Block volume's
 end), decides with `importer.resume` whether to continue it, asks the source for the rest (`open_at`)
 and confirms the answer (a qcow2 record first has the image's tables read again, to rebuild the
-converter's state: `qcow2_restart`); whichever way it goes, the decision and its reason go into the
+converter's state: `qcow2_restart`; a registry source continues the restart point the record keeps,
+`RestartableSource.open_from`); whichever way it goes, the decision and its reason go into the
 termination message (`resumeDecision`) for the controller's event."""
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from importer.ranged import RangedAccess
 from importer.resume import Decision, Observed, Outcome, confirm, decide, describe
 from importer.signals import run_main
 from importer.sources import Source, SourceStream, source_factory
-from importer.sources.base import ResumableSource
+from importer.sources.base import RestartableSource, ResumableSource
 from importer.target import PARTIAL_NAME, discover_target
 from importer.transfer import ScratchSpaceRequired
 
@@ -106,7 +107,7 @@ def observe_earlier_attempt(config: ImporterConfig, source: Source) -> tuple[Dec
         record = store.load()
     except CheckpointCorrupt as e:
         unreadable = str(e)
-    resumable = isinstance(source, ResumableSource)
+    resumable = isinstance(source, (ResumableSource, RestartableSource))
     partial = partial_exists if partial_exists is not None else record is not None
     checksum = parse_checksum(config.checksum)
     decision = decide(Observed(record, unreadable, partial, checksum.text if checksum else "",
@@ -125,9 +126,12 @@ async def open_source(source: Source, attempt: Attempt) -> AsyncIterator[SourceS
         if why is not None:
             attempt.decision = Decision.over(why)
     record = attempt.decision.record
-    if attempt.decision.outcome is Outcome.RESUMED and record is not None and isinstance(source, ResumableSource):
-        async with source.open_at(record.wire_offset, record.identity) as stream:
-            why = confirm(record, stream.identity, stream.start)
+    if attempt.decision.outcome is Outcome.RESUMED and record is not None and \
+            isinstance(source, (ResumableSource, RestartableSource)):
+        opened = (source.open_from(record.wire_offset, record.identity, record.source_state)
+                  if isinstance(source, RestartableSource) else source.open_at(record.wire_offset, record.identity))
+        async with opened as stream:
+            why = stream.started_over or confirm(record, stream.identity, stream.start)
             if why is None or stream.start == 0:  # a whole answer is as good as a fresh request
                 if why is not None:
                     attempt.decision = Decision.over(why)

@@ -207,7 +207,8 @@ def _checkpoint_plan(stream: SourceStream, request: ImportRequest) -> Checkpoint
         return None
     checkpointer = settings.checkpointer or Checkpointer(settings.store, every_bytes=settings.every_bytes,
                                                          every_seconds=settings.every_seconds)
-    return CheckpointPlan(checkpointer, stream.identity, settings.source_resumable, settings.resume, settings.restart)
+    return CheckpointPlan(checkpointer, stream.identity, settings.source_resumable, settings.resume, settings.restart,
+                          stream.restart_points)
 
 
 def _keep_for_restart(error: BaseException, checkpoints: CheckpointPlan | None) -> bool:

@@ -112,10 +112,11 @@ def describe(decision: Decision) -> str:
 
 def not_resumable_reason(fmt: str, compression: tuple[str, ...], archive: bool,
                          identity: SourceIdentity | None, source_resumable: bool, *,
-                         ranges_kept: bool = False) -> str | None:
+                         ranges_kept: bool = False, ranged_reads: bool = True) -> str | None:
     """Why an import of this shape is not checkpointed (the record says so for the next attempt).
     `ranges_kept`: the bytes a qcow2 restart reads again are kept beside the record (an upload onto a
-    Filesystem volume, `importer.checkpointranges`), since an upload's client cannot be asked for them."""
+    Filesystem volume, `importer.checkpointranges`), since an upload's client cannot be asked for them.
+    `ranged_reads`: the source can serve those bytes with ranged requests (a registry layer cannot)."""
     if archive:
         return "archive imports are not checkpointed (the extracted files are not a single stream position)"
     if not source_resumable:
@@ -132,6 +133,9 @@ def not_resumable_reason(fmt: str, compression: tuple[str, ...], archive: bool,
         return ("a qcow2 upload onto a Block volume is converted while it streams, and a restart would need "
                 "the image's tables again, which only the client has (a Filesystem volume keeps them beside "
                 "the checkpoint)")
+    if fmt == "qcow2" and not ranged_reads and not ranges_kept:
+        return ("a qcow2 disk inside a registry image is not checkpointed (a restart would read the image's "
+                "tables again with ranged requests, which a compressed layer cannot serve)")
     if fmt in ("vmdk", "vdi", "vpc", "vhdx"):
         return f"a {fmt} image is converted by qemu-img from scratch space"
     if len(compression) > 1:

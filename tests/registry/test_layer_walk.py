@@ -17,24 +17,37 @@ from importer.sources.registry.manifest import Descriptor
 from tests.registry import images as oci
 
 
+class Blob(io.BytesIO):
+    def __init__(self, data: bytes, start: int) -> None:
+        super().__init__(data[start:])
+        self.start = start
+
+
 class Opener:
-    def __init__(self, blobs: dict[str, bytes]) -> None:
+    """Blobs from memory; `ranges`: whether a request from an offset is answered from there."""
+
+    def __init__(self, blobs: dict[str, bytes], *, ranges: bool = True) -> None:
         self.blobs = blobs
+        self.ranges = ranges
         self.opened: list[str] = []
+        self.starts: list[int] = []
 
     @contextmanager
-    def open(self, descriptor: Descriptor) -> Iterator[io.BytesIO]:
+    def open(self, descriptor: Descriptor, start: int = 0) -> Iterator[Blob]:
         self.opened.append(descriptor.digest)
-        yield io.BytesIO(self.blobs[descriptor.digest])
+        self.starts.append(start if self.ranges else 0)
+        yield Blob(self.blobs[descriptor.digest], start if self.ranges else 0)
 
 
 class Sink:
     def __init__(self) -> None:
         self.entry: DiskEntry | None = None
         self.data = bytearray()
+        self.start = 0
+        self.why: str | None = None
 
-    def begin(self, entry: DiskEntry) -> None:
-        self.entry = entry
+    def begin(self, entry: DiskEntry, start: int, why: str | None) -> None:
+        self.entry, self.start, self.why = entry, start, why
 
     def write(self, data: bytes) -> None:
         self.data += data

@@ -105,6 +105,8 @@ class ArchiveStore:
 class _CheckedReader:
     """Reads a local member, unwinding promptly once the consumer has gone (no loop call to notice it)."""
 
+    start = 0  # an archive's layers are always read whole (its imports are not resumed)
+
     def __init__(self, inner: IO[bytes], calls: LoopCalls) -> None:
         self._inner = inner
         self._calls = calls
@@ -120,7 +122,7 @@ class ArchiveLayerOpener:
         self._calls = calls
 
     @contextmanager
-    def open(self, descriptor: Descriptor) -> Iterator[_CheckedReader]:
+    def open(self, descriptor: Descriptor, start: int = 0) -> Iterator[_CheckedReader]:
         member = self._store.open_member(descriptor)
         try:
             yield _CheckedReader(member, self._calls)

@@ -7,6 +7,10 @@ raises `ChecksumMismatch` naming the expected and the calculated digest. A misma
 (upstream's checksum rule), and because the import pipeline drains the source to its end before
 committing, the volume is discarded and nothing looks imported.
 
+A sha256 blob is hashed with `importer.hashstate` when it can be, so that a restart point inside a
+layer (`restart`) can keep the hash state at any offset of the last read (`state_at`) and a restarted
+walk continue it (`VerifyingReader.restored`): the layer's digest is still checked end to end.
+
 Used by `importer.sources.registry.image` (manifests, configs) and `layers` (layer blobs).
 """
 
@@ -17,6 +21,7 @@ from typing import Protocol
 
 import aiohttp
 
+from importer import hashstate
 from importer.checksum import Hasher
 from importer.errors import ChecksumMismatch
 
@@ -63,14 +68,44 @@ async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
 class VerifyingReader:
     """A blob's bytes as they arrive, hashed and counted against its descriptor."""
 
-    def __init__(self, inner: RawReader, digest: str, size: int, what: str) -> None:
+    def __init__(self, inner: RawReader, digest: str, size: int, what: str, *,
+                 hasher: Hasher | None = None, count: int = 0) -> None:
         self._inner = inner
         self._digest = digest
         self._size = size
-        self._hasher = new_hasher(digest)
+        if hasher is None and algorithm_of(digest) == "sha256" and hashstate.supported("sha256"):
+            hasher = hashstate.ResumableHash("sha256")
+        self._hasher = hasher if hasher is not None else new_hasher(digest)
+        self._before: bytes | None = None  # the saveable state before the last read, and that read
+        self._last = b""
         self.what = what
-        self.count = 0
+        self.count = count
         self.eof = False
+
+    @classmethod
+    def restored(cls, inner: RawReader, digest: str, size: int, what: str, *, count: int, state: bytes,
+                 library: str) -> VerifyingReader:
+        """Continue hashing a blob whose first `count` bytes left `state` (`inner` starts at `count`)."""
+        hasher = hashstate.ResumableHash.restore(algorithm_of(digest), state, library)
+        return cls(inner, digest, size, what, hasher=hasher, count=count)
+
+    @property
+    def resumable(self) -> bool:
+        return isinstance(self._hasher, hashstate.ResumableHash)
+
+    def state_at(self, offset: int) -> bytes | None:
+        """The hash state after the blob's first `offset` bytes, when `offset` lies within the last read."""
+        hasher = self._hasher
+        if not isinstance(hasher, hashstate.ResumableHash) or (self._before is None and offset != self.count):
+            return None
+        if offset == self.count:
+            return hasher.state()
+        start = self.count - len(self._last)
+        if self._before is None or not start <= offset < self.count:
+            return None
+        again = hashstate.ResumableHash.restore(hasher.algorithm, self._before, hashstate.library_version())
+        again.update(self._last[:offset - start])
+        return again.state()
 
     def read(self, size: int = -1, /) -> bytes:
         if self.eof or size == 0:
@@ -83,6 +118,8 @@ class VerifyingReader:
         if self.count > self._size:
             raise ChecksumMismatch(f"checksum mismatch for {self.what}: the blob is larger than the {self._size} "
                                    f"bytes its manifest gives")
+        if isinstance(self._hasher, hashstate.ResumableHash):
+            self._before, self._last = self._hasher.state(), data
         self._hasher.update(data)
         return data
 

@@ -107,14 +107,15 @@ class RegistryClient:
         raise self._fail(f"pinging container registry {self.reference.api_host}: "
                          f"{type(failure).__name__}: {failure}") from failure
 
-    async def get(self, path: str, *, accept: str | None = None) -> aiohttp.ClientResponse:
+    async def get(self, path: str, *, accept: str | None = None, start: int = 0) -> aiohttp.ClientResponse:
         """GET `/v2/<repository>/<path>`, authorised, redirects followed; the caller releases the response.
-        Any status but 200 is an error naming the registry's reason."""
+        Any status but 200 is an error naming the registry's reason; with `start` (a restarted layer), a
+        `Range` from there is asked for (on every hop) and 206 is fine too (`range_start` says where it began)."""
         url = self._base / "v2" / self.reference.repository / path
         answered: set[str] = set()
         redirects = 0
         while True:
-            response = await self._send(url, accept)
+            response = await self._send(url, accept, start)
             if response.status == 401 and url.origin() == self._base.origin():
                 challenge = response.headers.get("WWW-Authenticate", "")
                 body = await self._drain(response)
@@ -128,19 +129,30 @@ class RegistryClient:
                 await self._drain(response)
                 url = url.join(URL(response.headers["Location"]))
                 continue
-            if response.status != 200:
+            if response.status != 200 and not (start and response.status == 206):
                 body = await self._drain(response)
                 raise self._fail(f"reading {path}: {registry_error(response.status, body)}")
             return response
 
-    async def _send(self, url: URL, accept: str | None) -> aiohttp.ClientResponse:
+    async def _send(self, url: URL, accept: str | None, start: int = 0) -> aiohttp.ClientResponse:
         headers = {"Accept": accept} if accept else {}
+        if start:
+            headers["Range"] = f"bytes={start}-"
         if self._auth.header and url.origin() == self._base.origin():
             headers["Authorization"] = self._auth.header
         try:
             return await self.session.get(url, headers=headers, allow_redirects=False)
         except _NETWORK_ERRORS as e:
             raise self._fail(f"GET {url.with_query(None)}: {type(e).__name__}: {e}") from e
+
+    @staticmethod
+    def range_start(response: aiohttp.ClientResponse) -> int:
+        """Where a blob answer starts: its Content-Range's first byte for a 206, else 0 (the whole blob)."""
+        if response.status != 206:
+            return 0
+        unit, _, rest = response.headers.get("Content-Range", "").partition(" ")
+        first = rest.partition("-")[0]
+        return int(first) if unit == "bytes" and first.isdigit() else -1
 
     @staticmethod
     async def _drain(response: aiohttp.ClientResponse) -> bytes:

@@ -9,6 +9,7 @@ The layer walk (`layers`) then reads the layers through the store's `LayerOpener
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -41,10 +42,17 @@ class Fetched:
     digest: str | None  # the digest the bytes must have, when something names them by digest
 
 
-class LayerOpener(Protocol):
-    """Sync access to layer blobs for the layer walk's worker thread."""
+class LayerBlob(RawReader, Protocol):
+    """A layer blob's bytes from `start` on (0 when the store sent the whole blob)."""
 
-    def open(self, descriptor: Descriptor) -> AbstractContextManager[RawReader]: ...
+    start: int
+
+
+class LayerOpener(Protocol):
+    """Sync access to layer blobs for the layer walk's worker thread; `start`: ask for the blob from
+    that offset (a restarted walk), which a store may answer with the whole blob."""
+
+    def open(self, descriptor: Descriptor, start: int = 0) -> AbstractContextManager[LayerBlob]: ...
 
 
 class ImageStore(Protocol):
@@ -59,7 +67,7 @@ class ImageStore(Protocol):
 class ResolvedImage:
     manifest: ImageManifest
     config: ImageConfig
-    digest: str | None
+    digest: str  # the chosen manifest's (a restart's identity: a tag may move)
 
 
 def _checked(fetched: Fetched, what: str, size: int | None = None) -> ImageManifest | ImageIndex:
@@ -72,7 +80,7 @@ async def resolve_image(store: ImageStore, requested_architecture: str) -> Resol
     what = f"the manifest of {store.description}"
     root = await store.root()
     document = _checked(root, what)
-    digest = root.digest
+    digest = root.digest or f"sha256:{hashlib.sha256(root.body).hexdigest()}"  # a tag's manifest, as pulled
     if isinstance(document, ImageIndex):
         wanted = Platform(requested_architecture) if requested_architecture else host_platform()
         entry = select_platform(document, wanted)

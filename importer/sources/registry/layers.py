@@ -10,6 +10,15 @@ and its digest checked first: a damaged blob is reported as the checksum mismatc
 
 Layer media types we do not know as tar layers (artifacts, signatures) are skipped, as upstream skips
 layers it cannot read. Called by `importer.sources.registry.source`.
+
+Restarts (`restart`): while the disk streams from a gzip or plain tar layer, the layer's tar stream goes
+through a `PointTap`, which offers a restart point every `spacing` bytes of disk data. A walk given one
+(`Resume`) reads the layers above the disk's again in full (their digests and the one-file rule still
+count), fetches the disk's layer from the point's blob offset (a Range request; `LayerOpener.open`
+says where the answer starts), restores the blob's hash state, the gzip state and the layer's overlay
+marks, skips to the record's offset, streams the rest of the disk, parses the rest of the tar and
+reads the layers below. A registry that sends the whole blob instead gets the layer read from its
+start, and the stream says why it started over.
 """
 
 from __future__ import annotations
@@ -19,16 +28,18 @@ import tarfile
 from dataclasses import dataclass
 from typing import Protocol
 
-from importer.errors import ImportFailure, InvalidImage
-from importer.formats import DecompressingReader, PrefixReader, detect_compression, read_up_to
+from importer.errors import ImagePullFailed, ImportFailure, InvalidImage
+from importer.formats import Compression, DecompressingReader, PrefixReader, detect_compression, read_up_to
 from importer.reader import Reader
 from importer.sources.registry.blobs import VerifyingReader
 from importer.sources.registry.image import LayerOpener
 from importer.sources.registry.manifest import Descriptor
 from importer.sources.registry.overlay import Kind, OverlayView, normalize
+from importer.sources.registry.restart import DiskPlace, PointTap, RestartPoint, RestartPoints
 
 log = logging.getLogger(__name__)
 CHUNK = 1 << 20
+TAR_BLOCK = 512
 NO_DISK = "Failed to find VM disk image file in the container image"
 LAYER_TYPES = frozenset({
     "application/vnd.docker.image.rootfs.diff.tar.gzip",
@@ -49,8 +60,19 @@ class DiskEntry:
     layer: str
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Continue the disk at `offset` of its byte stream, from `point` (at or before it)."""
+
+    point: RestartPoint
+    offset: int
+
+
 class DiskSink(Protocol):
-    def begin(self, entry: DiskEntry) -> None: ...
+    def begin(self, entry: DiskEntry, start: int, why: str | None) -> None:
+        """The disk's bytes follow from `start`; `why`: the reason a walk asked to resume starts at 0."""
+        ...
+
     def write(self, data: bytes) -> None: ...
 
 
@@ -60,20 +82,26 @@ def _kind(member: tarfile.TarInfo) -> Kind:
     return Kind.FILE if member.isfile() else Kind.OTHER
 
 
-def _decompressed(blob: Reader) -> Reader:
-    head = read_up_to(blob, 6)
-    reader: Reader = PrefixReader(head, blob)
-    kind = detect_compression(head)
-    return DecompressingReader(kind, reader) if kind is not None else reader
+def _skip(reader: Reader, count: int) -> None:
+    while count > 0:
+        piece = reader.read(min(count, CHUNK))
+        if not piece:
+            raise EOFError("the layer ended inside the disk file")
+        count -= len(piece)
 
 
 class LayerWalk:
-    def __init__(self, layers: tuple[Descriptor, ...], opener: LayerOpener, sink: DiskSink, image: str) -> None:
+    def __init__(self, layers: tuple[Descriptor, ...], opener: LayerOpener, sink: DiskSink, image: str, *,
+                 points: RestartPoints | None = None, spacing: int = 8 << 20, resume: Resume | None = None) -> None:
         self._layers = layers
         self._opener = opener
         self._sink = sink
         self._image = image
         self._view = OverlayView()
+        self._points = points
+        self._spacing = spacing
+        self._resume = resume
+        self._why: str | None = None  # why a walk asked to resume read the disk's layer from its start
         self.disk: DiskEntry | None = None
 
     def run(self) -> DiskEntry:
@@ -85,10 +113,22 @@ class LayerWalk:
             if layer.media_type and layer.media_type not in LAYER_TYPES:
                 log.warning("skipping %s: media type %s is not a filesystem layer", where, layer.media_type)
                 continue
-            with self._opener.open(layer) as raw:
-                blob = VerifyingReader(raw, layer.digest, layer.size, blob_name)
+            point = self._resume.point if self._resume is not None and self._resume.point.layer == number - 1 else None
+            with self._opener.open(layer, point.blob_offset if point is not None else 0) as raw:
+                resumed = point is not None and raw.start == point.blob_offset
+                if point is not None and raw.start not in (0, point.blob_offset):
+                    raise ImagePullFailed(f"failed to pull image: {self._image}: the registry answered the request "
+                                          f"for {blob_name} from byte {point.blob_offset} with another range")
+                if point is not None and resumed:
+                    blob = VerifyingReader.restored(raw, layer.digest, layer.size, blob_name, count=point.blob_offset,
+                                                    state=point.blob_hash, library=point.hash_library)
+                else:
+                    if point is not None:
+                        self._why = (f"the registry answered the request for {blob_name} from byte "
+                                     f"{point.blob_offset} with the whole blob (it does not honour range requests)")
+                    blob = VerifyingReader(raw, layer.digest, layer.size, blob_name)
                 try:
-                    self._read_layer(blob, where)
+                    self._read_layer(blob, number - 1, where, point if resumed else None)
                 except ImportFailure:
                     blob.verify()  # a damaged blob is a checksum mismatch, whatever it broke downstream
                     raise
@@ -98,22 +138,36 @@ class LayerWalk:
             raise InvalidImage(f"{NO_DISK}: no file in /disk/ in any of the {count} layer(s) of {self._image}")
         return self.disk
 
-    def _read_layer(self, blob: VerifyingReader, where: str) -> None:
+    def _read_layer(self, blob: VerifyingReader, index: int, where: str, point: RestartPoint | None) -> None:
         try:
-            stream = _decompressed(blob)
-            head = read_up_to(stream, 512)
+            if point is not None:
+                self._continue(blob, index, where, point)
+                return
+            head = read_up_to(blob, 6)
+            reader: Reader = PrefixReader(head, blob)
+            kind = detect_compression(head)
+            decoder = DecompressingReader(kind, reader) if kind is not None else None
+            restartable = kind in (None, Compression.GZIP) and blob.resumable
+            tap = PointTap(decoder or reader, blob, decoder, self._points if restartable else None, self._spacing)
+            if not restartable and self._points is not None:
+                tap.unrestartable = (f"the disk's layer is {kind.value}-compressed" if kind is not None else
+                                     "the disk's layer digest is not a sha256 whose state this importer can save")
+            head = read_up_to(tap, TAR_BLOCK)
             if not head:
                 log.info("%s is empty", where)
                 return
-            tar = tarfile.open(fileobj=PrefixReader(head, stream), mode="r|")  # type: ignore[call-overload]
-            while (member := tar.next()) is not None:
-                del tar.members[:]  # stream mode keeps every header; a base OS layer has tens of thousands
-                if self._view.classify(member.name, _kind(member), where):
-                    self._stream(tar, member, where)
+            self._members(PrefixReader(head, tap), tap, index, where)
         except (tarfile.TarError, EOFError) as e:
             raise InvalidImage(f"{where} is not a valid tar archive: {e}") from e
 
-    def _stream(self, tar: tarfile.TarFile, member: tarfile.TarInfo, where: str) -> None:
+    def _members(self, stream: Reader, tap: PointTap, index: int, where: str) -> None:
+        tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
+        while (member := tar.next()) is not None:
+            del tar.members[:]  # stream mode keeps every header; a base OS layer has tens of thousands
+            if self._view.classify(member.name, _kind(member), where):
+                self._stream(tar, member, tap, index, where)
+
+    def _stream(self, tar: tarfile.TarFile, member: tarfile.TarInfo, tap: PointTap, index: int, where: str) -> None:
         name = normalize(member.name)
         if self.disk is not None:
             both = (f"/{self.disk.name} and /{name} in {where}" if self.disk.layer == where else
@@ -122,9 +176,41 @@ class LayerWalk:
                                f"exactly one file in /disk/")
         self.disk = DiskEntry(name, member.size, where)
         log.info("found the disk /%s (%d bytes) in %s", name, member.size, where)
-        self._sink.begin(self.disk)
+        if self._points is not None and tap.unrestartable:
+            self._points.unavailable = (f"{tap.unrestartable}, so the importer keeps no restart points inside it "
+                                        f"(gzip and plain tar layers have them)")
+        tap.place(DiskPlace(index, self._layers[index].digest, member.offset_data, member.size, name,
+                            self._view.layer_marks()))
+        self._sink.begin(self.disk, 0, self._why)
         data = tar.extractfile(member)
         if data is None:
             raise InvalidImage(f"cannot read /{name} in {where}")
         while chunk := data.read(CHUNK):
             self._sink.write(chunk)
+
+    def _continue(self, blob: VerifyingReader, index: int, where: str, point: RestartPoint) -> None:
+        """The disk's layer from a restart point: the rest of the disk from the resume offset, then the rest
+        of the tar stream (a second disk file, or marks, after it still count)."""
+        assert self._resume is not None
+        decoder = (DecompressingReader(Compression(point.compression), blob, at_boundary=True,
+                                       state=point.decoder_state) if point.compression is not None else None)
+        tap = PointTap(decoder or blob, blob, decoder, self._points, self._spacing, offset=point.tar_offset)
+        self._view.restore_layer(point.marks)
+        self.disk = DiskEntry(point.name, point.size, where)
+        tap.place(DiskPlace(index, self._layers[index].digest, point.data_start, point.size, point.name, point.marks),
+                  next_at=point.disk_offset + self._spacing)
+        offset = self._resume.offset
+        _skip(tap, offset - point.disk_offset)
+        log.info("resumed the disk /%s at byte %d in %s (blob byte %d)", point.name, offset, where, point.blob_offset)
+        self._sink.begin(self.disk, offset, None)
+        remaining = point.size - offset
+        while remaining > 0:
+            chunk = tap.read(min(CHUNK, remaining))
+            if not chunk:
+                raise EOFError("the layer ended inside the disk file")
+            self._sink.write(chunk)
+            remaining -= len(chunk)
+        _skip(tap, -point.size % TAR_BLOCK)
+        block = read_up_to(tap, TAR_BLOCK)
+        if block.strip(b"\0"):
+            self._members(PrefixReader(block, tap), tap, index, where)

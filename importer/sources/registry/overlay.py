@@ -13,7 +13,9 @@ visible in the final image, and the first visible disk file can be streamed whil
 Upstream instead extracts base-first and takes the first match, so a disk replaced or deleted by a later
 layer would be imported stale, and extra files are ignored; we refuse those images with a clear error.
 
-Used by `importer.sources.registry.layers`.
+A restart point inside a layer (`importer.sources.registry.restart`) keeps the marks that layer made
+before it (`layer_marks`), so a resumed walk classifies the rest of the layer and the layers below as
+the first attempt would. Used by `importer.sources.registry.layers`.
 """
 
 from __future__ import annotations
@@ -70,6 +72,14 @@ class OverlayView:
     def __init__(self) -> None:
         self._upper = _Marks()
         self._layer = _Marks()
+
+    def layer_marks(self) -> dict[str, list[str]]:
+        """What the layer being read has marked so far (all under /disk/), for a restart point inside it."""
+        return {name: sorted(getattr(self._layer, name)) for name in ("present", "non_dirs", "whiteouts", "opaque")}
+
+    def restore_layer(self, marks: dict[str, list[str]]) -> None:
+        """Continue a layer from a restart point: its marks before the point, as `layer_marks` gave them."""
+        self._layer = _Marks(*(set(marks.get(name, ())) for name in ("present", "non_dirs", "whiteouts", "opaque")))
 
     def end_layer(self) -> None:
         self._upper.merge(self._layer)

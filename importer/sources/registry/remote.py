@@ -3,7 +3,9 @@
 `RegistryStore` answers the resolver on the event loop. `RemoteLayerOpener` gives the layer walk's
 worker thread a plain `read()` over a blob download, each read a `LoopCalls.call` of the response's
 `readany` (aiohttp buffers up to a megabyte ahead, so the network keeps flowing while the thread
-decompresses). Responses still open when the import stops are released when the store closes.
+decompresses); a restarted walk asks for a layer from an offset (`RegistryClient.get`'s Range) and
+the reader says where the registry's answer starts. Responses still open when the import stops are
+released when the store closes.
 Used by `importer.sources.registry.source`.
 """
 
@@ -61,8 +63,8 @@ class RegistryStore:
         response = await self._client.get(f"blobs/{descriptor.digest}")
         return await self._client.read_all(response, limit, f"blob {descriptor.digest}")
 
-    async def open_blob(self, descriptor: Descriptor) -> aiohttp.ClientResponse:
-        response = await self._client.get(f"blobs/{descriptor.digest}")
+    async def open_blob(self, descriptor: Descriptor, start: int = 0) -> aiohttp.ClientResponse:
+        response = await self._client.get(f"blobs/{descriptor.digest}", start=start)
         self._open.add(response)
         return response
 
@@ -82,6 +84,7 @@ class _BlobReader:
         self._calls = calls
         self._what = what
         self._buffer = memoryview(b"")
+        self.start = client.range_start(response)
 
     def read(self, size: int = -1, /) -> bytes:
         if not self._buffer:
@@ -101,8 +104,8 @@ class RemoteLayerOpener:
         self._calls = calls
 
     @contextmanager
-    def open(self, descriptor: Descriptor) -> Iterator[_BlobReader]:
-        response = self._calls.call(lambda: self._store.open_blob(descriptor))
+    def open(self, descriptor: Descriptor, start: int = 0) -> Iterator[_BlobReader]:
+        response = self._calls.call(lambda: self._store.open_blob(descriptor, start))
         try:
             yield _BlobReader(response, self._client, self._calls, f"blob {descriptor.digest}")
         finally:
