@@ -12,7 +12,8 @@ client cannot be asked for those bytes again, keeps them beside the record first
 `importer.checkpointranges`) and takes its record where the chunk ended, inside a cluster if need be
 (the bytes read of that cluster go in the carry). A source that keeps its own restart points (a
 registry layer, `CheckpointPlan.source_points`) gives each record the newest one at or before its
-offset; where it has none yet, no record is taken.
+offset; where it has none yet, no record is taken. Such a source cannot serve a qcow2 restart's ranges
+either, so its qcow2 imports keep them beside the record as uploads do (`importer.main.kept_ranges`).
 
 `importer.transfer` calls these for a fresh attempt and continues a record in `resume_transfer`;
 records and their stores are `importer.checkpoint`, the decision to resume is `importer.resume`.
@@ -134,10 +135,12 @@ class Qcow2Checkpoints:
     record; and a record may also be taken inside a cluster (a chunk rarely ends at a cluster
     boundary), at the wire offset reached, with the bytes read of that cluster in its carry."""
 
-    def __init__(self, checkpointer: Checkpointer, meter: Meter, wire: PrefixReader) -> None:
+    def __init__(self, checkpointer: Checkpointer, meter: Meter, wire: PrefixReader,
+                 points: SourcePoints | None = None) -> None:
         self._checkpointer = checkpointer
         self._meter = meter
         self._wire = wire
+        self._points = points
         self._told = -1  # the record offset the log last explained a missing checkpoint after
         self._ranges = checkpointer.ranges
         self._watching = False
@@ -177,6 +180,10 @@ class Qcow2Checkpoints:
         carry = b"".join(tail) + self._wire.pending
         if meter.count - len(carry) != stream.position:
             return
+        source_state = self._points.at_or_before(meter.count) if self._points is not None else b""
+        if source_state is None:
+            return  # the source has no restart point this far yet
+        checkpointer.source_state = source_state
         started = checkpointer.now()
         state = stream.restart_state()
         if self._ranges is not None:
@@ -218,4 +225,4 @@ def qcow2_checkpoints(checkpoints: CheckpointPlan | None, meter: Meter,
         ranges.resume(RestartRecord.decode(checkpoints.resume.decoder_state).ranges)
     elif ranges is not None:
         ranges.reset()
-    return Qcow2Checkpoints(checkpoints.checkpointer, meter, wire)
+    return Qcow2Checkpoints(checkpoints.checkpointer, meter, wire, checkpoints.source_points)

@@ -9,7 +9,9 @@ Before it reads the source, an importer looks for an earlier attempt's checkpoin
 end), decides with `importer.resume` whether to continue it, asks the source for the rest (`open_at`)
 and confirms the answer (a qcow2 record first has the image's tables read again, to rebuild the
 converter's state: `qcow2_restart`; a registry source continues the restart point the record keeps,
-`RestartableSource.open_from`); whichever way it goes, the decision and its reason go into the
+`RestartableSource.open_from`, and a qcow2 record of one rebuilds the converter from the image ranges
+kept beside the record, `importer.checkpointranges`, as uploads do: a layer cannot serve ranges);
+whichever way it goes, the decision and its reason go into the
 termination message (`resumeDecision`) for the controller's event."""
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from cdi.contracts.termination import IMPORT_COMPLETE, TerminationMessage
 from importer import hashstate, ranged
 from importer.blank import create_blank
 from importer.blockio import device_size, is_block_device
-from importer.checkpoint import Checkpoint, CheckpointCorrupt, CheckpointStore, RecordStore
+from importer.checkpoint import Checkpoint, CheckpointCorrupt, Checkpointer, CheckpointStore, RecordStore
 from importer.checkpointdevice import DEVICE_RANGES_NAME, DeviceTailStore
+from importer.checkpointranges import LocalRanges, RangeStore
 from importer.checkpointrestart import SourceRanges, rebuild
 from importer.checksum import parse_checksum
 from importer.config import ImporterConfig, load_config
@@ -98,7 +101,9 @@ def checkpoint_store(data: Path, ranges_dir: Path | None = None) -> tuple[Record
 def observe_earlier_attempt(config: ImporterConfig, source: Source) -> tuple[Decision, CheckpointSettings | None]:
     """Read what an earlier attempt left on the volume and decide whether to continue it. Imports with
     checkpoints switched off (and Block volumes under 4 MiB) are never checkpointed."""
-    found = checkpoint_store(config.data_path) if config.checkpoint_interval else None
+    restartable = isinstance(source, RestartableSource)
+    found = checkpoint_store(config.data_path, config.scratch_path if restartable else None) \
+        if config.checkpoint_interval else None
     if found is None:
         return Decision(Outcome.FRESH), None
     store, partial_exists = found
@@ -112,14 +117,38 @@ def observe_earlier_attempt(config: ImporterConfig, source: Source) -> tuple[Dec
     checksum = parse_checksum(config.checksum)
     decision = decide(Observed(record, unreadable, partial, checksum.text if checksum else "",
                                source.kind, resumable, hashstate.library_version()))
-    return decision, CheckpointSettings(store, config.checkpoint_interval, config.checkpoint_seconds, resumable)
+    checkpointer = None
+    if restartable:  # its qcow2 ranges cannot be read again from the source: keep them beside the record
+        checkpointer = Checkpointer(store, every_bytes=config.checkpoint_interval,
+                                    every_seconds=config.checkpoint_seconds)
+        checkpointer.ranges = kept_ranges(store)
+    return decision, CheckpointSettings(store, config.checkpoint_interval, config.checkpoint_seconds, resumable,
+                                        checkpointer=checkpointer)
+
+
+def kept_ranges(store: RecordStore) -> RangeStore | None:
+    """Where a qcow2 import whose source cannot serve ranges keeps those its restart reads: beside a
+    Filesystem volume's record, on the pod's scratch volume for a Block volume (None: it has none)."""
+    if isinstance(store, CheckpointStore):
+        return RangeStore.beside(store.path)
+    if isinstance(store, DeviceTailStore) and store.ranges_path is not None:
+        return RangeStore(store.ranges_path)
+    return None
 
 
 @contextlib.asynccontextmanager
-async def open_source(source: Source, attempt: Attempt) -> AsyncIterator[SourceStream]:
+async def open_source(source: Source, attempt: Attempt, ranges: RangeStore | None = None
+                      ) -> AsyncIterator[SourceStream]:
     """The source from the checkpoint on when the decision is to resume and the source confirms it is
-    unchanged and honours the range; otherwise from the start, with the reason in `attempt`."""
+    unchanged and honours the range; otherwise from the start, with the reason in `attempt`. `ranges`:
+    the qcow2 ranges kept beside the record (a source that cannot serve ranges)."""
     record = attempt.decision.record
+    if attempt.decision.outcome is Outcome.RESUMED and record is not None and isinstance(source, RestartableSource) \
+            and record.format == "qcow2":
+        attempt.restart, why = await rebuild(record, LocalRanges(ranges)) if ranges is not None else \
+            (None, "the image's tables were not kept beside the checkpoint")
+        if why is not None:
+            attempt.decision = Decision.over(why)
     if attempt.decision.outcome is Outcome.RESUMED and record is not None and isinstance(source, ResumableSource) \
             and record.format == "qcow2":
         attempt.restart, why = await qcow2_restart(source, record)
@@ -188,7 +217,8 @@ async def execute(config: ImporterConfig, progress: Progress, qemu: QemuImg,
         raise ConfigurationError("content type archive needs a Filesystem volume, not a Block volume")
     pipeline = Pipeline(qemu, progress)
     try:
-        async with open_source(source, attempt) as stream:
+        ranges = settings.checkpointer.ranges if settings is not None and settings.checkpointer is not None else None
+        async with open_source(source, attempt, ranges) as stream:
             resume = attempt.decision.record if attempt.decision.outcome is Outcome.RESUMED else None
             restart = attempt.restart if resume is not None else None
             checkpoints = replace(settings, resume=resume, restart=restart) if settings else None

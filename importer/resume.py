@@ -134,8 +134,9 @@ def not_resumable_reason(fmt: str, compression: tuple[str, ...], archive: bool,
                 "the image's tables again, which only the client has (a Filesystem volume keeps them beside "
                 "the checkpoint)")
     if fmt == "qcow2" and not ranged_reads and not ranges_kept:
-        return ("a qcow2 disk inside a registry image is not checkpointed (a restart would read the image's "
-                "tables again with ranged requests, which a compressed layer cannot serve)")
+        return ("a qcow2 disk inside a registry image is not checkpointed onto a Block volume whose pod has no "
+                "scratch volume (a restart reads the image's tables again, which a layer cannot serve by range; "
+                "a Filesystem volume keeps them beside the checkpoint, a Block volume on scratch)")
     if fmt in ("vmdk", "vdi", "vpc", "vhdx"):
         return f"a {fmt} image is converted by qemu-img from scratch space"
     if len(compression) > 1:

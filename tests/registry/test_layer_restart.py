@@ -137,3 +137,13 @@ def test_a_damaged_point_is_refused_with_the_reason(damage, why: str) -> None:  
     _, points = _all_points(GZIP_LAYERS)
     with pytest.raises(PointRefused, match=why.replace("(", r"\(").replace(")", r"\)")):
         decode(damage(points[1].encode()))
+
+
+def test_a_zstd_layer_offers_no_points_and_says_why() -> None:
+    layers = [oci.layer({"disk/disk.img": DISK}, compression="zstd")]
+    points = RestartPoints()
+    sink = Sink()
+    LayerWalk(_descriptors(layers), Opener({b.digest: b.data for b in layers}), sink, "img", points=points,
+              spacing=SPACING).run()
+    assert bytes(sink.data) == DISK and points.at_or_before(len(DISK)) is None
+    assert points.unavailable is not None and "the disk's layer is zst-compressed" in points.unavailable

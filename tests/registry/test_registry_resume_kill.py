@@ -183,21 +183,44 @@ def test_a_damaged_restart_point_starts_over_and_says_so(volume: Volume, registr
     assert _disk_bytes(volume.data / "disk.img", SIZE + 1) == pushed.disk
 
 
-def test_a_qcow2_disk_in_a_registry_image_is_not_checkpointed_and_a_restart_says_why(
+def test_a_qcow2_disk_in_a_registry_image_killed_at_a_random_point_resumes_from_the_kept_ranges(
         volume: Volume, registry: RegistryServer, pushed: Pushed) -> None:
+    """A layer cannot serve the ranges a qcow2 restart reads again: they are kept beside the record."""
+    name = "resume/qcow2:latest"
     store = CheckpointStore.beside(volume.data)
     with ShapedRelay("127.0.0.1", registry.port, rate=RATE) as relay:
-        env = _env(relay, "resume/qcow2:latest")
-        kill_part_way(volume, env, relay, pushed.wire("resume/qcow2:latest") // 2)
-        record = store.load()
+        env = _env(relay, name)
+        record = _kill(volume, env, relay, store.load, pushed.wire(name))
+        assert record.format == "qcow2" and record.not_resumable is None
+        assert store.path.with_name(store.path.name + ".ranges").stat().st_size > 0
+        point = decode(record.source_state)
+        code, message, log = volume.run(env)
+    assert code == 0, log
+    assert message.resume_decision == "Resumed", message
+    assert f"(blob byte {point.blob_offset})" in log
+    assert _disk_bytes(volume.data / "disk.img", SIZE + 1) == pushed.disk
+    assert not store.path.exists() and not store.path.with_name(store.path.name + ".ranges").exists()
+    assert relay.downstream <= pushed.wire(name) + INTERVAL + SPACING + READ + BLOCK + SLACK, relay.downstream
+
+
+def test_a_qcow2_disk_onto_a_block_volume_without_scratch_is_not_checkpointed_and_a_restart_says_why(
+        loop_device: Path, tmp_path: Path, registry: RegistryServer, pushed: Pushed) -> None:
+    volume = Volume(tmp_path)
+    name = "resume/qcow2:latest"
+    device = DeviceTailStore(loop_device, 2 * SIZE)
+    with ShapedRelay("127.0.0.1", registry.port, rate=RATE) as relay:
+        env = _env(relay, name, CDI_DATA_PATH=str(loop_device))
+        kill_part_way(volume, env, relay, pushed.wire(name) // 2)
+        record = device.load()
         assert record is not None and record.not_resumable is not None
-        assert "qcow2 disk inside a registry image is not checkpointed" in record.not_resumable
+        assert "qcow2 disk inside a registry image is not checkpointed onto a Block volume" in record.not_resumable
         relay.rate = None
         code, message, log = volume.run(env)
     assert code == 0, log
     assert message.resume_decision == "StartedOver"
     assert "qcow2 disk inside a registry image" in (message.resume_message or "")
-    assert _disk_bytes(volume.data / "disk.img", SIZE + 1) == pushed.disk
+    with loop_device.open("rb") as disk:
+        assert disk.read(SIZE) == pushed.disk
 
 
 @pytest.fixture
