@@ -102,8 +102,8 @@ def observe_earlier_attempt(config: ImporterConfig, source: Source) -> tuple[Dec
     """Read what an earlier attempt left on the volume and decide whether to continue it. Imports with
     checkpoints switched off (and Block volumes under 4 MiB) are never checkpointed."""
     restartable = isinstance(source, RestartableSource)
-    found = checkpoint_store(config.data_path, config.scratch_path if restartable else None) \
-        if config.checkpoint_interval else None
+    scratch = config.scratch_path if restartable and config.scratch_path and config.scratch_path.is_dir() else None
+    found = checkpoint_store(config.data_path, scratch) if config.checkpoint_interval else None
     if found is None:
         return Decision(Outcome.FRESH), None
     store, partial_exists = found

@@ -223,6 +223,27 @@ def test_a_qcow2_disk_onto_a_block_volume_without_scratch_is_not_checkpointed_an
         assert disk.read(SIZE) == pushed.disk
 
 
+def test_a_qcow2_disk_onto_a_block_volume_keeps_its_ranges_on_scratch_and_resumes(
+        loop_device: Path, tmp_path: Path, registry: RegistryServer, pushed: Pushed) -> None:
+    volume = Volume(tmp_path)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    name = "resume/qcow2:latest"
+    device = DeviceTailStore(loop_device, 2 * SIZE)
+    with ShapedRelay("127.0.0.1", registry.port, rate=RATE) as relay:
+        env = _env(relay, name, CDI_DATA_PATH=str(loop_device), CDI_SCRATCH_PATH=str(scratch))
+        record = _kill(volume, env, relay, device.load, pushed.wire(name))
+        assert record.format == "qcow2" and any(scratch.iterdir())
+        point = decode(record.source_state)
+        code, message, log = volume.run(env)
+    assert code == 0, log
+    assert message.resume_decision == "Resumed", message
+    assert f"(blob byte {point.blob_offset})" in log
+    with loop_device.open("rb") as disk:
+        assert disk.read(SIZE) == pushed.disk
+    assert DeviceTailStore(loop_device, 2 * SIZE).load() is None and not any(scratch.iterdir())
+
+
 @pytest.fixture
 def block_volume(loop_device: Path, tmp_path: Path) -> Iterator[tuple[Volume, Path]]:
     yield Volume(tmp_path), loop_device
