@@ -5,6 +5,7 @@ rule to the rest of the layer; a point that is corrupt or does not fit is refuse
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 
@@ -147,3 +148,10 @@ def test_a_zstd_layer_offers_no_points_and_says_why() -> None:
               spacing=SPACING).run()
     assert bytes(sink.data) == DISK and points.at_or_before(len(DISK)) is None
     assert points.unavailable is not None and "the disk's layer is zst-compressed" in points.unavailable
+
+
+def test_a_point_saved_by_another_libcrypto_is_refused() -> None:
+    _, points = _all_points(GZIP_LAYERS)
+    other = dataclasses.replace(points[1], hash_library="OpenSSL 0.9.8 (another importer)")
+    with pytest.raises(PointRefused, match=r"hash state was saved by OpenSSL 0\.9\.8"):
+        decode(other.encode())

@@ -108,16 +108,18 @@ async def _chunks(queue: asyncio.Queue[_Item]) -> AsyncIterator[bytes]:
 async def stream_disk(store: RegistryStore | ArchiveStore, layers: tuple[Descriptor, ...], *,
                       digest: str | None = None, spacing: int = MAX_SPACING, resume: Resume | None = None,
                       why: str | None = None) -> AsyncIterator[SourceStream]:
-    """The disk's bytes; `digest` (the manifest's) names the stream's version; `resume`: from a restart
-    point; `why`: the reason a stream asked to resume starts at 0 instead."""
+    """The disk's bytes; `digest` (the manifest's) names the stream's version; restart points every
+    `spacing` bytes of the disk (0: none, checkpoints are off); `resume`: from a restart point; `why`:
+    the reason a stream asked to resume starts at 0 instead."""
     calls = LoopCalls(asyncio.get_running_loop())
     queue: asyncio.Queue[_Item] = asyncio.Queue(maxsize=QUEUE_CHUNKS)
     sink = _QueueSink(calls, queue)
     points = RestartPoints()
-    if isinstance(store, ArchiveStore):
+    archive = isinstance(store, ArchiveStore)
+    if archive:
         points.unavailable = ARCHIVE_NOT_RESUMED
-    walk = LayerWalk(layers, store.layer_opener(calls), sink, store.description, points=points, spacing=spacing,
-                     resume=resume)
+    walk = LayerWalk(layers, store.layer_opener(calls), sink, store.description,
+                     points=points if spacing and not archive else None, spacing=spacing, resume=resume)
     worker = asyncio.ensure_future(asyncio.to_thread(_work, walk, sink))
     try:
         first = await queue.get()
@@ -163,7 +165,8 @@ class RegistrySource:
 
     @property
     def _spacing(self) -> int:
-        return min(max(self._config.checkpoint_interval // 8, MIN_SPACING), MAX_SPACING)
+        interval = self._config.checkpoint_interval
+        return min(max(interval // 8, MIN_SPACING), MAX_SPACING) if interval else 0
 
     @asynccontextmanager
     async def _open(self, restart: tuple[int, SourceIdentity, bytes] | None) -> AsyncIterator[SourceStream]:
