@@ -150,8 +150,10 @@ class LayerWalk:
             restartable = kind in (None, Compression.GZIP) and blob.resumable
             tap = PointTap(decoder or reader, blob, decoder, self._points if restartable else None, self._spacing)
             if not restartable and self._points is not None:
-                tap.unrestartable = (f"the disk's layer is {kind.value}-compressed" if kind is not None else
-                                     "the disk's layer digest is not a sha256 whose state this importer can save")
+                tap.unrestartable = (
+                    (f"the disk's layer is {kind.value}-compressed" if kind is not None else
+                     "the disk's layer digest is not a sha256 whose state this importer can save")
+                    + ", so the importer keeps no restart points inside it (gzip and plain tar layers have them)")
             head = read_up_to(tap, TAR_BLOCK)
             if not head:
                 log.info("%s is empty", where)
@@ -176,11 +178,14 @@ class LayerWalk:
                                f"exactly one file in /disk/")
         self.disk = DiskEntry(name, member.size, where)
         log.info("found the disk /%s (%d bytes) in %s", name, member.size, where)
+        if member.issparse():  # its stored bytes are only the data segments: tar offsets are not file offsets
+            tap.unrestartable = ("the disk is a sparse tar entry (only its data segments are stored), so the importer "
+                                 "keeps no restart points inside it")
         if self._points is not None and tap.unrestartable:
-            self._points.unavailable = (f"{tap.unrestartable}, so the importer keeps no restart points inside it "
-                                        f"(gzip and plain tar layers have them)")
-        tap.place(DiskPlace(index, self._layers[index].digest, member.offset_data, member.size, name,
-                            self._view.layer_marks()))
+            self._points.unavailable = tap.unrestartable
+        else:
+            tap.place(DiskPlace(index, self._layers[index].digest, member.offset_data, member.size, name,
+                                self._view.layer_marks()))
         self._sink.begin(self.disk, 0, self._why)
         data = tar.extractfile(member)
         if data is None:
