@@ -132,7 +132,9 @@ def test_adopting_a_running_container_takes_it_as_killed_by_the_restart() -> Non
          "lastState": {"terminated": DONE_BAD.to_dict()}},
     ]}
     record = adopt(pod, status, now="t9", monotonic=50.0)
-    assert record.lost == {"a"}  # its leftovers are killed before it runs again
+    # No run of any of them was found: leftovers are killed before each runs again, also of b and c,
+    # which a runner may have started just before it died, before it wrote their status
+    assert record.lost == {"a", "b", "c"}
     a, b, fresh = (record.containers[name] for name in "abc")
     assert a.exited == Terminated(137, "Error", "the pod runner restarted", "t3", "t9", "pycdi://9", signal=9)
     assert (a.last, a.restart_count) == (DONE_BAD, 2)

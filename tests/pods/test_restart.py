@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from cdi.embedded import EmbeddedCluster
+from cdi.embedded.pods.orphans import markers
 from cdi.embedded.pods.paths import PodPaths, log_path
 from cdi.embedded.pods.runner import PodRunner
 from tests.pods.conftest import BACKOFF_BASE, BACKOFF_CAP
@@ -207,3 +208,22 @@ async def test_a_pod_deleted_while_no_runner_watched_has_its_container_stopped(
     gone = await settle(second_runner, cluster, "import", lambda p: p is None)
     assert gone is None
     assert await wait_dead(program)  # SIGTERM reached it through its shim's process group
+
+
+async def test_a_program_started_just_before_the_runner_died_is_killed_before_its_container_runs(
+        cluster: EmbeddedCluster, second_runner: PodRunner, state_dir: Path) -> None:
+    # The previous runner started the container's program and died before it wrote the run's handle or
+    # the pod's status: nothing shows the program but its marker variables.
+    created = await cluster.create(pod("server", container(command=py("print('the only run', flush=True)")),
+                                       restart_policy="OnFailure"))
+    stray = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import time; time.sleep(120)",
+        env={**os.environ, **markers(state_dir, created["metadata"]["uid"], "main")})
+    try:
+        done = await settle(second_runner, cluster, "server", phase("Succeeded"))
+        assert await asyncio.wait_for(stray.wait(), 10) == -signal.SIGKILL  # killed before the container ran
+        assert container_status(done)["restartCount"] == 0
+    finally:
+        if stray.returncode is None:
+            stray.kill()
+            await stray.wait()
