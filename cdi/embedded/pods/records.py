@@ -119,18 +119,17 @@ def adopt(pod: PodInfo, status: Mapping[str, Any], now: str, monotonic: float,
 
 def _adopt_container(name: str, entry: Mapping[str, Any] | None, now: str, monotonic: float,
                      found: Found | None) -> tuple[ContainerRecord, bool]:
-    """The container's record, and whether a run of it was lost (its leftovers must go). With no run
-    found, leftovers are killed whatever the stored status says: a runner that died just after starting
-    the container, before it wrote the run's handle or the status, leaves a live program that neither
-    shows (an upload server still holding its port, an importer still writing)."""
+    """The container's record, and whether its leftovers must be killed before it runs again: always,
+    unless its run was found still running. A runner that died just after starting the container,
+    before it wrote the run's handle or the status, leaves a live program that neither shows; a run
+    found ended may have lost only its shim (killed with the runner before it was on its own) while the
+    program goes on (an upload server still holding its port, an importer still writing)."""
     if not entry:
         record, lost = ContainerRecord(name), False
     else:
         record, lost = _from_status(name, entry, now, monotonic, found)
-    if found is None:
+    if found is None or isinstance(found.outcome, Terminated):
         return record, True
-    if isinstance(found.outcome, Terminated):
-        return record, lost
     if record.process is None:  # a run the stored status never showed (the runner died before writing it)
         record.begin(found.outcome, found.started_at, None)
     return record, False
