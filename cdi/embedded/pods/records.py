@@ -124,10 +124,7 @@ def _adopt_container(name: str, entry: Mapping[str, Any] | None, now: str, monot
     before it wrote the run's handle or the status, leaves a live program that neither shows; a run
     found ended may have lost only its shim (killed with the runner before it was on its own) while the
     program goes on (an upload server still holding its port, an importer still writing)."""
-    if not entry:
-        record, lost = ContainerRecord(name), False
-    else:
-        record, lost = _from_status(name, entry, now, monotonic, found)
+    record = _from_status(name, entry, now, monotonic, found) if entry else ContainerRecord(name)
     if found is None or isinstance(found.outcome, Terminated):
         return record, True
     if record.process is None:  # a run the stored status never showed (the runner died before writing it)
@@ -136,7 +133,7 @@ def _adopt_container(name: str, entry: Mapping[str, Any] | None, now: str, monot
 
 
 def _from_status(name: str, entry: Mapping[str, Any], now: str, monotonic: float,
-                 found: Found | None) -> tuple[ContainerRecord, bool]:
+                 found: Found | None) -> ContainerRecord:
     state, previous = entry.get("state") or {}, (entry.get("lastState") or {}).get("terminated")
     record = ContainerRecord(name, restart_count=int(entry.get("restartCount") or 0), finished=monotonic,
                              last=Terminated.from_dict(previous) if previous else None)
@@ -148,15 +145,15 @@ def _from_status(name: str, entry: Mapping[str, Any], now: str, monotonic: float
                 record.exited = found.outcome
             else:
                 record.process, record.started_at, record.container_id = found.outcome, started, container_id
-            return record, False
+            return record
         record.exited = Terminated(KILLED_EXIT_CODE, "Error", RUNNER_RESTARTED, started, now, container_id,
                                    signal.SIGKILL)
-        return record, True
+        return record
     if "terminated" in state:
         record.exited = Terminated.from_dict(state["terminated"])
     elif previous:  # waiting to restart after `previous`
         record.exited, record.last = record.last, None
-    return record, False
+    return record
 
 
 def view(pod: PodInfo, container: ContainerSpec, record: ContainerRecord, decision: Decision | None,
