@@ -51,6 +51,15 @@ async def _until_resized(cluster: Any, namespace: str, claim: str, timeout: floa
         await asyncio.sleep(0.5)
 
 
+async def _until_present(path: Path, timeout: float = 30) -> None:
+    """Until `path` is there (a volume grown unmounted is mounted again on the host within seconds)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        if path.exists() or asyncio.get_running_loop().time() >= deadline:
+            return
+        await asyncio.sleep(0.2)
+
+
 async def test_clones_through_a_real_api_server(kube_control_plane: KubeCluster, tmp_path: Path, nginx: NginxServer,
                                                 images: ImageSet) -> None:
     kubeconfig, namespace = kube_control_plane.kubeconfig_path, "e2e-clones"
@@ -85,8 +94,10 @@ async def test_clones_through_a_real_api_server(kube_control_plane: KubeCluster,
                     # it unmounted for a moment, which a reader of the host path (as here, not a pod) could see.
                     await _until_resized(cluster, namespace, name)
                     disk = await _volume_of(kubeconfig, namespace, name) / "disk.img"
+                    await _until_present(disk)  # the growth may start after the claim last showed no condition
                     assert disk.exists(), (f"{name}: {disk} missing (mounted: {disk.parent.is_mount()}, holds: "
-                                           f"{sorted(p.name for p in disk.parent.iterdir())})\n{deployment.logs()}")
+                                           f"{sorted(p.name for p in disk.parent.iterdir()) if disk.parent.is_dir() else '-'})"
+                                           f"\n{deployment.logs()}")
                     assert sha256_prefix(disk, images.virtual_size) == images.reference_sha256, name
 
                 async def leftovers() -> list[str]:
