@@ -165,6 +165,19 @@ async def raw_upload_resumes(server: Server, image: Path, data: bytes, mtls: ssl
     assert message.message == "Upload Complete"
 
 
+async def resumed_after_kill(server: Server, image: Path, mtls: ssl.SSLContext) -> tuple[int, int]:
+    """Upload with a kill at 40 %: the last offset acknowledged before it, and where the new server resumed."""
+    try:
+        before, code = await upload_with_kill(server, image, mtls, 0.4)
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+    assert code == 0, server.log(1)
+    resumed = RESUMED.search(server.log(1))
+    assert resumed is not None, server.log(1)
+    return before, int(resumed.group(1))
+
+
 COMPRESSORS: dict[str, Callable[[bytes], bytes]] = {
     "gz": lambda piece: gzip.compress(piece, compresslevel=1),  # members
     "xz": lambda piece: lzma.compress(piece, preset=0),  # streams
@@ -180,15 +193,7 @@ async def test_a_compressed_upload_resumes_at_a_member_boundary(tmp_path: Path, 
     image = tmp_path / f"disk.raw.{suffix}"
     image.write_bytes(b"".join(members))
     server = Server(tmp_path, pki)
-    try:
-        before, code = await upload_with_kill(server, image, mtls, 0.4)
-    finally:
-        if server.process is not None and server.process.poll() is None:
-            server.kill()
-    assert code == 0, server.log(1)
-    resumed = RESUMED.search(server.log(1))
-    assert resumed is not None, server.log(1)
-    offset = int(resumed.group(1))  # the wire bytes past the member boundary are in the record (its carry)
+    before, offset = await resumed_after_kill(server, image, mtls)  # past the boundary: the record's carry
     longest = max(len(m) for m in members)
     # at most the chunk being sent plus the bytes back to the member boundary
     assert before - CHUNK - longest <= offset <= before + CHUNK
@@ -203,15 +208,7 @@ async def test_a_single_member_gzip_upload_resumes_inside_its_member(tmp_path: P
     image = tmp_path / "disk.raw.gz"
     image.write_bytes(gzip.compress(raw, compresslevel=6))
     server = Server(tmp_path, pki)
-    try:
-        before, code = await upload_with_kill(server, image, mtls, 0.4)
-    finally:
-        if server.process is not None and server.process.poll() is None:
-            server.kill()
-    assert code == 0, server.log(1)
-    resumed = RESUMED.search(server.log(1))
-    assert resumed is not None, server.log(1)
-    offset = int(resumed.group(1))
+    before, offset = await resumed_after_kill(server, image, mtls)
     # at most the chunk being sent plus the bytes back to the block boundary (blocks of ~64 KiB here at most)
     assert before - CHUNK - (64 << 10) <= offset <= before + CHUNK and offset > 0, (before, offset)
     assert sha256_prefix(server.data / "disk.img", len(raw)) == hashlib.sha256(raw).hexdigest()
