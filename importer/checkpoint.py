@@ -6,8 +6,9 @@ were consumed and hashed (`wire_offset`), how many decoded bytes are on the targ
 (`target_offset`; for qcow2, whose guest data arrives in host order, how far the synced data
 reaches), the wire bytes read past the decoder's restart point (`carry`: a gzip member, xz block or
 zstd frame ends inside a read, so the bytes after it are kept here rather than hashed twice), what
-the decoder needs to restart there (`decoder_state`: an xz stream's header and the blocks seen so
-far, for its index; for qcow2, where the metadata lies that the restart reads again), the format,
+the decoder needs to restart there (`decoder_state`: a gzip member's window, unused bits, CRC-32 and
+length; an xz stream's header and the blocks seen so far, for its index; for qcow2, where the
+metadata lies that the restart reads again), the format,
 the compression layer, and the checksum's hash state (`importer.hashstate`). A record whose import
 cannot be resumed (compressed qcow2, nested compression, no validators) still says so in
 `not_resumable`, so the next attempt can tell the user why it starts over. A source that restarts
@@ -88,7 +89,7 @@ class Checkpoint:
     wire_offset: int = 0
     target_offset: int = 0
     carry: bytes = b""
-    decoder_state: bytes = b""  # what a decoder restarting there needs (an xz stream's blocks; qcow2 tables' place)
+    decoder_state: bytes = b""  # what a decoder restarting there needs (gzip window; xz blocks; qcow2 tables' place)
     hash_state: bytes | None = None
     hash_library: str = ""
     not_resumable: str | None = None

@@ -13,7 +13,7 @@ Checkpoints: when the plan carries a `CheckpointPlan`, `importer.checkpointing` 
 target is consistent as it is written (raw images, raw images compressed once with gzip, xz or
 zstd, and plain qcow2). `resume_transfer` continues such a record: the meter's hash and count are
 restored, the carried bytes are replayed above the meter (they were hashed before) and a fresh decoder
-starts at the gzip member, xz block or zstd frame boundary, or the qcow2 converter continues with the
+starts at the gzip DEFLATE block, xz block or zstd frame boundary, or the qcow2 converter continues with the
 state `importer.main` rebuilt from the image's metadata.
 
 `importer.pipeline` calls `transfer` via `asyncio.to_thread` with a reader bridged from the source,
