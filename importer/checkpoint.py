@@ -15,6 +15,9 @@ cannot be resumed (compressed qcow2, nested compression, no validators) still sa
 from its own saved state rather than from an offset alone (a registry layer: the blob offset, gzip
 state and blob hash of a point at or before `wire_offset`; `importer.sources.registry.restart`) has it
 in `source_state`, opaque here (about 33 KiB with a gzip window, so a record still fits a device slot).
+An archive extraction's record (content type `archive`, Filesystem volumes only) also has the tar
+stream's mark in `archive_state` (`importer.archivecheckpoint`): its `target_offset` is then the
+decoded tar stream's offset, and the partly extracted files are in the staging directory.
 
 Order and atomicity (who calls: `importer.transfer` through `Checkpointer`): the target's data is
 written and fsynced first, then the record is written to a temporary file, fsynced, renamed over the
@@ -94,12 +97,13 @@ class Checkpoint:
     hash_library: str = ""
     not_resumable: str | None = None
     source_state: bytes = b""  # the source's own restart point at or before wire_offset (registry layers)
+    archive_state: str = ""  # an archive extraction's mark (JSON, `importer.archivecheckpoint.ArchiveState`)
     version: int = field(default=VERSION)
 
     def advanced(self, wire_offset: int, target_offset: int, carry: bytes, hash_state: bytes | None,
-                 decoder_state: bytes = b"", source_state: bytes = b"") -> Checkpoint:
+                 decoder_state: bytes = b"", source_state: bytes = b"", archive_state: str = "") -> Checkpoint:
         return replace(self, wire_offset=wire_offset, target_offset=target_offset, carry=carry, hash_state=hash_state,
-                       decoder_state=decoder_state, source_state=source_state)
+                       decoder_state=decoder_state, source_state=source_state, archive_state=archive_state)
 
     def to_json(self) -> str:
         doc: dict[str, Any] = asdict(self)
@@ -221,6 +225,7 @@ class Checkpointer:
         self._stopped = False
         self.ranges: RangeStore | None = None  # a qcow2 upload's kept ranges (imports read them from the source)
         self.source_state = b""  # the source's restart point for the next record (`importer.checkpointing`)
+        self.archive_state = ""  # an archive extraction's mark for the next record (`importer.archivecheckpoint`)
 
     @property
     def active(self) -> bool:
@@ -260,7 +265,7 @@ class Checkpointer:
         """`started`: the clock when the caller began syncing the target (counted in `seconds`)."""
         assert self._base is not None
         kept = self.store.save(self._base.advanced(wire_offset, target_offset, carry, hash_state, decoder_state,
-                                                   self.source_state))
+                                                   self.source_state, self.archive_state))
         now = self._clock()
         self.saved += kept
         self._stopped = not kept  # the store is full (a device's data reached its slots): no more syncs

@@ -28,6 +28,7 @@ from pathlib import Path
 from cdi.contracts import importer_env as env
 from cdi.contracts.termination import IMPORT_COMPLETE, TerminationMessage
 from importer import hashstate, ranged
+from importer.archive import STAGING_NAME
 from importer.blank import create_blank
 from importer.blockio import device_size, is_block_device
 from importer.checkpoint import Checkpoint, CheckpointCorrupt, Checkpointer, CheckpointStore, RecordStore
@@ -94,7 +95,7 @@ def checkpoint_store(data: Path, ranges_dir: Path | None = None) -> tuple[Record
         store = DeviceTailStore(data, device_size(data), ranges)
         return (store, None) if store.usable else None
     if data.is_dir():
-        return CheckpointStore.beside(data), (data / PARTIAL_NAME).is_file()
+        return CheckpointStore.beside(data), (data / PARTIAL_NAME).is_file() or (data / STAGING_NAME).is_dir()
     return None
 
 

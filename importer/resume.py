@@ -117,8 +117,8 @@ def not_resumable_reason(fmt: str, compression: tuple[str, ...], archive: bool,
     `ranges_kept`: the bytes a qcow2 restart reads again are kept beside the record (an upload onto a
     Filesystem volume, `importer.checkpointranges`), since an upload's client cannot be asked for them.
     `ranged_reads`: the source can serve those bytes with ranged requests (a registry layer cannot)."""
-    if archive:
-        return "archive imports are not checkpointed (the extracted files are not a single stream position)"
+    if archive and len(compression) > 1:  # else a tar is checkpointed as a raw image is (`importer.archive`)
+        return "archives compressed more than once are not checkpointed"
     if not source_resumable:
         return "this source cannot continue from an offset"
     if identity is None:

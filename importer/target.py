@@ -99,11 +99,13 @@ def free_space(path: Path) -> int:
 
 def remove_leftovers(data_path: Path, *, keep_partial: bool = False) -> None:
     """Remove the disk, the partial disk, its checkpoint and the archive staging directory an earlier
-    attempt left (the partial disk and its checkpoint stay when `keep_partial`: a resumable import)."""
+    attempt left (the partial disk or staging directory and the checkpoint stay when `keep_partial`: a
+    resumable import)."""
     names = (DISK_IMAGE_NAME,) if keep_partial else (DISK_IMAGE_NAME, PARTIAL_NAME, CHECKPOINT_NAME)
     for name in names:
         (data_path / name).unlink(missing_ok=True)
-    shutil.rmtree(data_path / STAGING_NAME, ignore_errors=True)
+    if not keep_partial:  # a resumed archive import goes on extracting into it (`importer.archive`)
+        shutil.rmtree(data_path / STAGING_NAME, ignore_errors=True)
 
 
 def _allocated(path: Path) -> int:

@@ -16,6 +16,9 @@ restored, the carried bytes are replayed above the meter (they were hashed befor
 starts at the gzip DEFLATE block, xz block or zstd frame boundary, or the qcow2 converter continues with the
 state `importer.main` rebuilt from the image's metadata.
 
+Archives are checkpointed too, at their tar stream's marks (`importer.archivecheckpoint`): a record with
+an `archive_state` continues the extraction in the volume's staging directory (`importer.archive`).
+
 `importer.pipeline` calls `transfer` via `asyncio.to_thread` with a reader bridged from the source,
 then runs the async steps (qemu-img, resize, commit) on what this returns.
 """
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from importer import checkpointing, hashstate
 from importer.archive import extract_tar
+from importer.archivecheckpoint import ArchiveCheckpoints, ArchiveState
 from importer.checkpointing import CheckpointPlan
 from importer.checksum import ChecksumSpec, Hasher
 from importer.errors import ImageTooLarge
@@ -152,7 +156,8 @@ def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float]
     image = open_image(metered)
     checkpointing.begin(plan.checkpoints, image, archive=plan.archive, checksum=plan.checksum, meter=metered)
     if plan.archive:
-        written = extract_tar(image.reader, plan.target.data_path, plan.target.available)
+        written = extract_tar(image.reader, plan.target.data_path, plan.target.available,
+                              _archive_checkpoints(plan, metered, image.layers))
         return _finish(metered, plan, TransferResult(Destination.ARCHIVE, image, written, 0))
     if image.format is ImageFormat.QCOW2:
         Qcow2Header.parse(image.header).check(plan.target.available)
@@ -177,6 +182,15 @@ def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float]
     share = CONVERT_DOWNLOAD_SHARE
     written = _write_file(reader, plan.scratch_file, plan.scratch_space, "scratch space")
     return _finish(metered, plan, TransferResult(Destination.SCRATCH, image, written, 0, scratch_reason=reason))
+
+
+def _archive_checkpoints(plan: TransferPlan, metered: MeteredReader,
+                         layers: tuple[PrefixReader | DecompressingReader, ...]) -> ArchiveCheckpoints | None:
+    """The archive's records (`importer.archivecheckpoint`), when this attempt takes any."""
+    checkpoints = plan.checkpoints
+    if checkpoints is None or not checkpoints.checkpointer.active:
+        return None
+    return ArchiveCheckpoints(checkpoints, metered, layers, plan.target.data_path)
 
 
 def _finish(metered: MeteredReader, plan: TransferPlan, result: TransferResult) -> TransferResult:
@@ -240,6 +254,10 @@ def resume_transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int,
         reader, layers = decoder, (wire, decoder, PrefixReader(b"", decoder))
     image = OpenedImage(reader, compression, ImageFormat(record.format), b"", layers)
     plan.checkpoints.checkpointer.begin(record)
+    if record.archive_state:  # a tar: extraction goes on from the record's mark (`importer.archive`)
+        written = extract_tar(reader, plan.target.data_path, plan.target.available,
+                              _archive_checkpoints(plan, metered, layers), ArchiveState.from_json(record.archive_state))
+        return _finish(metered, plan, TransferResult(Destination.ARCHIVE, image, written, 0))
     hook = checkpointing.writer_hook(plan.checkpoints, metered, layers)
     written = _write_target(reader, plan, hook, start=record.target_offset)
     return _finish(metered, plan, TransferResult(Destination.TARGET, image, written, 0))
