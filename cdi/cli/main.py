@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -48,6 +50,10 @@ COMMANDS: dict[str, str] = {
     "manifests": "cdi.cli.installmanifests",
 }
 GLOBAL_OPTIONS_WITH_VALUE = ("--home", "--request-timeout")
+# Commands that are done when `run` returns. Run as the program, they leave without the interpreter's
+# teardown (freeing every module and object one by one: ~0.3 s once the API models are loaded, a fifth
+# of a `cdi get`), once their output is flushed and no other thread runs (`_leave`).
+FINISHED_ON_RETURN = frozenset({"apply", "create", "get", "describe", "delete", "wait", "logs", "image-upload"})
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
@@ -103,7 +109,26 @@ def _one_line(message: str) -> str:
     return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
+def _leave(code: int) -> None:
+    """Exit now with `code` without the interpreter's teardown, if nothing is lost by it: the standard
+    streams flush, logging's handlers flush and close, and no thread other than this one and daemon
+    ones (which teardown would not wait for either) is still running. Otherwise return, and the caller
+    exits as usual."""
+    if any(t is not threading.current_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:
+        return  # let the usual exit report or ignore it as it would have
+    logging.shutdown()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
+    """The `cdi` program. Called with `argv` (tests, embedding) it always ends in `SystemExit`; as the
+    program (`argv` None) a command in `FINISHED_ON_RETURN` exits without the interpreter's teardown."""
+    as_program = argv is None
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(argv).parse_args(argv)
     home: Path = args.home or default_home()
@@ -121,4 +146,6 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as e:
         print(f"error: {_one_line(str(e))}", file=sys.stderr)
         code = 1
+    if as_program and args.command in FINISHED_ON_RETURN:
+        _leave(code)
     sys.exit(code)

@@ -4,10 +4,9 @@ the offset the server reports — so an interruption costs at most one chunk —
 when the current one is about to expire. Progress goes to a callback. Used by `cdi.cli.imageupload`.
 
 Chunks are streamed from the file in `PIECE`-sized reads (`FileSlice`), so memory stays at a few MiB
-whatever the chunk size. Unless a size is forced, chunks are sized to take about `CHUNK_SECONDS` at the
-rate measured so far (`ChunkSizer`): every chunk costs one round trip of idle link while its answer
-comes back, so a fast link gets large chunks (little idle time) and a slow one small chunks (little
-to re-send after an interruption), always within the server's advertised maximum.
+whatever the chunk size; `cdi.cli.chunking.ChunkSizer` sizes them (about `CHUNK_SECONDS` each at the
+rate measured so far, unless a size is forced). This module imports aiohttp: `cdi image-upload`
+imports it on a thread while it waits for the upload server, not at start.
 
 Finishing is robust to a lost last reply: once the final chunk has gone out, an interruption first
 asks `completed` (the caller checks the DataVolume's or PVC's phase) and stops if the upload landed;
@@ -33,12 +32,14 @@ import aiohttp
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
 
+from cdi.cli.chunking import CHUNK_SECONDS as CHUNK_SECONDS
+from cdi.cli.chunking import FIRST_CHUNK as FIRST_CHUNK
+from cdi.cli.chunking import MIN_CHUNK as MIN_CHUNK
+from cdi.cli.chunking import ChunkSizer as ChunkSizer
+from cdi.cli.errors import AlreadyUploaded as AlreadyUploaded
 from cdi.cli.errors import CliError
 from cdi.contracts import upload_protocol as up
 
-FIRST_CHUNK = 8 << 20
-MIN_CHUNK = 1 << 20
-CHUNK_SECONDS = 2.0
 PIECE = 1 << 20
 MAX_ATTEMPTS = 30
 RENEW_BEFORE = 60.0
@@ -52,29 +53,6 @@ class UploadJob:
     path: Path
     ssl_context: ssl.SSLContext | bool
     chunk_size: int | None = None  # None: sized from the measured rate (`ChunkSizer`)
-
-
-class AlreadyUploaded(CliError):
-    """The proxy says the target's upload already succeeded, before this upload's final chunk went out."""
-
-
-class ChunkSizer:
-    """The next chunk's size: fixed when asked for, else about `CHUNK_SECONDS` of the recent rate."""
-
-    def __init__(self, fixed: int | None, server_max: int = up.MAX_CHUNK) -> None:
-        self._fixed = fixed
-        self.server_max = server_max
-        self._rate = 0.0  # bytes/s, smoothed
-
-    def next(self) -> int:
-        wanted = self._fixed or (int(self._rate * CHUNK_SECONDS) if self._rate else FIRST_CHUNK)
-        return max(MIN_CHUNK, min(wanted, self.server_max))
-
-    def observe(self, sent: int, seconds: float) -> None:
-        if sent <= 0 or seconds <= 0:
-            return
-        rate = sent / seconds
-        self._rate = rate if not self._rate else 0.5 * self._rate + 0.5 * rate
 
 
 class FileSlice(Payload):

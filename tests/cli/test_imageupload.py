@@ -1,11 +1,14 @@
 """`cdi image-upload` waiting on the store: it gives up on an upload server that never becomes ready
 with a reason, it notices at once (through the store's watch) when the claim turns out to be
 already uploaded to (and says so, successfully), and it refuses a claim that waits for its first
-consumer unless --force-bind, with virtctl's words."""
+consumer unless --force-bind, with virtctl's words. It starts without the HTTP client, which it loads on
+a thread while it waits."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -80,3 +83,29 @@ async def test_an_upload_claim_of_a_wait_for_first_consumer_class_is_refused(
     result = await cdi_in_thread("image-upload", "pvc", "disk", "--no-create", "--image-path", str(image),
                                  "--wait-secs", "60")
     assert (result.code, result.err) == (1, WFFC_DV.replace("DataVolume", "PVC"))
+
+
+def test_the_command_starts_without_the_http_client() -> None:
+    """aiohttp is imported on a thread once the volume is created (`preload`), not before the command's
+    first request to the store."""
+    probe = ("import sys; from cdi.cli.main import build_parser; "
+             "build_parser(['image-upload', 'dv', 'x']).parse_args(['image-upload', 'dv', 'x', '--image-path', 'f']); "
+             "print(sorted(m for m in ('aiohttp', 'cdi.cli.uploadclient') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_preload_imports_the_module_on_a_thread() -> None:
+    probe = ("import sys; from cdi.cli.imageupload import UPLOAD_CLIENT, preload; "
+             "thread = preload(UPLOAD_CLIENT); thread.join(60); "
+             "print(thread.daemon, thread.is_alive(), UPLOAD_CLIENT in sys.modules, 'aiohttp' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "False", "True", "True"]
+
+
+def test_preload_of_a_module_that_fails_leaves_the_error_to_the_real_import() -> None:
+    probe = ("from cdi.cli.imageupload import preload; preload('cdi.no_such_module').join(60); "
+             "import importlib\ntry:\n    importlib.import_module('cdi.no_such_module')\n"
+             "except ModuleNotFoundError as e:\n    print('raised', e.name)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert (result.stdout.strip(), result.stderr) == ("raised cdi.no_such_module", "")
