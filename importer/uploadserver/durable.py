@@ -20,6 +20,9 @@ ranges it reads again kept beside the record first (`importer.checkpointranges`;
 on the pod's scratch volume); without a place for them (a Block volume and no scratch) and inside
 compression (qcow2.gz) they start over, with the reason.
 
+Archives (content type `archive`) are checkpointed by the same rules, raw or compressed, at the marks of
+their tar stream (`importer.archivecheckpoint`: a member's header, or a place inside a regular file).
+
 The source identity of an upload is the endpoint and the size the client announced
 (`X-Upload-Total`): a resumed upload must announce the same size. Called by
 `importer.uploadserver.resumable`; records and stores are `importer.checkpoint`, the decision rules
@@ -113,7 +116,7 @@ class ChunkCheckpointer(Checkpointer):
         compressed: a restart point at or past `start`, or the pipeline read all of it without meeting
         one; qcow2: all of it, the bytes past the last cluster boundary in the record's carry, unless
         no record could be taken there). False when it was not waited for: the pipeline ended, is
-        still detecting the format within the image's first bytes, is not checkpointed (archives,
+        still detecting the format within the image's first bytes, is not checkpointed (twice-compressed archives,
         qcow2.gz, qcow2 onto a Block volume), or the wait timed out. A pipeline that has the bytes to
         detect the format but has not written its first record yet (the transfer thread lags behind
         the queue of pieces) is waited for."""
