@@ -4,10 +4,10 @@ files before and after it, a directory tree, a symlink, a hard link, assorted mo
 same volume, and must leave the same tree as an import that was never killed (contents, modes,
 symlinks; no staging directory, no checkpoint), while fetching in total no more than the archive plus
 the lag its last record had behind the kill point (at most one checkpoint interval, one 1 MiB read
-and, for tar.gz, one DEFLATE block: `LAG`), with a ranged request. Sources: nginx and moto's S3 behind
-the throttling relay of `test_resume_kill` (its helpers are reused). A `../` member after the kill
-point is still refused after the resume, and a source that changed between the attempts starts over
-and says so.
+and, for tar.gz, one DEFLATE block: `LAG`), with a ranged request. Sources: nginx, moto's S3 and the
+GCS emulator, behind the throttling relay of `test_resume_kill` (its helpers are reused). A `../`
+member after the kill point is still refused after the resume, and a source that changed between the
+attempts starts over and says so.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from tests.importer.test_resume_kill import (
     kill_part_way,
     recorded_within,
 )
+from tests.support.gcs import GcsEmulator
 from tests.support.nginx import NginxServer
 from tests.support.s3 import MotoS3
 from tests.support.shaper import ShapedRelay
@@ -193,6 +194,24 @@ def test_s3_archive_import_killed_at_a_random_point_resumes_to_the_same_tree(
             env = {"IMPORTER_SOURCE": "s3", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/archives/files.tar.gz",
                    "IMPORTER_ACCESS_KEY_ID": "test-access", "IMPORTER_SECRET_KEY": "test-secret",
                    "IMPORTER_CONTENTTYPE": "archive"}
+            said, fetched, _, _ = resume_after_kill(volume, env, relay, wire_size,
+                                                    int(wire_size * random.uniform(0.25, 0.85)))
+    assert said.startswith("Resumed the import after a restart"), said
+    assert extracted(volume.data) == tree
+    assert fetched <= wire_size + LAG + SLACK, (fetched, wire_size)
+
+
+def test_gcs_archive_import_killed_at_a_random_point_resumes_to_the_same_tree(
+        volume: Volume, archives: tuple[Path, Tree], tmp_path_factory: pytest.TempPathFactory) -> None:
+    directory, tree = archives
+    with GcsEmulator(tmp_path_factory.mktemp("gcs-archive")) as gcs:
+        gcs.bucket("archives")
+        gcs.upload("archives", "files.tar", directory / "files.tar")
+        wire_size = (directory / "files.tar").stat().st_size
+        port = int(gcs.url.rsplit(":", 1)[1])
+        with ShapedRelay("127.0.0.1", port, rate=RATE) as relay:
+            env = {"IMPORTER_SOURCE": "gcs", "IMPORTER_ENDPOINT": "gs://archives/files.tar",
+                   "STORAGE_EMULATOR_HOST": f"127.0.0.1:{relay.port}", "IMPORTER_CONTENTTYPE": "archive"}
             said, fetched, _, _ = resume_after_kill(volume, env, relay, wire_size,
                                                     int(wire_size * random.uniform(0.25, 0.85)))
     assert said.startswith("Resumed the import after a restart"), said
