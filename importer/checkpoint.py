@@ -9,8 +9,10 @@ zstd frame ends inside a read, so the bytes after it are kept here rather than h
 the decoder needs to restart there (`decoder_state`: a gzip member's window, unused bits, CRC-32 and
 length; an xz stream's header and the blocks seen so far, for its index; for qcow2, where the
 metadata lies that the restart reads again), the format,
-the compression layer, and the checksum's hash state (`importer.hashstate`). A record whose import
-cannot be resumed (compressed qcow2, nested compression, no validators) still says so in
+the compression layer, and the checksum's hash state (`importer.hashstate`). A compressed qcow2 record
+(qcow2.gz, .xz, .zst) has the decompressor's restart point's offsets, carry and hash state, and in
+`decoder_state` both the decompressor's and the converter's state (`importer.compressedqcow2`). A
+record whose import cannot be resumed (nested compression, no validators) still says so in
 `not_resumable`, so the next attempt can tell the user why it starts over. A source that restarts
 from its own saved state rather than from an offset alone (a registry layer: the blob offset, gzip
 state and blob hash of a point at or before `wire_offset`; `importer.sources.registry.restart`) has it
@@ -224,6 +226,8 @@ class Checkpointer:
         self.seconds = 0.0  # spent syncing and writing records
         self._stopped = False
         self.ranges: RangeStore | None = None  # a qcow2 upload's kept ranges (imports read them from the source)
+        # where a compressed qcow2 import keeps them (its source serves compressed bytes, not the image's)
+        self.decoded_ranges: RangeStore | None = None
         self.source_state = b""  # the source's restart point for the next record (`importer.checkpointing`)
         self.archive_state = ""  # an archive extraction's mark for the next record (`importer.archivecheckpoint`)
 

@@ -7,7 +7,10 @@ record's decoder state then holds the last 32 KiB of output and the bit position
 frame (`DecompressingReader.boundary`, which, when there is none right here, makes the next read stop
 at the next gzip block end); qcow2 images at a host cluster boundary, unless the streaming converter
 holds back more data than a restart would read again (`Qcow2Checkpoints`; the record names the metadata
-and held-back clusters a restart reads again, `importer.qcow2stream.restart`). A qcow2 upload, whose
+and held-back clusters a restart reads again, `importer.qcow2stream.restart`); a compressed qcow2
+(qcow2.gz, .xz, .zst) pairs a decompressor restart point with the converter's next record and keeps
+the image's ranges beside it (`importer.compressedcheckpoints`, `Checkpointer.decoded_ranges`). A qcow2
+upload, whose
 client cannot be asked for those bytes again, keeps them beside the record first (`Checkpointer.ranges`,
 `importer.checkpointranges`) and takes its record where the chunk ended, inside a cluster if need be
 (the bytes read of that cluster go in the carry). A source that keeps its own restart points (a
@@ -76,7 +79,7 @@ def begin(checkpoints: CheckpointPlan | None, image: OpenedImage, *, archive: bo
     points = checkpoints.source_points
     why = (points.unavailable if points is not None else None) or not_resumable_reason(
         image.format.value, tuple(c.value for c in image.compression), archive, checkpoints.identity,
-        checkpoints.source_resumable, ranges_kept=checkpoints.checkpointer.ranges is not None,
+        checkpoints.source_resumable, ranges_kept=_ranges_kept(checkpoints.checkpointer, image),
         ranged_reads=points is None)
     if why is None and checksum is not None and meter.hash_state() is None:
         why = f"the state of a {checksum.algorithm} checksum cannot be saved by this importer"
@@ -84,6 +87,11 @@ def begin(checkpoints: CheckpointPlan | None, image: OpenedImage, *, archive: bo
         checkpoints.identity or SourceIdentity(""), image.format.value,
         image.compression[0].value if image.compression else None, checksum=checksum.text if checksum else "",
         hash_library=hashstate.library_version(), not_resumable=why))
+
+
+def _ranges_kept(checkpointer: Checkpointer, image: OpenedImage) -> bool:
+    """Whether a qcow2 restart's ranges have a place beside the record (a compressed one's too)."""
+    return checkpointer.ranges is not None or (bool(image.compression) and checkpointer.decoded_ranges is not None)
 
 
 def writer_hook(checkpoints: CheckpointPlan | None, meter: Meter,
@@ -215,7 +223,8 @@ def no_record_before(checkpoints: CheckpointPlan | None, offset: int | None) -> 
 
 def qcow2_checkpoints(checkpoints: CheckpointPlan | None, meter: Meter,
                       layers: tuple[PrefixReader | DecompressingReader, ...]) -> Qcow2Checkpoints | None:
-    """The converter's hook, or None when this attempt records nothing more (a compressed qcow2)."""
+    """The converter's hook, or None when this attempt records nothing more (a compressed qcow2 has its
+    own: `importer.compressedcheckpoints`)."""
     if checkpoints is None or not checkpoints.checkpointer.active or len(layers) != 1:
         return None
     wire = layers[0]

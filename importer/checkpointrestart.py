@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
 from importer.checkpoint import Checkpoint
+from importer.compressedqcow2 import converter_view
 from importer.qcow2stream.restart import Restart, RestartMismatch, RestartRecord, plan_restart
 from importer.resume import confirm
 from importer.sources.base import ResumableSource
@@ -55,6 +56,7 @@ async def rebuild(record: Checkpoint, fetcher: RangeFetcher) -> tuple[Restart | 
     """The converter's state at `record`'s checkpoint, rebuilt from the ranges it names; or why the
     attempt cannot continue there."""
     try:
+        record = converter_view(record)  # a compressed qcow2's: the decoded image's position and ranges
         kept = RestartRecord.decode(record.decoder_state)
         fetched = await fetcher.fetch(kept.ranges)
     except RestartMismatch as e:

@@ -10,7 +10,8 @@ end), decides with `importer.resume` whether to continue it, asks the source for
 and confirms the answer (a qcow2 record first has the image's tables read again, to rebuild the
 converter's state: `qcow2_restart`; a registry source continues the restart point the record keeps,
 `RestartableSource.open_from`, and a qcow2 record of one rebuilds the converter from the image ranges
-kept beside the record, `importer.checkpointranges`, as uploads do: a layer cannot serve ranges);
+kept beside the record, `importer.checkpointranges`, as uploads do: a layer cannot serve ranges; so
+does a compressed qcow2 record, whose source serves only compressed bytes: `importer.compressedqcow2`);
 whichever way it goes, the decision and its reason go into the
 termination message (`resumeDecision`) for the controller's event."""
 
@@ -103,7 +104,8 @@ def observe_earlier_attempt(config: ImporterConfig, source: Source) -> tuple[Dec
     """Read what an earlier attempt left on the volume and decide whether to continue it. Imports with
     checkpoints switched off (and Block volumes under 4 MiB) are never checkpointed."""
     restartable = isinstance(source, RestartableSource)
-    scratch = config.scratch_path if restartable and config.scratch_path and config.scratch_path.is_dir() else None
+    resumable = isinstance(source, (ResumableSource, RestartableSource))
+    scratch = config.scratch_path if resumable and config.scratch_path and config.scratch_path.is_dir() else None
     found = checkpoint_store(config.data_path, scratch) if config.checkpoint_interval else None
     if found is None:
         return Decision(Outcome.FRESH), None
@@ -113,16 +115,18 @@ def observe_earlier_attempt(config: ImporterConfig, source: Source) -> tuple[Dec
         record = store.load()
     except CheckpointCorrupt as e:
         unreadable = str(e)
-    resumable = isinstance(source, (ResumableSource, RestartableSource))
     partial = partial_exists if partial_exists is not None else record is not None
     checksum = parse_checksum(config.checksum)
     decision = decide(Observed(record, unreadable, partial, checksum.text if checksum else "",
                                source.kind, resumable, hashstate.library_version()))
     checkpointer = None
-    if restartable:  # its qcow2 ranges cannot be read again from the source: keep them beside the record
+    if resumable:
         checkpointer = Checkpointer(store, every_bytes=config.checkpoint_interval,
                                     every_seconds=config.checkpoint_seconds)
-        checkpointer.ranges = kept_ranges(store)
+        if restartable:  # its qcow2 ranges cannot be read again from the source: keep them beside the record
+            checkpointer.ranges = kept_ranges(store)
+        else:  # nor can a compressed qcow2's, whose source serves only the compressed bytes
+            checkpointer.decoded_ranges = kept_ranges(store)
     return decision, CheckpointSettings(store, config.checkpoint_interval, config.checkpoint_seconds, resumable,
                                         checkpointer=checkpointer)
 
@@ -152,7 +156,7 @@ async def open_source(source: Source, attempt: Attempt, ranges: RangeStore | Non
             attempt.decision = Decision.over(why)
     if attempt.decision.outcome is Outcome.RESUMED and record is not None and isinstance(source, ResumableSource) \
             and record.format == "qcow2":
-        attempt.restart, why = await qcow2_restart(source, record)
+        attempt.restart, why = await qcow2_restart(source, record, ranges)
         if why is not None:
             attempt.decision = Decision.over(why)
     record = attempt.decision.record
@@ -174,11 +178,18 @@ async def open_source(source: Source, attempt: Attempt, ranges: RangeStore | Non
         yield stream
 
 
-async def qcow2_restart(source: ResumableSource, record: Checkpoint) -> tuple[Restart | None, str | None]:
+async def qcow2_restart(source: ResumableSource, record: Checkpoint,
+                        ranges: RangeStore | None = None) -> tuple[Restart | None, str | None]:
     """Read again the metadata a qcow2 record names (ranged requests pinned to the recorded version of
-    the source) and rebuild the converter's state at the checkpoint; or why it cannot continue. The
-    rebuild is the one the upload server uses with its own kept ranges (`importer.checkpointrestart`)."""
-    return await rebuild(record, SourceRanges(source, record))
+    the source; for a compressed qcow2, from the `ranges` kept beside the record, as the source serves
+    only compressed bytes) and rebuild the converter's state at the checkpoint; or why it cannot
+    continue. The rebuild is the one the upload server uses with its own kept ranges
+    (`importer.checkpointrestart`)."""
+    if record.compression is None:
+        return await rebuild(record, SourceRanges(source, record))
+    if ranges is None:
+        return None, "the image's tables were not kept beside the checkpoint"
+    return await rebuild(record, LocalRanges(ranges))
 
 
 def _log_decision(decision: Decision) -> None:
@@ -218,7 +229,8 @@ async def execute(config: ImporterConfig, progress: Progress, qemu: QemuImg,
         raise ConfigurationError("content type archive needs a Filesystem volume, not a Block volume")
     pipeline = Pipeline(qemu, progress)
     try:
-        ranges = settings.checkpointer.ranges if settings is not None and settings.checkpointer is not None else None
+        checkpointer = settings.checkpointer if settings is not None else None
+        ranges = (checkpointer.ranges or checkpointer.decoded_ranges) if checkpointer is not None else None
         async with open_source(source, attempt, ranges) as stream:
             resume = attempt.decision.record if attempt.decision.outcome is Outcome.RESUMED else None
             restart = attempt.restart if resume is not None else None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from importer.checkpoint import Checkpoint, SourceIdentity
+from importer.compressedqcow2 import decoder_problem
 from importer.gzipblocks import restart_problem
 
 # Why a compressed stream had no restart point before the kill (its decoder restarts only at their ends).
@@ -78,7 +79,10 @@ def decide(seen: Observed) -> Decision:
                              f"and this importer has {seen.hash_library or 'none that can continue it'}")
     if not seen.source_resumable:
         return Decision.over(f"the {seen.source_kind} source cannot continue from an offset")
-    if record.compression == "gz" and (why := restart_problem(record.decoder_state, record.target_offset)):
+    if record.format == "qcow2" and record.compression is not None and (why := decoder_problem(record)):
+        return Decision.over(why)
+    if record.format != "qcow2" and record.compression == "gz" and \
+            (why := restart_problem(record.decoder_state, record.target_offset)):
         return Decision.over(why)
     return Decision(Outcome.RESUMED, record=record)
 
@@ -114,8 +118,9 @@ def not_resumable_reason(fmt: str, compression: tuple[str, ...], archive: bool,
                          identity: SourceIdentity | None, source_resumable: bool, *,
                          ranges_kept: bool = False, ranged_reads: bool = True) -> str | None:
     """Why an import of this shape is not checkpointed (the record says so for the next attempt).
-    `ranges_kept`: the bytes a qcow2 restart reads again are kept beside the record (an upload onto a
-    Filesystem volume, `importer.checkpointranges`), since an upload's client cannot be asked for them.
+    `ranges_kept`: the bytes a qcow2 restart reads again are kept beside the record (an upload, or a
+    compressed qcow2, onto a Filesystem volume or a Block volume with scratch, `importer.checkpointranges`),
+    since an upload's client cannot be asked for them, nor a compressed image's source for decoded bytes.
     `ranged_reads`: the source can serve those bytes with ranged requests (a registry layer cannot)."""
     if archive and len(compression) > 1:  # else a tar is checkpointed as a raw image is (`importer.archive`)
         return "archives compressed more than once are not checkpointed"
@@ -126,9 +131,13 @@ def not_resumable_reason(fmt: str, compression: tuple[str, ...], archive: bool,
                 "Content-Length and no Content-Encoding)")
     if not identity.validated:
         return "the source has no ETag, Last-Modified or digest to show whether it changed"
-    if fmt == "qcow2" and compression:
-        return ("a compressed qcow2 image is not checkpointed (the converter's restart points and the "
-                "decompressor's would both have to line up)")
+    if fmt == "qcow2" and compression and not ranged_reads:
+        return ("a compressed qcow2 disk inside a registry image is not checkpointed (the layer's restart points "
+                "and the disk's decompressor's would have to line up)")
+    if fmt == "qcow2" and len(compression) == 1 and not ranges_kept:
+        return (f"a qcow2 image compressed with {compression[0]} is not checkpointed onto a Block volume whose pod "
+                f"has no scratch volume (a restart reads the image's tables again, which the source can serve only "
+                f"compressed; a Filesystem volume keeps them beside the checkpoint, a Block volume on scratch)")
     if fmt == "qcow2" and identity.url.startswith(UPLOAD_IDENTITY_PREFIX) and not ranges_kept:
         return ("a qcow2 upload onto a Block volume is converted while it streams, and a restart would need "
                 "the image's tables again, which only the client has (a Filesystem volume keeps them beside "

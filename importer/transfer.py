@@ -11,10 +11,12 @@ what it had read, so the download is still a single pass.
 
 Checkpoints: when the plan carries a `CheckpointPlan`, `importer.checkpointing` records how far the
 target is consistent as it is written (raw images, raw images compressed once with gzip, xz or
-zstd, and plain qcow2). `resume_transfer` continues such a record: the meter's hash and count are
-restored, the carried bytes are replayed above the meter (they were hashed before) and a fresh decoder
-starts at the gzip DEFLATE block, xz block or zstd frame boundary, or the qcow2 converter continues with the
-state `importer.main` rebuilt from the image's metadata.
+zstd, plain qcow2, and qcow2 compressed once: `importer.compressedcheckpoints`). `resume_transfer`
+continues such a record: the meter's hash and count are restored, the carried bytes are replayed above
+the meter (they were hashed before) and a fresh decoder starts at the gzip DEFLATE block, xz block or
+zstd frame boundary, or the qcow2 converter continues with the state `importer.main` rebuilt from the
+image's metadata (for a compressed qcow2, after a decoder restarted at the record's decoder point has
+decoded again the few bytes between it and the converter's position, which are dropped).
 
 Archives are checkpointed too, at their tar stream's marks (`importer.archivecheckpoint`): a record with
 an `archive_state` continues the extraction in the volume's staging directory (`importer.archive`).
@@ -36,6 +38,8 @@ from importer.archive import extract_tar
 from importer.archivecheckpoint import ArchiveCheckpoints, ArchiveState
 from importer.checkpointing import CheckpointPlan
 from importer.checksum import ChecksumSpec, Hasher
+from importer.compressedcheckpoints import compressed_qcow2_checkpoints
+from importer.compressedqcow2 import CompressedRestart, SkippingReader
 from importer.errors import ImageTooLarge
 from importer.formats import (
     Compression,
@@ -171,8 +175,7 @@ def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float]
             reader, reason = PrefixReader(stream.prefix, image.reader), _declined(e)
             checkpointing.no_record_before(plan.checkpoints, None)
         else:
-            written, spooled = _stream_qcow2(stream, image, plan,
-                                             checkpointing.qcow2_checkpoints(plan.checkpoints, metered, image.layers))
+            written, spooled = _stream_qcow2(stream, image, plan, _qcow2_hook(plan, metered, image))
             return _finish(metered, plan, TransferResult(Destination.TARGET, image, written, 0, spooled=spooled))
     if reason is None:
         hook = checkpointing.writer_hook(plan.checkpoints, metered, image.layers)
@@ -182,6 +185,12 @@ def transfer(source: Reader, plan: TransferPlan, on_bytes: Callable[[int, float]
     share = CONVERT_DOWNLOAD_SHARE
     written = _write_file(reader, plan.scratch_file, plan.scratch_space, "scratch space")
     return _finish(metered, plan, TransferResult(Destination.SCRATCH, image, written, 0, scratch_reason=reason))
+
+
+def _qcow2_hook(plan: TransferPlan, metered: MeteredReader, image: OpenedImage) -> ClusterHook | None:
+    if image.compression:
+        return compressed_qcow2_checkpoints(plan.checkpoints, metered, image.layers)
+    return checkpointing.qcow2_checkpoints(plan.checkpoints, metered, image.layers)
 
 
 def _archive_checkpoints(plan: TransferPlan, metered: MeteredReader,
@@ -270,10 +279,14 @@ def _resume_qcow2(metered: MeteredReader, wire: PrefixReader, plan: TransferPlan
     record, restart = plan.checkpoints.resume, plan.checkpoints.restart
     assert restart is not None  # importer.main rebuilds it before it resumes a qcow2 record
     image = OpenedImage(wire, (), ImageFormat.QCOW2, b"", (wire,))
+    if record.compression is not None:  # from the decoder point, dropping what the converter had before
+        state = CompressedRestart.decode(record.decoder_state)  # importer.resume.decide checked it
+        decoder = DecompressingReader(Compression(record.compression), wire, at_boundary=True, state=state.decoder)
+        decoded = PrefixReader(b"", SkippingReader(decoder, state.skip))
+        image = OpenedImage(decoded, (decoder.kind,), ImageFormat.QCOW2, b"", (wire, decoder, decoded))
     plan.checkpoints.checkpointer.begin(record)
-    hook = checkpointing.qcow2_checkpoints(plan.checkpoints, metered, image.layers)
-    written, spooled = _stream_qcow2(Qcow2Stream.restarted(wire, restart), image, plan, hook,
-                                     start=record.target_offset)
+    written, spooled = _stream_qcow2(Qcow2Stream.restarted(image.reader, restart), image, plan,
+                                     _qcow2_hook(plan, metered, image), start=record.target_offset)
     return _finish(metered, plan, TransferResult(Destination.TARGET, image, written, 0, spooled=spooled))
 
 

@@ -17,8 +17,11 @@ starts over). qcow2 uploads (converted while they stream) are checkpointed at th
 chunk's end too: the converter's state at the last host cluster boundary, the bytes read past it in
 the record's carry, and, since a restart cannot ask the client for the image's tables again, the
 ranges it reads again kept beside the record first (`importer.checkpointranges`; on a Block volume,
-on the pod's scratch volume); without a place for them (a Block volume and no scratch) and inside
-compression (qcow2.gz) they start over, with the reason.
+on the pod's scratch volume); without a place for them (a Block volume and no scratch) they start
+over, with the reason.
+A compressed qcow2 (qcow2.gz, .xz, .zst) follows the compressed rule: its record pairs the first
+decoder restart point at or past the chunk's start with the converter's next host cluster boundary
+(`importer.compressedcheckpoints`), its ranges kept beside the record in the same way.
 
 Archives (content type `archive`) are checkpointed by the same rules, raw or compressed, at the marks of
 their tar stream (`importer.archivecheckpoint`: a member's header, or a place inside a regular file).
@@ -117,7 +120,7 @@ class ChunkCheckpointer(Checkpointer):
         one; qcow2: all of it, the bytes past the last cluster boundary in the record's carry, unless
         no record could be taken there). False when it was not waited for: the pipeline ended, is
         still detecting the format within the image's first bytes, is not checkpointed (twice-compressed archives,
-        qcow2.gz, qcow2 onto a Block volume), or the wait timed out. A pipeline that has the bytes to
+        qcow2 onto a Block volume without scratch), or the wait timed out. A pipeline that has the bytes to
         detect the format but has not written its first record yet (the transfer thread lags behind
         the queue of pieces) is waited for."""
         if not self.began and end >= BEGIN_WITHIN:

@@ -4,7 +4,9 @@ decision, and how the decision reaches the user (termination message → control
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import io
 import json
 import os
 from dataclasses import replace
@@ -17,6 +19,9 @@ from cdi.controllers.workerstate import observe_importer, resume_event
 from importer import hashstate
 from importer.checkpoint import Checkpoint, CheckpointCorrupt, Checkpointer, CheckpointStore, SourceIdentity
 from importer.checkpointdevice import SLOT, DeviceTailStore
+from importer.compressedqcow2 import CompressedRestart, converter_view
+from importer.gzipblocks import GzipBlocks
+from importer.qcow2stream.restart import RestartRecord
 from importer.resume import Decision, Observed, Outcome, confirm, decide, describe, not_resumable_reason
 
 IDENTITY = SourceIdentity("http://example.test/disk.img", etag='"5f-abc"', last_modified="Tue, 01 Dec 2026", size=95)
@@ -164,7 +169,7 @@ def test_confirming_the_ranged_answer(case: str, seen: SourceIdentity | None, st
     (("iso", ("xz",), False, IDENTITY, True), None),
     (("raw", ("gz",), False, IDENTITY, True), None),
     (("qcow2", (), False, IDENTITY, True), None),
-    (("qcow2", ("gz",), False, IDENTITY, True), "compressed qcow2"),
+    (("qcow2", ("gz",), False, IDENTITY, True), "whose pod has no scratch volume"),
     (("qcow2", (), False, SourceIdentity("upload:resumable", size=9, version="upload:9"), True), "qcow2 upload"),
     (("raw", ("zst",), False, IDENTITY, True), None),
     (("raw", ("gz", "xz"), False, IDENTITY, True), "more than once"),
@@ -184,6 +189,58 @@ def test_which_shapes_are_checkpointed(shape: tuple[str, tuple[str, ...], bool, 
                                        why: str | None) -> None:
     result = not_resumable_reason(*shape)
     assert result is None if why is None else (result is not None and why in result)
+
+
+@pytest.mark.parametrize(("compression", "ranges_kept", "ranged_reads", "why"), [
+    (("gz",), True, True, None),
+    (("xz",), True, True, None),
+    (("zst",), True, True, None),
+    (("gz",), False, True, "compressed with gz is not checkpointed onto a Block volume whose pod has no scratch"),
+    (("gz", "xz"), True, True, "more than once"),
+    (("gz",), True, False, "compressed qcow2 disk inside a registry image"),
+])
+def test_a_compressed_qcow2_is_checkpointed_where_its_tables_can_be_kept(
+        compression: tuple[str, ...], ranges_kept: bool, ranged_reads: bool, why: str | None) -> None:
+    result = not_resumable_reason("qcow2", compression, False, IDENTITY, True, ranges_kept=ranges_kept,
+                                  ranged_reads=ranged_reads)
+    assert result is None if why is None else (result is not None and why in result)
+
+
+def _gzip_state() -> tuple[bytes, int]:
+    """A gzip decoder's state inside a member, and the decoded offset there."""
+    blocks = GzipBlocks(io.BytesIO(gzip.compress(bytes(range(256)) * 4096 + os.urandom(1 << 20), 1)))
+    decoded = 0
+    while True:
+        decoded += len(blocks.read(64 << 10))
+        if blocks.boundary() is not None and (state := blocks.state()):
+            return state, decoded
+
+
+def _compressed_qcow2(decoder: bytes, decoded: int, position: int) -> Checkpoint:
+    qcow2 = RestartRecord([(0, 512)], []).encode()
+    return replace(RECORD, format="qcow2", compression="gz",
+                   decoder_state=CompressedRestart(decoder, decoded, position, qcow2).encode())
+
+
+def test_the_decision_checks_a_compressed_qcow2_records_decoder_part() -> None:
+    state, decoded = _gzip_state()
+    resumed = decide(replace(SEEN, record=_compressed_qcow2(state, decoded, decoded + 4096)))
+    assert resumed.outcome is Outcome.RESUMED
+    assert decide(replace(SEEN, record=_compressed_qcow2(b"", 0, 65536))).outcome is Outcome.RESUMED
+    further = decide(replace(SEEN, record=_compressed_qcow2(state, decoded - 1, decoded + 4096)))
+    assert further.reason is not None and "more was decompressed than the disk holds" in further.reason
+    record = _compressed_qcow2(state, decoded, decoded)
+    torn = decide(replace(SEEN, record=replace(record, decoder_state=record.decoder_state[:-1] + b"?")))
+    assert torn.reason is not None and "compressed qcow2 state is corrupt" in torn.reason
+
+
+def test_the_converter_sees_a_compressed_qcow2_record_at_its_own_position() -> None:
+    record = _compressed_qcow2(b"", 1000, 65536)
+    view = converter_view(record)
+    assert (view.wire_offset, view.carry, view.compression) == (65536, b"", None)
+    assert RestartRecord.decode(view.decoder_state).ranges == [(0, 512)]
+    assert CompressedRestart.decode(record.decoder_state).skip == 65536 - 1000
+    assert converter_view(replace(record, compression=None)).decoder_state == record.decoder_state
 
 
 def test_the_decision_reaches_the_claim_as_an_event() -> None:
