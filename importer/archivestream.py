@@ -51,8 +51,12 @@ class TarStream:
         return b"".join(parts)
 
     def read_some(self, size: int) -> bytes:
-        """One read from the decoded stream (it may stop short, at a decoder boundary)."""
+        """One read from the decoded stream (it may stop short, at a decoder boundary). Asked whether it
+        is at a boundary, a zstd decoder hands out the one byte it read ahead to find out on its own:
+        that byte is joined with the next read, or every read while a record is due would be one byte."""
         piece = self._inner.read(size)
+        if len(piece) == 1 < size:  # a byte a decoder read ahead to see whether a frame ended (zstd): go on
+            piece += self._inner.read(size - 1)
         if piece:
             self._pos += len(piece)
             if not self._overflow:
