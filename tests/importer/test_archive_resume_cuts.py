@@ -4,7 +4,8 @@ directory and the last record (`importer.archive`), and `resume_transfer` contin
 the rest of the bytes from its wire offset. For a tar, a single-member tar.gz (DEFLATE block
 boundaries), a multi-block tar.xz and a multi-frame tar.zst, every cut must end in the tree an
 uncut import leaves, with the sha256 checksum verified across the cut (the hash state in the record)
-and no more read again than one interval, one 1 MiB chunk and one block or frame. The marks the
+and no more read again than one interval, one 1 MiB chunk and one block or frame; the size budget
+used before the cut still counts after it. The marks the
 records took are checked too: some at a member's header, some inside the large file. The kill tests
 (`test_archive_resume_kill`) do the same with a real importer process SIGKILLed.
 """
@@ -29,7 +30,7 @@ from importer.archivestream import TarStream
 from importer.checkpoint import CheckpointCorrupt, Checkpointer, CheckpointStore, SourceIdentity
 from importer.checkpointing import CheckpointPlan
 from importer.checksum import parse_checksum
-from importer.errors import TransferInterrupted, UnsafeArchive
+from importer.errors import ImageTooLarge, TransferInterrupted, UnsafeArchive
 from importer.target import Target
 from importer.transfer import TransferPlan, resume_transfer, transfer
 from tests.importer.test_archive_resume_kill import Tree, build_tar, extracted
@@ -150,3 +151,21 @@ def test_the_tar_stream_refuses_to_go_back() -> None:
         stream.seek(1024)
     stream.mark()
     assert stream.read_some(100) == bytes(100) and stream.carry == bytes(100)
+
+
+def test_the_size_budget_counts_what_was_extracted_before_the_cut(tar: tuple[bytes, Tree], tmp_path: Path) -> None:
+    """The files extracted before the cut still count: one byte less than the archive's content is
+    refused after a resume as it is without one (the record keeps the budget used and the first
+    attempt's limit)."""
+    data = tar[0]
+    content = sum(len(body) for kind, _, body in tar[1].values() if kind == "file") - len(tar[1]["tree/a/hard"][2])
+    data_dir = tmp_path / "volume"
+    data_dir.mkdir()
+    plan = _plan(data_dir, data)
+    tight = TransferPlan(Target(data_dir, False, content - 1), None, 0, True, False, plan.checksum, plan.checkpoints)
+    with pytest.raises(TransferInterrupted):
+        transfer(CutSource(data, cut=len(data) // 2), tight, lambda count, share: None)
+    record = CheckpointStore.beside(data_dir).load()
+    assert record is not None and record.archive_state
+    with pytest.raises(ImageTooLarge, match="larger than the reported available storage"):
+        resume_transfer(CutSource(data, record.wire_offset), _plan(data_dir, data, record), lambda count, share: None)
