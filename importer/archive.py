@@ -15,7 +15,8 @@ its recorded length (or, at a header, extracts the next member again over whatev
 left of it and of the members after it: each member replaces what is at its name), and reads on with
 the same checks; what a member may do depends only on the staging directory as it is on disk, which
 the record's sync made durable. A failure that keeps its record for a restart (a retryable one after a
-record) keeps the staging directory too.
+record) keeps the staging directory too. The record is cleared before the entries are moved into
+place, so an attempt killed during the move is started over (the moved entries are replaced then).
 """
 
 from __future__ import annotations
@@ -98,9 +99,9 @@ def extract_tar(reader: Reader, data_dir: Path, available: int, checkpoints: Arc
             extraction.run(resumed=resume is not None)
         except tarfile.TarError as e:
             raise InvalidImage(f"unable to untar files from endpoint: {e}") from e
-        _move_into_place(root, data_dir)
-        if checkpoints is not None:
+        if checkpoints is not None:  # first: a restart must not continue a staging directory half moved out
             checkpoints.finished()
+        _move_into_place(root, data_dir)
     except BaseException as e:
         if not _kept_for_restart(e, checkpoints, resume):
             shutil.rmtree(staging, ignore_errors=True)

@@ -5,9 +5,9 @@ the rest of the bytes from its wire offset. For a tar, a single-member tar.gz (D
 boundaries), a multi-block tar.xz and a multi-frame tar.zst, every cut must end in the tree an
 uncut import leaves, with the sha256 checksum verified across the cut (the hash state in the record)
 and no more read again than one interval, one 1 MiB chunk and one block or frame; the size budget
-used before the cut still counts after it. The marks the
-records took are checked too: some at a member's header, some inside the large file. The kill tests
-(`test_archive_resume_kill`) do the same with a real importer process SIGKILLed.
+used before the cut still counts after it. The marks the records took are checked too: some at a
+member's header, some inside the large file. The kill tests (`test_archive_resume_kill`) do the same
+with a real importer process SIGKILLed.
 """
 
 from __future__ import annotations
