@@ -9,29 +9,21 @@ and a `cdi apply`) serialise on SQLite's write lock, waiting up to the busy time
 through `cdi.embedded.writegate` first (a waiting writer goes as soon as the lock is free, where
 SQLite's busy wait sleeps up to 100 ms at a time); WAL mode lets readers and watchers proceed meanwhile.
 
-`Database` runs every call on its own thread so sqlite never blocks the event loop; `Transaction` is
-what the write and read functions of `cdi.embedded.mutations` and `cdi.embedded.watch` receive there.
+`Transaction` is what the write and read functions of `cdi.embedded.mutations` and `cdi.embedded.watch`
+receive inside a transaction that `cdi.embedded.database.Database` opened on one of its threads.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TypeVar
 
 from cdi.cluster.errors import ApiError
 from cdi.cluster.protocol import EventType, Object
 from cdi.embedded.semantics import owner_uids
-from cdi.embedded.writegate import GateTimeout, WriteGate
 
-T = TypeVar("T")
-
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
     grp TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
     uid TEXT NOT NULL UNIQUE, rv INTEGER NOT NULL, body TEXT NOT NULL,
@@ -89,6 +81,7 @@ class Transaction:
     def __init__(self, conn: sqlite3.Connection, changed_at: float = 0.0) -> None:
         self._conn = conn
         self._changed_at = changed_at
+        self.kinds_written: set[tuple[str, str]] = set()  # (group, kind): whose watch streams to wake
 
     def get(self, key: Key) -> Object | None:
         row = self._conn.execute("SELECT body FROM objects WHERE grp=? AND kind=? AND namespace=? AND name=?",
@@ -201,111 +194,11 @@ class Transaction:
                                "VALUES (?, ?, ?, ?, ?)", [(uid, *where) for uid in uids])
 
     def _log(self, rv: int, type_: EventType, key: Key, body: str, previous: Object | None) -> None:
+        self.kinds_written.add((key.group, key.kind))
         self._conn.execute("INSERT INTO changes (rv, type, grp, kind, namespace, name, body, prev_body, changed_at) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (rv, type_, key.group, key.kind, key.namespace, key.name, body,
                             None if previous is None else _dump(previous), self._changed_at))
-
-
-class Database:
-    """One SQLite connection owned by one worker thread; every call runs there as a transaction."""
-
-    def __init__(self, path: Path, *, busy_timeout: float) -> None:
-        self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdi-embedded-sqlite")
-        self._conn: sqlite3.Connection | None = None
-        self._gate: WriteGate | None = None
-        self._closed = False
-        # Opening blocks the caller briefly (it may wait for another process's schema write) so that a
-        # bad path fails here rather than at the first call.
-        try:
-            self._executor.submit(self._open, busy_timeout).result()
-        except BaseException:
-            self._executor.shutdown(wait=True)
-            raise
-
-    async def read(self, fn: Callable[[Transaction], T]) -> T:
-        """Run `fn` in a read transaction: one consistent snapshot, never blocked by writers."""
-        return await self._call(lambda conn: self._transaction(conn, "BEGIN", fn, 0.0))
-
-    async def write(self, fn: Callable[[Transaction], T], changed_at: float) -> T:
-        """Run `fn` in a write transaction holding the file's write lock; rolls back if `fn` raises."""
-        return await self._call(lambda conn: self._gated(conn, fn, changed_at))
-
-    async def data_version(self) -> int:
-        """SQLite's `PRAGMA data_version` on our connection: it changes when another connection commits."""
-        return await self._call(lambda conn: int(conn.execute("PRAGMA data_version").fetchone()[0]))
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._close)
-        self._executor.shutdown(wait=True)
-
-    def _open(self, busy_timeout: float) -> None:
-        conn = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} COMMIT;")
-        except sqlite3.Error as e:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            conn.close()
-            raise StoreUnavailable(f"cannot open the embedded store {self.path}: {e}") from e
-        try:
-            self._gate = WriteGate(self.path, busy_timeout)
-        except OSError:
-            self._gate = None  # e.g. a directory we may not create files in: SQLite's own lock still serialises
-        self._conn = conn
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-        if self._gate is not None:
-            self._gate.close()
-            self._gate = None
-
-    def _gated(self, conn: sqlite3.Connection, fn: Callable[[Transaction], T], changed_at: float) -> T:
-        gate = self._gate
-        if gate is None:
-            return self._transaction(conn, "BEGIN IMMEDIATE", fn, changed_at)
-        try:
-            gate.acquire()
-        except GateTimeout as e:
-            raise StoreUnavailable(f"embedded store {self.path}: {e}") from e
-        try:
-            return self._transaction(conn, "BEGIN IMMEDIATE", fn, changed_at)
-        finally:
-            gate.release()
-
-    async def _call(self, job: Callable[[sqlite3.Connection], T]) -> T:
-        if self._closed:
-            raise StoreUnavailable(f"the embedded store {self.path} is closed")
-
-        def run() -> T:
-            if self._conn is None:
-                raise StoreUnavailable(f"the embedded store {self.path} is closed")
-            try:
-                return job(self._conn)
-            except sqlite3.Error as e:
-                raise StoreUnavailable(f"embedded store {self.path}: {e}") from e
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
-
-    @staticmethod
-    def _transaction(conn: sqlite3.Connection, begin: str, fn: Callable[[Transaction], T], changed_at: float) -> T:
-        conn.execute(begin)
-        try:
-            result = fn(Transaction(conn, changed_at))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return result
 
 
 def _dump(obj: Object) -> str:

@@ -27,12 +27,13 @@ from cdi.cluster.errors import BadRequest, Invalid, MethodNotAllowed, NotFound
 from cdi.cluster.kinds import DEFAULT_KINDS, KindRegistry, ResourceKind
 from cdi.cluster.protocol import DeleteOptions, Object, ObjectList, PatchType, WatchEvent
 from cdi.embedded import mutations, paging
+from cdi.embedded.database import Database
 from cdi.embedded.fields import parse_field_selector
 from cdi.embedded.pods.paths import log_path
 from cdi.embedded.reviews import DEFAULT_REVIEWS, Review
 from cdi.embedded.selectors import parse_selector
 from cdi.embedded.semantics import checked_copy
-from cdi.embedded.sqlite import Database, StoreUnavailable, Transaction
+from cdi.embedded.sqlite import StoreUnavailable, Transaction
 from cdi.embedded.wakeup import DirectoryWatch
 from cdi.embedded.watch import Notifier, WatchStream
 
@@ -279,15 +280,18 @@ class EmbeddedCluster:
     async def _write(self, fn: Callable[[Transaction, datetime], T]) -> T:
         now = self._clock()
 
+        written: set[tuple[str, str]] = set()
+
         def run(tx: Transaction) -> T:
             before = tx.current_rv()
             result = fn(tx, now)
+            written.update(tx.kinds_written)
             if before // _COMPACT_EVERY != tx.current_rv() // _COMPACT_EVERY:
                 self._compact(tx, now)
             return result
 
         result = await self._db.write(run, now.timestamp())
-        self._notifier.notify()
+        self._notifier.notify(written)
         return result
 
     def _compact(self, tx: Transaction, now: datetime) -> int:

@@ -4,7 +4,7 @@
 cursor in one read transaction, together with the newest resourceVersion and the compaction horizon,
 so a stream never skips a change: if rows it still needs were compacted away it raises `Gone`, as the
 API server answers 410 Expired. When it has caught up it sleeps until this process commits a write
-(`Notifier`) or `poll_interval` passes, which is how it sees writes made by other processes sharing
+of its kind (`Notifier`) or `poll_interval` passes, which is how it sees writes made by other processes sharing
 the file. A stream holds no task, thread or connection of its own, so a consumer may simply stop
 iterating; `aclose` ends it explicitly and closing the cluster ends every stream.
 
@@ -24,33 +24,42 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 from cdi.cluster.errors import Gone
 from cdi.cluster.kinds import ResourceKind
 from cdi.cluster.protocol import Object, WatchEvent
+from cdi.embedded.database import Database
 from cdi.embedded.fields import EVERYTHING, FieldSelector
 from cdi.embedded.selectors import Selector
-from cdi.embedded.sqlite import Change, Database, StoreUnavailable, Transaction
+from cdi.embedded.sqlite import Change, StoreUnavailable, Transaction
 
 _BATCH = 500
 
 
 class Notifier:
-    """Wakes this process's watch streams as soon as a local write commits."""
+    """Wakes this process's watch streams as soon as a local write commits: only the streams of the kinds
+    it wrote (a write of an Event does not send every DataVolume and Pod stream to read the change log),
+    or all of them for a commit whose kinds are unknown (another process's)."""
 
     def __init__(self) -> None:
-        self._event = asyncio.Event()
+        self._events: dict[tuple[str, str], asyncio.Event] = {}
         self._closed = False
 
-    def current(self) -> asyncio.Event:
-        """The event the next `notify` sets; take it before reading so no wake-up is missed."""
-        return self._event
+    def current(self, group: str, kind: str) -> asyncio.Event:
+        """The event the next `notify` of this kind sets; take it before reading so no wake-up is missed."""
+        event = self._events.get((group, kind))
+        if event is None:
+            event = self._events[(group, kind)] = asyncio.Event()
+        return event
 
-    def notify(self) -> None:
-        event, self._event = self._event, asyncio.Event()
-        event.set()
+    def notify(self, kinds: Iterable[tuple[str, str]] | None = None) -> None:
+        """Wake the streams of `kinds` ((group, kind) pairs), or every stream with None."""
+        for key in (list(self._events) if kinds is None else kinds):
+            event = self._events.pop(key, None)
+            if event is not None:
+                event.set()
 
     def close(self) -> None:
         self._closed = True
@@ -91,7 +100,7 @@ class WatchStream(AsyncIterator[WatchEvent]):
             if self._done or self._notifier.is_closed():
                 self._done = True
                 raise StopAsyncIteration
-            wake = self._notifier.current()
+            wake = self._notifier.current(self._kind.group, self._kind.kind)
             try:
                 batch = await self._db.read(self._read)
             except StoreUnavailable:

@@ -1,0 +1,292 @@
+"""The embedded store's file through two connections, each on a thread of its own, so SQLite never
+blocks the event loop: reads on one, writes on the other, committed in groups.
+
+The schema, the rows and `Transaction` are `cdi.embedded.sqlite`; `cdi.embedded.store` and
+`cdi.embedded.watch` call `read`, `write` and `data_version`; writers of several processes take turns
+through `cdi.embedded.writegate` before SQLite's own lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from cdi.embedded.sqlite import SCHEMA, StoreUnavailable, Transaction
+from cdi.embedded.writegate import GateTimeout, WriteGate
+
+T = TypeVar("T")
+
+
+class Database:
+    """The store file, through two connections on two threads of their own.
+
+    Reads run on the reader's connection (WAL: a consistent snapshot, never blocked by a writer, even one
+    of ours waiting for another process). Writes queue for the writer thread, which commits whatever is
+    waiting together: one write-gate turn and one `BEGIN IMMEDIATE` … `COMMIT` for the group, each write
+    inside its own savepoint, so a write that raises (a Conflict, an Invalid) is rolled back alone and
+    the others still commit. A caller hears of its write only after the group's commit. This is what
+    keeps writes from queueing behind each other when hundreds a second arrive from a process's
+    controllers: before, each took its own gate turn and transaction on the one thread that also served
+    every read, and reconciles waited up to a second at 1,000 DataVolumes. If SQLite itself fails
+    (disk full, an I/O error, the busy timeout), the whole group is rolled back and every write in it
+    gets `StoreUnavailable`, which is retryable."""
+
+    def __init__(self, path: Path, *, busy_timeout: float) -> None:
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._writes: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdi-embedded-sqlite-read")
+        self._read_conn: sqlite3.Connection | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._gate: WriteGate | None = None
+        self._closed = False
+        # Opening blocks the caller briefly (it may wait for another process's schema write) so that a
+        # bad path fails here rather than at the first call.
+        opened: Future[None] = Future()
+        self._writer = threading.Thread(target=self._serve_writes, args=(opened,), daemon=True,
+                                        name="cdi-embedded-sqlite-write")
+        self._writer.start()
+        try:
+            opened.result()
+            self._reader.submit(self._open_reader).result()
+        except BaseException:
+            self._stop_threads()
+            raise
+
+    async def read(self, fn: Callable[[Transaction], T]) -> T:
+        """Run `fn` in a read transaction: one consistent snapshot, never blocked by writers."""
+        if self._closed:
+            raise StoreUnavailable(f"the embedded store {self.path} is closed")
+
+        def run() -> T:
+            if self._read_conn is None:
+                raise StoreUnavailable(f"the embedded store {self.path} is closed")
+            try:
+                return _transaction(self._read_conn, "BEGIN", fn, 0.0)
+            except sqlite3.Error as e:
+                raise StoreUnavailable(f"embedded store {self.path}: {e}") from e
+
+        return await asyncio.get_running_loop().run_in_executor(self._reader, run)
+
+    async def write(self, fn: Callable[[Transaction], T], changed_at: float) -> T:
+        """Run `fn` in a write transaction holding the file's write lock, committed with the writes queued
+        beside it; rolls back `fn`'s changes alone if it raises."""
+        result: T = await self._submit(_Job(fn, None, changed_at))
+        return result
+
+    async def data_version(self) -> int:
+        """SQLite's `PRAGMA data_version` on the writing connection: it changes when another connection
+        (another process, or this process's reader, which never writes) commits."""
+        version: int = await self._submit(_Job(None, _data_version))
+        return version
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.get_running_loop().run_in_executor(None, self._stop_threads)
+
+    async def _submit(self, job: _Job) -> Any:
+        if self._closed:
+            raise StoreUnavailable(f"the embedded store {self.path} is closed")
+        self._writes.put(job)
+        return await asyncio.wrap_future(job.future)
+
+    def _stop_threads(self) -> None:
+        self._writes.put(None)
+        self._writer.join()
+        self._reader.submit(self._close_reader).result()
+        self._reader.shutdown(wait=True)
+
+    # The writer thread.
+
+    def _serve_writes(self, opened: Future[None]) -> None:
+        try:
+            self._open_writer()
+        except BaseException as e:
+            opened.set_exception(e)
+            return
+        opened.set_result(None)
+        try:
+            while (batch := self._next_batch()) is not None:
+                self._run_batch(batch)
+        finally:
+            self._close_writer()
+
+    def _next_batch(self) -> list[_Job] | None:
+        """The writes waiting now (at least one; blocks for it), or None once the store closes."""
+        first = self._writes.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < MAX_GROUP:
+            try:
+                job = self._writes.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                self._writes.put(None)  # stop after this batch
+                break
+            batch.append(job)
+        return batch
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        group: list[_Job] = []
+        for job in batch:
+            if job.call is None:
+                group.append(job)
+                continue
+            self._commit(group)
+            group = []
+            self._call(job)
+        self._commit(group)
+
+    def _call(self, job: _Job) -> None:
+        assert job.call is not None and self._conn is not None
+        try:
+            job.settle(True, job.call(self._conn))
+        except sqlite3.Error as e:
+            job.settle(False, StoreUnavailable(f"embedded store {self.path}: {e}"))
+
+    def _commit(self, group: list[_Job]) -> None:
+        if not group:
+            return
+        conn = self._conn
+        assert conn is not None
+        try:
+            outcomes = self._gated(conn, group)
+        except GateTimeout as e:
+            failure: BaseException = StoreUnavailable(f"embedded store {self.path}: {e}")
+        except sqlite3.Error as e:
+            failure = StoreUnavailable(f"embedded store {self.path}: {e}")
+        except BaseException as e:  # handed to every waiting caller; the thread lives on
+            failure = e
+        else:
+            for job, (ok, value) in zip(group, outcomes, strict=True):
+                job.settle(ok, value)
+            return
+        for job in group:
+            job.settle(False, failure)
+
+    def _gated(self, conn: sqlite3.Connection, group: list[_Job]) -> list[tuple[bool, Any]]:
+        gate = self._gate
+        if gate is not None:
+            gate.acquire()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                outcomes = [_in_savepoint(conn, job) for job in group]
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return outcomes
+        finally:
+            if gate is not None:
+                gate.release()
+
+    def _open_writer(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(f"BEGIN IMMEDIATE; {SCHEMA} COMMIT;")
+        except sqlite3.Error as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            conn.close()
+            raise StoreUnavailable(f"cannot open the embedded store {self.path}: {e}") from e
+        try:
+            self._gate = WriteGate(self.path, self._busy_timeout)
+        except OSError:
+            self._gate = None  # e.g. a directory we may not create files in: SQLite's own lock still serialises
+        self._conn = conn
+
+    def _close_writer(self) -> None:
+        while True:  # anything queued after the stop: the store is closed
+            try:
+                job = self._writes.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job.settle(False, StoreUnavailable(f"the embedded store {self.path} is closed"))
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if self._gate is not None:
+            self._gate.close()
+            self._gate = None
+
+    # The reader thread.
+
+    def _open_reader(self) -> None:
+        try:
+            self._read_conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"cannot open the embedded store {self.path}: {e}") from e
+
+    def _close_reader(self) -> None:
+        if self._read_conn is not None:
+            self._read_conn.close()
+            self._read_conn = None
+
+
+MAX_GROUP = 32  # writes committed together at most: bounds how long another process waits for the file (~1 ms each)
+
+
+@dataclass
+class _Job:
+    """A queued write (`write`, in the group's transaction) or a plain call on the writing connection."""
+
+    write: Callable[[Transaction], Any] | None
+    call: Callable[[sqlite3.Connection], Any] | None
+    changed_at: float = 0.0
+    future: Future[Any] = field(default_factory=Future)
+
+    def settle(self, ok: bool, value: Any) -> None:
+        if self.future.set_running_or_notify_cancel():
+            if ok:
+                self.future.set_result(value)
+            else:
+                self.future.set_exception(value)
+
+
+def _data_version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _in_savepoint(conn: sqlite3.Connection, job: _Job) -> tuple[bool, Any]:
+    """Run one write of a group; its changes are undone alone if it raises anything but a SQLite error
+    (which fails the whole group: SQLite may have rolled the transaction back itself)."""
+    assert job.write is not None
+    conn.execute("SAVEPOINT write")
+    try:
+        result = job.write(Transaction(conn, job.changed_at))
+    except sqlite3.Error:
+        raise
+    except Exception as e:  # the caller's own error (Conflict, Invalid…), handed back to it
+        conn.execute("ROLLBACK TO write")
+        conn.execute("RELEASE write")
+        return False, e
+    conn.execute("RELEASE write")
+    return True, result
+
+
+def _transaction(conn: sqlite3.Connection, begin: str, fn: Callable[[Transaction], T], changed_at: float) -> T:
+    conn.execute(begin)
+    try:
+        result = fn(Transaction(conn, changed_at))
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result

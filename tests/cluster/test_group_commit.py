@@ -1,0 +1,123 @@
+"""The embedded store's database threads (`cdi.embedded.database`): writes that arrive together are
+committed together, each rolled back alone when it fails, and reads never queue behind a writer that
+waits for the file."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from cdi.cluster.protocol import Object
+from cdi.embedded.database import Database
+from cdi.embedded.sqlite import Key, StoreUnavailable, Transaction
+from cdi.embedded.watch import Notifier
+from cdi.embedded.writegate import WriteGate
+
+
+def _config_map(name: str) -> Object:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "ns", "uid": name}}
+
+
+def _key(name: str) -> Key:
+    return Key("", "ConfigMap", "ns", name)
+
+
+def _put(name: str, *, fail: BaseException | None = None) -> Callable[[Transaction], int]:
+    def write(tx: Transaction) -> int:
+        stored = tx.put(_key(name), _config_map(name), "ADDED", None)
+        if fail is not None:
+            raise fail
+        return int(stored["metadata"]["resourceVersion"])
+    return write
+
+
+async def _stored(db: Database) -> dict[str, int]:
+    def read(tx: Transaction) -> dict[str, int]:
+        return {obj["metadata"]["name"]: int(obj["metadata"]["resourceVersion"])
+                for obj in tx.objects("", "ConfigMap", "ns")}
+    return await db.read(read)
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(tmp_path / "store.db", busy_timeout=5.0)
+    yield database
+    await database.close()
+
+
+async def test_a_failing_write_is_undone_alone_and_the_others_of_its_group_commit(db: Database) -> None:
+    names = [f"cm-{i}" for i in range(60)]
+    failing = {name for i, name in enumerate(names) if i % 7 == 3}
+    results = await asyncio.gather(*(db.write(_put(name, fail=ValueError(f"refused {name}") if name in failing
+                                                   else None), 0.0)
+                                     for name in names), return_exceptions=True)
+    for name, result in zip(names, results, strict=True):
+        if name in failing:
+            assert isinstance(result, ValueError) and str(result) == f"refused {name}"
+        else:
+            assert isinstance(result, int)
+    stored = await _stored(db)
+    assert set(stored) == set(names) - failing
+    # The failed writes' resourceVersions were rolled back with them: the committed ones are contiguous.
+    versions = sorted(stored.values())
+    assert versions == list(range(versions[0], versions[0] + len(versions)))
+    assert {stored[name] for name in stored} == {r for r in results if isinstance(r, int)}
+
+
+async def test_a_sqlite_failure_fails_its_whole_group_and_nothing_of_it_is_stored(db: Database) -> None:
+    names = [f"cm-{i}" for i in range(40)]
+    broken = "cm-20"
+    results = await asyncio.gather(*(db.write(_put(name, fail=sqlite3.OperationalError("disk I/O error")
+                                                   if name == broken else None), 0.0)
+                                     for name in names), return_exceptions=True)
+    stored = await _stored(db)
+    assert isinstance(results[names.index(broken)], StoreUnavailable)
+    assert "disk I/O error" in str(results[names.index(broken)])
+    for name, result in zip(names, results, strict=True):
+        # Which writes shared the broken one's group depends on timing; each is either committed and
+        # reported so, or not committed and reported unavailable (retryable).
+        if isinstance(result, int):
+            assert stored.get(name) == result
+        else:
+            assert isinstance(result, StoreUnavailable) and name not in stored
+    assert broken not in stored
+    assert await db.write(_put("after"), 0.0) > 0  # the writer thread lives on
+
+
+async def test_reads_go_on_while_a_write_waits_for_another_process(db: Database, tmp_path: Path) -> None:
+    await db.write(_put("before"), 0.0)
+    other = WriteGate(tmp_path / "store.db", 5.0)  # another process's turn at the file (its own lock)
+    other.acquire()
+    try:
+        pending = asyncio.ensure_future(db.write(_put("queued"), 0.0))
+        await asyncio.sleep(0.1)
+        assert not pending.done()
+        assert await asyncio.wait_for(_stored(db), 1.0) == {"before": 2}
+    finally:
+        other.release()
+        other.close()
+    assert await asyncio.wait_for(pending, 5.0) == 3
+    assert set(await _stored(db)) == {"before", "queued"}
+
+
+async def test_writes_queued_at_close_are_refused_as_unavailable(tmp_path: Path) -> None:
+    db = Database(tmp_path / "store.db", busy_timeout=5.0)
+    await db.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await db.write(_put("late"), 0.0)
+    with pytest.raises(StoreUnavailable, match="closed"):
+        await db.read(lambda tx: tx.current_rv())
+
+
+async def test_a_local_write_wakes_only_the_watch_streams_of_its_kind() -> None:
+    notifier = Notifier()
+    pods, events = notifier.current("", "Pod"), notifier.current("", "Event")
+    notifier.notify({("", "Event")})
+    assert events.is_set() and not pods.is_set()
+    assert notifier.current("", "Event") is not events  # the next write of Events sets a fresh one
+    notifier.notify()  # another process's commit: kinds unknown, every stream looks
+    assert pods.is_set()
