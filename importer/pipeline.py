@@ -212,7 +212,11 @@ def _checkpoint_plan(stream: SourceStream, request: ImportRequest) -> Checkpoint
 
 
 def _keep_for_restart(error: BaseException, checkpoints: CheckpointPlan | None) -> bool:
-    """A source that broke off after a checkpoint: the restarted pod continues from it."""
-    if checkpoints is None or not isinstance(error, ImportFailure) or not error.retryable:
+    """A source that broke off after a checkpoint, or a stop (SIGTERM: the pod was deleted, evicted or
+    its node drained, `importer.signals` cancels the import): the restarted pod continues from it."""
+    if checkpoints is None:
+        return False
+    stopped = isinstance(error, asyncio.CancelledError)
+    if not stopped and (not isinstance(error, ImportFailure) or not error.retryable):
         return False
     return checkpoints.checkpointer.saved > 0 or checkpoints.resume is not None

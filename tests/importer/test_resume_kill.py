@@ -137,7 +137,7 @@ def volume(tmp_path: Path) -> Volume:
 
 
 def kill_part_way(volume: Volume, env: dict[str, str], relay: ShapedRelay, at: int, *,
-                  caught_up: Callable[[int], bool] | None = None) -> str:
+                  caught_up: Callable[[int], bool] | None = None, signum: int = signal.SIGKILL) -> str:
     """Start the importer, hold the relay once it has sent `at` bytes, let the importer take in what it
     got, SIGKILL it and release the relay; returns its log. `caught_up(held)` says when the importer
     has taken it in (its last record is within an interval of the hold); without it, CONSUME seconds."""
@@ -151,11 +151,12 @@ def kill_part_way(volume: Volume, env: dict[str, str], relay: ShapedRelay, at: i
             time.sleep(0.005)
         if caught_up is None:
             time.sleep(CONSUME)
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, signum)
         _, log = proc.communicate(timeout=30)
     finally:
         relay.hold_at = None
-    assert proc.returncode == -signal.SIGKILL
+    # A SIGTERM is handled: the importer stops and exits as a container runtime reports it (143).
+    assert proc.returncode == (-signal.SIGKILL if signum == signal.SIGKILL else 128 + signum), log
     return log
 
 
@@ -375,3 +376,24 @@ def test_an_s3_object_replaced_between_attempts_starts_over_and_says_so(volume: 
     assert message.resume_decision == "StartedOver", message
     assert message.resume_message is not None and "etag changed" in message.resume_message
     assert disk_bytes(volume, SIZE + 1) == new
+
+
+@pytest.mark.parametrize("name", ["disk.raw", "single.raw.gz"])
+def test_an_importer_stopped_by_sigterm_keeps_its_checkpoint_and_the_next_pod_resumes(
+        name: str, volume: Volume, server: NginxServer, image_dir: Path) -> None:
+    """A pod deleted or evicted (its node drained) gets SIGTERM: the importer stops, and its record and
+    partial disk stay for the pod that replaces it, as after a SIGKILL."""
+    wire_size = (image_dir / name).stat().st_size
+    with ShapedRelay("127.0.0.1", server.ports.plain, rate=RATE) as relay:
+        env = {"IMPORTER_SOURCE": "http", "IMPORTER_ENDPOINT": f"http://127.0.0.1:{relay.port}/{name}"}
+        store = CheckpointStore.beside(volume.data)
+        log = kill_part_way(volume, env, relay, wire_size // 2, signum=signal.SIGTERM,
+                            caught_up=recorded_within(store.load, INTERVAL + READ + BLOCK))
+        assert "SIGTERM received: stopping" in log
+        record = store.load()
+        assert record is not None and record.wire_offset > 0, log
+        code, message, run_log = volume.run(env)
+    assert code == 0, run_log
+    assert message.resume_decision == "Resumed", message
+    assert disk_bytes(volume, SIZE + 1) == (image_dir / "disk.raw").read_bytes()
+    assert relay.downstream <= wire_size + INTERVAL + READ + BLOCK + SLACK
