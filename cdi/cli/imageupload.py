@@ -32,6 +32,7 @@ from cdi.api.meta import CDI_API_VERSION
 from cdi.cli.chunking import MIN_CHUNK
 from cdi.cli.errors import AlreadyUploaded, CliError, WaitTimeout
 from cdi.cli.state import connect_cluster
+from cdi.cli.uploadtokens import PrefetchedTokens
 from cdi.cli.waiting import wait_for
 from cdi.cluster.errors import AlreadyExists, NotFound
 from cdi.cluster.kinds import lookup
@@ -157,16 +158,21 @@ def preload(module: str) -> threading.Thread:
 
 
 async def _upload(cluster: Cluster, args: argparse.Namespace, path: Path, chunk: int | None) -> None:
+    """Wait for the upload server, then upload. While it waits, the HTTP client is imported on a thread
+    and the first upload token is asked for: neither needs the server, and both used to follow it."""
     preload(UPLOAD_CLIENT)
-    await _wait_ready(cluster, args)
-    from cdi.cli.uploadclient import ResumableUploader, UploadJob
+    tokens = PrefetchedTokens(lambda: _token(cluster, args.namespace, args.name))
+    try:
+        await _wait_ready(cluster, args)
+        from cdi.cli.uploadclient import ResumableUploader, UploadJob
 
-    proxy_url, context = await _proxy(cluster, args)
-    job = UploadJob(proxy_url, args.namespace, args.name, path, context, chunk)
-    bar = ProgressBar()
-    uploader = ResumableUploader(job, lambda: _token(cluster, args.namespace, args.name), bar.update,
-                                 lambda: _succeeded(cluster, args))
-    await uploader.run()
+        proxy_url, context = await _proxy(cluster, args)
+        job = UploadJob(proxy_url, args.namespace, args.name, path, context, chunk)
+        bar = ProgressBar()
+        uploader = ResumableUploader(job, tokens, bar.update, lambda: _succeeded(cluster, args))
+        await uploader.run()
+    finally:
+        await tokens.close()
     bar.finish(path.stat().st_size, uploader.transfer_seconds, uploader.interruptions)
     await _wait_done(cluster, args)
 

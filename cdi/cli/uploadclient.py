@@ -18,7 +18,6 @@ began: nothing of ours was taken).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import os
 import ssl
@@ -38,11 +37,11 @@ from cdi.cli.chunking import MIN_CHUNK as MIN_CHUNK
 from cdi.cli.chunking import ChunkSizer as ChunkSizer
 from cdi.cli.errors import AlreadyUploaded as AlreadyUploaded
 from cdi.cli.errors import CliError
+from cdi.cli.uploadtokens import RENEW_BEFORE, token_expiry
 from cdi.contracts import upload_protocol as up
 
 PIECE = 1 << 20
 MAX_ATTEMPTS = 30
-RENEW_BEFORE = 60.0
 
 
 @dataclass(frozen=True)
@@ -96,16 +95,6 @@ async def _never_known() -> bool:
 def _already_uploaded(response: aiohttp.ClientResponse) -> bool:
     return response.status == up.ALREADY_UPLOADED_STATUS and \
         response.headers.get(up.PHASE_HEADER) == up.PHASE_SUCCEEDED
-
-
-def token_expiry(token: str) -> float:
-    """`exp` of a JWT, read without verifying it (only to know when to ask for a new one)."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        return float(claims["exp"])
-    except (IndexError, ValueError, KeyError) as e:
-        raise CliError(f"the upload token is malformed: {e}") from e
 
 
 class ResumableUploader:
