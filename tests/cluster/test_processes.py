@@ -4,7 +4,9 @@ nothing and never share a resourceVersion."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.sqlite import StoreUnavailable
+from cdi.embedded.writegate import WriteGate
 from tests.cluster.conftest import FakeClock
 from tests.cluster.watching import take_events
 
@@ -152,3 +155,37 @@ async def test_a_store_held_past_the_busy_timeout_is_unavailable_with_the_reason
     finally:
         holder.kill()
         await holder.wait()
+
+
+# Runs in a child process: a writer that starts waiting for the gate (it is held) and says when it got it.
+WAITER = """
+import sys, time
+from pathlib import Path
+from cdi.embedded.writegate import WriteGate
+
+gate = WriteGate(Path(sys.argv[1]), 30.0)
+print("waiting", flush=True)
+gate.acquire()
+print(f"got {time.monotonic()}", flush=True)
+time.sleep(0.02)
+gate.release()
+"""
+
+
+def test_a_writer_taking_the_gate_again_lets_a_waiting_process_go_first(db_path: Path) -> None:
+    gate = WriteGate(db_path, 30.0)
+    gate.acquire()
+    with subprocess.Popen([sys.executable, "-c", WAITER, str(db_path)], stdout=subprocess.PIPE, text=True) as waiter:
+        try:
+            assert waiter.stdout is not None and waiter.stdout.readline() == "waiting\n"
+            time.sleep(0.5)  # the other writer is in the waiting room, polling the gate
+            gate.release()
+            gate.acquire()  # at once, as a busy process's next group of writes does
+            again = time.monotonic()
+            gate.release()
+            got = float(waiter.stdout.readline().split()[1])
+            assert got < again, f"the waiting process got the gate {(got - again) * 1000:.0f} ms after we took it again"
+            assert waiter.wait(10) == 0
+        finally:
+            waiter.kill()
+            gate.close()
