@@ -91,6 +91,8 @@ async def _watch(home: Path, stamps: Stamps, stop: asyncio.Event) -> None:
                     note(f"pod {name} created")
                     if phase := (obj.get("status") or {}).get("phase"):
                         note(f"pod {name} {phase}")
+                    for condition in (obj.get("status") or {}).get("conditions") or ():
+                        note(f"pod {name} {condition.get('type')}={condition.get('status')}")
                     if event.type == "DELETED":
                         note(f"pod {name} deleted")
                 elif kind == "DataVolume" and (phase := (obj.get("status") or {}).get("phase")):
