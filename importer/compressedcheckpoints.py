@@ -29,6 +29,7 @@ from importer.qcow2stream import Qcow2Stream
 from importer.qcow2stream.restart import RestartRecord
 
 POINT_REACH = 1 << 20  # decoded bytes a decoder point may lie behind the converter's record
+TINY_READ = 16  # a read this short right after a probe that found no restart point is not probed
 
 
 class CompressedQcow2Checkpoints(Qcow2Checkpoints):
@@ -41,6 +42,7 @@ class CompressedQcow2Checkpoints(Qcow2Checkpoints):
         self._decoder = decoder
         self._decoded = decoded
         self._point: DecoderPoint | None = None
+        self._next_probe = 0  # decoded offset before which a tiny read is not probed (see `_take_point`)
 
     def __call__(self, stream: Qcow2Stream) -> None:
         self._step(stream, ())
@@ -53,8 +55,9 @@ class CompressedQcow2Checkpoints(Qcow2Checkpoints):
             return
         at = stream.position + sum(map(len, tail))
         point = self._point
-        if point is None or at - point.decoded > POINT_REACH:  # an older point stays usable until then
-            self._point = point = self._take_point(at) or point
+        crawl = bool(tail) and len(tail[-1]) <= TINY_READ and at < self._next_probe
+        if (point is None or at - point.decoded > POINT_REACH) and not crawl:
+            self._point = point = self._take_point(at) or point  # an older point stays usable meanwhile
         if point is None or tail:
             return
         self._record(stream, point)
@@ -65,6 +68,10 @@ class CompressedQcow2Checkpoints(Qcow2Checkpoints):
             return None
         unconsumed = self._decoder.boundary()
         if unconsumed is None:
+            # Finding out may have read ahead (a zstd frame's next byte, which the next read hands out
+            # alone): a probe after each such tiny read would crawl on a byte at a time, so a tiny read
+            # right after this probe is not probed (a gzip decoder stays armed for its next block end).
+            self._next_probe = at + TINY_READ + 1
             return None
         meter = self._meter
         return DecoderPoint(meter.count, unconsumed + self._wire.pending, meter.hash_state(), self._decoder.state(),

@@ -1,12 +1,12 @@
-"""A killed import of a compressed qcow2 (qcow2.gz, multi-block qcow2.xz) resumes: the real
+"""A killed import of a compressed qcow2 (qcow2.gz, multi-block qcow2.xz, multi-frame qcow2.zst) resumes: the real
 `cdi-importer` is SIGKILLed at a random point, restarted on the same volume, and must produce the disk
 `qemu-img convert -O raw` gives, say `Resumed` at the record's source byte, read the image's tables
 again from the ranges kept beside the record (the source serves only compressed bytes), and fetch in
 total no more than the image plus `LAG`: one checkpoint interval, the decompressor's distance back to
-its restart point (one DEFLATE block or xz block), one cluster and one read in flight (the relay is
+its restart point (one DEFLATE block, xz block or zstd frame), one cluster and one read in flight (the relay is
 held at the kill point until the importer's last record is within `LAG` of it, so a record further
-back than that fails the test). Sources: nginx (gzip, xz; a single-member gzip of qemu's compressed
-and plain layouts), moto's S3 and the GCS emulator behind the counting relay of
+back than that fails the test). Sources: nginx (single-member gzip and multi-block xz of qemu's
+compressed and plain layouts, multi-frame zstd), moto's S3 and the GCS emulator behind the counting relay of
 `tests.importer.test_resume_kill`, whose fixtures and helpers these tests share; a Block volume with
 a scratch volume for the kept ranges; a source replaced between the attempts starts over and says so;
 a single-block xz, which has no restart point, starts over and says why."""
@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from importer.checkpoint import Checkpoint, CheckpointStore
 from importer.checkpointdevice import DEVICE_RANGES_NAME, DeviceTailStore
@@ -43,8 +44,10 @@ SIZE = 8 * MiB
 RATE = 6 * MiB
 CLUSTER = 64 << 10
 XZ_BLOCK = 512 << 10
+ZSTD_FRAME = 512 << 10
 GZIP_BLOCK = 128 << 10  # bound on a DEFLATE block of these images (gzip -1 writes ~17-64 KiB ones)
-LAG = {"gz": INTERVAL + READ + CLUSTER + GZIP_BLOCK, "xz": INTERVAL + READ + CLUSTER + XZ_BLOCK}
+LAG = {"gz": INTERVAL + READ + CLUSTER + GZIP_BLOCK, "xz": INTERVAL + READ + CLUSTER + XZ_BLOCK,
+       "zst": INTERVAL + READ + CLUSTER + ZSTD_FRAME}
 
 
 def _disk_image() -> bytes:
@@ -74,6 +77,10 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
         blocks.write_bytes((directory / name).read_bytes())
         subprocess.run(["xz", "-0", "-T2", f"--block-size={XZ_BLOCK}", str(blocks)], check=True)
         (directory / f"blocks-{name}.xz").rename(directory / f"{name}.xz")
+    frames = zstandard.ZstdCompressor(level=1)  # frames of 512 KiB, as `zstd --rsyncable`-like tools cut them
+    plain = (directory / "plain.qcow2").read_bytes()
+    (directory / "plain.qcow2.zst").write_bytes(b"".join(frames.compress(plain[i:i + ZSTD_FRAME])
+                                                         for i in range(0, len(plain), ZSTD_FRAME)))
     single = directory / "single.qcow2"
     single.write_bytes((directory / "plain.qcow2").read_bytes())
     subprocess.run(["xz", "-0", "-T1", str(single)], check=True)  # one block: no restart point
@@ -123,7 +130,7 @@ def skip_of(record: Checkpoint) -> int:
 
 
 @pytest.mark.parametrize("name", ["compressed.qcow2.gz", "plain.qcow2.gz", "compressed.qcow2.xz",
-                                  "plain.qcow2.xz"])
+                                  "plain.qcow2.xz", "plain.qcow2.zst"])
 @pytest.mark.parametrize("band", [(0.2, 0.5), (0.5, 0.85)], ids=["early", "late"])
 def test_http_compressed_qcow2_import_killed_at_a_random_point_resumes_with_the_same_disk(
         name: str, band: tuple[float, float], volume: Volume, server: NginxServer, images: Path) -> None:
