@@ -36,8 +36,10 @@ streams) continues where its chunk ended too, its converter rebuilt from the ima
 server kept beside the record (`importer.checkpointrestart`, `importer.checkpointranges`; on a Block
 volume they are kept on the pod's scratch volume); a tar archive (`upload-archive-chunk`) continues
 its extraction from the record of a tar member's header or of a place inside a regular file
-(`importer.archivecheckpoint`), by the raw or compressed rule; qcow2.gz and a qcow2 onto a Block volume
-of a pod without scratch start over, and the reason is logged and put in the termination message.
+(`importer.archivecheckpoint`), by the raw or compressed rule; a compressed qcow2 (qcow2.gz, .xz, .zst)
+by the compressed rule, its converter rebuilt from the ranges kept in the same way after the
+decompressor restarts (`importer.compressedqcow2`); a qcow2 (compressed or not) onto a Block volume
+of a pod without scratch starts over, and the reason is logged and put in the termination message.
 At most one request feeds at a time; a newer request supersedes (cancels) an older one that may still
 be stuck on a half-dead connection. Memory per upload stays at a few MiB whatever the chunk size.
 """
