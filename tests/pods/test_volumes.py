@@ -10,12 +10,12 @@ import pytest
 
 from cdi.embedded import EmbeddedCluster
 from cdi.embedded.pods.controller import controllers
-from cdi.embedded.pods.paths import log_path
+from cdi.embedded.pods.paths import PodPaths, log_path
 from cdi.embedded.pods.processes import Launcher
 from cdi.embedded.pods.projection import project
 from cdi.embedded.pods.runner import PodRunner
-from cdi.embedded.pods.spec import KeyToPath, Volume
-from cdi.embedded.pods.volumes import VolumeError, key_data, volume_files
+from cdi.embedded.pods.spec import KeyToPath, Volume, parse_pod
+from cdi.embedded.pods.volumes import VolumeError, key_data, prepare_volumes, volume_files
 from cdi.runtime.types import Key
 from tests.pods.support import (
     NAMESPACE,
@@ -238,3 +238,34 @@ async def test_a_pod_bound_by_hand_to_an_unbound_claim_waits_in_container_creati
     assert container_status(waiting)["state"]["waiting"]["message"] == 'persistentvolumeclaim "unbound" is not bound'
     events = {e["reason"]: e for e in (await cluster.list("v1", "Event", NAMESPACE)).items}
     assert events["FailedMount"]["source"] == {"component": "kubelet", "host": "pycdi-node"}
+
+
+async def test_prepare_volumes_sets_every_volume_up_and_reports_the_first_failure_in_order(
+        cluster: EmbeddedCluster, tmp_path: Path) -> None:
+    """The volumes are set up at once; the result is as if in turn: every path, and when several fail, the
+    error of the first in the pod's order (a missing claim listed before a missing Secret)."""
+    for name in ("data", "scratch"):
+        await cluster.create(claim(name))
+        (tmp_path / name).mkdir()
+        await bind(cluster, name, tmp_path / name)
+    await cluster.create(secret("certs", {"tls.crt": b"CERT"}))
+    volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+               {"name": "certs", "secret": {"secretName": "certs"}},
+               {"name": "scratch", "persistentVolumeClaim": {"claimName": "scratch"}},
+               {"name": "tmp", "emptyDir": {}}]
+    created = await cluster.create(pod("prep", volumes=volumes))
+    paths = PodPaths(tmp_path / "state", NAMESPACE, "prep")
+    prepared = await prepare_volumes(cluster, parse_pod(created), paths)
+    assert list(prepared) == ["data", "certs", "scratch", "tmp"]
+    assert (prepared["data"].path, prepared["scratch"].path) == (tmp_path / "data", tmp_path / "scratch")
+    assert (prepared["certs"].path / "tls.crt").read_bytes() == b"CERT"
+    assert prepared["tmp"].path.is_dir()
+
+    broken = [{"name": "gone", "persistentVolumeClaim": {"claimName": "gone"}},
+              {"name": "nosecret", "secret": {"secretName": "nosecret"}}]
+    for order in (broken, broken[::-1]):
+        created = await cluster.create(pod(f"broken-{order[0]['name']}", volumes=order))
+        with pytest.raises(VolumeError) as raised:
+            await prepare_volumes(cluster, parse_pod(created), paths)
+        first = order[0]["name"]
+        assert ('"gone" not found' if first == "gone" else '"nosecret" not found') in str(raised.value)

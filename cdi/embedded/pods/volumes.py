@@ -74,23 +74,34 @@ def volume_files(volume: Volume, data: KeyData) -> list[tuple[str, bytes, int]]:
 
 
 async def prepare_volumes(cluster: Cluster, pod: PodInfo, paths: PodPaths) -> dict[str, LocalVolume]:
-    """Every volume of the pod, set up; Secrets and ConfigMaps are written afresh each time."""
+    """Every volume of the pod, set up; Secrets and ConfigMaps are written afresh each time.
+
+    The volumes are independent, so they are set up at once (an upload pod's two claims and its
+    certificate Secret cost five reads and a projection; one after the other they took a third of a
+    second of the pod's start on a busy machine). If several fail, the error of the first volume in the
+    pod's order is raised, as it was when they were set up in turn."""
+    results = await asyncio.gather(*(_prepare(cluster, pod, volume, paths) for volume in pod.volumes),
+                                   return_exceptions=True)
     prepared: dict[str, LocalVolume] = {}
-    for volume in pod.volumes:
-        if volume.kind == "persistentVolumeClaim":
-            prepared[volume.name] = await _claim(cluster, pod.namespace, volume)
-        elif volume.kind == "hostPath":
-            prepared[volume.name] = LocalVolume(Path(volume.ref))
-        elif volume.kind == "emptyDir":
-            paths.volume(volume.name).mkdir(parents=True, exist_ok=True)
-            prepared[volume.name] = LocalVolume(paths.volume(volume.name))
-        elif volume.kind in PROJECTED:
-            await _project(cluster, pod, volume, paths)
-            prepared[volume.name] = LocalVolume(paths.volume(volume.name), materialised=True)
-        else:
-            raise VolumeError(f'volume "{volume.name}": {volume.kind} volumes are not supported by the local '
-                              f"pod runner")
+    for volume, result in zip(pod.volumes, results, strict=True):
+        if isinstance(result, BaseException):
+            raise result
+        prepared[volume.name] = result
     return prepared
+
+
+async def _prepare(cluster: Cluster, pod: PodInfo, volume: Volume, paths: PodPaths) -> LocalVolume:
+    if volume.kind == "persistentVolumeClaim":
+        return await _claim(cluster, pod.namespace, volume)
+    if volume.kind == "hostPath":
+        return LocalVolume(Path(volume.ref))
+    if volume.kind == "emptyDir":
+        paths.volume(volume.name).mkdir(parents=True, exist_ok=True)
+        return LocalVolume(paths.volume(volume.name))
+    if volume.kind in PROJECTED:
+        await _project(cluster, pod, volume, paths)
+        return LocalVolume(paths.volume(volume.name), materialised=True)
+    raise VolumeError(f'volume "{volume.name}": {volume.kind} volumes are not supported by the local pod runner')
 
 
 async def refresh_projections(cluster: Cluster, pod: PodInfo, paths: PodPaths) -> list[str]:
