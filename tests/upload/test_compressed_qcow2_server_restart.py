@@ -6,7 +6,8 @@ converter from the image's ranges it kept beside the record (`importer.checkpoin
 the record's offset, and the real `cdi image-upload` client continues there. The disk is
 `qemu-img convert -O raw`'s; nothing acknowledged is lost; the client re-sends at most one chunk of
 acknowledged bytes (back to the record, which lies at or past the start of the last chunk
-acknowledged) besides the chunk it was sending, which a relay counting what it sent checks."""
+acknowledged) besides the chunk it was sending, which a relay counting what it sent checks. Onto a
+Block volume the ranges are kept on the pod's scratch volume."""
 
 from __future__ import annotations
 
@@ -19,12 +20,13 @@ from pathlib import Path
 import pytest
 
 from importer.checkpoint import CHECKPOINT_NAME, RANGES_SUFFIX
+from importer.checkpointdevice import DEVICE_RANGES_NAME
 from tests.support.tls import TestPKI
 from tests.upload.support import sha256_prefix
-from tests.upload.test_qcow2_server_restart import CHUNK, RESUMED, SIZE, images, upload_with_kill
+from tests.upload.test_qcow2_server_restart import CHUNK, RESUMED, SIZE, block_device, images, upload_with_kill
 from tests.upload.test_server_restart import Server
 
-__all__ = ["images"]  # the module's fixture, shared
+__all__ = ["block_device", "images"]  # the module's fixtures, shared
 
 XZ_BLOCK = 512 << 10
 
@@ -90,3 +92,29 @@ async def test_a_qcow2_gz_upload_whose_kept_tables_are_gone_starts_over_and_says
     assert sent > image.stat().st_size * 1.3  # the bytes before the kill were sent again
     assert sha256_prefix(server.data / "disk.img", SIZE) == \
         hashlib.sha256((images / "plain.qemu.raw").read_bytes()).hexdigest()
+
+
+async def test_a_qcow2_gz_upload_onto_a_block_volume_resumes_with_its_ranges_on_scratch(
+        tmp_path: Path, pki: TestPKI, mtls: ssl.SSLContext, images: Path, block_device: Path) -> None:
+    image = _compress(images / "compressed.qcow2", "gz", tmp_path)
+    server = Server(tmp_path, pki, device=block_device)
+    kept = server.scratch / DEVICE_RANGES_NAME
+    seen: list[bool] = []
+    try:
+        before, sent = await upload_with_kill(server, image, mtls, 0.5, lambda: seen.append(kept.is_file()))
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+    assert seen == [True]  # the tables were on the scratch volume when the server was killed
+    resumed = RESUMED.search(server.log(1))
+    assert resumed is not None, server.log(1)
+    assert before - CHUNK <= int(resumed.group(1)) <= before + CHUNK
+    size = image.stat().st_size
+    assert sent <= size + 2 * CHUNK + size // 100, f"the client sent {sent} bytes for {size}"
+    message = server.termination()
+    assert (message.resume_decision, message.message) == ("Resumed", "Upload Complete"), message
+    with block_device.open("rb") as device:
+        assert hashlib.sha256(device.read(SIZE)).hexdigest() == \
+            hashlib.sha256((images / "compressed.qemu.raw").read_bytes()).hexdigest()
+        assert b"PYCDICKP" not in device.read()  # the record slots are cleared after the upload
+    assert not kept.exists()  # and the kept ranges with them
