@@ -30,7 +30,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from importer.archivecheckpoint import ArchiveCheckpoints, ArchiveState
+from importer.archivecheckpoint import ArchiveCheckpoints
+from importer.archivestate import ArchiveState
 from importer.archivestream import TarStream
 from importer.errors import ImageTooLarge, ImportFailure, InvalidImage, UnsafeArchive
 from importer.formats import PrefixReader

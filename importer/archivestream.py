@@ -1,6 +1,6 @@
 """The decoded tar stream an archive import reads, as the file object `tarfile` is given: it knows its
 tar offset (`tell`), seeks forward only (by reading), and keeps the bytes read since the extractor's
-last mark (`importer.archivecheckpoint.ArchiveState`), so a record taken between marks can carry them.
+last mark (`importer.archivestate.ArchiveState`), so a record taken between marks can carry them.
 
 `tarfile` in its random-access mode reads exactly what it needs (a header, a member's data), unlike its
 stream mode, which buffers ahead; so the tar offset here is the decoder's output position and a

@@ -99,7 +99,7 @@ class Checkpoint:
     hash_library: str = ""
     not_resumable: str | None = None
     source_state: bytes = b""  # the source's own restart point at or before wire_offset (registry layers)
-    archive_state: str = ""  # an archive extraction's mark (JSON, `importer.archivecheckpoint.ArchiveState`)
+    archive_state: str = ""  # an archive extraction's mark (JSON, `importer.archivestate.ArchiveState`)
     version: int = field(default=VERSION)
 
     def advanced(self, wire_offset: int, target_offset: int, carry: bytes, hash_state: bytes | None,

@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from importer.checkpoint import Checkpoint, SourceIdentity
+from importer.archivestate import ArchiveState
+from importer.checkpoint import Checkpoint, CheckpointCorrupt, SourceIdentity
 from importer.compressedqcow2 import decoder_problem
 from importer.gzipblocks import restart_problem
 
@@ -79,6 +80,8 @@ def decide(seen: Observed) -> Decision:
                              f"and this importer has {seen.hash_library or 'none that can continue it'}")
     if not seen.source_resumable:
         return Decision.over(f"the {seen.source_kind} source cannot continue from an offset")
+    if record.archive_state and (why := _archive_mark_problem(record.archive_state)):
+        return Decision.over(why)
     if record.format == "qcow2" and record.compression is not None and (why := decoder_problem(record)):
         return Decision.over(why)
     if record.format != "qcow2" and record.compression == "gz" and \
@@ -101,13 +104,26 @@ def confirm(record: Checkpoint, seen: SourceIdentity | None, start: int, offset:
     return None
 
 
+def _archive_mark_problem(archive_state: str) -> str | None:
+    try:
+        ArchiveState.from_json(archive_state)
+    except CheckpointCorrupt as e:
+        return f"the checkpoint's archive mark could not be read ({e})"
+    return None
+
+
 def describe(decision: Decision) -> str:
     """The sentence for the event and the log."""
     if decision.outcome is Outcome.RESUMED and decision.record is not None:
         record = decision.record
         of = f" of {record.identity.size}" if record.identity.size is not None else ""
-        done = (f"the disk's data already reached byte {record.target_offset}" if record.format == "qcow2" else
-                f"{record.target_offset} bytes of the disk were already written")
+        if record.archive_state:
+            mark = ArchiveState.from_json(record.archive_state)  # `decide` resumes only a readable one
+            done = f"{mark.members} archive members were already extracted"
+        elif record.format == "qcow2":
+            done = f"the disk's data already reached byte {record.target_offset}"
+        else:
+            done = f"{record.target_offset} bytes of the disk were already written"
         return f"Resumed the import after a restart at source byte {record.wire_offset}{of} ({done})"
     if decision.outcome is Outcome.STARTED_OVER:
         return f"Started the import over: {decision.reason}"

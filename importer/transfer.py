@@ -35,7 +35,8 @@ from pathlib import Path
 
 from importer import checkpointing, hashstate
 from importer.archive import extract_tar
-from importer.archivecheckpoint import ArchiveCheckpoints, ArchiveState
+from importer.archivecheckpoint import ArchiveCheckpoints
+from importer.archivestate import ArchiveState
 from importer.checkpointing import CheckpointPlan
 from importer.checksum import ChecksumSpec, Hasher
 from importer.compressedcheckpoints import compressed_qcow2_checkpoints

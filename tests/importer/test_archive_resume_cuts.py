@@ -25,7 +25,7 @@ import pytest
 import zstandard
 
 from importer.archive import STAGING_NAME
-from importer.archivecheckpoint import ArchiveState
+from importer.archivestate import ArchiveState
 from importer.archivestream import TarStream
 from importer.checkpoint import CheckpointCorrupt, Checkpointer, CheckpointStore, SourceIdentity
 from importer.checkpointing import CheckpointPlan

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from importer.archive import STAGING_NAME
-from importer.archivecheckpoint import ArchiveState
+from importer.archivestate import ArchiveState
 from importer.checkpoint import CheckpointStore
 from tests.importer.test_resume_kill import (
     BLOCK,

@@ -17,6 +17,7 @@ import pytest
 from cdi.contracts.termination import TerminationMessage
 from cdi.controllers.workerstate import observe_importer, resume_event
 from importer import hashstate
+from importer.archivestate import ArchiveState
 from importer.checkpoint import Checkpoint, CheckpointCorrupt, Checkpointer, CheckpointStore, SourceIdentity
 from importer.checkpointdevice import SLOT, DeviceTailStore
 from importer.compressedqcow2 import CompressedRestart, converter_view
@@ -132,6 +133,10 @@ DECISIONS = [
     ("source without ranges", replace(SEEN, source_kind="registry", source_resumable=False), Outcome.STARTED_OVER,
      "registry source cannot continue"),
     ("all well", SEEN, Outcome.RESUMED, None),
+    ("archive mark", replace(SEEN, record=replace(RECORD, archive_state=ArchiveState(100, tar_offset=512).to_json())),
+     Outcome.RESUMED, None),
+    ("archive mark unreadable", replace(SEEN, record=replace(RECORD, archive_state='{"available": -1}')),
+     Outcome.STARTED_OVER, "archive mark could not be read"),
     ("no checksum, no state needed", replace(SEEN, checksum="", record=replace(RECORD, checksum="", hash_state=None)),
      Outcome.RESUMED, None),
 ]
@@ -241,6 +246,12 @@ def test_the_converter_sees_a_compressed_qcow2_record_at_its_own_position() -> N
     assert RestartRecord.decode(view.decoder_state).ranges == [(0, 512)]
     assert CompressedRestart.decode(record.decoder_state).skip == 65536 - 1000
     assert converter_view(replace(record, compression=None)).decoder_state == record.decoder_state
+
+
+def test_a_resumed_archive_says_how_many_members_were_extracted() -> None:
+    mark = ArchiveState(100, members=7, tar_offset=512).to_json()
+    said = describe(decide(replace(SEEN, record=replace(RECORD, archive_state=mark))))
+    assert said.startswith("Resumed the import after a restart at source byte") and "7 archive members" in said
 
 
 def test_the_decision_reaches_the_claim_as_an_event() -> None:
