@@ -15,6 +15,7 @@ Command-line mistakes are one line too (`UsageParser`): `error: <problem>; see '
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import logging
 import os
@@ -111,9 +112,9 @@ def _one_line(message: str) -> str:
 
 def _leave(code: int) -> None:
     """Exit now with `code` without the interpreter's teardown, if nothing is lost by it: the standard
-    streams flush, logging's handlers flush and close, and no thread other than this one and daemon
-    ones (which teardown would not wait for either) is still running. Otherwise return, and the caller
-    exits as usual."""
+    streams flush, the functions registered with `atexit` run, logging's handlers flush and close, and
+    no thread other than this one and daemon ones (which teardown would not wait for either) is still
+    running. Otherwise return, and the caller exits as usual."""
     if any(t is not threading.current_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
         return
     try:
@@ -121,6 +122,7 @@ def _leave(code: int) -> None:
         sys.stderr.flush()
     except OSError:
         return  # let the usual exit report or ignore it as it would have
+    atexit._run_exitfuncs()  # what was registered to run at exit still runs (logging's shutdown among it)
     logging.shutdown()
     os._exit(code)
 

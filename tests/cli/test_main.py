@@ -40,10 +40,14 @@ def test_help_lists_every_command() -> None:
 
 
 def _program(probe: str, home: Path) -> subprocess.CompletedProcess[str]:
-    """`probe` then `cdi.cli.main.main()` as the `cdi` program runs it (argv from sys.argv), with an atexit
-    hook that reports whether the interpreter's teardown ran."""
-    script = ("import atexit, sys, threading\n"
-              "atexit.register(lambda: print('teardown ran', file=sys.stderr))\n"
+    """`probe` then `cdi.cli.main.main()` as the `cdi` program runs it (argv from sys.argv), with an object
+    whose finaliser reports whether the interpreter's teardown ran (it clears `__main__`'s globals), and an
+    atexit hook, which runs either way."""
+    script = ("import atexit, os, sys, threading\n"
+              "class Finalised:\n"
+              "    def __del__(self): os.write(2, b'teardown ran\\n')\n"
+              "finalised = Finalised()\n"
+              "atexit.register(lambda: os.write(2, b'atexit ran\\n'))\n"
               f"{probe}\n"
               "from cdi.cli.main import main\n"
               "main()\n")
@@ -60,6 +64,7 @@ def test_a_finished_command_run_as_the_program_skips_the_teardown_and_keeps_its_
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"configmap/config-{i} created" for i in range(40)]
     assert "teardown ran" not in result.stderr
+    assert "atexit ran" in result.stderr
 
 
 def test_a_command_that_fails_keeps_its_exit_code_and_message(tmp_path: Path) -> None:
