@@ -61,7 +61,11 @@ class ShapedRelay:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(self._upstream)
+            try:
+                upstream = socket.create_connection(self._upstream)
+            except OSError:  # the server refused: the client sees its connection closed, as through a proxy
+                client.close()
+                continue
             with self._lock:
                 self.connections += 1
                 self._sockets += [client, upstream]
