@@ -182,7 +182,9 @@ class Database:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                outcomes = [_in_savepoint(conn, job) for job in group]
+                # A write whose caller gave up (its task was cancelled) while it waited is not applied, as a
+                # thread pool does not run a job cancelled before it started; once started it cannot be.
+                outcomes = [_in_savepoint(conn, job) if job.start() else (False, None) for job in group]
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -251,8 +253,14 @@ class _Job:
     changed_at: float = 0.0
     future: Future[Any] = field(default_factory=Future)
 
+    def start(self) -> bool:
+        """Mark the job started, so its caller can no longer cancel it; False if the caller already has."""
+        return self.future.set_running_or_notify_cancel()
+
     def settle(self, ok: bool, value: Any) -> None:
-        if self.future.set_running_or_notify_cancel():
+        if self.future.cancelled():
+            return
+        if self.future.running() or self.future.set_running_or_notify_cancel():
             if ok:
                 self.future.set_result(value)
             else:

@@ -121,3 +121,21 @@ async def test_a_local_write_wakes_only_the_watch_streams_of_its_kind() -> None:
     assert notifier.current("", "Event") is not events  # the next write of Events sets a fresh one
     notifier.notify()  # another process's commit: kinds unknown, every stream looks
     assert pods.is_set()
+
+
+async def test_a_write_whose_caller_gave_up_while_it_waited_is_not_applied(db: Database, tmp_path: Path) -> None:
+    other = WriteGate(tmp_path / "store.db", 5.0)
+    other.acquire()
+    try:
+        given_up = asyncio.ensure_future(db.write(_put("given-up"), 0.0))
+        await asyncio.sleep(0.1)  # the writer thread has it and waits for the file
+        wanted = asyncio.ensure_future(db.write(_put("wanted"), 0.0))
+        given_up.cancel()
+        await asyncio.sleep(0.05)
+    finally:
+        other.release()
+        other.close()
+    assert await asyncio.wait_for(wanted, 5.0) > 0
+    assert given_up.cancelled()
+    assert set(await _stored(db)) == {"wanted"}
+
