@@ -32,11 +32,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from importer.checkpoint import RANGES_SUFFIX
-from importer.checkpointrestart import RangesUnavailable
 from importer.qcow2stream.engine import reftable_clusters
 from importer.qcow2stream.layout import Layout
 
 log = logging.getLogger(__name__)
+
+
+class RangesUnavailable(Exception):
+    """The bytes of a named range cannot be had (the source changed, the kept copy is missing)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
 
 MAGIC = b"PYCDI-QCOW2-RANGES-1\n"
 ENTRY = struct.Struct(">QII")  # start, length, crc32 of the bytes

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Protocol
 
 from importer.checkpoint import Checkpoint
+from importer.checkpointranges import RangesUnavailable
 from importer.compressedqcow2 import converter_view
 from importer.qcow2stream.restart import Restart, RestartMismatch, RestartRecord, plan_restart
 from importer.resume import confirm
@@ -29,14 +30,6 @@ from importer.sources.base import ResumableSource
 
 log = logging.getLogger(__name__)
 RANGES_AT_ONCE = 4  # ranged requests a qcow2 restart keeps open at once
-
-
-class RangesUnavailable(Exception):
-    """The bytes of a named range cannot be had (the source changed, the kept copy is missing)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class RangeFetcher(Protocol):

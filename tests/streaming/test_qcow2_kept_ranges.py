@@ -27,8 +27,8 @@ import pytest
 
 from importer.checkpoint import Checkpoint, Checkpointer, CheckpointStore
 from importer.checkpointing import CheckpointPlan
-from importer.checkpointranges import COMPACT_SLACK, LocalRanges, RangeStore
-from importer.checkpointrestart import RangesUnavailable, rebuild
+from importer.checkpointranges import COMPACT_SLACK, LocalRanges, RangeStore, RangesUnavailable
+from importer.checkpointrestart import rebuild
 from importer.qcow2stream.restart import Restart, RestartRecord
 from importer.target import discover_target
 from importer.transfer import TransferPlan, resume_transfer, transfer
