@@ -115,3 +115,33 @@ def test_rotation_keeps_the_previous_key_and_survives_a_secret(keys: list[Signin
         verifier.verify_upload(issue_token(keys[0], upload_payload("ns", "disk"), NOW), NOW)
     with pytest.raises(ValueError, match="no RSA public key"):
         TokenVerifier.from_pem_bundle(b"")
+
+
+def _inconsistent_pem(key: SigningKey) -> bytes:
+    """`key` with one CRT value damaged: a private key OpenSSL's consistency check refuses."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    numbers = key.private_key.private_numbers()
+    damaged = rsa.RSAPrivateNumbers(numbers.p, numbers.q, numbers.d, numbers.dmp1 ^ 2, numbers.dmq1, numbers.iqmp,
+                                    numbers.public_numbers)
+    return damaged.private_key(unsafe_skip_rsa_key_validation=True).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+def test_a_key_from_elsewhere_is_checked_and_only_a_trusted_one_is_not(keys: list[SigningKey]) -> None:
+    pem = _inconsistent_pem(keys[0])
+    with pytest.raises(ValueError):
+        SigningKey.from_pem(pem, NOW)
+    with pytest.raises(ValueError):
+        KeyRing.from_secret_data({"signing.key": pem.decode(), "created": repr(NOW), "previous.pem": ""})
+    assert SigningKey.from_pem(pem, NOW, trusted=True).public_key.public_numbers() == \
+        keys[0].public_key.public_numbers()
+
+
+def test_a_trusted_ring_signs_tokens_its_public_keys_verify(keys: list[SigningKey]) -> None:
+    ring = KeyRing.from_secret_data(KeyRing(keys[0]).rotate(keys[1]).to_secret_data(), trusted=True)
+    token = issue_token(ring.current, upload_payload("vms", "disk"), NOW)
+    payload = TokenVerifier(list(ring.verification_keys)).verify_upload(token, NOW)
+    assert (payload.name, payload.namespace) == ("disk", "vms")
+    assert ring.current.public_key.public_numbers() == keys[1].public_key.public_numbers()
