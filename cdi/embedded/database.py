@@ -9,6 +9,7 @@ through `cdi.embedded.writegate` before SQLite's own lock.
 from __future__ import annotations
 
 import asyncio
+import collections
 import queue
 import sqlite3
 import threading
@@ -42,6 +43,7 @@ class Database:
         self.path = path
         self._busy_timeout = busy_timeout
         self._writes: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._held: collections.deque[_Job | None] = collections.deque()  # taken from the queue, not yet run
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdi-embedded-sqlite-read")
         self._read_conn: sqlite3.Connection | None = None
         self._conn: sqlite3.Connection | None = None
@@ -121,32 +123,42 @@ class Database:
             self._close_writer()
 
     def _next_batch(self) -> list[_Job] | None:
-        """The writes waiting now (at least one; blocks for it), or None once the store closes."""
-        first = self._writes.get()
+        """The next call alone, or the writes waiting now up to the next call (at least one; blocks for
+        it), in the order they were queued; None once the store closes."""
+        first = self._held.popleft() if self._held else self._writes.get()
         if first is None:
             return None
         batch = [first]
-        while len(batch) < MAX_GROUP:
-            try:
-                job = self._writes.get_nowait()
-            except queue.Empty:
-                break
-            if job is None:
-                self._writes.put(None)  # stop after this batch
-                break
-            batch.append(job)
+        if first.call is None:
+            self._top_up(batch)
         return batch
 
+    def _waiting(self) -> tuple[bool, _Job | None]:
+        """(True, the next queued item) without blocking, held ones first; (False, None) if none waits."""
+        if self._held:
+            return True, self._held.popleft()
+        try:
+            return True, self._writes.get_nowait()
+        except queue.Empty:
+            return False, None
+
+    def _top_up(self, group: list[_Job]) -> None:
+        """Add to `group` the writes queued since (also once it has waited for the file: they commit in
+        this turn instead of waiting for another). A call or the stop stays next, to run after the group."""
+        while len(group) < MAX_GROUP:
+            found, job = self._waiting()
+            if not found:
+                return
+            if job is None or job.call is not None:
+                self._held.appendleft(job)
+                return
+            group.append(job)
+
     def _run_batch(self, batch: list[_Job]) -> None:
-        group: list[_Job] = []
-        for job in batch:
-            if job.call is None:
-                group.append(job)
-                continue
-            self._commit(group)
-            group = []
-            self._call(job)
-        self._commit(group)
+        if batch[0].call is not None:
+            self._call(batch[0])
+        else:
+            self._commit(batch)
 
     def _call(self, job: _Job) -> None:
         assert job.call is not None and self._conn is not None
@@ -179,6 +191,7 @@ class Database:
         gate = self._gate
         if gate is not None:
             gate.acquire()
+            self._top_up(group)  # `group` grows in place: the caller settles every job in it
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -214,9 +227,8 @@ class Database:
 
     def _close_writer(self) -> None:
         while True:  # anything queued after the stop: the store is closed
-            try:
-                job = self._writes.get_nowait()
-            except queue.Empty:
+            found, job = self._waiting()
+            if not found:
                 break
             if job is not None:
                 job.settle(False, StoreUnavailable(f"the embedded store {self.path} is closed"))

@@ -139,3 +139,27 @@ async def test_a_write_whose_caller_gave_up_while_it_waited_is_not_applied(db: D
     assert given_up.cancelled()
     assert set(await _stored(db)) == {"wanted"}
 
+
+
+async def test_writes_queued_while_a_group_waits_for_the_file_join_it(db: Database, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under another process's writes, a write that arrives while this process's group waits for the
+    file commits in that same turn instead of waiting for a turn of its own."""
+    gate = db._gate
+    assert gate is not None
+    turns: list[int] = []
+    acquire = gate.acquire
+    monkeypatch.setattr(gate, "acquire", lambda: (acquire(), turns.append(1))[0])
+    other = WriteGate(tmp_path / "store.db", 5.0)
+    other.acquire()
+    try:
+        first = asyncio.ensure_future(db.write(_put("first"), 0.0))
+        await asyncio.sleep(0.1)  # the writer thread has it and waits for the file
+        later = [asyncio.ensure_future(db.write(_put(f"later-{i}"), 0.0)) for i in range(5)]
+        await asyncio.sleep(0.05)
+    finally:
+        other.release()
+        other.close()
+    await asyncio.wait_for(asyncio.gather(first, *later), 5.0)
+    assert len(turns) == 1
+    assert set(await _stored(db)) == {"first", *(f"later-{i}" for i in range(5))}
