@@ -9,7 +9,7 @@ import pytest
 
 from importer.archive import STAGING_NAME, extract_tar
 from importer.errors import ImageTooLarge, UnsafeArchive
-from importer.writer import SparseWriter
+from importer.writer import BLOCK, SparseWriter, is_zero
 
 MiB = 1 << 20
 
@@ -36,6 +36,23 @@ def test_all_zero_image_keeps_its_length(tmp_path: Path) -> None:
     _write(out, bytes(3 * MiB + 7))
     assert out.stat().st_size == 3 * MiB + 7
     assert out.stat().st_blocks == 0
+
+
+@pytest.mark.parametrize("shape", ["bytes", "whole view", "offset view", "bytearray view", "reversed view"])
+def test_is_zero_judges_exactly_the_range_asked_whatever_the_buffer(shape: str) -> None:
+    # A block of zeros between a non-zero byte just before it and one just after it: a range that is one
+    # byte off either way must be judged non-zero, however the bytes are held (the in-place comparison
+    # of a whole bytes object, or the copying one of any other view).
+    raw = b"\x07" + bytes(BLOCK) + b"\x09" + bytes(100)
+    views: dict[str, bytes | memoryview] = {
+        "bytes": raw, "whole view": memoryview(raw), "offset view": memoryview(b"\x00" + raw)[1:],
+        "bytearray view": memoryview(bytearray(raw)), "reversed view": memoryview(raw[::-1])[::-1]}
+    data = views[shape]
+    assert is_zero(data, 1, 1 + BLOCK)
+    assert not is_zero(data, 0, BLOCK)
+    assert not is_zero(data, 2, 2 + BLOCK)
+    assert is_zero(data, 2 + BLOCK, len(raw))  # a short tail
+    assert not is_zero(data, 1 + BLOCK, len(raw))
 
 
 def test_limit_stops_a_stream_before_it_overruns(tmp_path: Path) -> None:
