@@ -1,16 +1,21 @@
 """`cdi-uploadserver` binds its port before it imports the HTTP stack and the data path: a client that
 connects while the program is still starting waits in the accept queue and is answered, instead of
 being refused (the upload proxy would retry only 0.25 s later). An address that is not an IP literal,
-or a port that is taken, leaves the binding to the server's own start, which reports it."""
+or a port that is taken, leaves the binding to the server's own start, which reports it. The HTTP stack
+is imported with OpenSSL's default CA locations pointed at nothing (aiohttp's unused client contexts load
+no CA bundle), and the locations are put back as they were."""
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import time
 from pathlib import Path
 
-from importer.uploadserver.main import listen_early
+import pytest
+
+from importer.uploadserver.main import listen_early, no_default_cas
 from tests.support.tls import TestPKI
 from tests.upload.support import HOST, upload_env
 from tests.upload.test_uploadserver_process import entrypoint, free_port, volumes
@@ -64,3 +69,17 @@ def test_listen_early_leaves_names_and_taken_ports_to_the_server(tmp_path: Path,
     with socket.create_server((HOST, 0)) as taken:
         port = taken.getsockname()[1]
         assert listen_early(upload_env(pki, data, scratch, LISTEN_PORT=str(port))) is None
+
+
+def test_inside_no_default_cas_a_default_context_trusts_nothing_and_after_it_the_variables_are_back(
+        pki: TestPKI, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle = pki.ca_cert
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    assert ssl.create_default_context().cert_store_stats()["x509_ca"] == 1
+    with no_default_cas():
+        inside = ssl.create_default_context().cert_store_stats()["x509_ca"]
+    assert inside == 0
+    assert os.environ["SSL_CERT_FILE"] == str(bundle)
+    assert "SSL_CERT_DIR" not in os.environ
+    assert ssl.create_default_context().cert_store_stats()["x509_ca"] == 1
