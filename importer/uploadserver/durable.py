@@ -47,6 +47,7 @@ from importer.checkpoint import Checkpoint, CheckpointCorrupt, Checkpointer, Rec
 from importer.checkpointranges import RangeStore
 from importer.formats import PEEK_SIZE
 from importer.resume import Decision, Observed, Outcome, decide
+from importer.uploadserver.wiretail import Found, WireTail
 
 log = logging.getLogger(__name__)
 
@@ -167,35 +168,60 @@ class ChunkCheckpointer(Checkpointer):
 
 @dataclass(frozen=True)
 class Recovered:
-    """What a new server found of an earlier server's upload: the decision, and its sentence."""
+    """What a new server found of an earlier server's upload: the decision, its sentence, and the
+    compressed bytes kept past the record (`importer.uploadserver.wiretail`)."""
 
     decision: Decision
     message: str
+    kept: Found | None = None
 
     @property
     def record(self) -> Checkpoint | None:
         return self.decision.record if self.decision.outcome is Outcome.RESUMED else None
 
+    @property
+    def offset(self) -> int:
+        """Where the client continues: past the kept bytes, else at the record."""
+        record = self.record
+        if record is None:
+            return 0
+        return self.kept.end if self.kept is not None else record.wire_offset
 
-def observe(store: RecordStore, partial_exists: bool) -> Recovered:
-    """Read the record an earlier server left and decide (pure rules in `importer.resume`)."""
+
+def observe(store: RecordStore, partial_exists: bool, tail: WireTail | None = None) -> Recovered:
+    """Read the record an earlier server left and decide (pure rules in `importer.resume`); for a
+    compressed upload, look for the bytes kept past the record. A record at wire offset 0 (no restart
+    point was reached: a single-block xz, a single-frame zstd) is continued too when bytes were kept
+    from 0: the new pipeline starts from the image's first byte, fed from the tail."""
     unreadable = None
     try:
         record = store.load()
     except CheckpointCorrupt as e:
         record, unreadable = None, str(e)
     decision = decide(Observed(record, unreadable, partial_exists, "", "upload", True, hashstate.library_version()))
-    return Recovered(decision, describe_upload(decision))
+    kept = None
+    if tail is not None and record is not None and record.compression is not None and record.not_resumable is None \
+            and (decision.outcome is Outcome.RESUMED or record.wire_offset == 0):
+        kept = tail.scan(record.wire_offset)
+        if decision.outcome is not Outcome.RESUMED:
+            if kept.end == 0:
+                return Recovered(decision, describe_upload(decision), kept)
+            decision = Decision(Outcome.RESUMED, record=record)
+    return Recovered(decision, describe_upload(decision, kept), kept)
 
 
-def describe_upload(decision: Decision) -> str:
+def describe_upload(decision: Decision, kept: Found | None = None) -> str:
     """The sentence for the log and the termination message (UploadResumed / UploadStartedOver)."""
     record = decision.record
     if decision.outcome is Outcome.RESUMED and record is not None:
         of = f" of {record.identity.size}" if record.identity.size is not None else ""
         done = (f"the disk's data already reached byte {record.target_offset}" if record.format == "qcow2" else
                 f"{record.target_offset} bytes of the disk were already written")
-        return f"Resumed the upload after an upload-server restart at byte {record.wire_offset}{of} ({done})"
+        if kept is None or kept.end <= record.wire_offset:
+            return f"Resumed the upload after an upload-server restart at byte {record.wire_offset}{of} ({done})"
+        again = "from the image's start" if record.wire_offset == 0 else f"at byte {record.wire_offset}"
+        return (f"Resumed the upload after an upload-server restart at byte {kept.end}{of} ({done}; the decoder "
+                f"restarts {again}, fed the {kept.end - record.wire_offset} bytes kept beside the checkpoint)")
     if decision.outcome is Outcome.STARTED_OVER:
         return f"Started the upload over after an upload-server restart: {decision.reason}"
     return ""

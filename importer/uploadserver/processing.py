@@ -88,6 +88,7 @@ class Processing:
     validated: asyncio.Event
     acknowledged: bool = False  # a client was told 200 before the pipeline ended (async semantics)
     resume_note: Decision | None = None  # what became of an earlier server's upload (UploadResumed/StartedOver)
+    resume_text: str = ""  # its sentence, when the upload server says more than `describe_upload(resume_note)`
 
     async def until_validated(self) -> None:
         """Wait until the image passed validation or the pipeline ended (check `task` for which)."""
@@ -179,7 +180,8 @@ def _stamp(processing: Processing, message: TerminationMessage) -> TerminationMe
     note = processing.resume_note
     if note is None:
         return message
-    return replace(message, resume_decision=note.outcome.value, resume_message=describe_upload(note))
+    return replace(message, resume_decision=note.outcome.value,
+                   resume_message=processing.resume_text or describe_upload(note))
 
 
 def settle(gate: UploadGate, processing: Processing) -> None:

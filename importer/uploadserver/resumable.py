@@ -50,14 +50,14 @@ import asyncio
 import contextlib
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from cdi.contracts import upload_protocol as up
-from importer.checkpoint import Checkpoint, CheckpointStore, RecordStore
+from importer.checkpoint import Checkpoint, CheckpointCorrupt, CheckpointStore, RecordStore
 from importer.checkpointdevice import DeviceTailStore
 from importer.checkpointranges import RANGE_STORE_LIMIT, LocalRanges, RangeStore
 from importer.checkpointrestart import rebuild
@@ -68,6 +68,7 @@ from importer.uploadserver.bodies import CountedBody
 from importer.uploadserver.durable import (
     ChunkCheckpointer,
     Recovered,
+    describe_upload,
     observe,
     refuse_resume,
     upload_identity,
@@ -75,6 +76,7 @@ from importer.uploadserver.durable import (
 from importer.uploadserver.feed import ChunkFeed, FeedClosed
 from importer.uploadserver.gate import GateClosed, GateState, UploadGate
 from importer.uploadserver.processing import Processing, Processor, http_failure
+from importer.uploadserver.wiretail import DEVICE_TAIL_BASE, Found, WireTail
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +119,13 @@ class ResumableUploads:
         found = processor.record_store()
         self._store: RecordStore | None = found[0] if found is not None else None
         self._earlier = found is not None  # until this server starts a pipeline, the volume is an earlier one's
+        self._tail = self._wire_tail()
         recovered = self._recovery()
         if recovered is not None and recovered.message:
             log.info("%s", recovered.message)
+        if recovered is not None and recovered.kept is not None and recovered.kept.problem:
+            log.warning("the compressed bytes kept beside the checkpoint end at byte %d: %s", recovered.kept.end,
+                        recovered.kept.problem)
 
     async def handle(self, request: web.Request, archive: bool) -> web.StreamResponse:
         if request.method in ("GET", "HEAD"):
@@ -135,8 +141,9 @@ class ResumableUploads:
         session = self._session
         if session is None:
             done = self._gate.state is GateState.DONE
-            if not done and (record := self._resumable_record()) is not None:
-                return 200, Phase.RECEIVING, record.wire_offset, ""
+            recovered = self._recovery() if not done else None
+            if recovered is not None and recovered.record is not None:
+                return 200, Phase.RECEIVING, recovered.offset, ""
             return 200, Phase.SUCCEEDED if done else Phase.IDLE, 0, ""
         task, feed = session.processing.task, session.feed
         if task.done():
@@ -160,16 +167,21 @@ class ResumableUploads:
         session = self._session
         return session if session is not None and not session.processing.task.done() else None
 
-    def _resumable_record(self) -> Checkpoint | None:
-        """The record an earlier server left that this one can continue (None once anything else began)."""
-        recovered = self._recovery()
-        return recovered.record if recovered is not None else None
-
     def _recovery(self) -> Recovered | None:
         """What an earlier server left, read again each time (a single-request upload in between removes
         it); None once this server started a pipeline of its own."""
         found = self._processor.record_store() if self._earlier else None
-        return observe(*found) if found is not None else None
+        return observe(*found, self._tail) if found is not None else None
+
+    def _wire_tail(self) -> WireTail | None:
+        """Where a compressed upload keeps the bytes past its record (`importer.uploadserver.wiretail`):
+        beside a Filesystem volume's record, on the pod's scratch volume for a Block volume's."""
+        store = self._store
+        if isinstance(store, CheckpointStore):
+            return WireTail(store.path)
+        if isinstance(store, DeviceTailStore) and store.ranges_path is not None:
+            return WireTail(store.ranges_path.with_name(DEVICE_TAIL_BASE))
+        return None
 
     async def _start(self, request: web.Request, archive: bool, offset: int) -> Session:
         """A new pipeline: continuing the earlier server's record when `offset` is its offset, else from 0."""
@@ -177,32 +189,38 @@ class ResumableUploads:
         try:
             total_text = request.headers.get(up.TOTAL_HEADER, "")
             total = int(total_text) if total_text.isdigit() else None
-            resume, note = self._resume_for(archive, total, offset)
+            resume, note, kept = self._resume_for(archive, total, offset)
             restart = None
             if resume is not None and resume.format == "qcow2":
                 ranges = self._ranges()
                 restart, why = await rebuild(resume, LocalRanges(ranges)) if ranges is not None else \
                     (None, "the image's tables were not kept beside the checkpoint")
                 if why is not None:
-                    resume, note = None, Decision.over(why)
+                    resume, note, kept = None, Decision.over(why), None
+            kept = kept if resume is not None and kept is not None and kept.end > resume.wire_offset else None
+            if resume is not None and resume.wire_offset == 0:
+                resume = None  # no restart point yet: the pipeline starts from byte 0, fed from the kept bytes
+            chunks = self._chunks(kept)
         except BaseException:
             self._gate.release()
             raise
         feed = ChunkFeed(self._resume_timeout)
-        feed.offset = resume.wire_offset if resume is not None else 0
+        feed.offset = kept.end if kept is not None else resume.wire_offset if resume is not None else 0
         checkpointer = ChunkCheckpointer(self._store, asyncio.get_running_loop(), self._ranges()) \
             if self._store else None
         settings = CheckpointSettings(checkpointer.store, 0, 0.0, True, resume, checkpointer, restart) \
             if checkpointer else None
         try:
-            processing = self._processor.start(feed.chunks(), archive=archive, total=total,
+            processing = self._processor.start(chunks(feed), archive=archive, total=total,
                                                description="resumable upload", checkpoints=settings,
                                                identity=upload_identity(archive, total))
         except BaseException:
             self._gate.release()
             raise
         processing.resume_note = note
+        processing.resume_text = describe_upload(note, kept) if note is not None else ""
         self._earlier = False  # a record is continued at most once; the pipeline now owns the volume
+        processing.task.add_done_callback(lambda task: self._ended(task, settings))
         self._settle(processing)
         session = Session(feed, processing, checkpointer=checkpointer)
         session.closer = asyncio.create_task(self._close_when_done(session))
@@ -220,19 +238,54 @@ class ResumableUploads:
             return RangeStore(store.ranges_path, self._range_limit)
         return None
 
-    def _resume_for(self, archive: bool, total: int | None, offset: int) -> tuple[Checkpoint | None, Decision | None]:
-        """The record to continue and what to tell about it (None, None: nothing from an earlier server)."""
+    def _resume_for(self, archive: bool, total: int | None, offset: int
+                    ) -> tuple[Checkpoint | None, Decision | None, Found | None]:
+        """The record to continue, what to tell about it (None, None: nothing from an earlier server) and
+        the compressed bytes kept past it."""
         recovered = self._recovery()
         if recovered is None or recovered.decision.outcome is Outcome.FRESH:
-            return None, None
+            return None, None, None
         record = recovered.record
         if record is None:
-            return None, recovered.decision
-        if offset != record.wire_offset:
-            return None, Decision.over(f"the client started again at byte {offset}, not at {record.wire_offset}")
+            return None, recovered.decision, None
+        if not record.wire_offset <= offset <= recovered.offset:
+            return None, Decision.over(f"the client started again at byte {offset}, not at {recovered.offset}"), None
         if why := refuse_resume(record, archive, total if total is not None else record.identity.size):
-            return None, Decision.over(f"this is another upload: {why}")
-        return record, recovered.decision
+            return None, Decision.over(f"this is another upload: {why}"), None
+        return record, recovered.decision, recovered.kept
+
+    def _chunks(self, kept: Found | None) -> Callable[[ChunkFeed], AsyncIterator[bytes]]:
+        """The pipeline's source: the kept bytes past the record first (continuing their files), then the
+        client's, each recorded in the wire tail as the pipeline takes it (a fresh upload's tail starts empty)."""
+        tail = self._tail
+        if tail is None:
+            return lambda feed: feed.chunks()
+        if kept is None:
+            tail.reset()
+            return lambda feed: tail.recording(feed.chunks())
+        tail.adopt(kept)
+
+        async def chunks(feed: ChunkFeed) -> AsyncIterator[bytes]:
+            async for piece in tail.replay(kept):
+                yield piece
+            async for piece in tail.recording(feed.chunks()):
+                yield piece
+
+        return chunks
+
+    def _ended(self, task: asyncio.Task[Any], settings: CheckpointSettings | None) -> None:
+        """The pipeline ended: its wire tail goes, unless a record remains to be continued (the server
+        was stopped, and keeps its checkpoint)."""
+        if self._tail is None:
+            return
+        remains = False
+        if settings is not None and (task.cancelled() or task.exception() is not None):
+            with contextlib.suppress(CheckpointCorrupt, OSError):
+                remains = settings.store.load() is not None
+        if not remains:
+            self._tail.clear()
+        else:
+            self._tail.close()
 
     async def _close_when_done(self, session: Session) -> None:
         await asyncio.wait({session.processing.task})
@@ -245,6 +298,8 @@ class ResumableUploads:
         record and kept ranges go, as after a failure, rather than wait for a restart that will not come."""
         if self._store is not None:
             self._store.clear()
+        if self._tail is not None:
+            self._tail.clear()
         self._processor.target().discard()
 
     async def _put(self, request: web.Request, archive: bool) -> web.Response:
@@ -260,8 +315,9 @@ class ResumableUploads:
             return self._reply(413, f"chunks may be at most {up.MAX_CHUNK} bytes")
         session = self._live()
         if session is None:
-            record = self._resumable_record()
-            resuming = record is not None and offset == record.wire_offset
+            recovered = self._recovery()
+            record = recovered.record if recovered is not None else None
+            resuming = recovered is not None and record is not None and record.wire_offset <= offset <= recovered.offset
             if offset != 0 and not resuming:  # a failed upload reports its failure, anything else 409
                 failed = self._session is not None and self._gate.state is not GateState.DONE
                 return self._reply(None if failed else 409)
@@ -316,7 +372,19 @@ class ResumableUploads:
                 await feed.end()
             elif error is None and session.checkpointer is not None:
                 await session.checkpointer.until_durable(expected, feed.offset, session.processing.task)
+                await self._seal(session.checkpointer, feed.offset)
         return None
+
+    async def _seal(self, checkpointer: ChunkCheckpointer, reached: int) -> None:
+        """A compressed upload's bytes up to `reached` made durable in its wire tail before the 200; a raw or
+        qcow2 upload's records cover every acknowledged byte, so their tail goes once the format is known."""
+        tail = self._tail
+        if tail is None or not tail.enabled:
+            return
+        if checkpointer.began and (checkpointer.raw or checkpointer.qcow2 or not checkpointer.active):
+            tail.discard(None)
+            return
+        await tail.seal(reached, checkpointer.durable if checkpointer.began else 0)
 
     @staticmethod
     async def _consume(feed: ChunkFeed, body: CountedBody, skip: int) -> None:
