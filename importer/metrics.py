@@ -4,11 +4,13 @@ HTTPS with a freshly generated self-signed certificate, as upstream's importer d
 address comes from CDI_METRICS_ADDR so several local importers can run side by side (port 0 picks a
 free port; "off" disables the endpoint).
 
-Nothing here delays the import: `importer.main` starts the server beside the transfer, and the
-certificate (with the `cryptography` import it needs) is made on a worker thread while the first
-request is on the wire. The server is asyncio streams with h11 for HTTP/1.1 framing (keep-alive,
-bounded request heads, an idle timeout per connection): it answers `GET|HEAD /metrics` and nothing
-else (404 for other paths, 405 for other methods).
+Nothing here delays the import: `importer.main` starts the server beside the transfer. The certificate
+is made when the first scraper connects, on a worker thread (with the `cryptography` import it needs,
+~0.1 CPU-s: a tenth of a short import's CPU, spent only if someone scrapes); until then a connection is
+held without being read, so the client's TLS hello waits in the socket for the TLS layer. The server
+is asyncio streams with h11 for HTTP/1.1 framing (keep-alive, bounded request heads, an idle timeout
+per connection): it answers `GET|HEAD /metrics` and nothing else (404 for other paths, 405 for other
+methods).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import datetime
 import logging
 import ssl
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import h11
@@ -75,12 +78,15 @@ def parse_addr(addr: str) -> tuple[str, int] | None:
 
 
 class MetricsServer:
-    def __init__(self, progress: Progress, owner_uid: str, addr: str) -> None:
+    def __init__(self, progress: Progress, owner_uid: str, addr: str, *,
+                 certificate: Callable[[], ssl.SSLContext] = self_signed_context) -> None:
         self._progress = progress
+        self._certificate = certificate
         self._owner_uid = owner_uid
         self._addr = parse_addr(addr)
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
+        self._tls: asyncio.Future[ssl.SSLContext] | None = None
         self.port: int | None = None
 
     def body(self) -> bytes:
@@ -89,11 +95,45 @@ class MetricsServer:
     async def start(self) -> None:
         if self._addr is None:
             return
-        context = await asyncio.to_thread(self_signed_context)
-        self._server = await asyncio.start_server(self._serve, self._addr[0], self._addr[1], ssl=context,
-                                                  ssl_handshake_timeout=IDLE_TIMEOUT)
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _AwaitingTls(self), self._addr[0], self._addr[1])
         self.port = self._server.sockets[0].getsockname()[1] if self._server.sockets else self._addr[1]
         log.info("serving progress on port %d", self.port)
+
+    def _accepted(self, transport: asyncio.Transport) -> None:
+        task = asyncio.get_running_loop().create_task(self._upgrade(transport))
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+
+    async def _context(self) -> ssl.SSLContext:
+        """The certificate, made once, when the first connection needs it."""
+        if self._tls is None:
+            self._tls = asyncio.ensure_future(asyncio.to_thread(self._certificate))
+        return await asyncio.shield(self._tls)
+
+    async def _upgrade(self, transport: asyncio.Transport) -> None:
+        """TLS on a held connection (the handshake bounded as before), then the HTTP exchange."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        protocol = asyncio.StreamReaderProtocol(reader)
+        tls: asyncio.Transport | None = None
+        try:
+            try:
+                context = await self._context()
+            except Exception as e:  # no certificate: nothing can be served, the import goes on
+                log.warning("progress endpoint unavailable: %s", e)
+                return
+            # A scraper that went away or spoke nonsense: nothing to tell it.
+            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+                tls = await loop.start_tls(transport, protocol, context, server_side=True,
+                                           ssl_handshake_timeout=IDLE_TIMEOUT)
+        finally:
+            if tls is None:  # also when stopped while waiting for the certificate
+                transport.abort()
+        if tls is None:
+            return
+        protocol.connection_made(tls)
+        await self._serve(reader, asyncio.StreamWriter(tls, protocol, reader, loop))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -161,3 +201,17 @@ class MetricsServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*self._connections, return_exceptions=True)
             await self._server.wait_closed()
+
+
+class _AwaitingTls(asyncio.Protocol):
+    """A fresh connection, not read until TLS starts on it: what the client sends first (its TLS hello)
+    stays in the socket for the TLS layer instead of being read as plain data while the certificate is
+    made. `MetricsServer._upgrade` then replaces this protocol (`loop.start_tls`)."""
+
+    def __init__(self, server: MetricsServer) -> None:
+        self._server = server
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()
+        self._server._accepted(transport)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import threading
 from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
 from cdi.contracts.metrics import parse_progress
-from importer.metrics import MetricsServer
+from importer.metrics import MetricsServer, self_signed_context
 from importer.progress import Progress
 
 
@@ -87,3 +88,54 @@ async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
         return await asyncio.wait_for(reader.read(), 10)
     except (ConnectionResetError, ssl.SSLError):
         return b""
+
+
+async def test_the_certificate_is_made_once_when_the_first_scrapers_connect() -> None:
+    # Nothing is spent on a certificate until someone scrapes; two scrapers whose TLS hellos arrive while
+    # it is being made both wait for it (their hellos stay in the socket) and get the same one.
+    made: list[ssl.SSLContext] = []
+    release = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def certificate() -> ssl.SSLContext:
+        asyncio.run_coroutine_threadsafe(release.wait(), loop).result(10)
+        made.append(self_signed_context())
+        return made[-1]
+
+    server = MetricsServer(Progress(), "uid-7", "127.0.0.1:0", certificate=certificate)
+    await server.start()
+    try:
+        await asyncio.sleep(0.1)
+        assert made == []
+        first = asyncio.create_task(asyncio.open_connection("127.0.0.1", server.port, ssl=insecure()))
+        second = asyncio.create_task(asyncio.open_connection("127.0.0.1", server.port, ssl=insecure()))
+        await asyncio.sleep(0.2)  # both hellos sent, the certificate still being made
+        assert not first.done() and not second.done()
+        release.set()
+        peers = []
+        for opening in (first, second):
+            reader, writer = await asyncio.wait_for(opening, 10)
+            peers.append(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
+            writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert (await reader.readuntil(b"\r\n")).startswith(b"HTTP/1.1 200")
+            writer.close()
+        assert len(made) == 1 and peers[0] == peers[1]
+    finally:
+        await server.stop()
+
+
+async def test_stopping_while_a_scraper_waits_for_the_certificate_drops_it() -> None:
+    release = threading.Event()
+
+    def certificate() -> ssl.SSLContext:
+        release.wait(10)
+        return self_signed_context()
+
+    server = MetricsServer(Progress(), "uid-7", "127.0.0.1:0", certificate=certificate)
+    await server.start()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)  # plain TCP: no hello needed
+    await asyncio.sleep(0.1)
+    await asyncio.wait_for(server.stop(), 5)
+    release.set()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # the held connection was closed
+    writer.close()
