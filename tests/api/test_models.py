@@ -179,3 +179,35 @@ def _with_unknown_fields(doc: Any, schema: Schema) -> Any:
     out = {key: _with_unknown_fields(value, props.get(key, {})) for key, value in doc.items()}
     out["futureField"] = {"nested": [1, "two", {"three": None}]}
     return out
+
+
+DEFERRED_BUILD_PROBE = """
+import json
+from cdi.api import CDI, DataVolume, ManifestError, dump_object, parse_object
+before = (DataVolume.__pydantic_complete__, CDI.__pydantic_complete__)
+manifest = {"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume",
+            "metadata": {"name": "disk", "namespace": "vms"},
+            "spec": {"source": {"upload": {}}, "storage": {"resources": {"requests": {"storage": "1Gi"}}}}}
+dumped = dump_object(parse_object(manifest))
+try:
+    parse_object({**manifest, "spec": {**manifest["spec"], "contentType": 7}})
+    refused = ""
+except ManifestError as e:
+    refused = str(e)
+print(json.dumps({"before": before, "after": (DataVolume.__pydantic_complete__, CDI.__pydantic_complete__),
+                  "same": dumped == manifest, "refused": refused}))
+"""
+
+
+def test_a_model_is_built_on_first_use_and_then_parses_and_refuses_as_before() -> None:
+    """`import cdi.api` builds no validator (the CLI's start-up); the first parse builds what it needs."""
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", DEFERRED_BUILD_PROBE], capture_output=True, text=True, check=True)
+    seen = json.loads(run.stdout)
+    assert seen["before"] == [False, False]
+    assert seen["after"] == [True, False]
+    assert seen["same"] is True
+    assert "contentType" in seen["refused"]
