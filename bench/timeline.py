@@ -6,11 +6,17 @@ Run on purpose, as root (the volumes are loop devices), never by the tests. It s
 
 - **upload**: runs `cdi image-upload dv` of a small qcow2 and stamps each line the command prints (its
   start, the DataVolume created, waiting, the transfer, completion) and its exit, and, from a watch on
-  the store in this process, when each claim (the target and the upload pod's scratch) was bound and
-  when the target claim's annotations saw the upload pod Running, ready and Succeeded;
+  the store in this process, when each claim (the target and the upload pod's scratch) was created, got
+  its volume and was bound, and when the target claim's annotations saw the upload pod Running, ready
+  and Succeeded; then, from `cdi serve`'s log, when the upload proxy answered the command's first GET
+  (the upload server serving: its start ends there), its first PUT and its last;
 - **import**: creates an HTTP-import DataVolume of a sparse qcow2 served by a Python HTTP server on
   loopback, timed from the create to Ready, with the same claim and pod stamps, and the importer's own
   run (`cdi-importer` alone into a directory) for comparison.
+
+Every process here is a fresh Python: with PYTHONDONTWRITEBYTECODE set and no current `.pyc` beside the
+sources, each one (the command, every pod) compiles what it imports, ~0.15 s of CPU for `cdi` alone; the
+run says so when the variable is set (PYTHONPYCACHEPREFIX keeps compiled files out of the tree).
 
 The steps are printed relative to the command's start; `bench/README.md` tells how to read them. The
 data-path benchmark (`bench/run.sh`) measures the same flows across a shaped link; this one is for
@@ -22,9 +28,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import functools
 import http.server
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,11 +85,19 @@ async def _watch(home: Path, stamps: Stamps, stop: asyncio.Event) -> None:
 
     async with open_cluster(home, warn=False) as cluster:
         async def follow(api: str, kind: str) -> None:
-            listed = await cluster.list(api, kind, "default")
+            namespace = None if kind == "PersistentVolume" else "default"
+            listed = await cluster.list(api, kind, namespace)
             async for event in cluster.watch(api, kind, resource_version=listed.resource_version,
-                                             namespace="default"):
+                                             namespace=namespace):
                 obj, name = event.object, event.object["metadata"]["name"]
+                if event.type == "DELETED" and kind != "Pod":
+                    continue  # the previous round's objects going away
                 if kind == "PersistentVolumeClaim":
+                    note(f"claim {name} created")
+                    if (obj.get("metadata") or {}).get("finalizers"):
+                        note(f"claim {name} finalizer")
+                    if (obj.get("spec") or {}).get("volumeName"):
+                        note(f"claim {name} volumeName set")
                     if (obj.get("status") or {}).get("phase") == "Bound":
                         note(f"claim {name} Bound")
                     for key, value in _notes(obj).items():
@@ -97,9 +113,15 @@ async def _watch(home: Path, stamps: Stamps, stop: asyncio.Event) -> None:
                         note(f"pod {name} deleted")
                 elif kind == "DataVolume" and (phase := (obj.get("status") or {}).get("phase")):
                     note(f"dv {name} {phase}")
+                elif kind == "PersistentVolume":
+                    claim = ((obj.get("spec") or {}).get("claimRef") or {}).get("name", "?")
+                    note(f"volume of {claim} created")
+                    if (obj.get("status") or {}).get("phase") == "Bound":
+                        note(f"volume of {claim} Bound")
 
         tasks = [asyncio.create_task(follow(api, kind)) for api, kind in
-                 (("v1", "PersistentVolumeClaim"), ("v1", "Pod"), ("cdi.kubevirt.io/v1beta1", "DataVolume"))]
+                 (("v1", "PersistentVolumeClaim"), ("v1", "Pod"), ("cdi.kubevirt.io/v1beta1", "DataVolume"),
+                  ("v1", "PersistentVolume"))]
         await stop.wait()
         for task in tasks:
             task.cancel()
@@ -131,8 +153,31 @@ async def _watching(home: Path) -> AsyncIterator[Stamps]:
         await watcher
 
 
+PROXY_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) INFO uploadproxy\.app: (\w+) \S+ for "
+                        r"default/(\S+): (\d+)")
+
+
+def proxy_answers(log: Path, name: str, since: int) -> Stamps:
+    """The upload proxy's answers for `name` logged after byte `since` of `cdi serve`'s log, on the monotonic
+    clock (the log's wall-clock times are to the millisecond)."""
+    offset = time.time() - time.monotonic()
+    stamps: Stamps = []
+    with log.open("rb") as f:
+        f.seek(since)
+        for line in f.read().decode(errors="replace").splitlines():
+            if (found := PROXY_LINE.match(line)) and found.group(3) == name:
+                wall = datetime.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                stamps.append((wall - offset, f"proxy answered {found.group(2)} {found.group(4)}"))
+    first = {what: at for at, what in reversed(stamps)}  # the first of each kind, and the last answer
+    kept = {(at, what) for what, at in first.items()}
+    if stamps:
+        kept.add((stamps[-1][0], f"{stamps[-1][1]} (last)"))
+    return sorted(kept)
+
+
 async def upload(home: Path, image: Path, proxy_port: int, name: str) -> Stamps:
     env = {**os.environ, "CDI_HOME": str(home)}
+    log_size = (home / "serve.log").stat().st_size
     async with _watching(home) as stamps:
         start = time.monotonic()
         stamps.append((start, "cdi image-upload started"))
@@ -144,7 +189,8 @@ async def upload(home: Path, image: Path, proxy_port: int, name: str) -> Stamps:
         await asyncio.gather(_stream(proc.stdout, stamps, "out"), _stream(proc.stderr, stamps, "err"))
         code = await proc.wait()
         stamps.append((time.monotonic(), f"cdi image-upload exited {code}"))
-    return stamps
+    await asyncio.sleep(0.1)  # the log's last lines written
+    return stamps + proxy_answers(home / "serve.log", name, log_size)
 
 
 DV = {"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume",
@@ -240,6 +286,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("upload", "import"), default=None)
     parser.add_argument("--proxy-port", type=int, default=18443)
     args = parser.parse_args()
+    if os.environ.get("PYTHONDONTWRITEBYTECODE") and not os.environ.get("PYTHONPYCACHEPREFIX"):
+        print("note: PYTHONDONTWRITEBYTECODE is set: every process compiles the modules that have no current .pyc")
     small, sparse = images(args.cache / "images", args.upload_mib)
     home = args.cache / "home"
     shutil.rmtree(home, ignore_errors=True)
