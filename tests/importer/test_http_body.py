@@ -62,7 +62,7 @@ def test_a_body_written_in_small_pieces_arrives_whole_in_large_chunks() -> None:
 
     chunks = asyncio.run(main())
     assert hashlib.sha256(b"".join(chunks)).digest() == hashlib.sha256(body).digest()
-    # 7,000-byte writes are handed on a quarter MiB or more at a time (a few timer flushes aside)
+    # 7,000-byte writes are handed on HANDOFF bytes or more at a time (a few timer flushes aside)
     assert len(chunks) <= len(body) // httpbody.HANDOFF + 8
 
 
