@@ -23,8 +23,7 @@ import ssl
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-
-import h11
+from typing import TYPE_CHECKING
 
 from cdi.contracts.metrics import (
     IMPORT_PROGRESS,
@@ -34,6 +33,9 @@ from cdi.contracts.metrics import (
     transfer_lines,
 )
 from importer.progress import Progress
+
+if TYPE_CHECKING:  # imported where a scraper is served: h11 costs ~25 ms of start-up (regexes it compiles)
+    import h11
 
 log = logging.getLogger("importer")
 IDLE_TIMEOUT = 30.0
@@ -136,6 +138,8 @@ class MetricsServer:
         await self._serve(reader, asyncio.StreamWriter(tls, protocol, reader, loop))
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import h11
+
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
@@ -148,6 +152,8 @@ class MetricsServer:
             writer.transport.abort()
 
     async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import h11
+
         conn = h11.Connection(h11.SERVER)
         while True:
             event = conn.next_event()
@@ -167,6 +173,8 @@ class MetricsServer:
                 return
 
     def _answer(self, conn: h11.Connection, request: h11.Request) -> bytes:
+        import h11
+
         path = request.target.split(b"?", 1)[0]
         if request.method not in (b"GET", b"HEAD"):
             status, body = 405, b"method not allowed\n"
