@@ -11,9 +11,17 @@ its 200, so a killed server loses no acknowledged byte and the client re-sends a
 was sending. Compressed images are checkpointed only where their decoder can restart: gzip at any
 DEFLATE block boundary (`importer.gzipblocks`, single-member files included), xz at a block and zstd
 at a frame boundary. Their requests wait until a record at or past the chunk's start exists (or the
-pipeline read the whole chunk without meeting a restart point), so a restart continues at most about
-one chunk plus one block/frame back (a single-block xz or single-frame zstd has no restart point and
-starts over). qcow2 uploads (converted while they stream) are checkpointed at the
+pipeline read the whole chunk without meeting a restart point, or `COMPRESSED_WAIT` passed), and then
+until the compressed bytes past the record up to the chunk's end are fsynced in the upload's wire tail
+(`importer.uploadserver.wiretail`, beside the record; a Block volume's on the pod's scratch volume).
+A new server (`observe`) restarts the decoder at the record, feeds it the kept bytes first and reports
+where they end, so the client re-sends at most the chunk it was sending, as for raw images. A record
+at wire offset 0 (a single-block xz or single-frame zstd has no restart point before its end) is
+continued too while bytes from 0 are kept: the new pipeline starts from the image's first byte, fed
+from the tail. Without the tail (a damaged one is detected by its entries' CRCs; past `TAIL_LIMIT`
+bytes it is given up, with the reason logged; a Block volume without scratch has none) a restart
+continues at the record: at most about one chunk plus one block/frame back (a single-block xz or
+single-frame zstd starts over). qcow2 uploads (converted while they stream) are checkpointed at the
 chunk's end too: the converter's state at the last host cluster boundary, the bytes read past it in
 the record's carry, and, since a restart cannot ask the client for the image's tables again, the
 ranges it reads again kept beside the record first (`importer.checkpointranges`; on a Block volume,

@@ -20,6 +20,11 @@ takes the entries whose CRC matches, contiguous from the record's offset, and sa
 early (the server then resumes where the intact bytes end, at worst at the record itself: never at
 wrong bytes). Past `TAIL_LIMIT` bytes (no restart point for that long: a single-block xz, a
 single-frame zstd), the tail is removed and a restart resumes at the record, as without one.
+
+The upload server (`importer.uploadserver.resumable`) removes the files when a fresh upload starts,
+when the pipeline ends and no record remains (it succeeded or failed; a stopped server keeps both),
+and when the client abandons the upload. The bytes are never trusted beyond this: the checksum, the
+decoder's own checks and every safety rule see them as they saw the client's.
 """
 
 from __future__ import annotations
