@@ -24,26 +24,25 @@ skipped, the rest are fed, so a client resumes by asking for the offset (or read
 and re-sending from there, at most one chunk again per interruption.
 
 Durability: a chunk is acknowledged only when all its bytes have been consumed by the upload's one
-pipeline (the transfer thread's decompressor and writer, through a queue of a few pieces), which
-lives as long as the upload-server process and is independent of any connection: a dropped client,
-proxy or connection never loses acknowledged bytes, and the server waits `resume_timeout` (30 min by
-default) for the next chunk. Across an upload-server restart (the process or pod killed): for a raw
-image every chunk is synced with a checkpoint record on the volume before its 200
-(`importer.uploadserver.durable`), so a new server reports the last acknowledged offset and continues
-there, and the client re-sends at most the chunk it was sending; a compressed image too: its decoder
-restarts at the last gzip DEFLATE block, xz block or zstd frame boundary that was synced, fed first the
-compressed bytes past it that the server kept (`importer.uploadserver.wiretail`, fsynced before each
-200; a single-block xz or single-frame zstd restarts from byte 0 that way, up to `TAIL_LIMIT`); a
-qcow2 (converted while it streams) continues where its chunk ended too, its converter rebuilt from
-the image's ranges the server kept beside the record (`importer.checkpointrestart`,
-`importer.checkpointranges`; on a Block volume they are kept on the pod's scratch volume); a tar
-archive (`upload-archive-chunk`) continues
-its extraction from the record of a tar member's header or of a place inside a regular file
-(`importer.archivecheckpoint`), by the raw or compressed rule; a compressed qcow2 (qcow2.gz, .xz, .zst)
-by the compressed rule, its converter rebuilt from the ranges kept in the same way after the
-decompressor restarts (`importer.compressedqcow2`); a qcow2 (compressed or not) onto a Block volume
-of a pod without scratch starts over, and the reason is logged and put in the termination message
-(a compressed raw image there has no wire tail: it continues at its record).
+pipeline (the transfer thread's decompressor and writer, through a queue of a few pieces), which lives
+as long as the upload-server process and is independent of any connection: a dropped client, proxy or
+connection never loses acknowledged bytes, and the server waits `resume_timeout` (30 min by default) for
+the next chunk. Across an upload-server restart (the process or pod killed): for a raw image every chunk
+is synced with a checkpoint record on the volume before its 200 (`importer.uploadserver.durable`), so a
+new server reports the last acknowledged offset and continues there, and the client re-sends at most the
+chunk it was sending; a compressed image too: its decoder restarts at the last gzip DEFLATE block, xz
+block or zstd frame boundary that was synced, fed first the compressed bytes past it that the server
+kept (`importer.uploadserver.wiretail`, fsynced before each 200; a single-block xz or single-frame zstd
+restarts from byte 0 that way, up to `TAIL_LIMIT`); a qcow2 (converted while it streams) continues where
+its chunk ended too, its converter rebuilt from the image's ranges the server kept beside the record
+(`importer.checkpointrestart`, `importer.checkpointranges`; on a Block volume they are kept on the pod's
+scratch volume); a tar archive (`upload-archive-chunk`) continues its extraction from the record of a
+tar member's header or of a place inside a regular file (`importer.archivecheckpoint`), by the raw or
+compressed rule; a compressed qcow2 (qcow2.gz, .xz, .zst) by the compressed rule, its converter rebuilt
+from the ranges kept in the same way after the decompressor restarts (`importer.compressedqcow2`); a
+qcow2 (compressed or not) onto a Block volume of a pod without scratch starts over, and the reason is
+logged and put in the termination message (a compressed raw image there has no wire tail: it continues
+at its record).
 At most one request feeds at a time; a newer request supersedes (cancels) an older one that may still
 be stuck on a half-dead connection. Memory per upload stays at a few MiB whatever the chunk size.
 """
