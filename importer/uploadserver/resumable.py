@@ -203,7 +203,7 @@ class ResumableUploads:
             kept = kept if resume is not None and kept is not None and kept.end > resume.wire_offset else None
             if resume is not None and resume.wire_offset == 0:
                 resume = None  # no restart point yet: the pipeline starts from byte 0, fed from the kept bytes
-            chunks = self._chunks(kept)
+            chunks = self._chunks(kept, resume.wire_offset if resume is not None else 0)
         except BaseException:
             self._gate.release()
             raise
@@ -257,21 +257,21 @@ class ResumableUploads:
             return None, Decision.over(f"this is another upload: {why}"), None
         return record, recovered.decision, recovered.kept
 
-    def _chunks(self, kept: Found | None) -> Callable[[ChunkFeed], AsyncIterator[bytes]]:
+    def _chunks(self, kept: Found | None, start: int) -> Callable[[ChunkFeed], AsyncIterator[bytes]]:
         """The pipeline's source: the kept bytes past the record first (continuing their files), then the
         client's, each recorded in the wire tail as the pipeline takes it (a fresh upload's tail starts empty)."""
         tail = self._tail
         if tail is None:
             return lambda feed: feed.chunks()
         if kept is None:
-            tail.reset()
-            return lambda feed: tail.recording(feed.chunks())
+            tail.reset(start)  # what an earlier server kept is of no use (or there was none)
+            return lambda feed: tail.recording(feed.chunks(), lambda: feed.offset)
         tail.adopt(kept)
 
         async def chunks(feed: ChunkFeed) -> AsyncIterator[bytes]:
             async for piece in tail.replay(kept):
                 yield piece
-            async for piece in tail.recording(feed.chunks()):
+            async for piece in tail.recording(feed.chunks(), lambda: feed.offset):
                 yield piece
 
         return chunks

@@ -34,7 +34,7 @@ import logging
 import os
 import struct
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,15 +144,20 @@ class WireTail:
 
     # -- the server receiving: appending, sealing, rotating --------------------------------------------
 
-    def reset(self) -> None:
-        """A fresh upload: whatever an earlier one kept goes."""
+    def reset(self, start: int = 0) -> None:
+        """Whatever an earlier upload kept goes; the next byte appended is the one at wire offset `start`
+        (0 for a fresh upload; a record's offset when one is continued without kept bytes)."""
         self.clear()
         self.enabled = True
-        self._end = 0
+        self._end = start
 
-    async def recording(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """The pipeline's pieces, each appended here as the pipeline takes it."""
+    async def recording(self, chunks: AsyncIterator[bytes], counted: Callable[[], int]) -> AsyncIterator[bytes]:
+        """The pipeline's pieces, each appended here as the pipeline takes it; `counted()`: the wire offset
+        the feed has counted up to, including the piece just taken (a mismatch gives the tail up rather
+        than label bytes with the wrong offset)."""
         async for piece in chunks:
+            if self.enabled and counted() != self._end + len(piece):
+                self.discard(f"the feed is at wire offset {counted()}, the kept bytes at {self._end + len(piece)}")
             self.append(piece)
             yield piece
 

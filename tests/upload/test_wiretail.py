@@ -4,6 +4,7 @@ back after appends, seals and rotations, a torn or damaged entry, the cap, and c
 from __future__ import annotations
 
 import hashlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from importer.uploadserver.wiretail import ENTRY, MAGIC, WireTail
@@ -102,3 +103,28 @@ async def test_an_adopted_tail_continues_where_the_intact_bytes_end(tmp_path: Pa
     await fill(second, data, 7000, 12000, 3000)
     end, got, problem = await replayed(WireTail(tmp_path / ".disk.img.checkpoint"), 3000)
     assert (end, got, problem) == (12000, data[3000:12000], None)
+
+
+async def test_a_tail_restarted_at_a_record_labels_its_bytes_from_there(tmp_path: Path) -> None:
+    """A server continuing a record without usable kept bytes starts its tail at the record's offset."""
+    data = stream(9000)
+    tail = WireTail(tmp_path / ".disk.img.checkpoint")
+    tail.reset(5000)
+    await fill(tail, data, 5000, 9000, 5000)
+    end, got, problem = await replayed(WireTail(tmp_path / ".disk.img.checkpoint"), 6000)
+    assert (end, got, problem) == (9000, data[6000:9000], None)
+
+
+async def test_pieces_the_feed_counted_elsewhere_give_the_tail_up(tmp_path: Path) -> None:
+    position = [100]
+
+    async def pieces() -> AsyncIterator[bytes]:
+        position[0] += 10
+        yield b"a" * 10
+        position[0] += 15  # counted 5 bytes further on than the piece the tail is handed
+        yield b"b" * 10
+
+    tail = WireTail(tmp_path / ".disk.img.checkpoint")
+    tail.reset(100)
+    assert [p async for p in tail.recording(pieces(), lambda: position[0])] == [b"a" * 10, b"b" * 10]
+    assert not tail.enabled and not any(path.exists() for path in tail.paths)
