@@ -1,7 +1,8 @@
 """Runs one measured step and records wall time, peak RSS of its process tree and peak scratch use.
 
 CPU is the user + system seconds of the child and every descendant it waited for (`wait4`'s rusage:
-an nbdkit or qemu-img under a shell counts), so pipelines of several processes are charged in full.
+an nbdkit or qemu-img under a shell counts), so pipelines of several processes are charged in full; the
+system part is kept too (`Sample.sys`), to tell interpreter work from kernel work.
 Peak RSS is the highest sum of RSS over the child and all its descendants, sampled from /proc every
 20 ms (pipelines such as nbdkit + qemu-img are trees). The child's `ru_maxrss` is not used: it counts
 the pages a fork shares with this (large) process before the exec. Scratch use is sampled as the
@@ -27,6 +28,7 @@ class Sample:
     scratch: int  # bytes
     returncode: int
     cpu: float = 0.0  # user + system seconds of the whole tree
+    sys: float = 0.0  # the system (kernel) part of `cpu`: syscalls, page-cache copies, page faults, softirqs
 
 
 def _children() -> dict[int, list[int]]:
@@ -108,7 +110,8 @@ def run(argv: list[str], *, env: dict[str, str] | None = None, scratch: Path | N
     finally:
         if log:
             out.close()  # type: ignore[union-attr]
-    return Sample(wall, watch.rss, watch.scratch, process.returncode, usage.ru_utime + usage.ru_stime)
+    return Sample(wall, watch.rss, watch.scratch, process.returncode, usage.ru_utime + usage.ru_stime,
+                  usage.ru_stime)
 
 
 def run_many(argvs: list[list[str]], *, envs: list[dict[str, str]], logs: list[Path]) -> Sample:
@@ -121,18 +124,19 @@ def run_many(argvs: list[list[str]], *, envs: list[dict[str, str]], logs: list[P
                      for argv, env, out in zip(argvs, envs, outs, strict=True)]
         watch = Watch(None, None)
         watch.pids.extend(p.pid for p in processes)
-        cpu, codes = 0.0, []
+        cpu, system, codes = 0.0, 0.0, []
         for process in processes:
             _, status, usage = os.wait4(process.pid, 0)
             process.returncode = os.waitstatus_to_exitcode(status)
             cpu += usage.ru_utime + usage.ru_stime
+            system += usage.ru_stime
             codes.append(process.returncode)
         wall = time.monotonic() - start
         watch.stop()
     finally:
         for out in outs:
             out.close()
-    return Sample(wall, watch.rss, 0, next((c for c in codes if c), 0), cpu)
+    return Sample(wall, watch.rss, 0, next((c for c in codes if c), 0), cpu, system)
 
 
 class CpuHog:

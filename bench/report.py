@@ -2,8 +2,8 @@
 
 Per case: wall seconds, ratio to the limit (curl of the same bytes, or the reference decompressor when
 that is slower), ratio to each upstream-style pipeline, peak RSS, scratch bytes, CPU seconds (every
-process of the pipeline) and CPU seconds per GiB of the image file moved, and whether the issue's
-targets hold. Used by `bench.__main__`.
+process of the pipeline) and CPU seconds per GiB of the image file moved, the system (kernel) seconds
+of that CPU, and whether the issue's targets hold. Used by `bench.__main__`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 HEADER = ("case", "method", "wall s", "×limit", "×scratch+convert", "×nbdkit", "peak RSS MiB", "scratch MiB",
-          "CPU s", "CPU s/GiB", "ok", "target")
+          "CPU s", "CPU s/GiB", "of it sys s", "ok", "target")
 
 
 def cells(row: Row) -> tuple[str, ...]:
@@ -51,7 +51,8 @@ def cells(row: Row) -> tuple[str, ...]:
     return (row.case, row.method, _fmt(row.sample.wall), _fmt(row.ratio(row.limit)),
             _fmt(row.ratio(row.scratch_convert)), _fmt(row.ratio(row.nbdkit)),
             _fmt(row.sample.rss / MiB, 0) if row.sample.rss else "-", _fmt(row.sample.scratch / MiB, 1),
-            _fmt(row.sample.cpu or None, 1), _fmt(row.cpu_per_gib()), ok, row.target)
+            _fmt(row.sample.cpu or None, 1), _fmt(row.cpu_per_gib()),
+            _fmt(row.sample.sys or None, 2) if row.sample.cpu else "-", ok, row.target)
 
 
 def table(rows: list[Row]) -> str:
