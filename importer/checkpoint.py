@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 CHECKPOINT_NAME = ".disk.img.checkpoint"
 RANGES_SUFFIX = ".ranges"  # an upload's kept qcow2 ranges beside the record (`importer.checkpointranges`)
+TAIL_SUFFIXES = (".tail.0", ".tail.1")  # a compressed upload's kept wire bytes (`importer.uploadserver.wiretail`)
 VERSION = 1
 
 
@@ -202,9 +203,9 @@ class CheckpointStore:
         return None
 
     def clear(self, data_end: int | None = None) -> None:
-        """Forget the record, and the qcow2 ranges an upload kept beside it."""
+        """Forget the record, and the qcow2 ranges and compressed bytes an upload kept beside it."""
         for name in (self.path.name, self.path.name + ".tmp", self.path.name + RANGES_SUFFIX,
-                     self.path.name + RANGES_SUFFIX + ".tmp"):
+                     self.path.name + RANGES_SUFFIX + ".tmp", *(self.path.name + s for s in TAIL_SUFFIXES)):
             self.path.with_name(name).unlink(missing_ok=True)
 
 

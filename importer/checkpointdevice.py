@@ -22,10 +22,11 @@ import hashlib
 import os
 from pathlib import Path
 
-from importer.checkpoint import Checkpoint, CheckpointCorrupt
+from importer.checkpoint import TAIL_SUFFIXES, Checkpoint, CheckpointCorrupt
 
 SLOT = 512 << 10
 DEVICE_RANGES_NAME = ".disk.checkpoint.ranges"  # on the upload pod's scratch volume
+DEVICE_TAIL_BASE = ".disk.checkpoint"  # + TAIL_SUFFIXES: a compressed upload's kept bytes, there too
 RESERVED = 2 * SLOT
 _MAGIC = b"PYCDICKP"
 _HEAD = len(_MAGIC) + 8 + 4 + 32
@@ -87,7 +88,8 @@ class DeviceTailStore:
 
     def clear(self, data_end: int | None = None) -> None:
         if self.ranges_path is not None:
-            for path in (self.ranges_path, self.ranges_path.with_name(self.ranges_path.name + ".tmp")):
+            for path in (self.ranges_path, self.ranges_path.with_name(self.ranges_path.name + ".tmp"),
+                         *(self.ranges_path.with_name(DEVICE_TAIL_BASE + s) for s in TAIL_SUFFIXES)):
                 path.unlink(missing_ok=True)
         if not self.usable:
             return

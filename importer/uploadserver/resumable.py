@@ -61,7 +61,7 @@ from aiohttp import web
 
 from cdi.contracts import upload_protocol as up
 from importer.checkpoint import Checkpoint, CheckpointCorrupt, CheckpointStore, RecordStore
-from importer.checkpointdevice import DeviceTailStore
+from importer.checkpointdevice import DEVICE_TAIL_BASE, DeviceTailStore
 from importer.checkpointranges import RANGE_STORE_LIMIT, LocalRanges, RangeStore
 from importer.checkpointrestart import rebuild
 from importer.errors import ConfigurationError, TransferInterrupted
@@ -79,7 +79,7 @@ from importer.uploadserver.durable import (
 from importer.uploadserver.feed import ChunkFeed, FeedClosed
 from importer.uploadserver.gate import GateClosed, GateState, UploadGate
 from importer.uploadserver.processing import Processing, Processor, http_failure
-from importer.uploadserver.wiretail import DEVICE_TAIL_BASE, Found, WireTail
+from importer.uploadserver.wiretail import Found, WireTail
 
 log = logging.getLogger(__name__)
 

@@ -38,13 +38,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from importer.checkpoint import TAIL_SUFFIXES
+
 log = logging.getLogger(__name__)
 
 MAGIC = b"PYCDI-WIRE-TAIL-1\n"
 ENTRY = struct.Struct(">QII")  # wire offset, length, crc32 of the bytes
 TAIL_LIMIT = 256 << 20  # compressed bytes kept at most; past it a restart resumes at the record
-TAIL_SUFFIXES = (".tail.0", ".tail.1")
-DEVICE_TAIL_BASE = ".disk.checkpoint"  # a Block volume's tail: `.disk.checkpoint.tail.0`, on the pod's scratch volume
 ENTRY_LIMIT = 64 << 20  # an entry claiming more is torn (pieces are far smaller)
 REPLAY_PIECE = 1 << 20
 

@@ -4,9 +4,13 @@ back after appends, seals and rotations, a torn or damaged entry, the cap, and c
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
+from importer.checkpoint import CheckpointStore
 from importer.uploadserver.wiretail import ENTRY, MAGIC, WireTail
 
 PIECE = 1000
@@ -76,13 +80,16 @@ async def test_a_damaged_first_entry_leaves_nothing_to_feed(tmp_path: Path) -> N
     assert problem is not None and "damaged" in problem
 
 
-async def test_past_the_cap_the_tail_is_given_up(tmp_path: Path) -> None:
+async def test_past_the_cap_the_tail_is_given_up(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     data = stream(5000)
     tail = WireTail(tmp_path / ".disk.img.checkpoint", limit=3000)
     tail.reset()
-    for at in range(0, 5000, PIECE):
-        tail.append(data[at:at + PIECE])
+    with caplog.at_level(logging.WARNING, "importer.uploadserver.wiretail"):
+        for at in range(0, 5000, PIECE):
+            tail.append(data[at:at + PIECE])
     assert not tail.enabled
+    assert "would resume at the last checkpoint record" in caplog.text
+    assert "more than 3000 compressed bytes arrived since the decoder's last restart point" in caplog.text
     assert not await tail.seal(5000, 0)
     assert not any(path.exists() for path in tail.paths)
     assert WireTail(tmp_path / ".disk.img.checkpoint").scan(0).end == 0
@@ -128,3 +135,14 @@ async def test_pieces_the_feed_counted_elsewhere_give_the_tail_up(tmp_path: Path
     tail.reset(100)
     assert [p async for p in tail.recording(pieces(), lambda: position[0])] == [b"a" * 10, b"b" * 10]
     assert not tail.enabled and not any(path.exists() for path in tail.paths)
+
+
+async def test_the_records_store_removes_the_tail_with_the_record(tmp_path: Path) -> None:
+    data = stream(6000)
+    tail = WireTail(tmp_path / ".disk.img.checkpoint")
+    tail.reset()
+    await fill(tail, data, 0, 3000, 0)
+    await fill(tail, data, 3000, 6000, 0)  # no record past 0: both files stay
+    assert all(path.exists() for path in tail.paths)
+    CheckpointStore.beside(tmp_path).clear()
+    assert not any(path.exists() for path in tail.paths)
