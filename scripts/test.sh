@@ -15,4 +15,7 @@ if command -v go >/dev/null 2>&1; then
 else
   echo "Go is not installed: the Kubernetes suites (tests/kube) will be skipped"
 fi
+# The tests start hundreds of Python processes; where PYTHONDONTWRITEBYTECODE is set each would
+# compile the tree's sources again, so they are compiled once here.
+python -m compileall -q -j 0 cdi importer uploadproxy bench tests >/dev/null
 echo "== pytest";      pytest -q -p no:cacheprovider "$@"
