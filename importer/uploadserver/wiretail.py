@@ -320,7 +320,7 @@ def _pread(path: Path, position: int, size: int) -> bytes:
 
 def _sync(fds: list[int], directory: Path | None) -> None:
     for fd in fds:
-        os.fsync(fd)
+        os.fdatasync(fd)  # the data and the file's length, which is all `scan` reads back
     if directory is not None:
         dfd = os.open(directory, os.O_RDONLY)
         try:
