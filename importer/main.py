@@ -29,6 +29,7 @@ from pathlib import Path
 from cdi.contracts import importer_env as env
 from cdi.contracts.termination import IMPORT_COMPLETE, TerminationMessage
 from importer import hashstate, ranged
+from importer.allocator import keep_freed_memory
 from importer.archive import STAGING_NAME
 from importer.blank import create_blank
 from importer.blockio import device_size, is_block_device
@@ -309,6 +310,7 @@ async def run(environ: Mapping[str, str], qemu: QemuImg | None = None) -> int:
 
 
 def main() -> None:
+    keep_freed_memory()  # the data path's short-lived buffers reuse freed pages (importer.allocator)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sys.exit(run_main(run(os.environ)))
