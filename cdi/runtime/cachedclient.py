@@ -8,11 +8,19 @@ discovery keeps them (a CRD installed later is seen within that time). Reads the
 faithfully — a field selector, paging — also go to the server. Like controller-runtime's cache, reads may
 lag a write by a moment: reconcilers already treat `AlreadyExists`/`Conflict`/`NotFound` after a write as
 "try again", and the watch that brings their own write wakes them again.
+
+One lag is not harmless: informers of different kinds catch up independently, so a reconcile woken by
+the Pod informer (its worker pod deleted) could read the claim as it was before this process's own
+write that recorded the pod's success, and start the pod again. So, like client-go's mutation cache,
+what this process wrote is remembered (`Written`) and a read returns it instead of the cached object while
+the cache still holds an older version of that object (by resourceVersion; for `WRITTEN_TTL` at most). An
+object the cache does not hold is not made up from it, and whatever reaches the cache later wins.
 """
 
 from __future__ import annotations
 
 import builtins
+import copy
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -23,6 +31,55 @@ from cdi.runtime.informer import Informer, SharedInformers
 from cdi.runtime.types import Key
 
 SERVED_TTL = 30.0
+WRITTEN_TTL = 30.0  # how long a write of ours may stand in for an older cached object
+WRITTEN_PRUNE_AT = 4096  # remembered writes past which the expired ones are dropped
+
+
+def _resource_version(obj: Object) -> int | None:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion") or "")
+    except ValueError:
+        return None  # not an integer: never compared, the cache's object is read as it is
+
+
+class Written:
+    """The objects this process wrote last, keyed by group, kind, namespace and name."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._objects: dict[tuple[str, str, str, str], tuple[Object, int, float]] = {}
+
+    @staticmethod
+    def _key(api_version: str, kind: str, obj: Object) -> tuple[str, str, str, str]:
+        meta = obj.get("metadata") or {}
+        return api_version.rpartition("/")[0], kind, str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+    def remember(self, api_version: str, kind: str, obj: Object) -> None:
+        version = _resource_version(obj)
+        if version is None:
+            return
+        key, now = self._key(api_version, kind, obj), self._clock()
+        known = self._objects.get(key)
+        if known is None or known[1] < version:
+            self._objects[key] = (copy.deepcopy(obj), version, now)
+        if len(self._objects) > WRITTEN_PRUNE_AT:
+            self._objects = {k: v for k, v in self._objects.items() if now - v[2] <= WRITTEN_TTL}
+
+    def forget(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
+        self._objects.pop((api_version.rpartition("/")[0], kind, namespace or "", name), None)
+
+    def newer(self, api_version: str, kind: str, cached: Object) -> Object:
+        """`cached`, or what this process wrote of it when that is newer."""
+        key = self._key(api_version, kind, cached)
+        known = self._objects.get(key)
+        if known is None:
+            return cached
+        mine, version, at = known
+        theirs = _resource_version(cached)
+        if theirs is None or version <= theirs or self._clock() - at > WRITTEN_TTL:
+            del self._objects[key]  # the cache caught up (or moved past it), or too long ago to trust
+            return cached
+        return copy.deepcopy(mine)
 
 
 class CachedCluster:
@@ -34,6 +91,7 @@ class CachedCluster:
         self._uncached = uncached  # kinds always read from the server (e.g. Secrets, not worth caching)
         self._clock = clock
         self._served: dict[tuple[str, str], tuple[bool, float]] = {}  # answer, when it was asked
+        self._written = Written(clock)
 
     @property
     def direct(self) -> Cluster:
@@ -55,6 +113,7 @@ class CachedCluster:
         found = informer.get(Key(namespace or "", name))
         if found is None:
             raise NotFound(f'{kind.lower()} "{name}" not found')
+        found = self._written.newer(api_version, kind, found)
         found["apiVersion"] = api_version
         return found
 
@@ -68,7 +127,8 @@ class CachedCluster:
         informer = await self._synced(api_version, kind)
         if informer is None:
             return await self._cluster.list(api_version, kind, namespace, label_selector)
-        items = informer.list(namespace or None, label_selector)
+        items = [self._written.newer(api_version, kind, item)
+                 for item in informer.list(namespace or None, label_selector)]
         for item in items:
             item["apiVersion"] = api_version
         return ObjectList(items, informer.resource_version)
@@ -80,7 +140,7 @@ class CachedCluster:
             listed = await self._cluster.list(api_version, kind)
             return [obj for obj in listed.items if any(ref.get("uid") == uid for ref in
                                                        obj["metadata"].get("ownerReferences") or [])]
-        return informer.owned_by(uid)
+        return [self._written.newer(api_version, kind, obj) for obj in informer.owned_by(uid)]
 
     def watch(self, api_version: str, kind: str, *, resource_version: str, namespace: str | None = None,
               label_selector: Mapping[str, str] | str | None = None, field_selector: str | None = None,
@@ -89,29 +149,37 @@ class CachedCluster:
                                    label_selector=label_selector, field_selector=field_selector,
                                    allow_bookmarks=allow_bookmarks)
 
+    def _wrote(self, sent: Object, stored: Object) -> Object:
+        self._written.remember(str(sent.get("apiVersion") or ""), str(sent.get("kind") or ""), stored)
+        return stored
+
     async def create(self, obj: Object, *, field_manager: str | None = None) -> Object:
-        return await self._cluster.create(obj, field_manager=field_manager)
+        return self._wrote(obj, await self._cluster.create(obj, field_manager=field_manager))
 
     async def update(self, obj: Object, *, field_manager: str | None = None) -> Object:
-        return await self._cluster.update(obj, field_manager=field_manager)
+        return self._wrote(obj, await self._cluster.update(obj, field_manager=field_manager))
 
     async def update_status(self, obj: Object, *, field_manager: str | None = None) -> Object:
-        return await self._cluster.update_status(obj, field_manager=field_manager)
+        return self._wrote(obj, await self._cluster.update_status(obj, field_manager=field_manager))
 
     async def patch(self, api_version: str, kind: str, name: str, patch: Any, namespace: str | None = None, *,
                     patch_type: PatchType = "merge", field_manager: str | None = None,
                     force: bool = False) -> Object:
-        return await self._cluster.patch(api_version, kind, name, patch, namespace, patch_type=patch_type,
-                                         field_manager=field_manager, force=force)
+        return self._wrote({"apiVersion": api_version, "kind": kind},
+                           await self._cluster.patch(api_version, kind, name, patch, namespace, patch_type=patch_type,
+                                                     field_manager=field_manager, force=force))
 
     async def patch_status(self, api_version: str, kind: str, name: str, patch: Any, namespace: str | None = None,
                            *, patch_type: PatchType = "merge", field_manager: str | None = None,
                            force: bool = False) -> Object:
-        return await self._cluster.patch_status(api_version, kind, name, patch, namespace, patch_type=patch_type,
-                                                field_manager=field_manager, force=force)
+        return self._wrote({"apiVersion": api_version, "kind": kind},
+                           await self._cluster.patch_status(api_version, kind, name, patch, namespace,
+                                                            patch_type=patch_type, field_manager=field_manager,
+                                                            force=force))
 
     async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None, *,
                      options: DeleteOptions | None = None) -> None:
+        self._written.forget(api_version, kind, name, namespace)
         await self._cluster.delete(api_version, kind, name, namespace, options=options)
 
     async def pod_logs(self, name: str, namespace: str, *, container: str | None = None, previous: bool = False,

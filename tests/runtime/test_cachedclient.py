@@ -115,3 +115,56 @@ async def test_discovery_answers_are_kept_for_a_while_then_asked_again() -> None
     now[0] += 2
     assert await cached.served(*snapshots)  # seen once the answer is older than SERVED_TTL
     assert discovery.asked == 3
+
+
+class StallableCluster(CountingCluster):
+    """The store, with watch events held back while `flowing` is clear: an informer that lags."""
+
+    def __init__(self, inner: EmbeddedCluster) -> None:
+        super().__init__(inner)
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+
+    def watch(self, api_version: str, kind: str, **kwargs: Any) -> AsyncIterator[WatchEvent]:
+        async def held() -> AsyncIterator[WatchEvent]:
+            async for event in self.inner.watch(api_version, kind, **kwargs):
+                await self.flowing.wait()
+                yield event
+        return held()
+
+
+async def test_a_read_sees_this_process_own_write_while_the_cache_lags_and_later_writes_win(tmp_path: Path) -> None:
+    """A reconcile woken by another kind's informer must not act on a claim older than its own last write
+    (it would start a finished worker again); once the cache has caught up, others' writes are read."""
+    async with EmbeddedCluster(tmp_path / "s.db", poll_interval=0.02) as store:
+        lagging = StallableCluster(store)
+        informers = SharedInformers(lagging)  # type: ignore[arg-type]
+        cached = CachedCluster(lagging, informers)  # type: ignore[arg-type]
+        try:
+            await cached.create(configmap("a", labels={"step": "1"}))
+            await cached.create(configmap("gone"))
+
+            async def seen() -> bool:
+                return len((await cached.list("v1", "ConfigMap")).items) == 2
+            await eventually(seen)
+            lagging.flowing.clear()
+            await cached.patch("v1", "ConfigMap", "a", {"metadata": {"labels": {"step": "2"}}}, "default")
+            await store.delete("v1", "ConfigMap", "gone", "default")  # another's delete, not seen yet
+            await asyncio.sleep(0.2)  # the store has told the informer nothing yet
+            assert (await cached.get("v1", "ConfigMap", "a", "default"))["metadata"]["labels"] == {"step": "2"}
+            listed = {o["metadata"]["name"]: o["metadata"]["labels"] for o in
+                      (await cached.list("v1", "ConfigMap", "default")).items}
+            assert listed == {"a": {"step": "2"}, "gone": {}}  # only our own write is read ahead of the cache
+            assert lagging.gets == 0
+
+            lagging.flowing.set()
+            await store.patch("v1", "ConfigMap", "a", {"metadata": {"labels": {"step": "3"}}}, "default")
+
+            async def caught_up() -> bool:
+                found = await cached.get("v1", "ConfigMap", "a", "default")
+                return bool(found["metadata"]["labels"] == {"step": "3"})
+            await eventually(caught_up)  # a later write by someone else is read, not ours
+            with pytest.raises(NotFound):
+                await cached.get("v1", "ConfigMap", "gone", "default")
+        finally:
+            await informers.stop()
