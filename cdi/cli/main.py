@@ -15,12 +15,9 @@ Command-line mistakes are one line too (`UsageParser`): `error: <problem>; see '
 from __future__ import annotations
 
 import argparse
-import atexit
 import importlib
-import logging
 import os
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -29,6 +26,7 @@ from cdi.cli.errors import CliError
 from cdi.cli.flags import parse_duration
 from cdi.cli.state import DEFAULT_BUSY_TIMEOUT
 from cdi.cluster.errors import ApiError
+from cdi.processexit import leave
 
 
 def default_home() -> Path:
@@ -53,7 +51,7 @@ COMMANDS: dict[str, str] = {
 GLOBAL_OPTIONS_WITH_VALUE = ("--home", "--request-timeout")
 # Commands that are done when `run` returns. Run as the program, they leave without the interpreter's
 # teardown (freeing every module and object one by one: ~0.3 s once the API models are loaded, a fifth
-# of a `cdi get`), once their output is flushed and no other thread runs (`_leave`).
+# of a `cdi get`), once their output is flushed and no other thread runs (`cdi.processexit.leave`).
 FINISHED_ON_RETURN = frozenset({"apply", "create", "get", "describe", "delete", "wait", "logs", "image-upload"})
 
 
@@ -110,23 +108,6 @@ def _one_line(message: str) -> str:
     return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
-def _leave(code: int) -> None:
-    """Exit now with `code` without the interpreter's teardown, if nothing is lost by it: the standard
-    streams flush, the functions registered with `atexit` run, logging's handlers flush and close, and
-    no thread other than this one and daemon ones (which teardown would not wait for either) is still
-    running. Otherwise return, and the caller exits as usual."""
-    if any(t is not threading.current_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
-        return
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:
-        return  # let the usual exit report or ignore it as it would have
-    atexit._run_exitfuncs()  # what was registered to run at exit still runs (logging's shutdown among it)
-    logging.shutdown()
-    os._exit(code)
-
-
 def main(argv: list[str] | None = None) -> None:
     """The `cdi` program. Called with `argv` (tests, embedding) it always ends in `SystemExit`; as the
     program (`argv` None) a command in `FINISHED_ON_RETURN` exits without the interpreter's teardown."""
@@ -149,5 +130,5 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {_one_line(str(e))}", file=sys.stderr)
         code = 1
     if as_program and args.command in FINISHED_ON_RETURN:
-        _leave(code)
+        leave(code)
     sys.exit(code)

@@ -27,26 +27,25 @@ and the upload server is never a TLS client; its own context (`security.server_c
 files it is configured with, after the locations are restored.
 
 Exit: once the server has settled and its termination message is written, the program leaves without
-the interpreter's teardown (`leave`: freeing aiohttp, the data path and every object one by one took
+the interpreter's teardown (`cdi.processexit.leave`: freeing aiohttp, the data path and every object one by one took
 ~0.1 s, between the final chunk's answer and the pod's end, which `cdi image-upload` waits for), as
 `cdi`'s finished commands do; the standard streams, logging and `atexit` functions still run first.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import ipaddress
 import logging
 import os
 import socket
 import sys
-import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cdi.contracts import importer_env
+from cdi.processexit import leave
 from importer.errors import ConfigurationError
 from importer.uploadserver.config import load_config
 
@@ -119,24 +118,6 @@ async def run(environ: Mapping[str, str], listening: socket.socket | None = None
         write_termination(config.termination_log, result.message)
     log.info("exiting %d: %s", result.exit_code, result.message.message if result.message else "")
     return result.exit_code
-
-
-def leave(code: int) -> None:
-    """Exit now with `code`, skipping the interpreter's teardown, if nothing is lost by it: the standard
-    streams flush, the `atexit` functions run, logging's handlers flush and close, and no thread but this
-    one and daemon ones (which teardown would not wait for either) is alive. Otherwise return, and the
-    caller exits as usual. Files the server wrote were closed before it settled (the termination message
-    included); `cdi.cli.main` leaves the same way (the data plane may not import it)."""
-    if any(t is not threading.current_thread() and not t.daemon and t.is_alive() for t in threading.enumerate()):
-        return
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except OSError:
-        return
-    atexit._run_exitfuncs()
-    logging.shutdown()
-    os._exit(code)
 
 
 def main() -> None:
