@@ -38,15 +38,18 @@ from cdi.api.meta import CDI_API_VERSION
 from cdi.cluster.errors import AlreadyExists, NotFound
 from cdi.cluster.protocol import Cluster, EventType, Object
 from cdi.contracts.annotations import ANN_DEFAULT_STORAGE_CLASS
+from cdi.contracts.deployment import NAMESPACE as INSTALL_NAMESPACE
 from cdi.controllers import cdiconfig
 from cdi.embedded import EmbeddedCluster
 from cdi.kube import connect
+from cdi.kube.transport import DEFAULT_QPS
 from cdi.runtime.manager import Manager
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "scale-bench"
 STORAGE_CLASS = "scale-local"
 CREATORS = 8  # concurrent creates by the "user": enough that the client's rate limit, not latency, is the bound
+USER_QPS, USER_BURST = 20.0, 30  # the user's client: client-go's old defaults, as many tools still send
 SIM_QPS, SIM_BURST = 2000.0, 2000  # the simulated node stands for many kubelets: it is not throttled
 KUBE_CONTROLLERS = ("garbage-collector-controller", "namespace-controller", "serviceaccount-controller")
 
@@ -76,9 +79,12 @@ async def kubernetes(workdir: Path) -> AsyncIterator[Clients]:
         # Pods are refused until the namespace's default ServiceAccount exists (ServiceAccount admission).
         plane.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
                                                      "metadata": {"name": NAMESPACE}})
+        # CDI's install namespace, where the controllers keep their Secrets (`cdi manifests` makes it).
+        plane.request("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                     "metadata": {"name": INSTALL_NAMESPACE}})
         account = f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default"
         await eventually(lambda: asyncio.to_thread(_exists, plane, account), "the default ServiceAccount")
-        async with await connect(plane.kubeconfig_path) as user, \
+        async with await connect(plane.kubeconfig_path, qps=USER_QPS, burst=USER_BURST) as user, \
                 await connect(plane.kubeconfig_path, qps=SIM_QPS, burst=SIM_BURST) as sim:
             yield Clients(user, sim, ["--backend", "kubernetes", "--kubeconfig", str(plane.kubeconfig_path)])
 
@@ -211,13 +217,14 @@ class ControllerProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
-async def measure(backend: str, count: int, workdir: Path, timeout: float, profile: bool = False
-                  ) -> dict[str, Any]:
+async def measure(backend: str, count: int, workdir: Path, timeout: float, profile: bool = False,
+                  qps: float = DEFAULT_QPS, burst: int = 30) -> dict[str, Any]:
     print(f"== {backend}: {count} DataVolumes", flush=True)
     opened = embedded(workdir) if backend == "embedded" else kubernetes(workdir)
     async with opened as clients, AsyncExitStack() as stack:
         await prepare(clients.sim)
-        controllers = ControllerProcess(workdir, clients.controller_args, profile=profile)
+        limit = ["--qps", str(qps), "--burst", str(burst)] if backend == "kubernetes" else []
+        controllers = ControllerProcess(workdir, [*clients.controller_args, *limit], profile=profile)
         stack.callback(controllers.kill)
         await controllers.ready()
         tracker = Tracker(count)
@@ -266,6 +273,9 @@ def main() -> None:
     parser.add_argument("--backends", default="embedded,kubernetes", help="comma-separated: embedded,kubernetes")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for all Succeeded")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, store) afterwards")
+    parser.add_argument("--qps", type=float, default=DEFAULT_QPS,
+                        help="the controllers' client-side rate limit on Kubernetes (default: none, cdi controller's)")
+    parser.add_argument("--burst", type=int, default=30, help="its burst, with --qps")
     parser.add_argument("--profile", action="store_true",
                         help="run the controllers under cProfile (controller.prof in the kept work directory; "
                              "slows them: not for the reported numbers)")
@@ -275,7 +285,8 @@ def main() -> None:
     for backend in backends:
         workdir = Path(tempfile.mkdtemp(prefix=f"pycdi-scale-{backend}-"))
         try:
-            results.append(asyncio.run(measure(backend, args.count, workdir, args.timeout, args.profile)))
+            results.append(asyncio.run(measure(backend, args.count, workdir, args.timeout, args.profile,
+                                               args.qps, args.burst)))
         finally:
             if args.keep or args.profile:
                 print(f"   work directory kept: {workdir}")
@@ -283,8 +294,8 @@ def main() -> None:
                 shutil.rmtree(workdir, ignore_errors=True)
     print(scale_report.table(results))
     partial = args.count != 1000 or set(backends) != {"embedded", "kubernetes"}
-    path = scale_report.write(ROOT / "bench" / "results", results, context(args.count, "20 qps, burst 30"),
-                              partial=partial)
+    limit = f"{args.qps:g} qps, burst {args.burst}" if args.qps > 0 else "no client-side limit"
+    path = scale_report.write(ROOT / "bench" / "results", results, context(args.count, limit), partial=partial)
     print(f"written: {path}")
 
 

@@ -91,7 +91,8 @@ async def run(args: argparse.Namespace) -> None:
         clock = SystemClock()
         manager = Manager(cluster, clock=clock)
         stats: dict[str, ReconcileStats] = {}
-        for spec in cdi_controllers(manager.client(), clock, NoMetrics(), ControllerOptions(IMAGE)):
+        for spec in cdi_controllers(manager.client(), clock, NoMetrics(), ControllerOptions(IMAGE),
+                                    manager.events()):
             stats[spec.name] = ReconcileStats()
             manager.add(timed(spec, stats[spec.name]))
         running = asyncio.create_task(manager.run(stop))

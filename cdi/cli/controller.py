@@ -2,13 +2,13 @@
 
 The same controller set `cdi serve` runs (`cdi.controllers.setup`), reading through the manager's
 informer caches, with leader election through a Lease in `--namespace` (several replicas may run;
-one reconciles), a client-side rate limit (`--qps`, `--burst`), health endpoints and the control
-plane's Prometheus metrics at `/metrics`: by default on the health listener (port 8080, where upstream's
-controller serves its metrics and the install's `cdi-prometheus-metrics` Service points); `--metrics-port`
-gives them a listener of their own (0: any free port, logged), -1 turns them off. Nothing of the
-embedded mode runs here: on a cluster, kubelet runs the worker pods and CSI drivers provision the
-volumes (or `cdi node` plays both on a machine without a kubelet). In a pod it uses the pod's service
-account when no kubeconfig is given. SIGINT/SIGTERM stop it gracefully.
+one reconciles), a client-side rate limit if asked for (`--qps`, `--burst`; none by default), health
+endpoints and the control plane's Prometheus metrics at `/metrics`: by default on the health listener
+(port 8080, where upstream's controller serves its metrics and the install's `cdi-prometheus-metrics`
+Service points); `--metrics-port` gives them a listener of their own (0: any free port, logged), -1
+turns them off. Nothing of the embedded mode runs here: on a cluster, kubelet runs the worker pods and
+CSI drivers provision the volumes (or `cdi node` plays both on a machine without a kubelet). In a pod
+it uses the pod's service account when no kubeconfig is given. SIGINT/SIGTERM stop it gracefully.
 
 The clone controllers check and extend clone tokens with the key cdi-apiserver signs them with: Secret
 `cdi-api-signing-key` in `--namespace` (`cdi.apiserver.signingkey`; whichever of the two starts first
@@ -36,6 +36,7 @@ from cdi.controllers.progress import HttpsProgressScraper
 from cdi.controllers.progresswatch import DEFAULT_STALL_TIMEOUT
 from cdi.controllers.setup import ControllerOptions, cdi_controllers, observe_cluster
 from cdi.kube import connect
+from cdi.kube.transport import DEFAULT_QPS
 from cdi.monitoring import ControlPlaneMetrics, MetricsServer, metrics_handler
 from cdi.runtime.health import HealthServer
 from cdi.runtime.lease import LeaseLock
@@ -74,8 +75,10 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--health-port", type=int, default=8080, help="port of /healthz and /readyz (0: any)")
     parser.add_argument("--metrics-port", type=int, default=None,
                         help="port of /metrics (default: the health port, 8080 as upstream; 0: any; -1: off)")
-    parser.add_argument("--qps", type=float, default=20.0, help="API requests per second (client-side limit)")
-    parser.add_argument("--burst", type=int, default=30, help="API requests allowed in a burst")
+    parser.add_argument("--qps", type=float, default=DEFAULT_QPS,
+                        help="API requests per second, a client-side limit (default: none, the API server's "
+                             "Priority and Fairness decides, as controller-runtime's default; e.g. 20 for its old one)")
+    parser.add_argument("--burst", type=int, default=30, help="API requests allowed in a burst when --qps is set")
     parser.add_argument("--no-leader-elect", dest="leader_elect", action="store_false",
                         help="reconcile without taking the leader Lease (one replica only)")
     parser.add_argument("--stall-timeout", type=parse_duration, default=DEFAULT_STALL_TIMEOUT.total_seconds(),
@@ -102,7 +105,8 @@ async def control(command: ControllerCommand, stop: asyncio.Event) -> None:
                                     ControllerOptions(command.image, command.uploadproxy_url,
                                                       namespace=command.namespace, clone_tokens=clone_tokens,
                                                       metrics=metrics,
-                                                      stall_timeout=timedelta(seconds=command.stall_timeout))):
+                                                      stall_timeout=timedelta(seconds=command.stall_timeout)),
+                                    manager.events()):
             manager.add(spec)
         if metrics is not None:
             await observe_cluster(metrics, cluster, manager.reader)

@@ -121,7 +121,8 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
                                 ControllerOptions(options.image, proxy.url, proxy.ca_pem,
                                                   clone_tokens=clone_key.clone_tokens(), metrics=metrics,
                                                   embedded_operator=True,
-                                                  stall_timeout=timedelta(seconds=options.stall_timeout))):
+                                                  stall_timeout=timedelta(seconds=options.stall_timeout)),
+                                manager.events()):
         manager.add(spec)
     if metrics is not None:
         await observe_cluster(metrics, cluster, manager.reader, workers=True, single_node=True)

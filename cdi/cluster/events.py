@@ -6,6 +6,11 @@ but bumps `count` and `lastTimestamp` of the existing one. Where client-go finds
 in-process cache, we derive its name from the same key, so every process (a `cdi serve` and a CLI)
 aggregates into one Event; concurrent recorders retry on `Conflict` through a resourceVersion
 precondition on the merge patch.
+
+Controllers do not call `record_event` themselves but record through an `EventSink`: `DirectEvents` writes
+at once (what a reconciler built on its own gets), `cdi.runtime.recorder.QueuedEvents` (what the manager
+hands its controllers) writes from a task of its own, as client-go's recorder does, so that a reconcile
+does not wait for its Events.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Protocol
 
 from cdi.cluster.errors import AlreadyExists, Conflict, Invalid, NotFound
 from cdi.cluster.protocol import Cluster, Object
@@ -25,9 +31,7 @@ _MAX_NAME = 253
 async def record_event(cluster: Cluster, involved: Object, type_: str, reason: str, message: str, *,
                        component: str, clock: Callable[[], datetime], host: str = "") -> Object:
     """Create the Event, or count one more occurrence of it; returns the Event as stored."""
-    if type_ not in EVENT_TYPES:
-        raise Invalid(f"event type must be one of {', '.join(EVENT_TYPES)}, not {type_!r}")
-    reference = involved_object(involved)
+    reference = check_event(involved, type_)
     namespace = reference.get("namespace") or "default"  # events about cluster-scoped objects live here
     name = _event_name(reference, type_, reason, message, component, host)
     now = _timestamp(clock())
@@ -40,13 +44,42 @@ async def record_event(cluster: Cluster, involved: Object, type_: str, reason: s
                                                        component, host, now))
             except AlreadyExists:
                 continue  # another recorder created it first: count ours on top
+        # Recorders write concurrently, so an occurrence may be counted after a later one: the Event keeps
+        # the earliest and the latest time (these timestamps compare as strings).
         bump = {"metadata": {"resourceVersion": existing["metadata"]["resourceVersion"]},
-                "count": int(existing.get("count") or 1) + 1, "lastTimestamp": now, "message": message}
+                "count": int(existing.get("count") or 1) + 1, "message": message,
+                "firstTimestamp": min(str(existing.get("firstTimestamp") or now), now),
+                "lastTimestamp": max(str(existing.get("lastTimestamp") or now), now)}
         try:
             return await cluster.patch("v1", "Event", name, bump, namespace)
         except (Conflict, NotFound):
             continue
     raise Conflict(f'event "{name}" in namespace "{namespace}" kept changing; gave up after {_ATTEMPTS} attempts')
+
+
+class EventSink(Protocol):
+    """Where a controller records Events; `record` may return before the Event is written."""
+
+    async def record(self, involved: Object, type_: str, reason: str, message: str, *, component: str) -> None:
+        ...
+
+
+class DirectEvents:
+    """An `EventSink` that writes each Event before `record` returns."""
+
+    def __init__(self, cluster: Cluster, clock: Callable[[], datetime], host: str = "") -> None:
+        self._cluster, self._clock, self._host = cluster, clock, host
+
+    async def record(self, involved: Object, type_: str, reason: str, message: str, *, component: str) -> None:
+        await record_event(self._cluster, involved, type_, reason, message, component=component, clock=self._clock,
+                           host=self._host)
+
+
+def check_event(involved: Object, type_: str) -> Object:
+    """The involved object's reference; `Invalid` for an event no API server would take."""
+    if type_ not in EVENT_TYPES:
+        raise Invalid(f"event type must be one of {', '.join(EVENT_TYPES)}, not {type_!r}")
+    return involved_object(involved)
 
 
 def involved_object(obj: Object) -> Object:

@@ -19,7 +19,7 @@ from typing import Any
 from cdi.api import DataVolume, ManifestError, parse_object
 from cdi.api.meta import CDI_API_VERSION, CDI_GROUP
 from cdi.cluster.errors import NotFound
-from cdi.cluster.events import record_event
+from cdi.cluster.events import DirectEvents, EventSink
 from cdi.cluster.kinds import lookup
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts.conditions import NOT_SUPPORTED
@@ -114,8 +114,10 @@ def plan(kind: str, doc: Object, now: str) -> Plan | None:
 class NotSupportedReconciler:
     """Applies `plan` for one kind: merges the status, records the Warning event once per change."""
 
-    def __init__(self, cluster: Cluster, clock: Clock, api_version: str, kind: str) -> None:
+    def __init__(self, cluster: Cluster, clock: Clock, api_version: str, kind: str,
+                 events: EventSink | None = None) -> None:
         self._cluster, self._clock = cluster, clock
+        self._events = events or DirectEvents(cluster, clock.now)
         self._api_version, self._kind = api_version, kind
 
     async def reconcile(self, key: Key) -> Result:
@@ -132,15 +134,14 @@ class NotSupportedReconciler:
             write = self._cluster.patch_status if lookup(self._api_version, self._kind).status_subresource \
                 else self._cluster.patch
             doc = await write(self._api_version, self._kind, key.name, {"status": todo.status}, key.namespace or None)
-        await record_event(self._cluster, doc, "Warning", NOT_SUPPORTED, todo.event, component=COMPONENT,
-                           clock=self._clock.now)
+        await self._events.record(doc, "Warning", NOT_SUPPORTED, todo.event, component=COMPONENT)
         return DONE
 
 
-def controllers(cluster: Cluster, clock: Clock) -> list[ControllerSpec]:
+def controllers(cluster: Cluster, clock: Clock, events: EventSink | None = None) -> list[ControllerSpec]:
     specs = []
     for kind in KINDS:
         api_version = "v1" if kind == "PersistentVolumeClaim" else CDI_API_VERSION
         specs.append(ControllerSpec(f"not-supported-{kind.lower()}", api_version, kind,
-                                    NotSupportedReconciler(cluster, clock, api_version, kind), workers=1))
+                                    NotSupportedReconciler(cluster, clock, api_version, kind, events), workers=1))
     return specs

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from cdi.api.meta import CDI_API_VERSION
+from cdi.cluster.events import EventSink
 from cdi.cluster.protocol import Cluster
 from cdi.contracts.annotations import APP_NAME, LABEL_APP
 from cdi.contracts.deployment import NAMESPACE
@@ -64,25 +65,28 @@ class ControllerOptions:
 
 
 def cdi_controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper,
-                    options: ControllerOptions) -> list[ControllerSpec]:
+                    options: ControllerOptions, events: EventSink | None = None) -> list[ControllerSpec]:
+    """`events`: where the controllers record Events, the manager's recorder (`Manager.events`) so that no
+    reconcile waits for them; None: each writes its own at once."""
     authorization = CloneAuthorization(options.clone_tokens, lambda: clock.now().timestamp())
     return [*storageprofile.controllers(cluster, clock),
             *cdiconfig.controllers(cluster, options.upload_proxy_url, options.upload_proxy_ca),
-            *import_pods.controllers(cluster, clock, image=options.image),
-            *uploads.controllers(cluster, clock, image=options.image, namespace=options.namespace),
+            *import_pods.controllers(cluster, clock, image=options.image, events=events),
+            *uploads.controllers(cluster, clock, image=options.image, namespace=options.namespace, events=events),
             *certificate_rotation.controllers(cluster, clock, namespace=options.namespace,
                                               schedule=Schedule.from_environ(os.environ)),
-            *datavolumes.controllers(cluster, clock, scraper, stall_timeout=options.stall_timeout),
-            *clone_datavolumes.controllers(cluster, clock, authorization, scraper, stall_timeout=options.stall_timeout),
+            *datavolumes.controllers(cluster, clock, scraper, stall_timeout=options.stall_timeout, events=events),
+            *clone_datavolumes.controllers(cluster, clock, authorization, scraper, stall_timeout=options.stall_timeout,
+                                           events=events),
             *datasource.controllers(cluster, clock),
-            *data_import_crons.controllers(cluster, clock, metrics=options.metrics),
-            *clone_populator.controllers(cluster, clock, authorization),
-            *populators.controllers(cluster, clock, scraper),
+            *data_import_crons.controllers(cluster, clock, metrics=options.metrics, events=events),
+            *clone_populator.controllers(cluster, clock, authorization, events=events),
+            *populators.controllers(cluster, clock, scraper, events=events),
             *host_clones.controllers(cluster, clock, scraper, image=options.image, namespace=options.namespace,
-                                     authorize=authorization.check_clone_request),
-            *notsupported.controllers(cluster, clock),
+                                     authorize=authorization.check_clone_request, events=events),
+            *notsupported.controllers(cluster, clock, events),
             *(operator.controllers(cluster, clock, EmbeddedInstaller(), namespace=options.namespace,
-                                   version=operator_version()) if options.embedded_operator else [])]
+                                   version=operator_version(), events=events) if options.embedded_operator else [])]
 
 
 async def observe_cluster(metrics: ControlPlaneMetrics, cluster: Cluster,

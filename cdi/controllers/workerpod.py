@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from cdi.cluster.errors import AlreadyExists, NotFound
-from cdi.cluster.events import record_event
+from cdi.cluster.events import DirectEvents, EventSink
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.cdiconfig import CONFIG_NAME
@@ -120,9 +120,10 @@ class WorkerPodReconciler(ABC):
     pod_annotation = ""
     success: tuple[str, str] = ("Succeeded", "")
 
-    def __init__(self, cluster: Cluster, clock: Clock, *, image: str) -> None:
+    def __init__(self, cluster: Cluster, clock: Clock, *, image: str, events: EventSink | None = None) -> None:
         self._cluster = cluster
         self._clock = clock
+        self._events = events or DirectEvents(cluster, clock.now)
         self._image = image
 
     @abstractmethod
@@ -196,5 +197,4 @@ class WorkerPodReconciler(ABC):
             await delete_quietly(self._cluster, "v1", "Pod", pod_name, namespace_of(pvc))
 
     async def event(self, obj: Object, type_: str, reason: str, message: str) -> None:
-        await record_event(self._cluster, obj, type_, reason, message, component=self.component,
-                           clock=self._clock.now)
+        await self._events.record(obj, type_, reason, message, component=self.component)

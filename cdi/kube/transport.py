@@ -1,9 +1,11 @@
 """HTTP to the API server: authentication, a client-side rate limit, JSON in and out, streams.
 
 Built on kubernetes_asyncio's REST client (its TLS set-up from the `Configuration`), with our own
-requests so that every patch type, watch stream and log read is under our control. Every request
-takes a token from a bucket first (`qps` per second, up to `burst` at once), as client-go's rate
-limiter does, so a burst of reconciles cannot flood the server; watches take one token when they open.
+requests so that every patch type, watch stream and log read is under our control. With a positive
+`qps`, every request takes a token from a bucket first (`qps` per second, up to `burst` at once), as
+client-go's rate limiter does; watches take one token when they open. By default there is no client-side
+limit: as controller-runtime does since v0.21 on SIG API Machinery's advice, the API server's Priority
+and Fairness decides, and its 429 answers are retryable errors the controllers back off from.
 Failures are translated by `cdi.kube.errors`.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -21,26 +23,36 @@ from kubernetes_asyncio.client.rest import RESTClientObject
 
 from cdi.kube import errors
 
-DEFAULT_QPS, DEFAULT_BURST = 20.0, 30  # controller-runtime's defaults
+NO_LIMIT = -1.0  # a `qps` of zero or less: no client-side rate limit (client-go's -1)
+DEFAULT_QPS, DEFAULT_BURST = NO_LIMIT, 0  # controller-runtime's defaults since v0.21
 USER_AGENT = "pycdi"
 
 
 class TokenBucket:
-    """`take()` waits until a request may go: `rate` per second on average, `burst` at once."""
+    """`take()` waits until a request may go: `rate` per second on average, `burst` at once (at least one).
+    A `rate` of zero or less lets every request go at once."""
 
-    def __init__(self, rate: float, burst: int) -> None:
-        self._rate, self._burst = rate, float(burst)
-        self._tokens, self._stamp = float(burst), time.monotonic()
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self._rate, self._burst = rate, float(max(1, burst))
+        self._clock, self._sleep = clock, sleep
+        self._tokens, self._stamp = self._burst, clock()
         self._lock = asyncio.Lock()
 
+    @property
+    def limited(self) -> bool:
+        return self._rate > 0
+
     async def take(self) -> None:
+        if not self.limited:
+            return
         async with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
             self._stamp = now
             if self._tokens < 1:
-                await asyncio.sleep((1 - self._tokens) / self._rate)
-                self._stamp = time.monotonic()
+                await self._sleep((1 - self._tokens) / self._rate)
+                self._stamp = self._clock()
                 self._tokens = 1.0
             self._tokens -= 1
 

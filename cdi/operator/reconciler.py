@@ -21,7 +21,7 @@ from typing import Any
 
 from cdi.api.meta import CDI_API_VERSION
 from cdi.cluster.errors import AlreadyExists, NotFound
-from cdi.cluster.events import record_event
+from cdi.cluster.events import DirectEvents, EventSink
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts.annotations import ANN_CONFIG_AUTHORITY, APP_NAME, LABEL_APP, LABEL_COMPONENT, Component
 from cdi.operator import contract as c
@@ -56,8 +56,9 @@ def cdi_owner_keys(obj: Object) -> Iterable[Key]:
 
 class OperatorReconciler:
     def __init__(self, cluster: Cluster, clock: Clock, installer: Installer, *, namespace: str,
-                 version: str, resync: float | None = None) -> None:
+                 version: str, resync: float | None = None, events: EventSink | None = None) -> None:
         self._cluster = cluster.direct if isinstance(cluster, CachedCluster) else cluster
+        self._events = events or DirectEvents(self._cluster, clock.now)
         self._clock, self._installer = clock, installer
         self._namespace, self._version = namespace, version
         # Reconcile a CR again after this long even if nothing changed (upstream's perishables sync): drift is
@@ -151,8 +152,7 @@ class OperatorReconciler:
                 finalizers = [f for f in cr["metadata"].get("finalizers") or [] if f != c.FINALIZER]
                 cr = await self._patch_cr(name, {"metadata": {"finalizers": finalizers or None}, "status": status})
             case p.RecordEvent(type=type_, reason=reason, message=message):
-                await record_event(self._cluster, cr, type_, reason, message, component=c.COMPONENT,
-                                   clock=self._clock.now)
+                await self._events.record(cr, type_, reason, message, component=c.COMPONENT)
         return cr
 
     async def _patch_cr(self, name: str, patch: Object) -> Object:
@@ -202,8 +202,9 @@ def _timestamp(clock: Clock) -> str:
 
 
 def controllers(cluster: Cluster, clock: Clock, installer: Installer, *, namespace: str,
-                version: str, resync: float | None = None) -> list[ControllerSpec]:
+                version: str, resync: float | None = None, events: EventSink | None = None) -> list[ControllerSpec]:
     """The operator's one controller: CDI CRs, woken also by `cdi-config` and by what the installer watches."""
-    reconciler = OperatorReconciler(cluster, clock, installer, namespace=namespace, version=version, resync=resync)
+    reconciler = OperatorReconciler(cluster, clock, installer, namespace=namespace, version=version, resync=resync,
+                                    events=events)
     watches = [Watch("v1", "ConfigMap", cdi_owner_keys, namespace=namespace), *installer.watches()]
     return [ControllerSpec("cdi-operator", CDI_API_VERSION, "CDI", reconciler, watches=watches, workers=1)]

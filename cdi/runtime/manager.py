@@ -7,7 +7,8 @@ each `ControllerSpec` with `add`, gives reconcilers cached readers with `reader`
 then starts every informer (`cdi.runtime.informer`), waits until all have listed, and starts the
 controllers' workers (`cdi.runtime.controller`). When `stop` is set it shuts down in order: queues
 stop handing out keys, in-flight reconciles get `shutdown_timeout` seconds before being cancelled,
-informers stop, the lock is released. Nothing it started outlives `run`. Given a `RuntimeMetrics`
+Events the controllers recorded through `events()` are written (for up to `shutdown_timeout` seconds), informers
+stop, the lock is released. Nothing it started outlives `run`. Given a `RuntimeMetrics`
 (`cdi.runtime.instrumentation`), every controller's queue and reconciles report to it under the
 controller's name.
 """
@@ -28,6 +29,7 @@ from cdi.runtime.instrumentation import RuntimeMetrics
 from cdi.runtime.lease import LeaderLock
 from cdi.runtime.lock import ProcessLock
 from cdi.runtime.queue import WorkQueue
+from cdi.runtime.recorder import QueuedEvents
 from cdi.runtime.types import Clock, ControllerSpec, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,7 @@ class Manager:
         self._lock: LeaderLock | None = leader_lock or (
             ProcessLock(lock_path, poll_interval=lock_poll_interval) if lock_path is not None else None)
         self._shutdown_timeout = shutdown_timeout
+        self._events = QueuedEvents(self.client(), self._clock.now)
         self._ran = False
         self._active = False
 
@@ -67,6 +70,11 @@ class Manager:
         every Secret of the cluster, which the controller's least-privilege role does not grant (as
         controller-runtime users commonly exclude them too)."""
         return CachedCluster(self._cluster, self._informers, uncached=UNCACHED_KINDS)
+
+    def events(self) -> QueuedEvents:
+        """The recorder for this manager's controllers (controller-runtime's `GetEventRecorderFor`): a
+        reconcile's Events are written by the recorder's own task, not while the reconcile waits."""
+        return self._events
 
     def reader(self, api_version: str, kind: str, namespace: str | None = None) -> Informer:
         """The shared cache of a kind (an `Informer`, which is a `Reader`); filled once `run` syncs it."""
@@ -117,6 +125,7 @@ class Manager:
             for controller in self._controllers:
                 controller.queue.shutdown()  # all stop taking keys before any is waited for
             await asyncio.gather(*(controller.stop(self._shutdown_timeout) for controller in self._controllers))
+            await self._events.stop(self._shutdown_timeout)
             await self._informers.stop()
         finally:
             if self._lock is not None:

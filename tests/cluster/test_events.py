@@ -60,3 +60,15 @@ async def test_events_about_cluster_scoped_objects_go_to_default(cluster: Embedd
 async def test_unknown_event_type_is_invalid(cluster: EmbeddedCluster, clock: FakeClock) -> None:
     with pytest.raises(Invalid):
         await record_event(cluster, datavolume("disk"), "Error", "X", "y", component="cdi", clock=clock)
+
+
+async def test_an_occurrence_counted_late_keeps_the_earliest_and_latest_times(cluster: EmbeddedCluster,
+                                                                              clock: FakeClock) -> None:
+    """Recorders write concurrently: the occurrence of 12:00 may reach the store after that of 12:05."""
+    dv = await cluster.create(datavolume("disk"))
+    clock.advance(300)
+    await record_event(cluster, dv, "Normal", "Pending", "PVC disk Pending", component="cdi", clock=clock)
+    clock.advance(-300)
+    event = await record_event(cluster, dv, "Normal", "Pending", "PVC disk Pending", component="cdi", clock=clock)
+    assert event["count"] == 2
+    assert (event["firstTimestamp"], event["lastTimestamp"]) == ("2024-05-01T12:00:00Z", "2024-05-01T12:05:00Z")

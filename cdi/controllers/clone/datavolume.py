@@ -34,7 +34,7 @@ from typing import Any
 from cdi.api import DataVolume, ManifestError, parse_object
 from cdi.api.meta import CDI_API_VERSION, CDI_GROUP
 from cdi.cluster.errors import AlreadyExists, Forbidden, Invalid, NotFound
-from cdi.cluster.events import record_event
+from cdi.cluster.events import DirectEvents, EventSink
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.contracts.annotations import ClonePhase
@@ -156,8 +156,9 @@ def progress_of(claim: Object | None) -> float | None:
 class CloneDataVolumeReconciler:
     def __init__(self, cluster: Cluster, clock: Clock, source_kind: str, authorization: CloneAuthorization,
                  waiting_on: SourceRefIndex | None = None, *, scraper: ProgressScraper | None = None,
-                 stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT) -> None:
+                 stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT, events: EventSink | None = None) -> None:
         self._cluster = cluster
+        self._events = events or DirectEvents(cluster, clock.now)
         self._copies = HostCopyWatch(cluster, clock, scraper, stall_timeout)
         self._clock = clock
         self._authorization = authorization
@@ -426,8 +427,7 @@ class CloneDataVolumeReconciler:
                                       doc["metadata"]["namespace"])
 
     async def _event(self, obj: Object, type_: str, reason: str, message: str) -> None:
-        await record_event(self._cluster, obj, type_, reason, message, component=self._component,
-                           clock=self._clock.now)
+        await self._events.record(obj, type_, reason, message, component=self._component)
 
 
 class SourceRefIndex:
@@ -448,16 +448,17 @@ class SourceRefIndex:
 
 def controllers(cluster: Cluster, clock: Clock, authorization: CloneAuthorization,
                 scraper: ProgressScraper | None = None, *,
-                stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT) -> list[ControllerSpec]:
+                stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT,
+                events: EventSink | None = None) -> list[ControllerSpec]:
     """`scraper`: reads host-assisted copies' source pods for bytes, rate, ETA and stalls; None: not watched."""
     claims = Watch("v1", "PersistentVolumeClaim", owner_keys("DataVolume"))
     index = SourceRefIndex()
     data_sources = Watch(CDI_API_VERSION, "DataSource", index.users_of)
     return [ControllerSpec("datavolume-pvc-clone-controller", CDI_API_VERSION, "DataVolume",
                            CloneDataVolumeReconciler(cluster, clock, "PersistentVolumeClaim", authorization, index,
-                                                     scraper=scraper, stall_timeout=stall_timeout),
+                                                     scraper=scraper, stall_timeout=stall_timeout, events=events),
                            watches=[claims, data_sources]),
             ControllerSpec("datavolume-snapshot-clone-controller", CDI_API_VERSION, "DataVolume",
                            CloneDataVolumeReconciler(cluster, clock, SNAPSHOT_SOURCE, authorization, index,
-                                                     scraper=scraper, stall_timeout=stall_timeout),
+                                                     scraper=scraper, stall_timeout=stall_timeout, events=events),
                            watches=[claims, data_sources])]

@@ -20,7 +20,7 @@ from typing import Any
 
 from cdi.api.meta import CDI_API_VERSION, CDI_GROUP
 from cdi.cluster.errors import NotFound
-from cdi.cluster.events import record_event
+from cdi.cluster.events import DirectEvents, EventSink
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.contracts.annotations import ClonePhase
@@ -55,9 +55,11 @@ def clone_source_ref(claim: Object) -> dict[str, Any] | None:
 
 
 class ClonePopulator:
-    def __init__(self, cluster: Cluster, clock: Clock, authorization: CloneAuthorization) -> None:
+    def __init__(self, cluster: Cluster, clock: Clock, authorization: CloneAuthorization,
+                 events: EventSink | None = None) -> None:
         self._cluster = cluster
         self._clock = clock
+        self._events = events or DirectEvents(cluster, clock.now)
         self._authorization = authorization
 
     async def reconcile(self, key: Key) -> Result:
@@ -239,8 +241,7 @@ class ClonePopulator:
             pass
 
     async def _event(self, target: Object, type_: str, reason: str, message: str) -> None:
-        await record_event(self._cluster, target, type_, reason, message, component=COMPONENT,
-                           clock=self._clock.now)
+        await self._events.record(target, type_, reason, message, component=COMPONENT)
 
 
 def _target_of_temporary(obj: Object) -> list[Key]:
@@ -254,7 +255,8 @@ def _self(obj: Object) -> list[Key]:
     return [Key.of(obj)] if clone_source_ref(obj) is not None else []
 
 
-def controllers(cluster: Cluster, clock: Clock, authorization: CloneAuthorization) -> list[ControllerSpec]:
+def controllers(cluster: Cluster, clock: Clock, authorization: CloneAuthorization,
+                events: EventSink | None = None) -> list[ControllerSpec]:
     claims = Watch("v1", "PersistentVolumeClaim", lambda obj: [*_self(obj), *_target_of_temporary(obj)])
     return [ControllerSpec("clone-populator", "v1", "PersistentVolumeClaim",
-                           ClonePopulator(cluster, clock, authorization), watches=[claims], workers=3)]
+                           ClonePopulator(cluster, clock, authorization, events), watches=[claims], workers=3)]

@@ -29,7 +29,7 @@ from typing import Final
 
 from cdi.api.meta import CDI_API_VERSION
 from cdi.cluster.errors import AlreadyExists, NotFound
-from cdi.cluster.events import record_event
+from cdi.cluster.events import DirectEvents, EventSink
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.dataimportcron.actions import Action, Create, Delete, Patch
@@ -55,8 +55,10 @@ _CLEANUP_KINDS = ((CDI_API_VERSION, "DataSource"), (CDI_API_VERSION, "DataVolume
 
 class DataImportCronReconciler:
     def __init__(self, cluster: Cluster, clock: Clock, pollers: Mapping[str, SourcePoller] | None = None,
-                 zone: tzinfo = UTC, metrics: ControlPlaneMetrics | None = None) -> None:
+                 zone: tzinfo = UTC, metrics: ControlPlaneMetrics | None = None,
+                 events: EventSink | None = None) -> None:
         self._cluster, self._clock, self._zone = cluster, clock, zone
+        self._events = events or DirectEvents(cluster, clock.now)
         self._metrics = metrics  # None: publish nothing (tests that do not look at metrics)
         self._pollers = dict(pollers) if pollers is not None else default_pollers()
         self.storage_classes: dict[Key, str] = {}  # cron → its storage class, for the StorageProfile watch
@@ -109,8 +111,7 @@ class DataImportCronReconciler:
         if todo.annotations or "status" in patch:
             doc = await self._cluster.patch(CDI_API_VERSION, KIND, name_of(doc), patch, namespace_of(doc))
         for event in todo.events:
-            await record_event(self._cluster, doc, event.type, event.reason, event.message, component=COMPONENT,
-                               clock=self._clock.now)
+            await self._events.record(doc, event.type, event.reason, event.message, component=COMPONENT)
 
     def _publish(self, doc: Object, todo: Plan) -> None:
         """The outdated gauge from what was just written (after `_apply`, so a Conflict publishes nothing)."""
@@ -167,9 +168,9 @@ class DataImportCronReconciler:
         other = await get_or_none(self._cluster, CDI_API_VERSION, KIND, owner, namespace_of(doc))
         if other is None or (other.get("spec") or {}).get("managedDataSource") != source_name:
             return False
-        await record_event(self._cluster, doc, "Warning", ALREADY_MANAGED,
-                           f"DataSource {source_name} is already managed by DataImportCron {owner}",
-                           component=COMPONENT, clock=self._clock.now)
+        await self._events.record(doc, "Warning", ALREADY_MANAGED,
+                                  f"DataSource {source_name} is already managed by DataImportCron {owner}",
+                                  component=COMPONENT)
         return True
 
 
@@ -179,8 +180,9 @@ def _labelled(obj: Object) -> Iterable[Key]:
 
 
 def controllers(cluster: Cluster, clock: Clock, pollers: Mapping[str, SourcePoller] | None = None,
-                zone: tzinfo = UTC, metrics: ControlPlaneMetrics | None = None) -> list[ControllerSpec]:
-    reconciler = DataImportCronReconciler(cluster, clock, pollers, zone, metrics)
+                zone: tzinfo = UTC, metrics: ControlPlaneMetrics | None = None,
+                events: EventSink | None = None) -> list[ControllerSpec]:
+    reconciler = DataImportCronReconciler(cluster, clock, pollers, zone, metrics, events)
 
     def profile_to_crons(profile: Object) -> Iterable[Key]:
         return [key for key, storage_class in list(reconciler.storage_classes.items())

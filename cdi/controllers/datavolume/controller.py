@@ -20,7 +20,7 @@ from datetime import timedelta
 from cdi.api import DataVolume, ManifestError, parse_object
 from cdi.api.meta import CDI_API_VERSION
 from cdi.cluster.errors import AlreadyExists, Forbidden, Invalid, NotFound
-from cdi.cluster.events import record_event
+from cdi.cluster.events import DirectEvents, EventSink
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.contracts.upload_protocol import upload_resource_name
@@ -60,9 +60,10 @@ UPLOAD_KIND = DataVolumeKind("datavolume-upload-controller", lambda dv: bool(upl
 class DataVolumeReconciler:
     def __init__(self, cluster: Cluster, clock: Clock, kind: DataVolumeKind,
                  scraper: ProgressScraper | None = None, *,
-                 stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT) -> None:
+                 stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT, events: EventSink | None = None) -> None:
         self._cluster = cluster
         self._clock = clock
+        self._events = events or DirectEvents(cluster, clock.now)
         self._kind = kind
         self._scraper = scraper
         self._transfers = TransferWatch(cluster, clock, stall_timeout)
@@ -96,8 +97,7 @@ class DataVolumeReconciler:
             await self._cluster.patch_status(CDI_API_VERSION, "DataVolume", key.name, {"status": plan.status},
                                              key.namespace)
         for type_, reason, message in plan.events:
-            await record_event(self._cluster, doc, type_, reason, message, component=self._kind.name,
-                               clock=self._clock.now)
+            await self._events.record(doc, type_, reason, message, component=self._kind.name)
         if problem:
             return Result(requeue_after=5.0)
         # Only the progress needs polling: every other change of phase comes from the PVC, which wakes us.
@@ -187,11 +187,14 @@ class DataVolumeReconciler:
 
 
 def controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper, *,
-                stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT) -> list[ControllerSpec]:
+                stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT,
+                events: EventSink | None = None) -> list[ControllerSpec]:
     claims = Watch("v1", "PersistentVolumeClaim", owner_keys("DataVolume"))
     return [ControllerSpec(IMPORT_KIND.name, CDI_API_VERSION, "DataVolume",
-                           DataVolumeReconciler(cluster, clock, IMPORT_KIND, scraper, stall_timeout=stall_timeout),
+                           DataVolumeReconciler(cluster, clock, IMPORT_KIND, scraper, stall_timeout=stall_timeout,
+                                                events=events),
                            watches=[claims], workers=3),
             ControllerSpec(UPLOAD_KIND.name, CDI_API_VERSION, "DataVolume",
-                           DataVolumeReconciler(cluster, clock, UPLOAD_KIND, scraper, stall_timeout=stall_timeout),
+                           DataVolumeReconciler(cluster, clock, UPLOAD_KIND, scraper, stall_timeout=stall_timeout,
+                                                events=events),
                            watches=[claims], workers=2)]

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from cdi.cluster.errors import AlreadyExists, Conflict, NotFound
-from cdi.cluster.events import record_event
+from cdi.cluster.events import DirectEvents, EventSink
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.contracts import clone_protocol as cp
@@ -53,9 +53,11 @@ def owner_ref_keys(obj: Object) -> Iterable[Key]:
 
 class CloneSourceReconciler:
     def __init__(self, cluster: Cluster, clock: Clock, scraper: ProgressScraper, *, image: str = DEFAULT_IMAGE,
-                 namespace: str = CDI_NAMESPACE, authorize: Authorize = same_namespace_only) -> None:
+                 namespace: str = CDI_NAMESPACE, authorize: Authorize = same_namespace_only,
+                 events: EventSink | None = None) -> None:
         self._cluster = cluster
         self._clock = clock
+        self._events = events or DirectEvents(cluster, clock.now)
         self._scraper = scraper
         self._image = image
         self._cdi_namespace = namespace
@@ -105,8 +107,7 @@ class CloneSourceReconciler:
         if decided.annotations:
             await annotate(self._cluster, target, decided.annotations)
         for type_, reason, message in decided.events:
-            await record_event(self._cluster, target, type_, reason, message, component=COMPONENT,
-                               clock=self._clock.now)
+            await self._events.record(target, type_, reason, message, component=COMPONENT)
         if Act.START_SOURCE in decided.acts:
             await self._start(target, o, pod_name)
         if Act.DELETE_SOURCE_POD in decided.acts:
@@ -166,7 +167,9 @@ class CloneSourceReconciler:
 
 
 def controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper, *, image: str = DEFAULT_IMAGE,
-                namespace: str = CDI_NAMESPACE, authorize: Authorize = same_namespace_only) -> list[ControllerSpec]:
+                namespace: str = CDI_NAMESPACE, authorize: Authorize = same_namespace_only,
+                events: EventSink | None = None) -> list[ControllerSpec]:
     pods = Watch("v1", "Pod", owner_ref_keys, label_selector={ann.LABEL_COMPONENT: ann.Component.CLONE_SOURCE.value})
-    reconciler = CloneSourceReconciler(cluster, clock, scraper, image=image, namespace=namespace, authorize=authorize)
+    reconciler = CloneSourceReconciler(cluster, clock, scraper, image=image, namespace=namespace, authorize=authorize,
+                                       events=events)
     return [ControllerSpec("clone-controller", "v1", "PersistentVolumeClaim", reconciler, watches=[pods], workers=2)]

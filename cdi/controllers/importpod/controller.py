@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from cdi.cluster.errors import AlreadyExists
+from cdi.cluster.events import EventSink
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.importpod.podspec import DEFAULT_IMAGE, ImporterPodInputs, importer_pod, importer_pod_name
@@ -43,8 +44,9 @@ class ImportPodReconciler(WorkerPodReconciler):
     pod_annotation = ann.ANN_IMPORT_POD
     success = IMPORT_SUCCESS
 
-    def __init__(self, cluster: Cluster, clock: Clock, *, image: str = DEFAULT_IMAGE) -> None:
-        super().__init__(cluster, clock, image=image)
+    def __init__(self, cluster: Cluster, clock: Clock, *, image: str = DEFAULT_IMAGE,
+                 events: EventSink | None = None) -> None:
+        super().__init__(cluster, clock, image=image, events=events)
 
     def is_target(self, pvc: Object) -> bool:
         return is_import_target(pvc)
@@ -79,7 +81,8 @@ class ImportPodReconciler(WorkerPodReconciler):
                                        ann.ANN_BOUND_CONDITION_MESSAGE: "Creating scratch space"})
 
 
-def controllers(cluster: Cluster, clock: Clock, *, image: str = DEFAULT_IMAGE) -> list[ControllerSpec]:
+def controllers(cluster: Cluster, clock: Clock, *, image: str = DEFAULT_IMAGE,
+                events: EventSink | None = None) -> list[ControllerSpec]:
     pods = Watch("v1", "Pod", owner_keys("PersistentVolumeClaim"), label_selector={ann.LABEL_COMPONENT: "importer"})
     return [ControllerSpec("import-controller", "v1", "PersistentVolumeClaim",
-                           ImportPodReconciler(cluster, clock, image=image), watches=[pods], workers=3)]
+                           ImportPodReconciler(cluster, clock, image=image, events=events), watches=[pods], workers=3)]

@@ -15,7 +15,7 @@ import logging
 
 from cdi.api.meta import CDI_API_VERSION
 from cdi.cluster.errors import AlreadyExists, NotFound
-from cdi.cluster.events import record_event
+from cdi.cluster.events import DirectEvents, EventSink
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.meta import annotations_of, name_of, namespace_of, uid_of
@@ -43,8 +43,10 @@ _PVC = ("v1", "PersistentVolumeClaim")
 class PopulatorReconciler:
     """Populates claims naming CDI's import or upload source; `scraper` None: no import progress."""
 
-    def __init__(self, cluster: Cluster, clock: Clock, scraper: ProgressScraper | None = None) -> None:
+    def __init__(self, cluster: Cluster, clock: Clock, scraper: ProgressScraper | None = None,
+                 events: EventSink | None = None) -> None:
         self._cluster, self._clock, self._scraper = cluster, clock, scraper
+        self._recorder = events or DirectEvents(cluster, clock.now)
 
     async def reconcile(self, key: Key) -> Result:
         seen = await self.observe(key)
@@ -110,8 +112,7 @@ class PopulatorReconciler:
         elif isinstance(action, DeletePrime):
             await delete_quietly(self._cluster, *_PVC, action.name, namespace)
         elif isinstance(action, Event):
-            await record_event(self._cluster, target, action.type, action.reason, action.message,
-                               component=COMPONENT, clock=self._clock.now)
+            await self._recorder.record(target, action.type, action.reason, action.message, component=COMPONENT)
 
     async def _get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Object | None:
         try:
@@ -124,7 +125,8 @@ def _target_of_prime(obj: Object) -> list[Key]:
     return list(owner_keys("PersistentVolumeClaim")(obj)) if pvc_prime.is_prime_of_ours(obj) else []
 
 
-def controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper | None = None) -> list[ControllerSpec]:
+def controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper | None = None,
+                events: EventSink | None = None) -> list[ControllerSpec]:
     primes = Watch(*_PVC, _target_of_prime)
-    return [ControllerSpec("volume-populators", *_PVC, PopulatorReconciler(cluster, clock, scraper),
+    return [ControllerSpec("volume-populators", *_PVC, PopulatorReconciler(cluster, clock, scraper, events),
                            watches=[primes], workers=2)]

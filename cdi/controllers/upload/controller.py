@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 
 from cdi.cluster.errors import AlreadyExists, NotFound
+from cdi.cluster.events import EventSink
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.contracts.upload_protocol import UPLOAD_CLIENT_NAME, upload_resource_name
@@ -49,8 +50,8 @@ class UploadReconciler(WorkerPodReconciler):
     success = UPLOAD_SUCCESS
 
     def __init__(self, cluster: Cluster, clock: Clock, *, image: str = DEFAULT_IMAGE,
-                 namespace: str = CDI_NAMESPACE) -> None:
-        super().__init__(cluster, clock, image=image)
+                 namespace: str = CDI_NAMESPACE, events: EventSink | None = None) -> None:
+        super().__init__(cluster, clock, image=image, events=events)
         self._cdi_namespace = namespace  # where the upload-server CA lives
 
     def is_target(self, pvc: Object) -> bool:
@@ -116,9 +117,9 @@ class UploadReconciler(WorkerPodReconciler):
 
 
 def controllers(cluster: Cluster, clock: Clock, *, image: str = DEFAULT_IMAGE,
-                namespace: str = CDI_NAMESPACE) -> list[ControllerSpec]:
+                namespace: str = CDI_NAMESPACE, events: EventSink | None = None) -> list[ControllerSpec]:
     pods = Watch("v1", "Pod", owner_keys("PersistentVolumeClaim"),
                  label_selector={ann.LABEL_COMPONENT: str(ann.Component.UPLOAD_SERVER)})
     return [ControllerSpec("upload-controller", "v1", "PersistentVolumeClaim",
-                           UploadReconciler(cluster, clock, image=image, namespace=namespace), watches=[pods],
-                           workers=3)]
+                           UploadReconciler(cluster, clock, image=image, namespace=namespace, events=events),
+                           watches=[pods], workers=3)]
