@@ -10,11 +10,12 @@ DataVolume's writes, and a reconcile that waits for them holds its key and a wor
   warning, as client-go drops Events past its queue of 1,000.
 - `WRITERS` tasks write them through `record_event` (create, or count one more of the same Event),
   several at once so that the Events keep up with a store or API server that answers each write in
-  tens of milliseconds at load (one writer fell behind by a thousand at 1,000 DataVolumes); two
-  writers of the same Event count both, as concurrent recorders do (`record_event`). An error the server calls retryable (429, 5xx, an unavailable store, a Conflict that kept
-  coming) is retried after `RETRY_DELAY`, doubling, up to `ATTEMPTS` writes in all; any other error
-  (the namespace is gone, Forbidden) is logged and the Event dropped, as a reconcile never fails for
-  an Event.
+  tens of milliseconds at load (with one writer, 1,000 DataVolumes created at once overflowed the
+  queue: a third of their Events were lost); two writers of the same Event count both, as concurrent
+  recorders do (`record_event`). An error the server calls retryable (429, 5xx, an unavailable
+  store, a Conflict that kept coming) is retried after `RETRY_DELAY`, doubling, up to `ATTEMPTS`
+  writes in all; any other error (the namespace is gone, Forbidden) is logged and the Event dropped,
+  as a reconcile never fails for an Event.
 - `flush()` returns once every Event queued before it is written or dropped; `stop(timeout)` flushes
   for at most `timeout` seconds and then drops the rest with a warning that says how many. The first
   `record` starts the writers; whoever made the recorder stops them (the manager, when it shuts down).
