@@ -1,7 +1,9 @@
 """A controller: informer events in, keys through a work queue, `reconcile(key)` on several workers.
 
 `Controller` wires one `ControllerSpec` (from `cdi.runtime.types`) to the shared informers of
-`cdi.runtime.informer`: every change to an object of the primary kind enqueues that object's key,
+`cdi.runtime.informer`: every change to an object of the primary kind enqueues that object's key
+(unless the spec's `predicate` refuses the object: the DataVolume controllers each serve one kind of
+source, and at 1,000 DataVolumes the others' reconciles that found nothing to do were most of all),
 and every change to an object a `Watch` covers enqueues the keys its `map_to_keys` returns (for a
 deletion, computed from the last known object). Workers take keys from the `WorkQueue`
 (`cdi.runtime.queue`) and call the reconciler. As in controller-runtime, a reconcile that returns
@@ -116,7 +118,8 @@ class Controller:
             self.queue.add_after(key, result.requeue_after)
 
     def _enqueue_own_key(self, event_type: EventType, obj: Object) -> None:
-        self.queue.add(Key.of(obj))
+        if self.spec.predicate is None or self.spec.predicate(obj):
+            self.queue.add(Key.of(obj))
 
 
 class _MapToKeys:

@@ -108,3 +108,8 @@ class ControllerSpec:
     reconciler: Reconciler
     watches: Sequence[Watch] = ()
     workers: int = 2
+    # controller-runtime's predicates on `For(...)`: a change to a primary object for which this is False
+    # enqueues nothing (for a deletion it sees the last known object). A prefilter that saves the
+    # reconciles of objects the controller does not serve; the reconciler still checks for itself.
+    # Only for what cannot turn from False to True without another change (which is seen again).
+    predicate: Callable[[Object], bool] | None = None

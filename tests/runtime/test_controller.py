@@ -8,6 +8,7 @@ import logging
 
 import pytest
 
+from cdi.cluster.protocol import Object
 from cdi.embedded import EmbeddedCluster
 from cdi.runtime.manager import Manager
 from cdi.runtime.types import Key
@@ -105,3 +106,26 @@ async def test_watches_share_the_informers_readers_use(cluster: EmbeddedCluster,
     add_mirror(manager, cluster)
     controller = manager.controllers[0]
     assert controller.informers == [manager.reader("v1", "ConfigMap"), manager.reader("v1", "Secret")]
+
+
+async def test_a_predicate_keeps_primary_objects_it_refuses_out_of_the_queue(cluster: EmbeddedCluster,
+                                                                            clock: FakeClock) -> None:
+    """controller-runtime's predicates on For(): a ConfigMap not labelled `mirror=yes` wakes nothing until a
+    change makes it pass; the Secret watch still maps to its owner whatever the predicate says."""
+    manager = Manager(cluster, clock=clock)
+
+    def labelled(obj: Object) -> bool:
+        return bool(((obj.get("metadata") or {}).get("labels") or {}).get("mirror") == "yes")
+
+    mirror = add_mirror(manager, cluster, predicate=labelled)
+    async with running(manager):
+        await cluster.create(configmap("a", "1"))
+        await cluster.create(configmap("b", "2", labels={"mirror": "yes"}))
+        await wait_for_value(cluster, "b", "2")
+        await asyncio.sleep(0.3)
+        assert Key("default", "a") not in mirror.calls and await secret_value(cluster, "a") is None
+        await cluster.patch("v1", "ConfigMap", "a", {"metadata": {"labels": {"mirror": "yes"}}}, "default")
+        await wait_for_value(cluster, "a", "1")
+        await cluster.patch("v1", "ConfigMap", "a", {"metadata": {"labels": {"mirror": "no"}}}, "default")
+        await cluster.delete("v1", "Secret", "a", "default")  # the watch on owned Secrets still maps to "a"
+        await wait_for_value(cluster, "a", "1")

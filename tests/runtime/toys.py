@@ -9,6 +9,7 @@ what it saw so tests can check ordering and that a key never runs twice at once.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from cdi.cluster.errors import NotFound
@@ -76,11 +77,11 @@ class Mirror:
 
 
 def add_mirror(manager: Manager, cluster: Cluster, *, watch_secrets: bool = True, workers: int = 2,
-               **knobs: Any) -> Mirror:
+               predicate: Callable[[Object], bool] | None = None, **knobs: Any) -> Mirror:
     """Register a `Mirror` controller named "mirror" on `manager`."""
     mirror = Mirror(cluster, manager.reader("v1", "ConfigMap"), **knobs)
     watches = (Watch("v1", "Secret", owner_keys("ConfigMap")),) if watch_secrets else ()
-    manager.add(ControllerSpec("mirror", "v1", "ConfigMap", mirror, watches, workers))
+    manager.add(ControllerSpec("mirror", "v1", "ConfigMap", mirror, watches, workers, predicate=predicate))
     return mirror
 
 

@@ -46,7 +46,7 @@ from cdi.controllers.clone.populator import CLONE_SOURCE_KIND
 from cdi.controllers.clone.strategy import Fallback
 from cdi.controllers.clone.transfer import REQUEUE, HostCopyWatch
 from cdi.controllers.config_view import ConfigView
-from cdi.controllers.datavolume.claim import new_claim
+from cdi.controllers.datavolume.claim import may_clone, new_claim
 from cdi.controllers.datavolume.render import RenderError, StorageView, render_pvc_spec
 from cdi.controllers.datavolume.status import Observed, Operation, dv_status
 from cdi.controllers.meta import (
@@ -457,8 +457,8 @@ def controllers(cluster: Cluster, clock: Clock, authorization: CloneAuthorizatio
     return [ControllerSpec("datavolume-pvc-clone-controller", CDI_API_VERSION, "DataVolume",
                            CloneDataVolumeReconciler(cluster, clock, "PersistentVolumeClaim", authorization, index,
                                                      scraper=scraper, stall_timeout=stall_timeout, events=events),
-                           watches=[claims, data_sources]),
+                           watches=[claims, data_sources], predicate=may_clone),
             ControllerSpec("datavolume-snapshot-clone-controller", CDI_API_VERSION, "DataVolume",
                            CloneDataVolumeReconciler(cluster, clock, SNAPSHOT_SOURCE, authorization, index,
                                                      scraper=scraper, stall_timeout=stall_timeout, events=events),
-                           watches=[claims, data_sources])]
+                           watches=[claims, data_sources], predicate=may_clone)]

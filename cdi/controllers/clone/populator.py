@@ -259,4 +259,5 @@ def controllers(cluster: Cluster, clock: Clock, authorization: CloneAuthorizatio
                 events: EventSink | None = None) -> list[ControllerSpec]:
     claims = Watch("v1", "PersistentVolumeClaim", lambda obj: [*_self(obj), *_target_of_temporary(obj)])
     return [ControllerSpec("clone-populator", "v1", "PersistentVolumeClaim",
-                           ClonePopulator(cluster, clock, authorization, events), watches=[claims], workers=3)]
+                           ClonePopulator(cluster, clock, authorization, events), watches=[claims], workers=3,
+                           predicate=lambda claim: clone_source_ref(claim) is not None)]

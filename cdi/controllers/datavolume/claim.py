@@ -14,6 +14,33 @@ from cdi.controllers.config_view import ConfigView
 from cdi.controllers.meta import controller_reference
 
 IMPORT_SOURCES = ("http", "s3", "gcs", "registry", "blank", "imageio", "vddk")
+CLONE_SOURCES = ("pvc", "snapshot")
+
+
+def stored_source_members(doc: Object) -> frozenset[str]:
+    """The `spec.source` members a stored DataVolume sets, read from the object without parsing it: what
+    the DataVolume controllers' predicates look at before a reconcile parses the object (`members()`)."""
+    source = (doc.get("spec") or {}).get("source")
+    return frozenset(k for k, v in source.items() if v is not None) if isinstance(source, dict) else frozenset()
+
+
+def stored_source_ref_kind(doc: Object) -> str | None:
+    """The kind a stored DataVolume's `spec.sourceRef` names (None: no sourceRef)."""
+    ref = (doc.get("spec") or {}).get("sourceRef")
+    return str(ref.get("kind") or "") if isinstance(ref, dict) else None
+
+
+def may_import(doc: Object) -> bool:
+    return not stored_source_members(doc).isdisjoint(IMPORT_SOURCES)
+
+
+def may_upload(doc: Object) -> bool:
+    return "upload" in stored_source_members(doc)
+
+
+def may_clone(doc: Object) -> bool:
+    """A clone source, or a DataSource (it resolves to a claim or a snapshot)."""
+    return not stored_source_members(doc).isdisjoint(CLONE_SOURCES) or stored_source_ref_kind(doc) == "DataSource"
 
 
 def import_source_kind(dv: DataVolume) -> str | None:

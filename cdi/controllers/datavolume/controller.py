@@ -26,7 +26,14 @@ from cdi.contracts import annotations as ann
 from cdi.contracts.upload_protocol import upload_resource_name
 from cdi.controllers.cdiconfig import CONFIG_NAME
 from cdi.controllers.config_view import ConfigView
-from cdi.controllers.datavolume.claim import import_source_kind, new_claim, source_annotations, upload_annotations
+from cdi.controllers.datavolume.claim import (
+    import_source_kind,
+    may_import,
+    may_upload,
+    new_claim,
+    source_annotations,
+    upload_annotations,
+)
 from cdi.controllers.datavolume.render import RenderError, StorageView, render_pvc_spec
 from cdi.controllers.datavolume.status import IMPORT, UPLOAD, Observed, Operation, dv_status
 from cdi.controllers.datavolume.transfer import Transfer, TransferWatch
@@ -193,8 +200,8 @@ def controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper, *,
     return [ControllerSpec(IMPORT_KIND.name, CDI_API_VERSION, "DataVolume",
                            DataVolumeReconciler(cluster, clock, IMPORT_KIND, scraper, stall_timeout=stall_timeout,
                                                 events=events),
-                           watches=[claims], workers=3),
+                           watches=[claims], workers=3, predicate=may_import),
             ControllerSpec(UPLOAD_KIND.name, CDI_API_VERSION, "DataVolume",
                            DataVolumeReconciler(cluster, clock, UPLOAD_KIND, scraper, stall_timeout=stall_timeout,
                                                 events=events),
-                           watches=[claims], workers=2)]
+                           watches=[claims], workers=2, predicate=may_upload)]

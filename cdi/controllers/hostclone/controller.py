@@ -69,7 +69,7 @@ class CloneSourceReconciler:
         if target is None:
             self._scraped.pop(key, None)
             return DONE
-        if clone_source_of(target) is None or ann.ANN_UPLOAD_REQUEST in annotations_of(target):
+        if not serves(target):
             return DONE
         pod_name = cp.source_pod_name(uid_of(target))
         observation = await self._observe(key, target, pod_name)
@@ -172,4 +172,10 @@ def controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper, *, ima
     pods = Watch("v1", "Pod", owner_ref_keys, label_selector={ann.LABEL_COMPONENT: ann.Component.CLONE_SOURCE.value})
     reconciler = CloneSourceReconciler(cluster, clock, scraper, image=image, namespace=namespace, authorize=authorize,
                                        events=events)
-    return [ControllerSpec("clone-controller", "v1", "PersistentVolumeClaim", reconciler, watches=[pods], workers=2)]
+    return [ControllerSpec("clone-controller", "v1", "PersistentVolumeClaim", reconciler, watches=[pods], workers=2,
+                           predicate=serves)]
+
+
+def serves(target: Object) -> bool:
+    """A host-assisted clone's target claim (not the upload-style target of an upload DataVolume)."""
+    return clone_source_of(target) is not None and ann.ANN_UPLOAD_REQUEST not in annotations_of(target)

@@ -84,5 +84,6 @@ class ImportPodReconciler(WorkerPodReconciler):
 def controllers(cluster: Cluster, clock: Clock, *, image: str = DEFAULT_IMAGE,
                 events: EventSink | None = None) -> list[ControllerSpec]:
     pods = Watch("v1", "Pod", owner_keys("PersistentVolumeClaim"), label_selector={ann.LABEL_COMPONENT: "importer"})
-    return [ControllerSpec("import-controller", "v1", "PersistentVolumeClaim",
-                           ImportPodReconciler(cluster, clock, image=image, events=events), watches=[pods], workers=3)]
+    reconciler = ImportPodReconciler(cluster, clock, image=image, events=events)
+    return [ControllerSpec("import-controller", "v1", "PersistentVolumeClaim", reconciler, watches=[pods], workers=3,
+                           predicate=reconciler.is_target)]

@@ -129,4 +129,5 @@ def controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper | None 
                 events: EventSink | None = None) -> list[ControllerSpec]:
     primes = Watch(*_PVC, _target_of_prime)
     return [ControllerSpec("volume-populators", *_PVC, PopulatorReconciler(cluster, clock, scraper, events),
+                           predicate=lambda claim: populator_of(claim) is not None,
                            watches=[primes], workers=2)]

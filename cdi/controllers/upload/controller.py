@@ -120,6 +120,6 @@ def controllers(cluster: Cluster, clock: Clock, *, image: str = DEFAULT_IMAGE,
                 namespace: str = CDI_NAMESPACE, events: EventSink | None = None) -> list[ControllerSpec]:
     pods = Watch("v1", "Pod", owner_keys("PersistentVolumeClaim"),
                  label_selector={ann.LABEL_COMPONENT: str(ann.Component.UPLOAD_SERVER)})
-    return [ControllerSpec("upload-controller", "v1", "PersistentVolumeClaim",
-                           UploadReconciler(cluster, clock, image=image, namespace=namespace, events=events),
-                           watches=[pods], workers=3)]
+    reconciler = UploadReconciler(cluster, clock, image=image, namespace=namespace, events=events)
+    return [ControllerSpec("upload-controller", "v1", "PersistentVolumeClaim", reconciler, watches=[pods], workers=3,
+                           predicate=reconciler.is_target)]
