@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import resource
 import signal
+import time
 from collections import Counter
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -95,19 +97,63 @@ async def run(args: argparse.Namespace) -> None:
                                     manager.events()):
             stats[spec.name] = ReconcileStats()
             manager.add(timed(spec, stats[spec.name]))
+        gc_pauses, lag = GcPauses(), LoopLag()
+        gc.callbacks.append(gc_pauses)
+        lagging = asyncio.create_task(lag.run())
         running = asyncio.create_task(manager.run(stop))
         # The manager has no "started" hook to await; `active` turns True once every informer has synced.
         while not manager.active and not running.done():  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         report.with_suffix(".ready").write_text("ready\n")
         await running
+        lagging.cancel()
         final = _counts(cluster, transport)
     report.write_text(json.dumps({
         "backend": args.backend, "final": final, "baseline": baseline or {"requests": 0, "watches": 0, "calls": {}},
         "per_kind_after_baseline": _difference(final["calls"], baseline.get("calls", {})),
         "reconciles": {name: s.summary() for name, s in stats.items()},
         "peak_rss_bytes": peak_rss_bytes(), "cpu_seconds": _cpu_seconds(),
+        "gc": gc_pauses.summary(), "loop_lag_max_ms": round(lag.worst * 1000, 1), "loop_lag_over_50ms": lag.over_50ms,
     }, indent=2))
+
+
+class GcPauses:
+    """The interpreter's cyclic garbage collections, per generation: how many, their total and longest time.
+    A collection stops the event loop (and every reconcile waiting on it) for as long as it runs."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self.by_generation: dict[int, list[float]] = {0: [0, 0.0, 0.0], 1: [0, 0.0, 0.0], 2: [0, 0.0, 0.0]}
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        spent = time.perf_counter() - self._started
+        entry = self.by_generation[info["generation"]]
+        entry[0] += 1
+        entry[1] += spent
+        entry[2] = max(entry[2], spent)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        return {str(g): {"count": n, "total_s": round(total, 3), "max_ms": round(longest * 1000, 1)}
+                for g, (n, total, longest) in self.by_generation.items()}
+
+
+class LoopLag:
+    """How late a callback asked for every 10 ms runs: the event loop's stalls, whatever their cause."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self.over_50ms = 0
+
+    async def run(self) -> None:
+        while True:
+            asked = time.perf_counter()
+            await asyncio.sleep(0.01)
+            late = time.perf_counter() - asked - 0.01
+            self.worst = max(self.worst, late)
+            self.over_50ms += late > 0.05
 
 
 def _cpu_seconds() -> float:

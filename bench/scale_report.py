@@ -74,6 +74,17 @@ def controller_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
+def stalls(result: dict[str, Any]) -> str:
+    """The controller process's event-loop stalls and garbage collections (runs before they were measured: "")."""
+    report = result["controller"]
+    if "gc" not in report:
+        return ""
+    collections = ", ".join(f"gen{g} {v['count']:.0f}× total {v['total_s']:.2f} s max {v['max_ms']:.0f} ms"
+                            for g, v in sorted(report["gc"].items()))
+    return (f"event loop: longest stall {report['loop_lag_max_ms']:.0f} ms, {report['loop_lag_over_50ms']} over 50 ms;"
+            f" garbage collections: {collections}; controller CPU {report.get('cpu_seconds', 0):.1f} s")
+
+
 CONTROLLER_HEADER = ("controller", "reconciles", "failed", "p50 ms", "p99 ms", "max ms", "max unthrottled ms",
                      "max outside API calls ms", "> 100 ms", "slowest key")
 
@@ -89,6 +100,7 @@ def table(results: list[dict[str, Any]]) -> str:
         parts.append(f"\n{result['backend']}: requests per DataVolume by verb and kind")
         parts.append(_aligned([("call", "per DV"), *((what, f"{n:.2f}") for what, n in breakdown(result))]))
         parts.append(_aligned([CONTROLLER_HEADER, *controller_rows(result)]))
+        parts.append(stalls(result))
     return "\n".join(parts)
 
 
@@ -105,7 +117,7 @@ def markdown(results: list[dict[str, Any]], context: dict[str, Any]) -> str:
         lines += ["", f"## {result['backend']}", "", "API requests per DataVolume by verb and kind (after start-up;"
                   " on the embedded store a call is a transaction):", "",
                   *_md(("call", "per DV"), [(what, f"{n:.2f}") for what, n in breakdown(result)]), "",
-                  *_md(CONTROLLER_HEADER, controller_rows(result))]
+                  *_md(CONTROLLER_HEADER, controller_rows(result)), "", stalls(result)]
     return "\n".join(lines) + "\n"
 
 

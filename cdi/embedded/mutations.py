@@ -195,6 +195,8 @@ def delete(tx: Transaction, kinds: KindRegistry, kind: ResourceKind, key: Key, n
 
 
 def collect_garbage(tx: Transaction, kinds: KindRegistry, now: datetime) -> None:
+    """The collector over every reference in the store, not only what this transaction touched."""
+    tx.sweep_all = True
     collector.collect_garbage(tx, kinds, now)
 
 

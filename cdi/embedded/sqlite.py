@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS objects (
     PRIMARY KEY (grp, kind, namespace, name)
 );
 CREATE INDEX IF NOT EXISTS objects_by_namespace ON objects (namespace);
+-- Only the objects being deleted: the garbage collector looks for them after every write, and scanning
+-- every body instead made each write cost time in proportion to the store's size (at 1,000 DataVolumes,
+-- most of the writer's time). Its WHERE must stay the same expression as the queries that use it.
+CREATE INDEX IF NOT EXISTS objects_deleting ON objects (grp, kind, namespace, name)
+    WHERE json_extract(body, '$.metadata.deletionTimestamp') IS NOT NULL;
 CREATE TABLE IF NOT EXISTS owner_refs (
     owner_uid TEXT NOT NULL, grp TEXT NOT NULL, kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
     PRIMARY KEY (owner_uid, grp, kind, namespace, name)
@@ -82,6 +87,11 @@ class Transaction:
         self._conn = conn
         self._changed_at = changed_at
         self.kinds_written: set[tuple[str, str]] = set()  # (group, kind): whose watch streams to wake
+        # What this transaction could have orphaned, for `dependents_of_missing_owners`: objects it wrote
+        # with owners, and the uids of objects it removed. `sweep_all`: look at every reference instead.
+        self._referring: set[Key] = set()
+        self._vanished: set[str] = set()
+        self.sweep_all = False
 
     def get(self, key: Key) -> Object | None:
         row = self._conn.execute("SELECT body FROM objects WHERE grp=? AND kind=? AND namespace=? AND name=?",
@@ -119,11 +129,29 @@ class Transaction:
         return [Key(*row) for row in rows]
 
     def dependents_of_missing_owners(self) -> list[Key]:
-        rows = self._conn.execute(
-            "SELECT DISTINCT r.grp, r.kind, r.namespace, r.name FROM owner_refs r WHERE NOT EXISTS ("
-            " SELECT 1 FROM objects o WHERE o.uid = r.owner_uid AND (o.namespace = '' OR o.namespace = r.namespace))"
-            " ORDER BY r.grp, r.kind, r.namespace, r.name")
-        return [Key(*row) for row in rows]
+        """Objects naming an owner that does not exist where they may see it (cluster-scoped, or in their
+        namespace). Every write collects what it orphans in its own transaction, so only what this one
+        touched since the last call is looked at: objects it wrote with owners and the dependents of those
+        it removed. Looking at every reference after each write made a write's cost grow with the store."""
+        missing = ("NOT EXISTS (SELECT 1 FROM objects o WHERE o.uid = r.owner_uid"
+                   " AND (o.namespace = '' OR o.namespace = r.namespace))")
+        if self.sweep_all:
+            rows = self._conn.execute(f"SELECT DISTINCT r.grp, r.kind, r.namespace, r.name FROM owner_refs r "
+                                      f"WHERE {missing} ORDER BY r.grp, r.kind, r.namespace, r.name")
+            return [Key(*row) for row in rows]
+        candidates = set(self._referring)
+        for uid in self._vanished:
+            candidates.update(self.dependents_of(uid))
+        self._referring.clear()
+        self._vanished.clear()
+        found = []
+        for key in sorted(candidates, key=lambda k: (k.group, k.kind, k.namespace, k.name)):
+            row = self._conn.execute(f"SELECT 1 FROM owner_refs r WHERE r.grp=? AND r.kind=? AND r.namespace=? "
+                                     f"AND r.name=? AND {missing} LIMIT 1",
+                                     (key.group, key.kind, key.namespace, key.name)).fetchone()
+            if row is not None:
+                found.append(key)
+        return found
 
     def terminating_namespaces(self) -> list[str]:
         rows = self._conn.execute("SELECT name FROM objects WHERE grp='' AND kind='Namespace' AND "
@@ -144,7 +172,10 @@ class Transaction:
         self._conn.execute("INSERT OR REPLACE INTO objects (grp, kind, namespace, name, uid, rv, body) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (key.group, key.kind, key.namespace, key.name, obj["metadata"]["uid"], rv, body))
-        self._set_owner_refs(key, owner_uids(obj))
+        owners = owner_uids(obj)
+        self._set_owner_refs(key, owners)
+        if owners:
+            self._referring.add(key)
         self._log(rv, type_, key, body, previous)
         return obj
 
@@ -155,6 +186,7 @@ class Transaction:
         self._conn.execute("DELETE FROM objects WHERE grp=? AND kind=? AND namespace=? AND name=?",
                            (key.group, key.kind, key.namespace, key.name))
         self._set_owner_refs(key, [])
+        self._vanished.add(str(obj["metadata"]["uid"]))
         self._log(rv, "DELETED", key, _dump(obj), None)
         return obj
 

@@ -20,14 +20,13 @@ object the cache does not hold is not made up from it, and whatever reaches the 
 from __future__ import annotations
 
 import builtins
-import copy
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster, DeleteOptions, Object, ObjectList, PatchType, WatchEvent
-from cdi.runtime.informer import Informer, SharedInformers
+from cdi.runtime.informer import Informer, SharedInformers, json_copy
 from cdi.runtime.types import Key
 
 SERVED_TTL = 30.0
@@ -61,7 +60,7 @@ class Written:
         key, now = self._key(api_version, kind, obj), self._clock()
         known = self._objects.get(key)
         if known is None or known[1] < version:
-            self._objects[key] = (copy.deepcopy(obj), version, now)
+            self._objects[key] = (json_copy(obj), version, now)
         if len(self._objects) > WRITTEN_PRUNE_AT:
             self._objects = {k: v for k, v in self._objects.items() if now - v[2] <= WRITTEN_TTL}
 
@@ -79,7 +78,8 @@ class Written:
         if theirs is None or version <= theirs or self._clock() - at > WRITTEN_TTL:
             del self._objects[key]  # the cache caught up (or moved past it), or too long ago to trust
             return cached
-        return copy.deepcopy(mine)
+        copied: Object = json_copy(mine)
+        return copied
 
 
 class CachedCluster:

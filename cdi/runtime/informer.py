@@ -75,7 +75,7 @@ class Informer:
 
     def owned_by(self, uid: str) -> list[Object]:
         """The cached objects whose ownerReferences name `uid`."""
-        return [_copied(self._cache[key]) for key in sorted(self._by_owner.get(uid, ()))]
+        return [json_copy(self._cache[key]) for key in sorted(self._by_owner.get(uid, ()))]
 
     def _put(self, key: Key, obj: Object) -> Object | None:
         old = self._remove(key)
@@ -95,12 +95,12 @@ class Informer:
 
     def get(self, key: Key) -> Object | None:
         obj = self._cache.get(key)
-        return _copied(obj) if obj is not None else None
+        return json_copy(obj) if obj is not None else None
 
     def list(self, namespace: str | None = None, label_selector: Mapping[str, str] | None = None) -> list[Object]:
         wanted = dict(label_selector or {})
         keys = self._by_namespace.get(namespace, set()) if namespace else self._cache.keys()
-        return [_copied(self._cache[key]) for key in sorted(keys) if _matches(self._cache[key], wanted)]
+        return [json_copy(self._cache[key]) for key in sorted(keys) if _matches(self._cache[key], wanted)]
 
     def has_synced(self) -> bool:
         """True once the first list has been applied to the cache."""
@@ -242,16 +242,16 @@ async def _close(stream: AsyncIterator[WatchEvent]) -> None:
         await aclose()
 
 
-def _copied(value: Any) -> Any:
+def json_copy(value: Any) -> Any:
     """A deep copy of a JSON document, for readers that may change what they get. Cached objects are
     JSON (dicts, lists, scalars: no cycles, no shared parts), so this skips `copy.deepcopy`'s memo
     bookkeeping, which made copying a DataVolume 3× slower and was the controllers' largest CPU cost at
     1,000 objects (bench/scale.py)."""
     kind = type(value)
     if kind is dict:
-        return {key: _copied(item) for key, item in value.items()}
+        return {key: json_copy(item) for key, item in value.items()}
     if kind is list:
-        return [_copied(item) for item in value]
+        return [json_copy(item) for item in value]
     if kind in (str, int, float, bool) or value is None:
         return value
     return copy.deepcopy(value)

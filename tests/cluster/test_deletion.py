@@ -151,3 +151,21 @@ async def test_deleting_a_namespace_deletes_its_contents(cluster: EmbeddedCluste
 
     await cluster.patch("v1", "ConfigMap", "held", {"metadata": {"finalizers": None}}, "team")
     assert not await exists(cluster, "Namespace", "team", None)
+
+
+async def test_a_write_collects_what_it_orphans_without_an_explicit_sweep(cluster: EmbeddedCluster) -> None:
+    """The collector after a write looks only at what that write touched (the objects it wrote with owners,
+    the dependents of those it removed): that is enough for everything a write can orphan."""
+    ghost = {"apiVersion": "v1", "kind": "ConfigMap", "name": "ghost", "uid": "0f0f0f0f-dead-4bee-8000-000000000001"}
+    await cluster.create(configmap("orphan", ownerReferences=[ghost]))
+    assert not await exists(cluster, "ConfigMap", "orphan")  # collected by its own create
+    owner = await cluster.create(configmap("owner"))
+    other = await cluster.create(configmap("other"))
+    await cluster.create(configmap("child", ownerReferences=[owner_ref(owner)]))
+    await cluster.create(configmap("grandchild", ownerReferences=[owner_ref(await cluster.get(
+        "v1", "ConfigMap", "child", "default"))]))
+    await cluster.create(configmap("unrelated", ownerReferences=[owner_ref(other)]))
+    await cluster.delete("v1", "ConfigMap", "owner", "default")
+    assert not await exists(cluster, "ConfigMap", "child")
+    assert not await exists(cluster, "ConfigMap", "grandchild")  # orphaned by the collection itself
+    assert await exists(cluster, "ConfigMap", "unrelated")
