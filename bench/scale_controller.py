@@ -91,7 +91,7 @@ async def run(args: argparse.Namespace) -> None:
 
         loop.add_signal_handler(signal.SIGUSR1, snapshot)
         clock = SystemClock()
-        manager = Manager(cluster, clock=clock)
+        manager = Manager(cluster, clock=clock, freeze_heap=True)  # as cdi controller and cdi serve
         stats: dict[str, ReconcileStats] = {}
         for spec in cdi_controllers(manager.client(), clock, NoMetrics(), ControllerOptions(IMAGE),
                                     manager.events()):

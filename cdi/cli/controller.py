@@ -99,7 +99,8 @@ async def control(command: ControllerCommand, stop: asyncio.Event) -> None:
         identity = f"{socket.gethostname()}_{os.getpid()}"
         lock = LeaseLock(cluster, command.namespace, LEASE_NAME, identity) if command.leader_elect else None
         metrics = ControlPlaneMetrics() if command.metrics_port != -1 else None
-        manager = Manager(cluster, clock=clock, leader_lock=lock, metrics=metrics.runtime if metrics else None)
+        manager = Manager(cluster, clock=clock, leader_lock=lock, metrics=metrics.runtime if metrics else None,
+                          freeze_heap=True)
         clone_tokens = CloneTokens.from_key(await ensure_signing_key(cluster, command.namespace, time.time()))
         for spec in cdi_controllers(manager.client(), clock, HttpsProgressScraper(),
                                     ControllerOptions(command.image, command.uploadproxy_url,

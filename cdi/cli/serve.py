@@ -104,7 +104,8 @@ async def _run(home: Path, cluster: EmbeddedCluster, stop: asyncio.Event, option
     await token_keys.start()
     await asyncio.to_thread(clone_key.ring)  # made now, not on the first clone
     metrics = ControlPlaneMetrics() if options.metrics_port is not None else None
-    manager = Manager(cluster, clock=clock, metrics=metrics.runtime if metrics is not None else None)
+    manager = Manager(cluster, clock=clock, metrics=metrics.runtime if metrics is not None else None,
+                      freeze_heap=True)
     launcher = await podruntime.launcher_for(options.pod_runtime, options.pod_image)
     runner = await add_node_agent(manager, cluster, home, clock, backoff_base=options.pod_backoff_base,
                                   backoff_cap=options.pod_backoff_cap, launcher=launcher)

@@ -141,3 +141,17 @@ async def test_a_standby_process_takes_over_when_the_lock_is_released(cluster: E
     assert standby.returncode == 0, errors.decode()
     with lock_path.open("r+") as probe:  # the standby released the lock on its graceful exit
         fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+async def test_a_long_running_manager_leaves_its_start_up_heap_out_of_full_collections(cluster: EmbeddedCluster,
+                                                                                    clock: FakeClock) -> None:
+    import gc
+    assert gc.get_freeze_count() == 0
+    manager = Manager(cluster, clock=clock, freeze_heap=True)
+    add_mirror(manager, cluster)
+    try:
+        async with running(manager):
+            await until(lambda: manager.active, 10, "the manager to start")
+            assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
