@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -171,15 +172,40 @@ class SigningKey:
         this control plane generated and keeps where only it can write (`cdi.embedded.uploadtokens.KeyRingFile`),
         which `cdi image-upload` loads afresh in every run; a key that came from elsewhere (a Secret an
         administrator may have made, cdi-apiserver's) is always checked. A damaged trusted key signs tokens the
-        proxy cannot verify: the upload is refused, nothing is let through."""
-        key = serialization.load_pem_private_key(pem, password=None, unsafe_skip_rsa_key_validation=trusted)
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise ValueError("the token signing key must be an RSA private key")
+        proxy cannot verify: the upload is refused, nothing is let through.
+
+        A key that passed the check is remembered by its PEM (`_CHECKED`): the ring is read again every few
+        seconds by long-running processes, and the check holds the interpreter lock, so every read stalled
+        their event loop. The same bytes are the same key; new bytes are checked."""
+        key = _CHECKED.get(pem)
+        if key is None:
+            loaded = serialization.load_pem_private_key(pem, password=None, unsafe_skip_rsa_key_validation=trusted)
+            if not isinstance(loaded, rsa.RSAPrivateKey):
+                raise ValueError("the token signing key must be an RSA private key")
+            key = loaded
+            if not trusted:
+                _remember(pem, key)
         return cls(key, created)
 
 
+_CHECKED: dict[bytes, rsa.RSAPrivateKey] = {}  # PEM -> the key OpenSSL checked, oldest first
+_CHECKED_MAX = 16
+_CHECKED_LOCK = threading.Lock()
+
+
 def generate_signing_key(now: float, bits: int = KEY_BITS) -> SigningKey:
-    return SigningKey(rsa.generate_private_key(public_exponent=65537, key_size=bits), now)
+    """A new key (50-150 ms of CPU: callers on an event loop run it in a thread, which OpenSSL lets run
+    beside the loop). It is sound by construction, so its PEM is remembered as checked."""
+    key = SigningKey(rsa.generate_private_key(public_exponent=65537, key_size=bits), now)
+    _remember(key.private_pem(), key.private_key)
+    return key
+
+
+def _remember(pem: bytes, key: rsa.RSAPrivateKey) -> None:
+    with _CHECKED_LOCK:  # keys are made in threads
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.pop(next(iter(_CHECKED)))
+        _CHECKED[pem] = key
 
 
 @dataclass(frozen=True)

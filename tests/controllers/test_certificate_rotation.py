@@ -5,12 +5,18 @@ signed before a rotation until it expires."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from cdi import tokens
 from cdi.cluster.errors import AlreadyExists
 from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
@@ -137,3 +143,60 @@ async def test_certconfig_of_the_cdi_resource_sets_the_lifetimes(cluster: Cluste
         assert expiry(client["tls.crt"]) == clock.now() + timedelta(minutes=30)
     finally:
         await cluster.delete("cdi.kubevirt.io/v1beta1", "CDI", created["metadata"]["name"])
+
+
+async def test_token_keys_are_made_off_the_event_loop_and_checked_once(cluster: Cluster,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An RSA key takes 50-150 ms to make and OpenSSL's check of a loaded one about 70 ms, holding the
+    interpreter lock: on the event loop every controller shares, they stalled every reconcile of the
+    process (the scale benchmark saw 137-318 ms). Keys are made in a thread; a ring read again (every
+    refresh, every 10 s in cdi-apiserver) is not checked again."""
+    slow = 0.3
+    make = tokens.generate_signing_key
+
+    def slow_make(now: float, bits: int = tokens.KEY_BITS) -> tokens.SigningKey:
+        time.sleep(slow)  # blocking, as key generation is
+        return make(now, bits)
+
+    loads = 0
+    real_load = serialization.load_pem_private_key
+
+    def counted_load(*args: Any, **kwargs: Any) -> Any:
+        nonlocal loads
+        loads += 1
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(creds, "generate_signing_key", slow_make)
+    monkeypatch.setattr(serialization, "load_pem_private_key", counted_load)
+    namespace = f"cdi-keys-{uuid.uuid4().hex[:6]}"
+    try:
+        await cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    except AlreadyExists:
+        pass
+    worst = 0.0
+
+    async def ticking() -> None:
+        nonlocal worst
+        while True:
+            asked = time.perf_counter()
+            await asyncio.sleep(0.01)
+            worst = max(worst, time.perf_counter() - asked - 0.01)
+
+    ticker = asyncio.create_task(ticking())
+    try:
+        ring = await creds.ensure_ring_secret(cluster, datetime.now(UTC), namespace)  # made, stored, read back
+        for _ in range(3):
+            found = await creds.read_key_ring(cluster, namespace)
+            assert found is not None and found[1].ring.current.kid == ring.ring.current.kid
+    finally:
+        ticker.cancel()
+    assert worst < slow / 2, f"the event loop stalled {worst:.3f}s"
+    assert loads == 0  # a key this process made is sound by construction
+
+    # A key made elsewhere (an administrator's Secret) is checked, once.
+    foreign = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = foreign.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    for _ in range(3):
+        assert tokens.SigningKey.from_pem(pem, 0.0).kid == tokens.key_id(foreign.public_key())
+    assert loads == 1
