@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "scale-bench"
 STORAGE_CLASS = "scale-local"
 CREATORS = 8  # concurrent creates by the "user": enough that the client's rate limit, not latency, is the bound
-USER_QPS, USER_BURST = 20.0, 30  # the user's client: client-go's old defaults, as many tools still send
+USER_QPS, USER_BURST = 20.0, 30  # the user's client: controller-runtime's former defaults
 SIM_QPS, SIM_BURST = 2000.0, 2000  # the simulated node stands for many kubelets: it is not throttled
 KUBE_CONTROLLERS = ("garbage-collector-controller", "namespace-controller", "serviceaccount-controller")
 
