@@ -85,8 +85,12 @@ async def run(args: argparse.Namespace) -> None:
         cluster = CountingCluster(raw)
         baseline: dict[str, Any] = {}
 
+        gc_pauses, lag = GcPauses(), LoopLag()
+
         def snapshot() -> None:
             baseline.update(_counts(cluster, transport))
+            gc_pauses.reset()  # stalls and collections are counted from here: start-up is not measured
+            lag.reset()
             report.with_suffix(".baseline").write_text(json.dumps(baseline))
 
         loop.add_signal_handler(signal.SIGUSR1, snapshot)
@@ -97,7 +101,6 @@ async def run(args: argparse.Namespace) -> None:
                                     manager.events()):
             stats[spec.name] = ReconcileStats()
             manager.add(timed(spec, stats[spec.name]))
-        gc_pauses, lag = GcPauses(), LoopLag()
         gc.callbacks.append(gc_pauses)
         lagging = asyncio.create_task(lag.run())
         running = asyncio.create_task(manager.run(stop))
@@ -123,7 +126,11 @@ class GcPauses:
 
     def __init__(self) -> None:
         self._started = 0.0
-        self.by_generation: dict[int, list[float]] = {0: [0, 0.0, 0.0], 1: [0, 0.0, 0.0], 2: [0, 0.0, 0.0]}
+        self.by_generation: dict[int, list[float]] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.by_generation = {0: [0, 0.0, 0.0], 1: [0, 0.0, 0.0], 2: [0, 0.0, 0.0]}
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -146,6 +153,9 @@ class LoopLag:
     def __init__(self) -> None:
         self.worst = 0.0
         self.over_50ms = 0
+
+    def reset(self) -> None:
+        self.worst, self.over_50ms = 0.0, 0
 
     async def run(self) -> None:
         while True:
