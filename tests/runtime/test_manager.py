@@ -35,7 +35,11 @@ async def read_until(stream: asyncio.StreamReader, text: str, timeout: float = 1
 
 
 def other_tasks() -> set[asyncio.Task[object]]:
-    return asyncio.all_tasks() - {asyncio.current_task()}
+    """The tasks besides this test's own, and besides the store's: its check of SQLite's data_version after
+    inotify saw the file written is short-lived, belongs to the cluster fixture (closed with it) and may be
+    in flight at any moment (it made this test flaky on a loaded machine)."""
+    return {task for task in asyncio.all_tasks() - {asyncio.current_task()}
+            if not task.get_coro().__qualname__.startswith("EmbeddedCluster.")}  # type: ignore[union-attr]
 
 
 async def test_stop_lets_an_in_flight_reconcile_finish_and_leaves_no_tasks(cluster: EmbeddedCluster,
