@@ -102,6 +102,10 @@ async def test_a_running_container_outlives_the_runner_and_is_reattached(
                              restart_policy="OnFailure"))
     before = await settle(runner, cluster, "import", running())
     await wait_for_file(marker)  # the import is under way
+    for _ in range(250):  # the script creates the file, then writes its pid: wait for the pid
+        if marker.read_text():
+            break
+        await asyncio.sleep(0.02)
     program = int(marker.read_text())
     assert await runner.detach() == 1  # `cdi serve` stops (or is upgraded): its containers carry on
     await asyncio.sleep(0.3)
