@@ -5,9 +5,11 @@ cluster-wide informer of that kind (started on first use; the first read waits u
 a reconcile costs no request to the API server unless it writes. Writes, deletes, reviews and logs go
 straight through; discovery answers (`served`) are kept for `SERVED_TTL` seconds, as client-go's cached
 discovery keeps them (a CRD installed later is seen within that time). Reads the cache cannot answer
-faithfully — a field selector, paging — also go to the server. Like controller-runtime's cache, reads may
-lag a write by a moment: reconcilers already treat `AlreadyExists`/`Conflict`/`NotFound` after a write as
-"try again", and the watch that brings their own write wakes them again.
+faithfully — a field selector, paging — also go to the server. Objects read through the cache carry no
+`metadata.managedFields` (see `cdi.runtime.informer`); `direct` reads them from the server. Like
+controller-runtime's cache, reads may lag a write by a moment: reconcilers already treat
+`AlreadyExists`/`Conflict`/`NotFound` after a write as "try again", and the watch that brings their own
+write wakes them again.
 
 One lag is not harmless: informers of different kinds catch up independently, so a reconcile woken by
 the Pod informer (its worker pod deleted) could read the claim as it was before this process's own
@@ -26,7 +28,7 @@ from typing import Any
 
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import Cluster, DeleteOptions, Object, ObjectList, PatchType, WatchEvent
-from cdi.runtime.informer import Informer, SharedInformers, json_copy
+from cdi.runtime.informer import Informer, SharedInformers, json_copy, without_managed_fields
 from cdi.runtime.types import Key
 
 SERVED_TTL = 30.0
@@ -60,7 +62,7 @@ class Written:
         key, now = self._key(api_version, kind, obj), self._clock()
         known = self._objects.get(key)
         if known is None or known[1] < version:
-            self._objects[key] = (json_copy(obj), version, now)
+            self._objects[key] = (json_copy(without_managed_fields(obj)), version, now)
         if len(self._objects) > WRITTEN_PRUNE_AT:
             self._objects = {k: v for k, v in self._objects.items() if now - v[2] <= WRITTEN_TTL}
 

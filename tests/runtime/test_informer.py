@@ -247,3 +247,29 @@ async def test_shared_informers_hand_out_one_informer_per_scope(cluster: Embedde
     await asyncio.wait_for(shared.wait_synced(), 3)
     assert late.has_synced() and first.get(Key("default", "a")) is not None
     await shared.stop()
+
+
+async def test_cached_objects_leave_out_the_field_ownership_record(cluster: EmbeddedCluster) -> None:
+    """As controller-runtime's TransformStripManagedFields: neither the cache nor its handlers keep
+    `metadata.managedFields`; the store still has it."""
+    applied = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "owned", "namespace": "default"},
+               "data": {"k": "v"}}
+    await cluster.patch("v1", "ConfigMap", "owned", applied, "default", patch_type="apply", field_manager="tester")
+    assert (await cluster.get("v1", "ConfigMap", "owned", "default"))["metadata"]["managedFields"]
+    informer = Informer(cluster, "v1", "ConfigMap")
+    handled: list[Object] = []
+    informer.add_handler(lambda _type, obj: handled.append(obj))
+    informer.start()
+    try:
+        await informer.wait_synced()
+        await cluster.patch("v1", "ConfigMap", "owned", {**applied, "data": {"k": "w"}}, "default",
+                            patch_type="apply", field_manager="tester")
+        await until(lambda: len(handled) == 2, what="the added and the modified ConfigMap")
+        cached = informer.get(Key("default", "owned"))
+        assert cached is not None and cached["data"] == {"k": "w"}
+        assert "managedFields" not in cached["metadata"]
+        assert cached["metadata"]["resourceVersion"] == (await cluster.get("v1", "ConfigMap", "owned", "default")
+                                                         )["metadata"]["resourceVersion"]
+        assert all("managedFields" not in obj["metadata"] for obj in [*handled, *informer.list()])
+    finally:
+        await informer.stop()
