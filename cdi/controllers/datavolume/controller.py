@@ -90,7 +90,12 @@ class DataVolumeReconciler:
         if not self._kind.handles(dv) or is_deleting(doc):
             self._transfers.forget(key.namespace, key.name)
             return DONE
-        pvc, problem = await self._claim(dv, doc)
+        pvc, problem, created = await self._claim(dv, doc)
+        if created:
+            # The claim's own ADDED event wakes this DataVolume again within a moment and writes the status
+            # the claim has by then: written now, Pending would often be overwritten at once (PVCBound) by
+            # a second status write. A claim that stays unbound shows Pending after that one round trip.
+            return DONE
         if pvc is not None:
             await add_missing_labels(self._cluster, doc, {k: v for k, v in labels_of(pvc).items()
                                                           if k in ann.DEFAULT_INSTANCETYPE_LABELS})
@@ -115,7 +120,9 @@ class DataVolumeReconciler:
         idle = not self._kind.operation.reports_progress and not (page and page.done)
         return Result(requeue_after=IDLE_INTERVAL if idle else PROGRESS_INTERVAL)
 
-    async def _claim(self, dv: DataVolume, doc: Object) -> tuple[Object | None, tuple[str, str] | None]:
+    async def _claim(self, dv: DataVolume, doc: Object) -> tuple[Object | None, tuple[str, str] | None, bool]:
+        """The DataVolume's claim (made now if missing), the problem that kept it from being made, and
+        whether this call created it."""
         meta = doc["metadata"]
         try:
             pvc = await self._cluster.get("v1", "PersistentVolumeClaim", meta["name"], meta["namespace"])
@@ -124,25 +131,26 @@ class DataVolumeReconciler:
         if pvc is not None:
             if not is_controlled_by(pvc, doc) and annotations_of(pvc).get(ann.ANN_POPULATED_FOR) != meta["name"]:
                 return None, ("ErrResourceExists",
-                              f'Resource "{meta["name"]}" already exists and is not managed by DataVolume')
-            return pvc, None
+                              f'Resource "{meta["name"]}" already exists and is not managed by DataVolume'), False
+            return pvc, None, False
         if (doc.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
-            return None, None  # the claim was deleted after the import ended: do not import again
+            return None, None, False  # the claim was deleted after the import ended: do not import again
         try:
             spec = render_pvc_spec(dv, await self._storage_view())
         except RenderError as e:
-            return None, (e.reason, e.message)
+            return None, (e.reason, e.message), False
         config = ConfigView.of(await self._get(CDI_API_VERSION, "CDIConfig", CONFIG_NAME))
         try:
             pvc = await self._cluster.create(new_claim(dv, doc, spec, config, self._kind.claim_annotations(dv)))
         except (Invalid, Forbidden) as e:
             # The API server refuses the claim as rendered (an impossible size stored before admission
             # checked it, say): retrying cannot help, so say why instead of looping.
-            return None, ("ErrClaimNotValid", f"the PVC for this DataVolume was refused: {e.message}")
+            return None, ("ErrClaimNotValid", f"the PVC for this DataVolume was refused: {e.message}"), False
         except AlreadyExists:
             pvc = await self._cluster.get("v1", "PersistentVolumeClaim", meta["name"], meta["namespace"])
+            return pvc, None, False
         log.info("created PVC %s/%s for DataVolume", meta["namespace"], meta["name"])
-        return pvc, None
+        return pvc, None, True
 
     async def _storage_view(self) -> StorageView:
         classes = (await self._cluster.list("storage.k8s.io/v1", "StorageClass")).items
