@@ -93,6 +93,23 @@ async def test_import_flow_to_success(cluster: Cluster, clock: FixedClock) -> No
     assert {"Bound", "ImportScheduled", "ImportInProgress", "ImportSucceeded"} <= reasons
 
 
+async def test_the_claim_event_not_the_creating_reconcile_writes_the_first_status(cluster: Cluster,
+                                                                                  clock: FixedClock) -> None:
+    """The reconcile that makes the claim writes no status: the claim's ADDED event wakes the DataVolume
+    again, and that reconcile writes what the claim is by then; a claim bound in between is never shown
+    Pending (one status write fewer), an unbound one is."""
+    await setup_storage(cluster, clock)
+    await create_dv(cluster)
+    dvs = DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress())
+    await dvs.reconcile(KEY)
+    assert await cluster.get("v1", "PersistentVolumeClaim", "fedora", "default")
+    assert await dv_status(cluster) == {}
+    await bind(cluster)
+    await dvs.reconcile(KEY)
+    status = await dv_status(cluster)
+    assert (status["phase"], status["claimName"]) == ("PVCBound", "fedora")
+
+
 async def test_scratch_required_brings_a_scratch_claim(cluster: Cluster, clock: FixedClock) -> None:
     await setup_storage(cluster, clock)
     await create_dv(cluster)
