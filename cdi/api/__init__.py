@@ -39,7 +39,7 @@ from cdi.api.kinds import KINDS, KindInfo, PrinterColumn, Scope, resolve_kind
 from cdi.api.meta import ApiModel, ApiObject, Condition, ConditionStatus, ObjectMeta
 from cdi.api.objecttransfer import ObjectTransfer
 from cdi.api.populators import VolumeCloneSource, VolumeImportSource, VolumeUploadSource
-from cdi.api.registry import ManifestError, dump_object, parse_model, parse_object
+from cdi.api.registry import ManifestError, build_models, dump_object, parse_model, parse_object
 from cdi.api.sources import ContentType, PullMethod
 from cdi.api.storageprofile import ClaimPropertySet, CloneStrategy, StorageProfile, StorageProfileSpec
 from cdi.api.upload import UploadTokenRequest
@@ -99,6 +99,7 @@ __all__ = [
     "VolumeResourceRequirements",
     "VolumeUploadSource",
     "all_crds",
+    "build_models",
     "crd_for",
     "dump_object",
     "parse_cron",

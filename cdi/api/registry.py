@@ -58,6 +58,25 @@ def parse_model(model: type[ModelT], doc: Mapping[str, Any]) -> ModelT:
         raise ManifestError([_describe(error) for error in e.errors()]) from e
 
 
+def build_models() -> int:
+    """Build every API model's validator and serializer now (each is otherwise built on its first use,
+    see `ApiModel`); returns how many were built. For long-running processes: their first DataVolume
+    would otherwise wait ~0.1 s, holding the event loop, while its model is built."""
+    built = 0
+    pending: list[type[ApiModel]] = [ApiModel]
+    seen: set[type[ApiModel]] = set()
+    while pending:
+        for model in pending.pop().__subclasses__():
+            if model in seen:
+                continue
+            seen.add(model)
+            pending.append(model)
+            if not model.__pydantic_complete__:
+                model.model_rebuild()
+                built += 1
+    return built
+
+
 def dump_object(obj: ApiModel) -> dict[str, Any]:
     """The manifest for `obj`: camelCase, unknown fields kept, no defaults that were never set.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -272,4 +273,46 @@ async def test_cached_objects_leave_out_the_field_ownership_record(cluster: Embe
                                                          )["metadata"]["resourceVersion"]
         assert all("managedFields" not in obj["metadata"] for obj in [*handled, *informer.list()])
     finally:
+        await informer.stop()
+
+
+class BufferedBurst:
+    """A `Cluster` whose watch hands over `count` events it already holds, never suspending between them
+    (as a stream does with a batch of the store's change log or lines an API server sent at once)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    async def list(self, api_version: str, kind: str, namespace: str | None = None,
+                   label_selector: Mapping[str, str] | str | None = None) -> ObjectList:
+        return ObjectList([], "1")
+
+    async def watch(self, api_version: str, kind: str, **kwargs: Any) -> AsyncIterator[WatchEvent]:
+        for n in range(self.count):
+            yield WatchEvent("ADDED", configmap(f"cm-{n}", str(n)) | {"metadata": {
+                "name": f"cm-{n}", "namespace": "default", "resourceVersion": str(n + 2), "uid": f"u{n}"}})
+        await asyncio.Event().wait()  # then nothing more, like a quiet watch
+
+
+async def test_a_burst_of_buffered_events_does_not_hold_the_event_loop() -> None:
+    informer = Informer(cast(Cluster, BufferedBurst(600)), "v1", "ConfigMap")
+    seen = recorder(informer)
+    informer.add_handler(lambda _type, _obj: time.sleep(0.0005))  # a handler's own work: 0.3 s in all
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    informer.start()
+    try:
+        await until(lambda: len(seen) == 600, what="all 600 events applied")
+        assert max(gaps) < 0.05, f"the loop was held for {max(gaps) * 1000:.0f} ms"
+    finally:
+        ticker.cancel()
         await informer.stop()
