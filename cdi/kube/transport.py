@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -27,6 +27,7 @@ import aiohttp
 from kubernetes_asyncio.client import Configuration
 
 from cdi.kube import errors
+from cdi.proxyenv import bypasses_proxy, env_value
 
 NO_LIMIT = -1.0  # a `qps` of zero or less: no client-side rate limit (client-go's -1)
 DEFAULT_QPS, DEFAULT_BURST = NO_LIMIT, 0  # controller-runtime's defaults since v0.21
@@ -139,43 +140,16 @@ def tls_context(configuration: Configuration) -> ssl.SSLContext:
 
 def proxy_for(configuration: Configuration, environ: Mapping[str, str] | None = None) -> str | None:
     """The proxy every request to the API server goes through, or None: the kubeconfig's `proxy-url`,
-    else the environment's proxy for the server's scheme unless `NO_PROXY` names its host."""
+    else the environment's proxy for the server's scheme unless `NO_PROXY` names the server
+    (`cdi.proxyenv`, Go's reading, as client-go's)."""
     if configuration.proxy:
         return str(configuration.proxy)
+    environ = os.environ if environ is None else environ
     server = urlsplit(str(configuration.host))
-    proxies = _environment_proxies(environ)
-    proxy = proxies.get(server.scheme)
-    if not proxy or _bypassed(server.hostname or "", server.port, proxies.get("no", "")):
+    proxy = env_value(environ, f"{server.scheme}_proxy")
+    if not proxy or bypasses_proxy(server.hostname or "", server.port, env_value(environ, "no_proxy")):
         return None
-    return proxy
-
-
-def _environment_proxies(environ: Mapping[str, str] | None) -> dict[str, str]:
-    if environ is None:
-        return urllib.request.getproxies_environment()
-    found: dict[str, str] = {}
-    for name, value in environ.items():  # lower case wins, as urllib has it
-        lowered = name.lower()
-        if value and lowered.endswith("_proxy") and (lowered == name or lowered[:-6] not in found):
-            found[lowered[:-6]] = value
-    return found
-
-
-def _bypassed(host: str, port: int | None, no_proxy: str) -> bool:
-    """Whether NO_PROXY exempts `host`: `*`, the host itself, a domain suffix (`.example.com` or
-    `example.com`), or `host:port`."""
-    for entry in (e.strip().lower() for e in no_proxy.split(",")):
-        if not entry:
-            continue
-        if entry == "*":
-            return True
-        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
-        if entry_port and port is not None and entry_port != str(port):
-            continue
-        name = name.lstrip(".")
-        if host.lower() == name or host.lower().endswith("." + name):
-            return True
-    return False
+    return proxy if "://" in proxy else f"http://{proxy}"
 
 
 def _query_value(value: Any) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import ipaddress
 import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -29,6 +28,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 import h11
 
+from cdi.proxyenv import bypasses_proxy, env_value
 from importer.sources.httpbody import BodyProtocol
 
 READ_SIZE = 1 << 20
@@ -90,49 +90,11 @@ def basic_auth(username: str, password: str) -> str:
 
 # ---- proxies from the environment ------------------------------------------------------------------
 
-def _env(environ: Mapping[str, str], name: str) -> str:
-    return environ.get(name.upper()) or environ.get(name.lower()) or ""
-
-
-def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
-    """NO_PROXY as Go's httpproxy reads it: "*", host names (a leading dot optional; subdomains match),
-    IP addresses and CIDR ranges, each optionally with a port."""
-    host = host.lower().strip("[]")
-    try:
-        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
-    except ValueError:
-        address = None
-    for raw in no_proxy.split(","):
-        entry = raw.strip().lower()
-        if not entry:
-            continue
-        if entry == "*":
-            return True
-        entry_host, entry_port = entry, None
-        if entry.count(":") == 1 or (entry.startswith("[") and "]:" in entry):
-            entry_host, _, port_text = entry.rpartition(":")
-            entry_port = int(port_text) if port_text.isdigit() else None
-        entry_host = entry_host.strip("[]")
-        if entry_port is not None and entry_port != port:
-            continue
-        if address is not None:
-            try:
-                if address in ipaddress.ip_network(entry_host, strict=False):
-                    return True
-            except ValueError:
-                pass
-            continue
-        name = entry_host.lstrip(".")
-        if host == name or host.endswith("." + name):
-            return True
-    return False
-
-
 def proxy_for(target: Target, environ: Mapping[str, str] | None = None) -> Target | None:
     """The proxy to use for `target`, if the environment names one and NO_PROXY does not exempt it."""
     environ = os.environ if environ is None else environ
-    value = _env(environ, f"{target.scheme}_proxy")
-    if not value or bypasses_proxy(target.host, target.port, _env(environ, "no_proxy")):
+    value = env_value(environ, f"{target.scheme}_proxy")
+    if not value or bypasses_proxy(target.host, target.port, env_value(environ, "no_proxy")):
         return None
     proxy = parse_target(value if "://" in value else f"http://{value}")
     if proxy.scheme != "http":

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from importer.sources.httpwire import WireError, bypasses_proxy, parse_target, proxy_for
+from cdi.proxyenv import bypasses_proxy
+from importer.sources.httpwire import WireError, parse_target, proxy_for
 from tests.importer.conftest import Runner
 from tests.support.catalog import ImageSet
 from tests.support.nginx import NginxServer

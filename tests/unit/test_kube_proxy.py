@@ -28,9 +28,17 @@ def test_the_environment_proxy_follows_the_server_scheme() -> None:
     assert proxy_for(_configuration("https://api.example.com:6443"), {}) is None
 
 
-def test_lower_case_names_win() -> None:
+def test_upper_case_names_win_as_in_go() -> None:
     environ = {"HTTPS_PROXY": "http://upper:3128", "https_proxy": "http://lower:3128"}
-    assert proxy_for(_configuration("https://api.example.com"), environ) == "http://lower:3128"
+    assert proxy_for(_configuration("https://api.example.com"), environ) == "http://upper:3128"
+    assert proxy_for(_configuration("https://api.example.com"), {"https_proxy": "lower:3128"}) == "http://lower:3128"
+
+
+def test_no_proxy_exempts_addresses_and_ranges() -> None:
+    server = _configuration("https://10.96.0.1:443")
+    for no_proxy in ("10.96.0.1", "10.0.0.0/8", "10.96.0.1:443"):
+        assert proxy_for(server, {"HTTPS_PROXY": "http://p:1", "NO_PROXY": no_proxy}) is None, no_proxy
+    assert proxy_for(server, {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "192.168.0.0/16"}) == "http://p:1"
 
 
 def test_no_proxy_exempts_hosts_domains_ports_and_everything() -> None:

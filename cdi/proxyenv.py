@@ -1,0 +1,49 @@
+"""Proxies from the environment, read as Go's `httpproxy.FromEnvironment` reads them (client-go and
+upstream's importer both use it): `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY`, the upper-case name first, then
+the lower-case one. It sits at the bottom so that the importer's HTTP source and the Kubernetes client
+share one reading of `NO_PROXY`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+
+
+def env_value(environ: Mapping[str, str], name: str) -> str:
+    """`NAME` or, if unset or empty, `name`: Go's order."""
+    return environ.get(name.upper()) or environ.get(name.lower()) or ""
+
+
+def bypasses_proxy(host: str, port: int | None, no_proxy: str) -> bool:
+    """NO_PROXY as Go's httpproxy reads it: "*", host names (a leading dot optional; subdomains match),
+    IP addresses and CIDR ranges, each optionally with a port."""
+    host = host.lower().strip("[]")
+    try:
+        address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    for raw in no_proxy.split(","):
+        entry = raw.strip().lower()
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        entry_host, entry_port = entry, None
+        if entry.count(":") == 1 or (entry.startswith("[") and "]:" in entry):
+            entry_host, _, port_text = entry.rpartition(":")
+            entry_port = int(port_text) if port_text.isdigit() else None
+        entry_host = entry_host.strip("[]")
+        if entry_port is not None and entry_port != port:
+            continue
+        if address is not None:
+            try:
+                if address in ipaddress.ip_network(entry_host, strict=False):
+                    return True
+            except ValueError:
+                pass
+            continue
+        name = entry_host.lstrip(".")
+        if host == name or host.endswith("." + name):
+            return True
+    return False
