@@ -22,6 +22,7 @@ object the cache does not hold is not made up from it, and whatever reaches the 
 from __future__ import annotations
 
 import builtins
+import itertools
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -33,7 +34,6 @@ from cdi.runtime.types import Key
 
 SERVED_TTL = 30.0
 WRITTEN_TTL = 30.0  # how long a write of ours may stand in for an older cached object
-WRITTEN_PRUNE_AT = 4096  # remembered writes past which the expired ones are dropped
 
 
 def _resource_version(obj: Object) -> int | None:
@@ -44,11 +44,15 @@ def _resource_version(obj: Object) -> int | None:
 
 
 class Written:
-    """The objects this process wrote last, keyed by group, kind, namespace and name."""
+    """The objects this process wrote last, keyed by group, kind, namespace and name, oldest write first:
+    each write moves its object to the end, and writes older than `WRITTEN_TTL` are dropped from the front."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._objects: dict[tuple[str, str, str, str], tuple[Object, int, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self._objects)
 
     @staticmethod
     def _key(api_version: str, kind: str, obj: Object) -> tuple[str, str, str, str]:
@@ -62,9 +66,17 @@ class Written:
         key, now = self._key(api_version, kind, obj), self._clock()
         known = self._objects.get(key)
         if known is None or known[1] < version:
+            self._objects.pop(key, None)
             self._objects[key] = (json_copy(without_managed_fields(obj)), version, now)
-        if len(self._objects) > WRITTEN_PRUNE_AT:
-            self._objects = {k: v for k, v in self._objects.items() if now - v[2] <= WRITTEN_TTL}
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        # Oldest first: stop at the first write young enough (once past a few thousand remembered writes,
+        # rebuilding the whole table on every write cost the 1,000-DataVolume benchmark ~0.5 ms a write).
+        for key, (_, _, at) in list(itertools.islice(self._objects.items(), 64)):
+            if now - at <= WRITTEN_TTL:
+                return
+            del self._objects[key]
 
     def forget(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
         self._objects.pop((api_version.rpartition("/")[0], kind, namespace or "", name), None)

@@ -13,7 +13,7 @@ import pytest
 from cdi.cluster.errors import NotFound
 from cdi.cluster.protocol import ObjectList, WatchEvent
 from cdi.embedded import EmbeddedCluster
-from cdi.runtime.cachedclient import SERVED_TTL, CachedCluster
+from cdi.runtime.cachedclient import SERVED_TTL, WRITTEN_TTL, CachedCluster, Written
 from cdi.runtime.informer import SharedInformers
 
 
@@ -168,3 +168,28 @@ async def test_a_read_sees_this_process_own_write_while_the_cache_lags_and_later
                 await cached.get("v1", "ConfigMap", "gone", "default")
         finally:
             await informers.stop()
+
+
+def test_remembered_writes_expire_oldest_first_without_rescanning() -> None:
+    now = [0.0]
+    written = Written(lambda: now[0])
+
+    def write(name: str, version: int) -> None:
+        written.remember("v1", "ConfigMap", {"metadata": {"name": name, "namespace": "default",
+                                                          "resourceVersion": str(version)}})
+
+    for n in range(5000):
+        now[0] = n * 0.001  # 5,000 writes in 5 s: all young, all kept
+        write(f"cm-{n}", n + 1)
+    assert len(written) == 5000
+    now[0] = 5.0 + WRITTEN_TTL - 2.5  # the first half is now older than the TTL
+    write("cm-0", 9000)  # written again: moves to the young end
+    write("fresh", 9001)
+    assert 2400 < len(written) < 5000
+    now[0] = 100.0 + WRITTEN_TTL
+    for n in range(100):
+        write(f"late-{n}", 10_000 + n)
+    assert len(written) == 100  # everything older expired as new writes came in
+    assert written.newer("v1", "ConfigMap", {"metadata": {"name": "late-5", "namespace": "default",
+                                                          "resourceVersion": "1"}})["metadata"]["resourceVersion"] \
+        == "10005"
