@@ -5,7 +5,8 @@
 (unless the spec's `predicate` refuses the object: the DataVolume controllers each serve one kind of
 source, and at 1,000 DataVolumes the others' reconciles that found nothing to do were most of all),
 and every change to an object a `Watch` covers enqueues the keys its `map_to_keys` returns (for a
-deletion, computed from the last known object). Workers take keys from the `WorkQueue`
+deletion, computed from the last known object) — with `only_served`, only keys whose cached primary the
+predicate accepts. Workers take keys from the `WorkQueue`
 (`cdi.runtime.queue`) and call the reconciler. As in controller-runtime, a reconcile that returns
 resets the key's backoff and, if it asked for `requeue_after`, parks the key for that long; one that
 raises is logged (a line naming the controller and key, the traceback at debug level) and retried
@@ -49,6 +50,7 @@ class Controller:
         self._workers: list[asyncio.Task[None]] = []
         primary = informers.informer(spec.api_version, spec.kind)
         primary.add_handler(self._enqueue_own_key)
+        self._primary = primary
         self.informers: list[Informer] = [primary]
         for watch in spec.watches:
             informer = informers.informer(watch.api_version, watch.kind)
@@ -121,6 +123,13 @@ class Controller:
         if self.spec.predicate is None or self.spec.predicate(obj):
             self.queue.add(Key.of(obj))
 
+    def serves(self, key: Key) -> bool:
+        """False when the primary object of `key` is cached and the spec's predicate refuses it."""
+        if self.spec.predicate is None:
+            return True
+        primary = self._primary.peek(key)
+        return primary is None or self.spec.predicate(primary)
+
 
 class _MapToKeys:
     """The handler a `Watch` becomes: enqueue whatever keys the watch maps a changed object to."""
@@ -139,4 +148,5 @@ class _MapToKeys:
         if any(labels.get(name) != value for name, value in (self._watch.label_selector or {}).items()):
             return
         for key in self._watch.map_to_keys(obj):
-            self._controller.queue.add(key)
+            if not self._watch.only_served or self._controller.serves(key):
+                self._controller.queue.add(key)

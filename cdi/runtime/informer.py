@@ -105,6 +105,10 @@ class Informer:
         obj = self._cache.get(key)
         return json_copy(obj) if obj is not None else None
 
+    def peek(self, key: Key) -> Object | None:
+        """The cached object itself, not a copy: for a quick look (a predicate) that must not change it."""
+        return self._cache.get(key)
+
     def list(self, namespace: str | None = None, label_selector: Mapping[str, str] | None = None) -> list[Object]:
         wanted = dict(label_selector or {})
         keys = self._by_namespace.get(namespace, set()) if namespace else self._cache.keys()

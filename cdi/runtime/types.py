@@ -59,6 +59,9 @@ class Watch:
     map_to_keys: Callable[[Object], Iterable[Key]]
     namespace: str | None = None
     label_selector: Mapping[str, str] | None = None
+    # Enqueue only keys whose primary the controller's predicate accepts (or that are not cached): a
+    # DataVolume's claim then wakes only the controller of that DataVolume's kind of source.
+    only_served: bool = False
 
 
 def owner_keys(owner_kind: str) -> Callable[[Object], Iterable[Key]]:
@@ -109,7 +112,8 @@ class ControllerSpec:
     watches: Sequence[Watch] = ()
     workers: int = 2
     # controller-runtime's predicates on `For(...)`: a change to a primary object for which this is False
-    # enqueues nothing (for a deletion it sees the last known object). A prefilter that saves the
-    # reconciles of objects the controller does not serve; the reconciler still checks for itself.
-    # Only for what cannot turn from False to True without another change (which is seen again).
+    # enqueues nothing (for a deletion it sees the last known object), nor does a change that a `Watch`
+    # with `only_served` maps to a cached primary for which it is False. A prefilter that saves the
+    # reconciles of objects the controller does not serve; the reconciler still checks for itself. Only
+    # for what cannot turn from False to True without another change (which is seen again).
     predicate: Callable[[Object], bool] | None = None

@@ -11,9 +11,9 @@ import pytest
 from cdi.cluster.protocol import Object
 from cdi.embedded import EmbeddedCluster
 from cdi.runtime.manager import Manager
-from cdi.runtime.types import Key
+from cdi.runtime.types import ControllerSpec, Key, Watch, owner_keys
 from tests.runtime.clock import FakeClock
-from tests.runtime.toys import add_mirror, configmap, secret_value
+from tests.runtime.toys import Mirror, add_mirror, configmap, secret_value
 from tests.runtime.waiting import running, until
 
 A = Key("default", "a")
@@ -129,3 +129,29 @@ async def test_a_predicate_keeps_primary_objects_it_refuses_out_of_the_queue(clu
         await cluster.patch("v1", "ConfigMap", "a", {"metadata": {"labels": {"mirror": "no"}}}, "default")
         await cluster.delete("v1", "Secret", "a", "default")  # the watch on owned Secrets still maps to "a"
         await wait_for_value(cluster, "a", "1")
+
+
+async def test_a_watch_that_asks_only_wakes_primaries_the_predicate_accepts(cluster: EmbeddedCluster,
+                                                                            clock: FakeClock) -> None:
+    """`Watch(only_served=True)`: an owned Secret's change wakes its ConfigMap only if the predicate accepts
+    the cached ConfigMap (the DataVolume controllers' claims watch); without the flag it always does."""
+    manager = Manager(cluster, clock=clock)
+
+    def labelled(obj: Object) -> bool:
+        return bool(((obj.get("metadata") or {}).get("labels") or {}).get("mirror") == "yes")
+
+    mirror = Mirror(cluster, manager.reader("v1", "ConfigMap"))
+    manager.add(ControllerSpec("mirror", "v1", "ConfigMap", mirror,
+                               (Watch("v1", "Secret", owner_keys("ConfigMap"), only_served=True),), 2,
+                               predicate=labelled))
+    async with running(manager):
+        await cluster.create(configmap("a", "1", labels={"mirror": "yes"}))
+        await wait_for_value(cluster, "a", "1")
+        await cluster.delete("v1", "Secret", "a", "default")  # served: the watch wakes "a", which repairs it
+        await wait_for_value(cluster, "a", "1")
+        await cluster.patch("v1", "ConfigMap", "a", {"metadata": {"labels": {"mirror": "no"}}}, "default")
+        await asyncio.sleep(0.2)
+        calls = len(mirror.calls)
+        await cluster.delete("v1", "Secret", "a", "default")  # no longer served: nothing wakes
+        await asyncio.sleep(0.3)
+        assert len(mirror.calls) == calls and await secret_value(cluster, "a") is None

@@ -451,7 +451,7 @@ def controllers(cluster: Cluster, clock: Clock, authorization: CloneAuthorizatio
                 stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT,
                 events: EventSink | None = None) -> list[ControllerSpec]:
     """`scraper`: reads host-assisted copies' source pods for bytes, rate, ETA and stalls; None: not watched."""
-    claims = Watch("v1", "PersistentVolumeClaim", owner_keys("DataVolume"))
+    claims = Watch("v1", "PersistentVolumeClaim", owner_keys("DataVolume"), only_served=True)
     index = SourceRefIndex()
     data_sources = Watch(CDI_API_VERSION, "DataSource", index.users_of)
     return [ControllerSpec("datavolume-pvc-clone-controller", CDI_API_VERSION, "DataVolume",

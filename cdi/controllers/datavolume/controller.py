@@ -204,7 +204,7 @@ class DataVolumeReconciler:
 def controllers(cluster: Cluster, clock: Clock, scraper: ProgressScraper, *,
                 stall_timeout: timedelta = DEFAULT_STALL_TIMEOUT,
                 events: EventSink | None = None) -> list[ControllerSpec]:
-    claims = Watch("v1", "PersistentVolumeClaim", owner_keys("DataVolume"))
+    claims = Watch("v1", "PersistentVolumeClaim", owner_keys("DataVolume"), only_served=True)
     return [ControllerSpec(IMPORT_KIND.name, CDI_API_VERSION, "DataVolume",
                            DataVolumeReconciler(cluster, clock, IMPORT_KIND, scraper, stall_timeout=stall_timeout,
                                                 events=events),
