@@ -91,6 +91,10 @@ class Controller:
                 await self._reconcile(key)
             finally:
                 self.queue.done(key)
+            # A reconcile that only reads the caches never suspends, nor does taking a key that is ready:
+            # without this a worker with a backlog ran reconcile after reconcile in one step of the event
+            # loop (332 ms seen at 1,000 DataVolumes), and every other task waited.
+            await asyncio.sleep(0)
 
     async def _reconcile(self, key: Key) -> None:
         started = self._clock.monotonic()

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 
 from cdi.cluster.protocol import Object
 from cdi.embedded import EmbeddedCluster
 from cdi.runtime.manager import Manager
-from cdi.runtime.types import ControllerSpec, Key, Watch, owner_keys
+from cdi.runtime.types import DONE, ControllerSpec, Key, Result, Watch, owner_keys
 from tests.runtime.clock import FakeClock
 from tests.runtime.toys import Mirror, add_mirror, configmap, secret_value
 from tests.runtime.waiting import running, until
@@ -155,3 +156,44 @@ async def test_a_watch_that_asks_only_wakes_primaries_the_predicate_accepts(clus
         await cluster.delete("v1", "Secret", "a", "default")  # no longer served: nothing wakes
         await asyncio.sleep(0.3)
         assert len(mirror.calls) == calls and await secret_value(cluster, "a") is None
+
+
+class BusyReconciler:
+    """Reads nothing, writes nothing, never suspends: 1 ms of work per key."""
+
+    def __init__(self) -> None:
+        self.done = 0
+
+    async def reconcile(self, key: Key) -> Result:
+        busy_until = time.perf_counter() + 0.001
+        while time.perf_counter() < busy_until:
+            pass
+        self.done += 1
+        return DONE
+
+
+async def test_a_worker_with_a_backlog_lets_the_event_loop_run_between_reconciles(cluster: EmbeddedCluster,
+                                                                                  clock: FakeClock) -> None:
+    for n in range(300):
+        await cluster.create(configmap(f"cm-{n}", str(n)))
+    manager = Manager(cluster, clock=clock)
+    busy = BusyReconciler()
+    manager.add(ControllerSpec("busy", "v1", "ConfigMap", busy, (), 1))
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0)
+            now = time.monotonic()
+            if busy.done:
+                gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    try:
+        async with running(manager):
+            await until(lambda: busy.done == 300, what="300 reconciles")
+    finally:
+        ticker.cancel()
+    assert max(gaps) < 0.05, f"the event loop was held for {max(gaps) * 1000:.0f} ms"
