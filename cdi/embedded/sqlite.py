@@ -46,10 +46,17 @@ CREATE TABLE IF NOT EXISTS changes (
     body TEXT NOT NULL, prev_body TEXT, changed_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS changes_by_kind ON changes (grp, kind, rv);
+-- For compaction, every 128 resourceVersions: which rows are older than the time to keep. Without it the
+-- check read every row past the newest kept ones (changed_at sits after the bodies), all of them while
+-- nothing is old enough (1.2 us a row: 18 ms at 15,000 changes, growing with the write rate).
+CREATE INDEX IF NOT EXISTS changes_by_time ON changes (changed_at, rv);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 -- Start at 1 so that even an empty store lists at a version a watch can start from ("0" means "now").
 INSERT OR IGNORE INTO counters (name, value) VALUES ('resource_version', 1), ('compacted', 0);
 """
+
+# The newest change both older than a time and at or below a resourceVersion (parameters in that order).
+NEWEST_COMPACTABLE = "SELECT max(rv) FROM changes INDEXED BY changes_by_time WHERE changed_at<=? AND rv<=?"
 
 
 class StoreUnavailable(ApiError):
@@ -202,8 +209,7 @@ class Transaction:
     def compact(self, keep: int, older_than: float) -> int:
         """Drop change rows beyond the newest `keep` that were written before `older_than`."""
         horizon = self.current_rv() - keep
-        newest_old = self._conn.execute("SELECT max(rv) FROM changes WHERE rv<=? AND changed_at<=?",
-                                        (horizon, older_than)).fetchone()[0]
+        newest_old = self._conn.execute(NEWEST_COMPACTABLE, (older_than, horizon)).fetchone()[0]
         if newest_old is None:
             return 0
         removed = self._conn.execute("DELETE FROM changes WHERE rv<=?", (newest_old,)).rowcount
