@@ -15,7 +15,7 @@ from cdi.runtime.manager import Manager
 from cdi.runtime.types import DONE, ControllerSpec, Key, Result, Watch, owner_keys
 from tests.runtime.clock import FakeClock
 from tests.runtime.toys import Mirror, add_mirror, configmap, secret_value
-from tests.runtime.waiting import running, until
+from tests.runtime.waiting import loop_gaps, running, until
 
 A = Key("default", "a")
 
@@ -179,21 +179,6 @@ async def test_a_worker_with_a_backlog_lets_the_event_loop_run_between_reconcile
     manager = Manager(cluster, clock=clock)
     busy = BusyReconciler()
     manager.add(ControllerSpec("busy", "v1", "ConfigMap", busy, (), 1))
-    gaps: list[float] = []
-
-    async def tick() -> None:
-        last = time.monotonic()
-        while True:
-            await asyncio.sleep(0)
-            now = time.monotonic()
-            if busy.done:
-                gaps.append(now - last)
-            last = now
-
-    ticker = asyncio.create_task(tick())
-    try:
-        async with running(manager):
-            await until(lambda: busy.done == 300, what="300 reconciles")
-    finally:
-        ticker.cancel()
+    async with loop_gaps(lambda: busy.done > 0) as gaps, running(manager):
+        await until(lambda: busy.done == 300, what="300 reconciles")
     assert max(gaps) < 0.05, f"the event loop was held for {max(gaps) * 1000:.0f} ms"

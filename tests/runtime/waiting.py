@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -40,3 +41,25 @@ async def running(manager: Manager) -> AsyncIterator[asyncio.Event]:
     finally:
         stop.set()
         await task
+
+
+@asynccontextmanager
+async def loop_gaps(counting: Callable[[], bool] = lambda: True) -> AsyncIterator[list[float]]:
+    """The gaps between the event loop's turns while the block runs (those while `counting()` is true):
+    a task that never suspends shows as one long gap."""
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0)
+            now = time.monotonic()
+            if counting():
+                gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    try:
+        yield gaps
+    finally:
+        ticker.cancel()
