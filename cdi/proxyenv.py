@@ -15,7 +15,7 @@ def env_value(environ: Mapping[str, str], name: str) -> str:
     return environ.get(name.upper()) or environ.get(name.lower()) or ""
 
 
-def bypasses_proxy(host: str, port: int | None, no_proxy: str) -> bool:
+def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
     """NO_PROXY as Go's httpproxy reads it: "*", host names (a leading dot optional; subdomains match),
     IP addresses and CIDR ranges, each optionally with a port."""
     host = host.lower().strip("[]")

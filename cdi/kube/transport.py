@@ -146,8 +146,9 @@ def proxy_for(configuration: Configuration, environ: Mapping[str, str] | None = 
         return str(configuration.proxy)
     environ = os.environ if environ is None else environ
     server = urlsplit(str(configuration.host))
+    port = server.port or (443 if server.scheme == "https" else 80)  # as Go compares NO_PROXY's ports
     proxy = env_value(environ, f"{server.scheme}_proxy")
-    if not proxy or bypasses_proxy(server.hostname or "", server.port, env_value(environ, "no_proxy")):
+    if not proxy or bypasses_proxy(server.hostname or "", port, env_value(environ, "no_proxy")):
         return None
     return proxy if "://" in proxy else f"http://{proxy}"
 

@@ -34,6 +34,12 @@ def test_upper_case_names_win_as_in_go() -> None:
     assert proxy_for(_configuration("https://api.example.com"), {"https_proxy": "lower:3128"}) == "http://lower:3128"
 
 
+def test_a_server_without_a_port_is_compared_on_its_scheme_default() -> None:
+    environ = {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "api.example.com:443"}
+    assert proxy_for(_configuration("https://api.example.com"), environ) is None
+    assert proxy_for(_configuration("https://api.example.com:6443"), environ) == "http://p:1"
+
+
 def test_no_proxy_exempts_addresses_and_ranges() -> None:
     server = _configuration("https://10.96.0.1:443")
     for no_proxy in ("10.96.0.1", "10.0.0.0/8", "10.96.0.1:443"):
