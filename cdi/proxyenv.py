@@ -7,6 +7,7 @@ share one reading of `NO_PROXY`.
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Mapping
 
 
@@ -47,3 +48,16 @@ def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
         if host == name or host.endswith("." + name):
             return True
     return False
+
+
+def environment_proxy(scheme: str, host: str, port: int | None,
+                      environ: Mapping[str, str] | None = None) -> str | None:
+    """The proxy URL the environment names for `scheme://host:port` (`http://` added when it names no
+    scheme), or None when none is set or `NO_PROXY` exempts the target; a missing port is the scheme's
+    default, as Go compares them."""
+    environ = os.environ if environ is None else environ
+    value = env_value(environ, f"{scheme}_proxy")
+    port = port or (443 if scheme == "https" else 80)
+    if not value or bypasses_proxy(host, port, env_value(environ, "no_proxy")):
+        return None
+    return value if "://" in value else f"http://{value}"

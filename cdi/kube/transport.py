@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,7 +26,7 @@ import aiohttp
 from kubernetes_asyncio.client import Configuration
 
 from cdi.kube import errors
-from cdi.proxyenv import bypasses_proxy, env_value
+from cdi.proxyenv import environment_proxy
 
 NO_LIMIT = -1.0  # a `qps` of zero or less: no client-side rate limit (client-go's -1)
 DEFAULT_QPS, DEFAULT_BURST = NO_LIMIT, 0  # controller-runtime's defaults since v0.21
@@ -144,13 +143,8 @@ def proxy_for(configuration: Configuration, environ: Mapping[str, str] | None = 
     (`cdi.proxyenv`, Go's reading, as client-go's)."""
     if configuration.proxy:
         return str(configuration.proxy)
-    environ = os.environ if environ is None else environ
     server = urlsplit(str(configuration.host))
-    port = server.port or (443 if server.scheme == "https" else 80)  # as Go compares NO_PROXY's ports
-    proxy = env_value(environ, f"{server.scheme}_proxy")
-    if not proxy or bypasses_proxy(server.hostname or "", port, env_value(environ, "no_proxy")):
-        return None
-    return proxy if "://" in proxy else f"http://{proxy}"
+    return environment_proxy(server.scheme, server.hostname or "", server.port, environ)
 
 
 def _query_value(value: Any) -> str:

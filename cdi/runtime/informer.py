@@ -86,7 +86,6 @@ class Informer:
 
     def _put(self, key: Key, obj: Object) -> Object | None:
         old = self._remove(key)
-        obj = without_managed_fields(obj)
         self._cache[key] = obj
         self._by_namespace.setdefault(key.namespace, set()).add(key)
         for uid in _owner_uids(obj):
@@ -155,7 +154,7 @@ class Informer:
     async def _relist(self) -> None:
         """Replace the cache with a fresh list, telling handlers what changed since the last one."""
         listed = await self._cluster.list(self.api_version, self.kind, self.namespace, self.label_selector)
-        fresh = {Key.of(obj): obj for obj in listed.items}
+        fresh = {Key.of(obj): without_managed_fields(obj) for obj in listed.items}
         gone = [key for key in self._cache if key not in fresh]
         for key in gone:
             removed = self._remove(key)
@@ -163,7 +162,6 @@ class Informer:
             self._dispatch("DELETED", removed)
         for key, obj in fresh.items():
             old = self._put(key, obj)
-            obj = self._cache[key]
             if old is None:
                 self._dispatch("ADDED", obj)
             elif _version(old) != _version(obj):
@@ -190,7 +188,7 @@ class Informer:
             await _close(stream)
 
     def _apply(self, event: WatchEvent) -> None:
-        obj = event.object
+        obj = without_managed_fields(event.object)
         if event.type == "BOOKMARK":
             self._resource_version = _version(obj) or self._resource_version
             return
@@ -199,7 +197,6 @@ class Informer:
             self._remove(key)
         else:
             self._put(key, obj)
-            obj = self._cache[key]
         self._resource_version = _version(obj) or self._resource_version
         self._failures = 0
         self._dispatch(event.type, obj)

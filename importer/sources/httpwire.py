@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 import h11
 
-from cdi.proxyenv import bypasses_proxy, env_value
+from cdi.proxyenv import environment_proxy
 from importer.sources.httpbody import BodyProtocol
 
 READ_SIZE = 1 << 20
@@ -92,11 +91,10 @@ def basic_auth(username: str, password: str) -> str:
 
 def proxy_for(target: Target, environ: Mapping[str, str] | None = None) -> Target | None:
     """The proxy to use for `target`, if the environment names one and NO_PROXY does not exempt it."""
-    environ = os.environ if environ is None else environ
-    value = env_value(environ, f"{target.scheme}_proxy")
-    if not value or bypasses_proxy(target.host, target.port, env_value(environ, "no_proxy")):
+    value = environment_proxy(target.scheme, target.host, target.port, environ)
+    if value is None:
         return None
-    proxy = parse_target(value if "://" in value else f"http://{value}")
+    proxy = parse_target(value)
     if proxy.scheme != "http":
         raise WireError(f"only http:// proxies are supported, not {proxy.url}")
     return proxy
