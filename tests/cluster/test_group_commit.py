@@ -5,7 +5,9 @@ waits for the file."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -163,3 +165,64 @@ async def test_writes_queued_while_a_group_waits_for_the_file_join_it(db: Databa
     await asyncio.wait_for(asyncio.gather(first, *later), 5.0)
     assert len(turns) == 1
     assert set(await _stored(db)) == {"first", *(f"later-{i}" for i in range(5))}
+
+
+def _many_statements(count: int, seen: list[float]) -> Callable[[Transaction], None]:
+    """A write that runs `count` SQLite statements (each hands the GIL back and must win it again) and
+    notes how long it held the transaction."""
+    def write(tx: Transaction) -> None:
+        started = time.monotonic()
+        for index in range(count):
+            tx.put(_key(f"cm-{index % 8}"), _config_map(f"cm-{index % 8}"), "MODIFIED", None)
+        seen.append(time.monotonic() - started)
+    return write
+
+
+async def _busy_loop(until: asyncio.Event) -> None:
+    """A loop as busy as a controller's under load: pure-Python work in 20 ms steps."""
+    while not until.is_set():
+        deadline = time.monotonic() + 0.02
+        while time.monotonic() < deadline:
+            pass
+        await asyncio.sleep(0)
+
+
+async def test_a_busy_event_loop_waits_while_its_transaction_holds_the_write_lock(db: Database) -> None:
+    # Every writing process waits for the lock; against a busy loop each of the transaction's SQLite calls
+    # used to wait for the GIL (up to the 5 ms switch interval): 60 puts (~240 calls) held it for seconds.
+    seen: list[float] = []
+    stop = asyncio.Event()
+    busy = asyncio.create_task(_busy_loop(stop))
+    try:
+        await asyncio.sleep(0.05)
+        for _ in range(3):
+            await db.write(_many_statements(60, seen), 0.0)
+    finally:
+        stop.set()
+        await busy
+    assert max(seen) < 0.15, f"transactions held the write lock for {[round(s * 1000) for s in seen]} ms"
+
+
+async def test_no_garbage_collection_runs_while_a_transaction_holds_the_write_lock(tmp_path: Path) -> None:
+    # A full collection stops every thread of the process, the writer with its lock too.
+    enabled: list[bool] = []
+
+    def write(tx: Transaction) -> None:
+        enabled.append(gc.isenabled())
+        tx.put(_key("cm"), _config_map("cm"), "ADDED", None)
+
+    first, second = (Database(tmp_path / f"store-{i}.db", busy_timeout=5.0) for i in range(2))
+    try:
+        assert gc.isenabled()
+        await asyncio.gather(*(db.write(write, 0.0) for db in (first, second) for _ in range(20)))
+        assert enabled and not any(enabled)
+        assert gc.isenabled()  # back on once the last writer let go
+        gc.disable()  # someone else's choice is left as it was
+        try:
+            await first.write(write, 0.0)
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
+    finally:
+        await first.close()
+        await second.close()
