@@ -99,6 +99,7 @@ class Transaction:
         self._referring: set[Key] = set()
         self._vanished: set[str] = set()
         self.sweep_all = False
+        self.assigned: tuple[int, int] | None = None  # the first and last resourceVersion this one assigned
 
     def get(self, key: Key) -> Object | None:
         row = self._conn.execute("SELECT body FROM objects WHERE grp=? AND kind=? AND namespace=? AND name=?",
@@ -180,7 +181,10 @@ class Transaction:
                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (key.group, key.kind, key.namespace, key.name, obj["metadata"]["uid"], rv, body))
         owners = owner_uids(obj)
-        self._set_owner_refs(key, owners)
+        # The owner rows change only with the ownerReferences: an object's first write has none yet (its
+        # rows went with its last incarnation) and most updates keep the stored object's.
+        if owners if type_ == "ADDED" else previous is None or owners != owner_uids(previous):
+            self._set_owner_refs(key, owners)
         if owners:
             self._referring.add(key)
         self._log(rv, type_, key, body, previous)
@@ -223,6 +227,7 @@ class Transaction:
     def _next_rv(self) -> int:
         value: int = self._conn.execute("UPDATE counters SET value=value+1 WHERE name='resource_version' "
                                         "RETURNING value").fetchone()[0]
+        self.assigned = (value if self.assigned is None else self.assigned[0], value)
         return value
 
     def _set_owner_refs(self, key: Key, uids: list[str]) -> None:

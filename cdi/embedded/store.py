@@ -283,10 +283,9 @@ class EmbeddedCluster:
         written: set[tuple[str, str]] = set()
 
         def run(tx: Transaction) -> T:
-            before = tx.current_rv()
             result = fn(tx, now)
             written.update(tx.kinds_written)
-            if before // _COMPACT_EVERY != tx.current_rv() // _COMPACT_EVERY:
+            if tx.assigned is not None and (tx.assigned[0] - 1) // _COMPACT_EVERY != tx.assigned[1] // _COMPACT_EVERY:
                 self._compact(tx, now)
             return result
 

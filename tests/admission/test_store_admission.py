@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from cdi.admission import cdikinds
 from cdi.cluster.errors import BadRequest, Forbidden, Invalid
 from cdi.embedded import EmbeddedCluster
 
@@ -66,6 +67,26 @@ async def test_stored_problems_do_not_block_later_writes(tmp_path: Path) -> None
     async with EmbeddedCluster(tmp_path / "store.db") as strict:
         written = await strict.patch_status(DV_API, "DataVolume", "disk", {"status": {"phase": "Pending"}}, "default")
     assert written["status"]["phase"] == "Pending"
+
+
+async def test_a_valid_status_write_parses_only_the_new_object(cluster: EmbeddedCluster,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stored object is parsed only to ratchet a problem or for a spec write's immutability rules:
+    on the most frequent write, a controller's status update, admission did the schema work twice."""
+    await cluster.create(datavolume())
+    parsed: list[str] = []
+    real_parse = cdikinds._parse
+
+    def counting(doc: Any) -> Any:
+        parsed.append((doc or {}).get("status", {}).get("phase", "-"))
+        return real_parse(doc)
+
+    monkeypatch.setattr(cdikinds, "_parse", counting)
+    await cluster.patch_status(DV_API, "DataVolume", "disk", {"status": {"phase": "Pending"}}, "default")
+    assert parsed == ["Pending"]
+    parsed.clear()
+    await cluster.patch(DV_API, "DataVolume", "disk", {"metadata": {"labels": {"a": "b"}}}, "default")
+    assert len(parsed) == 2  # a spec-side write: the update rules compare with the stored object
 
 
 @pytest.mark.parametrize(("size", "problem"), [

@@ -82,6 +82,27 @@ async def test_owner_deletion_collects_dependents_recursively(cluster: EmbeddedC
     assert await exists(cluster, "ConfigMap", "unrelated")
 
 
+async def test_owners_follow_updates_of_the_owner_references(cluster: EmbeddedCluster) -> None:
+    """An update that adds, swaps or keeps owners changes what a deletion collects (the store skips
+    rewriting its owner rows only when the references stay as they were)."""
+    first, second = await cluster.create(configmap("first")), await cluster.create(configmap("second"))
+    await cluster.create(configmap("adopted"))
+    await cluster.patch("v1", "ConfigMap", "adopted", {"metadata": {"ownerReferences": [owner_ref(first)]}},
+                        "default")
+    await cluster.create(configmap("moved", ownerReferences=[owner_ref(first)]))
+    await cluster.patch("v1", "ConfigMap", "moved", {"metadata": {"ownerReferences": [owner_ref(second)]}},
+                        "default")
+    await cluster.create(configmap("kept", ownerReferences=[owner_ref(second)]))
+    await cluster.patch("v1", "ConfigMap", "kept", {"metadata": {"labels": {"touched": "yes"}}}, "default")
+
+    await cluster.delete("v1", "ConfigMap", "first", "default")
+    assert not await exists(cluster, "ConfigMap", "adopted")
+    assert await exists(cluster, "ConfigMap", "moved")
+    await cluster.delete("v1", "ConfigMap", "second", "default")
+    assert not await exists(cluster, "ConfigMap", "moved")
+    assert not await exists(cluster, "ConfigMap", "kept")
+
+
 async def test_dependent_with_finalizer_waits_and_blocks_nothing_else(cluster: EmbeddedCluster) -> None:
     owner = await cluster.create(configmap("owner"))
     held = await cluster.create(configmap("held", finalizers=["cdi.kubevirt.io/cleanup"],
