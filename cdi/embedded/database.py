@@ -14,6 +14,7 @@ import contextlib
 import gc
 import queue
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -192,11 +193,12 @@ class Database:
 
     def _gated(self, conn: sqlite3.Connection, group: list[_Job]) -> list[tuple[bool, Any]]:
         gate = self._gate
-        if gate is not None:
-            gate.acquire()
-            self._top_up(group)  # `group` grows in place: the caller settles every job in it
-        try:
-            with _COLLECTOR.held_off():
+        # Entered before the gate: a collection already running ends before this process takes it.
+        with _LOCK_HELD.held():
+            if gate is not None:
+                gate.acquire()
+                self._top_up(group)  # `group` grows in place: the caller settles every job in it
+            try:
                 conn.execute("BEGIN IMMEDIATE")
                 paused = _LoopsPaused({job.loop for job in group if job.loop is not None})
                 try:
@@ -210,10 +212,10 @@ class Database:
                     raise
                 finally:
                     paused.resume()
-            return outcomes
-        finally:
-            if gate is not None:
-                gate.release()
+                return outcomes
+            finally:
+                if gate is not None:
+                    gate.release()
 
     def _open_writer(self) -> None:
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
@@ -265,7 +267,7 @@ class _LoopsPaused:
 
     The transaction holds the file's write lock, which every writing process waits for, and its ~10
     SQLite calls per write each hand the GIL back and must win it again: against a busy event loop that
-    takes up to the interpreter's 5 ms switch interval every time, and at 1,000 DataVolumes a group of
+    took up to the interpreter's 5 ms switch interval every time, and at 1,000 DataVolumes a group of
     two writes held the lock for a quarter of a second with 6 ms of its own work. With the loop waiting,
     the transaction runs at SQLite's speed; the loop loses no more than that."""
 
@@ -281,35 +283,46 @@ class _LoopsPaused:
         self._done.set()
 
 
-class _Collector:
-    """Holds the cyclic garbage collector off while any of this process's writers holds a write lock:
-    a full collection stops every thread of the process (~80 ms with 1,000 DataVolumes cached), and
-    every other process waiting to write would wait with it. Collection resumes at the next allocation
-    after the last writer lets go. Counted, so writers of several stores in one process nest."""
+class _LockHeld:
+    """What this process changes while any of its writers holds (or is about to take) a store's write
+    lock. Counted, so writers of several stores in one process nest: the first one in saves the
+    settings, the last one out restores them.
+
+    - The cyclic garbage collector is held off: a full collection stops every thread of the process
+      (~80 ms with 1,000 DataVolumes cached), the writer with its lock too. Collection resumes at the
+      next allocation after the lock is let go.
+    - Threads hand the GIL over sooner (`HELD_SWITCH_INTERVAL`): the loop waits (`_LoopsPaused`), but
+      another thread, such as the reader parsing a batch of watched changes, still kept the writer from
+      the GIL for up to the 5 ms default at each of its SQLite calls."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._holders = 0
-        self._restore = False
+        self._collecting = False
+        self._interval = sys.getswitchinterval()
 
     @contextlib.contextmanager
-    def held_off(self) -> Iterator[None]:
+    def held(self) -> Iterator[None]:
         with self._lock:
             if self._holders == 0:
-                self._restore = gc.isenabled()
+                self._collecting, self._interval = gc.isenabled(), sys.getswitchinterval()
                 gc.disable()
+                sys.setswitchinterval(min(self._interval, HELD_SWITCH_INTERVAL))
             self._holders += 1
         try:
             yield
         finally:
             with self._lock:
                 self._holders -= 1
-                if self._holders == 0 and self._restore:
-                    gc.enable()
+                if self._holders == 0:
+                    sys.setswitchinterval(self._interval)
+                    if self._collecting:
+                        gc.enable()
 
 
-_COLLECTOR = _Collector()
+_LOCK_HELD = _LockHeld()
 PAUSE_LIMIT = 1.0  # seconds an event loop waits for a transaction at most, should one ever hang
+HELD_SWITCH_INTERVAL = 0.0002  # seconds another thread may keep the GIL from a writer holding the lock
 
 MAX_GROUP = 32  # writes committed together at most: bounds how long another process waits for the file (~1 ms each)
 

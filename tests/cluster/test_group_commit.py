@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import sqlite3
+import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -201,6 +203,29 @@ async def test_a_busy_event_loop_waits_while_its_transaction_holds_the_write_loc
         stop.set()
         await busy
     assert max(seen) < 0.15, f"transactions held the write lock for {[round(s * 1000) for s in seen]} ms"
+
+
+async def test_a_busy_thread_does_not_stretch_a_transaction_holding_the_write_lock(db: Database) -> None:
+    # The loop waits, but another thread (the reader parsing a batch of watched changes) kept each SQLite
+    # call of the writer from the GIL for up to the 5 ms switch interval: 20 puts held the lock ~1 s.
+    seen: list[float] = []
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    busy = threading.Thread(target=spin)
+    busy.start()
+    try:
+        await asyncio.sleep(0.02)
+        for _ in range(3):
+            await db.write(_many_statements(20, seen), 0.0)
+    finally:
+        stop.set()
+        busy.join()
+    assert max(seen) < 0.3, f"transactions held the write lock for {[round(s * 1000) for s in seen]} ms"
+    assert sys.getswitchinterval() == pytest.approx(0.005)  # restored once the lock is let go
 
 
 async def test_no_garbage_collection_runs_while_a_transaction_holds_the_write_lock(tmp_path: Path) -> None:
