@@ -39,7 +39,7 @@ def admit_cdi_kind(request: AdmissionRequest) -> None:
             raise Invalid(_invalid(request, fresh), causes=fresh)
         return
     unknown = unknown_fields(new)
-    if unknown and stored.present:
+    if unknown:
         old_unknown = stored.unknown_fields()
         unknown = [path for path in unknown if path not in old_unknown]
     if unknown:
@@ -62,7 +62,6 @@ class _Stored:
     """The request's old object, parsed at the first question about it (None on create)."""
 
     def __init__(self, doc: Object | None) -> None:
-        self.present = doc is not None
         self._doc = doc
         self._parsed: tuple[ApiObject | None, list[str]] | None = None
 

@@ -181,9 +181,7 @@ class Transaction:
                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (key.group, key.kind, key.namespace, key.name, obj["metadata"]["uid"], rv, body))
         owners = owner_uids(obj)
-        # The owner rows change only with the ownerReferences: an object's first write has none yet (its
-        # rows went with its last incarnation) and most updates keep the stored object's.
-        if owners if type_ == "ADDED" else previous is None or owners != owner_uids(previous):
+        if _owners_changed(type_, owners, previous):
             self._set_owner_refs(key, owners)
         if owners:
             self._referring.add(key)
@@ -230,6 +228,10 @@ class Transaction:
         self.assigned = (value if self.assigned is None else self.assigned[0], value)
         return value
 
+    def assigned_a_multiple_of(self, every: int) -> bool:
+        """Whether a resourceVersion this transaction assigned is a multiple of `every`."""
+        return self.assigned is not None and (self.assigned[0] - 1) // every != self.assigned[1] // every
+
     def _set_owner_refs(self, key: Key, uids: list[str]) -> None:
         where = (key.group, key.kind, key.namespace, key.name)
         self._conn.execute("DELETE FROM owner_refs WHERE grp=? AND kind=? AND namespace=? AND name=?", where)
@@ -242,6 +244,15 @@ class Transaction:
                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (rv, type_, key.group, key.kind, key.namespace, key.name, body,
                             None if previous is None else _dump(previous), self._changed_at))
+
+
+def _owners_changed(type_: EventType, owners: list[str], previous: Object | None) -> bool:
+    """Whether a write must rewrite its owner rows: they change only with the ownerReferences. An
+    object's first write has none yet (its rows went with its last incarnation); most updates keep the
+    stored object's."""
+    if type_ == "ADDED":
+        return bool(owners)
+    return previous is None or owners != owner_uids(previous)
 
 
 def _dump(obj: Object) -> str:

@@ -285,7 +285,7 @@ class EmbeddedCluster:
         def run(tx: Transaction) -> T:
             result = fn(tx, now)
             written.update(tx.kinds_written)
-            if tx.assigned is not None and (tx.assigned[0] - 1) // _COMPACT_EVERY != tx.assigned[1] // _COMPACT_EVERY:
+            if tx.assigned_a_multiple_of(_COMPACT_EVERY):
                 self._compact(tx, now)
             return result
 

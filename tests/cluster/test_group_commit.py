@@ -180,6 +180,11 @@ def _many_statements(count: int, seen: list[float]) -> Callable[[Transaction], N
     return write
 
 
+async def _write_three_times(db: Database, puts: int, seen: list[float]) -> None:
+    for _ in range(3):
+        await db.write(_many_statements(puts, seen), 0.0)
+
+
 async def _busy_loop(until: asyncio.Event) -> None:
     """A loop as busy as a controller's under load: pure-Python work in 20 ms steps."""
     while not until.is_set():
@@ -197,8 +202,7 @@ async def test_a_busy_event_loop_waits_while_its_transaction_holds_the_write_loc
     busy = asyncio.create_task(_busy_loop(stop))
     try:
         await asyncio.sleep(0.05)
-        for _ in range(3):
-            await db.write(_many_statements(60, seen), 0.0)
+        await _write_three_times(db, 60, seen)
     finally:
         stop.set()
         await busy
@@ -219,8 +223,7 @@ async def test_a_busy_thread_does_not_stretch_a_transaction_holding_the_write_lo
     busy.start()
     try:
         await asyncio.sleep(0.02)
-        for _ in range(3):
-            await db.write(_many_statements(20, seen), 0.0)
+        await _write_three_times(db, 20, seen)
     finally:
         stop.set()
         busy.join()
