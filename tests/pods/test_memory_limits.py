@@ -6,10 +6,15 @@ against the limit the cgroup held (the OOM side is in `test_containers` and the 
 The images are made in about a second (`bigimages`); the compressed one is multi-member gzip, so its
 4 GiB of zeros are compressed once, not 4 GiB worth (`bench/container_memory.py` has the ordinary
 single-member gzip and prints the same figures). Skipped, with the reason, where podman cannot run or
-the image cannot be built."""
+the image cannot be built.
+
+The volume is a tmpfs of a fixed size (only the few MiB written use memory), not a directory of the
+host's disk: the importer refuses a disk larger than the volume's free space, and how much the host has
+free is not the test's to assume (CI's disk once had 18.9 GiB, and the 20 GiB image was refused)."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,6 +35,7 @@ LIMIT = "600M"  # upstream's default importer limit (CDIConfig's defaultPodResou
 QCOW2 = scattered(20 * GiB, (0, 3 * 1024, 7 * 1024 + 5, 19 * 1024, 20 * 1024 - 1))
 GZIP_RAW = scattered(4 * GiB, (0, 1000, 2500, 4095))
 IMAGES = {"big.qcow2": (QCOW2, make_qcow2), "big.raw.gz": (GZIP_RAW, make_gzip_raw)}
+VOLUME_SIZE = "24g"  # room for the largest image's virtual size, whatever the host has free
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +46,22 @@ def big_images(tmp_path_factory: pytest.TempPathFactory, pki: TestPKI) -> Iterat
         make(layout, root / name)
     with NginxServer(root, tmp_path_factory.mktemp("big-nginx"), pki) as server:
         yield server
+
+
+@pytest.fixture
+def volume(tmp_path: Path) -> Iterator[Path]:
+    """A volume of VOLUME_SIZE: a tmpfs mounted for the test (skipped, with the reason, where mounting is
+    refused)."""
+    path = tmp_path / "pv-dv"
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={VOLUME_SIZE},mode=0755", "tmpfs", str(path)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a {VOLUME_SIZE} tmpfs for the volume: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "--lazy", str(path)], check=False)
 
 
 def importer_pod(name: str, url: str, size: int) -> dict[str, object]:
@@ -61,10 +83,8 @@ def importer_pod(name: str, url: str, size: int) -> dict[str, object]:
 @pytest.mark.parametrize("image", list(IMAGES))
 async def test_a_600m_importer_imports_a_large_sparse_image_without_being_killed(
         cluster: EmbeddedCluster, runner: PodRunner, launcher: ContainerLauncher, big_images: NginxServer,
-        tmp_path: Path, image: str) -> None:
+        volume: Path, image: str) -> None:
     layout: Layout = IMAGES[image][0]
-    volume = tmp_path / "pv-dv"
-    volume.mkdir()
     await cluster.create(storage_class("local", "Immediate"))
     await cluster.create(claim("dv"))
     await bind(cluster, "dv", volume)
