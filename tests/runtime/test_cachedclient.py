@@ -170,6 +170,57 @@ async def test_a_read_sees_this_process_own_write_while_the_cache_lags_and_later
             await informers.stop()
 
 
+async def test_an_object_created_here_is_read_until_the_cache_has_it_and_not_after_it_is_gone(
+        tmp_path: Path) -> None:
+    """A reconcile woken again right after creating a pod must read that pod, not create it once more
+    (AlreadyExists); once the informer is past the create, the cache decides (here: deleted by another)."""
+    async with EmbeddedCluster(tmp_path / "s.db", poll_interval=0.02) as store:
+        lagging = StallableCluster(store)
+        informers = SharedInformers(lagging)  # type: ignore[arg-type]
+        cached = CachedCluster(lagging, informers)  # type: ignore[arg-type]
+        try:
+            with pytest.raises(NotFound):
+                await cached.get("v1", "ConfigMap", "made", "default")  # starts the informer, synced empty
+            lagging.flowing.clear()
+            made = await cached.create(configmap("made", labels={"by": "us"}))
+            await store.create(configmap("theirs"))  # created by another, not seen yet
+            await asyncio.sleep(0.2)  # the store has told the informer nothing yet
+            read = await cached.get("v1", "ConfigMap", "made", "default")
+            assert (read["metadata"]["uid"], read["metadata"]["labels"]) == (made["metadata"]["uid"], {"by": "us"})
+            with pytest.raises(NotFound):
+                await cached.get("v1", "ConfigMap", "theirs", "default")  # only our own writes read ahead
+            assert [o["metadata"]["name"] for o in (await cached.list("v1", "ConfigMap")).items] == []
+            assert lagging.gets == 0
+
+            await store.delete("v1", "ConfigMap", "made", "default")  # deleted by another before we saw it
+            lagging.flowing.set()
+
+            async def gone() -> bool:
+                try:
+                    await cached.get("v1", "ConfigMap", "made", "default")
+                except NotFound:
+                    return True
+                return False
+            await eventually(gone)  # the informer passed our create: the cache, which lacks it, decides
+            assert (await cached.get("v1", "ConfigMap", "theirs", "default"))["metadata"]["name"] == "theirs"
+        finally:
+            await informers.stop()
+
+
+def test_a_write_stands_in_for_a_missing_object_only_below_its_resource_version() -> None:
+    now = [0.0]
+    written = Written(lambda: now[0])
+    written.remember("v1", "Pod", {"metadata": {"name": "p", "namespace": "ns", "resourceVersion": "10"}})
+    assert written.unseen("v1", "Pod", "p", "ns", "9") is not None  # the cache has not reached it
+    assert written.unseen("v1", "Pod", "q", "ns", "9") is None  # nothing of that name written here
+    assert written.unseen("v1", "Pod", "p", "other", "9") is None
+    assert written.unseen("v1", "Pod", "p", "ns", "10") is None  # reached: the cache lacks it, so it is gone
+    assert written.unseen("v1", "Pod", "p", "ns", "9") is None  # and forgotten
+    written.remember("v1", "Pod", {"metadata": {"name": "p", "namespace": "ns", "resourceVersion": "20"}})
+    now[0] = WRITTEN_TTL + 1
+    assert written.unseen("v1", "Pod", "p", "ns", "9") is None  # too long ago to trust
+
+
 def test_remembered_writes_expire_oldest_first_without_rescanning() -> None:
     now = [0.0]
     written = Written(lambda: now[0])
