@@ -4,8 +4,10 @@ For each backend: prepare it (a fresh embedded store, or etcd + kube-apiserver +
 running only garbage collection, namespaces and service accounts, with CDI's CRDs), create the default
 StorageClass and the CDIConfig, start CDI's controllers in their own process (`bench.scale_controller`),
 start the simulated node (`bench.scale_node`, kwok-style: no volume is provisioned, no importer runs),
-create N blank DataVolumes as fast as a user's client may (its rate limit on Kubernetes, 20 qps), wait
-until every one is Succeeded, stop the controllers and collect what they measured about themselves.
+create N blank DataVolumes as fast as a user's client may (20 qps, client-go's default limit, on both
+backends; `--user-qps 0`: as fast as the store answers, a burst that keeps the controllers behind until
+the end), wait until every one is Succeeded, stop the controllers and collect what they measured about
+themselves.
 
 Targets: ≤ 10 API requests per DataVolume besides watches, controller peak RSS ≤ 300 MiB, no reconcile
 slower than 100 ms. `bench.scale_report` prints the table and writes `bench/results/<date>-scale.{md,json}`.
@@ -42,14 +44,14 @@ from cdi.contracts.deployment import NAMESPACE as INSTALL_NAMESPACE
 from cdi.controllers import cdiconfig
 from cdi.embedded import EmbeddedCluster
 from cdi.kube import connect
-from cdi.kube.transport import DEFAULT_QPS
+from cdi.kube.transport import DEFAULT_QPS, NO_LIMIT, TokenBucket
 from cdi.runtime.manager import Manager
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "scale-bench"
 STORAGE_CLASS = "scale-local"
 CREATORS = 8  # concurrent creates by the "user": enough that the client's rate limit, not latency, is the bound
-USER_QPS, USER_BURST = 20.0, 30  # the user's client: controller-runtime's former defaults
+USER_QPS, USER_BURST = 20.0, 30  # the user's client (default): client-go's and controller-runtime's former defaults
 SIM_QPS, SIM_BURST = 2000.0, 2000  # the simulated node stands for many kubelets: it is not throttled
 KUBE_CONTROLLERS = ("garbage-collector-controller", "namespace-controller", "serviceaccount-controller")
 
@@ -84,7 +86,8 @@ async def kubernetes(workdir: Path) -> AsyncIterator[Clients]:
                                                      "metadata": {"name": INSTALL_NAMESPACE}})
         account = f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default"
         await eventually(lambda: asyncio.to_thread(_exists, plane, account), "the default ServiceAccount")
-        async with await connect(plane.kubeconfig_path, qps=USER_QPS, burst=USER_BURST) as user, \
+        # The user's rate is `create_all`'s, the same on both backends.
+        async with await connect(plane.kubeconfig_path, qps=NO_LIMIT) as user, \
                 await connect(plane.kubeconfig_path, qps=SIM_QPS, burst=SIM_BURST) as sim:
             yield Clients(user, sim, ["--backend", "kubernetes", "--kubeconfig", str(plane.kubeconfig_path)])
 
@@ -163,11 +166,14 @@ class Tracker:
         return ", ".join(f"{p} {n}" for p, n in sorted(tally.items()))
 
 
-async def create_all(cluster: Cluster, count: int, tracker: Tracker) -> None:
+async def create_all(cluster: Cluster, count: int, tracker: Tracker, qps: float) -> None:
+    """Create the DataVolumes from `CREATORS` tasks, at most `qps` a second (burst `USER_BURST`; 0: no limit)."""
     queue = iter(range(count))
+    bucket = TokenBucket(qps, USER_BURST)
 
     async def creator() -> None:
         for index in queue:
+            await bucket.take()
             tracker.created[f"blank-{index:05d}"] = time.monotonic()
             await cluster.create(datavolume(index))
 
@@ -218,8 +224,9 @@ class ControllerProcess:
 
 
 async def measure(backend: str, count: int, workdir: Path, timeout: float, profile: bool = False,
-                  qps: float = DEFAULT_QPS, burst: int = 30) -> dict[str, Any]:
-    print(f"== {backend}: {count} DataVolumes", flush=True)
+                  qps: float = DEFAULT_QPS, burst: int = 30, user_qps: float = USER_QPS) -> dict[str, Any]:
+    rate = f"{user_qps:g} a second" if user_qps > 0 else "as fast as the store answers"
+    print(f"== {backend}: {count} DataVolumes, created {rate}", flush=True)
     opened = embedded(workdir) if backend == "embedded" else kubernetes(workdir)
     async with opened as clients, AsyncExitStack() as stack:
         await prepare(clients.sim)
@@ -240,7 +247,7 @@ async def measure(backend: str, count: int, workdir: Path, timeout: float, profi
         await controllers.baseline()
         started = time.monotonic()
         progress = asyncio.create_task(_report_progress(tracker, started))
-        await create_all(clients.user, count, tracker)
+        await create_all(clients.user, count, tracker, user_qps)
         created = time.monotonic() - started
         print(f"   created {count} in {created:.1f} s", flush=True)
         try:
@@ -261,10 +268,12 @@ async def _report_progress(tracker: Tracker, started: float) -> None:
               flush=True)
 
 
-def context(count: int, qps: str) -> dict[str, Any]:
+def context(count: int, qps: str, user_qps: float) -> dict[str, Any]:
     return {"date": time.strftime("%Y-%m-%d %H:%M"), "count": count, "machine": platform.node(),
             "cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
-            "controller_qps": qps, "node": "simulated (kwok-style): PVs and pod phases written by the benchmark"}
+            "controller_qps": qps,
+            "user_creates": f"{user_qps:g} qps, burst {USER_BURST}" if user_qps > 0 else "no limit (a burst)",
+            "node": "simulated (kwok-style): PVs and pod phases written by the benchmark"}
 
 
 def main() -> None:
@@ -276,6 +285,9 @@ def main() -> None:
     parser.add_argument("--qps", type=float, default=DEFAULT_QPS,
                         help="the controllers' client-side rate limit on Kubernetes (default: none, cdi controller's)")
     parser.add_argument("--burst", type=int, default=30, help="its burst, with --qps")
+    parser.add_argument("--user-qps", type=float, default=USER_QPS,
+                        help=f"the user's creates per second, on both backends (default {USER_QPS:g}, a client's "
+                             "default limit; 0: no limit, a burst the controllers work through afterwards)")
     parser.add_argument("--profile", action="store_true",
                         help="run the controllers under cProfile (controller.prof in the kept work directory; "
                              "slows them: not for the reported numbers)")
@@ -286,7 +298,7 @@ def main() -> None:
         workdir = Path(tempfile.mkdtemp(prefix=f"pycdi-scale-{backend}-"))
         try:
             results.append(asyncio.run(measure(backend, args.count, workdir, args.timeout, args.profile,
-                                               args.qps, args.burst)))
+                                               args.qps, args.burst, args.user_qps)))
         finally:
             if args.keep or args.profile:
                 print(f"   work directory kept: {workdir}")
@@ -295,7 +307,8 @@ def main() -> None:
     print(scale_report.table(results))
     partial = args.count != 1000 or set(backends) != {"embedded", "kubernetes"}
     limit = f"{args.qps:g} qps, burst {args.burst}" if args.qps > 0 else "no client-side limit"
-    path = scale_report.write(ROOT / "bench" / "results", results, context(args.count, limit), partial=partial)
+    path = scale_report.write(ROOT / "bench" / "results", results, context(args.count, limit, args.user_qps),
+                              partial=partial, burst=args.user_qps <= 0)
     print(f"written: {path}")
 
 

@@ -129,9 +129,12 @@ def rewrite(json_path: Path) -> Path:
     return path
 
 
-def write(results_dir: Path, results: list[dict[str, Any]], context: dict[str, Any], *, partial: bool) -> Path:
+def write(results_dir: Path, results: list[dict[str, Any]], context: dict[str, Any], *, partial: bool,
+          burst: bool = False) -> Path:
+    """The results as `<date>-scale[-burst][-partial].{md,json}` (burst: the user's creates unthrottled)."""
     results_dir.mkdir(parents=True, exist_ok=True)
-    stem = results_dir / (time.strftime("%Y-%m-%d-%H%M") + ("-scale-partial" if partial else "-scale"))
+    name = "-scale" + ("-burst" if burst else "") + ("-partial" if partial else "")
+    stem = results_dir / (time.strftime("%Y-%m-%d-%H%M") + name)
     stem.with_suffix(".json").write_text(json.dumps({"context": context, "results": results}, indent=2))
     stem.with_suffix(".md").write_text(markdown(results, context))
     return stem.with_suffix(".md")
