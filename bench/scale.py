@@ -28,13 +28,13 @@ import sys
 import tempfile
 import time
 import urllib.error
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import scale_report
+from bench import scale_apiserver, scale_report
 from bench.scale_node import node, node_simulator
 from cdi.api.meta import CDI_API_VERSION
 from cdi.cluster.errors import AlreadyExists, NotFound
@@ -61,6 +61,7 @@ class Clients:
     user: Cluster  # creates the DataVolumes, rate-limited as any client is
     sim: Cluster  # the simulated node and the observer; uncounted
     controller_args: list[str]
+    server_metrics: Callable[[], str] | None = None  # the API server's /metrics page (Kubernetes only)
 
 
 @asynccontextmanager
@@ -89,7 +90,8 @@ async def kubernetes(workdir: Path) -> AsyncIterator[Clients]:
         # The user's rate is `create_all`'s, the same on both backends.
         async with await connect(plane.kubeconfig_path, qps=NO_LIMIT) as user, \
                 await connect(plane.kubeconfig_path, qps=SIM_QPS, burst=SIM_BURST) as sim:
-            yield Clients(user, sim, ["--backend", "kubernetes", "--kubeconfig", str(plane.kubeconfig_path)])
+            yield Clients(user, sim, ["--backend", "kubernetes", "--kubeconfig", str(plane.kubeconfig_path)],
+                          lambda: str(plane.kubectl("get", "--raw", "/metrics").stdout))
 
 
 def datavolume(index: int) -> Object:
@@ -245,6 +247,7 @@ async def measure(backend: str, count: int, workdir: Path, timeout: float, profi
         stack.callback(stop_sim.set)
         await ready_for_users(clients.sim)
         await controllers.baseline()
+        metrics_before = await asyncio.to_thread(clients.server_metrics) if clients.server_metrics else None
         started = time.monotonic()
         progress = asyncio.create_task(_report_progress(tracker, started))
         await create_all(clients.user, count, tracker, user_qps)
@@ -255,10 +258,15 @@ async def measure(backend: str, count: int, workdir: Path, timeout: float, profi
         finally:
             progress.cancel()
         finished = time.monotonic() - started
+        server = None
+        if clients.server_metrics and metrics_before is not None:
+            metrics_after = await asyncio.to_thread(clients.server_metrics)
+            server = [asdict(row) for row in scale_apiserver.rows(metrics_before, metrics_after)]
         report = await controllers.stop()
     latencies = sorted(tracker.succeeded[n] - tracker.created[n] for n in tracker.succeeded)
     return {"backend": backend, "count": count, "create_seconds": created, "all_succeeded_seconds": finished,
-            "latency_p50": latencies[len(latencies) // 2], "latency_max": latencies[-1], "controller": report}
+            "latency_p50": latencies[len(latencies) // 2], "latency_max": latencies[-1], "controller": report,
+            **({"apiserver_writes": server} if server is not None else {})}
 
 
 async def _report_progress(tracker: Tracker, started: float) -> None:

@@ -85,6 +85,16 @@ def stalls(result: dict[str, Any]) -> str:
             f" garbage collections: {collections}; controller CPU {report.get('cpu_seconds', 0):.1f} s")
 
 
+SERVER_HEADER = ("verb", "resource", "requests", "p50 ms", "p99 ms", "over 100 ms")
+SERVER_TITLE = "kube-apiserver's own time for writes, every client's (its apiserver_request_duration_seconds):"
+
+
+def server_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The API server's write latencies during the run (`bench.scale_apiserver`); none on the embedded store."""
+    return [(r["verb"], r["resource"], str(r["requests"]), f"{r['p50'] * 1000:.0f}", f"{r['p99'] * 1000:.0f}",
+             f"{r['over_100ms']:.0%}") for r in result.get("apiserver_writes") or []]
+
+
 CONTROLLER_HEADER = ("controller", "reconciles", "failed", "p50 ms", "p99 ms", "max ms", "max unthrottled ms",
                      "max outside API calls ms", "> 100 ms", "slowest key")
 
@@ -101,6 +111,8 @@ def table(results: list[dict[str, Any]]) -> str:
         parts.append(_aligned([("call", "per DV"), *((what, f"{n:.2f}") for what, n in breakdown(result))]))
         parts.append(_aligned([CONTROLLER_HEADER, *controller_rows(result)]))
         parts.append(stalls(result))
+        if server_rows(result):
+            parts += [SERVER_TITLE, _aligned([SERVER_HEADER, *server_rows(result)])]
     return "\n".join(parts)
 
 
@@ -118,6 +130,8 @@ def markdown(results: list[dict[str, Any]], context: dict[str, Any]) -> str:
                   " on the embedded store a call is a transaction):", "",
                   *_md(("call", "per DV"), [(what, f"{n:.2f}") for what, n in breakdown(result)]), "",
                   *_md(CONTROLLER_HEADER, controller_rows(result)), "", stalls(result)]
+        if server_rows(result):
+            lines += ["", SERVER_TITLE, "", *_md(SERVER_HEADER, server_rows(result))]
     return "\n".join(lines) + "\n"
 
 
