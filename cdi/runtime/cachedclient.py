@@ -61,9 +61,13 @@ class Written:
         return len(self._objects)
 
     @staticmethod
-    def _key(api_version: str, kind: str, obj: Object) -> tuple[str, str, str, str]:
+    def _named(api_version: str, kind: str, name: str, namespace: str | None) -> tuple[str, str, str, str]:
+        return api_version.rpartition("/")[0], kind, namespace or "", name
+
+    @classmethod
+    def _key(cls, api_version: str, kind: str, obj: Object) -> tuple[str, str, str, str]:
         meta = obj.get("metadata") or {}
-        return api_version.rpartition("/")[0], kind, str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        return cls._named(api_version, kind, str(meta.get("name") or ""), str(meta.get("namespace") or ""))
 
     def remember(self, api_version: str, kind: str, obj: Object) -> None:
         version = _resource_version(obj)
@@ -89,7 +93,7 @@ class Written:
         """What this process wrote of an object the cache does not hold, if the cache (at `cache_version`)
         has not reached that write yet: it has not seen the object's ADDED. None once it has (then the
         object is gone) or when nothing of it was written here lately."""
-        key = (api_version.rpartition("/")[0], kind, namespace or "", name)
+        key = self._named(api_version, kind, name, namespace)
         known = self._objects.get(key)
         if known is None:
             return None
@@ -102,7 +106,7 @@ class Written:
         return copied
 
     def forget(self, api_version: str, kind: str, name: str, namespace: str | None) -> None:
-        self._objects.pop((api_version.rpartition("/")[0], kind, namespace or "", name), None)
+        self._objects.pop(self._named(api_version, kind, name, namespace), None)
 
     def newer(self, api_version: str, kind: str, cached: Object) -> Object:
         """`cached`, or what this process wrote of it when that is newer."""
