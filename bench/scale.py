@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NAMESPACE = "scale-bench"
 STORAGE_CLASS = "scale-local"
 CREATORS = 8  # concurrent creates by the "user": enough that the client's rate limit, not latency, is the bound
+POD_SECONDS = 1.0  # how long a simulated importer pod runs (a real blank import's pod lives for seconds)
 USER_QPS, USER_BURST = 20.0, 30  # the user's client (default): client-go's and controller-runtime's former defaults
 SIM_QPS, SIM_BURST = 2000.0, 2000  # the simulated node stands for many kubelets: it is not throttled
 KUBE_CONTROLLERS = ("garbage-collector-controller", "namespace-controller", "serviceaccount-controller")
@@ -226,7 +227,8 @@ class ControllerProcess:
 
 
 async def measure(backend: str, count: int, workdir: Path, timeout: float, profile: bool = False,
-                  qps: float = DEFAULT_QPS, burst: int = 30, user_qps: float = USER_QPS) -> dict[str, Any]:
+                  qps: float = DEFAULT_QPS, burst: int = 30, user_qps: float = USER_QPS,
+                  pod_seconds: float = POD_SECONDS) -> dict[str, Any]:
     rate = f"{user_qps:g} a second" if user_qps > 0 else "as fast as the store answers"
     print(f"== {backend}: {count} DataVolumes, created {rate}", flush=True)
     opened = embedded(workdir) if backend == "embedded" else kubernetes(workdir)
@@ -238,7 +240,7 @@ async def measure(backend: str, count: int, workdir: Path, timeout: float, profi
         await controllers.ready()
         tracker = Tracker(count)
         sim = Manager(clients.sim)
-        for spec in node_simulator(sim.client()):
+        for spec in node_simulator(sim.client(), pod_seconds):
             sim.add(spec)
         sim.reader(CDI_API_VERSION, "DataVolume", NAMESPACE).add_handler(tracker)
         stop_sim = asyncio.Event()
@@ -276,12 +278,13 @@ async def _report_progress(tracker: Tracker, started: float) -> None:
               flush=True)
 
 
-def context(count: int, qps: str, user_qps: float) -> dict[str, Any]:
+def context(count: int, qps: str, user_qps: float, pod_seconds: float) -> dict[str, Any]:
     return {"date": time.strftime("%Y-%m-%d %H:%M"), "count": count, "machine": platform.node(),
             "cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
             "controller_qps": qps,
             "user_creates": f"{user_qps:g} qps, burst {USER_BURST}" if user_qps > 0 else "no limit (a burst)",
-            "node": "simulated (kwok-style): PVs and pod phases written by the benchmark"}
+            "node": "simulated (kwok-style): PVs and pod phases written by the benchmark",
+            "importer_pod_runs_seconds": pod_seconds}
 
 
 def main() -> None:
@@ -293,6 +296,9 @@ def main() -> None:
     parser.add_argument("--qps", type=float, default=DEFAULT_QPS,
                         help="the controllers' client-side rate limit on Kubernetes (default: none, cdi controller's)")
     parser.add_argument("--burst", type=int, default=30, help="its burst, with --qps")
+    parser.add_argument("--pod-seconds", type=float, default=POD_SECONDS,
+                        help=f"how long each simulated importer pod runs (default {POD_SECONDS:g}; 0: its phases "
+                             "come ~10 ms apart and may reach the controllers as one change)")
     parser.add_argument("--user-qps", type=float, default=USER_QPS,
                         help=f"the user's creates per second, on both backends (default {USER_QPS:g}, a client's "
                              "default limit; 0: no limit, a burst the controllers work through afterwards)")
@@ -306,7 +312,7 @@ def main() -> None:
         workdir = Path(tempfile.mkdtemp(prefix=f"pycdi-scale-{backend}-"))
         try:
             results.append(asyncio.run(measure(backend, args.count, workdir, args.timeout, args.profile,
-                                               args.qps, args.burst, args.user_qps)))
+                                               args.qps, args.burst, args.user_qps, args.pod_seconds)))
         finally:
             if args.keep or args.profile:
                 print(f"   work directory kept: {workdir}")
@@ -315,8 +321,8 @@ def main() -> None:
     print(scale_report.table(results))
     partial = args.count != 1000 or set(backends) != {"embedded", "kubernetes"}
     limit = f"{args.qps:g} qps, burst {args.burst}" if args.qps > 0 else "no client-side limit"
-    path = scale_report.write(ROOT / "bench" / "results", results, context(args.count, limit, args.user_qps),
-                              partial=partial, burst=args.user_qps <= 0)
+    about = context(args.count, limit, args.user_qps, args.pod_seconds)
+    path = scale_report.write(ROOT / "bench" / "results", results, about, partial=partial, burst=args.user_qps <= 0)
     print(f"written: {path}")
 
 

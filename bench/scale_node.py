@@ -7,9 +7,12 @@ client play the parts the controllers wait on:
   creates a PersistentVolume claimed by it (hostPath, nothing behind it), sets the claim's
   `spec.volumeName` and marks it Bound with the volume's capacity.
 - `Kubelet`, like kube-scheduler + kubelet: binds each pod whose claims are Bound to the benchmark's node
-  with a `v1 Binding`, then reports it Running, then Succeeded with the termination message a
-  successful blank import leaves (exit 0, reason Completed); a deleted pod's end is confirmed with a
-  grace-period-0 delete, as kubelet does (a real API server keeps a bound pod until then).
+  with a `v1 Binding`, then reports it Running, and `run_seconds` later (how long the importer "runs")
+  Succeeded with the termination message a successful blank import leaves (exit 0, reason Completed);
+  a deleted pod's end is confirmed with a grace-period-0 delete, as kubelet does (a real API server
+  keeps a bound pod until then). A real importer pod lives for seconds, so the controllers see each of
+  its phases; with `run_seconds` 0 the phases come ~10 ms apart and the controllers, when they are
+  behind, see them as one change and write less.
 
 `bench.scale` runs them on a `cdi.runtime.manager.Manager`, so they are level-triggered reconcilers
 reading through informer caches like the controllers they feed.
@@ -17,6 +20,7 @@ reading through informer caches like the controllers they feed.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from cdi.cluster.errors import AlreadyExists, Conflict, NotFound
@@ -86,8 +90,10 @@ def container_status(name: str, image: str, state: dict[str, Any]) -> dict[str, 
 
 
 class Kubelet:
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, run_seconds: float = 0.0) -> None:
         self._cluster = cluster
+        self._run_seconds = run_seconds
+        self._running_since: dict[Key, float] = {}
 
     async def reconcile(self, key: Key) -> Result:
         try:
@@ -107,7 +113,12 @@ class Kubelet:
                                            "target": {"apiVersion": "v1", "kind": "Node", "name": NODE}})
             elif phase == "Pending":
                 await self._status(pod, "Running", {"running": {"startedAt": STARTED}})
+                self._running_since[key] = time.monotonic()
             elif phase == "Running":
+                left = self._running_since.get(key, 0.0) + self._run_seconds - time.monotonic()
+                if left > 0:
+                    return Result(requeue_after=left)
+                self._running_since.pop(key, None)
                 await self._status(pod, "Succeeded", {"terminated": {
                     "exitCode": 0, "reason": "Completed", "message": DONE_MESSAGE,
                     "startedAt": STARTED, "finishedAt": STARTED}})
@@ -136,7 +147,8 @@ class Kubelet:
         }}, pod["metadata"]["namespace"])
 
 
-def node_simulator(cluster: Cluster) -> list[ControllerSpec]:
-    """The simulator's controllers, for a manager whose cached client is `cluster`."""
+def node_simulator(cluster: Cluster, run_seconds: float = 0.0) -> list[ControllerSpec]:
+    """The simulator's controllers, for a manager whose cached client is `cluster`; each importer pod
+    runs `run_seconds`."""
     return [ControllerSpec("sim-volume-binder", "v1", "PersistentVolumeClaim", VolumeBinder(cluster), workers=4),
-            ControllerSpec("sim-kubelet", "v1", "Pod", Kubelet(cluster), workers=4)]
+            ControllerSpec("sim-kubelet", "v1", "Pod", Kubelet(cluster, run_seconds), workers=4)]

@@ -123,7 +123,8 @@ def _md(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
 def markdown(results: list[dict[str, Any]], context: dict[str, Any]) -> str:
     lines = [f"# Scale benchmark, {context['date']}", "",
              "The node is simulated (kwok-style): the benchmark creates each PV and binds it, binds each importer",
-             "pod to a fake node and moves it Running → Succeeded; no volume is provisioned, no importer runs.", "",
+             "pod to a fake node and moves it Running → Succeeded (`importer_pod_runs_seconds` apart); no volume",
+             "is provisioned, no importer runs.", "",
              "```", json.dumps(context, indent=2), "```", "", *_md(HEADER, [cells(r) for r in results])]
     for result in results:
         lines += ["", f"## {result['backend']}", "", "API requests per DataVolume by verb and kind (after start-up;"
