@@ -59,7 +59,7 @@ KUBE_CONTROLLERS = ("garbage-collector-controller", "namespace-controller", "ser
 
 @dataclass
 class Clients:
-    user: Cluster  # creates the DataVolumes, rate-limited as any client is
+    user: Cluster  # creates the DataVolumes (paced by `create_all`, the same on both backends)
     sim: Cluster  # the simulated node and the observer; uncounted
     controller_args: list[str]
     server_metrics: Callable[[], str] | None = None  # the API server's /metrics page (Kubernetes only)
@@ -88,7 +88,6 @@ async def kubernetes(workdir: Path) -> AsyncIterator[Clients]:
                                                      "metadata": {"name": INSTALL_NAMESPACE}})
         account = f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default"
         await eventually(lambda: asyncio.to_thread(_exists, plane, account), "the default ServiceAccount")
-        # The user's rate is `create_all`'s, the same on both backends.
         async with await connect(plane.kubeconfig_path, qps=NO_LIMIT) as user, \
                 await connect(plane.kubeconfig_path, qps=SIM_QPS, burst=SIM_BURST) as sim:
             yield Clients(user, sim, ["--backend", "kubernetes", "--kubeconfig", str(plane.kubeconfig_path)],
@@ -249,7 +248,8 @@ async def measure(backend: str, count: int, workdir: Path, timeout: float, profi
         stack.callback(stop_sim.set)
         await ready_for_users(clients.sim)
         await controllers.baseline()
-        metrics_before = await asyncio.to_thread(clients.server_metrics) if clients.server_metrics else None
+        server_metrics = clients.server_metrics
+        metrics_before = await asyncio.to_thread(server_metrics) if server_metrics else None
         started = time.monotonic()
         progress = asyncio.create_task(_report_progress(tracker, started))
         await create_all(clients.user, count, tracker, user_qps)
@@ -261,9 +261,9 @@ async def measure(backend: str, count: int, workdir: Path, timeout: float, profi
             progress.cancel()
         finished = time.monotonic() - started
         server = None
-        if clients.server_metrics and metrics_before is not None:
-            metrics_after = await asyncio.to_thread(clients.server_metrics)
-            server = [asdict(row) for row in scale_apiserver.rows(metrics_before, metrics_after)]
+        if server_metrics and metrics_before is not None:
+            server = [asdict(row) for row in
+                      scale_apiserver.rows(metrics_before, await asyncio.to_thread(server_metrics))]
         report = await controllers.stop()
     latencies = sorted(tracker.succeeded[n] - tracker.created[n] for n in tracker.succeeded)
     return {"backend": backend, "count": count, "create_seconds": created, "all_succeeded_seconds": finished,

@@ -1,8 +1,9 @@
 """The scale benchmark's table: per backend, N, time to all Succeeded, API requests per DataVolume,
 controller peak RSS and reconcile times, each target judged; and where the requests went (per verb and
 kind, per DataVolume) and which controllers were slowest. Prints it and writes
-`bench/results/<date>-scale.{json,md}` (`-scale-partial` for a run smaller than the issue's, which git
-ignores). Used by `bench.scale`.
+`bench/results/<date>-scale.{json,md}` (`-scale-burst` when the user's creates were not paced,
+`-partial` for a run smaller than the issue's; git ignores the JSON unless it is added on purpose).
+Used by `bench.scale`.
 """
 
 from __future__ import annotations

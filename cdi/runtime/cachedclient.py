@@ -42,11 +42,15 @@ SERVED_TTL = 30.0
 WRITTEN_TTL = 30.0  # how long a write of ours may stand in for an older cached object
 
 
-def _resource_version(obj: Object) -> int | None:
+def _version_number(version: str) -> int | None:
     try:
-        return int((obj.get("metadata") or {}).get("resourceVersion") or "")
+        return int(version)
     except ValueError:
         return None  # not an integer: never compared, the cache's object is read as it is
+
+
+def _resource_version(obj: Object) -> int | None:
+    return _version_number(str((obj.get("metadata") or {}).get("resourceVersion") or ""))
 
 
 class Written:
@@ -98,7 +102,7 @@ class Written:
         if known is None:
             return None
         mine, version, at = known
-        reached = _resource_version({"metadata": {"resourceVersion": cache_version}})
+        reached = _version_number(cache_version)
         if reached is None or reached >= version or self._clock() - at > WRITTEN_TTL:
             del self._objects[key]
             return None
