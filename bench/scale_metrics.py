@@ -174,6 +174,13 @@ class ReconcileStats:
         self.slowest: list[Slow] = []
         self.failures = 0
 
+    def restart(self) -> dict[str, Any]:
+        """The summary so far (start-up's), and measure afresh from here."""
+        summary = self.summary()
+        self.durations, self.throttled, self.elsewhere = array("d"), array("d"), array("d")
+        self.slowest, self.failures = [], 0
+        return summary
+
     def add(self, key: Key, seconds: float, spent: _Spent) -> None:
         self.durations.append(seconds)
         self.throttled.append(spent.throttled)
