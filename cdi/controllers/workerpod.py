@@ -139,9 +139,12 @@ class WorkerPodReconciler(ABC):
         """Create the worker pod (and what it needs) for the PVC."""
 
     async def completed(self, pvc: Object, pod_name: str) -> None:
-        """Called on every reconcile after the work succeeded; by default there is nothing left to do
-        (the observation that saw the success already deleted the pod)."""
-        return
+        """Called on every reconcile once the PVC says the work succeeded: the finished pod goes, unless
+        the PVC asks to keep it. Here rather than where the success is seen, as upstream's cleanup: the
+        reconcile that writes the success makes one write, and a controller stopped between that write
+        and the delete deletes the pod when it next looks (the PVC's update wakes it at once)."""
+        if annotations_of(pvc).get(ann.ANN_POD_RETAIN_AFTER_COMPLETION) != "true":
+            await self._end_worker_of(pvc, pod_name)
 
     async def foreign_pod(self, pvc: Object, pod_name: str) -> None:
         """A pod of the worker's name exists that this PVC does not control; by default, wait for it."""
@@ -184,7 +187,7 @@ class WorkerPodReconciler(ABC):
         await annotate(self._cluster, pvc, {self.pod_annotation: pod_name, **observation.annotations})
         for type_, reason, message in observation.events:
             await self.event(pvc, type_, reason, message)
-        if observation.delete_pod:
+        if observation.delete_pod and not observation.complete:  # a finished pod goes in `completed`
             await delete_quietly(self._cluster, "v1", "Pod", pod_name, key.namespace)
         return DONE
 

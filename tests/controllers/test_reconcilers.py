@@ -198,3 +198,45 @@ async def test_image_labels_reach_the_claim_and_instancetype_defaults_the_datavo
     assert dv["metadata"]["labels"] == {ann.LABEL_DEFAULT_INSTANCETYPE: "u1.medium",
                                         ann.LABEL_DEFAULT_PREFERENCE: "users-choice"}
     assert (await dv_status(cluster))["phase"] == "Succeeded"
+
+
+async def _importer_succeeded(cluster: Cluster, clock: FixedClock, claim_notes: dict[str, str]) -> ImportPodReconciler:
+    """A DataVolume whose importer pod just succeeded, with `claim_notes` on its claim; no reconcile has seen
+    the success yet."""
+    await setup_storage(cluster, clock)
+    await create_dv(cluster)
+    dvs, pods = DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress()), ImportPodReconciler(cluster, clock)
+    await step(dvs, pods, 1)
+    await bind(cluster)
+    await step(dvs, pods)
+    if claim_notes:
+        await cluster.patch("v1", "PersistentVolumeClaim", "fedora", {"metadata": {"annotations": claim_notes}},
+                            "default")
+    done = TerminationMessage("Import Complete", scratch_space_required=False, preallocation_applied=False)
+    await set_container(cluster, "Succeeded", {"terminated": {"exitCode": 0, "reason": "Completed",
+                                                              "message": done.to_json()}})
+    return pods
+
+
+async def test_the_finished_importer_goes_on_the_next_look_even_from_a_restarted_controller(
+        cluster: Cluster, clock: FixedClock) -> None:
+    """The reconcile that sees the pod succeed writes the success on the claim and nothing else; the next
+    one (the claim's update wakes it), here a new controller's as after a crash between the two, deletes
+    the pod."""
+    pods = await _importer_succeeded(cluster, clock, {})
+    await pods.reconcile(KEY)
+    pvc = await cluster.get("v1", "PersistentVolumeClaim", "fedora", "default")
+    assert pvc["metadata"]["annotations"][ann.ANN_POD_PHASE] == "Succeeded"
+    assert await cluster.get("v1", "Pod", "importer-fedora", "default")
+    await ImportPodReconciler(cluster, clock).reconcile(KEY)
+    assert not (await cluster.list("v1", "Pod", "default")).items
+
+
+async def test_a_finished_importer_the_claim_asks_to_keep_stays(cluster: Cluster, clock: FixedClock) -> None:
+    pods = await _importer_succeeded(cluster, clock, {ann.ANN_POD_RETAIN_AFTER_COMPLETION: "true"})
+    for _ in range(3):
+        await pods.reconcile(KEY)
+    pvc = await cluster.get("v1", "PersistentVolumeClaim", "fedora", "default")
+    assert pvc["metadata"]["annotations"][ann.ANN_POD_PHASE] == "Succeeded"
+    pod = await cluster.get("v1", "Pod", "importer-fedora", "default")
+    assert pod["status"]["phase"] == "Succeeded" and not pod["metadata"].get("deletionTimestamp")

@@ -109,8 +109,7 @@ class UploadReconciler(WorkerPodReconciler):
     async def completed(self, pvc: Object, pod_name: str) -> None:
         """Done: the upload server, its Service and its certificate are no longer needed."""
         namespace = meta(pvc)["namespace"]
-        if annotations_of(pvc).get(ann.ANN_POD_RETAIN_AFTER_COMPLETION) != "true":
-            await delete_quietly(self._cluster, "v1", "Pod", pod_name, namespace)
+        await super().completed(pvc, pod_name)
         service = UploadPodInputs(pvc, pod_name, pod_name, await config_view(self._cluster)).service
         await delete_quietly(self._cluster, "v1", "Service", service, namespace)
         await delete_quietly(self._cluster, "v1", "Secret", pod_name, namespace)
