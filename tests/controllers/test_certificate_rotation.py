@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -22,15 +23,25 @@ from cdi.cluster.protocol import Cluster, Object
 from cdi.contracts import annotations as ann
 from cdi.controllers.upload import credentials as creds
 from cdi.controllers.upload.rotation import Schedule
-from cdi.controllers.upload.rotator import CertificateRotator
+from cdi.controllers.upload.rotator import KEY_POLL, CertificateRotator, KeyMaker
 from cdi.pki import expiry, signed_by, split_bundle
-from cdi.runtime.types import Key
+from cdi.runtime.types import Key, Result
 from cdi.tokens import TokenVerifier, issue_token, key_id, load_public_keys, upload_payload
 from tests.runtime.clock import FakeClock
 
 HOUR = 3600.0
 SCHEDULE = Schedule(refresh=60, propagation=180, token_interval=24 * HOUR, token_lifetime=310)
 CONFIG = Key("", "config")
+
+
+async def settle(rotator: CertificateRotator) -> Result:
+    """A pass as the controller's queue runs it: again, `KEY_POLL` later, while a token key is being made."""
+    for _ in range(400):
+        result = await rotator.reconcile(CONFIG)
+        if result.requeue_after != KEY_POLL:
+            return result
+        await asyncio.sleep(KEY_POLL)
+    raise AssertionError("the token key was never made")
 
 
 def data(secret: Object) -> dict[str, bytes]:
@@ -66,7 +77,7 @@ async def test_a_rotation_never_leaves_a_live_upload_server_without_a_client_it_
         pass
     rotator = CertificateRotator(cluster, clock, namespace, SCHEDULE)
 
-    wake = await rotator.reconcile(CONFIG)
+    wake = await settle(rotator)
     first = await secret(cluster, creds.CA_SECRET, namespace)
     old_ca = first["tls.crt"]
     assert split_bundle(first[creds.BUNDLE_KEY]) == [old_ca]
@@ -80,7 +91,7 @@ async def test_a_rotation_never_leaves_a_live_upload_server_without_a_client_it_
     # 24 h in, within the CA's renewBefore: the next CA is published beside the signer, not used yet;
     # the next token key is published to verifiers, not used yet.
     clock.advance(24 * HOUR + 1)
-    await rotator.reconcile(CONFIG)
+    await settle(rotator)
     staged = await secret(cluster, creds.CA_SECRET, namespace)
     assert staged["tls.crt"] == old_ca and "pending.crt" in staged
     assert split_bundle(staged[creds.BUNDLE_KEY]) == [staged["pending.crt"], old_ca]
@@ -92,7 +103,7 @@ async def test_a_rotation_never_leaves_a_live_upload_server_without_a_client_it_
     # client certificate stays under the old one; the server's own certificate (renewed at the last pass,
     # when its 24 h were half gone, under the then signer) is still good, and its Secret gets the bundle.
     clock.advance(SCHEDULE.propagation)
-    await rotator.reconcile(CONFIG)
+    await settle(rotator)
     promoted = await secret(cluster, creds.CA_SECRET, namespace)
     new_ca = promoted["tls.crt"]
     assert new_ca == staged["pending.crt"] and promoted["previous.crt"] == old_ca
@@ -110,15 +121,15 @@ async def test_a_rotation_never_leaves_a_live_upload_server_without_a_client_it_
     # The upload ends: the client certificate moves to the new CA; then nothing is signed by the old one
     # any more, and it leaves the bundle.
     await cluster.delete("v1", "Pod", server, "default")
-    await rotator.reconcile(CONFIG)
+    await settle(rotator)
     client = await secret(cluster, creds.CLIENT_SECRET, namespace)
     assert signed_by(client["tls.crt"], new_ca)
-    await rotator.reconcile(CONFIG)
+    await settle(rotator)
     assert split_bundle((await secret(cluster, creds.CA_SECRET, namespace))[creds.BUNDLE_KEY]) == [new_ca]
 
     # A token lifetime after the key rotation the old key is forgotten, and the old token with it.
     clock.advance(SCHEDULE.token_lifetime + 1)
-    await rotator.reconcile(CONFIG)
+    await settle(rotator)
     ring = creds.RingSecret.from_data(await secret(cluster, creds.TOKEN_KEYS_SECRET, namespace))
     assert ring.ring.previous == ()
     assert old_key.kid not in {key_id(k) for k in ring.ring.verification_keys}
@@ -136,7 +147,7 @@ async def test_certconfig_of_the_cdi_resource_sets_the_lifetimes(cluster: Cluste
         pytest.skip("this backend serves no CDI kind")
     created = await cluster.create(cdi)
     try:
-        await CertificateRotator(cluster, clock, namespace, SCHEDULE).reconcile(CONFIG)
+        await settle(CertificateRotator(cluster, clock, namespace, SCHEDULE))
         ca = await secret(cluster, creds.CA_SECRET, namespace)
         client = await secret(cluster, creds.CLIENT_SECRET, namespace)
         assert expiry(ca["tls.crt"]) == clock.now() + timedelta(hours=2)
@@ -200,3 +211,35 @@ async def test_token_keys_are_made_off_the_event_loop_and_checked_once(cluster: 
     for _ in range(3):
         assert tokens.SigningKey.from_pem(pem, 0.0).kid == tokens.key_id(foreign.public_key())
     assert loads == 1
+
+
+async def test_a_pass_does_not_wait_for_the_token_key_being_made(cluster: Cluster) -> None:
+    """An empty store's first pass writes the CA and the client certificate, starts the token key in a
+    thread and ends, asking to look again `KEY_POLL` later; the ring is written by the pass that finds the
+    key made, stamped with that pass's time. A key that could not be made fails that pass, and the next
+    one starts another."""
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    namespace = f"cdi-keymaker-{uuid.uuid4().hex[:6]}"
+    await cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    release, attempts = threading.Event(), []
+
+    def slow_key(now: float) -> tokens.SigningKey:
+        attempts.append(now)
+        if len(attempts) == 1:
+            raise OSError("no entropy today")
+        assert release.wait(30)
+        return tokens.generate_signing_key(now)
+
+    rotator = CertificateRotator(cluster, clock, namespace, SCHEDULE, keys=KeyMaker(slow_key))
+    with pytest.raises(OSError, match="no entropy"):
+        await settle(rotator)  # the first key fails
+    assert (await rotator.reconcile(CONFIG)).requeue_after == KEY_POLL  # the second is being made
+    assert (await secret(cluster, creds.CA_SECRET, namespace))["tls.crt"]
+    assert (await secret(cluster, creds.CLIENT_SECRET, namespace))["tls.crt"]
+    assert await creds.read_key_ring(cluster, namespace) is None
+    clock.advance(5)
+    release.set()
+    assert (await settle(rotator)).requeue_after >= 1.0
+    found = await creds.read_key_ring(cluster, namespace)
+    assert found is not None and found[1].ring.current.created == clock.now().timestamp()
+    assert len(attempts) == 2

@@ -14,8 +14,8 @@ from cdi.controllers.upload.rotation import Schedule
 from cdi.controllers.upload.rotator import CertificateRotator
 from cdi.embedded import EmbeddedCluster
 from cdi.pki import issue, signed_by, split_bundle
-from cdi.runtime.types import Key
 from cdi.tokens import load_public_keys
+from tests.controllers.test_certificate_rotation import settle
 from tests.runtime.clock import FakeClock
 
 HOUR = 3600.0
@@ -33,13 +33,13 @@ async def test_the_proxy_files_follow_the_rotated_secrets(tmp_path: Path) -> Non
         host = proxy(cluster, tmp_path, clock)
         rotator = CertificateRotator(cluster, clock, creds.CDI_NAMESPACE, SCHEDULE)
         await host.refresh()
-        await rotator.reconcile(Key("", "config"))
+        await settle(rotator)
         serving = host.files.server_cert.read_bytes() if host.files.server_cert else b""
         upload_ca = (await creds.ensure_ca_keys(cluster, clock.now())).signer
         assert signed_by(serving, host.ca_pem.encode()) and host.ca_pem.encode() != upload_ca.cert_pem
 
         clock.advance(24 * HOUR + 1)  # the CA is staged, a token key too
-        await rotator.reconcile(Key("", "config"))
+        await settle(rotator)
         await host.refresh()
         staged = (await creds.read_ca(cluster))
         assert staged is not None and staged[1].pending is not None

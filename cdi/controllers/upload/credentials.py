@@ -204,12 +204,16 @@ async def read_key_ring(cluster: Cluster, namespace: str = CDI_NAMESPACE) -> tup
     return secret, RingSecret.from_data(decode(secret))
 
 
-async def ensure_ring_secret(cluster: Cluster, now: datetime, namespace: str = CDI_NAMESPACE) -> RingSecret:
-    """The token key ring, created on first use. Rotation is the rotation controller's (`rotator`)."""
+async def ensure_ring_secret(cluster: Cluster, now: datetime, namespace: str = CDI_NAMESPACE, *,
+                             key: SigningKey | None = None) -> RingSecret:
+    """The token key ring, created on first use (with `key` if given, made ahead). Rotation is the rotation
+    controller's (`rotator`)."""
     if (found := await read_key_ring(cluster, namespace)) is not None:
         return found[1]
     # Making an RSA key takes 50-150 ms of CPU: in a thread, not on the event loop all controllers share.
-    ring = RingSecret(KeyRing(await asyncio.to_thread(generate_signing_key, now.timestamp())))
+    if key is None:
+        key = await asyncio.to_thread(generate_signing_key, now.timestamp())
+    ring = RingSecret(KeyRing(key))
     stored = await _get_or_create(cluster, _secret(TOKEN_KEYS_SECRET, namespace, ring.data()))
     return RingSecret.from_data(decode(stored))
 

@@ -11,7 +11,8 @@ most `Schedule.refresh` seconds apart, as upstream's operator syncs every minute
 3. every live upload server's Secret: its certificate renewed when due, its `ca.crt` set to the bundle (on
    a cluster kubelet refreshes the mounted files and the server reloads them for new connections,
    `importer.uploadserver.security`; an embedded pod keeps what it started with);
-4. the upload token key ring (`plan_ring`).
+4. the upload token key ring (`plan_ring`). A new key is made in a thread (`KeyMaker`) while the pass
+   ends and comes back for it `KEY_POLL` later, writing nothing for the ring meanwhile.
 
 Objects rendered by `cdi operator` (controlled by the CDI resource) are its to rotate, by the same
 certConfig: this controller leaves the CA chain alone then, and says so once in its log.
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,16 +56,43 @@ from cdi.controllers.upload.rotation import (
 )
 from cdi.pki import KeyPair, issue, made, new_ca, subject_alt_names
 from cdi.runtime.types import DONE, Clock, ControllerSpec, Key, Result, Watch
-from cdi.tokens import KeyRing, generate_signing_key
+from cdi.tokens import KeyRing, SigningKey, generate_signing_key
 
 log = logging.getLogger(__name__)
 CONFIG_NAME = "config"
 MIN_WAKE = 1.0
+KEY_POLL = 0.05  # how soon a pass that started making a token key looks for it again
+
+
+class KeyMaker:
+    """Upload-token keys, one at a time, made in a thread: an RSA-2048 key takes 50-150 ms of CPU (the
+    prime search varies), so a pass that needs one starts it and comes back for it, rather than hold the
+    controller's worker that long (at an empty store's first pass, and at every key rotation)."""
+
+    def __init__(self, make: Callable[[float], SigningKey] = generate_signing_key) -> None:
+        self._make = make
+        self._making: asyncio.Future[SigningKey] | None = None
+
+    @property
+    def making(self) -> bool:
+        return self._making is not None
+
+    def take(self, now: float) -> SigningKey | None:
+        """The key made for this pass, created `now`, once it is ready; until then None (starting it the
+        first time). A key that could not be made raises here, and the next pass starts another."""
+        if self._making is None:
+            self._making = asyncio.get_running_loop().run_in_executor(None, self._make, now)
+        if not self._making.done():
+            return None
+        made_, self._making = self._making, None
+        return replace(made_.result(), created=now)
 
 
 class CertificateRotator:
-    def __init__(self, cluster: Cluster, clock: Clock, namespace: str, schedule: Schedule) -> None:
+    def __init__(self, cluster: Cluster, clock: Clock, namespace: str, schedule: Schedule, *,
+                 keys: KeyMaker | None = None) -> None:
         self._cluster, self._clock, self._namespace, self._schedule = cluster, clock, namespace, schedule
+        self._keys = keys or KeyMaker()
         self._told_operator = False
 
     async def reconcile(self, key: Key) -> Result:
@@ -73,7 +102,7 @@ class CertificateRotator:
         policies = await creds.cert_policies(self._cluster)
         wake = min(self._schedule.refresh, await self._certificates(now, policies),
                    await self._token_keys(now.timestamp()))
-        return Result(requeue_after=max(MIN_WAKE, wake))
+        return Result(requeue_after=KEY_POLL if self._keys.making else max(MIN_WAKE, wake))
 
     # --- certificates ---------------------------------------------------------------------------------------
 
@@ -207,13 +236,17 @@ class CertificateRotator:
                                                      found[1].pending.created if found[1].pending else None,
                                                      found[1].retired)
         actions = plan_ring(times, now, self._schedule)
+        needs_key = any(isinstance(action, CreateRing | StageKey) for action in actions)
+        new_key = self._keys.take(now) if needs_key else None
+        if needs_key and new_key is None:
+            return KEY_POLL  # being made; nothing is written until it is there
         if actions and isinstance(actions[0], CreateRing):
-            ring = await creds.ensure_ring_secret(self._cluster, self._clock.now(), self._namespace)
+            ring = await creds.ensure_ring_secret(self._cluster, self._clock.now(), self._namespace, key=new_key)
         elif actions:
             assert found is not None
             secret, ring = found
-            for action in actions:  # staging makes an RSA key: in a thread, off the event loop
-                ring = await asyncio.to_thread(_apply_ring, ring, action, now)
+            for action in actions:
+                ring = _apply_ring(ring, action, now, new_key)
             log.info("upload token keys: %s", ", ".join(type(a).__name__ for a in actions))
             await self._cluster.update({**secret, "data": creds.encode(ring.data())})
         else:
@@ -223,9 +256,10 @@ class CertificateRotator:
                                    ring.retired), now, self._schedule)
 
 
-def _apply_ring(ring: creds.RingSecret, action: Any, now: float) -> creds.RingSecret:
+def _apply_ring(ring: creds.RingSecret, action: Any, now: float, new_key: SigningKey | None) -> creds.RingSecret:
     if isinstance(action, StageKey):
-        return replace(ring, pending=generate_signing_key(now))
+        assert new_key is not None
+        return replace(ring, pending=new_key)
     if isinstance(action, PromoteKey) and ring.pending is not None:
         promoted = ring.ring.rotate(replace(ring.pending, created=now), retain=action.retain)
         return creds.RingSecret(promoted, None, (now, *ring.retired)[:action.retain])
