@@ -243,3 +243,26 @@ async def test_a_pass_does_not_wait_for_the_token_key_being_made(cluster: Cluste
     found = await creds.read_key_ring(cluster, namespace)
     assert found is not None and found[1].ring.current.created == clock.now().timestamp()
     assert len(attempts) == 2
+
+
+async def test_a_ring_written_elsewhere_meanwhile_ends_the_wait(cluster: Cluster) -> None:
+    """Another process (the upload proxy) may write the ring while this controller's key is being made:
+    the next pass finds nothing to do for the ring and goes back to its usual schedule."""
+    clock = FakeClock(datetime.now(UTC).replace(microsecond=0))
+    namespace = f"cdi-keymaker-{uuid.uuid4().hex[:6]}"
+    await cluster.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    release = threading.Event()
+
+    def held_key(now: float) -> tokens.SigningKey:
+        assert release.wait(30)
+        return tokens.generate_signing_key(now)
+
+    rotator = CertificateRotator(cluster, clock, namespace, SCHEDULE, keys=KeyMaker(held_key))
+    try:
+        assert (await rotator.reconcile(CONFIG)).requeue_after == KEY_POLL
+        written = await creds.ensure_ring_secret(cluster, clock.now(), namespace)
+        assert (await rotator.reconcile(CONFIG)).requeue_after >= 1.0
+        found = await creds.read_key_ring(cluster, namespace)
+        assert found is not None and found[1].ring.current.kid == written.ring.current.kid
+    finally:
+        release.set()

@@ -73,13 +73,11 @@ class KeyMaker:
         self._make = make
         self._making: asyncio.Future[SigningKey] | None = None
 
-    @property
-    def making(self) -> bool:
-        return self._making is not None
-
     def take(self, now: float) -> SigningKey | None:
         """The key made for this pass, created `now`, once it is ready; until then None (starting it the
-        first time). A key that could not be made raises here, and the next pass starts another."""
+        first time). A key that could not be made raises here, and the next pass starts another. One
+        made for a pass that then found no need for it (another process wrote the ring) waits for the next
+        need."""
         if self._making is None:
             self._making = asyncio.get_running_loop().run_in_executor(None, self._make, now)
         if not self._making.done():
@@ -100,9 +98,10 @@ class CertificateRotator:
             return DONE
         now = self._clock.now()
         policies = await creds.cert_policies(self._cluster)
-        wake = min(self._schedule.refresh, await self._certificates(now, policies),
-                   await self._token_keys(now.timestamp()))
-        return Result(requeue_after=KEY_POLL if self._keys.making else max(MIN_WAKE, wake))
+        certificates = await self._certificates(now, policies)
+        if (keys := await self._token_keys(now.timestamp())) is None:
+            return Result(requeue_after=KEY_POLL)  # a token key is being made: back for it soon
+        return Result(requeue_after=max(MIN_WAKE, min(self._schedule.refresh, certificates, keys)))
 
     # --- certificates ---------------------------------------------------------------------------------------
 
@@ -230,7 +229,8 @@ class CertificateRotator:
 
     # --- token keys -----------------------------------------------------------------------------------------
 
-    async def _token_keys(self, now: float) -> float:
+    async def _token_keys(self, now: float) -> float | None:
+        """Apply the ring's plan; when it falls due next, or None while the key it needs is being made."""
         found = await creds.read_key_ring(self._cluster, self._namespace)
         times = None if found is None else RingTimes(found[1].ring.current.created,
                                                      found[1].pending.created if found[1].pending else None,
@@ -239,7 +239,7 @@ class CertificateRotator:
         needs_key = any(isinstance(action, CreateRing | StageKey) for action in actions)
         new_key = self._keys.take(now) if needs_key else None
         if needs_key and new_key is None:
-            return KEY_POLL  # being made; nothing is written until it is there
+            return None  # nothing is written for the ring until the key is there
         if actions and isinstance(actions[0], CreateRing):
             ring = await creds.ensure_ring_secret(self._cluster, self._clock.now(), self._namespace, key=new_key)
         elif actions:
