@@ -5,20 +5,13 @@ worker so both can go instead of waiting for each other forever."""
 from __future__ import annotations
 
 from cdi.cluster.protocol import Cluster
-from cdi.controllers.datavolume.controller import IMPORT_KIND, DataVolumeReconciler
-from cdi.controllers.importpod.controller import ImportPodReconciler
 from cdi.runtime.types import Key
 from tests.controllers.conftest import FixedClock
-from tests.controllers.test_reconcilers import NoProgress, bind, create_dv, set_container, setup_storage, step
+from tests.controllers.test_reconcilers import scheduled_import, set_container
 
 
 async def test_the_worker_of_a_deleted_claim_is_ended(cluster: Cluster, clock: FixedClock) -> None:
-    await setup_storage(cluster, clock)
-    await create_dv(cluster)
-    dvs, pods = DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress()), ImportPodReconciler(cluster, clock)
-    await step(dvs, pods, 1)
-    await bind(cluster)
-    await step(dvs, pods)
+    _, pods = await scheduled_import(cluster, clock)
     await set_container(cluster, "Running", {"running": {"startedAt": "2026-11-21T06:00:00Z"}})
     # What Kubernetes' PVC-protection admission adds to every claim.
     await cluster.patch("v1", "PersistentVolumeClaim", "fedora",

@@ -66,6 +66,19 @@ async def step(dvs: DataVolumeReconciler, pods: ImportPodReconciler, times: int 
         await dvs.reconcile(KEY)
 
 
+async def scheduled_import(cluster: Cluster, clock: FixedClock, source: dict[str, Any] | None = None
+                           ) -> tuple[DataVolumeReconciler, ImportPodReconciler]:
+    """A DataVolume whose claim is bound and whose importer pod is made but not started, as the
+    controllers leave it; returns them."""
+    await setup_storage(cluster, clock)
+    await create_dv(cluster, source)
+    dvs, pods = DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress()), ImportPodReconciler(cluster, clock)
+    await step(dvs, pods, 1)
+    await bind(cluster)
+    await step(dvs, pods)
+    return dvs, pods
+
+
 async def test_import_flow_to_success(cluster: Cluster, clock: FixedClock) -> None:
     await setup_storage(cluster, clock)
     await create_dv(cluster)
@@ -111,12 +124,7 @@ async def test_the_claim_event_not_the_creating_reconcile_writes_the_first_statu
 
 
 async def test_scratch_required_brings_a_scratch_claim(cluster: Cluster, clock: FixedClock) -> None:
-    await setup_storage(cluster, clock)
-    await create_dv(cluster)
-    dvs, pods = DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress()), ImportPodReconciler(cluster, clock)
-    await step(dvs, pods, 1)
-    await bind(cluster)
-    await step(dvs, pods)
+    dvs, pods = await scheduled_import(cluster, clock)
     scratch = TerminationMessage("Import Complete", scratch_space_required=True, preallocation_applied=False)
     await set_container(cluster, "Succeeded", {"terminated": {"exitCode": 0, "reason": "Completed",
                                                               "message": scratch.to_json()}})
@@ -130,12 +138,7 @@ async def test_scratch_required_brings_a_scratch_claim(cluster: Cluster, clock: 
 
 
 async def test_fatal_failure_is_not_retried(cluster: Cluster, clock: FixedClock) -> None:
-    await setup_storage(cluster, clock)
-    await create_dv(cluster)
-    dvs, pods = DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress()), ImportPodReconciler(cluster, clock)
-    await step(dvs, pods, 1)
-    await bind(cluster)
-    await step(dvs, pods)
+    dvs, pods = await scheduled_import(cluster, clock)
     unsafe = TerminationMessage("Unable to process data: Image is invalid because it has a backing file base.raw",
                                 reason="UnsafeImage", retryable=False)
     await set_container(cluster, "Running", {"terminated": {"exitCode": 1, "reason": "Error", "message": unsafe.to_json()}})
@@ -175,12 +178,7 @@ async def test_image_labels_reach_the_claim_and_instancetype_defaults_the_datavo
         cluster: Cluster, clock: FixedClock) -> None:
     """A registry image's env-declared labels (in the termination message) are added to the PVC where it
     has no such label yet; the default instance type/preference ones are also copied onto the DataVolume."""
-    await setup_storage(cluster, clock)
-    await create_dv(cluster, {"registry": {"url": "docker://example.com/disks/fedora:41"}})
-    dvs, pods = DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress()), ImportPodReconciler(cluster, clock)
-    await step(dvs, pods, 1)
-    await bind(cluster)
-    await step(dvs, pods)
+    dvs, pods = await scheduled_import(cluster, clock, {"registry": {"url": "docker://example.com/disks/fedora:41"}})
     await cluster.patch("v1", "PersistentVolumeClaim", "fedora", {"metadata": {"labels": {
         ann.LABEL_DEFAULT_PREFERENCE: "users-choice"}}}, "default")
     labels = {ann.LABEL_DEFAULT_INSTANCETYPE: "u1.medium", ann.LABEL_DEFAULT_PREFERENCE: "fedora",
@@ -203,12 +201,7 @@ async def test_image_labels_reach_the_claim_and_instancetype_defaults_the_datavo
 async def _importer_succeeded(cluster: Cluster, clock: FixedClock, claim_notes: dict[str, str]) -> ImportPodReconciler:
     """A DataVolume whose importer pod just succeeded, with `claim_notes` on its claim; no reconcile has seen
     the success yet."""
-    await setup_storage(cluster, clock)
-    await create_dv(cluster)
-    dvs, pods = DataVolumeReconciler(cluster, clock, IMPORT_KIND, NoProgress()), ImportPodReconciler(cluster, clock)
-    await step(dvs, pods, 1)
-    await bind(cluster)
-    await step(dvs, pods)
+    _, pods = await scheduled_import(cluster, clock)
     if claim_notes:
         await cluster.patch("v1", "PersistentVolumeClaim", "fedora", {"metadata": {"annotations": claim_notes}},
                             "default")
