@@ -127,8 +127,8 @@ def table(results: list[dict[str, Any]]) -> str:
         parts.append(_aligned([("call", "per DV"), *((what, f"{n:.2f}") for what, n in breakdown(result))]))
         parts.append(_aligned([CONTROLLER_HEADER, *controller_rows(result)]))
         parts.append(stalls(result))
-        if startup(result):
-            parts.append(startup(result))
+        if line := startup(result):
+            parts.append(line)
         if server_rows(result):
             parts += [SERVER_TITLE, _aligned([SERVER_HEADER, *server_rows(result)])]
     return "\n".join(parts)
@@ -149,8 +149,8 @@ def markdown(results: list[dict[str, Any]], context: dict[str, Any]) -> str:
                   " on the embedded store a call is a transaction):", "",
                   *_md(("call", "per DV"), [(what, f"{n:.2f}") for what, n in breakdown(result)]), "",
                   *_md(CONTROLLER_HEADER, controller_rows(result)), "", stalls(result)]
-        if startup(result):
-            lines += ["", startup(result)]
+        if line := startup(result):
+            lines += ["", line]
         if server_rows(result):
             lines += ["", SERVER_TITLE, "", *_md(SERVER_HEADER, server_rows(result))]
     return "\n".join(lines) + "\n"
